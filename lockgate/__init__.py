@@ -1,0 +1,70 @@
+"""lockgate: MLOps pipeline-as-code on Dagster.
+
+One :class:`ModelPipeline` spec per model yields Dagster assets for the Feast feature snapshot,
+the trained weights and the evaluation report, each model version locked to its triad (code
+commit, data snapshot hash, weights hash).
+
+Example:
+    >>> from lockgate import LabelSource, LightGBMTrainer, ModelPipeline
+    >>> fraud = ModelPipeline(
+    ...     name="fraud",
+    ...     feature_service="fraud_v1",
+    ...     label="is_fraud",
+    ...     labels=LabelSource(entity_columns=("transaction_id",)),
+    ...     trainer=LightGBMTrainer(seed=7),
+    ... )
+    >>> fraud.train_job_name
+    'fraud_train'
+"""
+
+from __future__ import annotations
+
+from lockgate.definitions import build_definitions
+from lockgate.environment import Environment
+from lockgate.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    CorruptDataError,
+    DataError,
+    EmptyDataError,
+    FeatureStoreError,
+    ImmutableArtifactError,
+    LockgateError,
+    ReproductionError,
+    SchemaError,
+    SpecError,
+    TrainingError,
+    ValidationFailedError,
+)
+from lockgate.spec import ColumnRule, DataValidation, LabelSource, ModelPipeline, Split
+from lockgate.trainers import LightGBMTrainer, TorchTrainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactIntegrityError",
+    "ArtifactNotFoundError",
+    "ColumnRule",
+    "CorruptDataError",
+    "DataError",
+    "DataValidation",
+    "EmptyDataError",
+    "Environment",
+    "FeatureStoreError",
+    "ImmutableArtifactError",
+    "LabelSource",
+    "LightGBMTrainer",
+    "LockgateError",
+    "ModelPipeline",
+    "ReproductionError",
+    "SchemaError",
+    "Split",
+    "SpecError",
+    "TorchTrainer",
+    "TrainingError",
+    "ValidationFailedError",
+    "__version__",
+    "build_definitions",
+]

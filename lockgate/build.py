@@ -1,0 +1,311 @@
+"""The steps of a model's life as plain functions: snapshot, train, evaluate.
+
+Dagster assets call these; so does ``lockgate reproduce``, which is why training takes everything
+it needs from a lock record and a stored snapshot, never from the current spec.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockgate.errors import (
+    ArtifactIntegrityError,
+    CorruptDataError,
+    EmptyDataError,
+    SchemaError,
+    ValidationFailedError,
+)
+from lockgate.hashing import canonical_frame, frame_sha256, sha256_bytes
+from lockgate.lock import build_lock_record, code_version, environment_versions
+from lockgate.trainers import TrainedModel, trainer_from_config
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lockgate.resources.artifacts import ArtifactRegistry
+    from lockgate.resources.feast_store import FeastStore
+    from lockgate.spec import ModelPipeline
+
+__all__ = [
+    "ModelBuild",
+    "SnapshotBuild",
+    "evaluate_version",
+    "load_snapshot_frame",
+    "load_trained_model",
+    "snapshot_parquet_bytes",
+    "source_fingerprint",
+    "split_frame",
+    "take_snapshot",
+    "train_version",
+]
+
+Progress = Callable[[str], None]
+
+
+class SnapshotBuild(dict[str, Any]):
+    """Reference to a stored snapshot (JSON-able): frame_sha256, rows, features, ..."""
+
+
+class ModelBuild(dict[str, Any]):
+    """Reference to a stored model version (JSON-able): pipeline, version, weights_sha256, ..."""
+
+
+def source_fingerprint(path: Path) -> dict[str, Any]:
+    """Cheap fingerprint of a folder of files: count, bytes, newest mtime, hash of the listing."""
+    entries = sorted(
+        (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in path.rglob("*")
+        if p.is_file()
+    )
+    return {
+        "files": len(entries),
+        "bytes": sum(e[1] for e in entries),
+        "max_mtime_ns": max((e[2] for e in entries), default=0),
+        "sha256": sha256_bytes(repr(entries).encode()),
+    }
+
+
+def snapshot_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Parquet bytes of a canonical frame, written with fixed settings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", row_group_size=1 << 20)
+    return buffer.getvalue()
+
+
+def _read_labels(spec: ModelPipeline, data_dir: Path) -> pd.DataFrame:
+    from lockgate.dataio import read_parquet_dir
+
+    source = spec.labels
+    columns = [*source.entity_columns, source.timestamp_column, spec.label]
+    frame = read_parquet_dir(data_dir / source.dataset, columns=columns)
+    if frame.empty:
+        raise EmptyDataError(
+            f"label dataset {str(data_dir / source.dataset)!r} has no rows; a model needs "
+            "labelled rows: generate or load data first (`lockgate generate-data`)"
+        )
+    return frame
+
+
+def take_snapshot(
+    spec: ModelPipeline, feast: FeastStore, artifacts: ArtifactRegistry
+) -> tuple[SnapshotBuild, pd.DataFrame]:
+    """Build the point-in-time training frame, store it content-addressed, return its reference.
+
+    Nothing is written unless the whole frame was built: a bad label file, an unknown feature
+    service or a missing column raises before the registry is touched.
+    """
+    data_dir = Path(feast.data_dir)
+    labels = _read_labels(spec, data_dir)
+    refs = feast.feature_refs(spec.feature_service)
+    frame = feast.historical_features(feature_service=spec.feature_service, entity_df=labels)
+    feature_names = [ref.split(":", 1)[-1] for ref in refs]
+    unknown_excluded = sorted(set(spec.exclude_features) - set(feature_names))
+    if unknown_excluded:
+        raise SchemaError(
+            f"exclude_features names {unknown_excluded} which feature service "
+            f"{spec.feature_service!r} does not provide ({feature_names}); fix the spec"
+        )
+    features = [f for f in feature_names if f not in spec.exclude_features]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"Feast returned no column for features {missing} of service "
+            f"{spec.feature_service!r}; re-apply the feature repo or fix the feature view"
+        )
+    if frame.empty:
+        raise EmptyDataError(
+            f"the point-in-time join for {spec.feature_service!r} returned no rows; check that "
+            "the label rows' entity keys exist in the feature sources"
+        )
+    keep = [*spec.labels.entity_columns, spec.labels.timestamp_column, spec.label, *features]
+    sort_by = [spec.labels.timestamp_column, *spec.labels.entity_columns]
+    canonical = canonical_frame(frame[keep], sort_by=sort_by)
+    frame_sha = frame_sha256(canonical, sort_by=sort_by)
+    ts = canonical[spec.labels.timestamp_column]
+    manifest = {
+        "pipeline": spec.name,
+        "rows": len(canonical),
+        "schema": {c: str(t) for c, t in canonical.dtypes.items()},
+        "sort_by": sort_by,
+        "feature_service": spec.feature_service,
+        "feature_refs": list(refs),
+        "features": features,
+        "label": spec.label,
+        "entity_columns": list(spec.labels.entity_columns),
+        "timestamp_column": spec.labels.timestamp_column,
+        "time_range": [str(ts.min()), str(ts.max())],
+        "label_rate": _label_rate(canonical[spec.label]),
+        "feast": feast.fingerprints(spec.feature_service),
+        "labels_source": source_fingerprint(data_dir / spec.labels.dataset),
+    }
+    created = artifacts.put_snapshot(frame_sha, snapshot_parquet_bytes(canonical), manifest)
+    stored = artifacts.snapshot_manifest(frame_sha)
+    ref = SnapshotBuild(
+        frame_sha256=frame_sha,
+        file_sha256=stored["file_sha256"],
+        rows=len(canonical),
+        features=features,
+        label=spec.label,
+        timestamp_column=spec.labels.timestamp_column,
+        entity_columns=list(spec.labels.entity_columns),
+        feature_service=spec.feature_service,
+        created=created,
+        uri=artifacts.uri(artifacts.snapshot_key(frame_sha)),
+    )
+    return ref, canonical
+
+
+def _label_rate(labels: pd.Series) -> float | None:
+    import pandas as pd
+
+    numeric = pd.to_numeric(labels, errors="coerce")
+    return float(numeric.mean()) if numeric.notna().any() else None
+
+
+def load_snapshot_frame(
+    artifacts: ArtifactRegistry, frame_sha: str, *, verify_content: bool = True
+) -> pd.DataFrame:
+    """Read a stored snapshot, checking the file hash and (by default) the frame hash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = artifacts.read_snapshot_bytes(frame_sha)
+    try:
+        frame = pq.read_table(pa.BufferReader(data)).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptDataError(
+            f"snapshot {frame_sha[:12]} cannot be read as Parquet ({exc}); restore it or "
+            "materialize the snapshot again"
+        ) from exc
+    if verify_content:
+        manifest = artifacts.snapshot_manifest(frame_sha)
+        actual = frame_sha256(frame, sort_by=manifest["sort_by"])
+        if actual != frame_sha:
+            raise ArtifactIntegrityError(
+                f"snapshot {frame_sha[:12]} holds a frame whose content hash is {actual[:12]}; "
+                "the snapshot was altered: materialize it again from the source data"
+            )
+    return frame
+
+
+def split_frame(
+    frame: pd.DataFrame, *, timestamp_column: str, holdout_fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-based split: rows at or after the (1 - holdout_fraction) time quantile are held out.
+
+    Rows sharing the boundary timestamp all go to the held-out part, so no timestamp is on both
+    sides.
+    """
+    if frame.empty:
+        raise EmptyDataError("cannot split an empty frame; the snapshot has no rows")
+    ordered = frame.sort_values(timestamp_column, kind="mergesort").reset_index(drop=True)
+    cut = int(len(ordered) * (1.0 - holdout_fraction))
+    cut = min(max(cut, 1), len(ordered) - 1) if len(ordered) > 1 else 1
+    boundary = ordered[timestamp_column].iloc[min(cut, len(ordered) - 1)]
+    train = ordered[ordered[timestamp_column] < boundary]
+    holdout = ordered[ordered[timestamp_column] >= boundary]
+    if train.empty or holdout.empty:
+        raise EmptyDataError(
+            f"the time split at {boundary} leaves {len(train)} training and {len(holdout)} "
+            "held-out rows; snapshot more days of data or change split.holdout_fraction"
+        )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def train_version(
+    *,
+    pipeline: str,
+    snapshot: Mapping[str, Any],
+    frame: pd.DataFrame,
+    trainer_config: Mapping[str, Any],
+    features: Sequence[str],
+    label: str,
+    timestamp_column: str,
+    holdout_fraction: float,
+    code_path: str | Path | None = None,
+) -> tuple[dict[str, Any], dict[str, bytes], TrainedModel]:
+    """Fit a model on the training part of ``frame``; return (lock record, files, model)."""
+    train, _ = split_frame(
+        frame, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
+    )
+    trainer = trainer_from_config(dict(trainer_config))
+    model = trainer.fit(train, features=list(features), label=label)
+    files = model.files()
+    lock = build_lock_record(
+        pipeline=pipeline,
+        code=code_version(code_path),
+        snapshot=snapshot,
+        trainer=trainer.config(),
+        features=features,
+        label=label,
+        split={
+            "kind": "time",
+            "timestamp_column": timestamp_column,
+            "holdout_fraction": holdout_fraction,
+            "train_rows": len(train),
+        },
+        weights_file=model.weights_file,
+        files={name: sha256_bytes(data) for name, data in files.items()},
+        environment=environment_versions(),
+    )
+    return lock, files, model
+
+
+def require_validated(artifacts: ArtifactRegistry, frame_sha: str) -> dict[str, Any]:
+    """The snapshot's passed data-quality verdict; raises if it is missing or failed."""
+    verdict = artifacts.validation(frame_sha)
+    if verdict is None:
+        raise ValidationFailedError(
+            f"snapshot {frame_sha[:12]} has no data-quality verdict; run its checks first "
+            "(materialize feature_snapshot with its checks, e.g. the pipeline's train job)"
+        )
+    if not verdict.get("passed"):
+        failed = [c["name"] for c in verdict.get("checks", []) if not c["passed"]]
+        raise ValidationFailedError(
+            f"snapshot {frame_sha[:12]} failed data-quality checks {failed}; training on it is "
+            "refused: fix the data (see the checks in the UI) and snapshot again"
+        )
+    return verdict
+
+
+def load_trained_model(artifacts: ArtifactRegistry, pipeline: str, version: str) -> TrainedModel:
+    """Load a model version, every file verified against its lock record."""
+    record = artifacts.lock_record(pipeline, version)
+    files = artifacts.model_files(pipeline, version)
+    return TrainedModel.load(record["trainer"]["kind"], files)
+
+
+def evaluate_version(
+    artifacts: ArtifactRegistry, pipeline: str, version: str, frame: pd.DataFrame
+) -> dict[str, Any]:
+    """Score a model version on the held-out part of its snapshot."""
+    from lockgate.metrics import classification_metrics
+
+    record = artifacts.lock_record(pipeline, version)
+    split = record["split"]
+    _, holdout = split_frame(
+        frame,
+        timestamp_column=split["timestamp_column"],
+        holdout_fraction=split["holdout_fraction"],
+    )
+    model = load_trained_model(artifacts, pipeline, version)
+    scores = model.predict_proba(holdout)
+    y = holdout[record["label"]].to_numpy()
+    metrics = classification_metrics(y, scores)
+    ts = holdout[split["timestamp_column"]]
+    return {
+        "pipeline": pipeline,
+        "version": version,
+        "dataset": "holdout",
+        "snapshot_sha256": record["triad"]["data_snapshot_sha256"],
+        "rows": len(holdout),
+        "time_range": [str(ts.min()), str(ts.max())],
+        "metrics": metrics,
+    }

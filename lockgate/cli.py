@@ -1,0 +1,197 @@
+"""The ``lockgate`` command line: the demo (main job), data generation, versions and reproduce."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from lockgate.environment import Environment
+from lockgate.errors import LockgateError
+
+__all__ = ["main"]
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=False)
+
+
+def _env(home: str | None) -> Environment:
+    return Environment.local(home) if home else Environment.from_env()
+
+
+def _registry(env: Environment) -> Any:
+    from lockgate.resources.artifacts import LocalArtifactRegistry
+
+    return LocalArtifactRegistry(root=str(env.artifacts_dir))
+
+
+_home_option = click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="lockgate home folder (default: $LOCKGATE_HOME or ./.lockgate).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """lockgate: locked, gated model pipelines on Dagster, Feast and Triton."""
+
+
+@cli.command("generate-data")
+@_home_option
+@click.option("--days", type=int, default=30, show_default=True, help="Days to write.")
+@click.option("--append", is_flag=True, help="Append days after the last day written.")
+@click.option("--seed", type=int, default=None, help="Generator seed (default: the config's).")
+@click.option(
+    "--covariate-drift",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Strength of the customer-age shift in the new days (0 = none, 1 = strong).",
+)
+@click.option(
+    "--concept-drift",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Strength of the change in what makes a transaction fraud (0 = none).",
+)
+def generate_data(
+    home: str | None,
+    days: int,
+    append: bool,
+    seed: int | None,
+    covariate_drift: float,
+    concept_drift: float,
+) -> None:
+    """Write (or append) days of synthetic card transactions, day by day as Parquet."""
+    from lockgate.examples import FraudDataConfig, generate_fraud_data
+
+    env = _env(home)
+    config = FraudDataConfig() if seed is None else FraudDataConfig(seed=seed)
+    summary = generate_fraud_data(
+        env.data_dir,
+        days=days,
+        config=config,
+        append=append,
+        covariate_drift=covariate_drift,
+        concept_drift=concept_drift,
+        progress=_say,
+    )
+    _say(f"data written to {env.data_dir}: {summary}")
+
+
+@cli.command("apply")
+@_home_option
+def apply_cmd(home: str | None) -> None:
+    """Apply the Feast feature repo (entities, feature views, feature services)."""
+    env = _env(home)
+    store = Environment.resources(env)["feast"]
+    result = store.apply()
+    _say(f"feast registry applied at {env.feast_dir}: {result}")
+
+
+@cli.command("versions")
+@_home_option
+@click.argument("pipeline")
+def versions_cmd(home: str | None, pipeline: str) -> None:
+    """List the model versions of PIPELINE with their triads."""
+    registry = _registry(_env(home))
+    versions = registry.model_versions(pipeline)
+    if not versions:
+        _say(f"no model versions of {pipeline!r} in {registry.root}")
+        return
+    rows = []
+    for version in versions:
+        record = registry.lock_record(pipeline, version)
+        rows.append((record["created_at"], version, record["triad"]))
+    for created, version, triad in sorted(rows):
+        _say(
+            f"{version}  {created}  code {triad['code_commit'][:12]}  "
+            f"data {triad['data_snapshot_sha256'][:12]}  weights {triad['weights_sha256'][:12]}"
+        )
+
+
+@cli.command("show")
+@_home_option
+@click.argument("pipeline")
+@click.argument("version")
+def show_cmd(home: str | None, pipeline: str, version: str) -> None:
+    """Print the lock record of PIPELINE VERSION as JSON."""
+    record = _registry(_env(home)).lock_record(pipeline, version)
+    _say(json.dumps(record, indent=2, sort_keys=True))
+
+
+@cli.command("verify")
+@_home_option
+@click.argument("pipeline")
+@click.argument("version")
+def verify_cmd(home: str | None, pipeline: str, version: str) -> None:
+    """Check every stored file of PIPELINE VERSION against its lock record."""
+    registry = _registry(_env(home))
+    files = registry.model_files(pipeline, version)
+    _say(f"{pipeline}/{version}: {len(files)} files match their lock record")
+
+
+@cli.command("reproduce")
+@_home_option
+@click.argument("pipeline")
+@click.argument("version")
+def reproduce_cmd(home: str | None, pipeline: str, version: str) -> None:
+    """Rebuild PIPELINE VERSION from its lock record and verify the weights are bit-identical.
+
+    Exits 0 when verified, 1 when the rebuilt weights differ (the differences are listed).
+    """
+    from lockgate.reproduce import reproduce
+
+    started = time.perf_counter()
+    _say(f"rebuilding {pipeline}/{version} from its lock record ...")
+    report = reproduce(_registry(_env(home)), pipeline, version)
+    _say(report.render())
+    _say(f"({time.perf_counter() - started:.1f} s)")
+    if not report.verified:
+        sys.exit(1)
+
+
+@cli.command("demo")
+@_home_option
+@click.option("--days", type=int, default=30, show_default=True, help="Days of data.")
+@click.option(
+    "--pipeline",
+    "only",
+    multiple=True,
+    help="Run only these pipelines (default: all example pipelines).",
+)
+def demo_cmd(home: str | None, days: int, only: tuple[str, ...]) -> None:
+    """The main job: generate data, apply Feast, materialize the example pipelines in Dagster."""
+    from lockgate.demo import run_demo
+
+    run_demo(_env(home), days=days, only=only, say=_say)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``lockgate`` console command."""
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    try:
+        cli.main(args=argv, prog_name="lockgate", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LockgateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,39 @@
+"""Turn pipeline specs plus an environment into one ``dg.Definitions``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from lockgate.environment import Environment
+from lockgate.errors import SpecError
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from lockgate.spec import ModelPipeline
+
+__all__ = ["build_definitions"]
+
+
+def build_definitions(
+    pipelines: Sequence[ModelPipeline], *, environment: Environment | None = None
+) -> dg.Definitions:
+    """Merge the definitions of ``pipelines`` and bind the environment's resources.
+
+    Example:
+        >>> from lockgate.pipelines.fraud import PIPELINES
+        >>> defs = build_definitions(PIPELINES, environment=Environment.local("/tmp/lg"))
+        >>> sorted(job.name for job in defs.resolve_all_job_defs())[:1]
+        ['__ASSET_JOB']
+    """
+    import dagster as dg
+
+    names = [p.name for p in pipelines]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SpecError(f"pipeline names {duplicates} are used twice; names must be unique")
+    env = environment or Environment.from_env()
+    return dg.Definitions.merge(
+        *(p.to_definitions() for p in pipelines), dg.Definitions(resources=env.resources())
+    )

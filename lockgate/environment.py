@@ -1,0 +1,102 @@
+"""Where lockgate keeps its state and which resource implementations it binds.
+
+The environment is chosen once, in :meth:`Environment.from_env`, when definitions are built,
+never at import time. ``local`` (the embedded default) keeps everything under one folder,
+``LOCKGATE_HOME`` (default ``./.lockgate``)::
+
+    data/       example source data (Parquet, day by day)
+    feast/      Feast file registry and SQLite online store
+    artifacts/  content-addressed registry: snapshots, model versions, reports
+    refs/       asset outputs (JSON references between assets)
+    dagster/    DAGSTER_HOME of the local Dagster instance
+
+``production`` binds the same resource keys, configured from environment variables read by
+Dagster at run time (``dg.EnvVar``): ``LOCKGATE_DATA_DIR``, ``LOCKGATE_FEAST_DIR``,
+``LOCKGATE_ARTIFACTS_ROOT``, ``LOCKGATE_REFS_DIR`` (shared volumes in a cluster).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from lockgate.errors import SpecError
+
+__all__ = ["Environment"]
+
+EnvKind = Literal["local", "production"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A deployment environment: its kind and, for ``local``, its home folder."""
+
+    kind: EnvKind
+    home: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        """Read ``LOCKGATE_ENV`` (local | production) and ``LOCKGATE_HOME``."""
+        env = os.environ if environ is None else environ
+        kind = env.get("LOCKGATE_ENV", "local")
+        if kind not in ("local", "production"):
+            raise SpecError(
+                f"LOCKGATE_ENV={kind!r} is not an environment; use 'local' or 'production'"
+            )
+        home = Path(env.get("LOCKGATE_HOME", ".lockgate")).expanduser().resolve()
+        return cls(kind=kind, home=home)  # type: ignore[arg-type]
+
+    @classmethod
+    def local(cls, home: str | Path) -> Environment:
+        """A local environment rooted at ``home``."""
+        return cls(kind="local", home=Path(home).expanduser().resolve())
+
+    @property
+    def data_dir(self) -> Path:
+        """Source data of the example domain."""
+        return self.home / "data"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast registry and online store."""
+        return self.home / "feast"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """The artifact registry's root."""
+        return self.home / "artifacts"
+
+    @property
+    def refs_dir(self) -> Path:
+        """JSON references between assets."""
+        return self.home / "refs"
+
+    @property
+    def dagster_home(self) -> Path:
+        """DAGSTER_HOME of the local instance."""
+        return self.home / "dagster"
+
+    def resources(self) -> dict[str, Any]:
+        """Resource key -> implementation; the same keys in every environment."""
+        import dagster as dg
+
+        from lockgate.resources.artifacts import LocalArtifactRegistry
+        from lockgate.resources.feast_store import FeastStore
+        from lockgate.resources.io_manager import JsonReferenceIOManager
+
+        if self.kind == "local":
+            return {
+                "feast": FeastStore(repo_dir=str(self.feast_dir), data_dir=str(self.data_dir)),
+                "artifacts": LocalArtifactRegistry(root=str(self.artifacts_dir)),
+                "lockgate_io": JsonReferenceIOManager(base_dir=str(self.refs_dir)),
+            }
+        return {
+            "feast": FeastStore(
+                repo_dir=dg.EnvVar("LOCKGATE_FEAST_DIR"), data_dir=dg.EnvVar("LOCKGATE_DATA_DIR")
+            ),
+            "artifacts": LocalArtifactRegistry(root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT")),
+            "lockgate_io": JsonReferenceIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
+        }

@@ -1,0 +1,116 @@
+"""Rebuild a model version from its lock record and verify the weights are bit-identical."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockgate.errors import ArtifactNotFoundError, ReproductionError
+from lockgate.lock import code_version, environment_versions
+
+if TYPE_CHECKING:
+    from lockgate.resources.artifacts import ArtifactRegistry
+
+__all__ = ["ReproductionReport", "environment_differences", "reproduce"]
+
+
+@dataclass
+class ReproductionReport:
+    """What a rebuild found: whether the weights hash matched, and what differs from the lock."""
+
+    pipeline: str
+    version: str
+    expected_weights_sha256: str
+    rebuilt_weights_sha256: str | None = None
+    differences: list[str] = field(default_factory=list)
+    file_mismatches: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        """True when the rebuilt weights hash equals the locked one."""
+        return self.rebuilt_weights_sha256 == self.expected_weights_sha256
+
+    def render(self) -> str:
+        """A human-readable summary."""
+        lines = [f"model {self.pipeline}/{self.version}"]
+        lines.append(f"  locked weights sha256:  {self.expected_weights_sha256}")
+        lines.append(f"  rebuilt weights sha256: {self.rebuilt_weights_sha256}")
+        for diff in self.differences:
+            lines.append(f"  differs: {diff}")
+        for name, (want, got) in sorted(self.file_mismatches.items()):
+            lines.append(f"  other file {name}: locked {want[:12]}, rebuilt {got[:12]}")
+        if self.verified:
+            lines.append("VERIFIED: the rebuilt weights are bit-identical to the locked version")
+        else:
+            lines.append(
+                "NOT REPRODUCED: the rebuilt weights differ; the differences above are the "
+                "likely cause (check out the locked commit and install the locked versions)"
+            )
+        return "\n".join(lines)
+
+
+def environment_differences(locked: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two environment records (pure)."""
+    diffs = []
+    if locked.get("python") != current.get("python"):
+        diffs.append(f"python {locked.get('python')} locked, {current.get('python')} now")
+    old, new = locked.get("packages", {}), current.get("packages", {})
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            diffs.append(f"library {name} {old.get(name)} locked, {new.get(name)} now")
+    return diffs
+
+
+def reproduce(
+    artifacts: ArtifactRegistry, pipeline: str, version: str, *, code_path: str | Path | None = None
+) -> ReproductionReport:
+    """Rebuild ``pipeline``/``version`` from its lock record and stored snapshot.
+
+    Raises:
+        ReproductionError: the rebuild cannot even start (the snapshot is gone or damaged).
+    """
+    from lockgate.build import load_snapshot_frame, train_version
+
+    record = artifacts.lock_record(pipeline, version)
+    report = ReproductionReport(
+        pipeline=pipeline,
+        version=version,
+        expected_weights_sha256=record["triad"]["weights_sha256"],
+    )
+    now = code_version(code_path)
+    locked_code = record["code"]
+    if now.commit != locked_code["commit"]:
+        report.differences.append(
+            f"code commit {locked_code['commit'][:12]} locked, {now.commit[:12]} now"
+        )
+    if now.dirty and not locked_code.get("dirty"):
+        report.differences.append("working tree has uncommitted changes now (clean when locked)")
+    report.differences += environment_differences(record["environment"], environment_versions())
+
+    snapshot_sha = record["triad"]["data_snapshot_sha256"]
+    try:
+        frame = load_snapshot_frame(artifacts, snapshot_sha)
+    except ArtifactNotFoundError as exc:
+        raise ReproductionError(
+            f"cannot rebuild {pipeline}/{version}: its data snapshot {snapshot_sha[:12]} is "
+            f"missing ({exc}); restore the snapshot file into the registry"
+        ) from exc
+    lock, files, _ = train_version(
+        pipeline=pipeline,
+        snapshot=record["data"],
+        frame=frame,
+        trainer_config=record["trainer"],
+        features=record["features"],
+        label=record["label"],
+        timestamp_column=record["split"]["timestamp_column"],
+        holdout_fraction=record["split"]["holdout_fraction"],
+        code_path=code_path,
+    )
+    report.rebuilt_weights_sha256 = lock["triad"]["weights_sha256"]
+    locked_files = record["artifact"]["files"]
+    for name, sha in lock["artifact"]["files"].items():
+        if name in locked_files and locked_files[name] != sha:
+            report.file_mismatches[name] = (locked_files[name], sha)
+    del files
+    return report

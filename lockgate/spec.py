@@ -1,0 +1,182 @@
+"""The pipeline spec: one frozen object per model, from which all its Dagster definitions follow.
+
+Example:
+    >>> from lockgate import ModelPipeline, LightGBMTrainer, LabelSource
+    >>> spec = ModelPipeline(
+    ...     name="fraud",
+    ...     feature_service="fraud_v1",
+    ...     label="is_fraud",
+    ...     labels=LabelSource(dataset="labels", entity_columns=("transaction_id",)),
+    ...     trainer=LightGBMTrainer(seed=7),
+    ... )
+    >>> spec.asset_key("model_weights").path
+    ['fraud', 'model_weights']
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lockgate.errors import SpecError
+from lockgate.trainers import LightGBMTrainer, TorchTrainer
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+__all__ = [
+    "ASSET_NAMES",
+    "ColumnRule",
+    "DataValidation",
+    "LabelSource",
+    "ModelPipeline",
+    "Split",
+]
+
+ASSET_NAMES = ("feature_snapshot", "model_weights", "evaluation_report")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ColumnRule(_Frozen):
+    """Expectations on one column of the feature snapshot.
+
+    Attributes:
+        dtype: the kind of values the column must hold (``None``: any).
+        max_null_fraction: highest share of missing values allowed (0.0: none).
+        min: smallest allowed value (numeric columns), inclusive.
+        max: largest allowed value (numeric columns), inclusive.
+        allowed: the only values allowed (categorical columns).
+    """
+
+    dtype: Literal["float", "int", "string", "bool", "datetime", "number"] | None = None
+    max_null_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str | int, ...] | None = None
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> ColumnRule:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
+
+
+class DataValidation(_Frozen):
+    """The data-quality suite run on every snapshot as blocking checks (Great Expectations).
+
+    Attributes:
+        min_rows: the snapshot needs at least this many rows.
+        columns: per-column rules; every named column must exist.
+        label_rate: inclusive bounds on the mean of the label column.
+    """
+
+    min_rows: int = Field(default=1, ge=1)
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
+    label_rate: tuple[float, float] | None = None
+
+    @field_validator("label_rate")
+    @classmethod
+    def _rate_bounds(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0.0 <= value[0] <= value[1] <= 1.0:
+            raise ValueError(f"label_rate {value} must satisfy 0 <= low <= high <= 1")
+        return value
+
+
+class LabelSource(_Frozen):
+    """Where the labelled entity rows come from: a Parquet folder under the feature data dir.
+
+    Attributes:
+        dataset: folder name under the Feast data directory (e.g. ``"labels"``).
+        entity_columns: join keys passed to Feast (e.g. transaction, customer, merchant ids).
+        timestamp_column: event time of each row; features are joined as of this time.
+    """
+
+    dataset: str = "labels"
+    entity_columns: tuple[str, ...]
+    timestamp_column: str = "event_timestamp"
+
+    @field_validator("entity_columns")
+    @classmethod
+    def _some_entities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("entity_columns must name at least one join key")
+        return value
+
+
+class Split(_Frozen):
+    """How the snapshot is split: the most recent ``holdout_fraction`` of rows is held out.
+
+    A time-based split: the model is always evaluated on rows later than any it trained on.
+    """
+
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class ModelPipeline(_Frozen):
+    """One model's pipeline: Feast feature service in, locked and evaluated model versions out.
+
+    Attributes:
+        name: lowercase identifier; prefixes every asset key, job and sensor name.
+        feature_service: the Feast feature service that is the model's input contract.
+        label: the label column of ``labels``.
+        labels: where the labelled entity rows come from.
+        trainer: ``LightGBMTrainer`` or ``TorchTrainer``.
+        validation: data-quality suite on the snapshot (blocking checks).
+        split: train / held-out split.
+        exclude_features: feature names of the service that the model must not use.
+        description: shown in the Dagster UI.
+    """
+
+    name: str
+    feature_service: str
+    label: str
+    labels: LabelSource
+    trainer: Annotated[LightGBMTrainer | TorchTrainer, Field(discriminator="kind")]
+    validation: DataValidation = Field(default_factory=DataValidation)
+    split: Split = Field(default_factory=Split)
+    exclude_features: tuple[str, ...] = ()
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"pipeline name {value!r} must be lowercase letters, digits and '_' starting "
+                "with a letter (it becomes an asset key prefix), e.g. 'fraud_lgbm'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _label_is_not_a_key(self) -> ModelPipeline:
+        reserved = {*self.labels.entity_columns, self.labels.timestamp_column}
+        if self.label in reserved:
+            raise ValueError(
+                f"label {self.label!r} is also an entity or timestamp column; pick the label column"
+            )
+        return self
+
+    def asset_key(self, asset: str) -> dg.AssetKey:
+        """The asset key ``[name, asset]`` of one of this pipeline's assets."""
+        import dagster as dg
+
+        if asset not in ASSET_NAMES:
+            raise SpecError(f"unknown asset {asset!r}; the pipeline has {', '.join(ASSET_NAMES)}")
+        return dg.AssetKey([self.name, asset])
+
+    @property
+    def train_job_name(self) -> str:
+        """Name of the job that snapshots, validates, trains and evaluates."""
+        return f"{self.name}_train"
+
+    def to_definitions(self) -> dg.Definitions:
+        """Build this pipeline's assets, checks and jobs (resources come from the environment)."""
+        from lockgate.assets import build_pipeline_definitions
+
+        return build_pipeline_definitions(self)

@@ -1,0 +1,232 @@
+"""The data-quality suite: a spec's :class:`~lockgate.spec.DataValidation` run with Great Expectations.
+
+The suite is grouped into named checks so the Dagster UI lists one blocking check per concern:
+``row_count``, ``label_rate`` and ``column_<name>`` for every declared column. Each outcome carries
+the failing expectation, the observed value, the threshold and the fix.
+
+Great Expectations does not raise on a missing column (the expectation fails with an empty result),
+so columns are checked for presence first and a missing one fails its check with a clear message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lockgate.spec import ColumnRule, DataValidation
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["CheckOutcome", "check_names", "run_suite"]
+
+_TYPE_LISTS: dict[str, list[str]] = {
+    "float": ["float64", "float32", "float16", "Float64", "Float32"],
+    "int": ["int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "Int64", "Int32"],
+    "number": [
+        "float64", "float32", "Float64", "Float32",
+        "int64", "int32", "int16", "int8", "uint8", "Int64", "Int32",
+    ],  # fmt: skip
+    "string": ["str", "string", "object", "StringDtype"],
+    "bool": ["bool", "boolean", "bool_"],
+    "datetime": ["Timestamp", "datetime64", "datetime64[ns]", "datetime64[us]", "DatetimeTZDtype"],
+}
+_GX_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The result of one named check of the suite."""
+
+    name: str
+    passed: bool
+    description: str
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-able metadata for the Dagster check result."""
+        meta: dict[str, Any] = {"passed": self.passed, "observed": self.observed}
+        if self.failures:
+            first = self.failures[0]
+            meta.update(
+                {
+                    "metric": first["expectation"],
+                    "actual": first["observed"],
+                    "threshold": first["threshold"],
+                    "failures": self.failures,
+                    "fix": first["fix"],
+                }
+            )
+        return meta
+
+
+def check_names(validation: DataValidation) -> list[str]:
+    """The check names a suite produces, in order (known before any data is seen)."""
+    names = ["row_count"]
+    if validation.label_rate is not None:
+        names.append("label_rate")
+    names += [f"column_{col}" for col in sorted(validation.columns)]
+    return names
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _column_expectations(column: str, rule: ColumnRule) -> list[tuple[Any, str, str]]:
+    import great_expectations.expectations as gxe
+
+    out: list[tuple[Any, str, str]] = []
+    if rule.dtype is not None:
+        out.append(
+            (
+                gxe.ExpectColumnValuesToBeInTypeList(
+                    column=column, type_list=_TYPE_LISTS[rule.dtype]
+                ),
+                f"dtype {rule.dtype}",
+                f"cast {column!r} to {rule.dtype} at the source, or fix the rule's dtype",
+            )
+        )
+    out.append(
+        (
+            gxe.ExpectColumnValuesToNotBeNull(column=column, mostly=1.0 - rule.max_null_fraction)
+            if rule.max_null_fraction < 1.0
+            else None,
+            f"null fraction <= {rule.max_null_fraction}",
+            f"fill or drop the missing values of {column!r} upstream, or raise max_null_fraction",
+        )
+    )
+    if rule.min is not None or rule.max is not None:
+        out.append(
+            (
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=column, min_value=rule.min, max_value=rule.max
+                ),
+                f"values in [{rule.min}, {rule.max}]",
+                f"find the rows of {column!r} out of range at the source, or widen min/max",
+            )
+        )
+    if rule.allowed is not None:
+        out.append(
+            (
+                gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(rule.allowed)),
+                f"values in {list(rule.allowed)}",
+                f"map the new values of {column!r} or add them to 'allowed'",
+            )
+        )
+    return [item for item in out if item[0] is not None]
+
+
+def _observed(result: Mapping[str, Any]) -> Any:
+    if "observed_value" in result:
+        return _jsonable(result["observed_value"])
+    keys = ("unexpected_count", "unexpected_percent", "element_count", "partial_unexpected_list")
+    return {k: _jsonable(result[k]) for k in keys if k in result}
+
+
+def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) -> list[CheckOutcome]:
+    """Run the suite on ``frame`` and return one outcome per name in :func:`check_names`.
+
+    Example:
+        >>> import pandas as pd
+        >>> from lockgate.spec import ColumnRule, DataValidation
+        >>> suite = DataValidation(columns={"amount": ColumnRule(dtype="float", min=0)})
+        >>> [o.passed for o in run_suite(pd.DataFrame({"amount": [1.0, -2.0], "y": [0, 1]}),
+        ...                              suite, label="y")]
+        [True, False]
+    """
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    groups: dict[str, list[tuple[Any, str, str]]] = {
+        "row_count": [
+            (
+                gxe.ExpectTableRowCountToBeBetween(min_value=validation.min_rows),
+                f"rows >= {validation.min_rows}",
+                "snapshot a longer window of labelled data, or lower min_rows",
+            )
+        ]
+    }
+    missing: dict[str, str] = {}
+    if validation.label_rate is not None:
+        low, high = validation.label_rate
+        if label in frame.columns:
+            groups["label_rate"] = [
+                (
+                    gxe.ExpectColumnMeanToBeBetween(column=label, min_value=low, max_value=high),
+                    f"mean({label}) in [{low}, {high}]",
+                    "check the labelling job for a broken or late batch, or update label_rate",
+                )
+            ]
+        else:
+            groups["label_rate"], missing["label_rate"] = [], label
+    for column, rule in sorted(validation.columns.items()):
+        name = f"column_{column}"
+        if column in frame.columns:
+            groups[name] = _column_expectations(column, rule)
+        else:
+            groups[name], missing[name] = [], column
+
+    suite = gx.ExpectationSuite(name="lockgate")
+    owners: list[tuple[str, str, str]] = []
+    owner_by_id: dict[str, tuple[str, str, str]] = {}
+    for name in check_names(validation):
+        for expectation, threshold, fix in groups[name]:
+            added = suite.add_expectation(expectation)
+            owners.append((name, threshold, fix))
+            owner_by_id[str(added.id)] = (name, threshold, fix)
+
+    with _GX_LOCK:  # the ephemeral context is not safe to build concurrently
+        ctx = gx.get_context(mode="ephemeral")
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = ctx.data_sources.add_pandas("lockgate").add_dataframe_asset("snapshot")
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
+            batch_parameters={"dataframe": frame}
+        )
+        results = batch.validate(suite).results
+
+    failures: dict[str, list[dict[str, Any]]] = {n: [] for n in check_names(validation)}
+    observed: dict[str, dict[str, Any]] = {n: {} for n in check_names(validation)}
+    for result in results:
+        config = result.expectation_config
+        if config is None or str(config.id) not in owner_by_id:
+            raise RuntimeError(f"Great Expectations returned an unknown result: {result}")
+        name, threshold, fix = owner_by_id[str(config.id)]
+        kind = config.type
+        value = _observed(result.result)
+        observed[name][kind] = value
+        if not result.success:
+            failures[name].append(
+                {"expectation": kind, "observed": value, "threshold": threshold, "fix": fix}
+            )
+    for name, column in missing.items():
+        failures[name].append(
+            {
+                "expectation": "expect_column_to_exist",
+                "observed": f"column {column!r} missing (columns: {sorted(frame.columns)})",
+                "threshold": "column present",
+                "fix": f"add {column!r} to the feature service or labels, or drop its rule",
+            }
+        )
+    return [
+        CheckOutcome(
+            name=name,
+            passed=not failures[name],
+            description=", ".join(t for n, t, _ in owners if n == name) or "column present",
+            failures=failures[name],
+            observed=observed[name],
+        )
+        for name in check_names(validation)
+    ]

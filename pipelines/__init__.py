@@ -1,0 +1,1 @@
+"""Concrete model pipelines built with lockgate, and the module ``workspace.yaml`` loads."""

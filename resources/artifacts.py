@@ -1,0 +1,304 @@
+"""The content-addressed artifact registry: feature snapshots and model versions.
+
+One interface, :class:`ArtifactRegistry`, written against four storage primitives (read a key,
+write a group of keys atomically, test a key, list a prefix). :class:`LocalArtifactRegistry`
+implements them on a local folder; an object-storage registry implements the same four and
+inherits everything else.
+
+Layout (keys are ``/``-separated relative paths)::
+
+    snapshots/<frame sha256>.parquet        the canonical training frame
+    snapshots/<frame sha256>.json           its manifest (rows, schema, file sha256, fingerprints)
+    validations/<frame sha256>.json         the data-quality verdict on that snapshot
+    models/<pipeline>/<version>/lock.json   the lock record (lists every file with its sha256)
+    models/<pipeline>/<version>/<file>      weights and exports (LightGBM text, safetensors, ...)
+    reports/<pipeline>/<version>/<name>     evaluation reports
+
+Every group is written at once (temp folder + rename) and never changed afterwards; reading a
+model version re-hashes each file against its lock record, so a tampered file is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import dagster as dg
+
+from lockgate.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    ImmutableArtifactError,
+)
+from lockgate.hashing import canonical_json, sha256_bytes
+from lockgate.lock import verify_lock_record
+
+__all__ = ["ArtifactRegistry", "LocalArtifactRegistry"]
+
+
+def _check_key(key: str) -> str:
+    path = PurePosixPath(key)
+    if path.is_absolute() or ".." in path.parts or not path.parts or "\\" in key:
+        raise ArtifactError(
+            f"artifact key {key!r} must be a relative path without '..'; use a name like "
+            "'models/fraud/abc123/model.txt'"
+        )
+    return key
+
+
+class ArtifactRegistry(dg.ConfigurableResource, ABC):  # type: ignore[misc]
+    """Content-addressed, immutable store of snapshots and model versions."""
+
+    # ---- storage primitives: what an object-storage implementation provides ----------------
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Return the bytes stored at ``key``; ArtifactNotFoundError if there are none."""
+
+    @abstractmethod
+    def write_group(self, prefix: str, files: Mapping[str, bytes]) -> None:
+        """Write ``files`` under ``prefix`` all at once, or nothing; refuse existing files."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a file."""
+
+    @abstractmethod
+    def list_prefix(self, prefix: str) -> list[str]:
+        """Sorted names directly under ``prefix`` (files and folders)."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Where ``key`` lives, for people and for readers such as pyarrow."""
+
+    # ---- everything else is built on the primitives ----------------------------------------
+
+    def read_json(self, key: str) -> Any:
+        """Parse the JSON document at ``key``."""
+        data = self.read_bytes(key)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise ArtifactIntegrityError(
+                f"{self.uri(key)} is not valid JSON ({exc}); the file was damaged or edited: "
+                "restore it from a backup or rebuild the artifact"
+            ) from exc
+
+    def write_files_once(self, prefix: str, files: Mapping[str, bytes]) -> bool:
+        """Write an immutable group; return False when identical content is already there.
+
+        Raises:
+            ImmutableArtifactError: ``prefix`` exists with different content.
+        """
+        new: dict[str, bytes] = {}
+        for name, data in files.items():
+            key = f"{prefix}/{name}"
+            if not self.exists(key):
+                new[name] = data
+            elif sha256_bytes(self.read_bytes(key)) != sha256_bytes(data):
+                raise ImmutableArtifactError(
+                    f"{self.uri(key)} already exists with different content; artifacts are "
+                    "immutable: write a new version instead of changing this one"
+                )
+        if not new:
+            return False
+        self.write_group(prefix, new)
+        return True
+
+    # snapshots -----------------------------------------------------------------------------
+
+    def snapshot_key(self, frame_sha: str) -> str:
+        """Key of the Parquet file of snapshot ``frame_sha``."""
+        return f"snapshots/{frame_sha}.parquet"
+
+    def has_snapshot(self, frame_sha: str) -> bool:
+        """Whether snapshot ``frame_sha`` is stored (file and manifest)."""
+        return self.exists(f"snapshots/{frame_sha}.json") and self.exists(
+            self.snapshot_key(frame_sha)
+        )
+
+    def snapshot_manifest(self, frame_sha: str) -> dict[str, Any]:
+        """The manifest of snapshot ``frame_sha``."""
+        key = f"snapshots/{frame_sha}.json"
+        if not self.exists(key):
+            raise ArtifactNotFoundError(
+                f"snapshot {frame_sha[:12]} is not in the registry at {self.uri('snapshots')}; "
+                "materialize the pipeline's feature_snapshot again on the same data, or restore "
+                "the file from a backup"
+            )
+        manifest: dict[str, Any] = self.read_json(key)
+        return manifest
+
+    def put_snapshot(self, frame_sha: str, parquet: bytes, manifest: Mapping[str, Any]) -> bool:
+        """Store a snapshot and its manifest once; False when it was already stored."""
+        if self.has_snapshot(frame_sha):
+            return False  # content-addressed: the first provenance record is kept
+        body = dict(manifest, frame_sha256=frame_sha, file_sha256=sha256_bytes(parquet))
+        # the Parquet file first, the manifest last: a snapshot counts only once both exist
+        self.write_files_once("snapshots", {f"{frame_sha}.parquet": parquet})
+        self.write_files_once("snapshots", {f"{frame_sha}.json": canonical_json(body)})
+        return True
+
+    def read_snapshot_bytes(self, frame_sha: str) -> bytes:
+        """The Parquet bytes of snapshot ``frame_sha``, checked against the manifest."""
+        manifest = self.snapshot_manifest(frame_sha)
+        data = self.read_bytes(self.snapshot_key(frame_sha))
+        actual = sha256_bytes(data)
+        if actual != manifest["file_sha256"]:
+            raise ArtifactIntegrityError(
+                f"snapshot file {self.uri(self.snapshot_key(frame_sha))} has sha256 {actual[:12]}, "
+                f"its manifest says {manifest['file_sha256'][:12]}: the file was changed after it "
+                "was written; restore it or materialize the snapshot again"
+            )
+        return data
+
+    # validations -----------------------------------------------------------------------------
+
+    def put_validation(self, frame_sha: str, verdict: Mapping[str, Any]) -> None:
+        """Record the data-quality verdict on a snapshot (the latest verdict wins)."""
+        self.write_group("validations", {f"{frame_sha}.json": canonical_json(dict(verdict))})
+
+    def validation(self, frame_sha: str) -> dict[str, Any] | None:
+        """The recorded data-quality verdict on a snapshot, or None."""
+        key = f"validations/{frame_sha}.json"
+        if not self.exists(key):
+            return None
+        verdict: dict[str, Any] = self.read_json(key)
+        return verdict
+
+    # model versions --------------------------------------------------------------------------
+
+    def model_prefix(self, pipeline: str, version: str) -> str:
+        """Folder key of one model version."""
+        return f"models/{_check_key(pipeline)}/{_check_key(version)}"
+
+    def put_model_version(
+        self, pipeline: str, version: str, files: Mapping[str, bytes], lock: Mapping[str, Any]
+    ) -> bool:
+        """Store a model version (its files plus ``lock.json``) once; False if already stored."""
+        if "lock.json" in files:
+            raise ArtifactError("a model file may not be named 'lock.json'; rename it")
+        group = dict(files)
+        group["lock.json"] = canonical_json(dict(lock))
+        return self.write_files_once(self.model_prefix(pipeline, version), group)
+
+    def has_model_version(self, pipeline: str, version: str) -> bool:
+        """Whether the version's lock record is stored."""
+        return self.exists(f"{self.model_prefix(pipeline, version)}/lock.json")
+
+    def lock_record(self, pipeline: str, version: str) -> dict[str, Any]:
+        """The lock record of a model version."""
+        key = f"{self.model_prefix(pipeline, version)}/lock.json"
+        if not self.exists(key):
+            known = ", ".join(self.model_versions(pipeline)) or "none"
+            raise ArtifactNotFoundError(
+                f"model version {version!r} of pipeline {pipeline!r} is not in the registry "
+                f"(known versions: {known}); list them with `lockgate versions {pipeline}`"
+            )
+        record: dict[str, Any] = self.read_json(key)
+        verify_lock_record(record)
+        return record
+
+    def model_files(self, pipeline: str, version: str) -> dict[str, bytes]:
+        """Every file of a model version, each checked against the sha256 in its lock record.
+
+        Raises:
+            ArtifactIntegrityError: a file is missing or its content changed.
+        """
+        record = self.lock_record(pipeline, version)
+        prefix = self.model_prefix(pipeline, version)
+        files: dict[str, bytes] = {}
+        for name, expected in sorted(record["artifact"]["files"].items()):
+            key = f"{prefix}/{name}"
+            if not self.exists(key):
+                raise ArtifactIntegrityError(
+                    f"{self.uri(key)} is listed in the lock record but missing; restore it or "
+                    f"rebuild the version with `lockgate reproduce {pipeline} {version}`"
+                )
+            data = self.read_bytes(key)
+            actual = sha256_bytes(data)
+            if actual != expected:
+                raise ArtifactIntegrityError(
+                    f"{self.uri(key)} has sha256 {actual[:16]}, the lock record says "
+                    f"{expected[:16]}: the file was tampered with or damaged; do not serve it, "
+                    f"rebuild it with `lockgate reproduce {pipeline} {version}`"
+                )
+            files[name] = data
+        return files
+
+    def model_versions(self, pipeline: str) -> list[str]:
+        """Versions of ``pipeline`` that have a lock record, sorted."""
+        prefix = f"models/{_check_key(pipeline)}"
+        return [v for v in self.list_prefix(prefix) if self.exists(f"{prefix}/{v}/lock.json")]
+
+    # reports ---------------------------------------------------------------------------------
+
+    def put_report(self, pipeline: str, version: str, files: Mapping[str, bytes]) -> None:
+        """Store report files of a model version; an identical rerun is a no-op."""
+        prefix = f"reports/{_check_key(pipeline)}/{_check_key(version)}"
+        self.write_files_once(prefix, files)
+
+
+class LocalArtifactRegistry(ArtifactRegistry):
+    """Artifact registry on a local folder; groups are written to a temp folder and renamed."""
+
+    root: str
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root) / _check_key(key)
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        if path.is_symlink():
+            raise ArtifactIntegrityError(
+                f"{path} is a symlink; the registry stores plain files only: remove the link"
+            )
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFoundError(f"{path} does not exist in the artifact registry") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        path = self._path(prefix)
+        if not path.is_dir():
+            return []
+        return sorted(p.name for p in path.iterdir() if not p.name.startswith(".tmp-"))
+
+    def write_group(self, prefix: str, files: Mapping[str, bytes]) -> None:
+        target = self._path(prefix)
+        for name in files:
+            if "/" in name or name in ("", ".", ".."):
+                raise ArtifactError(f"file name {name!r} must be a plain name without '/'")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and prefix.startswith("models/"):
+            raise ImmutableArtifactError(
+                f"{target} already exists; artifacts are immutable: write a new version"
+            )
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        try:
+            for name, data in files.items():
+                with open(staging / name, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            if not target.exists():
+                os.rename(staging, target)  # the whole group appears at once
+                return
+            # shared folders (snapshots/, validations/): move file by file, each atomically
+            for name in files:
+                os.replace(staging / name, target / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,56 @@
+"""An IO manager for lockgate's assets: small JSON references, never pickles.
+
+lockgate's assets hand each other references (a snapshot hash, a model version), while the data
+itself lives in the content-addressed artifact registry. This IO manager stores those references
+as JSON files under ``base_dir/<asset key path>.json``, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from lockgate.errors import ArtifactNotFoundError
+
+__all__ = ["JsonReferenceIOManager"]
+
+
+class JsonReferenceIOManager(dg.ConfigurableIOManager):  # type: ignore[misc]
+    """Stores each asset's output (a JSON-able reference) as one JSON file."""
+
+    base_dir: str
+
+    def _path(self, key: dg.AssetKey) -> Path:
+        return Path(self.base_dir, *key.path).with_suffix(".json")
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        path = self._path(context.asset_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            data = json.dumps(obj, sort_keys=True, indent=1, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"asset {context.asset_key.to_user_string()} returned {type(obj).__name__}, "
+                f"which is not plain JSON ({exc}); lockgate assets return references (dicts of "
+                "str/int/float) and keep data in the artifact registry"
+            ) from exc
+        handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        with os.fdopen(handle, "w") as out:
+            out.write(data)
+        os.replace(tmp, path)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        path = self._path(context.asset_key)
+        if not path.exists():
+            raise ArtifactNotFoundError(
+                f"asset {context.asset_key.to_user_string()} has not been materialized yet "
+                f"(no {path}); materialize it first, e.g. run the pipeline's train job"
+            )
+        return json.loads(path.read_text())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Quick start, command 2: set up (if needed), lint, type-check and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export DAGSTER_DISABLE_TELEMETRY=1
+echo "==> ruff check"; .venv/bin/ruff check .
+echo "==> ruff format --check"; .venv/bin/ruff format --check .
+echo "==> mypy"; scripts/typecheck.sh
+echo "==> dagster definitions validate"
+LOCKGATE_HOME="$(mktemp -d)" .venv/bin/dagster definitions validate -w workspace.yaml
+echo "==> pytest"; exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Sensor factories (feature-store mutation, drift, canary, label feedback) live here."""

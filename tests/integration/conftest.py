@@ -1,0 +1,56 @@
+"""Fixtures for tests against a real Feast store and a real Dagster instance."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lockgate import Environment, LightGBMTrainer, ModelPipeline, TorchTrainer
+from lockgate.examples import FraudDataConfig, generate_fraud_data
+from lockgate.pipelines.fraud import FRAUD_LABELS, FRAUD_VALIDATION
+
+SMALL = FraudDataConfig(seed=11, n_customers=400, n_merchants=40, tx_per_day=700)
+DAYS = 10
+
+
+@pytest.fixture(scope="session")
+def source_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten days of example data, generated once per session (never modified by tests)."""
+    root = tmp_path_factory.mktemp("source") / "data"
+    generate_fraud_data(root, days=DAYS, config=SMALL)
+    return root
+
+
+@pytest.fixture
+def env(tmp_path: Path, source_data: Path) -> Environment:
+    """A fresh lockgate home with its own copy of the example data."""
+    environment = Environment.local(tmp_path / "home")
+    shutil.copytree(source_data, environment.data_dir)
+    return environment
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def lgbm_spec(**over: object) -> ModelPipeline:
+    args: dict[str, object] = dict(
+        name="fraud_lgbm",
+        feature_service="fraud_v1",
+        label="is_fraud",
+        labels=FRAUD_LABELS,
+        trainer=LightGBMTrainer(seed=7, num_boost_round=60),
+        validation=FRAUD_VALIDATION,
+    )
+    args.update(over)
+    return ModelPipeline(**args)  # type: ignore[arg-type]
+
+
+def torch_spec(**over: object) -> ModelPipeline:
+    return lgbm_spec(name="fraud_torch", trainer=TorchTrainer(seed=7, epochs=3), **over)

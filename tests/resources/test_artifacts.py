@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lockgate.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    ImmutableArtifactError,
+)
+from lockgate.hashing import sha256_bytes
+from lockgate.lock import CodeVersion, build_lock_record
+from lockgate.resources.artifacts import LocalArtifactRegistry
+
+
+def _lock(files: dict[str, bytes]) -> dict:
+    return build_lock_record(
+        pipeline="fraud",
+        code=CodeVersion("c0ffee", False, "test"),
+        snapshot={"frame_sha256": "a" * 64},
+        trainer={"kind": "lightgbm", "seed": 1},
+        features=["amount"],
+        label="y",
+        split={"holdout_fraction": 0.2, "timestamp_column": "ts"},
+        weights_file="model.txt",
+        files={n: sha256_bytes(d) for n, d in files.items()},
+        environment={"python": "3.11", "packages": {}},
+    )
+
+
+@pytest.fixture
+def registry(tmp_path) -> LocalArtifactRegistry:
+    return LocalArtifactRegistry(root=str(tmp_path / "artifacts"))
+
+
+def test_model_version_round_trip_and_immutability(registry: LocalArtifactRegistry) -> None:
+    files = {"model.txt": b"tree", "preprocessing.json": b"{}"}
+    lock = _lock(files)
+    version = lock["version"]
+    assert registry.put_model_version("fraud", version, files, lock) is True
+    assert registry.put_model_version("fraud", version, files, lock) is False  # identical rerun
+    assert registry.model_files("fraud", version) == files
+    assert registry.model_versions("fraud") == [version]
+    with pytest.raises(ImmutableArtifactError, match="immutable"):
+        registry.put_model_version("fraud", version, {**files, "model.txt": b"other"}, lock)
+    assert registry.model_files("fraud", version)["model.txt"] == b"tree"
+
+
+def test_tampered_weights_are_refused(registry: LocalArtifactRegistry) -> None:
+    files = {"model.txt": b"tree", "preprocessing.json": b"{}"}
+    lock = _lock(files)
+    registry.put_model_version("fraud", lock["version"], files, lock)
+    path = os.path.join(registry.root, "models", "fraud", lock["version"], "model.txt")
+    with open(path, "ab") as handle:
+        handle.write(b" ")
+    with pytest.raises(ArtifactIntegrityError, match="tampered"):
+        registry.model_files("fraud", lock["version"])
+
+
+def test_edited_lock_record_is_refused(registry: LocalArtifactRegistry) -> None:
+    files = {"model.txt": b"tree"}
+    lock = _lock(files)
+    registry.put_model_version("fraud", lock["version"], files, lock)
+    path = os.path.join(registry.root, "models", "fraud", lock["version"], "lock.json")
+    text = open(path).read().replace('"seed":1', '"seed":2')
+    with open(path, "w") as handle:
+        handle.write(text)
+    with pytest.raises(ArtifactIntegrityError, match="edited"):
+        registry.lock_record("fraud", lock["version"])
+
+
+def test_missing_versions_and_snapshots_are_named(registry: LocalArtifactRegistry) -> None:
+    with pytest.raises(ArtifactNotFoundError, match="lockgate versions fraud"):
+        registry.lock_record("fraud", "nope")
+    with pytest.raises(ArtifactNotFoundError, match="materialize"):
+        registry.snapshot_manifest("f" * 64)
+
+
+def test_snapshot_is_written_once_and_checked(registry: LocalArtifactRegistry) -> None:
+    sha = "b" * 64
+    assert registry.put_snapshot(sha, b"PAR1data", {"rows": 1}) is True
+    assert registry.put_snapshot(sha, b"PAR1data", {"rows": 1}) is False
+    assert registry.read_snapshot_bytes(sha) == b"PAR1data"
+    with open(os.path.join(registry.root, "snapshots", f"{sha}.parquet"), "wb") as handle:
+        handle.write(b"PAR1evil")
+    with pytest.raises(ArtifactIntegrityError, match="changed after it was written"):
+        registry.read_snapshot_bytes(sha)
+
+
+def test_keys_cannot_escape_the_root(registry: LocalArtifactRegistry) -> None:
+    with pytest.raises(ArtifactError, match="relative path"):
+        registry.read_bytes("../outside")
+    with pytest.raises(ArtifactError, match="relative path"):
+        registry.lock_record("..", "x")
+    with pytest.raises(ArtifactError, match="plain name"):
+        registry.write_group("models/x/y", {"a/b": b""})
+
+
+def test_symlinked_file_is_refused(registry: LocalArtifactRegistry, tmp_path) -> None:
+    files = {"model.txt": b"tree"}
+    lock = _lock(files)
+    registry.put_model_version("fraud", lock["version"], files, lock)
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes(b"tree")
+    path = os.path.join(registry.root, "models", "fraud", lock["version"], "model.txt")
+    os.remove(path)
+    os.symlink(target, path)
+    with pytest.raises(ArtifactIntegrityError, match="symlink"):
+        registry.model_files("fraud", lock["version"])
+
+
+def test_no_temp_folders_left_behind(registry: LocalArtifactRegistry) -> None:
+    files = {"model.txt": b"tree"}
+    lock = _lock(files)
+    registry.put_model_version("fraud", lock["version"], files, lock)
+    leftovers = [p for p, _, _ in os.walk(registry.root) if ".tmp-" in p]
+    assert leftovers == []

@@ -1,0 +1,52 @@
+"""The public surface is exactly what __all__ says, sorted, and every name resolves."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "lockgate",
+    "lockgate.errors",
+    "lockgate.hashing",
+    "lockgate.lock",
+    "lockgate.spec",
+    "lockgate.trainers",
+    "lockgate.metrics",
+    "lockgate.validation",
+    "lockgate.build",
+    "lockgate.reproduce",
+    "lockgate.assets",
+    "lockgate.resources",
+    "lockgate.examples",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_sorted_and_resolves(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert exported == sorted(exported), f"{name}.__all__ is not sorted"
+    for member in exported:
+        assert hasattr(module, member), f"{name}.__all__ names missing {member}"
+
+
+def test_public_classes_are_exported_from_the_top() -> None:
+    import lockgate
+
+    public = {n for n in dir(lockgate) if not n.startswith("_") and n[0].isupper()}
+    assert public <= set(lockgate.__all__), public - set(lockgate.__all__)
+
+
+def test_definitions_module_is_cheap_to_import() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lockgate.pipelines.definitions;"
+        "heavy = {'torch', 'lightgbm', 'feast', 'great_expectations'} & set(sys.modules);"
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
