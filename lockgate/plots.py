@@ -1,0 +1,433 @@
+"""PNG plots of a champion-vs-challenger evaluation: ROC, precision-recall, calibration, slices.
+
+Every function returns the bytes of a 640 x 480 PNG (6.4 x 4.8 inches at 100 dpi). Rendering
+uses matplotlib's object-oriented API on the Agg canvas directly (``Figure`` plus
+``FigureCanvasAgg``), as matplotlib recommends for servers: no pyplot, no backend switch and no
+global figure registry, so nothing leaks into the caller's matplotlib state and no display is
+needed. Each figure is drawn under matplotlib's default style (restored afterwards), so the
+output does not depend on the caller's rcParams and is byte-identical for the same input and
+matplotlib version (the PNG carries no software or date metadata). matplotlib is imported inside
+the functions, so importing this module stays cheap.
+
+Example:
+    >>> png = roc_plot([0, 1, 0, 1], {"champion": [0.2, 0.7, 0.4, 0.6]})
+    >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from lockgate import metrics as _metrics
+from lockgate import stats as _stats
+from lockgate.errors import DataError, EmptyDataError, SpecError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "calibration_plot",
+    "pr_plot",
+    "roc_plot",
+    "slice_delta_plot",
+]
+
+_FIGSIZE = (6.4, 4.8)
+_DPI = 100
+_BETTER = "#2e7d32"
+_WORSE = "#c62828"
+_NEUTRAL = "#757575"
+
+_FloatArray = npt.NDArray[np.float64]
+_IntArray = npt.NDArray[np.int64]
+
+
+def _render(draw: Callable[[Figure], None]) -> bytes:
+    """Draws on a fresh 640 x 480 figure under the default style and returns the PNG bytes."""
+    import matplotlib.style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
+        FigureCanvasAgg(fig)
+        try:
+            draw(fig)
+            fig.tight_layout()
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+        finally:
+            fig.clear()
+    return buffer.getvalue()
+
+
+def _models(
+    y: Any, scores: Mapping[str, Any], *, unit_interval: bool
+) -> tuple[_IntArray, dict[str, _FloatArray]]:
+    """Validates the labels and every model's scores."""
+    if not isinstance(scores, Mapping) or not scores:
+        raise DataError(
+            f"scores is {scores!r}; rule: plots need a non-empty mapping of model name to "
+            f"predicted probabilities; fix: pass e.g. {{'champion': p_champion, 'challenger': "
+            f"p_challenger}}"
+        )
+    y_int = _stats._as_labels(y)
+    out: dict[str, _FloatArray] = {}
+    for name, p in scores.items():
+        if not isinstance(name, str) or not name:
+            raise SpecError(
+                f"model name {name!r} is invalid; rule: every model needs a non-empty string "
+                f"name (it labels the curve); fix: key the scores by e.g. 'champion'"
+            )
+        out[name] = _stats._as_scores(
+            p, name=f"scores[{name!r}]", n=int(y_int.shape[0]), unit_interval=unit_interval
+        )
+    return y_int, out
+
+
+def _curve(y: _IntArray, p: _FloatArray) -> tuple[_IntArray, _IntArray]:
+    """Cumulative true and false positives at each distinct threshold, highest score first."""
+    order = np.argsort(-p, kind="mergesort")
+    p_sorted = p[order]
+    ends = np.concatenate([np.flatnonzero(np.diff(p_sorted) != 0.0), [p_sorted.shape[0] - 1]])
+    tps = np.cumsum(y[order], dtype=np.int64)[ends]
+    fps = (ends + 1).astype(np.int64) - tps
+    return tps, fps
+
+
+def roc_plot(y: Any, scores: Mapping[str, Any], *, title: str = "ROC curve") -> bytes:
+    """ROC curves of one or more models on the same rows, AUC in the legend.
+
+    Args:
+        y: True labels in {0, 1}; both classes must occur.
+        scores: Model name to scores or probabilities of label 1, in legend order.
+        title: The figure title.
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input or a single class.
+        SpecError: On an empty model name.
+
+    Example:
+        >>> png = roc_plot([0, 1, 0, 1], {"a": [0.1, 0.9, 0.4, 0.3], "b": [0.2, 0.8, 0.3, 0.4]})
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    y_int, models = _models(y, scores, unit_interval=False)
+    _stats._require_defined(y_int, metric="roc_auc")
+    positives = int(y_int.sum())
+    negatives = int(y_int.shape[0]) - positives
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], linestyle="--", color=_NEUTRAL, linewidth=1, label="chance")
+        for name, p in models.items():
+            tps, fps = _curve(y_int, p)
+            fpr = np.concatenate([[0.0], fps / negatives])
+            tpr = np.concatenate([[0.0], tps / positives])
+            auc = _metrics.roc_auc(y_int, p)
+            ax.plot(fpr, tpr, linewidth=1.5, label=f"{name} (AUC {auc:.3f})")
+        ax.set(
+            xlim=(-0.01, 1.01),
+            ylim=(-0.01, 1.01),
+            xlabel="False positive rate",
+            ylabel="True positive rate (recall)",
+            title=f"{title} (n={y_int.shape[0]:,}, positives={positives:,})",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=9)
+
+    return _render(draw)
+
+
+def pr_plot(y: Any, scores: Mapping[str, Any], *, title: str = "Precision-recall curve") -> bytes:
+    """Precision-recall curves (step-wise, as average precision integrates them), AP in the legend.
+
+    Args:
+        y: True labels in {0, 1}; at least one positive.
+        scores: Model name to scores or probabilities of label 1, in legend order.
+        title: The figure title.
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input or no positives.
+        SpecError: On an empty model name.
+
+    Example:
+        >>> png = pr_plot([0, 1, 0, 1], {"a": [0.1, 0.9, 0.4, 0.3]})
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    y_int, models = _models(y, scores, unit_interval=False)
+    _stats._require_defined(y_int, metric="pr_auc")
+    positives = int(y_int.sum())
+    prevalence = positives / int(y_int.shape[0])
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        ax.axhline(
+            prevalence,
+            linestyle="--",
+            color=_NEUTRAL,
+            linewidth=1,
+            label=f"prevalence ({prevalence:.3g})",
+        )
+        for name, p in models.items():
+            tps, fps = _curve(y_int, p)
+            precision = tps / (tps + fps)
+            recall = tps / positives
+            ap = _metrics.pr_auc(y_int, p)
+            ax.plot(
+                np.concatenate([[0.0], recall]),
+                np.concatenate([[precision[0]], precision]),
+                drawstyle="steps-pre",
+                linewidth=1.5,
+                label=f"{name} (AP {ap:.3f})",
+            )
+        ax.set(
+            xlim=(-0.01, 1.01),
+            ylim=(-0.01, 1.01),
+            xlabel="Recall (true positive rate)",
+            ylabel="Precision",
+            title=f"{title} (n={y_int.shape[0]:,}, positives={positives:,})",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=9)
+
+    return _render(draw)
+
+
+def calibration_plot(
+    y: Any,
+    scores: Mapping[str, Any],
+    *,
+    bins: int = 10,
+    strategy: Literal["quantile", "uniform"] = "quantile",
+    title: str = "Calibration",
+) -> bytes:
+    """Reliability diagram (above) and histogram of the predictions (below, log scale).
+
+    The bins are those of :func:`lockgate.stats.calibration` (sklearn's conventions); each
+    point is a non-empty bin's mean prediction against its observed positive rate, and the
+    legend gives each model's expected calibration error.
+
+    Args:
+        y: True labels in {0, 1}.
+        scores: Model name to predicted probabilities of label 1 in ``[0, 1]``.
+        bins: Number of calibration bins, at least 1.
+        strategy: ``"quantile"`` (equal-count bins) or ``"uniform"`` (equal-width bins).
+        title: The figure title.
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input (probabilities outside [0, 1] included).
+        SpecError: On an invalid ``bins``, ``strategy`` or model name.
+
+    Example:
+        >>> png = calibration_plot([0, 1, 0, 1], {"a": [0.1, 0.9, 0.4, 0.3]}, bins=2)
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    y_int, models = _models(y, scores, unit_interval=True)
+    curves = {
+        name: _stats.calibration(y_int, p, bins=bins, strategy=strategy)
+        for name, p in models.items()
+    }
+
+    def draw(fig: Figure) -> None:
+        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        top.plot([0, 1], [0, 1], linestyle="--", color=_NEUTRAL, linewidth=1, label="perfect")
+        hist_edges = np.linspace(0.0, 1.0, 41)
+        for name, cal in curves.items():
+            (line,) = top.plot(
+                cal.mean_predicted,
+                cal.observed_rate,
+                marker="o",
+                markersize=4,
+                linewidth=1.5,
+                label=f"{name} (ECE {cal.ece:.3f})",
+            )
+            bottom.hist(
+                models[name],
+                bins=hist_edges,
+                histtype="step",
+                log=True,
+                color=line.get_color(),
+                linewidth=1.2,
+            )
+        top.set(
+            xlim=(-0.01, 1.01),
+            ylim=(-0.01, 1.01),
+            ylabel="Observed positive rate",
+            title=f"{title} ({strategy} bins={bins}, n={y_int.shape[0]:,})",
+        )
+        top.grid(alpha=0.3)
+        top.legend(loc="upper left", fontsize=9)
+        bottom.set(xlabel="Mean predicted probability", ylabel="Rows")
+        bottom.grid(alpha=0.3)
+
+    return _render(draw)
+
+
+def _finite_or_none(value: Any, *, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise DataError(
+            f"{what} is {value!r}; rule: a slice metric must be a number or None (undefined); "
+            f"fix: pass SliceResult.metric_value"
+        )
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def slice_delta_plot(
+    slices: Sequence[tuple[str, float | None, float | None]],
+    *,
+    metric: str,
+    title: str | None = None,
+) -> bytes:
+    """Challenger minus champion per slice, as horizontal bars; undefined slices are marked.
+
+    A bar is green where the challenger is better (by the metric's direction,
+    :data:`lockgate.stats.HIGHER_IS_BETTER`), red where it is worse; both values and the signed
+    delta are listed right of the axes. A slice where either model's metric is ``None`` (or not
+    finite) gets a grey cross at 0 and the word "undefined". Slices are drawn top-down in the
+    order given.
+
+    Args:
+        slices: ``(label, champion_value, challenger_value)`` per slice, e.g. from two
+            :func:`lockgate.stats.slice_metrics` calls.
+        metric: The metric's name (sets the direction and the axis label).
+        title: The figure title (default: ``"<metric> by slice: challenger - champion"``).
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        SpecError: On an unknown metric.
+        EmptyDataError: When there are no slices.
+        DataError: On a malformed slice tuple.
+
+    Example:
+        >>> png = slice_delta_plot([("country=FR", 0.81, 0.84), ("country=DE", None, 0.7)],
+        ...                        metric="roc_auc")
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    _stats._check_metric(metric)
+    rows = list(slices)
+    if not rows:
+        raise EmptyDataError(
+            "slices is empty; rule: a slice plot needs at least one slice; fix: pass "
+            "(label, champion_value, challenger_value) tuples, e.g. from slice_metrics"
+        )
+    labels: list[str] = []
+    champions: list[float | None] = []
+    challengers: list[float | None] = []
+    for i, item in enumerate(rows):
+        if not isinstance(item, tuple | list) or len(item) != 3:
+            raise DataError(
+                f"slices[{i}] is {item!r}; rule: each slice is a (label, champion_value, "
+                f"challenger_value) tuple; fix: build the tuples from two slice_metrics results"
+            )
+        labels.append(str(item[0]))
+        champions.append(_finite_or_none(item[1], what=f"slices[{i}] champion value"))
+        challengers.append(_finite_or_none(item[2], what=f"slices[{i}] challenger value"))
+    higher_is_better = _stats.HIGHER_IS_BETTER[metric]
+    sign = 1.0 if higher_is_better else -1.0
+
+    def draw(fig: Figure) -> None:
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        ax = fig.add_subplot()
+        positions = np.arange(len(labels))
+        deltas = [
+            None if a is None or b is None else b - a
+            for a, b in zip(champions, challengers, strict=True)
+        ]
+        finite = [abs(d) for d in deltas if d is not None]
+        span = max(finite) if finite and max(finite) > 0 else 1e-3
+        fontsize = max(5.0, min(9.0, 180.0 / len(labels)))
+        for pos, delta, a, b in zip(positions, deltas, champions, challengers, strict=True):
+            if delta is None:
+                ax.plot([0.0], [pos], marker="x", color=_NEUTRAL, markersize=7)
+                ax.annotate(
+                    "undefined",
+                    (0.0, pos),
+                    xytext=(6, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=fontsize,
+                    color=_NEUTRAL,
+                    style="italic",
+                )
+                summary = f"{_fmt(a)} \u2192 {_fmt(b)}"
+            else:
+                gain = sign * delta
+                color = _BETTER if gain > 0 else _WORSE if gain < 0 else _NEUTRAL
+                ax.barh(pos, delta, color=color, height=0.6)
+                summary = f"{_fmt(a)} \u2192 {_fmt(b)} ({delta:+.4f})"
+            ax.annotate(
+                summary,
+                (1.0, pos),
+                xycoords=("axes fraction", "data"),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=fontsize,
+                annotation_clip=False,
+            )
+        ax.annotate(
+            "champion \u2192 challenger (\u0394)",
+            (1.0, 1.0),
+            xycoords="axes fraction",
+            xytext=(6, 4),
+            textcoords="offset points",
+            va="bottom",
+            fontsize=fontsize,
+            annotation_clip=False,
+        )
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(positions, labels, fontsize=fontsize)
+        ax.set_ylim(len(labels) - 0.5, -0.5)  # first slice on top
+        ax.set_xlim(-1.15 * span, 1.15 * span)
+        direction = "higher" if higher_is_better else "lower"
+        ax.set_xlabel(f"\u0394 {metric} (challenger \u2212 champion; {direction} is better)")
+        ax.set_title(title or f"{metric} by slice: challenger \u2212 champion", pad=14)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(
+            handles=[
+                Patch(color=_BETTER, label="challenger better"),
+                Patch(color=_WORSE, label="challenger worse"),
+                Line2D([], [], marker="x", color=_NEUTRAL, linestyle="", label="undefined"),
+            ],
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.12),
+            ncol=3,
+            fontsize=8,
+            frameon=False,
+        )
+
+    return _render(draw)

@@ -1,0 +1,1309 @@
+"""Statistics of a champion-vs-challenger evaluation: bootstrap intervals, paired tests,
+calibration and per-slice metrics. Pure functions over numpy arrays (pandas only for slices).
+
+Conventions:
+
+- **Stratified bootstrap.** By default every replicate resamples the positives and the negatives
+  separately, each with replacement and to its own original count, so every replicate keeps the
+  class balance of the data. Rare-positive sets (fraud, 0.1 % positives) therefore never yield a
+  replicate without positives, and the interval describes the sampling variability of the
+  metric at the observed prevalence. Pass ``stratified=False`` for the classic row bootstrap;
+  its replicates with a single class (where the metric is undefined) are skipped and counted.
+- **Percentile intervals.** The ``1 - alpha`` interval is the ``alpha / 2`` and
+  ``1 - alpha / 2`` quantiles (numpy's default linear interpolation) of the usable replicates;
+  the point estimate is the metric on the full data, from :mod:`lockgate.metrics`.
+- **Vectorised replicates.** Replicates are drawn and evaluated in chunks (at most 200, and at
+  most about two million drawn rows, at a time), which bounds memory; there is no Python loop
+  over replicates. The mean losses (``brier``, ``log_loss``) are gathered and averaged per
+  replicate. For the ranking metrics a replicate is reduced to how often it drew each (label,
+  score group) cell, and ROC AUC, average precision and recall at a false-positive rate follow
+  from cumulative sums of those counts without sorting again; every replicate value equals
+  :mod:`lockgate.metrics` on the resampled rows (exactly for ROC AUC and recall, to rounding
+  for the others).
+- **Determinism.** The same data, options and ``seed`` give the same result; two calls with the
+  same ``seed`` on the same rows draw the same replicates, so :func:`bootstrap_ci` on either
+  model and :func:`paired_bootstrap` see identical resamples.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = (rng.random(2000) < 0.1).astype(int)
+    >>> p = 1 / (1 + np.exp(-(rng.normal(size=2000) + 2 * y - 2)))
+    >>> ci = bootstrap_ci(y, p, metric="roc_auc", n_boot=200)
+    >>> ci.lower < ci.estimate < ci.upper
+    True
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from lockgate import metrics as _metrics
+from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_exported_members.py checks
+    "Calibration",
+    "CalibrationBin",
+    "HIGHER_IS_BETTER",
+    "Interval",
+    "PairedComparison",
+    "SliceResult",
+    "bootstrap_ci",
+    "bucketize",
+    "calibration",
+    "delong_test",
+    "paired_bootstrap",
+    "slice_metrics",
+]
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "brier": False,
+    "log_loss": False,
+    "pr_auc": True,
+    "recall_at_fpr": True,
+    "roc_auc": True,
+}
+"""Direction of every metric this module knows: ``True`` when a higher value is better."""
+
+_FloatArray = npt.NDArray[np.float64]
+_IntArray = npt.NDArray[np.int64]
+_BoolArray = npt.NDArray[np.bool_]
+
+_PROBABILITY_METRICS = frozenset({"brier", "log_loss"})
+_BOTH_CLASSES_METRICS = frozenset({"recall_at_fpr", "roc_auc"})
+_LOG_LOSS_EPS = 1e-15  # the clipping bound of lockgate.metrics.log_loss
+_MAX_CHUNK = 200  # replicates evaluated together
+_CHUNK_ELEMENTS = 1 << 21  # drawn rows per chunk (replicates x rows), bounds the memory
+_MIN_BOOT = 10
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """Converts a value to plain JSON types; non-finite floats become ``None``."""
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if is_dataclass(value) and hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def _fields_dict(obj: Any) -> dict[str, Any]:
+    return {f.name: _jsonable(getattr(obj, f.name)) for f in fields(obj)}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its bootstrap percentile confidence interval.
+
+    Attributes:
+        metric: the metric's name, a key of :data:`HIGHER_IS_BETTER`.
+        estimate: the metric on the full data.
+        lower: the ``alpha / 2`` quantile of the usable replicates.
+        upper: the ``1 - alpha / 2`` quantile of the usable replicates.
+        alpha: one minus the confidence level.
+        se: the bootstrap standard error (standard deviation of the usable replicates).
+        n: rows in the data.
+        positives: rows with label 1.
+        n_boot: replicates drawn.
+        n_used: replicates where the metric was defined.
+        n_skipped: replicates skipped because they held a single class.
+        stratified: whether classes were resampled separately.
+        seed: the random seed.
+        method: always ``"percentile_bootstrap"``.
+
+    Example:
+        >>> iv = Interval("roc_auc", 0.8, 0.75, 0.85, 0.05, 0.025, 1000, 100, 1000, 1000, 0,
+        ...               True, 0)
+        >>> iv.contains(0.78), iv.to_dict()["upper"]
+        (True, 0.85)
+    """
+
+    metric: str
+    estimate: float
+    lower: float
+    upper: float
+    alpha: float
+    se: float
+    n: int
+    positives: int
+    n_boot: int
+    n_used: int
+    n_skipped: int
+    stratified: bool
+    seed: int
+    method: str = "percentile_bootstrap"
+
+    @property
+    def confidence(self) -> float:
+        """The confidence level, ``1 - alpha``."""
+        return 1.0 - self.alpha
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` lies inside the closed interval ``[lower, upper]``."""
+        return self.lower <= value <= self.upper
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values (non-finite floats become ``None``)."""
+        return {**_fields_dict(self), "confidence": _jsonable(self.confidence)}
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Challenger versus champion on the same rows: ``delta = challenger - champion``.
+
+    Attributes:
+        metric: the metric's name.
+        higher_is_better: the metric's direction (:data:`HIGHER_IS_BETTER`).
+        challenger: the challenger's metric on the full data.
+        champion: the champion's metric on the full data.
+        delta: ``challenger - champion``.
+        lower: lower end of the ``1 - alpha`` interval of ``delta``.
+        upper: upper end of the ``1 - alpha`` interval of ``delta``.
+        p_value: two-sided p-value of the null hypothesis ``delta == 0``.
+        alpha: one minus the confidence level.
+        se: the standard error of ``delta``.
+        n: rows.
+        positives: rows with label 1.
+        method: ``"paired_bootstrap"`` or ``"delong"``.
+        z: the z statistic (DeLong only; infinite when ``se`` is 0 but ``delta`` is not).
+        n_boot: replicates drawn (bootstrap only).
+        n_used: usable replicates (bootstrap only).
+        n_skipped: replicates skipped for a single class (bootstrap only).
+        stratified: whether classes were resampled separately (bootstrap only).
+        seed: the random seed (bootstrap only).
+
+    Example:
+        >>> c = PairedComparison("log_loss", False, 0.30, 0.32, -0.02, -0.03, -0.01, 0.001,
+        ...                      0.05, 0.005, 5000, 400, "paired_bootstrap")
+        >>> c.improvement > 0, c.challenger_better, c.to_dict()["significant"]
+        (True, True, True)
+    """
+
+    metric: str
+    higher_is_better: bool
+    challenger: float
+    champion: float
+    delta: float
+    lower: float
+    upper: float
+    p_value: float
+    alpha: float
+    se: float
+    n: int
+    positives: int
+    method: str
+    z: float | None = None
+    n_boot: int | None = None
+    n_used: int | None = None
+    n_skipped: int | None = None
+    stratified: bool | None = None
+    seed: int | None = None
+
+    @property
+    def improvement(self) -> float:
+        """``delta`` signed so that a positive value means the challenger is better."""
+        return self.delta if self.higher_is_better else -self.delta
+
+    @property
+    def significant(self) -> bool:
+        """Whether the interval of ``delta`` excludes 0."""
+        return not (self.lower <= 0.0 <= self.upper)
+
+    @property
+    def challenger_better(self) -> bool:
+        """Whether the challenger is significantly better than the champion."""
+        return self.significant and self.improvement > 0.0
+
+    @property
+    def challenger_worse(self) -> bool:
+        """Whether the challenger is significantly worse than the champion."""
+        return self.significant and self.improvement < 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields and the derived verdicts as JSON-able values (no NaN or inf)."""
+        return {
+            **_fields_dict(self),
+            "improvement": _jsonable(self.improvement),
+            "significant": self.significant,
+            "challenger_better": self.challenger_better,
+            "challenger_worse": self.challenger_worse,
+        }
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """One non-empty bin of a reliability diagram.
+
+    Attributes:
+        index: the bin's position among all ``n_bins`` bins (0-based; empty bins are omitted).
+        lower: the bin's lower edge (exclusive, except for bin 0, which takes everything up to
+            its upper edge).
+        upper: the bin's upper edge (inclusive, except for the last bin, which takes everything
+            above its lower edge).
+        count: rows in the bin.
+        positives: rows with label 1 in the bin.
+        mean_predicted: the mean predicted probability of the bin's rows.
+        observed_rate: the share of label 1 among the bin's rows.
+
+    Example:
+        >>> b = CalibrationBin(0, 0.0, 0.1, 10, 1, 0.05, 0.1)
+        >>> round(b.gap, 2)
+        0.05
+    """
+
+    index: int
+    lower: float
+    upper: float
+    count: int
+    positives: int
+    mean_predicted: float
+    observed_rate: float
+
+    @property
+    def gap(self) -> float:
+        """``|observed_rate - mean_predicted|``."""
+        return abs(self.observed_rate - self.mean_predicted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values."""
+        return _fields_dict(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A reliability diagram and its summary errors.
+
+    Attributes:
+        strategy: ``"quantile"`` or ``"uniform"``.
+        n_bins: bins requested.
+        edges: the ``n_bins + 1`` bin edges.
+        bins: the non-empty bins, in order.
+        ece: expected calibration error, ``sum(count / n * gap)`` over the bins.
+        mce: maximum calibration error, the largest gap of a non-empty bin.
+        n: rows.
+
+    Example:
+        >>> cal = calibration([0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9], bins=2, strategy="uniform")
+        >>> [b.count for b in cal.bins], round(cal.ece, 3)
+        ([2, 2], 0.175)
+    """
+
+    strategy: str
+    n_bins: int
+    edges: tuple[float, ...]
+    bins: tuple[CalibrationBin, ...]
+    ece: float
+    mce: float
+    n: int
+
+    @property
+    def mean_predicted(self) -> tuple[float, ...]:
+        """Mean predicted probability per non-empty bin (sklearn's ``prob_pred``)."""
+        return tuple(b.mean_predicted for b in self.bins)
+
+    @property
+    def observed_rate(self) -> tuple[float, ...]:
+        """Observed positive rate per non-empty bin (sklearn's ``prob_true``)."""
+        return tuple(b.observed_rate for b in self.bins)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values, bins as a list of dicts."""
+        return _fields_dict(self)
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """A metric on the rows of one slice (one value of one column).
+
+    Attributes:
+        column: the slice column.
+        value: the slice value as a JSON-able scalar (``None`` for missing values).
+        rows: rows in the slice.
+        positives: rows with label 1 in the slice.
+        metric: the metric's name.
+        metric_value: the metric, or ``None`` when it is undefined on the slice.
+        reason: why ``metric_value`` is ``None`` (too few rows, a single class), else ``None``.
+
+    Example:
+        >>> s = SliceResult("country", "FR", 12, 0, "roc_auc", None, "single class")
+        >>> s.defined, s.label
+        (False, 'country=FR')
+    """
+
+    column: str
+    value: str | int | float | bool | None
+    rows: int
+    positives: int
+    metric: str
+    metric_value: float | None
+    reason: str | None
+
+    @property
+    def defined(self) -> bool:
+        """Whether the metric could be computed on the slice."""
+        return self.metric_value is not None
+
+    @property
+    def label(self) -> str:
+        """``"column=value"``, with ``missing`` for a missing value."""
+        return f"{self.column}={'missing' if self.value is None else self.value}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values."""
+        return {**_fields_dict(self), "label": self.label}
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _check_metric(metric: Any) -> str:
+    if not isinstance(metric, str) or metric not in HIGHER_IS_BETTER:
+        raise SpecError(
+            f"metric={metric!r} is unknown; rule: the metric must be one of "
+            f"{sorted(HIGHER_IS_BETTER)}; fix: pass e.g. metric='roc_auc'"
+        )
+    return metric
+
+
+def _check_bootstrap_options(*, n_boot: Any, alpha: Any, seed: Any) -> None:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < _MIN_BOOT:
+        raise SpecError(
+            f"n_boot={n_boot!r} is invalid; rule: the number of bootstrap replicates must be an "
+            f"integer >= {_MIN_BOOT}; fix: pass n_boot=1000 (the default) or more"
+        )
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
+        raise SpecError(
+            f"alpha={alpha!r} is invalid; rule: alpha (one minus the confidence level) must be in "
+            f"(0, 1); fix: pass alpha=0.05 for a 95% interval"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise SpecError(
+            f"seed={seed!r} is invalid; rule: the seed must be a non-negative integer so that "
+            f"results are reproducible; fix: pass e.g. seed=0"
+        )
+
+
+def _as_1d(values: Any, *, name: str) -> npt.NDArray[Any]:
+    try:
+        arr = np.asarray(values)
+    except Exception as exc:  # ragged lists and the like
+        raise DataError(
+            f"{name} could not be read as an array ({exc}); rule: statistics need a 1-D array "
+            f"of numbers; fix: pass a numpy array, list or pandas Series"
+        ) from exc
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise DataError(
+            f"{name} has shape {arr.shape}; rule: statistics need a 1-D array (one value per "
+            f"row); fix: pass the probability of label 1 only, e.g. p[:, 1]"
+        )
+    return arr
+
+
+def _as_labels(y: Any, *, name: str = "y") -> _IntArray:
+    arr = _as_1d(y, name=name)
+    if arr.shape[0] == 0:
+        raise EmptyDataError(
+            f"{name} is empty; rule: statistics need at least one row; fix: evaluate on a "
+            f"non-empty split"
+        )
+    if arr.dtype == np.bool_:
+        return arr.astype(np.int64)
+    try:
+        as_float = arr.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"{name} has dtype {arr.dtype} that is not numeric; rule: labels must be 0 or 1; "
+            f"fix: encode the positive class as 1 and the negative class as 0"
+        ) from exc
+    bad = ~((as_float == 0.0) | (as_float == 1.0))
+    if bad.any():
+        examples = np.unique(arr[bad])[:5].tolist()
+        raise DataError(
+            f"{name} holds {int(bad.sum())} value(s) other than 0 and 1 (e.g. {examples}); rule: "
+            f"labels must be 0 or 1 (NaN is not allowed); fix: drop unlabelled rows and encode "
+            f"the positive class as 1"
+        )
+    return as_float.astype(np.int64)
+
+
+def _as_scores(p: Any, *, name: str, n: int, unit_interval: bool) -> _FloatArray:
+    arr = _as_1d(p, name=name)
+    if arr.shape[0] != n:
+        raise DataError(
+            f"{name} has {arr.shape[0]} values but y has {n}; rule: labels and scores must have "
+            f"the same length; fix: score exactly the rows you evaluate"
+        )
+    try:
+        as_float = arr.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"{name} has dtype {arr.dtype} that is not numeric; rule: scores must be finite "
+            f"floats; fix: pass the model's predicted probabilities"
+        ) from exc
+    finite = np.isfinite(as_float)
+    if not finite.all():
+        raise DataError(
+            f"{name} holds {int((~finite).sum())} non-finite value(s) (NaN or inf); rule: scores "
+            f"must be finite; fix: check the model for diverged weights or non-finite inputs"
+        )
+    if unit_interval and ((as_float < 0.0) | (as_float > 1.0)).any():
+        raise DataError(
+            f"{name} holds values outside [0, 1] (min {as_float.min()!r}, max "
+            f"{as_float.max()!r}); rule: this statistic needs probabilities; fix: apply the "
+            f"sigmoid to raw scores"
+        )
+    return as_float
+
+
+def _require_defined(y: _IntArray, *, metric: str) -> None:
+    """Raises DataError when ``metric`` is undefined on the full data."""
+    positives = int(y.sum())
+    negatives = int(y.shape[0]) - positives
+    if metric in _BOTH_CLASSES_METRICS and (positives == 0 or negatives == 0):
+        raise DataError(
+            f"{metric} is undefined with a single class: y has {positives} positive(s) and "
+            f"{negatives} negative(s); rule: both labels 0 and 1 must occur; fix: evaluate on a "
+            f"larger or stratified split"
+        )
+    if metric == "pr_auc" and positives == 0:
+        raise DataError(
+            f"pr_auc is undefined without positives: y has 0 positives among {y.shape[0]} rows; "
+            f"rule: label 1 must occur; fix: evaluate on a larger or stratified split"
+        )
+
+
+def _point(metric: str, y: _IntArray, p: _FloatArray, *, max_fpr: float) -> float:
+    if metric == "roc_auc":
+        return _metrics.roc_auc(y, p)
+    if metric == "pr_auc":
+        return _metrics.pr_auc(y, p)
+    if metric == "log_loss":
+        return _metrics.log_loss(y, p)
+    if metric == "brier":
+        return _metrics.brier(y, p)
+    return _metrics.recall_at_fpr(y, p, max_fpr=max_fpr)
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorised bootstrap
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RankCells:
+    """One model's rows as ordered (label, score group) cells, for the ranking metrics.
+
+    The groups keep every distinct positive score and merge the negatives that fall strictly
+    between two consecutive distinct positive scores: group ``2k + 1`` holds the rows scored
+    exactly ``u_k`` (the k-th distinct positive score, ascending) and group ``2k`` the negatives
+    scored strictly between ``u_(k-1)`` and ``u_k``. Merging those negatives changes neither
+    ROC AUC, average precision nor recall at a false-positive rate (every threshold that matters
+    sits on a positive score), and with rare positives it shrinks the count arrays a hundredfold.
+    ``cell = label * width + group`` with ``width = 2 * M + 1``.
+    """
+
+    cell: _IntArray
+    width: int
+
+    @classmethod
+    def of(cls, y: _IntArray, p: _FloatArray) -> _RankCells:
+        u = np.unique(p[y == 1])
+        lo = np.searchsorted(u, p, side="left")
+        tied = np.zeros(p.shape[0], dtype=np.bool_)
+        inside = lo < u.shape[0]
+        tied[inside] = u[lo[inside]] == p[inside]
+        group = 2 * lo.astype(np.int64) + tied
+        width = 2 * int(u.shape[0]) + 1
+        return cls(cell=y * width + group, width=width)
+
+
+_Parts = list[tuple[_IntArray, npt.NDArray[np.integer[Any]]]]
+
+
+def _draws(y: _IntArray, *, n_boot: int, seed: int, stratified: bool) -> Iterator[_Parts]:
+    """Yields, per chunk of replicates, ``[(source_rows, draws), ...]``.
+
+    ``draws[r, i]`` indexes ``source_rows``: replicate ``r`` takes row ``source_rows[draws[r, i]]``.
+    Stratified resampling has one part per class present, the row bootstrap a single part.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(y.shape[0])
+    if stratified:
+        sources = [rows for rows in (np.flatnonzero(y == 1), np.flatnonzero(y == 0)) if rows.size]
+    else:
+        sources = [np.arange(n, dtype=np.int64)]
+    chunk = max(1, min(_MAX_CHUNK, _CHUNK_ELEMENTS // n))
+    dtype = np.int32 if n < 2**31 else np.int64
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        yield [
+            (rows, rng.integers(0, rows.size, size=(size, rows.size), dtype=dtype))
+            for rows in sources
+        ]
+
+
+def _cell_counts(model: _RankCells, parts: _Parts) -> _IntArray:
+    """How often each replicate drew each cell: shape ``(replicates, 2, width)``."""
+    width = 2 * model.width
+    size = parts[0][1].shape[0]
+    offsets = (np.arange(size, dtype=np.int64) * width)[:, None]
+    counts = np.zeros(size * width, dtype=np.int64)
+    for rows, draws in parts:
+        keys = model.cell[rows][draws]
+        keys += offsets
+        counts += np.bincount(keys.ravel(), minlength=size * width)
+    return counts.reshape(size, 2, model.width)
+
+
+def _ranking_from_counts(
+    metric: str, counts: _IntArray, *, max_fpr: float
+) -> tuple[_FloatArray, _BoolArray]:
+    """A ranking metric of each replicate from its cell counts, and whether it is defined.
+
+    The formulas are those of :mod:`lockgate.metrics` applied to the resampled rows: a cell
+    drawn ``k`` times stands for ``k`` tied rows, and an undrawn cell adds nothing.
+    """
+    neg = counts[:, 0, :]
+    pos = counts[:, 1, :]
+    n_pos = pos.sum(axis=1)
+    n_neg = neg.sum(axis=1)
+    if metric == "roc_auc":
+        valid = (n_pos > 0) & (n_neg > 0)
+        below = np.cumsum(neg, axis=1)
+        below -= neg  # negatives scored strictly below each cell
+        below *= 2
+        below += neg
+        twice_u = np.einsum("rg,rg->r", pos, below)  # exact Mann-Whitney U, doubled
+        value = twice_u / np.maximum(2 * n_pos * n_neg, 1)
+    else:
+        pos_desc = pos[:, ::-1]  # highest score first
+        tps = np.cumsum(pos_desc, axis=1)
+        fps = np.cumsum(neg[:, ::-1], axis=1)
+        if metric == "pr_auc":
+            valid = n_pos > 0
+            precision = tps / np.maximum(tps + fps, 1)
+            value = np.einsum("rg,rg->r", pos_desc, precision) / np.maximum(n_pos, 1)
+        else:
+            valid = (n_pos > 0) & (n_neg > 0)
+            admissible = fps / np.maximum(n_neg, 1)[:, None] <= max_fpr
+            value = np.where(admissible, tps, 0).max(axis=1) / np.maximum(n_pos, 1)
+    return np.asarray(value, dtype=np.float64), np.asarray(valid, dtype=np.bool_)
+
+
+def _row_losses(metric: str, y: _IntArray, p: _FloatArray) -> _FloatArray:
+    """Per-row loss whose mean is ``brier`` or ``log_loss`` (as in :mod:`lockgate.metrics`)."""
+    if metric == "brier":
+        return np.square(p - y)
+    clipped = np.clip(p, _LOG_LOSS_EPS, 1.0 - _LOG_LOSS_EPS)
+    return np.asarray(-np.where(y == 1, np.log(clipped), np.log1p(-clipped)), dtype=np.float64)
+
+
+def _replicates(
+    metric: str,
+    y: _IntArray,
+    scores: Sequence[_FloatArray],
+    *,
+    n_boot: int,
+    seed: int,
+    stratified: bool,
+    max_fpr: float,
+) -> tuple[_FloatArray, _BoolArray]:
+    """The metric of every model on every replicate, ``(len(scores), n_boot)``, and validity.
+
+    All models are evaluated on the same resampled rows. The mean losses (brier, log_loss) are
+    gathered and averaged directly and are always defined; the ranking metrics go through the
+    cell counts, and their validity depends only on the class counts of a replicate, the same
+    for every model.
+    """
+    out = np.empty((len(scores), n_boot), dtype=np.float64)
+    valid = np.ones(n_boot, dtype=np.bool_)
+    n = float(y.shape[0])
+    losses = [_row_losses(metric, y, p) for p in scores] if metric in _PROBABILITY_METRICS else []
+    models = [] if losses else [_RankCells.of(y, p) for p in scores]
+    start = 0
+    for parts in _draws(y, n_boot=n_boot, seed=seed, stratified=stratified):
+        size = parts[0][1].shape[0]
+        window = slice(start, start + size)
+        for k, loss in enumerate(losses):
+            total = np.zeros(size, dtype=np.float64)
+            for rows, draws in parts:
+                total += loss[rows][draws].sum(axis=1)
+            out[k, window] = total / n
+        for k, model in enumerate(models):
+            out[k, window], ok = _ranking_from_counts(
+                metric, _cell_counts(model, parts), max_fpr=max_fpr
+            )
+            if k == 0:
+                valid[window] = ok
+        start += size
+    return out, valid
+
+
+def _require_usable(valid: _BoolArray, *, metric: str, n_boot: int, stratified: bool) -> int:
+    n_used = int(valid.sum())
+    if 2 * n_used < n_boot:
+        hint = (
+            "evaluate on more rows"
+            if stratified
+            else "pass stratified=True (resamples each class separately) or evaluate on more rows"
+        )
+        raise DataError(
+            f"only {n_used} of {n_boot} bootstrap replicates of {metric} were usable (the others "
+            f"held a single class); rule: at least half of the replicates must be usable; fix: "
+            f"{hint}"
+        )
+    return n_used
+
+
+def bootstrap_ci(
+    y: Any,
+    p: Any,
+    *,
+    metric: str,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    stratified: bool = True,
+    max_fpr: float = 0.01,
+) -> Interval:
+    """Point estimate and percentile bootstrap confidence interval of one metric.
+
+    The bootstrap is stratified by default: each replicate resamples the positives and the
+    negatives separately (with replacement, each to its original count), so every replicate has
+    the data's class balance and is usable even when positives are rare. With
+    ``stratified=False`` rows are resampled together and replicates with a single class are
+    skipped (reported in ``n_skipped``).
+
+    Args:
+        y: True labels in {0, 1}.
+        p: Predicted probabilities (any finite scores for the ranking metrics).
+        metric: One of ``roc_auc``, ``pr_auc``, ``log_loss``, ``brier``, ``recall_at_fpr``.
+        n_boot: Bootstrap replicates (at least 10; 1000 or more for reporting).
+        alpha: One minus the confidence level.
+        seed: Seed of the random generator (same seed, same replicates).
+        stratified: Whether to resample the classes separately.
+        max_fpr: The false-positive-rate bound of ``recall_at_fpr``.
+
+    Returns:
+        The :class:`Interval`.
+
+    Raises:
+        SpecError: On an unknown metric or invalid options.
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input, when the metric is undefined on the full data, or when
+            fewer than half of the replicates are usable.
+
+    Example:
+        >>> iv = bootstrap_ci([0, 0, 1, 1, 0, 1], [0.1, 0.4, 0.35, 0.8, 0.2, 0.9],
+        ...                   metric="brier", n_boot=100)
+        >>> iv.lower <= iv.estimate <= iv.upper, iv.n_skipped
+        (True, 0)
+    """
+    _check_metric(metric)
+    _check_bootstrap_options(n_boot=n_boot, alpha=alpha, seed=seed)
+    y_int = _as_labels(y)
+    p_float = _as_scores(
+        p, name="p", n=int(y_int.shape[0]), unit_interval=metric in _PROBABILITY_METRICS
+    )
+    _require_defined(y_int, metric=metric)
+    estimate = _point(metric, y_int, p_float, max_fpr=max_fpr)
+    reps, valid = _replicates(
+        metric,
+        y_int,
+        [p_float],
+        n_boot=int(n_boot),
+        seed=int(seed),
+        stratified=bool(stratified),
+        max_fpr=max_fpr,
+    )
+    n_used = _require_usable(valid, metric=metric, n_boot=int(n_boot), stratified=stratified)
+    used = reps[0, valid]
+    lower, upper = np.quantile(used, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return Interval(
+        metric=metric,
+        estimate=estimate,
+        lower=float(lower),
+        upper=float(upper),
+        alpha=float(alpha),
+        se=float(np.std(used, ddof=1)),
+        n=int(y_int.shape[0]),
+        positives=int(y_int.sum()),
+        n_boot=int(n_boot),
+        n_used=n_used,
+        n_skipped=int(n_boot) - n_used,
+        stratified=bool(stratified),
+        seed=int(seed),
+    )
+
+
+def paired_bootstrap(
+    y: Any,
+    p_challenger: Any,
+    p_champion: Any,
+    *,
+    metric: str,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    stratified: bool = True,
+    max_fpr: float = 0.01,
+) -> PairedComparison:
+    """Paired bootstrap of ``delta = metric(challenger) - metric(champion)``.
+
+    Both models are scored on the same resampled rows in every replicate (stratified as in
+    :func:`bootstrap_ci`), so their correlation is kept. The interval is the percentile interval
+    of the replicate deltas; the two-sided p-value is
+    ``min(1, 2 * min(#{delta* <= 0} + 1, #{delta* >= 0} + 1) / (n_used + 1))``, consistent with
+    the interval (it is below ``alpha`` about when the interval excludes 0) and never exactly 0.
+
+    Args:
+        y: True labels in {0, 1}.
+        p_challenger: The challenger's predicted probabilities.
+        p_champion: The champion's predicted probabilities.
+        metric: One of the keys of :data:`HIGHER_IS_BETTER`.
+        n_boot: Bootstrap replicates (at least 10).
+        alpha: One minus the confidence level.
+        seed: Seed of the random generator.
+        stratified: Whether to resample the classes separately.
+        max_fpr: The false-positive-rate bound of ``recall_at_fpr``.
+
+    Returns:
+        The :class:`PairedComparison` with ``method="paired_bootstrap"``.
+
+    Raises:
+        SpecError: On an unknown metric or invalid options.
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input, when the metric is undefined on the full data, or when
+            fewer than half of the replicates are usable.
+
+    Example:
+        >>> y = [0, 0, 1, 1, 0, 1, 0, 1]
+        >>> p = [0.1, 0.4, 0.35, 0.8, 0.2, 0.9, 0.3, 0.6]
+        >>> same = paired_bootstrap(y, p, p, metric="roc_auc", n_boot=50)
+        >>> same.delta, same.lower, same.upper, same.p_value
+        (0.0, 0.0, 0.0, 1.0)
+    """
+    _check_metric(metric)
+    _check_bootstrap_options(n_boot=n_boot, alpha=alpha, seed=seed)
+    y_int = _as_labels(y)
+    n = int(y_int.shape[0])
+    unit = metric in _PROBABILITY_METRICS
+    challenger = _as_scores(p_challenger, name="p_challenger", n=n, unit_interval=unit)
+    champion = _as_scores(p_champion, name="p_champion", n=n, unit_interval=unit)
+    _require_defined(y_int, metric=metric)
+    est_challenger = _point(metric, y_int, challenger, max_fpr=max_fpr)
+    est_champion = _point(metric, y_int, champion, max_fpr=max_fpr)
+    reps, valid = _replicates(
+        metric,
+        y_int,
+        [challenger, champion],
+        n_boot=int(n_boot),
+        seed=int(seed),
+        stratified=bool(stratified),
+        max_fpr=max_fpr,
+    )
+    n_used = _require_usable(valid, metric=metric, n_boot=int(n_boot), stratified=stratified)
+    deltas = reps[0, valid] - reps[1, valid]
+    lower, upper = np.quantile(deltas, [alpha / 2.0, 1.0 - alpha / 2.0])
+    at_most_zero = int((deltas <= 0.0).sum())
+    at_least_zero = int((deltas >= 0.0).sum())
+    p_value = min(1.0, 2.0 * (min(at_most_zero, at_least_zero) + 1) / (n_used + 1))
+    return PairedComparison(
+        metric=metric,
+        higher_is_better=HIGHER_IS_BETTER[metric],
+        challenger=est_challenger,
+        champion=est_champion,
+        delta=est_challenger - est_champion,
+        lower=float(lower),
+        upper=float(upper),
+        p_value=float(p_value),
+        alpha=float(alpha),
+        se=float(np.std(deltas, ddof=1)),
+        n=n,
+        positives=int(y_int.sum()),
+        method="paired_bootstrap",
+        n_boot=int(n_boot),
+        n_used=n_used,
+        n_skipped=int(n_boot) - n_used,
+        stratified=bool(stratified),
+        seed=int(seed),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# DeLong
+# --------------------------------------------------------------------------------------------
+
+
+def _midranks(x: _FloatArray) -> _FloatArray:
+    """1-based ranks of ``x`` with tied values sharing the mean of their ranks."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts).astype(np.float64)  # 1-based rank of the last of each group
+    mid = ends - (counts - 1) / 2.0
+    return np.asarray(mid[inverse.reshape(-1)], dtype=np.float64)
+
+
+def _delong_components(y: _IntArray, scores: _FloatArray) -> tuple[_FloatArray, _FloatArray]:
+    """DeLong's structural components by midranks (Sun & Xu 2014), O(n log n) per model.
+
+    Args:
+        y: Labels in {0, 1}.
+        scores: ``(k, n)`` scores of ``k`` models.
+
+    Returns:
+        ``(v10, v01)``: ``(k, m)`` per-positive and ``(k, n)`` per-negative components;
+        ``v10[r, i]`` is the share of negatives that positive ``i`` outranks (ties 1/2) and
+        ``v01[r, j]`` the share of positives that outrank negative ``j``.
+    """
+    positives = scores[:, y == 1]
+    negatives = scores[:, y == 0]
+    m = positives.shape[1]
+    n = negatives.shape[1]
+    v10 = np.empty((scores.shape[0], m), dtype=np.float64)
+    v01 = np.empty((scores.shape[0], n), dtype=np.float64)
+    for r in range(scores.shape[0]):
+        rank_pos = _midranks(positives[r])
+        rank_neg = _midranks(negatives[r])
+        rank_all = _midranks(np.concatenate([positives[r], negatives[r]]))
+        v10[r] = (rank_all[:m] - rank_pos) / n
+        v01[r] = 1.0 - (rank_all[m:] - rank_neg) / m
+    return v10, v01
+
+
+def delong_test(y: Any, p_a: Any, p_b: Any, *, alpha: float = 0.05) -> PairedComparison:
+    """DeLong's test of two correlated ROC AUCs on the same rows (fast algorithm of Sun & Xu).
+
+    ``delta = AUC(a) - AUC(b)``; its variance is ``S_aa + S_bb - 2 S_ab`` with
+    ``S = S10 / m + S01 / n`` from the covariance (``ddof=1``) of DeLong's structural components
+    over the ``m`` positives and ``n`` negatives. The interval is ``delta +- z_(1-alpha/2) * se``
+    (not clipped to [-1, 1]) and the p-value is two-sided from the normal distribution. Model
+    ``a`` is reported as the challenger and ``b`` as the champion. When ``se`` is 0 (e.g.
+    identically ranked scores), ``delta == 0`` gives ``z = 0`` and ``p = 1``, any other
+    ``delta`` gives an infinite ``z`` and ``p = 0``.
+
+    Args:
+        y: True labels in {0, 1}, at least two of each.
+        p_a: Scores of model a (the challenger); only their order matters.
+        p_b: Scores of model b (the champion).
+        alpha: One minus the confidence level of the interval.
+
+    Returns:
+        The :class:`PairedComparison` with ``metric="roc_auc"`` and ``method="delong"``.
+
+    Raises:
+        SpecError: When ``alpha`` is not in (0, 1).
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input or fewer than two positives or two negatives.
+
+    Example:
+        >>> y = [0, 0, 0, 1, 1, 1]
+        >>> t = delong_test(y, [0.1, 0.3, 0.6, 0.4, 0.8, 0.9], [0.1, 0.3, 0.6, 0.4, 0.8, 0.9])
+        >>> t.delta, t.z, t.p_value
+        (0.0, 0.0, 1.0)
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
+        raise SpecError(
+            f"alpha={alpha!r} is invalid; rule: alpha (one minus the confidence level) must be in "
+            f"(0, 1); fix: pass alpha=0.05 for a 95% interval"
+        )
+    y_int = _as_labels(y)
+    n_rows = int(y_int.shape[0])
+    a = _as_scores(p_a, name="p_a", n=n_rows, unit_interval=False)
+    b = _as_scores(p_b, name="p_b", n=n_rows, unit_interval=False)
+    m = int(y_int.sum())
+    n = n_rows - m
+    if m < 2 or n < 2:
+        raise DataError(
+            f"DeLong's test needs at least 2 positives and 2 negatives, y has {m} positive(s) and "
+            f"{n} negative(s); rule: the variance of an AUC is estimated from both classes; fix: "
+            f"evaluate on a larger or stratified split"
+        )
+    auc_a = _metrics.roc_auc(y_int, a)
+    auc_b = _metrics.roc_auc(y_int, b)
+    v10, v01 = _delong_components(y_int, np.vstack([a, b]))
+    s = np.cov(v10) / m + np.cov(v01) / n
+    variance = max(float(s[0, 0] + s[1, 1] - 2.0 * s[0, 1]), 0.0)
+    se = math.sqrt(variance)
+    delta = auc_a - auc_b
+    if se > 0.0:
+        z = delta / se
+        p_value = math.erfc(abs(z) / math.sqrt(2.0))
+    elif delta == 0.0:
+        z, p_value = 0.0, 1.0
+    else:
+        z, p_value = math.copysign(math.inf, delta), 0.0
+    half = NormalDist().inv_cdf(1.0 - alpha / 2.0) * se
+    return PairedComparison(
+        metric="roc_auc",
+        higher_is_better=True,
+        challenger=auc_a,
+        champion=auc_b,
+        delta=delta,
+        lower=delta - half,
+        upper=delta + half,
+        p_value=float(p_value),
+        alpha=float(alpha),
+        se=se,
+        n=n_rows,
+        positives=m,
+        method="delong",
+        z=float(z),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration
+# --------------------------------------------------------------------------------------------
+
+
+def calibration(
+    y: Any, p: Any, *, bins: int = 10, strategy: Literal["quantile", "uniform"] = "quantile"
+) -> Calibration:
+    """Reliability diagram: per-bin mean prediction and observed rate, with ECE and MCE.
+
+    Binning follows ``sklearn.calibration.calibration_curve`` exactly. Edges are
+    ``linspace(0, 1, bins + 1)`` (``uniform``) or the ``linspace(0, 1, bins + 1) * 100``
+    percentiles of ``p`` (``quantile``, numpy's linear interpolation). Bin ``k`` holds the
+    rows with ``edges[k] < p <= edges[k + 1]``, except that bin 0 also holds everything up to
+    ``edges[1]`` and the last bin everything above ``edges[-2]`` (so ``p == 0`` lands in bin 0
+    and a prediction exactly on an inner edge in the bin below it). Tied predictions can make
+    quantile edges coincide; the empty bins are left out of :attr:`Calibration.bins`, which
+    then lines up with sklearn's ``prob_pred`` / ``prob_true``.
+
+    Args:
+        y: True labels in {0, 1}.
+        p: Predicted probabilities of label 1 in ``[0, 1]``.
+        bins: Number of bins, at least 1.
+        strategy: ``"quantile"`` (equal-count bins) or ``"uniform"`` (equal-width bins).
+
+    Returns:
+        The :class:`Calibration`.
+
+    Raises:
+        SpecError: On an invalid ``bins`` or ``strategy``.
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input.
+
+    Example:
+        >>> cal = calibration([0, 1, 0, 1], [0.25, 0.75, 0.5, 1.0], bins=2, strategy="quantile")
+        >>> cal.edges, cal.observed_rate, cal.mean_predicted
+        ((0.25, 0.625, 1.0), (0.0, 1.0), (0.375, 0.875))
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
+        raise SpecError(
+            f"bins={bins!r} is invalid; rule: the number of bins must be an integer >= 1; fix: "
+            f"pass e.g. bins=10"
+        )
+    if strategy not in ("quantile", "uniform"):
+        raise SpecError(
+            f"strategy={strategy!r} is unknown; rule: the binning strategy must be 'quantile' or "
+            f"'uniform'; fix: pass strategy='quantile' for equal-count bins"
+        )
+    y_int = _as_labels(y)
+    p_float = _as_scores(p, name="p", n=int(y_int.shape[0]), unit_interval=True)
+    n_bins = int(bins)
+    if strategy == "quantile":
+        edges = np.percentile(p_float, np.linspace(0.0, 1.0, n_bins + 1) * 100)
+    else:
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ids = np.searchsorted(edges[1:-1], p_float)
+    counts = np.bincount(ids, minlength=n_bins)
+    sums = np.bincount(ids, weights=p_float, minlength=n_bins)
+    hits = np.bincount(ids, weights=y_int.astype(np.float64), minlength=n_bins)
+    n = int(y_int.shape[0])
+    result_bins: list[CalibrationBin] = []
+    ece = 0.0
+    mce = 0.0
+    for k in np.flatnonzero(counts):
+        count = int(counts[k])
+        item = CalibrationBin(
+            index=int(k),
+            lower=float(edges[k]),
+            upper=float(edges[k + 1]),
+            count=count,
+            positives=round(float(hits[k])),
+            mean_predicted=float(sums[k] / count),
+            observed_rate=float(hits[k] / count),
+        )
+        result_bins.append(item)
+        ece += count / n * item.gap
+        mce = max(mce, item.gap)
+    return Calibration(
+        strategy=strategy,
+        n_bins=n_bins,
+        edges=tuple(float(e) for e in edges),
+        bins=tuple(result_bins),
+        ece=float(ece),
+        mce=float(mce),
+        n=n,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Slices
+# --------------------------------------------------------------------------------------------
+
+
+def _slice_value(value: Any) -> str | int | float | bool | None:
+    """A slice value as a JSON-able scalar (``None`` for missing)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool | int | float | str):
+        return value
+    try:
+        import pandas as pd
+
+        if value is pd.NA or value is pd.NaT:
+            return None
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pass
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def _slice_groups(series: pd.Series) -> tuple[npt.NDArray[np.intp], list[Any]]:
+    """Integer codes (-1: missing) and the values they stand for, in a stable order."""
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        # Every category is reported, empty ones too (e.g. a bucket nobody fell into).
+        return np.asarray(series.cat.codes, dtype=np.intp), list(series.cat.categories)
+    try:
+        codes, uniques = pd.factorize(series, sort=True)
+    except TypeError:  # values that cannot be ordered (mixed types)
+        codes, uniques = pd.factorize(series, sort=False)
+    return np.asarray(codes, dtype=np.intp), list(uniques)
+
+
+def _slice_metric(
+    y: _IntArray, p: _FloatArray, *, metric: str, min_rows: int, max_fpr: float
+) -> tuple[float | None, str | None]:
+    rows = int(y.shape[0])
+    positives = int(y.sum())
+    negatives = rows - positives
+    if rows < min_rows:
+        return None, f"too few rows: {rows} < min_rows={min_rows}"
+    if metric in _BOTH_CLASSES_METRICS and (positives == 0 or negatives == 0):
+        return None, (
+            f"single class: {positives} positive(s) and {negatives} negative(s); {metric} needs "
+            f"both labels"
+        )
+    if metric == "pr_auc" and positives == 0:
+        return None, "no positives: pr_auc needs at least one row with label 1"
+    return _point(metric, y, p, max_fpr=max_fpr), None
+
+
+def slice_metrics(
+    frame: pd.DataFrame,
+    *,
+    y_col: str,
+    p_col: str,
+    slice_cols: str | Sequence[str],
+    metric: str,
+    min_rows: int,
+    max_fpr: float = 0.01,
+) -> list[SliceResult]:
+    """A metric per value of each slice column, ``None`` with a reason where it is undefined.
+
+    Slices of a column are reported in sorted value order (category order for categorical
+    columns, whose empty categories are reported too, with 0 rows), missing values last as
+    value ``None``. A slice's metric is undefined when it has fewer than ``min_rows`` rows, or a
+    single class (``roc_auc``, ``recall_at_fpr``), or no positives (``pr_auc``).
+
+    Args:
+        frame: One row per scored example.
+        y_col: The label column (0/1).
+        p_col: The predicted-probability column.
+        slice_cols: One column name or several; use :func:`bucketize` for numeric columns.
+        metric: One of the keys of :data:`HIGHER_IS_BETTER`.
+        min_rows: The fewest rows a slice needs for its metric to be reported (>= 1).
+        max_fpr: The false-positive-rate bound of ``recall_at_fpr``.
+
+    Returns:
+        One :class:`SliceResult` per (column, value), columns in the order given.
+
+    Raises:
+        SpecError: On an unknown metric, no slice columns or an invalid ``min_rows``.
+        SchemaError: When a named column is missing.
+        EmptyDataError: When the frame has no rows.
+        DataError: On invalid labels or probabilities.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"y": [0, 1, 0, 1, 0, 0], "p": [.2, .7, .4, .6, .1, .3],
+        ...                    "country": ["FR", "FR", "FR", "FR", "DE", "DE"]})
+        >>> [(s.value, s.metric_value, s.reason is None) for s in slice_metrics(
+        ...     df, y_col="y", p_col="p", slice_cols="country", metric="roc_auc", min_rows=2)]
+        [('DE', None, False), ('FR', 1.0, True)]
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(
+            f"frame is a {type(frame).__name__}; rule: slice_metrics needs a pandas DataFrame; "
+            f"fix: pass pd.DataFrame(...) with the label, probability and slice columns"
+        )
+    _check_metric(metric)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
+        raise SpecError(
+            f"min_rows={min_rows!r} is invalid; rule: the minimum slice size must be an integer "
+            f">= 1; fix: pass e.g. min_rows=100"
+        )
+    columns = [slice_cols] if isinstance(slice_cols, str) else list(slice_cols)
+    if not columns:
+        raise SpecError(
+            "slice_cols is empty; rule: at least one slice column is needed; fix: pass e.g. "
+            "slice_cols=['country']"
+        )
+    missing = [c for c in (y_col, p_col, *columns) if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"column(s) {missing} are not in the frame (columns: {list(frame.columns)[:20]}); "
+            f"rule: the label, probability and slice columns must exist; fix: check the names "
+            f"or add the columns (bucketize numeric ones)"
+        )
+    if len(frame) == 0:
+        raise EmptyDataError(
+            "frame has no rows; rule: slice metrics need at least one row; fix: evaluate on a "
+            "non-empty split"
+        )
+    y = _as_labels(frame[y_col].to_numpy(), name=y_col)
+    p = _as_scores(
+        frame[p_col].to_numpy(),
+        name=p_col,
+        n=int(y.shape[0]),
+        unit_interval=metric in _PROBABILITY_METRICS,
+    )
+    results: list[SliceResult] = []
+    for column in columns:
+        codes, uniques = _slice_groups(frame[column])
+        order = np.argsort(codes, kind="stable")
+        sizes = np.bincount(codes + 1, minlength=len(uniques) + 1)  # slot 0: missing
+        groups = np.split(order, np.cumsum(sizes)[:-1])
+        keyed = [(uniques[k], groups[k + 1]) for k in range(len(uniques))]
+        if sizes[0]:
+            keyed.append((None, groups[0]))
+        for value, rows in keyed:
+            value_metric, reason = _slice_metric(
+                y[rows], p[rows], metric=metric, min_rows=int(min_rows), max_fpr=max_fpr
+            )
+            results.append(
+                SliceResult(
+                    column=str(column),
+                    value=_slice_value(value),
+                    rows=int(rows.shape[0]),
+                    positives=int(y[rows].sum()),
+                    metric=metric,
+                    metric_value=value_metric,
+                    reason=reason,
+                )
+            )
+    return results
+
+
+def _format_edge(value: float) -> str:
+    return f"{value:g}"
+
+
+def bucketize(
+    values: Any, *, edges: Sequence[float], labels: Sequence[str] | None = None
+) -> pd.Series:
+    """Numeric values into ordered, labelled buckets (amount buckets, age bands) for slicing.
+
+    ``k`` strictly increasing edges make ``k + 1`` buckets, left-closed and right-open:
+    ``(-inf, e0)``, ``[e0, e1)``, ..., ``[e_last, inf)``; every finite or infinite value lands in
+    one of them and NaN stays missing. The default labels are ``"<e0"``, ``"[e0, e1)"``, ...,
+    ``">=e_last"``.
+
+    Args:
+        values: Numbers (array, list or Series; a Series keeps its index and name).
+        edges: Strictly increasing finite bucket edges, at least one.
+        labels: ``len(edges) + 1`` distinct bucket names, in order.
+
+    Returns:
+        An ordered categorical Series whose categories are the labels (empty buckets included).
+
+    Raises:
+        SpecError: On invalid edges or labels.
+        DataError: When the values are not numeric.
+
+    Example:
+        >>> bucketize([5, 10, 250, 40], edges=[10, 100], labels=["small", "mid", "large"]).tolist()
+        ['small', 'mid', 'large', 'mid']
+    """
+    import pandas as pd
+
+    try:
+        e = np.asarray(edges, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(
+            f"edges={edges!r} are not numbers; rule: bucket edges must be finite numbers; fix: "
+            f"pass e.g. edges=[10, 100, 1000]"
+        ) from exc
+    if e.ndim != 1 or e.shape[0] == 0 or not np.isfinite(e).all() or (np.diff(e) <= 0).any():
+        raise SpecError(
+            f"edges={edges!r} are invalid; rule: at least one finite edge, strictly increasing; "
+            f"fix: sort the edges and drop duplicates, e.g. edges=[10, 100, 1000]"
+        )
+    if labels is None:
+        names = [f"<{_format_edge(e[0])}"]
+        names += [f"[{_format_edge(lo)}, {_format_edge(hi)})" for lo, hi in itertools.pairwise(e)]
+        names.append(f">={_format_edge(e[-1])}")
+    else:
+        names = list(labels)
+        if (
+            len(names) != e.shape[0] + 1
+            or len(set(names)) != len(names)
+            or not all(isinstance(x, str) for x in names)
+        ):
+            raise SpecError(
+                f"labels={names!r} are invalid for {e.shape[0]} edge(s); rule: one distinct "
+                f"string label per bucket, len(edges) + 1 = {e.shape[0] + 1} in all; fix: add or "
+                f"remove labels (or pass labels=None for the default names)"
+            )
+    index = values.index if isinstance(values, pd.Series) else None
+    name = values.name if isinstance(values, pd.Series) else None
+    try:
+        if isinstance(values, pd.Series):
+            v = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            v = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"values could not be read as numbers ({exc}); rule: bucketize needs numeric values; "
+            f"fix: convert the column to float first (or slice on it directly if categorical)"
+        ) from exc
+    codes = np.searchsorted(e, v, side="right")
+    codes[np.isnan(v)] = -1
+    categorical = pd.Categorical.from_codes(codes, categories=pd.Index(names), ordered=True)
+    return pd.Series(categorical, index=index, name=name)

@@ -1,0 +1,119 @@
+"""Tests of lockgate.plots: valid, deterministic 640 x 480 PNGs and no leaked matplotlib state."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lockgate.errors import DataError, EmptyDataError, SpecError
+from lockgate.plots import calibration_plot, pr_plot, roc_plot, slice_delta_plot
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _data() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = (rng.random(n) < 0.1).astype(np.int64)
+    challenger = 1.0 / (1.0 + np.exp(-(rng.normal(size=n) + 2.0 * y - 2.5)))
+    champion = 1.0 / (1.0 + np.exp(-(rng.normal(size=n) + 1.2 * y - 2.2)))
+    return y, {"challenger": challenger, "champion": champion}
+
+
+def _check_png(png: bytes) -> None:
+    assert png[:8] == PNG_SIGNATURE
+    with Image.open(io.BytesIO(png)) as image:
+        image.verify()
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.format == "PNG"
+        assert image.size == (640, 480)
+
+
+SLICES = [
+    ("country=FR", 0.81, 0.84),
+    ("country=DE", 0.79, 0.76),
+    ("country=LU", None, 0.9),
+    ("amount=[100, 1000)", 0.85, 0.85),
+    ("amount=>=1000", float("nan"), None),
+]
+
+
+def _render_all() -> list[bytes]:
+    y, scores = _data()
+    return [
+        roc_plot(y, scores),
+        pr_plot(y, scores, title="PR"),
+        calibration_plot(y, scores, bins=10),
+        calibration_plot(y, {"challenger": scores["challenger"]}, bins=5, strategy="uniform"),
+        slice_delta_plot(SLICES, metric="roc_auc"),
+        slice_delta_plot(SLICES, metric="log_loss", title="log loss"),
+    ]
+
+
+def test_plots_are_valid_deterministic_pngs() -> None:
+    first = _render_all()
+    for png in first:
+        _check_png(png)
+    assert _render_all() == first
+
+
+def test_plots_leak_no_matplotlib_state() -> None:
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    before = _render_all()
+    matplotlib.rcParams["lines.linewidth"] = 7.0
+    try:
+        after = _render_all()  # rendered under the default style, whatever the caller set
+        assert matplotlib.rcParams["lines.linewidth"] == 7.0
+    finally:
+        matplotlib.rcParams["lines.linewidth"] = matplotlib.rcParamsDefault["lines.linewidth"]
+    assert after == before
+    assert matplotlib.get_backend() == backend
+
+
+def test_import_is_cheap_and_rendering_skips_pyplot() -> None:
+    code = (
+        "import sys, numpy as np, lockgate.plots as lp;"
+        "print('matplotlib' in sys.modules);"
+        "lp.roc_plot([0, 1, 0, 1], {'a': [0.1, 0.9, 0.3, 0.4]});"
+        "print('matplotlib.pyplot' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_slice_plot_with_only_undefined_slices() -> None:
+    _check_png(slice_delta_plot([("a", None, None), ("b", 0.5, None)], metric="brier"))
+
+
+def test_many_slices_still_fit() -> None:
+    rows = [(f"merchant={i}", 0.8 + i / 1000, 0.8) for i in range(60)]
+    _check_png(slice_delta_plot(rows, metric="pr_auc"))
+
+
+def test_plot_input_errors() -> None:
+    y, scores = _data()
+    with pytest.raises(DataError, match="non-empty mapping"):
+        roc_plot(y, {})
+    with pytest.raises(SpecError, match="model name"):
+        roc_plot(y, {"": scores["champion"]})
+    with pytest.raises(DataError, match="single class"):
+        roc_plot(np.zeros(10), {"a": np.linspace(0, 1, 10)})
+    with pytest.raises(DataError, match="without positives"):
+        pr_plot(np.zeros(10), {"a": np.linspace(0, 1, 10)})
+    with pytest.raises(DataError, match=r"outside \[0, 1\]"):
+        calibration_plot(y, {"a": scores["champion"] * 2})
+    with pytest.raises(SpecError, match="metric='auc'"):
+        slice_delta_plot(SLICES, metric="auc")
+    with pytest.raises(EmptyDataError):
+        slice_delta_plot([], metric="roc_auc")
+    with pytest.raises(DataError, match="slices\\[0\\]"):
+        slice_delta_plot([("a", 0.5)], metric="roc_auc")  # type: ignore[list-item]
+    with pytest.raises(DataError, match="must be a number"):
+        slice_delta_plot([("a", "0.5", 0.6)], metric="roc_auc")  # type: ignore[list-item]
