@@ -1,11 +1,11 @@
 """evaluation_report asset: the model version scored on the held-out part of its snapshot."""
-
-from __future__ import annotations
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
 
 from typing import Any
 
 import dagster as dg
 
+from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.spec import ModelPipeline
 
 __all__ = ["build_evaluation_report"]
@@ -13,7 +13,6 @@ __all__ = ["build_evaluation_report"]
 
 def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, evaluation_report]`` asset: held-out metrics of the latest model version."""
-    from lockgate.resources.artifacts import ArtifactRegistry
 
     @dg.asset(
         key=spec.asset_key("evaluation_report"),
@@ -40,8 +39,9 @@ def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
         report = evaluate_version(artifacts, spec.name, version, frame)
         artifacts.put_report(spec.name, version, {"evaluation.json": canonical_json(report)})
         metrics = report["metrics"]
-        context.log.info(f"version {version}: " + ", ".join(f"{k}={v:.4f}" for k, v in
-                                                              metrics.items()))
+        context.log.info(
+            f"version {version}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        )
         return dg.Output(
             {"pipeline": spec.name, "version": version, "metrics": metrics},
             metadata={

@@ -1,12 +1,13 @@
 """feature_snapshot asset and its blocking data-quality checks."""
-
-from __future__ import annotations
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
 
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
+from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.resources.feast_store import FeastStore
 from lockgate.spec import ModelPipeline
 
 __all__ = ["build_feature_snapshot", "build_snapshot_checks"]
@@ -14,8 +15,6 @@ __all__ = ["build_feature_snapshot", "build_snapshot_checks"]
 
 def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, feature_snapshot]`` asset: point-in-time training frame, content-addressed."""
-    from lockgate.resources.artifacts import ArtifactRegistry
-    from lockgate.resources.feast_store import FeastStore
 
     @dg.asset(
         key=spec.asset_key("feature_snapshot"),
@@ -41,7 +40,7 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
             f"{len(ref['features'])} features ({'new' if ref['created'] else 'already stored'})"
         )
         schema = dg.TableSchema(
-            columns=[dg.TableColumn(name=c, type=str(t)) for c, t in frame.dtypes.items()]
+            columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
         )
         return dg.Output(
             dict(ref),
@@ -53,7 +52,9 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(ref["uri"]),
                 "feature_service": spec.feature_service,
                 "features": dg.MetadataValue.json(ref["features"]),
-                "label_rate": manifest["label_rate"] if manifest["label_rate"] is not None else "n/a",
+                "label_rate": manifest["label_rate"]
+                if manifest["label_rate"] is not None
+                else "n/a",
                 "time_range": " .. ".join(manifest["time_range"]),
                 "feast_registry_fingerprint": manifest["feast"]["registry"],
                 "feast_fingerprints": dg.MetadataValue.json(manifest["feast"]),
@@ -68,7 +69,6 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
 
 def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
     """Blocking Great Expectations checks on the snapshot, one per concern of the spec's suite."""
-    from lockgate.resources.artifacts import ArtifactRegistry
     from lockgate.validation import check_names
 
     key = spec.asset_key("feature_snapshot")
@@ -100,8 +100,7 @@ def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
                 "snapshot_sha256": frame_sha,
                 "passed": all(o.passed for o in outcomes),
                 "checks": [
-                    {"name": o.name, "passed": o.passed, "failures": o.failures}
-                    for o in outcomes
+                    {"name": o.name, "passed": o.passed, "failures": o.failures} for o in outcomes
                 ],
             },
         )

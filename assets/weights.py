@@ -1,11 +1,11 @@
 """model_weights asset: train, lock and store one model version."""
-
-from __future__ import annotations
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
 
 from typing import Any
 
 import dagster as dg
 
+from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.spec import ModelPipeline
 
 __all__ = ["build_model_weights"]
@@ -13,7 +13,6 @@ __all__ = ["build_model_weights"]
 
 def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, model_weights]`` asset: a model version locked to its triad."""
-    from lockgate.resources.artifacts import ArtifactRegistry
 
     @dg.asset(
         key=spec.asset_key("model_weights"),

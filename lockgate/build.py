@@ -35,6 +35,7 @@ __all__ = [
     "evaluate_version",
     "load_snapshot_frame",
     "load_trained_model",
+    "normalise_dtypes",
     "snapshot_parquet_bytes",
     "source_fingerprint",
     "split_frame",
@@ -77,6 +78,32 @@ def snapshot_parquet_bytes(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", row_group_size=1 << 20)
     return buffer.getvalue()
+
+
+def normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Plain numpy dtypes for Feast's nullable ones.
+
+    Nullable integers and booleans become int64 / bool when they hold no missing value and
+    float64 (NaN for missing) when they do; nullable strings become object. Trainers, the
+    data-quality suite and the snapshot's Parquet schema then see one representation.
+    """
+    import pandas as pd
+
+    out = {}
+    for name, column in frame.items():
+        dtype = column.dtype
+        if isinstance(dtype, pd.StringDtype):
+            out[name] = column.astype(object).where(column.notna(), None)
+        elif pd.api.types.is_extension_array_dtype(dtype) and (
+            pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+        ):
+            if column.isna().any():
+                out[name] = column.astype("float64")
+            else:
+                out[name] = column.astype("int64" if pd.api.types.is_integer_dtype(dtype) else bool)
+        else:
+            out[name] = column
+    return pd.DataFrame(out, index=frame.index)
 
 
 def _read_labels(spec: ModelPipeline, data_dir: Path) -> pd.DataFrame:
@@ -125,8 +152,9 @@ def take_snapshot(
             "the label rows' entity keys exist in the feature sources"
         )
     keep = [*spec.labels.entity_columns, spec.labels.timestamp_column, spec.label, *features]
+    frame = normalise_dtypes(frame[keep])
     sort_by = [spec.labels.timestamp_column, *spec.labels.entity_columns]
-    canonical = canonical_frame(frame[keep], sort_by=sort_by)
+    canonical = canonical_frame(frame, sort_by=sort_by)
     frame_sha = frame_sha256(canonical, sort_by=sort_by)
     ts = canonical[spec.labels.timestamp_column]
     manifest = {

@@ -74,7 +74,7 @@ def generate_data(
     from lockgate.examples import FraudDataConfig, generate_fraud_data
 
     env = _env(home)
-    config = FraudDataConfig() if seed is None else FraudDataConfig(seed=seed)
+    config = None if seed is None else FraudDataConfig(seed=seed)
     summary = generate_fraud_data(
         env.data_dir,
         days=days,
@@ -194,4 +194,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

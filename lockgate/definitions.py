@@ -34,6 +34,9 @@ def build_definitions(
     if duplicates:
         raise SpecError(f"pipeline names {duplicates} are used twice; names must be unique")
     env = environment or Environment.from_env()
+    from lockgate.assets import build_pipeline_definitions
+
     return dg.Definitions.merge(
-        *(p.to_definitions() for p in pipelines), dg.Definitions(resources=env.resources())
+        *(build_pipeline_definitions(p) for p in pipelines),
+        dg.Definitions(resources=env.resources()),
     )

@@ -26,6 +26,8 @@ from lockgate.trainers import LightGBMTrainer, TorchTrainer
 if TYPE_CHECKING:
     import dagster as dg
 
+    from lockgate.environment import Environment
+
 __all__ = [
     "ASSET_NAMES",
     "ColumnRule",
@@ -175,8 +177,12 @@ class ModelPipeline(_Frozen):
         """Name of the job that snapshots, validates, trains and evaluates."""
         return f"{self.name}_train"
 
-    def to_definitions(self) -> dg.Definitions:
-        """Build this pipeline's assets, checks and jobs (resources come from the environment)."""
-        from lockgate.assets import build_pipeline_definitions
+    def to_definitions(self, *, environment: Environment | None = None) -> dg.Definitions:
+        """This pipeline's assets, checks and jobs, with the environment's resources bound.
 
-        return build_pipeline_definitions(self)
+        ``environment`` defaults to :meth:`Environment.from_env`; several pipelines are combined
+        with :func:`lockgate.build_definitions`.
+        """
+        from lockgate.definitions import build_definitions
+
+        return build_definitions([self], environment=environment)

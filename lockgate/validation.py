@@ -10,6 +10,7 @@ so columns are checked for presence first and a missing one fails its check with
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,11 +25,31 @@ __all__ = ["CheckOutcome", "check_names", "run_suite"]
 
 _TYPE_LISTS: dict[str, list[str]] = {
     "float": ["float64", "float32", "float16", "Float64", "Float32"],
-    "int": ["int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "Int64", "Int32"],
+    "int": [
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "uint64",
+        "uint32",
+        "uint16",
+        "uint8",
+        "Int64",
+        "Int32",
+    ],
     "number": [
-        "float64", "float32", "Float64", "Float32",
-        "int64", "int32", "int16", "int8", "uint8", "Int64", "Int32",
-    ],  # fmt: skip
+        "float64",
+        "float32",
+        "Float64",
+        "Float32",
+        "int64",
+        "int32",
+        "int16",
+        "int8",
+        "uint8",
+        "Int64",
+        "Int32",
+    ],
     "string": ["str", "string", "object", "StringDtype"],
     "bool": ["bool", "boolean", "bool_"],
     "datetime": ["Timestamp", "datetime64", "datetime64[ns]", "datetime64[us]", "DatetimeTZDtype"],
@@ -78,7 +99,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if hasattr(value, "item") and callable(value.item):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN / inf: JSON has no such value; missing is what they mean here
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
@@ -126,6 +149,13 @@ def _column_expectations(column: str, rule: ColumnRule) -> list[tuple[Any, str, 
             )
         )
     return [item for item in out if item[0] is not None]
+
+
+def _expectation_key(expectation: Any) -> str:
+    """(type, column): unique within a suite, since each column gets each type at most once."""
+    if hasattr(expectation, "configuration"):  # an Expectation: use its configuration
+        expectation = expectation.configuration
+    return f"{expectation.type}:{expectation.kwargs.get('column')}"
 
 
 def _observed(result: Mapping[str, Any]) -> Any:
@@ -179,18 +209,19 @@ def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) ->
         else:
             groups[name], missing[name] = [], column
 
-    suite = gx.ExpectationSuite(name="lockgate")
     owners: list[tuple[str, str, str]] = []
     owner_by_id: dict[str, tuple[str, str, str]] = {}
-    for name in check_names(validation):
-        for expectation, threshold, fix in groups[name]:
-            added = suite.add_expectation(expectation)
-            owners.append((name, threshold, fix))
-            owner_by_id[str(added.id)] = (name, threshold, fix)
-
-    with _GX_LOCK:  # the ephemeral context is not safe to build concurrently
+    order: dict[str, int] = {}
+    with _GX_LOCK:  # the ephemeral context is process-global in GX; build one at a time
         ctx = gx.get_context(mode="ephemeral")
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        suite = gx.ExpectationSuite(name="lockgate")
+        for name in check_names(validation):
+            for expectation, threshold, fix in groups[name]:
+                suite.add_expectation(expectation)
+                owners.append((name, threshold, fix))
+                owner_by_id[_expectation_key(expectation)] = (name, threshold, fix)
+                order[_expectation_key(expectation)] = len(order)
         asset = ctx.data_sources.add_pandas("lockgate").add_dataframe_asset("snapshot")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
             batch_parameters={"dataframe": frame}
@@ -199,13 +230,18 @@ def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) ->
 
     failures: dict[str, list[dict[str, Any]]] = {n: [] for n in check_names(validation)}
     observed: dict[str, dict[str, Any]] = {n: {} for n in check_names(validation)}
+    # report failures in suite order (dtype before nulls before ranges), whatever GX returns
+    results = sorted(results, key=lambda r: order.get(_expectation_key(r.expectation_config), 0))
     for result in results:
         config = result.expectation_config
-        if config is None or str(config.id) not in owner_by_id:
-            raise RuntimeError(f"Great Expectations returned an unknown result: {result}")
-        name, threshold, fix = owner_by_id[str(config.id)]
+        if config is None or _expectation_key(config) not in owner_by_id:
+            raise RuntimeError(f"Great Expectations returned an unexpected result: {result}")
+        name, threshold, fix = owner_by_id[_expectation_key(config)]
         kind = config.type
         value = _observed(result.result)
+        info = result.exception_info
+        if isinstance(info, dict) and info.get("raised_exception"):  # e.g. mean of strings
+            value = {"error": str(info.get("exception_message"))}
         observed[name][kind] = value
         if not result.success:
             failures[name].append(

@@ -34,13 +34,14 @@ FRAUD_VALIDATION = DataValidation(
         "age": ColumnRule(dtype="number", min=16, max=110, max_null_fraction=0.05),
         "account_age_days": ColumnRule(dtype="number", min=0, max_null_fraction=0.05),
         "credit_limit": ColumnRule(dtype="number", min=0, max_null_fraction=0.05),
-        "tx_count_7d": ColumnRule(dtype="number", min=0, max_null_fraction=0.3),
-        "amount_mean_7d": ColumnRule(dtype="number", min=0, max_null_fraction=0.3),
+        # velocity and merchant features are stamped at day end: the first day has none yet
+        "tx_count_7d": ColumnRule(dtype="number", min=0, max_null_fraction=0.15),
+        "amount_mean_7d": ColumnRule(dtype="number", min=0, max_null_fraction=0.15),
         "merchant_fraud_rate_30d": ColumnRule(
-            dtype="number", min=0.0, max=1.0, max_null_fraction=0.3
+            dtype="number", min=0.0, max=1.0, max_null_fraction=0.15
         ),
         "device_type": ColumnRule(dtype="string", max_null_fraction=0.01),
-        "merchant_category": ColumnRule(dtype="string", max_null_fraction=0.05),
+        "merchant_category": ColumnRule(dtype="string", max_null_fraction=0.15),
     },
 )
 

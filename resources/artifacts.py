@@ -53,7 +53,7 @@ def _check_key(key: str) -> str:
     return key
 
 
-class ArtifactRegistry(dg.ConfigurableResource, ABC):  # type: ignore[misc]
+class ArtifactRegistry(dg.ConfigurableResource, ABC):
     """Content-addressed, immutable store of snapshots and model versions."""
 
     # ---- storage primitives: what an object-storage implementation provides ----------------

@@ -20,7 +20,7 @@ from lockgate.errors import ArtifactNotFoundError
 __all__ = ["JsonReferenceIOManager"]
 
 
-class JsonReferenceIOManager(dg.ConfigurableIOManager):  # type: ignore[misc]
+class JsonReferenceIOManager(dg.ConfigurableIOManager):
     """Stores each asset's output (a JSON-able reference) as one JSON file."""
 
     base_dir: str

@@ -20,6 +20,10 @@ MODULES = [
     "lockgate.assets",
     "lockgate.resources",
     "lockgate.examples",
+    "lockgate.stats",
+    "lockgate.plots",
+    "lockgate.dataio",
+    "lockgate.resources.feast_store",
 ]
 
 

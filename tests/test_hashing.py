@@ -20,8 +20,16 @@ def _frame() -> pd.DataFrame:
             "country": ["DE", "FR", None, "DE", "US", "ñ"],
             "flag": [True, False, True, True, False, False],
             "ts": pd.to_datetime(
-                ["2024-01-01 00:00:00.000001", "2024-01-02", "2024-01-03", "2024-01-04",
-                 "2024-01-05", "2024-01-06"], utc=True,
+                [
+                    "2024-01-01 00:00:00.000001",
+                    "2024-01-02",
+                    "2024-01-03",
+                    "2024-01-04",
+                    "2024-01-05",
+                    "2024-01-06",
+                ],
+                utc=True,
+                format="ISO8601",
             ),
         }
     )
@@ -47,8 +55,16 @@ def test_hash_distinguishes_null_from_empty_and_nan_from_zero() -> None:
     a = pd.DataFrame({"s": ["", "x"], "f": [0.0, 1.0]})
     b = pd.DataFrame({"s": [None, "x"], "f": [0.0, 1.0]})
     c = pd.DataFrame({"s": ["", "x"], "f": [np.nan, 1.0]})
-    assert len({frame_sha256(a, sort_by=["f"]), frame_sha256(b, sort_by=["f"]),
-                frame_sha256(c, sort_by=["f"])}) == 3
+    assert (
+        len(
+            {
+                frame_sha256(a, sort_by=["f"]),
+                frame_sha256(b, sort_by=["f"]),
+                frame_sha256(c, sort_by=["f"]),
+            }
+        )
+        == 3
+    )
 
 
 def test_hash_survives_a_parquet_round_trip_and_dtype_width() -> None:
@@ -84,5 +100,5 @@ def test_bytes_file_and_json_hashes(tmp_path) -> None:
     path.write_bytes(b"x" * (3 << 20))
     assert sha256_file(path) == sha256_bytes(b"x" * (3 << 20))
     assert canonical_json({"b": 1, "a": [1.5, "é"]}) == '{"a":[1.5,"é"],"b":1}'.encode()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="JSON compliant"):
         canonical_json({"x": float("nan")})

@@ -35,8 +35,10 @@ def _record(**over) -> dict:
 
 def test_version_is_a_function_of_the_triad() -> None:
     a, b = _record(), _record()
-    assert a["version"] == b["version"] == model_version_id(
-        code_commit="abc", snapshot_sha256="f" * 64, weights_sha256="e" * 64
+    assert (
+        a["version"]
+        == b["version"]
+        == model_version_id(code_commit="abc", snapshot_sha256="f" * 64, weights_sha256="e" * 64)
     )
     assert _record(code=CodeVersion("abd", False, "git"))["version"] != a["version"]
     assert _record(files={"model.txt": "0" * 64})["version"] != a["version"]

@@ -13,7 +13,7 @@ from lockgate import Environment, LightGBMTrainer, ModelPipeline, TorchTrainer
 from lockgate.examples import FraudDataConfig, generate_fraud_data
 from lockgate.pipelines.fraud import FRAUD_LABELS, FRAUD_VALIDATION
 
-SMALL = FraudDataConfig(seed=11, n_customers=400, n_merchants=40, tx_per_day=700)
+SMALL = FraudDataConfig(seed=11, n_customers=2000, n_merchants=100, tx_per_day=3000)
 DAYS = 10
 
 
@@ -53,4 +53,4 @@ def lgbm_spec(**over: object) -> ModelPipeline:
 
 
 def torch_spec(**over: object) -> ModelPipeline:
-    return lgbm_spec(name="fraud_torch", trainer=TorchTrainer(seed=7, epochs=3), **over)
+    return lgbm_spec(name="fraud_torch", trainer=TorchTrainer(seed=7, epochs=8), **over)

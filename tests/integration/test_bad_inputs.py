@@ -32,7 +32,11 @@ def _run(spec, env: Environment, instance: dg.DagsterInstance):
 def _error(result) -> str:
     failures = [e for e in result.all_events if e.is_step_failure]
     assert failures, "the run did not fail"
-    return failures[0].step_failure_data.error.message
+    error, parts = failures[0].step_failure_data.error, []
+    while error is not None:  # the user code's exception is the cause of Dagster's step error
+        parts.append(error.message)
+        error = error.cause
+    return "\n".join(parts)
 
 
 def _registry_files(env: Environment) -> list[str]:
@@ -89,7 +93,7 @@ def test_wrong_dtype_blocks_training(env, instance) -> None:
     spec = lgbm_spec()
     key = dg.AssetCheckKey(spec.asset_key("feature_snapshot"), "column_is_fraud")
     record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
-    evaluation = record.event.dagster_event.event_specific_data.evaluation
+    evaluation = record.event.dagster_event.event_specific_data
     assert not evaluation.passed
     assert evaluation.metadata["threshold"].value == "dtype int"
     assert LocalRegistryView(env).models() == []
@@ -106,7 +110,7 @@ def test_nan_flood_blocks_training(env, instance, monkeypatch) -> None:
     assert not result.success
     key = dg.AssetCheckKey(spec.asset_key("feature_snapshot"), "column_age")
     record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
-    evaluation = record.event.dagster_event.event_specific_data.evaluation
+    evaluation = record.event.dagster_event.event_specific_data
     assert not evaluation.passed
     assert evaluation.metadata["metric"].value == "expect_column_values_to_not_be_null"
     assert LocalRegistryView(env).models() == []

@@ -41,7 +41,8 @@ def ref(env: Environment, spec: ModelPipeline, asset: str) -> dict:
 
 def materialization(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
     event = instance.get_latest_materialization_event(key)
-    assert event is not None and event.asset_materialization is not None
+    assert event is not None
+    assert event.asset_materialization is not None
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
@@ -123,7 +124,7 @@ def test_failed_data_quality_blocks_training(env, instance) -> None:
     assert instance.get_latest_materialization_event(spec.asset_key("model_weights")) is None
     key = dg.AssetCheckKey(spec.asset_key("feature_snapshot"), "column_amount")
     record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
-    evaluation = record.event.dagster_event.event_specific_data.evaluation
+    evaluation = record.event.dagster_event.event_specific_data
     assert evaluation.passed is False
     meta = {k: v.value for k, v in evaluation.metadata.items()}
     assert meta["metric"] == "expect_column_values_to_be_between"

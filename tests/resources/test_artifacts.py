@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +65,7 @@ def test_edited_lock_record_is_refused(registry: LocalArtifactRegistry) -> None:
     lock = _lock(files)
     registry.put_model_version("fraud", lock["version"], files, lock)
     path = os.path.join(registry.root, "models", "fraud", lock["version"], "lock.json")
-    text = open(path).read().replace('"seed":1', '"seed":2')
+    text = Path(path).read_text().replace('"seed":1', '"seed":2')
     with open(path, "w") as handle:
         handle.write(text)
     with pytest.raises(ArtifactIntegrityError, match="edited"):
