@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lockgate.assets.evaluation import build_evaluation_report
+from lockgate.assets.gate import (
+    build_champion,
+    build_gate_checks,
+    build_gated_evaluation,
+    build_gold_set,
+)
 from lockgate.assets.snapshot import build_feature_snapshot, build_snapshot_checks
 from lockgate.assets.weights import build_model_weights
 
@@ -14,8 +20,12 @@ if TYPE_CHECKING:
     from lockgate.spec import ModelPipeline
 
 __all__ = [
+    "build_champion",
     "build_evaluation_report",
     "build_feature_snapshot",
+    "build_gate_checks",
+    "build_gated_evaluation",
+    "build_gold_set",
     "build_model_weights",
     "build_pipeline_definitions",
     "build_snapshot_checks",
@@ -26,16 +36,17 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
     """All assets, checks and jobs of one pipeline (resources are bound by the environment)."""
     import dagster as dg
 
-    assets = [
-        build_feature_snapshot(spec),
-        build_model_weights(spec),
-        build_evaluation_report(spec),
-    ]
+    assets = [build_feature_snapshot(spec), build_model_weights(spec)]
     checks = [build_snapshot_checks(spec)]
+    if spec.gate is None:
+        assets.append(build_evaluation_report(spec))
+    else:
+        assets += [build_gold_set(spec), build_gated_evaluation(spec), build_champion(spec)]
+        checks.append(build_gate_checks(spec))
     train = dg.define_asset_job(
         spec.train_job_name,
         selection=dg.AssetSelection.groups(spec.name),
-        description=f"Snapshot, validate, train and evaluate {spec.name}.",
+        description=f"Snapshot, validate, train, evaluate and (behind the gate) promote {spec.name}.",
         tags={"lockgate/pipeline": spec.name},
     )
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[train])

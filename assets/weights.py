@@ -44,10 +44,11 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
             | {"feast": manifest["feast"], "labels_source": manifest["labels_source"]},
             frame=frame,
             trainer_config=spec.trainer.config(),
-            features=snapshot["features"],
+            features=[f for f in snapshot["features"] if f not in spec.exclude_features],
             label=spec.label,
             timestamp_column=snapshot["timestamp_column"],
             holdout_fraction=spec.split.holdout_fraction,
+            gold=spec.gate.gold.model_dump() if spec.gate is not None else None,
         )
         version = lock["version"]
         if artifacts.has_model_version(spec.name, version):
@@ -55,6 +56,14 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
             lock = artifacts.lock_record(spec.name, version)
         else:
             artifacts.put_model_version(spec.name, version, files, lock)
+        if spec.gate is not None:
+            artifacts.move_alias(
+                spec.name,
+                "challenger",
+                version,
+                actor=f"dagster run {context.run_id}",
+                reason="newly trained model version awaits the gate",
+            )
         triad = lock["triad"]
         lock_uri = artifacts.uri(f"{artifacts.model_prefix(spec.name, version)}/lock.json")
         context.log.info(f"model version {version}: weights {triad['weights_sha256'][:12]}")

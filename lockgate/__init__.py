@@ -22,6 +22,7 @@ from __future__ import annotations
 from lockgate.definitions import build_definitions
 from lockgate.environment import Environment
 from lockgate.errors import (
+    AliasConflictError,
     ArtifactError,
     ArtifactIntegrityError,
     ArtifactNotFoundError,
@@ -29,6 +30,7 @@ from lockgate.errors import (
     DataError,
     EmptyDataError,
     FeatureStoreError,
+    GateFailedError,
     ImmutableArtifactError,
     LockgateError,
     ReproductionError,
@@ -37,22 +39,29 @@ from lockgate.errors import (
     TrainingError,
     ValidationFailedError,
 )
+from lockgate.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec
 from lockgate.spec import ColumnRule, DataValidation, LabelSource, ModelPipeline, Split
 from lockgate.trainers import LightGBMTrainer, TorchTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AliasConflictError",
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactNotFoundError",
     "ColumnRule",
+    "Condition",
     "CorruptDataError",
     "DataError",
     "DataValidation",
+    "EdgeCase",
     "EmptyDataError",
     "Environment",
     "FeatureStoreError",
+    "Gate",
+    "GateFailedError",
+    "GoldSet",
     "ImmutableArtifactError",
     "LabelSource",
     "LightGBMTrainer",
@@ -60,6 +69,7 @@ __all__ = [
     "ModelPipeline",
     "ReproductionError",
     "SchemaError",
+    "SliceSpec",
     "SpecError",
     "Split",
     "TorchTrainer",

@@ -139,7 +139,8 @@ def take_snapshot(
             f"exclude_features names {unknown_excluded} which feature service "
             f"{spec.feature_service!r} does not provide ({feature_names}); fix the spec"
         )
-    features = [f for f in feature_names if f not in spec.exclude_features]
+    # the snapshot holds every feature of the service; exclude_features only narrows the model
+    features = feature_names
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise SchemaError(
@@ -257,12 +258,22 @@ def train_version(
     label: str,
     timestamp_column: str,
     holdout_fraction: float,
+    gold: Mapping[str, Any] | None = None,
     code_path: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes], TrainedModel]:
-    """Fit a model on the training part of ``frame``; return (lock record, files, model)."""
+    """Fit a model on the training part of ``frame``; return (lock record, files, model).
+
+    The training part is the rows before the time split, minus the gold rows when ``gold``
+    (a :class:`~lockgate.gate.GoldSet` as a dict) is given.
+    """
     train, _ = split_frame(
         frame, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
     )
+    if gold is not None:
+        from lockgate.evaluation import gold_mask
+        from lockgate.gate import GoldSet
+
+        train = train[~gold_mask(train, GoldSet(**gold))].reset_index(drop=True)
     trainer = trainer_from_config(dict(trainer_config))
     model = trainer.fit(train, features=list(features), label=label)
     files = model.files()
@@ -278,6 +289,7 @@ def train_version(
             "timestamp_column": timestamp_column,
             "holdout_fraction": holdout_fraction,
             "train_rows": len(train),
+            "gold": dict(gold) if gold is not None else None,
         },
         weights_file=model.weights_file,
         files={name: sha256_bytes(data) for name, data in files.items()},

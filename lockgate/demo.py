@@ -37,6 +37,63 @@ def _read_ref(env: Environment, pipeline: str, asset: str) -> dict[str, Any]:
     return result
 
 
+DEMO_CHALLENGER_OF = "fraud_lgbm"
+DEMO_WEAK_EXCLUDES = ("amount", "is_foreign", "is_new_device", "tx_count_1d", "amount_sum_1d")
+
+
+def _registry(env: Environment) -> Any:
+    from lockgate.resources.artifacts import LocalArtifactRegistry
+
+    return LocalArtifactRegistry(root=str(env.artifacts_dir))
+
+
+def _latest_verdict(env: Environment, pipeline: str) -> dict[str, Any] | None:
+    evaluation = env.refs_dir / pipeline / "evaluation_report.json"
+    if not evaluation.exists():
+        return None
+    ref = json.loads(evaluation.read_text())
+    found = [
+        v
+        for v in _registry(env).verdicts(pipeline, ref["version"])
+        if v["report_id"] == ref["report_id"]
+    ]
+    return found[-1] if found else None
+
+
+def _gated(env: Environment, pipeline: str) -> bool:
+    verdict = _latest_verdict(env, pipeline)
+    return verdict is not None and not verdict["passed"]
+
+
+def _result(env: Environment, pipeline: str, run_id: str, seconds: float) -> DemoResult:
+    registry = _registry(env)
+    evaluation = _read_ref(env, pipeline, "evaluation_report")
+    version = evaluation["version"]
+    record = registry.lock_record(pipeline, version)
+    metrics = evaluation.get("metrics")
+    if metrics is None:  # a gated pipeline: metrics live in the stored report
+        report = registry.read_json(f"reports/{pipeline}/{version}/{evaluation['report_id']}.json")
+        metrics = {k: v["estimate"] for k, v in report["challenger"]["metrics"].items()}
+    return {
+        "pipeline": pipeline,
+        "run_id": run_id,
+        "seconds": seconds,
+        "version": version,
+        "triad": record["triad"],
+        "metrics": metrics,
+        "lock_record": registry.uri(f"{registry.model_prefix(pipeline, version)}/lock.json"),
+        "champion": registry.alias(pipeline, "champion"),
+    }
+
+
+def _gated_result(env: Environment, pipeline: str, run_id: str, seconds: float) -> DemoResult:
+    verdict = _latest_verdict(env, pipeline) or {"rules": []}
+    result = _result(env, pipeline, run_id, seconds)
+    result["gated"] = True
+    result["failed_rules"] = [r for r in verdict["rules"] if not r["passed"]]
+    return result
+
+
 def run_demo(
     env: Environment,
     *,
@@ -64,17 +121,17 @@ def run_demo(
     os.environ["DAGSTER_HOME"] = str(env.dagster_home)
     _prepare_dagster_home(env.dagster_home)
 
-    say(f"[1/3] example data in {env.data_dir}")
+    say(f"[1/4] example data in {env.data_dir}")
     if (env.data_dir / "labels").exists():
         say("      already there (add days with `lockgate generate-data --append --days N`)")
     else:
         generate_fraud_data(env.data_dir, days=days, progress=lambda m: say(f"      {m}"))
 
-    say(f"[2/3] Feast feature repo applied at {env.feast_dir}")
+    say(f"[2/4] Feast feature repo applied at {env.feast_dir}")
     resources = env.resources()
     resources["feast"].apply()
 
-    say(f"[3/3] Dagster runs (DAGSTER_HOME={env.dagster_home})")
+    say(f"[3/4] Dagster runs (DAGSTER_HOME={env.dagster_home})")
     defs = build_definitions(pipelines, environment=env)
     instance = DagsterInstance.get()
     results: list[DemoResult] = []
@@ -85,42 +142,57 @@ def run_demo(
             instance=instance, raise_on_error=False, tags={"lockgate/source": "demo"}
         )
         seconds = time.perf_counter() - started
+        if not run.success and _gated(env, spec.name):
+            results.append(_gated_result(env, spec.name, run.run_id, seconds))
+            say(f"      {spec.train_job_name}: run {run.run_id[:8]} gated in {seconds:.1f} s")
+            continue
         if not run.success:
             failed = [e.message for e in run.all_events if e.is_failure]
             raise LockgateError(
                 f"run {run.run_id} of {spec.train_job_name} failed after {seconds:.1f} s: "
                 f"{failed[:3]}; open the run in the Dagster UI for the full log"
             )
-        weights = _read_ref(env, spec.name, "model_weights")
-        evaluation = _read_ref(env, spec.name, "evaluation_report")
-        record = resources["artifacts"].lock_record(spec.name, weights["version"])
-        results.append(
-            {
-                "pipeline": spec.name,
-                "run_id": run.run_id,
-                "seconds": seconds,
-                "version": weights["version"],
-                "triad": record["triad"],
-                "metrics": evaluation["metrics"],
-                "lock_record": resources["artifacts"].uri(
-                    f"{resources['artifacts'].model_prefix(spec.name, weights['version'])}"
-                    "/lock.json"
-                ),
-            }
-        )
+        results.append(_result(env, spec.name, run.run_id, seconds))
         say(f"      {spec.train_job_name}: run {run.run_id[:8]} succeeded in {seconds:.1f} s")
+
+    gated = [p for p in pipelines if p.name == DEMO_CHALLENGER_OF and p.gate is not None]
+    if gated:
+        spec = gated[0].model_copy(update={"exclude_features": DEMO_WEAK_EXCLUDES})
+        say(
+            f"[4/4] a challenger for {spec.name} trained without {', '.join(DEMO_WEAK_EXCLUDES)}"
+            " meets the gate"
+        )
+        job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
+        started = time.perf_counter()
+        run = job.execute_in_process(
+            instance=instance, raise_on_error=False, tags={"lockgate/source": "demo-challenger"}
+        )
+        seconds = time.perf_counter() - started
+        if run.success:
+            raise LockgateError(
+                f"run {run.run_id} promoted a challenger trained without its key features; the "
+                "gate should have blocked it: check the gate policy"
+            )
+        if not _gated(env, spec.name):
+            failed = [e.message for e in run.all_events if e.is_failure]
+            raise LockgateError(f"run {run.run_id} failed before the gate: {failed[:3]}")
+        results.append(_gated_result(env, spec.name, run.run_id, seconds))
+        say(f"      {spec.train_job_name}: run {run.run_id[:8]} gated in {seconds:.1f} s")
 
     say("")
     say("summary")
     for item in results:
         triad, metrics = item["triad"], item["metrics"]
-        say(f"  {item['pipeline']}  version {item['version']}")
+        status = "GATED (stays a challenger)" if item.get("gated") else "champion"
+        say(f"  {item['pipeline']}  version {item['version']}  {status}")
+        for rule in item.get("failed_rules", []):
+            say(f"    gate {rule['rule']} FAILED: {rule['message']}")
         say(
             f"    triad: code {triad['code_commit'][:12]}  data {triad['data_snapshot_sha256'][:12]}"
             f"  weights {triad['weights_sha256'][:12]}"
         )
         say(
-            "    holdout: "
+            "    gold set: "
             + "  ".join(f"{k}={metrics[k]:.4f}" for k in ("roc_auc", "pr_auc", "log_loss", "brier"))
         )
         say(f"    lock record: {item['lock_record']}")

@@ -14,13 +14,16 @@ Each message names the value, the rule it broke and the fix.
     ├── ArtifactError             the artifact registry refused an operation
     │   ├── ArtifactNotFoundError a blob, snapshot or model version does not exist
     │   ├── ArtifactIntegrityError a stored file does not match its recorded sha256 (tampering)
-    │   └── ImmutableArtifactError a write would change an existing immutable artifact
+    │   ├── ImmutableArtifactError a write would change an existing immutable artifact
+    │   └── AliasConflictError    an alias moved meanwhile (compare-and-swap lost)
+    ├── GateFailedError           the gate did not pass; the model may not be promoted
     └── ReproductionError         a model version could not be rebuilt bit-identically
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AliasConflictError",
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactNotFoundError",
@@ -28,6 +31,7 @@ __all__ = [
     "DataError",
     "EmptyDataError",
     "FeatureStoreError",
+    "GateFailedError",
     "ImmutableArtifactError",
     "LockgateError",
     "ReproductionError",
@@ -95,3 +99,11 @@ class ImmutableArtifactError(ArtifactError):
 
 class ReproductionError(LockgateError):
     """A model version could not be rebuilt bit-identically."""
+
+
+class AliasConflictError(ArtifactError):
+    """An alias was moved by someone else between read and write."""
+
+
+class GateFailedError(LockgateError):
+    """The gate did not pass, so the model may not be promoted."""

@@ -105,6 +105,7 @@ def reproduce(
         label=record["label"],
         timestamp_column=record["split"]["timestamp_column"],
         holdout_fraction=record["split"]["holdout_fraction"],
+        gold=record["split"].get("gold"),
         code_path=code_path,
     )
     report.rebuilt_weights_sha256 = lock["triad"]["weights_sha256"]

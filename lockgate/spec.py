@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lockgate.errors import SpecError
+from lockgate.gate import Gate
 from lockgate.trainers import LightGBMTrainer, TorchTrainer
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ __all__ = [
     "Split",
 ]
 
-ASSET_NAMES = ("feature_snapshot", "model_weights", "evaluation_report")
+ASSET_NAMES = ("feature_snapshot", "gold_set", "model_weights", "evaluation_report", "champion")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -132,6 +133,7 @@ class ModelPipeline(_Frozen):
         validation: data-quality suite on the snapshot (blocking checks).
         split: train / held-out split.
         exclude_features: feature names of the service that the model must not use.
+        gate: champion/challenger policy on a gold set (None: no gate, no promotion).
         description: shown in the Dagster UI.
     """
 
@@ -143,6 +145,7 @@ class ModelPipeline(_Frozen):
     validation: DataValidation = Field(default_factory=DataValidation)
     split: Split = Field(default_factory=Split)
     exclude_features: tuple[str, ...] = ()
+    gate: Gate | None = None
     description: str = ""
 
     @field_validator("name")
@@ -162,14 +165,22 @@ class ModelPipeline(_Frozen):
             raise ValueError(
                 f"label {self.label!r} is also an entity or timestamp column; pick the label column"
             )
+        if self.gate is not None and self.gate.gold.key not in self.labels.entity_columns:
+            raise ValueError(
+                f"gate.gold.key {self.gate.gold.key!r} must be one of the entity columns "
+                f"{list(self.labels.entity_columns)} so gold rows stay fixed as data grows"
+            )
         return self
 
     def asset_key(self, asset: str) -> dg.AssetKey:
         """The asset key ``[name, asset]`` of one of this pipeline's assets."""
         import dagster as dg
 
-        if asset not in ASSET_NAMES:
-            raise SpecError(f"unknown asset {asset!r}; the pipeline has {', '.join(ASSET_NAMES)}")
+        if asset not in ASSET_NAMES or (asset in ("gold_set", "champion") and self.gate is None):
+            raise SpecError(
+                f"unknown asset {asset!r} for {self.name!r}; pipelines have "
+                f"{', '.join(ASSET_NAMES)} (gold_set and champion only with a gate)"
+            )
         return dg.AssetKey([self.name, asset])
 
     @property

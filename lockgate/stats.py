@@ -52,10 +52,10 @@ from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_exported_members.py checks
+__all__ = [
+    "HIGHER_IS_BETTER",
     "Calibration",
     "CalibrationBin",
-    "HIGHER_IS_BETTER",
     "Interval",
     "PairedComparison",
     "SliceResult",

@@ -8,15 +8,28 @@ from __future__ import annotations
 
 from lockgate import (
     ColumnRule,
+    Condition,
     DataValidation,
+    EdgeCase,
+    Gate,
+    GoldSet,
     LabelSource,
     LightGBMTrainer,
     ModelPipeline,
+    SliceSpec,
     Split,
     TorchTrainer,
 )
 
-__all__ = ["FRAUD_LABELS", "FRAUD_VALIDATION", "PIPELINES", "fraud_lgbm", "fraud_torch"]
+__all__ = [
+    "FRAUD_EDGE_CASES",
+    "FRAUD_GATE",
+    "FRAUD_LABELS",
+    "FRAUD_VALIDATION",
+    "PIPELINES",
+    "fraud_lgbm",
+    "fraud_torch",
+]
 
 FRAUD_LABELS = LabelSource(
     dataset="labels",
@@ -45,6 +58,75 @@ FRAUD_VALIDATION = DataValidation(
     },
 )
 
+FRAUD_EDGE_CASES = (
+    EdgeCase(
+        name="extreme_amounts",
+        description="amounts 50x larger than seen still give valid probabilities",
+        scale={"amount": 50.0, "amount_sum_1d": 50.0},
+    ),
+    EdgeCase(
+        name="unseen_device_type",
+        description="a device type never seen in training is handled as unknown",
+        set={"device_type": "smart_fridge"},
+    ),
+    EdgeCase(
+        name="missing_optional_features",
+        description="velocity and merchant features missing (new systems, outages)",
+        set={
+            "tx_count_1d": None,
+            "amount_sum_1d": None,
+            "tx_count_7d": None,
+            "amount_mean_7d": None,
+            "distinct_countries_7d": None,
+            "merchant_fraud_rate_30d": None,
+            "merchant_category": None,
+        },
+    ),
+    EdgeCase(
+        name="new_customers",
+        description="accounts younger than 90 days: the challenger must not rank them worse",
+        where=(Condition(column="account_age_days", op="<", value=90),),
+        expect="not_worse_than_champion",
+        metric="roc_auc",
+        threshold=0.05,
+        min_rows=100,
+    ),
+    EdgeCase(
+        name="foreign_on_new_device",
+        description="a foreign payment from a new device must score above the average",
+        where=(
+            Condition(column="is_foreign", op="==", value=1),
+            Condition(column="is_new_device", op="==", value=1),
+        ),
+        expect="min_mean_score_ratio",
+        threshold=1.5,
+        min_rows=5,
+    ),
+)
+
+FRAUD_GATE = Gate(
+    gold=GoldSet(key="transaction_id", fraction=0.15),
+    primary="roc_auc",
+    absolute={"roc_auc": 0.75, "brier": 0.05},
+    # a challenger may trade noise-level ROC AUC, but not a real loss of either ranking metric
+    min_delta={"roc_auc": -0.005, "pr_auc": -0.03},
+    slices=(
+        SliceSpec(column="device_type"),
+        SliceSpec(
+            column="amount",
+            edges=(20.0, 100.0, 500.0),
+            labels=("<20", "20-100", "100-500", ">=500"),
+        ),
+        SliceSpec(column="age", edges=(25.0, 40.0, 60.0), labels=("<25", "25-40", "40-60", ">=60")),
+    ),
+    slice_metric="roc_auc",
+    max_slice_drop=0.08,
+    min_slice_rows=500,
+    edge_cases=FRAUD_EDGE_CASES,
+    min_gold_rows=2000,
+    min_gold_positives=40,
+)
+
 fraud_lgbm = ModelPipeline(
     name="fraud_lgbm",
     description="Card-fraud classifier, gradient-boosted trees.",
@@ -54,6 +136,7 @@ fraud_lgbm = ModelPipeline(
     trainer=LightGBMTrainer(seed=7, num_boost_round=150),
     validation=FRAUD_VALIDATION,
     split=Split(holdout_fraction=0.2),
+    gate=FRAUD_GATE,
 )
 
 fraud_torch = ModelPipeline(
@@ -65,6 +148,7 @@ fraud_torch = ModelPipeline(
     trainer=TorchTrainer(seed=7, hidden_sizes=(64, 32), epochs=8),
     validation=FRAUD_VALIDATION,
     split=Split(holdout_fraction=0.2),
+    gate=FRAUD_GATE,
 )
 
 PIPELINES = (fraud_lgbm, fraud_torch)

@@ -12,7 +12,9 @@ Layout (keys are ``/``-separated relative paths)::
     validations/<frame sha256>.json         the data-quality verdict on that snapshot
     models/<pipeline>/<version>/lock.json   the lock record (lists every file with its sha256)
     models/<pipeline>/<version>/<file>      weights and exports (LightGBM text, safetensors, ...)
-    reports/<pipeline>/<version>/<name>     evaluation reports
+    reports/<pipeline>/<version>/<name>     evaluation reports, plots, the model card
+    verdicts/<pipeline>/<version>/<id>.json gate verdicts: the lock record's attestations
+    aliases/<pipeline>.json                 champion / challenger aliases and their history
 
 Every group is written at once (temp folder + rename) and never changed afterwards; reading a
 model version re-hashes each file against its lock record, so a tampered file is refused.
@@ -77,6 +79,13 @@ class ArtifactRegistry(dg.ConfigurableResource, ABC):
     @abstractmethod
     def uri(self, key: str) -> str:
         """Where ``key`` lives, for people and for readers such as pyarrow."""
+
+    @abstractmethod
+    def swap_bytes(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        """Replace ``key`` with ``data`` only if it still holds ``expected`` (None: absent).
+
+        The one mutable primitive (compare-and-swap; object stores: conditional put on ETag).
+        """
 
     # ---- everything else is built on the primitives ----------------------------------------
 
@@ -238,6 +247,91 @@ class ArtifactRegistry(dg.ConfigurableResource, ABC):
         prefix = f"models/{_check_key(pipeline)}"
         return [v for v in self.list_prefix(prefix) if self.exists(f"{prefix}/{v}/lock.json")]
 
+    # aliases ---------------------------------------------------------------------------------
+
+    def aliases(self, pipeline: str) -> dict[str, Any]:
+        """``{"aliases": {alias: version}, "history": [moves, oldest first]}``."""
+        key = f"aliases/{_check_key(pipeline)}.json"
+        if not self.exists(key):
+            return {"aliases": {}, "history": []}
+        state: dict[str, Any] = self.read_json(key)
+        return state
+
+    def alias(self, pipeline: str, alias: str) -> str | None:
+        """The version ``alias`` points at, or None."""
+        value = self.aliases(pipeline)["aliases"].get(alias)
+        return str(value) if value is not None else None
+
+    def move_alias(
+        self,
+        pipeline: str,
+        alias: str,
+        version: str,
+        *,
+        actor: str,
+        reason: str,
+        expected: str | object | None = ...,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Point ``alias`` at ``version`` atomically and append the move to the history.
+
+        ``expected`` (when given) is the version the caller believes the alias holds now; if it
+        moved meanwhile, AliasConflictError is raised and nothing changes.
+        """
+        from datetime import UTC, datetime
+
+        from lockgate.errors import AliasConflictError
+
+        if not self.has_model_version(pipeline, version):
+            raise ArtifactNotFoundError(
+                f"cannot point {alias!r} of {pipeline!r} at {version!r}: no such model version "
+                f"(known: {', '.join(self.model_versions(pipeline)) or 'none'})"
+            )
+        key = f"aliases/{_check_key(pipeline)}.json"
+        for _ in range(20):
+            raw = self.read_bytes(key) if self.exists(key) else None
+            state = self.aliases(pipeline) if raw is not None else {"aliases": {}, "history": []}
+            current = state["aliases"].get(alias)
+            if expected is not ... and current != expected:
+                raise AliasConflictError(
+                    f"{pipeline}:{alias} is {current!r}, not the expected {expected!r}: someone "
+                    "moved it meanwhile; re-read the aliases and decide again"
+                )
+            if current == version:
+                return state
+            state["aliases"][alias] = version
+            state["history"].append(
+                {
+                    "alias": alias,
+                    "from": current,
+                    "to": version,
+                    "at": datetime.now(UTC).isoformat(),
+                    "actor": actor,
+                    "reason": reason,
+                    "evidence": dict(evidence or {}),
+                }
+            )
+            if self.swap_bytes(key, raw, canonical_json(state)):
+                return state
+        raise AliasConflictError(f"{pipeline}:{alias} kept changing under 20 attempts; retry later")
+
+    # verdicts --------------------------------------------------------------------------------
+
+    def put_verdict(self, pipeline: str, version: str, verdict: Mapping[str, Any]) -> str:
+        """Store one gate verdict on a model version (immutable); return its key."""
+        from lockgate.hashing import sha256_json
+
+        verdict_id = sha256_json(dict(verdict))[:16]
+        prefix = f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
+        self.write_files_once(prefix, {f"{verdict_id}.json": canonical_json(dict(verdict))})
+        return f"{prefix}/{verdict_id}.json"
+
+    def verdicts(self, pipeline: str, version: str) -> list[dict[str, Any]]:
+        """Every gate verdict on a model version, oldest first."""
+        prefix = f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
+        found = [self.read_json(f"{prefix}/{name}") for name in self.list_prefix(prefix)]
+        return sorted(found, key=lambda v: str(v.get("evaluated_at", "")))
+
     # reports ---------------------------------------------------------------------------------
 
     def put_report(self, pipeline: str, version: str, files: Mapping[str, bytes]) -> None:
@@ -250,6 +344,24 @@ class LocalArtifactRegistry(ArtifactRegistry):
     """Artifact registry on a local folder; groups are written to a temp folder and renamed."""
 
     root: str
+
+    def swap_bytes(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        import fcntl
+
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            current = path.read_bytes() if path.exists() else None
+            if current != expected:
+                return False
+            handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+            return True
 
     def _path(self, key: str) -> Path:
         return Path(self.root) / _check_key(key)
