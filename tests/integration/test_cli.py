@@ -38,6 +38,8 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "fraud_lgbm_train: run" in out
     assert "fraud_torch_train: run" in out
     assert "dagster dev -w workspace.yaml" in out
+    assert "GATED (stays a challenger)" in out
+    assert "gate gate_vs_champion FAILED" in out
     return home
 
 
@@ -49,9 +51,19 @@ def test_demo_runs_are_in_the_persistent_instance(demo_home: Path) -> None:
         with DagsterInstance.get() as instance:
             runs = instance.get_runs()
             assert {r.job_name for r in runs} >= {"fraud_lgbm_train", "fraud_torch_train"}
-            assert all(r.is_success for r in runs)
+            outcomes = sorted((r.job_name, r.is_success) for r in runs)
+            # first models become champions; the demo's weakened challenger is gated
+            assert outcomes == [
+                ("fraud_lgbm_train", False),
+                ("fraud_lgbm_train", True),
+                ("fraud_torch_train", True),
+            ]
     finally:
         del os.environ["DAGSTER_HOME"]
+    registry = LocalArtifactRegistry(root=str(demo_home / "artifacts"))
+    aliases = registry.aliases("fraud_lgbm")
+    assert aliases["aliases"]["champion"] != aliases["aliases"]["challenger"]
+    assert [h["alias"] for h in aliases["history"]] == ["challenger", "champion", "challenger"]
 
 
 @pytest.mark.parametrize("pipeline", ["fraud_lgbm", "fraud_torch"])
