@@ -124,8 +124,69 @@ def versions_cmd(home: str | None, pipeline: str) -> None:
 @click.argument("version")
 def show_cmd(home: str | None, pipeline: str, version: str) -> None:
     """Print the lock record of PIPELINE VERSION as JSON."""
-    record = _registry(_env(home)).lock_record(pipeline, version)
+    registry = _registry(_env(home))
+    record = registry.lock_record(pipeline, version)
+    record = dict(record, gate_verdicts=registry.verdicts(pipeline, version))
     _say(json.dumps(record, indent=2, sort_keys=True))
+
+
+@cli.command("aliases")
+@_home_option
+@click.argument("pipeline")
+def aliases_cmd(home: str | None, pipeline: str) -> None:
+    """Show PIPELINE's champion and challenger and every move of them (who, when, why)."""
+    state = _registry(_env(home)).aliases(pipeline)
+    if not state["aliases"]:
+        _say(f"{pipeline} has no champion or challenger yet")
+        return
+    for alias, version in sorted(state["aliases"].items()):
+        _say(f"{alias:<11} {version}")
+    _say("history:")
+    for move in state["history"]:
+        _say(
+            f"  {move['at']}  {move['alias']}: {move['from']} -> {move['to']}  "
+            f"by {move['actor']}: {move['reason']}"
+        )
+
+
+@cli.command("promote")
+@_home_option
+@click.argument("pipeline")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why, for the alias history (required).")
+@click.option(
+    "--override-gate",
+    is_flag=True,
+    help="Promote even though the version's latest gate verdict failed (recorded as such).",
+)
+def promote_cmd(
+    home: str | None, pipeline: str, version: str, reason: str, override_gate: bool
+) -> None:
+    """Make VERSION the champion of PIPELINE by hand (first model, or an audited override)."""
+    import getpass
+
+    from lockgate.errors import GateFailedError
+
+    registry = _registry(_env(home))
+    verdicts = registry.verdicts(pipeline, version)
+    latest = verdicts[-1] if verdicts else None
+    if latest is not None and not latest["passed"] and not override_gate:
+        failed = [r["rule"] for r in latest["rules"] if not r["passed"]]
+        raise GateFailedError(
+            f"{pipeline} {version} failed the gate ({', '.join(failed)}); promoting it needs "
+            "--override-gate, which the alias history records"
+        )
+    previous = registry.alias(pipeline, "champion")
+    registry.move_alias(
+        pipeline,
+        "champion",
+        version,
+        actor=f"{getpass.getuser()} (lockgate promote)",
+        reason=reason + (" [gate overridden]" if latest and not latest["passed"] else ""),
+        expected=previous,
+        evidence={"verdict": latest["report_id"] if latest else None},
+    )
+    _say(f"{pipeline} champion: {previous} -> {version}")
 
 
 @cli.command("verify")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,17 @@ import pytest
 from lockgate.resources.artifacts import LocalArtifactRegistry
 
 LOCKGATE = [sys.executable, "-m", "lockgate.cli"]
-COMMANDS = ["demo", "generate-data", "apply", "versions", "show", "verify", "reproduce"]
+COMMANDS = [
+    "demo",
+    "generate-data",
+    "apply",
+    "versions",
+    "show",
+    "verify",
+    "reproduce",
+    "aliases",
+    "promote",
+]
 
 
 def run(*args: str, home: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -128,3 +139,27 @@ def test_reproduce_without_the_snapshot_says_so(demo_home: Path) -> None:
         assert f"data snapshot {snapshot[:12]} is missing" in result.stderr
     finally:
         moved.rename(manifest)
+
+
+def test_aliases_and_an_audited_manual_promotion(demo_home: Path) -> None:
+    registry = LocalArtifactRegistry(root=str(demo_home / "artifacts"))
+    state = registry.aliases("fraud_lgbm")["aliases"]
+    champion, gated = state["champion"], state["challenger"]
+    out = run("aliases", "fraud_lgbm", home=demo_home).stdout
+    assert f"champion    {champion}" in out
+    assert "first champion (bootstrap rule)" in out
+    refused = run(
+        "promote", "fraud_lgbm", gated, "--reason", "why not", home=demo_home, check=False
+    )
+    assert refused.returncode == 2
+    assert "gate_vs_champion" in refused.stderr
+    assert registry.alias("fraud_lgbm", "champion") == champion
+    shown = json.loads(run("show", "fraud_lgbm", gated, home=demo_home).stdout)
+    assert shown["gate_verdicts"][-1]["passed"] is False
+    run("promote", "fraud_lgbm", gated, "--reason", "drill", "--override-gate", home=demo_home)
+    try:
+        last = registry.aliases("fraud_lgbm")["history"][-1]
+        assert (last["from"], last["to"]) == (champion, gated)
+        assert last["reason"] == "drill [gate overridden]"
+    finally:
+        run("promote", "fraud_lgbm", champion, "--reason", "restore", home=demo_home)

@@ -118,3 +118,45 @@ def test_no_temp_folders_left_behind(registry: LocalArtifactRegistry) -> None:
     registry.put_model_version("fraud", lock["version"], files, lock)
     leftovers = [p for p, _, _ in os.walk(registry.root) if ".tmp-" in p]
     assert leftovers == []
+
+
+def _store_version(registry: LocalArtifactRegistry, payload: bytes) -> str:
+    files = {"model.txt": payload}
+    lock = _lock(files)
+    registry.put_model_version("fraud", lock["version"], files, lock)
+    return lock["version"]
+
+
+def test_aliases_move_atomically_with_history(registry: LocalArtifactRegistry) -> None:
+    from lockgate.errors import AliasConflictError
+
+    a, b = _store_version(registry, b"a"), _store_version(registry, b"b")
+    assert registry.alias("fraud", "champion") is None
+    registry.move_alias("fraud", "champion", a, actor="t", reason="first", expected=None)
+    registry.move_alias("fraud", "champion", b, actor="t", reason="better", expected=a)
+    with pytest.raises(AliasConflictError, match="moved it meanwhile"):
+        registry.move_alias("fraud", "champion", a, actor="t", reason="stale", expected=a)
+    with pytest.raises(ArtifactNotFoundError, match="no such model version"):
+        registry.move_alias("fraud", "champion", "ghost", actor="t", reason="x")
+    state = registry.aliases("fraud")
+    assert state["aliases"] == {"champion": b}
+    assert [(h["from"], h["to"], h["reason"]) for h in state["history"]] == [
+        (None, a, "first"),
+        (a, b, "better"),
+    ]
+
+
+def test_concurrent_alias_moves_lose_nothing(registry: LocalArtifactRegistry) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    versions = [_store_version(registry, bytes([i])) for i in range(8)]
+
+    def move(version: str) -> None:
+        registry.move_alias("fraud", "challenger", version, actor="t", reason=version)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(move, versions))
+    history = registry.aliases("fraud")["history"]
+    assert sorted(h["to"] for h in history) == sorted(versions)
+    chain = [h["from"] for h in history[1:]]
+    assert chain == [h["to"] for h in history[:-1]]  # every move saw the one before it
