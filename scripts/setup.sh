@@ -14,7 +14,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv
 fi
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)
 stamp=.venv/.lockgate-installed
 if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
   echo "==> .venv is up to date"
@@ -26,5 +26,9 @@ echo "==> installing lockgate and its dependencies into .venv (about a minute)"
 # range would pull the multi-GB CUDA build.
 .venv/bin/python -m pip install --progress-bar on "torch==2.13.0"
 .venv/bin/python -m pip install --progress-bar on -c constraints.txt -e ".[dev]"
+# The tritonserver binary and its python backend ship inside nvidia-pytriton 0.7.0, which declares
+# numpy<2 although lockgate only uses the server binary, not its Python API: install it without
+# its dependencies, after everything else (see docs in README, "Triton").
+.venv/bin/python -m pip install --progress-bar on --no-deps "nvidia-pytriton==0.7.0"
 echo "$want" > "$stamp"
 echo "==> done"
