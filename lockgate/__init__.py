@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from lockgate.canary import CanaryPolicy
 from lockgate.definitions import build_definitions
 from lockgate.environment import Environment
 from lockgate.errors import (
@@ -40,7 +41,14 @@ from lockgate.errors import (
     ValidationFailedError,
 )
 from lockgate.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec
-from lockgate.spec import ColumnRule, DataValidation, LabelSource, ModelPipeline, Split
+from lockgate.spec import (
+    ColumnRule,
+    DataValidation,
+    LabelSource,
+    ModelPipeline,
+    Split,
+    TritonTarget,
+)
 from lockgate.trainers import LightGBMTrainer, TorchTrainer
 
 __version__ = "0.1.0"
@@ -50,6 +58,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactNotFoundError",
+    "CanaryPolicy",
     "ColumnRule",
     "Condition",
     "CorruptDataError",
@@ -74,6 +83,7 @@ __all__ = [
     "Split",
     "TorchTrainer",
     "TrainingError",
+    "TritonTarget",
     "ValidationFailedError",
     "__version__",
     "build_definitions",

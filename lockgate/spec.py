@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lockgate.canary import CanaryPolicy
 from lockgate.errors import SpecError
 from lockgate.gate import Gate
 from lockgate.trainers import LightGBMTrainer, TorchTrainer
@@ -36,9 +37,17 @@ __all__ = [
     "LabelSource",
     "ModelPipeline",
     "Split",
+    "TritonTarget",
 ]
 
-ASSET_NAMES = ("feature_snapshot", "gold_set", "model_weights", "evaluation_report", "champion")
+ASSET_NAMES = (
+    "feature_snapshot",
+    "gold_set",
+    "model_weights",
+    "evaluation_report",
+    "champion",
+    "serving",
+)
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -121,6 +130,30 @@ class Split(_Frozen):
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
 
 
+class TritonTarget(_Frozen):
+    """How a model version is served by NVIDIA Triton, and how it is validated first.
+
+    Attributes:
+        device: ``"gpu"`` (production config: FIL backend for LightGBM, pytorch_libtorch for
+            torch, KIND_GPU instance groups) or ``"cpu"``. The local environment always serves
+            on CPU through the python backend; production uses this device.
+        max_batch_size: Triton's max batch size (dynamic batching on).
+        instances: model instances per device.
+        validation_rows: gold rows sent to the sandbox server during infra validation.
+        tolerance: largest allowed |Triton output - in-process prediction|.
+        p99_budget_ms: p99 latency budget of single-row requests in the sandbox.
+        validation_requests: single-row requests timed in the sandbox.
+    """
+
+    device: Literal["cpu", "gpu"] = "gpu"
+    max_batch_size: int = Field(default=1024, ge=1)
+    instances: int = Field(default=1, ge=1)
+    validation_rows: int = Field(default=500, ge=10)
+    tolerance: float = Field(default=1e-5, gt=0)
+    p99_budget_ms: float = Field(default=50.0, gt=0)
+    validation_requests: int = Field(default=200, ge=10)
+
+
 class ModelPipeline(_Frozen):
     """One model's pipeline: Feast feature service in, locked and evaluated model versions out.
 
@@ -134,6 +167,9 @@ class ModelPipeline(_Frozen):
         split: train / held-out split.
         exclude_features: feature names of the service that the model must not use.
         gate: champion/challenger policy on a gold set (None: no gate, no promotion).
+        serving: Triton target (needs a gate); None: models are promoted without serving.
+        canary: progressive delivery policy for a challenger that passed the gate and the
+            infra validation (needs serving); None: the default :class:`CanaryPolicy`.
         description: shown in the Dagster UI.
     """
 
@@ -146,6 +182,8 @@ class ModelPipeline(_Frozen):
     split: Split = Field(default_factory=Split)
     exclude_features: tuple[str, ...] = ()
     gate: Gate | None = None
+    serving: TritonTarget | None = None
+    canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     description: str = ""
 
     @field_validator("name")
@@ -165,6 +203,11 @@ class ModelPipeline(_Frozen):
             raise ValueError(
                 f"label {self.label!r} is also an entity or timestamp column; pick the label column"
             )
+        if self.serving is not None and self.gate is None:
+            raise ValueError(
+                "serving needs a gate: only a model that passed the gate may reach Triton; "
+                "add gate=Gate(...) or drop serving"
+            )
         if self.gate is not None and self.gate.gold.key not in self.labels.entity_columns:
             raise ValueError(
                 f"gate.gold.key {self.gate.gold.key!r} must be one of the entity columns "
@@ -176,12 +219,19 @@ class ModelPipeline(_Frozen):
         """The asset key ``[name, asset]`` of one of this pipeline's assets."""
         import dagster as dg
 
-        if asset not in ASSET_NAMES or (asset in ("gold_set", "champion") and self.gate is None):
+        needs_gate = asset in ("gold_set", "champion") and self.gate is None
+        if asset not in ASSET_NAMES or needs_gate or (asset == "serving" and self.serving is None):
             raise SpecError(
                 f"unknown asset {asset!r} for {self.name!r}; pipelines have "
-                f"{', '.join(ASSET_NAMES)} (gold_set and champion only with a gate)"
+                f"{', '.join(ASSET_NAMES)} (gold_set and champion only with a gate, serving "
+                "only with serving)"
             )
         return dg.AssetKey([self.name, asset])
+
+    @property
+    def canary_sensor_name(self) -> str:
+        """Name of the sensor that drives this pipeline's canary."""
+        return f"{self.name}_on_canary_tick"
 
     @property
     def train_job_name(self) -> str:
