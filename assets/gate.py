@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 
 from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.resources.audit import AuditTrail
 from lockgate.spec import ModelPipeline
 
 __all__ = ["build_champion", "build_gate_checks", "build_gated_evaluation", "build_gold_set"]
@@ -215,6 +216,7 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext,
         evaluation: dict[str, Any],
         artifacts: ArtifactRegistry,
+        audit: AuditTrail,
     ) -> Iterator[dg.AssetCheckResult]:
         from lockgate.build import load_trained_model
         from lockgate.evaluation import model_card
@@ -226,7 +228,7 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         passed = all(v.passed for v in verdicts)
         lock = artifacts.lock_record(spec.name, version)
         load_trained_model(artifacts, spec.name, version)  # weights still match their hashes
-        artifacts.put_verdict(
+        verdict_key = artifacts.put_verdict(
             spec.name,
             version,
             {
@@ -246,6 +248,18 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
             spec.name,
             version,
             {f"{report_id}-model_card.md": model_card(report, lock, verdicts).encode()},
+        )
+        audit.record(
+            "gate_verdict",
+            pipeline=spec.name,
+            actor=f"dagster run {context.run.run_id}",
+            payload={
+                "version": version,
+                "champion": report["champion"]["version"] if report["champion"] else None,
+                "passed": passed,
+                "failed_rules": [v.to_dict() for v in verdicts if not v.passed],
+                "verdict": verdict_key,
+            },
         )
         for verdict in verdicts:
             if not verdict.passed:
@@ -285,7 +299,10 @@ def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
         ins={"evaluation": dg.AssetIn(key=spec.asset_key("evaluation_report"))},
     )
     def champion(
-        context: dg.AssetExecutionContext, evaluation: dict[str, Any], artifacts: ArtifactRegistry
+        context: dg.AssetExecutionContext,
+        evaluation: dict[str, Any],
+        artifacts: ArtifactRegistry,
+        audit: AuditTrail,
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.errors import GateFailedError
 
@@ -315,6 +332,12 @@ def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
             ),
             expected=previous,
             evidence={"report_id": evaluation["report_id"], "gold": evaluation["gold_sha256"]},
+        )
+        audit.record(
+            "promotion",
+            pipeline=spec.name,
+            actor=f"dagster run {context.run_id}",
+            payload={"from": previous, "to": version, "reason": state["history"][-1]["reason"]},
         )
         context.log.info(f"{spec.name} champion: {previous} -> {version}")
         return dg.Output(

@@ -189,6 +189,49 @@ def promote_cmd(
     _say(f"{pipeline} champion: {previous} -> {version}")
 
 
+@cli.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log of gate verdicts, validations, traffic steps and promotions."""
+
+
+@audit_group.command("verify")
+@_home_option
+@click.option(
+    "--expected-head",
+    default=None,
+    help="SEQ:HASH published earlier; also detects a truncated tail.",
+)
+def audit_verify_cmd(home: str | None, expected_head: str | None) -> None:
+    """Check every entry's hash and link; exit 1 naming the first edited, removed or moved one."""
+    from lockgate.audit import AuditLog
+
+    log = AuditLog(_env(home).audit_path)
+    anchor = None
+    if expected_head:
+        seq, _, digest = expected_head.partition(":")
+        anchor = (int(seq), digest)
+    result = log.verify(expected_head=anchor)
+    if not result.ok:
+        click.echo(f"audit log {log.path} FAILED verification: {result.message}", err=True)
+        sys.exit(1)
+    _say(f"audit log {log.path}: {result.entries} entries verified, head {result.head}")
+
+
+@audit_group.command("show")
+@_home_option
+@click.option("--pipeline", default=None, help="Only this pipeline's entries.")
+@click.option("--kind", default=None, help="Only entries of this kind (e.g. rollback).")
+def audit_show_cmd(home: str | None, pipeline: str | None, kind: str | None) -> None:
+    """Print audit entries, oldest first."""
+    from lockgate.audit import AuditLog
+
+    for entry in AuditLog(_env(home).audit_path).entries(pipeline=pipeline, kind=kind):
+        _say(
+            f"{entry['seq']:>5} {entry['at']} {entry['pipeline']:<12} {entry['kind']:<16} "
+            f"{entry['actor']}: {json.dumps(entry['payload'], sort_keys=True)[:200]}"
+        )
+
+
 @cli.command("verify")
 @_home_option
 @click.argument("pipeline")

@@ -8,11 +8,13 @@ never at import time. ``local`` (the embedded default) keeps everything under on
     feast/      Feast file registry and SQLite online store
     artifacts/  content-addressed registry: snapshots, model versions, reports
     refs/       asset outputs (JSON references between assets)
+    audit/      the hash-chained audit log
     dagster/    DAGSTER_HOME of the local Dagster instance
 
 ``production`` binds the same resource keys, configured from environment variables read by
 Dagster at run time (``dg.EnvVar``): ``LOCKGATE_DATA_DIR``, ``LOCKGATE_FEAST_DIR``,
-``LOCKGATE_ARTIFACTS_ROOT``, ``LOCKGATE_REFS_DIR`` (shared volumes in a cluster).
+``LOCKGATE_ARTIFACTS_ROOT``, ``LOCKGATE_REFS_DIR``, ``LOCKGATE_AUDIT_PATH`` (shared volumes in a
+cluster).
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ class Environment:
         return self.home / "refs"
 
     @property
+    def audit_path(self) -> Path:
+        """The hash-chained audit log."""
+        return self.home / "audit" / "audit.jsonl"
+
+    @property
     def dagster_home(self) -> Path:
         """DAGSTER_HOME of the local instance."""
         return self.home / "dagster"
@@ -84,6 +91,7 @@ class Environment:
         import dagster as dg
 
         from lockgate.resources.artifacts import LocalArtifactRegistry
+        from lockgate.resources.audit import AuditTrail
         from lockgate.resources.feast_store import FeastStore
         from lockgate.resources.io_manager import JsonReferenceIOManager
 
@@ -92,6 +100,7 @@ class Environment:
                 "feast": FeastStore(repo_dir=str(self.feast_dir), data_dir=str(self.data_dir)),
                 "artifacts": LocalArtifactRegistry(root=str(self.artifacts_dir)),
                 "lockgate_io": JsonReferenceIOManager(base_dir=str(self.refs_dir)),
+                "audit": AuditTrail(path=str(self.audit_path)),
             }
         return {
             "feast": FeastStore(
@@ -99,4 +108,5 @@ class Environment:
             ),
             "artifacts": LocalArtifactRegistry(root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT")),
             "lockgate_io": JsonReferenceIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
+            "audit": AuditTrail(path=dg.EnvVar("LOCKGATE_AUDIT_PATH")),
         }
