@@ -11,6 +11,7 @@ from lockgate.assets.gate import (
     build_gated_evaluation,
     build_gold_set,
 )
+from lockgate.assets.serving import build_rollout, build_serving, build_serving_checks
 from lockgate.assets.snapshot import build_feature_snapshot, build_snapshot_checks
 from lockgate.assets.weights import build_model_weights
 
@@ -28,6 +29,9 @@ __all__ = [
     "build_gold_set",
     "build_model_weights",
     "build_pipeline_definitions",
+    "build_rollout",
+    "build_serving",
+    "build_serving_checks",
     "build_snapshot_checks",
 ]
 
@@ -41,12 +45,21 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
     if spec.gate is None:
         assets.append(build_evaluation_report(spec))
     else:
-        assets += [build_gold_set(spec), build_gated_evaluation(spec), build_champion(spec)]
+        assets += [build_gold_set(spec), build_gated_evaluation(spec)]
         checks.append(build_gate_checks(spec))
+    sensors = []
+    if spec.gate is not None and spec.serving is None:
+        assets.append(build_champion(spec))
+    elif spec.serving is not None:
+        from lockgate.sensors.canary import make_canary_sensor
+
+        assets += [build_serving(spec), build_rollout(spec)]
+        checks.append(build_serving_checks(spec))
+        sensors.append(make_canary_sensor(spec))
     train = dg.define_asset_job(
         spec.train_job_name,
         selection=dg.AssetSelection.groups(spec.name),
         description=f"Snapshot, validate, train, evaluate and (behind the gate) promote {spec.name}.",
         tags={"lockgate/pipeline": spec.name},
     )
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[train])
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[train], sensors=sensors)

@@ -343,8 +343,11 @@ class VersionStats:
                 f"version {version!r} is not in the gateway stats (versions: "
                 f"{sorted(versions)}); route it first or check the pipeline name"
             )
-        live: Mapping[str, Any] = versions[version] or {}
-        shadow: Mapping[str, Any] = live.get("shadow") or {}
+        entry: Mapping[str, Any] = versions[version] or {}
+        shadow: Mapping[str, Any] = entry.get("shadow") or {}
+        # the gateway nests the live series under "live" next to flat totals; older
+        # snapshots (and the examples here) put the live series at the top level
+        live: Mapping[str, Any] = entry["live"] if isinstance(entry.get("live"), Mapping) else entry
 
         def num(series: Mapping[str, Any], *path: str) -> Any:
             value: Any = series

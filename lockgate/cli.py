@@ -232,6 +232,47 @@ def audit_show_cmd(home: str | None, pipeline: str | None, kind: str | None) -> 
         )
 
 
+@cli.group("serve")
+def serve_group() -> None:
+    """The local serving stack: tritonserver and the gateway, on 127.0.0.1."""
+
+
+@serve_group.command("start")
+@_home_option
+def serve_start_cmd(home: str | None) -> None:
+    """Start (or attach to) tritonserver and the gateway; print their addresses."""
+    stack = Environment.resources(_env(home))["serving_stack"]
+    info = stack.ensure()
+    _say(f"tritonserver {info['triton_url']}  gateway {info['gateway_url']}")
+
+
+@serve_group.command("status")
+@_home_option
+def serve_status_cmd(home: str | None) -> None:
+    """Say what runs, what each gateway route sends where, and running canaries."""
+    stack = Environment.resources(_env(home))["serving_stack"]
+    triton, gateway = stack.triton(), stack.gateway()
+    _say(f"tritonserver: {'up ' + triton.url if triton.pid else 'down'}")
+    _say(f"gateway:      {'up ' + gateway.url if gateway.running else 'down'}")
+    if gateway.running:
+        for name, route in sorted(gateway.routes().items()):
+            _say(f"  route {name}: {json.dumps(route, sort_keys=True)}")
+    for path in sorted(stack.state_dir.glob("*.json")):
+        state = json.loads(path.read_text())
+        _say(
+            f"  canary {state['pipeline']}: {state['status']} {state['challenger']} at "
+            f"{state['weight']:.0%} (champion {state['champion']})"
+        )
+
+
+@serve_group.command("stop")
+@_home_option
+def serve_stop_cmd(home: str | None) -> None:
+    """Stop the gateway and tritonserver."""
+    Environment.resources(_env(home))["serving_stack"].stop()
+    _say("serving stack stopped")
+
+
 @cli.command("verify")
 @_home_option
 @click.argument("pipeline")
@@ -272,11 +313,14 @@ def reproduce_cmd(home: str | None, pipeline: str, version: str) -> None:
     multiple=True,
     help="Run only these pipelines (default: all example pipelines).",
 )
-def demo_cmd(home: str | None, days: int, only: tuple[str, ...]) -> None:
-    """The main job: generate data, apply Feast, materialize the example pipelines in Dagster."""
+@click.option(
+    "--keep-serving", is_flag=True, help="Leave tritonserver and the gateway running afterwards."
+)
+def demo_cmd(home: str | None, days: int, only: tuple[str, ...], keep_serving: bool) -> None:
+    """The main job: data, Feast, Dagster runs, the gate, Triton and a canary to 100 %."""
     from lockgate.demo import run_demo
 
-    run_demo(_env(home), days=days, only=only, say=_say)
+    run_demo(_env(home), days=days, only=only, say=_say, keep_serving=keep_serving)
 
 
 def main(argv: list[str] | None = None) -> None:

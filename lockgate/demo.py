@@ -38,6 +38,7 @@ def _read_ref(env: Environment, pipeline: str, asset: str) -> dict[str, Any]:
 
 
 DEMO_CHALLENGER_OF = "fraud_lgbm"
+DEMO_NEW_DAYS = 10
 DEMO_WEAK_EXCLUDES = ("amount", "is_foreign", "is_new_device", "tx_count_1d", "amount_sum_1d")
 
 
@@ -94,12 +95,90 @@ def _gated_result(env: Environment, pipeline: str, run_id: str, seconds: float) 
     return result
 
 
+def _demo_canary() -> Any:
+    from lockgate.canary import CanaryPolicy
+
+    # production holds are hours; the demo holds two seconds per step on a little traffic
+    return CanaryPolicy(
+        steps=(1, 5, 25, 100),
+        hold_seconds=2,
+        min_requests=20,
+        max_p99_ms=250.0,
+        max_p99_ratio=4.0,
+        max_error_rate=0.01,
+        max_prediction_psi=0.5,
+    )
+
+
+def _canary_phase(
+    env: Environment, spec: Any, instance: Any, say: Callable[[str], None]
+) -> DemoResult | None:
+    from lockgate.build import load_snapshot_frame
+    from lockgate.definitions import build_definitions
+    from lockgate.examples import generate_fraud_data
+    from lockgate.traffic import TrafficGenerator, drive_canary
+    from lockgate.wire import encode, wire_schema_for_version
+
+    say(f"[5/5] {DEMO_NEW_DAYS} more days of data; the retrained {spec.name} meets the gate, "
+        "infra validation and the canary")  # fmt: skip
+    generate_fraud_data(env.data_dir, days=DEMO_NEW_DAYS, append=True)
+    spec = spec.model_copy(update={"canary": _demo_canary()})
+    job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
+    started = time.perf_counter()
+    run = job.execute_in_process(
+        instance=instance, raise_on_error=False, tags={"lockgate/source": "demo-canary"}
+    )
+    seconds = time.perf_counter() - started
+    if not run.success:
+        if _gated(env, spec.name):
+            result = _gated_result(env, spec.name, run.run_id, seconds)
+            say(f"      the retrained model was gated: {result['failed_rules']}")
+            return result
+        failed = [e.message for e in run.all_events if e.is_failure]
+        raise LockgateError(f"run {run.run_id} failed before the canary: {failed[:3]}")
+    resources = env.resources()
+    stack, registry, audit = resources["serving_stack"], resources["artifacts"], resources["audit"]
+    state = stack.canary_state(spec.name) or {}
+    version = str(state.get("challenger"))
+    say(f"      run {run.run_id[:8]}: {version} passed the gate and infra validation; canary at "
+        f"{state.get('weight', 0):.0%} beside champion {state.get('champion')}")  # fmt: skip
+    schema = wire_schema_for_version(registry, spec.name, version)
+    gold = json.loads((env.refs_dir / spec.name / "gold_set.json").read_text())
+    matrix = encode(load_snapshot_frame(registry, gold["gold_sha256"]), schema)
+    url = stack.gateway().url
+    canary_started = time.perf_counter()
+
+    def show(outcome: Any) -> None:
+        if outcome.transition:
+            say(f"      {time.perf_counter() - canary_started:5.1f} s  {outcome.action}: "
+                f"{outcome.reason}")  # fmt: skip
+
+    with TrafficGenerator(url, spec.name, matrix, threads=2) as traffic:
+        drive_canary(spec, stack=stack, artifacts=registry, audit=audit, tick_s=0.5, on_tick=show)
+    report = traffic.report
+    final = stack.canary_state(spec.name) or {}
+    result = _result(env, spec.name, run.run_id, seconds)
+    result["canary"] = {
+        "status": final.get("status"),
+        "steps": [
+            {"action": h["action"], "weight": h.get("to_weight"), "reason": h["reason"]}
+            for h in final.get("history", [])
+        ],
+        "requests": report.answered,
+        "errors": report.errors,
+        "by_version": dict(report.by_version),
+        "seconds": time.perf_counter() - canary_started,
+    }
+    return result
+
+
 def run_demo(
     env: Environment,
     *,
     days: int = 30,
     only: Sequence[str] = (),
     say: Callable[[str], None] = print,
+    keep_serving: bool = False,
 ) -> list[DemoResult]:
     """Generate data (if absent), apply Feast and run each pipeline's train job in Dagster.
 
@@ -121,17 +200,17 @@ def run_demo(
     os.environ["DAGSTER_HOME"] = str(env.dagster_home)
     _prepare_dagster_home(env.dagster_home)
 
-    say(f"[1/4] example data in {env.data_dir}")
+    say(f"[1/5] example data in {env.data_dir}")
     if (env.data_dir / "labels").exists():
         say("      already there (add days with `lockgate generate-data --append --days N`)")
     else:
         generate_fraud_data(env.data_dir, days=days, progress=lambda m: say(f"      {m}"))
 
-    say(f"[2/4] Feast feature repo applied at {env.feast_dir}")
+    say(f"[2/5] Feast feature repo applied at {env.feast_dir}")
     resources = env.resources()
     resources["feast"].apply()
 
-    say(f"[3/4] Dagster runs (DAGSTER_HOME={env.dagster_home})")
+    say(f"[3/5] Dagster runs (DAGSTER_HOME={env.dagster_home})")
     defs = build_definitions(pipelines, environment=env)
     instance = DagsterInstance.get()
     results: list[DemoResult] = []
@@ -159,7 +238,7 @@ def run_demo(
     if gated:
         spec = gated[0].model_copy(update={"exclude_features": DEMO_WEAK_EXCLUDES})
         say(
-            f"[4/4] a challenger for {spec.name} trained without {', '.join(DEMO_WEAK_EXCLUDES)}"
+            f"[4/5] a challenger for {spec.name} trained without {', '.join(DEMO_WEAK_EXCLUDES)}"
             " meets the gate"
         )
         job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
@@ -178,6 +257,10 @@ def run_demo(
             raise LockgateError(f"run {run.run_id} failed before the gate: {failed[:3]}")
         results.append(_gated_result(env, spec.name, run.run_id, seconds))
         say(f"      {spec.train_job_name}: run {run.run_id[:8]} gated in {seconds:.1f} s")
+        if gated[0].serving is not None:
+            canary = _canary_phase(env, gated[0], instance, say)
+            if canary is not None:
+                results.append(canary)
 
     say("")
     say("summary")
@@ -187,6 +270,15 @@ def run_demo(
         say(f"  {item['pipeline']}  version {item['version']}  {status}")
         for rule in item.get("failed_rules", []):
             say(f"    gate {rule['rule']} FAILED: {rule['message']}")
+        if "canary" in item:
+            canary = item["canary"]
+            say(
+                f"    canary {canary['status']} in {canary['seconds']:.1f} s: "
+                f"{canary['requests']} requests answered through the gateway, "
+                f"{canary['errors']} errors, by version {canary['by_version']}"
+            )
+            for step in canary["steps"]:
+                say(f"      {step['action']:<8} -> {step['weight']:.0%}  {step['reason']}")
         say(
             f"    triad: code {triad['code_commit'][:12]}  data {triad['data_snapshot_sha256'][:12]}"
             f"  weights {triad['weights_sha256'][:12]}"
@@ -197,6 +289,12 @@ def run_demo(
         )
         say(f"    lock record: {item['lock_record']}")
         say(f"    rebuild and verify: lockgate reproduce {item['pipeline']} {item['version']}")
+    stack = env.resources()["serving_stack"]
+    if keep_serving:
+        say("")
+        say(f"serving stays up: gateway {stack.gateway().url} (stop: lockgate serve stop)")
+    else:
+        stack.stop()
     say("")
     say("Inspect these runs and the lineage graph in the Dagster UI:")
     say(

@@ -9,12 +9,14 @@ never at import time. ``local`` (the embedded default) keeps everything under on
     artifacts/  content-addressed registry: snapshots, model versions, reports
     refs/       asset outputs (JSON references between assets)
     audit/      the hash-chained audit log
+    serving/    Triton model repository, tritonserver and gateway state, prediction log
     dagster/    DAGSTER_HOME of the local Dagster instance
 
 ``production`` binds the same resource keys, configured from environment variables read by
 Dagster at run time (``dg.EnvVar``): ``LOCKGATE_DATA_DIR``, ``LOCKGATE_FEAST_DIR``,
 ``LOCKGATE_ARTIFACTS_ROOT``, ``LOCKGATE_REFS_DIR``, ``LOCKGATE_AUDIT_PATH`` (shared volumes in a
-cluster).
+cluster), and the serving services ``LOCKGATE_TRITON_URL``, ``LOCKGATE_GATEWAY_URL``,
+``LOCKGATE_MODEL_REPOSITORY``, ``LOCKGATE_CANARY_STATE_DIR``, ``LOCKGATE_PREDICTIONS_DIR``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class Environment:
         return self.home / "audit" / "audit.jsonl"
 
     @property
+    def serving_dir(self) -> Path:
+        """Local serving stack: Triton repository and state, gateway state, prediction log."""
+        return self.home / "serving"
+
+    @property
     def dagster_home(self) -> Path:
         """DAGSTER_HOME of the local instance."""
         return self.home / "dagster"
@@ -94,6 +101,7 @@ class Environment:
         from lockgate.resources.audit import AuditTrail
         from lockgate.resources.feast_store import FeastStore
         from lockgate.resources.io_manager import JsonReferenceIOManager
+        from lockgate.resources.serving import LocalServingStack, RemoteServingStack
 
         if self.kind == "local":
             return {
@@ -101,6 +109,7 @@ class Environment:
                 "artifacts": LocalArtifactRegistry(root=str(self.artifacts_dir)),
                 "lockgate_io": JsonReferenceIOManager(base_dir=str(self.refs_dir)),
                 "audit": AuditTrail(path=str(self.audit_path)),
+                "serving_stack": LocalServingStack(root=str(self.serving_dir)),
             }
         return {
             "feast": FeastStore(
@@ -109,4 +118,11 @@ class Environment:
             "artifacts": LocalArtifactRegistry(root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT")),
             "lockgate_io": JsonReferenceIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
             "audit": AuditTrail(path=dg.EnvVar("LOCKGATE_AUDIT_PATH")),
+            "serving_stack": RemoteServingStack(
+                triton_url=dg.EnvVar("LOCKGATE_TRITON_URL"),
+                gateway_url=dg.EnvVar("LOCKGATE_GATEWAY_URL"),
+                model_repository=dg.EnvVar("LOCKGATE_MODEL_REPOSITORY"),
+                canary_state_dir=dg.EnvVar("LOCKGATE_CANARY_STATE_DIR"),
+                predictions_dir=dg.EnvVar("LOCKGATE_PREDICTIONS_DIR"),
+            ),
         }

@@ -47,6 +47,7 @@ ASSET_NAMES = (
     "evaluation_report",
     "champion",
     "serving",
+    "rollout",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -220,7 +221,11 @@ class ModelPipeline(_Frozen):
         import dagster as dg
 
         needs_gate = asset in ("gold_set", "champion") and self.gate is None
-        if asset not in ASSET_NAMES or needs_gate or (asset == "serving" and self.serving is None):
+        if (
+            asset not in ASSET_NAMES
+            or needs_gate
+            or (asset in ("serving", "rollout") and self.serving is None)
+        ):
             raise SpecError(
                 f"unknown asset {asset!r} for {self.name!r}; pipelines have "
                 f"{', '.join(ASSET_NAMES)} (gold_set and champion only with a gate, serving "

@@ -7,6 +7,7 @@ data-quality suite.
 from __future__ import annotations
 
 from lockgate import (
+    CanaryPolicy,
     ColumnRule,
     Condition,
     DataValidation,
@@ -19,12 +20,15 @@ from lockgate import (
     SliceSpec,
     Split,
     TorchTrainer,
+    TritonTarget,
 )
 
 __all__ = [
+    "FRAUD_CANARY",
     "FRAUD_EDGE_CASES",
     "FRAUD_GATE",
     "FRAUD_LABELS",
+    "FRAUD_SERVING",
     "FRAUD_VALIDATION",
     "PIPELINES",
     "fraud_lgbm",
@@ -127,6 +131,17 @@ FRAUD_GATE = Gate(
     min_gold_positives=40,
 )
 
+FRAUD_SERVING = TritonTarget(device="gpu", max_batch_size=1024, p99_budget_ms=50.0)
+
+FRAUD_CANARY = CanaryPolicy(
+    steps=(1, 5, 25, 100),
+    hold_seconds=6 * 3600,
+    min_requests=500,
+    max_p99_ms=50.0,
+    max_error_rate=0.01,
+    max_prediction_psi=0.2,
+)
+
 fraud_lgbm = ModelPipeline(
     name="fraud_lgbm",
     description="Card-fraud classifier, gradient-boosted trees.",
@@ -137,6 +152,8 @@ fraud_lgbm = ModelPipeline(
     validation=FRAUD_VALIDATION,
     split=Split(holdout_fraction=0.2),
     gate=FRAUD_GATE,
+    serving=FRAUD_SERVING,
+    canary=FRAUD_CANARY,
 )
 
 fraud_torch = ModelPipeline(
@@ -149,6 +166,8 @@ fraud_torch = ModelPipeline(
     validation=FRAUD_VALIDATION,
     split=Split(holdout_fraction=0.2),
     gate=FRAUD_GATE,
+    serving=FRAUD_SERVING,
+    canary=FRAUD_CANARY,
 )
 
 PIPELINES = (fraud_lgbm, fraud_torch)

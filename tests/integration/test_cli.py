@@ -49,6 +49,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "fraud_lgbm_train: run" in out
     assert "fraud_torch_train: run" in out
     assert "dagster dev -w workspace.yaml" in out
+    assert "canary promoted" in out
     assert "GATED (stays a challenger)" in out
     assert "gate gate_vs_champion FAILED" in out
     return home
@@ -64,8 +65,11 @@ def test_demo_runs_are_in_the_persistent_instance(demo_home: Path) -> None:
             assert {r.job_name for r in runs} >= {"fraud_lgbm_train", "fraud_torch_train"}
             outcomes = sorted((r.job_name, r.is_success) for r in runs)
             # first models become champions; the demo's weakened challenger is gated
+            # first models become champions; the weakened challenger is gated; the model
+            # retrained on more data passes and goes through the canary
             assert outcomes == [
                 ("fraud_lgbm_train", False),
+                ("fraud_lgbm_train", True),
                 ("fraud_lgbm_train", True),
                 ("fraud_torch_train", True),
             ]
@@ -73,8 +77,15 @@ def test_demo_runs_are_in_the_persistent_instance(demo_home: Path) -> None:
         del os.environ["DAGSTER_HOME"]
     registry = LocalArtifactRegistry(root=str(demo_home / "artifacts"))
     aliases = registry.aliases("fraud_lgbm")
-    assert aliases["aliases"]["champion"] != aliases["aliases"]["challenger"]
-    assert [h["alias"] for h in aliases["history"]] == ["challenger", "champion", "challenger"]
+    assert aliases["aliases"]["champion"] == aliases["aliases"]["challenger"]  # promoted
+    assert [h["alias"] for h in aliases["history"]] == [
+        "challenger",
+        "champion",
+        "challenger",
+        "challenger",
+        "champion",
+    ]
+    assert "canary completed" in aliases["history"][-1]["reason"]
 
 
 @pytest.mark.parametrize("pipeline", ["fraud_lgbm", "fraud_torch"])
@@ -143,11 +154,16 @@ def test_reproduce_without_the_snapshot_says_so(demo_home: Path) -> None:
 
 def test_aliases_and_an_audited_manual_promotion(demo_home: Path) -> None:
     registry = LocalArtifactRegistry(root=str(demo_home / "artifacts"))
-    state = registry.aliases("fraud_lgbm")["aliases"]
-    champion, gated = state["champion"], state["challenger"]
+    champion = registry.alias("fraud_lgbm", "champion")
+    gated = next(
+        v
+        for v in registry.model_versions("fraud_lgbm")
+        if registry.verdicts("fraud_lgbm", v)
+        and not registry.verdicts("fraud_lgbm", v)[-1]["passed"]
+    )
     out = run("aliases", "fraud_lgbm", home=demo_home).stdout
     assert f"champion    {champion}" in out
-    assert "first champion (bootstrap rule)" in out
+    assert "first model of the pipeline" in out
     refused = run(
         "promote", "fraud_lgbm", gated, "--reason", "why not", home=demo_home, check=False
     )
@@ -163,3 +179,23 @@ def test_aliases_and_an_audited_manual_promotion(demo_home: Path) -> None:
         assert last["reason"] == "drill [gate overridden]"
     finally:
         run("promote", "fraud_lgbm", champion, "--reason", "restore", home=demo_home)
+
+
+def test_audit_verify_catches_tampering(demo_home: Path) -> None:
+    out = run("audit", "verify", home=demo_home).stdout
+    assert "entries verified" in out
+    kinds = run("audit", "show", home=demo_home).stdout
+    assert "gate_verdict" in kinds
+    assert "promotion" in kinds
+    path = demo_home / "audit" / "audit.jsonl"
+    original = path.read_text()
+    lines = original.splitlines(keepends=True)
+    try:
+        swapped = [lines[1], lines[0], *lines[2:]]  # two entries reordered
+        path.write_text("".join(swapped))
+        result = run("audit", "verify", home=demo_home, check=False)
+        assert result.returncode == 1
+        assert "FAILED verification" in result.stderr
+    finally:
+        path.write_text(original)
+    assert run("audit", "verify", home=demo_home).returncode == 0

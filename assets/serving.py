@@ -1,0 +1,355 @@
+"""Serving: a gated model version reaches Triton only after infra validation, then a canary."""
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
+
+import contextlib
+import time
+from typing import Any
+
+import dagster as dg
+
+from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.resources.audit import AuditTrail
+from lockgate.resources.serving import ServingStack
+from lockgate.spec import ModelPipeline
+
+__all__ = ["build_rollout", "build_serving", "build_serving_checks", "passing_verdict"]
+
+
+def passing_verdict(
+    artifacts: ArtifactRegistry, pipeline: str, evaluation: dict[str, Any]
+) -> dict[str, Any]:
+    """The passing gate verdict of the evaluation; GateFailedError if there is none."""
+    from lockgate.errors import GateFailedError
+
+    version = evaluation["version"]
+    verdicts = [
+        v
+        for v in artifacts.verdicts(pipeline, version)
+        if v["report_id"] == evaluation["report_id"]
+    ]
+    if not verdicts or not all(v["passed"] for v in verdicts):
+        failed = [r["rule"] for v in verdicts for r in v["rules"] if not r["passed"]]
+        raise GateFailedError(
+            f"{pipeline} {version} has no passing gate verdict for report "
+            f"{evaluation['report_id']} (failed rules: {failed or 'no verdict'}); it stays a "
+            "challenger: see the evaluation_report checks"
+        )
+    return verdicts[-1]
+
+
+def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
+    """``[name, serving]``: the model-repository version, validated in a sandbox tritonserver."""
+    target = spec.serving
+    assert target is not None
+
+    @dg.asset(
+        key=spec.asset_key("serving"),
+        group_name=spec.name,
+        description=(
+            "Triton model-repository version (written atomically, hash-checked), validated in a "
+            "sandbox tritonserver: outputs equal in-process predictions, p99 within budget."
+        ),
+        kinds={"triton"},
+        io_manager_key="lockgate_io",
+        ins={
+            "evaluation": dg.AssetIn(key=spec.asset_key("evaluation_report")),
+            "gold": dg.AssetIn(key=spec.asset_key("gold_set")),
+        },
+    )
+    def serving(
+        context: dg.AssetExecutionContext,
+        evaluation: dict[str, Any],
+        gold: dict[str, Any],
+        artifacts: ArtifactRegistry,
+        serving_stack: ServingStack,
+        audit: AuditTrail,
+    ) -> dg.Output[dict[str, Any]]:
+        from lockgate.build import load_snapshot_frame
+        from lockgate.serving import infra_validate, write_model_version
+        from lockgate.triton_config import triton_model_name
+
+        version = evaluation["version"]
+        passing_verdict(artifacts, spec.name, evaluation)
+        folder = write_model_version(
+            artifacts,
+            serving_stack.repo_dir,
+            pipeline=spec.name,
+            version=version,
+            target="cpu",  # the local stack serves on CPU; gpu configs are for the NGC image
+            max_batch_size=target.max_batch_size,
+            instances=target.instances,
+        )
+        frame = load_snapshot_frame(artifacts, gold["gold_sha256"], verify_content=False)
+        sandbox = serving_stack.sandbox()
+        with sandbox:
+            result = infra_validate(
+                triton=sandbox,
+                registry=artifacts,
+                pipeline=spec.name,
+                version=version,
+                frame=frame,
+                n_rows=target.validation_rows,
+                tolerance=target.tolerance,
+                p99_budget_ms=target.p99_budget_ms,
+                requests=target.validation_requests,
+            )
+        artifacts.put_report(
+            spec.name, version, {"infra_validation.json": _json(result | {"at": time.time()})}
+        )
+        audit.record(
+            "validation",
+            pipeline=spec.name,
+            actor=f"dagster run {context.run_id}",
+            payload={"version": version, **{k: result[k] for k in ("passed", "failures")}},
+        )
+        context.log.info(
+            f"infra validation of {version}: passed={result['passed']} "
+            f"p99={result.get('p99_ms')} ms max|diff|={result.get('max_abs_diff')}"
+        )
+        return dg.Output(
+            {
+                "pipeline": spec.name,
+                "version": version,
+                "model": triton_model_name(spec.name, version),
+                "folder": str(folder),
+                "validation": result,
+            },
+            metadata={
+                "triton_model": triton_model_name(spec.name, version),
+                "folder": dg.MetadataValue.path(str(folder)),
+                "validation_passed": result["passed"],
+                "p50_ms": result.get("p50_ms"),
+                "p99_ms": result.get("p99_ms"),
+                "max_abs_diff": result.get("max_abs_diff"),
+            },
+        )
+
+    return serving
+
+
+def _json(obj: Any) -> bytes:
+    from lockgate.hashing import canonical_json
+
+    return canonical_json(obj)
+
+
+def build_serving_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
+    """Blocking ``infra_validation`` check on ``serving``: nothing gets traffic before it passes."""
+    target = spec.serving
+    assert target is not None
+    key = spec.asset_key("serving")
+
+    @dg.asset_check(asset=key, name="infra_validation", blocking=True)
+    def infra_validation(serving: dict[str, Any]) -> dg.AssetCheckResult:
+        result = serving["validation"]
+        failures = result.get("failures", [])
+        first = failures[0] if failures else None
+        return dg.AssetCheckResult(
+            passed=bool(result["passed"]),
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(
+                "; ".join(f"{f['check']}: {f['message']}" for f in failures)
+                or f"outputs match (max |diff| {result['max_abs_diff']}), p99 {result['p99_ms']} ms"
+            ),
+            metadata={
+                "metric": first["check"] if first else "p99_ms",
+                "actual": result.get("p99_ms") if not first else str(first["message"])[:500],
+                "threshold": f"p99 <= {target.p99_budget_ms} ms, |diff| <= {target.tolerance}",
+                "max_abs_diff": result.get("max_abs_diff"),
+                "p50_ms": result.get("p50_ms"),
+                "p99_ms": result.get("p99_ms"),
+            },
+        )
+
+    return infra_validation
+
+
+def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
+    """``[name, rollout]``: load beside the champion and start the canary (or bootstrap)."""
+
+    @dg.asset(
+        key=spec.asset_key("rollout"),
+        group_name=spec.name,
+        description=(
+            "Live traffic: the validated version is loaded beside the champion and the canary "
+            "starts (the first model of a pipeline becomes champion at once)."
+        ),
+        kinds={"triton"},
+        io_manager_key="lockgate_io",
+        ins={
+            "serving": dg.AssetIn(key=spec.asset_key("serving")),
+            "evaluation": dg.AssetIn(key=spec.asset_key("evaluation_report")),
+        },
+    )
+    def rollout(
+        context: dg.AssetExecutionContext,
+        serving: dict[str, Any],
+        evaluation: dict[str, Any],
+        artifacts: ArtifactRegistry,
+        serving_stack: ServingStack,
+        audit: AuditTrail,
+    ) -> dg.Output[dict[str, Any]]:
+        from lockgate.canary import CanaryState, start
+        from lockgate.errors import GateFailedError
+
+        if not serving["validation"]["passed"]:
+            raise GateFailedError(
+                f"{spec.name} {serving['version']} failed infra validation; it gets no traffic"
+            )
+        passing_verdict(artifacts, spec.name, evaluation)
+        version = serving["version"]
+        actor = f"dagster run {context.run_id}"
+        serving_stack.ensure()
+        champion = artifacts.alias(spec.name, "champion")
+        ensure_loaded(serving_stack, artifacts, spec.name, version)
+        existing = serving_stack.canary_state(spec.name)
+        if existing and CanaryState.from_dict(existing).running:
+            current = CanaryState.from_dict(existing)
+            if current.challenger == version:
+                context.log.info(f"canary of {version} already running: resuming")
+                return _rollout_output(spec, current.to_dict(), "resumed")
+            rollback(
+                serving_stack,
+                artifacts,
+                audit,
+                spec.name,
+                current,
+                reason=f"superseded by newer challenger {version}",
+                actor=actor,
+            )
+        if champion is None or champion == version:
+            route = {"mode": "single", "champion": version}
+            serving_stack.gateway().set_route(spec.name, route)
+            if champion is None:
+                artifacts.move_alias(
+                    spec.name,
+                    "champion",
+                    version,
+                    actor=actor,
+                    reason="first model of the pipeline: gate and infra validation passed",
+                    expected=None,
+                )
+                audit.record(
+                    "promotion",
+                    pipeline=spec.name,
+                    actor=actor,
+                    payload={"from": None, "to": version, "reason": "bootstrap"},
+                )
+            context.log.info(f"{version} serves all traffic as champion")
+            return _rollout_output(spec, {"champion": version, "status": "promoted"}, "champion")
+        ensure_loaded(serving_stack, artifacts, spec.name, champion)
+        state = start(
+            spec.canary, pipeline=spec.name, champion=champion, challenger=version, now=time.time()
+        )
+        apply_route(serving_stack, spec.name, state.to_dict())
+        serving_stack.gateway().reset_stats(spec.name)
+        serving_stack.save_canary_state(spec.name, state.to_dict())
+        audit.record(
+            "canary_step",
+            pipeline=spec.name,
+            actor=actor,
+            payload={
+                "champion": champion,
+                "challenger": version,
+                "weight": state.weight,
+                "reason": "canary started",
+            },
+        )
+        context.log.info(f"canary started: {version} at {state.weight:.0%} beside {champion}")
+        return _rollout_output(spec, state.to_dict(), "canary")
+
+    return rollout
+
+
+def _rollout_output(spec: ModelPipeline, state: dict[str, Any], phase: str) -> dg.Output[Any]:
+    return dg.Output(
+        {"pipeline": spec.name, "phase": phase, "state": state},
+        metadata={
+            "phase": phase,
+            "champion": str(state.get("champion")),
+            "challenger": str(state.get("challenger")),
+            "weight": float(state.get("weight") or 0.0),
+        },
+    )
+
+
+def ensure_loaded(
+    stack: ServingStack, artifacts: ArtifactRegistry, pipeline: str, version: str
+) -> str:
+    """Make sure ``version`` is written, hash-checked and loaded in the live Triton."""
+    from lockgate.serving import load_version, write_model_version
+    from lockgate.triton_config import triton_model_name
+
+    name = triton_model_name(pipeline, version)
+    triton = stack.triton()
+    if triton.is_ready(name):
+        return name
+    write_model_version(artifacts, stack.repo_dir, pipeline=pipeline, version=version, target="cpu")
+    load_version(triton=triton, registry=artifacts, pipeline=pipeline, version=version)
+    return name
+
+
+def apply_route(stack: ServingStack, pipeline: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The gateway route that matches a canary state (idempotent)."""
+    if state["status"] == "promoted":
+        route = {"mode": "single", "champion": state["challenger"]}
+    elif state["status"] == "rolled_back":
+        route = {"mode": "single", "champion": state["champion"]}
+    elif state.get("phase") == "canary":
+        route = {
+            "mode": "canary",
+            "champion": state["champion"],
+            "challenger": state["challenger"],
+            "weight": state["weight"],
+        }
+    else:  # shadow or blue/green analysis window: champion answers, challenger mirrors
+        route = {
+            "mode": "shadow",
+            "champion": state["champion"],
+            "challenger": state["challenger"],
+            "shadow_fraction": state.get("shadow_fraction", 1.0),
+        }
+    return stack.gateway().set_route(pipeline, route)
+
+
+def rollback(
+    stack: ServingStack,
+    artifacts: ArtifactRegistry,
+    audit: AuditTrail,
+    pipeline: str,
+    state: Any,
+    *,
+    reason: str,
+    actor: str,
+) -> dict[str, Any]:
+    """Send all traffic to the champion, unload the challenger, record why."""
+    from lockgate.triton_config import triton_model_name
+
+    data = state.to_dict() if hasattr(state, "to_dict") else dict(state)
+    history = list(data.get("history", []))
+    if not history or history[-1].get("action") != "rollback":  # decide() may have added it
+        history.append(
+            {
+                "at": time.time(),
+                "action": "rollback",
+                "from_weight": data.get("weight", 0.0),
+                "to_weight": 0.0,
+                "reason": reason,
+                "metrics": {},
+            }
+        )
+    data["history"] = history
+    data.update(status="rolled_back", rollback_reason=reason, weight=0.0)
+    ensure_loaded(stack, artifacts, pipeline, data["champion"])
+    apply_route(stack, pipeline, data)
+    stack.save_canary_state(pipeline, data)
+    audit.record(
+        "rollback",
+        pipeline=pipeline,
+        actor=actor,
+        payload={"champion": data["champion"], "challenger": data["challenger"], "reason": reason},
+    )
+    # the server may be the thing that failed; the route has moved already either way
+    with contextlib.suppress(Exception):
+        stack.triton().unload(triton_model_name(pipeline, data["challenger"]), wait=False)
+    return data

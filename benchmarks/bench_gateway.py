@@ -1,0 +1,319 @@
+"""Latency and throughput of Triton called directly vs through the lockgate gateway.
+
+One run, the same load for each target: a small python-backend model (row mean, FP32 [1, d]) on
+the wheel's tritonserver, the gateway in front of it (``GatewayServer``: uvicorn + uvloop +
+httptools, one worker), and a closed-loop load generator: ``--clients`` concurrent connections,
+each sending the next request as soon as the previous answer arrived, for ``--duration`` seconds
+after a warm-up. Requests are what ``tritonclient.http`` sends by default (JSON header + binary
+tensor, binary output). The targets alternate (direct, gateway, direct, ...) over ``--rounds``.
+
+The load generator is lockgate's own asyncio + httptools client (``HttpUpstream``) on uvloop in
+this process: a few tens of microseconds of CPU per request, so on a small machine the CPU goes
+to the servers, not the client (a thread pool of ``tritonclient`` clients would use several times
+more CPU per request than the gateway itself and measure the client).
+
+Gateway targets: ``gateway`` (fsync group commit, the default) and ``gateway-flush`` (WAL written
+to the OS before answering, no fdatasync). Writes a table to stdout and JSON to
+``benchmarks/results/gateway.json``.
+
+Example:
+    .venv/bin/python benchmarks/bench_gateway.py --duration 20 --clients 1 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvloop
+
+from lockgate.gateway import HttpUpstream
+from lockgate.resources.gateway import GatewayServer
+from lockgate.resources.triton import LocalTritonServer
+
+MODEL = "bench"
+VERSION = "v1"
+
+CONFIG = """\
+backend: "python"
+max_batch_size: 64
+input [ {{ name: "INPUT__0" data_type: TYPE_FP32 dims: [ {width} ] }} ]
+output [ {{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+"""
+
+MODEL_PY = """\
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = np.from_dlpack(pb_utils.get_input_tensor_by_name(request, "INPUT__0"))
+            y = np.ascontiguousarray(x.mean(axis=1, keepdims=True), dtype=np.float32)
+            out = pb_utils.Tensor.from_dlpack("OUTPUT__0", y)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+        return responses
+"""
+
+
+def _request(width: int) -> tuple[bytes, dict[str, str]]:
+    """The body and headers tritonclient.http sends by default for one FP32 row."""
+    raw = np.random.default_rng(0).random((1, width), dtype=np.float32).tobytes()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "INPUT__0",
+                    "shape": [1, width],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return head + raw, {"Inference-Header-Content-Length": str(len(head))}
+
+
+def _group_cpu_s(leaders: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process group (server + its children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = dict.fromkeys(leaders, 0.0)
+    by_group = {pgid: name for name, pgid in leaders.items()}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # field 5 of stat: the process group (a server and the children it started)
+        name = by_group.get(int(fields[2])) or by_group.get(int(proc.name))
+        if name is not None:
+            totals[name] += (int(fields[11]) + int(fields[12])) / tick
+    totals["client"] = sum(os.times()[:2])
+    return totals
+
+
+async def _load(
+    url: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    groups: dict[str, int],
+) -> dict[str, Any]:
+    up = HttpUpstream(url, max_connections=clients, timeout_s=30)
+    latencies: list[float] = []
+    errors = 0
+    record = False
+
+    async def client() -> None:
+        nonlocal errors
+        while not stop:
+            t0 = time.perf_counter()
+            try:
+                r = await up.request("POST", path, body=body, headers=headers)
+                ok = r.status == 200
+            except Exception:
+                ok = False
+            if record:
+                if ok:
+                    latencies.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+
+    stop = False
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await asyncio.sleep(min(2.0, seconds / 4))  # warm-up: connections, caches
+    record = True
+    cpu0 = _group_cpu_s(groups)
+    start = time.perf_counter()
+    await asyncio.sleep(seconds)
+    record = False
+    elapsed = time.perf_counter() - start
+    cpu1 = _group_cpu_s(groups)
+    stop = True
+    await asyncio.gather(*tasks)
+    await up.aclose()
+    lat = np.asarray(latencies) * 1000.0
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": elapsed,
+        "throughput_rps": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p90_ms": float(np.percentile(lat, 90)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "mean_ms": float(lat.mean()) if lat.size else None,
+        **{
+            f"cpu_us_per_request_{name}": (cpu1[name] - cpu0[name]) / max(len(latencies), 1) * 1e6
+            for name in cpu0
+        },
+    }
+
+
+def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median over rounds of each number."""
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = float(np.median(values)) if values else None
+    out["rounds"] = len(runs)
+    return out
+
+
+def main() -> None:
+    """Parse the options, run the benchmark, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--width", type=int, default=16, help="features per row")
+    parser.add_argument(
+        "--targets", nargs="+", default=["direct", "gateway", "gateway-flush"], help="what to load"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "gateway.json"
+    )
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()
+    root = Path(tempfile.mkdtemp(prefix="lockgate-bench-gw-"))
+    repo = root / "repo"
+    (repo / f"{MODEL}-{VERSION}" / "1").mkdir(parents=True)
+    (repo / f"{MODEL}-{VERSION}" / "config.pbtxt").write_text(CONFIG.format(width=args.width))
+    (repo / f"{MODEL}-{VERSION}" / "1" / "model.py").write_text(MODEL_PY)
+    triton = LocalTritonServer(repo_dir=str(repo), work_dir=str(root / "triton"))
+    gateways: dict[str, GatewayServer] = {}
+    body, headers = _request(args.width)
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    try:
+        triton.start()
+        triton.load(f"{MODEL}-{VERSION}")
+        triton.close()  # the benchmark's own connections only
+        for target in args.targets:
+            if target == "direct":
+                continue
+            durability = "flush" if target.endswith("-flush") else "fsync"
+            gw = GatewayServer(
+                state_dir=str(root / target / "state"),
+                log_dir=str(root / target / "log"),
+                upstream_url=triton.url,
+                durability=durability,
+            )
+            gw.start()
+            gw.set_route(MODEL, {"mode": "single", "champion": VERSION})
+            gateways[target] = gw
+        for clients in args.clients:
+            for rnd in range(args.rounds):
+                for target in args.targets:
+                    if target == "direct":
+                        url, path = f"http://{triton.url}", f"/v2/models/{MODEL}-{VERSION}/infer"
+                    else:
+                        url, path = gateways[target].url, f"/v2/models/{MODEL}/infer"
+                    groups = {"triton": int(triton.pid or 0)}
+                    groups.update({t: int(g.pid or 0) for t, g in gateways.items()})
+                    run = uvloop.run(
+                        _load(url, path, body, headers, clients, args.duration, groups)
+                    )
+                    results.setdefault(str(clients), {}).setdefault(target, []).append(run)
+                    print(
+                        f"  clients={clients:<3} round={rnd} {target:<14} "
+                        f"{run['throughput_rps']:8.0f} req/s  p50 {run['p50_ms']:.3f} ms  "
+                        f"p99 {run['p99_ms']:.3f} ms  errors {run['errors']}  CPU us/req: "
+                        + " ".join(
+                            f"{k.rsplit('_', 1)[1]}={v:.0f}"
+                            for k, v in run.items()
+                            if k.startswith("cpu_us") and v > 0
+                        ),
+                        flush=True,
+                    )
+        wal = {}
+        for target, gw in gateways.items():
+            text = gw.metrics()
+            commits = _metric(text, "lockgate_gateway_wal_commits_total")
+            records = _metric(text, "lockgate_gateway_wal_records_total")
+            wal[target] = {
+                "commits": commits,
+                "records": records,
+                "records_per_commit": records / commits if commits else None,
+            }
+    finally:
+        for gw in gateways.values():
+            gw.stop()
+        triton.stop()
+
+    summary: dict[str, Any] = {}
+    print()
+    print(
+        f"{'clients':>7} {'target':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'+p50 ms':>8} {'tput %':>7} {'gw CPU us/req':>14}"
+    )
+    for clients, by_target in results.items():
+        merged = {t: _merge(runs) for t, runs in by_target.items()}
+        direct = merged.get("direct")
+        for target, m in merged.items():
+            if direct is not None and target != "direct":
+                m["added_p50_ms"] = m["p50_ms"] - direct["p50_ms"]
+                m["added_p99_ms"] = m["p99_ms"] - direct["p99_ms"]
+                m["throughput_vs_direct"] = m["throughput_rps"] / direct["throughput_rps"]
+            added = f"{m['added_p50_ms']:8.3f}" if "added_p50_ms" in m else f"{'':>8}"
+            share = f"{100 * m['throughput_vs_direct']:6.1f}%" if "added_p50_ms" in m else ""
+            cpu = m.get(f"cpu_us_per_request_{target}")
+            cpu_text = f"{cpu:14.0f}" if cpu is not None and target != "direct" else ""
+            print(
+                f"{clients:>7} {target:<14} {m['throughput_rps']:9.0f} {m['p50_ms']:8.3f} "
+                f"{m['p99_ms']:8.3f} {added} {share:>7} {cpu_text}"
+            )
+        summary[clients] = merged
+    document = {
+        "benchmark": "gateway",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_1m_before": load_before[0],
+            "loadavg_1m_after": os.getloadavg()[0],
+        },
+        "settings": {
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "width": args.width,
+            "clients": args.clients,
+            "request": "1 x FP32 row, binary tensor extension (tritonclient default)",
+            "load_generator": "closed loop, lockgate HttpUpstream (asyncio+httptools) on uvloop",
+        },
+        "targets_goal": {"added_p50_ms_max": 0.5, "throughput_vs_direct_min": 0.8},
+        "results": summary,
+        "raw": results,
+        "wal": wal,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(f"\nwrote {args.out}")
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+if __name__ == "__main__":
+    main()

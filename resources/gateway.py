@@ -1,0 +1,428 @@
+"""The lockgate gateway as a Dagster resource: a local process, or a gateway run elsewhere.
+
+:class:`Gateway` is the admin client every variant shares (routes, stats, health, metrics, over
+the gateway's HTTP admin API). :class:`GatewayServer` also runs the gateway
+(``python -m lockgate.gateway``: uvicorn, uvloop, httptools, one worker, access log off) as a
+child process on 127.0.0.1; :class:`RemoteGateway` points at an existing one (production).
+
+Files of a :class:`GatewayServer` under ``state_dir``: ``routes.json`` (the routing tables, kept
+by the gateway), ``gateway.pid``, ``gateway.ready.json`` (``{pid, port, url}``, written once the
+gateway listens) and ``gateway.log`` (its output, appended by every start).
+
+Example:
+    >>> server = GatewayServer(state_dir="/tmp/gw", log_dir="/tmp/gw/log",
+    ...                        upstream_url="127.0.0.1:8000")  # doctest: +SKIP
+    >>> with server:  # doctest: +SKIP
+    ...     server.set_route("fraud_lgbm", {"mode": "single", "champion": "v1"})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from lockgate.gateway import GatewayError, RouteError
+
+__all__ = ["Gateway", "GatewayServer", "RemoteGateway"]
+
+_PID_FILE = "gateway.pid"
+_READY_FILE = "gateway.ready.json"
+_LOG_FILE = "gateway.log"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_url(url: str) -> str:
+    return url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
+
+
+class Gateway(dg.ConfigurableResource, ABC):
+    """Admin client of a lockgate gateway.
+
+    Attributes:
+        admin_token: bearer token of the admin endpoints, if the gateway requires one.
+        timeout_s: timeout of each admin HTTP call, in seconds.
+    """
+
+    admin_token: str | None = None
+    timeout_s: float = 30.0
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """Base URL of the gateway, e.g. ``http://127.0.0.1:8080``."""
+
+    @property
+    def host_port(self) -> str:
+        """``host:port`` of the gateway, as ``tritonclient.http.InferenceServerClient`` wants."""
+        return self.url.split("://", 1)[1]
+
+    # ---- admin API ------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.admin_token:
+            request.add_header("Authorization", f"Bearer {self.admin_token}")
+        try:
+            with _NO_PROXY.open(request, timeout=self.timeout_s) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", "replace")
+            try:
+                message = json.loads(text).get("error", text)
+            except (ValueError, AttributeError):
+                message = text
+            if exc.code == 400 and path.startswith("/admin/routes/"):
+                raise RouteError(message) from None
+            raise GatewayError(
+                f"gateway {self.url} answered {method} {path} with HTTP {exc.code}: {message}"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise GatewayError(
+                f"gateway {self.url} is unreachable for {method} {path} ({exc}); start it "
+                "(GatewayServer.start()) or fix its URL"
+            ) from None
+        return json.loads(raw) if raw else None
+
+    def health(self) -> bool:
+        """Whether the gateway answers ``/v2/health/live``."""
+        try:
+            with _NO_PROXY.open(f"{self.url}/v2/health/live", timeout=2.0) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError, GatewayError):
+            return False
+
+    def set_route(self, name: str, route: Mapping[str, Any]) -> dict[str, Any]:
+        """Set the routing table of one public model (``PUT /admin/routes/{name}``).
+
+        Args:
+            name: public model (pipeline) name.
+            route: ``{"mode", "champion", "challenger", "weight", "shadow_fraction", "active"}``
+                (see :class:`lockgate.gateway.Route`).
+
+        Returns:
+            The normalised route the gateway stored.
+
+        Raises:
+            RouteError: the gateway refused the route (the message says why).
+            GatewayError: the gateway is unreachable or refused otherwise (e.g. a version is
+                not served upstream: HTTP 409).
+        """
+        result = self._call("PUT", f"/admin/routes/{name}", dict(route))
+        return dict(result["route"])
+
+    def routes(self) -> dict[str, dict[str, Any]]:
+        """All routing tables, by public model name."""
+        return dict(self._call("GET", "/admin/routes")["routes"])
+
+    def delete_route(self, name: str) -> None:
+        """Remove a public model's route (its requests then get 404)."""
+        self._call("DELETE", f"/admin/routes/{name}")
+
+    def stats(self, name: str) -> dict[str, Any]:
+        """Per-version statistics of a public model since the last reset (``/admin/stats``)."""
+        return dict(self._call("GET", f"/admin/stats/{name}"))
+
+    def reset_stats(self, name: str) -> dict[str, Any]:
+        """Restart the statistics window of a public model."""
+        return dict(self._call("POST", f"/admin/stats/{name}/reset"))
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of ``/metrics``."""
+        try:
+            with _NO_PROXY.open(f"{self.url}/metrics", timeout=self.timeout_s) as response:
+                return str(response.read().decode())
+        except (urllib.error.URLError, OSError) as exc:
+            raise GatewayError(f"gateway {self.url} is unreachable for /metrics ({exc})") from None
+
+
+class RemoteGateway(Gateway):
+    """A gateway run elsewhere (a Kubernetes service); no process management.
+
+    Attributes:
+        gateway_url: ``http(s)://host:port`` or ``host:port`` of the gateway.
+    """
+
+    gateway_url: str
+
+    @property
+    def url(self) -> str:
+        """Base URL of the gateway."""
+        return _http_url(self.gateway_url)
+
+
+def _is_gateway(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"lockgate.gateway" in cmdline
+
+
+class GatewayServer(Gateway):
+    """The gateway as a child process on 127.0.0.1 (development, tests, the demo).
+
+    Attributes:
+        state_dir: folder of ``routes.json``, the PID file, the ready file and the log.
+        log_dir: folder of the prediction log.
+        upstream_url: the KServe v2 model server (``host:port`` or ``http://host:port``).
+        port: port to bind on 127.0.0.1 (0: a free one, chosen by the gateway itself).
+        durability: ``fsync`` (fdatasync before answering) or ``flush`` (OS write only).
+        upstream_timeout_s: timeout of one upstream inference call.
+        retry_challenger_on_champion: answer failed canary challenger requests from the champion.
+        segment_max_bytes: WAL segment size that triggers a Parquet roll.
+        segment_max_age_s: WAL segment age that triggers a Parquet roll.
+        verify_routes: refuse routes naming versions the upstream does not serve.
+        startup_timeout_s: how long :meth:`start` waits for the gateway to listen.
+        stop_timeout_s: how long :meth:`stop` waits after SIGTERM before SIGKILL.
+    """
+
+    state_dir: str
+    log_dir: str
+    upstream_url: str
+    port: int = 0
+    durability: str = "fsync"
+    upstream_timeout_s: float = 30.0
+    retry_challenger_on_champion: bool = True
+    segment_max_bytes: int = 64 << 20
+    segment_max_age_s: float = 60.0
+    verify_routes: bool = True
+    startup_timeout_s: float = 30.0
+    stop_timeout_s: float = 15.0
+
+    _process: subprocess.Popen[bytes] | None = PrivateAttr(default=None)
+    _url: str | None = PrivateAttr(default=None)
+    _log_offset: int = PrivateAttr(default=0)
+
+    # ---- files and addresses --------------------------------------------------------------
+
+    @property
+    def pid_file(self) -> Path:
+        """``<state_dir>/gateway.pid``."""
+        return Path(self.state_dir) / _PID_FILE
+
+    @property
+    def ready_file(self) -> Path:
+        """``<state_dir>/gateway.ready.json``: ``{pid, port, url}`` of the listening gateway."""
+        return Path(self.state_dir) / _READY_FILE
+
+    @property
+    def log_file(self) -> Path:
+        """``<state_dir>/gateway.log``."""
+        return Path(self.state_dir) / _LOG_FILE
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running gateway (started here or by another process), or None."""
+        if self._process is not None:
+            return self._process.pid if self._process.poll() is None else None
+        info = self._ready_info()
+        return int(info["pid"]) if info else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the gateway of this ``state_dir`` is alive."""
+        return self.pid is not None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``; also found from the ready file when another process
+        started the gateway (Dagster runs steps in their own processes)."""
+        if self._url is not None and self._process is not None and self._process.poll() is None:
+            return self._url
+        info = self._ready_info()
+        if info is None:
+            raise GatewayError(
+                f"the gateway of {self.state_dir} is not running; rule: its address exists only "
+                "after start(); fix: call start() (or use it as a context manager)"
+            )
+        return str(info["url"])
+
+    def _ready_info(self) -> dict[str, Any] | None:
+        try:
+            info = json.loads(self.ready_file.read_text())
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return info if _is_gateway(pid) else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines this start wrote to the log."""
+        try:
+            with open(self.log_file, "rb") as handle:
+                handle.seek(self._log_offset)
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---- process --------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        """The command line that runs the gateway."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "lockgate.gateway",
+            "--state-dir",
+            str(Path(self.state_dir).resolve()),
+            "--log-dir",
+            str(Path(self.log_dir).resolve()),
+            "--upstream-url",
+            _http_url(self.upstream_url),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ready-file",
+            str(self.ready_file.resolve()),
+            "--durability",
+            self.durability,
+            "--upstream-timeout-s",
+            str(self.upstream_timeout_s),
+            "--segment-max-bytes",
+            str(self.segment_max_bytes),
+            "--segment-max-age-s",
+            str(self.segment_max_age_s),
+        ]
+        if not self.retry_challenger_on_champion:
+            cmd.append("--no-retry-challenger")
+        if not self.verify_routes:
+            cmd.append("--no-verify-routes")
+        if self.admin_token:
+            cmd += ["--admin-token-env", "LOCKGATE_GATEWAY_ADMIN_TOKEN"]
+        return cmd
+
+    def _check_pid_file(self) -> None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            self.pid_file.unlink(missing_ok=True)
+            return
+        if _is_gateway(pid):
+            raise GatewayError(
+                f"{self.pid_file} names PID {pid}, a gateway that is still running; rule: one "
+                f"gateway per state_dir; fix: stop it (`kill {pid}`) or use another state_dir"
+            )
+        self.pid_file.unlink(missing_ok=True)  # left by a crash
+
+    def start(self) -> GatewayServer:
+        """Start the gateway and wait until it answers ``/v2/health/live``.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            GatewayError: another gateway runs from ``state_dir``, or this one did not come up
+                within ``startup_timeout_s`` (the message has the log tail).
+        """
+        if self._process is not None and self._process.poll() is None:
+            return self
+        state = Path(self.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+        self._check_pid_file()
+        self.ready_file.unlink(missing_ok=True)
+        env = dict(os.environ)
+        if self.admin_token:
+            env["LOCKGATE_GATEWAY_ADMIN_TOKEN"] = self.admin_token
+        command = self.command()
+        with open(self.log_file, "ab") as log:
+            self._log_offset = log.tell()
+            log.write(f"==== lockgate start {time.ctime()}: {' '.join(command)}\n".encode())
+            log.flush()
+            self._process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        tmp = self.pid_file.with_name(f".{_PID_FILE}.tmp")
+        tmp.write_text(f"{self._process.pid}\n")
+        os.replace(tmp, self.pid_file)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            info = self._ready_info()
+            if info is not None and int(info["pid"]) == self._process.pid:
+                self._url = str(info["url"])
+                if self.health():
+                    return self
+            time.sleep(0.02)
+        tail = self.log_tail(25)
+        self._terminate(force=True)
+        raise GatewayError(
+            f"the gateway for {self.state_dir} did not come up within {self.startup_timeout_s:g} "
+            f"s; rule: it binds 127.0.0.1 and recovers its prediction log before listening; fix: "
+            f"read {self.log_file}; its tail:\n{tail}"
+        )
+
+    def _terminate(self, *, force: bool) -> None:
+        process = self._process
+        pid = self.pid if process is None else process.pid
+        if pid is None:
+            return
+        if process is not None:
+            if process.poll() is None and not force:
+                process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=self.stop_timeout_s)
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+        else:  # started by another process: signal it by PID, after checking what it is
+            if _is_gateway(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL if force else signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout_s
+            while _is_gateway(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _is_gateway(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self._process = None
+        self._url = None
+
+    def stop(self) -> None:
+        """Stop the gateway: SIGTERM (it drains, commits and rolls its log), then SIGKILL after
+        ``stop_timeout_s``. Removes the PID and ready files. A no-op when not running."""
+        self._terminate(force=False)
+        self.pid_file.unlink(missing_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the gateway at once, simulating a crash (tests, drills); files stay."""
+        self._terminate(force=True)
+
+    def __enter__(self) -> GatewayServer:
+        """Start the gateway."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the gateway."""
+        self.stop()

@@ -1,0 +1,235 @@
+"""The canary with the real tritonserver and the real gateway: promote, roll back, survive a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lockgate.audit import AuditLog
+from lockgate.build import train_version
+from lockgate.canary import CanaryPolicy, CanaryState
+from lockgate.hashing import frame_sha256
+from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.resources.audit import AuditTrail
+from lockgate.resources.serving import LocalServingStack
+from lockgate.serving import load_version, write_model_version
+from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
+from lockgate.traffic import TrafficGenerator, drive_canary
+from lockgate.trainers import LightGBMTrainer
+from lockgate.triton_config import triton_model_name
+from lockgate.wire import encode, wire_schema_for_version
+
+from .test_gate import GATE
+
+PIPELINE = "fraudlet"
+FEATURES = ["amount", "hour", "device"]
+
+
+def _frame(n: int = 6000, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    amount = rng.lognormal(3, 1, n)
+    hour = rng.integers(0, 24, n)
+    device = rng.choice(["ios", "web", "pos"], n)
+    logit = -4 + 0.02 * amount + (hour < 5) * 1.5 + (device == "web")
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(n)],
+            "event_timestamp": pd.date_range("2024-01-01", periods=n, freq="min", tz="UTC"),
+            "amount": amount,
+            "hour": hour.astype("int64"),
+            "device": device,
+            "is_fraud": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64"),
+        }
+    )
+
+
+def _store_version(registry: LocalArtifactRegistry, frame: pd.DataFrame, seed: int) -> str:
+    sort_by = ["event_timestamp", "transaction_id"]
+    sha = frame_sha256(frame, sort_by=sort_by)
+    registry.put_snapshot(
+        sha,
+        b"PAR1-not-read-by-these-tests",
+        {
+            "rows": len(frame),
+            "sort_by": sort_by,
+            "features": FEATURES,
+            "schema": {c: str(t) for c, t in frame.dtypes.items()},
+        },
+    )
+    lock, files, _ = train_version(
+        pipeline=PIPELINE,
+        snapshot={"frame_sha256": sha},
+        frame=frame,
+        trainer_config=LightGBMTrainer(seed=seed, num_boost_round=30).config(),
+        features=FEATURES,
+        label="is_fraud",
+        timestamp_column="event_timestamp",
+        holdout_fraction=0.2,
+    )
+    registry.put_model_version(PIPELINE, lock["version"], files, lock)
+    return str(lock["version"])
+
+
+def spec(canary: CanaryPolicy) -> ModelPipeline:
+    return ModelPipeline(
+        name=PIPELINE,
+        feature_service="fraud_v1",
+        label="is_fraud",
+        labels=LabelSource(entity_columns=("transaction_id",)),
+        trainer=LightGBMTrainer(seed=1),
+        gate=GATE,
+        serving=TritonTarget(device="cpu"),
+        canary=canary,
+    )
+
+
+FAST = CanaryPolicy(
+    steps=(1, 5, 25, 100),
+    hold_seconds=1,
+    min_requests=15,
+    max_p99_ms=150.0,
+    max_p99_ratio=None,
+    max_error_rate=0.05,
+    max_error_rate_delta=None,
+    max_prediction_psi=None,
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("canary")
+    registry = LocalArtifactRegistry(root=str(root / "artifacts"))
+    frame = _frame()
+    champion = _store_version(registry, frame, seed=1)
+    challengers = [_store_version(registry, frame, seed=s) for s in (2, 3, 4, 5)]
+    stack = LocalServingStack(root=str(root / "serving"), durability="fsync")
+    audit = AuditTrail(path=str(root / "audit.jsonl"))
+    matrix = encode(frame, wire_schema_for_version(registry, PIPELINE, champion))
+    yield {
+        "registry": registry,
+        "stack": stack,
+        "audit": audit,
+        "champion": champion,
+        "challengers": challengers,
+        "matrix": matrix,
+    }
+    stack.stop()
+
+
+def _begin(world, challenger: str, *, fault: str | None = None, policy=FAST) -> ModelPipeline:
+    """Champion serving, challenger loaded beside it (optionally with a fault drill), canary on."""
+    from lockgate.assets.serving import apply_route, ensure_loaded
+    from lockgate.canary import start
+
+    stack, registry = world["stack"], world["registry"]
+    stack.ensure()
+    registry.move_alias(PIPELINE, "champion", world["champion"], actor="test", reason="setup")
+    ensure_loaded(stack, registry, PIPELINE, world["champion"])
+    write_model_version(
+        registry, stack.repo_dir, pipeline=PIPELINE, version=challenger, target="cpu", fault=fault
+    )
+    load_version(triton=stack.triton(), registry=registry, pipeline=PIPELINE, version=challenger)
+    state = start(
+        policy,
+        pipeline=PIPELINE,
+        champion=world["champion"],
+        challenger=challenger,
+        now=time.time(),
+    )
+    apply_route(stack, PIPELINE, state.to_dict())
+    stack.gateway().reset_stats(PIPELINE)
+    stack.save_canary_state(PIPELINE, state.to_dict())
+    return spec(policy)
+
+
+def _drive(world, pipeline: ModelPipeline, **traffic):
+    stack = world["stack"]
+    with TrafficGenerator(stack.gateway().url, PIPELINE, world["matrix"], **traffic) as clients:
+        transitions = drive_canary(
+            pipeline,
+            stack=stack,
+            artifacts=world["registry"],
+            audit=world["audit"],
+            tick_s=0.3,
+            timeout_s=240,
+        )
+    return transitions, clients.report
+
+
+def test_full_canary_to_100_percent(world) -> None:
+    challenger = world["challengers"][0]
+    transitions, report = _drive(world, _begin(world, challenger))
+    assert [t.action for t in transitions] == ["advance", "advance", "advance", "promote"]
+    state = CanaryState.from_dict(world["stack"].canary_state(PIPELINE))
+    assert state.status == "promoted"
+    assert world["registry"].alias(PIPELINE, "champion") == challenger
+    assert report.errors == 0
+    assert report.by_version[challenger] > 0
+    assert world["stack"].gateway().routes()[PIPELINE]["champion"] == challenger
+    kinds = [e["kind"] for e in AuditLog(world["audit"].path).entries(pipeline=PIPELINE)]
+    assert kinds[-4:] == ["canary_step", "canary_step", "canary_step", "promotion"]
+    assert AuditLog(world["audit"].path).verify().ok
+    # the old champion drains and unloads
+    old = triton_model_name(PIPELINE, world["champion"])
+    deadline = time.monotonic() + 30
+    while world["stack"].triton().is_ready(old) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not world["stack"].triton().is_ready(old)
+
+
+@pytest.mark.parametrize(
+    ("fault", "breach"),
+    [("error_rate=0.5", "error"), ("sleep_ms=300", "p99")],
+    ids=["erroring", "slow"],
+)
+def test_bad_challenger_is_rolled_back_and_clients_see_no_errors(world, fault, breach) -> None:
+    challenger = world["challengers"][1 if breach == "error" else 2]
+    transitions, report = _drive(world, _begin(world, challenger, fault=fault), threads=3)
+    assert transitions[-1].action == "rollback"
+    assert breach in transitions[-1].reason
+    state = CanaryState.from_dict(world["stack"].canary_state(PIPELINE))
+    assert state.status == "rolled_back"
+    assert world["registry"].alias(PIPELINE, "champion") == world["champion"]
+    assert report.errors == 0, report.error_messages
+    route = world["stack"].gateway().routes()[PIPELINE]
+    assert route["mode"] == "single"
+    assert route["champion"] == world["champion"]
+    rollbacks = AuditLog(world["audit"].path).entries(pipeline=PIPELINE, kind="rollback")
+    assert breach in rollbacks[-1]["payload"]["reason"]
+
+
+def test_tritonserver_killed_mid_canary(world) -> None:
+    from lockgate.gateway import read_prediction_log
+
+    stack = world["stack"]
+    pipeline = _begin(
+        world, world["challengers"][3], policy=FAST.model_copy(update={"hold_seconds": 60})
+    )
+    clients = TrafficGenerator(
+        stack.gateway().url, PIPELINE, world["matrix"], threads=2, keep_trace_ids=True
+    ).start()
+    time.sleep(2.0)
+    os.killpg(stack.triton().pid, signal.SIGKILL)  # a crash, not a shutdown
+    time.sleep(1.0)
+    transitions = drive_canary(
+        pipeline, stack=stack, artifacts=world["registry"], audit=world["audit"], tick_s=0.3
+    )
+    time.sleep(1.0)
+    report = clients.stop()
+    assert transitions[0].action == "rollback"
+    assert "restarted" in transitions[0].reason
+    state = CanaryState.from_dict(stack.canary_state(PIPELINE))
+    assert state.status == "rolled_back"
+    assert stack.triton().is_ready(triton_model_name(PIPELINE, world["champion"]))
+    after = TrafficGenerator(stack.gateway().url, PIPELINE, world["matrix"], max_requests=50)
+    assert after.start().wait(60).errors == 0  # champion serving restored
+    # every prediction a client received is in the prediction log
+    log = read_prediction_log(stack.prediction_log_dir, PIPELINE)
+    answered = {t for t in report.trace_ids if t and t != "None"}
+    assert answered
+    assert answered <= set(log["trace_id"])

@@ -1,0 +1,214 @@
+"""The gateway in front of a real tritonserver (the nvidia-pytriton wheel's binary, CPU).
+
+Two python-backend models side by side, ``fraud_lgbm-v1`` (row mean) and ``fraud_lgbm-v2`` (row
+mean + 0.1), DLPack in and out (the numpy bridge of the stub is broken under numpy 2). The
+gateway runs as a subprocess (GatewayServer); clients are unchanged ``tritonclient.http``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as th
+
+from lockgate.gateway import HttpUpstream, read_prediction_log, traffic_fraction
+from lockgate.resources.gateway import GatewayServer
+from lockgate.resources.triton import LocalTritonServer
+
+MODEL = "fraud_lgbm"
+WIDTH = 6
+
+CONFIG = """\
+backend: "python"
+max_batch_size: 64
+input [ {{ name: "INPUT__0" data_type: TYPE_FP32 dims: [ {width} ] }} ]
+output [ {{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+"""
+
+MODEL_PY = textwrap.dedent(
+    """\
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+
+    class TritonPythonModel:
+        def initialize(self, args):
+            self.offset = np.float32({offset})
+
+        def execute(self, requests):
+            responses = []
+            for request in requests:
+                x = np.from_dlpack(pb_utils.get_input_tensor_by_name(request, "INPUT__0"))
+                y = np.ascontiguousarray(x.mean(axis=1, keepdims=True) + self.offset)
+                out = pb_utils.Tensor.from_dlpack("OUTPUT__0", y.astype(np.float32))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+            return responses
+    """
+)
+
+
+def write_model(repo: Path, name: str, offset: float) -> None:
+    folder = repo / name
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(CONFIG.format(width=WIDTH))
+    (folder / "1" / "model.py").write_text(MODEL_PY.format(offset=offset))
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServer]:
+    root = tmp_path_factory.mktemp("triton")
+    repo = root / "repo"
+    write_model(repo, f"{MODEL}-v1", 0.0)
+    write_model(repo, f"{MODEL}-v2", 0.1)
+    server = LocalTritonServer(repo_dir=str(repo), work_dir=str(root / "work"))
+    server.start()
+    try:
+        server.load(f"{MODEL}-v1")
+        server.load(f"{MODEL}-v2")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, triton: LocalTritonServer) -> Iterator[GatewayServer]:
+    server = GatewayServer(
+        state_dir=str(tmp_path / "gw"), log_dir=str(tmp_path / "log"), upstream_url=triton.url
+    )
+    with server:
+        yield server
+
+
+def _infer(
+    client: th.InferenceServerClient, model: str, x: np.ndarray, *, binary: bool, **kw: object
+) -> th.InferResult:
+    inp = th.InferInput("INPUT__0", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    out = th.InferRequestedOutput("OUTPUT__0", binary_data=binary)
+    return client.infer(model, [inp], outputs=[out], **kw)  # type: ignore[arg-type]
+
+
+def test_gateway_answers_exactly_like_triton(
+    gateway: GatewayServer, triton: LocalTritonServer
+) -> None:
+    gateway.set_route(MODEL, {"mode": "single", "champion": "v1"})
+    direct = th.InferenceServerClient(triton.url)
+    proxied = th.InferenceServerClient(gateway.host_port)
+    try:
+        assert proxied.is_server_live()
+        assert proxied.is_model_ready(MODEL)
+        meta = proxied.get_model_metadata(MODEL)
+        assert meta["name"] == MODEL
+        assert meta["inputs"][0]["shape"] == [-1, WIDTH]
+        rng = np.random.default_rng(3)
+        for i in range(30):
+            x = rng.normal(size=(int(rng.integers(1, 9)), WIDTH)).astype(np.float32)
+            binary = i % 2 == 0
+            for version in ("v1", "v2"):
+                want = _infer(direct, f"{MODEL}-{version}", x, binary=binary)
+                got = _infer(
+                    proxied, MODEL, x, binary=binary, model_version=version, request_id=f"r{i}"
+                )
+                np.testing.assert_array_equal(got.as_numpy("OUTPUT__0"), want.as_numpy("OUTPUT__0"))
+                response = got.get_response()
+                assert response["model_name"] == MODEL
+                assert response["model_version"] == version
+                assert response["id"] == f"r{i}"
+                assert len(response["parameters"]["lockgate_trace_id"]) == 32
+            routed = _infer(proxied, MODEL, x, binary=binary)
+            np.testing.assert_array_equal(
+                routed.as_numpy("OUTPUT__0"),
+                _infer(direct, f"{MODEL}-v1", x, binary=binary).as_numpy("OUTPUT__0"),
+            )
+    finally:
+        direct.close()
+        proxied.close()
+    log = read_prediction_log(gateway.log_dir, MODEL)
+    assert len(log) == 90
+    assert set(log.status) == {200}
+    row = log.iloc[-1]
+    np.testing.assert_allclose(
+        np.stack(row.outputs), np.stack(row.inputs).mean(axis=1, keepdims=True), atol=1e-6
+    )
+
+
+def test_traffic_split_and_trace_ids_over_real_triton(gateway: GatewayServer) -> None:
+    gateway.set_route(
+        MODEL, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.3}
+    )
+    traces = [f"split-{i}" for i in range(2000)]
+    x = np.full((1, WIDTH), 0.5, np.float32)
+    tensor = {"name": "INPUT__0", "datatype": "FP32", "shape": [1, WIDTH], "data": x.tolist()}
+    body = json.dumps({"inputs": [tensor]}).encode()
+
+    async def load() -> list[tuple[str, str, float]]:
+        up = HttpUpstream(gateway.url, max_connections=16)
+        sem = asyncio.Semaphore(16)
+
+        async def one(trace: str) -> tuple[str, str, float]:
+            async with sem:
+                r = await up.request(
+                    "POST",
+                    f"/v2/models/{MODEL}/infer",
+                    body=body,
+                    headers={"x-lockgate-trace-id": trace},
+                )
+            assert r.status == 200, r.body
+            out = json.loads(r.body)
+            assert out["parameters"]["lockgate_trace_id"] == trace
+            return (
+                r.headers["x-lockgate-trace-id"],
+                out["model_version"],
+                out["outputs"][0]["data"][0],
+            )
+
+        try:
+            return await asyncio.gather(*[one(t) for t in traces])
+        finally:
+            await up.aclose()
+
+    results = asyncio.run(load())
+    assert [r[0] for r in results] == traces
+    for trace, version, value in results:
+        expected = "v2" if traffic_fraction(model=MODEL, trace_id=trace) < 0.3 else "v1"
+        assert version == expected
+        assert value == pytest.approx(0.5 + (0.1 if version == "v2" else 0.0), abs=1e-6)
+    share = Counter(v for _, v, _ in results)["v2"] / len(results)
+    assert abs(share - 0.3) <= 0.02
+    stats = gateway.stats(MODEL)
+    assert stats["versions"]["v2"]["requests"] == Counter(v for _, v, _ in results)["v2"]
+    assert stats["versions"]["v1"]["errors"] == stats["versions"]["v2"]["errors"] == 0
+    assert stats["versions"]["v1"]["p99_ms"] is not None
+
+
+def test_shadow_against_real_triton(gateway: GatewayServer) -> None:
+    gateway.set_route(
+        MODEL, {"mode": "shadow", "champion": "v1", "challenger": "v2", "shadow_fraction": 1.0}
+    )
+    client = th.InferenceServerClient(gateway.host_port)
+    try:
+        x = np.linspace(0, 1, 4 * WIDTH, dtype=np.float32).reshape(4, WIDTH)
+        for _ in range(20):
+            res = _infer(client, MODEL, x, binary=True)
+            assert res.get_response()["model_version"] == "v1"
+            np.testing.assert_allclose(
+                res.as_numpy("OUTPUT__0"), x.mean(axis=1, keepdims=True), atol=1e-6
+            )
+    finally:
+        client.close()
+    for _ in range(100):
+        stats = gateway.stats(MODEL)["versions"]["v2"]
+        if stats["shadow_requests"] == 20:
+            break
+        time.sleep(0.05)
+    assert stats["shadow_requests"] == 20
+    assert stats["shadow_mean_abs_diff"] == pytest.approx(0.1, abs=1e-5)

@@ -1,0 +1,1288 @@
+"""The gateway's own logic, against a fake KServe v2 upstream.
+
+Most tests call the ASGI app directly (no sockets) with an in-process upstream that calls the fake
+server's ASGI app, so 10k requests take seconds. The HTTP tests run the fake upstream under
+uvicorn in a thread and the gateway as a real subprocess (GatewayServer), including a kill -9 in
+the middle of a load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import uvicorn
+
+from lockgate.gateway import (
+    GatewayApp,
+    HttpUpstream,
+    RouteError,
+    UpstreamError,
+    UpstreamResponse,
+    _encode_record,
+    create_app,
+    read_prediction_log,
+    traffic_fraction,
+)
+from lockgate.resources.gateway import GatewayServer
+
+WIDTH = 4
+MODEL = "fraud_lgbm"
+
+# ---------------------------------------------------------------------------------------------
+# fake KServe v2 upstream
+
+
+@dataclass
+class FakeModel:
+    """One upstream model: output = row mean + offset."""
+
+    offset: float = 0.0
+    width: int = WIDTH
+    fail_status: int | None = None
+    delay_s: float = 0.0
+    calls: int = 0
+
+
+@dataclass
+class FakeTriton:
+    """A minimal KServe v2 server (JSON and binary tensors) as an ASGI app."""
+
+    models: dict[str, FakeModel] = field(default_factory=dict)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        status, out_headers, out = await self.handle(scope["method"], scope["path"], headers, body)
+        hdrs = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(out))]
+        hdrs += [(k.encode(), v.encode()) for k, v in out_headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": out})
+
+    async def handle(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = path.strip("/").split("/")
+        if parts == ["v2", "health", "live"] or parts == ["v2", "health", "ready"]:
+            return 200, {}, b""
+        if len(parts) < 3 or parts[:2] != ["v2", "models"]:
+            return 404, {}, b'{"error":"no such endpoint"}'
+        model = self.models.get(parts[2])
+        if model is None:
+            msg = f"Request for unknown model: '{parts[2]}' is not found"
+            return 404, {}, json.dumps({"error": msg}).encode()
+        rest = parts[3:]
+        if not rest:
+            meta = {
+                "name": parts[2],
+                "versions": ["1"],
+                "platform": "python",
+                "inputs": [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, model.width]}],
+                "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 1]}],
+            }
+            return 200, {}, json.dumps(meta).encode()
+        if rest == ["ready"]:
+            return 200, {}, b""
+        if rest == ["config"]:
+            return 200, {}, json.dumps({"name": parts[2], "max_batch_size": 64}).encode()
+        assert rest == ["infer"]
+        assert method == "POST"
+        model.calls += 1
+        if model.delay_s:
+            await asyncio.sleep(model.delay_s)
+        if model.fail_status is not None:
+            return model.fail_status, {}, b'{"error":"model exploded"}'
+        hlen = int(headers.get("inference-header-content-length", len(body)))
+        req = json.loads(body[:hlen])
+        spec = req["inputs"][0]
+        n, d = spec["shape"]
+        if "binary_data_size" in spec.get("parameters", {}):
+            x = np.frombuffer(body, "<f4", count=n * d, offset=hlen).reshape(n, d)
+        else:
+            x = np.asarray(spec["data"], dtype=np.float32).reshape(n, d)
+        y = (x.mean(axis=1, keepdims=True) + np.float32(model.offset)).astype(np.float32)
+        binary = req.get("parameters", {}).get("binary_data_output", False) or any(
+            o.get("parameters", {}).get("binary_data") for o in req.get("outputs", [])
+        )
+        out: dict[str, Any] = {"model_name": parts[2], "model_version": "1"}
+        if "id" in req:
+            out["id"] = req["id"]
+        tensor: dict[str, Any] = {"name": "OUTPUT__0", "datatype": "FP32", "shape": [n, 1]}
+        if binary:
+            raw = y.tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            out["outputs"] = [tensor]
+            head = json.dumps(out).encode()
+            return 200, {"inference-header-content-length": str(len(head))}, head + raw
+        tensor["data"] = y.ravel().tolist()
+        out["outputs"] = [tensor]
+        return 200, {}, json.dumps(out).encode()
+
+
+class AsgiUpstream:
+    """An Upstream that calls an ASGI app in-process (no sockets)."""
+
+    def __init__(self, app: FakeTriton) -> None:
+        self.app = app
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> UpstreamResponse:
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        try:
+            status, out_headers, out = await asyncio.wait_for(
+                self.app.handle(method, path, hdrs, body), timeout_s or 30.0
+            )
+        except TimeoutError:
+            raise UpstreamError(f"fake upstream timed out on {path}", status=504) from None
+        return UpstreamResponse(status, out_headers, out)
+
+    async def aclose(self) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+@dataclass
+class Resp:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def version(self) -> str:
+        return self.headers["x-lockgate-model-version"]
+
+    @property
+    def trace(self) -> str:
+        return self.headers["x-lockgate-trace-id"]
+
+    def outputs(self) -> np.ndarray:
+        hlen = int(self.headers.get("inference-header-content-length", len(self.body)))
+        header = json.loads(self.body[:hlen])
+        out = header["outputs"][0]
+        if "binary_data_size" in out.get("parameters", {}):
+            return np.frombuffer(self.body, "<f4", offset=hlen).reshape(out["shape"])
+        return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+async def call(
+    app: GatewayApp,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> Resp:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    status = 0
+    out_headers: dict[str, str] = {}
+    chunks: list[bytes] = []
+
+    async def send(msg: dict[str, Any]) -> None:
+        nonlocal status
+        if msg["type"] == "http.response.start":
+            status = msg["status"]
+            out_headers.update({k.decode(): v.decode() for k, v in msg["headers"]})
+        else:
+            chunks.append(msg.get("body", b""))
+
+    await app(scope, receive, send)
+    return Resp(status, out_headers, b"".join(chunks))
+
+
+def json_request(x: np.ndarray, *, request_id: str | None = None) -> bytes:
+    req: dict[str, Any] = {
+        "inputs": [
+            {"name": "INPUT__0", "datatype": "FP32", "shape": list(x.shape), "data": x.tolist()}
+        ]
+    }
+    if request_id is not None:
+        req["id"] = request_id
+    return json.dumps(req).encode()
+
+
+def binary_request(x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    raw = x.astype("<f4").tobytes()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "INPUT__0",
+                    "datatype": "FP32",
+                    "shape": list(x.shape),
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return head + raw, {"Inference-Header-Content-Length": str(len(head))}
+
+
+ROW = np.array([[0.1, 0.2, 0.3, 0.4]], dtype=np.float32)
+
+
+def fake_pair() -> FakeTriton:
+    return FakeTriton({f"{MODEL}-v1": FakeModel(0.0), f"{MODEL}-v2": FakeModel(0.1)})
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, fake: FakeTriton, **kw: Any) -> AsyncIterator[GatewayApp]:
+    kw.setdefault("durability", "fsync")
+    app = create_app(
+        state_dir=tmp_path / "state", log_dir=tmp_path / "log", upstream=AsgiUpstream(fake), **kw
+    )
+    await app.startup()
+    try:
+        yield app
+    finally:
+        await app.shutdown()
+
+
+async def put_route(app: GatewayApp, route: Mapping[str, Any], name: str = MODEL) -> Resp:
+    return await call(app, "PUT", f"/admin/routes/{name}", json.dumps(route).encode())
+
+
+async def infer(
+    app: GatewayApp, *, trace: str | None = None, x: np.ndarray = ROW, version: str | None = None
+) -> Resp:
+    headers = {"x-lockgate-trace-id": trace} if trace else {}
+    path = (
+        f"/v2/models/{MODEL}/versions/{version}/infer" if version else f"/v2/models/{MODEL}/infer"
+    )
+    return await call(app, "POST", path, json_request(x), headers)
+
+
+async def gather_limited(coros: list[Any], limit: int = 200) -> list[Any]:
+    out: list[Any] = []
+    for i in range(0, len(coros), limit):
+        out += await asyncio.gather(*coros[i : i + limit])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# routing
+
+
+def test_canary_split_is_within_two_points_over_10k_requests(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            r = await put_route(
+                app, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.3}
+            )
+            assert r.status == 200, r.body
+            responses = await gather_limited([infer(app) for _ in range(10_000)])
+            assert all(x.status == 200 for x in responses)
+            counts = Counter(x.version for x in responses)
+            share = counts["v2"] / 10_000
+            assert abs(share - 0.3) <= 0.02, counts
+            # the answers really came from the version the header names
+            for x in responses[:200]:
+                expected = ROW.mean() + (0.1 if x.version == "v2" else 0.0)
+                assert x.outputs()[0, 0] == pytest.approx(expected, abs=1e-6)
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert stats["versions"]["v2"]["requests"] == counts["v2"]
+            assert stats["versions"]["v1"]["requests"] == counts["v1"]
+            assert stats["versions"]["v2"]["role"] == "challenger"
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("weight", [0.01, 0.1, 0.5, 0.9])
+def test_traffic_fraction_is_uniform(weight: float) -> None:
+    traces = [uuid.uuid4().hex for _ in range(20_000)] + [f"req-{i}" for i in range(20_000)]
+    share = np.mean([traffic_fraction(model=MODEL, trace_id=t) < weight for t in traces])
+    assert abs(share - weight) <= 0.01
+
+
+def test_routing_is_deterministic_per_trace_and_monotone_in_weight(tmp_path: Path) -> None:
+    traces = [f"trace-{i}" for i in range(300)]
+
+    async def versions(weight: float) -> dict[str, str]:
+        async with running(tmp_path, fake_pair()) as app:
+            route = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": weight}
+            assert (await put_route(app, route)).status == 200
+            first = await asyncio.gather(*[infer(app, trace=t) for t in traces])
+            again = await asyncio.gather(*[infer(app, trace=t) for t in traces])
+            assert [r.version for r in first] == [r.version for r in again]
+            assert [r.trace for r in first] == traces
+            return {t: r.version for t, r in zip(traces, first, strict=True)}
+
+    low = asyncio.run(versions(0.2))
+    low_again = asyncio.run(versions(0.2))  # a fresh app (restart) routes the same way
+    high = asyncio.run(versions(0.6))
+    assert low == low_again
+    for t in traces:
+        expected = "v2" if traffic_fraction(model=MODEL, trace_id=t) < 0.2 else "v1"
+        assert low[t] == expected
+        if low[t] == "v2":  # raising the weight never moves a challenger trace back
+            assert high[t] == "v2"
+    assert sum(v == "v2" for v in high.values()) > sum(v == "v2" for v in low.values())
+
+
+def test_shadow_never_changes_the_response_and_records_diffs(tmp_path: Path) -> None:
+    fake = fake_pair()
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake) as app:
+            route = {"mode": "shadow", "champion": "v1", "challenger": "v2", "shadow_fraction": 1.0}
+            assert (await put_route(app, route)).status == 200
+            xs = [np.random.default_rng(i).random((2, WIDTH), dtype=np.float32) for i in range(50)]
+            responses = await asyncio.gather(*[infer(app, x=x) for x in xs])
+            await app.drain_shadow()
+            for x, r in zip(xs, responses, strict=True):
+                assert r.status == 200
+                assert r.version == "v1"
+                np.testing.assert_allclose(r.outputs(), x.mean(axis=1, keepdims=True), atol=1e-6)
+            assert fake.models[f"{MODEL}-v2"].calls == 50
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            v2 = stats["versions"]["v2"]
+            assert v2["requests"] == 0
+            assert v2["shadow_requests"] == 50
+            assert v2["shadow_mean_abs_diff"] == pytest.approx(0.1, abs=1e-5)
+            assert stats["versions"]["v1"]["requests"] == 50
+            metrics = (await call(app, "GET", "/metrics")).body.decode()
+            assert 'lockgate_gateway_shadow_abs_diff_count{model="fraud_lgbm",version="v2"' in (
+                metrics
+            )
+            # a slow, then failing challenger delays and fails nothing
+            fake.models[f"{MODEL}-v2"].delay_s = 1.0
+            t0 = time.perf_counter()
+            slow = await asyncio.gather(*[infer(app) for _ in range(20)])
+            assert time.perf_counter() - t0 < 0.8
+            assert all(r.status == 200 and r.version == "v1" for r in slow)
+            await app.drain_shadow()
+            fake.models[f"{MODEL}-v2"].delay_s = 0.0
+            fake.models[f"{MODEL}-v2"].fail_status = 500
+            failing = await asyncio.gather(*[infer(app) for _ in range(20)])
+            assert all(r.status == 200 and r.version == "v1" for r in failing)
+            await app.drain_shadow()
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert stats["versions"]["v2"]["shadow"]["errors"] == 20
+            assert stats["versions"]["v1"]["errors"] == 0
+
+    asyncio.run(scenario())
+    log = read_prediction_log(tmp_path / "log", MODEL)
+    shadow = log[log.shadow]
+    assert len(shadow) == 90
+    assert set(shadow.version) == {"v2"}
+    ok = shadow[shadow.status == 200]
+    assert len(ok) == 70
+    assert all(float(np.max(d)) == pytest.approx(0.1, abs=1e-5) for d in ok.shadow_abs_diff)
+    champion = log[~log.shadow]
+    assert len(champion) == 90
+    assert set(champion.routed_by) == {"shadow"}
+    assert set(ok.trace_id) <= set(champion.trace_id)
+
+
+def test_shadow_fraction_mirrors_the_hashed_share(tmp_path: Path) -> None:
+    fake = fake_pair()
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake) as app:
+            route = {
+                "mode": "shadow",
+                "champion": "v1",
+                "challenger": "v2",
+                "shadow_fraction": 0.25,
+            }
+            await put_route(app, route)
+            traces = [f"t{i}" for i in range(2000)]
+            await gather_limited([infer(app, trace=t) for t in traces])
+            await app.drain_shadow()
+            expected = sum(
+                traffic_fraction(model=MODEL, trace_id=t, purpose="shadow") < 0.25 for t in traces
+            )
+            assert fake.models[f"{MODEL}-v2"].calls == expected
+            assert abs(expected / 2000 - 0.25) < 0.03
+
+    asyncio.run(scenario())
+
+
+def test_bluegreen_switch_is_one_admin_call(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            route = {
+                "mode": "bluegreen",
+                "champion": "v1",
+                "challenger": "v2",
+                "active": "champion",
+            }
+            assert (await put_route(app, route)).status == 200
+            before = await asyncio.gather(*[infer(app) for _ in range(100)])
+            assert {r.version for r in before} == {"v1"}
+            assert (await put_route(app, {**route, "active": "challenger"})).status == 200
+            after = await asyncio.gather(*[infer(app) for _ in range(100)])
+            assert {r.version for r in after} == {"v2"}
+            assert {r.json()["model_version"] for r in after} == {"v2"}
+            meta = (await call(app, "GET", f"/v2/models/{MODEL}")).json()
+            assert meta["name"] == MODEL
+
+    asyncio.run(scenario())
+
+
+def test_single_mode_and_pinned_versions(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            assert (await put_route(app, {"mode": "single", "champion": "v1"})).status == 200
+            assert {(await infer(app)).version for _ in range(20)} == {"v1"}
+            pinned = await infer(app, version="v2")
+            assert pinned.status == 200
+            assert pinned.version == "v2"
+            assert pinned.json()["model_version"] == "v2"
+            missing = await infer(app, version="v9")
+            assert missing.status == 404
+            assert "fraud_lgbm-v9" in missing.json()["error"]
+            unknown = await call(app, "POST", "/v2/models/nope/infer", json_request(ROW))
+            assert unknown.status == 404
+            assert "PUT /admin/routes/nope" in unknown.json()["error"]
+
+    asyncio.run(scenario())
+    log = read_prediction_log(tmp_path / "log", MODEL)
+    assert set(log[log.routed_by == "pinned"].version) == {"v2", "v9"}
+
+
+# ---------------------------------------------------------------------------------------------
+# protocol: trace ids, binary tensors, metadata, errors
+
+
+def test_trace_id_is_accepted_generated_and_returned(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            given = await call(
+                app,
+                "POST",
+                f"/v2/models/{MODEL}/infer",
+                json_request(ROW, request_id="req-7"),
+                {"x-lockgate-trace-id": "abc-123"},
+            )
+            assert given.trace == "abc-123"
+            assert given.json()["parameters"]["lockgate_trace_id"] == "abc-123"
+            assert given.json()["id"] == "req-7"
+            assert given.json()["model_name"] == MODEL
+            rid = await call(
+                app, "POST", f"/v2/models/{MODEL}/infer", json_request(ROW), {"x-request-id": "r9"}
+            )
+            assert rid.trace == "r9"
+            tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            w3c = await call(
+                app, "POST", f"/v2/models/{MODEL}/infer", json_request(ROW), {"traceparent": tp}
+            )
+            assert w3c.trace == "4bf92f3577b34da6a3ce929d0e0e4736"
+            made = await infer(app)
+            assert len(made.trace) == 32
+            assert int(made.trace, 16) >= 0
+            bad = await infer(app, trace="has space")
+            assert bad.status == 400
+            assert "trace id" in bad.json()["error"]
+
+    asyncio.run(scenario())
+
+
+def test_binary_tensors_and_gzip_pass_through(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            x = np.arange(12, dtype=np.float32).reshape(3, WIDTH)
+            body, headers = binary_request(x)
+            r = await call(app, "POST", f"/v2/models/{MODEL}/infer", body, headers)
+            assert r.status == 200
+            assert "inference-header-content-length" in r.headers
+            np.testing.assert_allclose(r.outputs(), x.mean(axis=1, keepdims=True))
+            header = json.loads(r.body[: int(r.headers["inference-header-content-length"])])
+            assert header["parameters"]["lockgate_trace_id"] == r.trace
+            gz = await call(
+                app,
+                "POST",
+                f"/v2/models/{MODEL}/infer",
+                gzip.compress(json_request(x)),
+                {"content-encoding": "gzip"},
+            )
+            assert gz.status == 200
+            np.testing.assert_allclose(gz.outputs(), x.mean(axis=1, keepdims=True))
+
+    asyncio.run(scenario())
+    log = read_prediction_log(tmp_path / "log", MODEL)
+    np.testing.assert_array_equal(np.stack(log.inputs[0]), np.arange(12).reshape(3, WIDTH))
+
+
+def test_server_and_model_metadata_present_the_public_name(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            await put_route(
+                app, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0}
+            )
+            assert (await call(app, "GET", "/v2/health/live")).status == 200
+            assert (await call(app, "GET", "/v2/health/ready")).status == 200
+            server = (await call(app, "GET", "/v2")).json()
+            assert "binary_tensor_data" in server["extensions"]
+            meta = (await call(app, "GET", f"/v2/models/{MODEL}")).json()
+            assert meta["name"] == MODEL
+            assert meta["versions"] == ["v1", "v2"]
+            assert meta["inputs"][0]["shape"] == [-1, WIDTH]
+            pinned = (await call(app, "GET", f"/v2/models/{MODEL}/versions/v2")).json()
+            assert pinned["name"] == MODEL
+            assert pinned["versions"] == ["v2"]
+            assert (await call(app, "GET", f"/v2/models/{MODEL}/ready")).status == 200
+            assert (await call(app, "GET", f"/v2/models/{MODEL}/versions/v2/ready")).status == 200
+            assert (await call(app, "GET", f"/v2/models/{MODEL}/versions/v7/ready")).status == 503
+            assert (await call(app, "GET", "/v2/models/other")).status == 404
+            assert (await call(app, "GET", "/nope")).status == 404
+            assert (await call(app, "GET", f"/v2/models/{MODEL}/infer")).status == 405
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda r: r["inputs"][0].update(name="X"), "input name 'X'"),
+        (lambda r: r["inputs"][0].update(datatype="FP64"), "datatype 'FP64'"),
+        (lambda r: r["inputs"][0].update(shape=[1, 3], data=[1, 2, 3]), "this model takes 4"),
+        (lambda r: r["inputs"][0].update(shape=[1, 4], data=[1, 2, 3]), "has 3 values"),
+        (lambda r: r["inputs"][0].update(data=[[1, 2, float("inf"), 4]]), "infinite"),
+        (lambda r: r["inputs"][0].update(data=[[1, 2, 1e39, 4]]), "infinite"),
+        (lambda r: r["inputs"][0].update(data=[["a", "b", "c", "d"]]), "numbers only"),
+        (lambda r: r["inputs"][0].update(shape=[0, 4], data=[]), "batch >= 1"),
+        (lambda r: r["inputs"].append(dict(r["inputs"][0])), "exactly one input"),
+        (lambda r: r.pop("inputs"), "exactly one input"),
+    ],
+)
+def test_schema_violations_are_400_and_counted(
+    tmp_path: Path, mutate: Callable[[dict[str, Any]], Any], fragment: str
+) -> None:
+    fake = fake_pair()
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake) as app:
+            route = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.5}
+            await put_route(app, route)
+            traces = [f"bad-{i}" for i in range(40)]
+            for t in traces:
+                req = json.loads(json_request(ROW))
+                mutate(req)
+                r = await call(
+                    app,
+                    "POST",
+                    f"/v2/models/{MODEL}/infer",
+                    json.dumps(req).encode(),
+                    {"x-lockgate-trace-id": t},
+                )
+                assert r.status == 400, r.body
+                assert fragment in r.json()["error"], r.json()
+            expected = Counter(
+                "v2" if traffic_fraction(model=MODEL, trace_id=t) < 0.5 else "v1" for t in traces
+            )
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            for v in ("v1", "v2"):
+                assert stats["versions"][v]["schema_violations"] == expected[v]
+                assert stats["versions"][v]["errors"] == 0
+            assert fake.models[f"{MODEL}-v1"].calls + fake.models[f"{MODEL}-v2"].calls == 0
+
+    asyncio.run(scenario())
+
+
+def test_unreadable_bodies_are_schema_violations(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            for body, headers in [
+                (b"{not json", {}),
+                (b"[1, 2]", {}),
+                (b'{"inputs": []}xxxx', {"Inference-Header-Content-Length": "14"}),
+                (b"{}", {"Inference-Header-Content-Length": "99"}),
+            ]:
+                r = await call(app, "POST", f"/v2/models/{MODEL}/infer", body, headers)
+                assert r.status == 400
+                assert "error" in r.json()
+            head = json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "INPUT__0",
+                            "datatype": "FP32",
+                            "shape": [1, 4],
+                            "parameters": {"binary_data_size": 16},
+                        }
+                    ]
+                }
+            ).encode()
+            short = head + b"\0" * 8
+            r = await call(
+                app,
+                "POST",
+                f"/v2/models/{MODEL}/infer",
+                short,
+                {"Inference-Header-Content-Length": str(len(head))},
+            )
+            assert r.status == 400
+            assert "binary_data_size" in r.json()["error"]
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert stats["versions"]["v1"]["schema_violations"] == 5
+
+    asyncio.run(scenario())
+
+
+def test_failing_challenger_is_retried_on_the_champion(tmp_path: Path) -> None:
+    fake = fake_pair()
+    fake.models[f"{MODEL}-v2"].fail_status = 500
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake) as app:
+            route = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.5}
+            await put_route(app, route)
+            responses = await asyncio.gather(*[infer(app) for _ in range(400)])
+            assert all(r.status == 200 and r.version == "v1" for r in responses)
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            v2 = stats["versions"]["v2"]
+            assert v2["errors"] == v2["requests"] == v2["retried_on_champion"] > 100
+            assert stats["versions"]["v1"]["requests"] == 400
+            metrics = (await call(app, "GET", "/metrics")).body.decode()
+            assert 'kind="upstream_5xx"' in metrics
+
+    asyncio.run(scenario())
+    log = read_prediction_log(tmp_path / "log", MODEL)
+    assert len(log) == 400
+    assert set(log.version) == {"v1"}
+    assert set(log.routed_by) == {"canary", "retry"}
+
+
+def test_without_retry_only_the_challenger_share_sees_errors(tmp_path: Path) -> None:
+    fake = fake_pair()
+    fake.models[f"{MODEL}-v2"].fail_status = 503
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake, retry_challenger_on_champion=False) as app:
+            route = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.3}
+            await put_route(app, route)
+            responses = await gather_limited([infer(app) for _ in range(1000)])
+            by_version = Counter((r.version, r.status) for r in responses)
+            assert set(by_version) == {("v1", 200), ("v2", 503)}
+            failed = next(r for r in responses if r.status != 200)
+            assert failed.json() == {"error": "model exploded"}
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert stats["versions"]["v2"]["error_rate"] == 1.0
+            assert stats["versions"]["v1"]["error_rate"] == 0.0
+
+    asyncio.run(scenario())
+
+
+def test_upstream_timeout_is_504(tmp_path: Path) -> None:
+    fake = fake_pair()
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake, upstream_timeout_s=0.2) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            fake.models[f"{MODEL}-v1"].delay_s = 1.0
+            r = await infer(app)
+            assert r.status == 504
+            assert "timed out" in r.json()["error"]
+            metrics = (await call(app, "GET", "/metrics")).body.decode()
+            assert 'kind="timeout"} 1' in metrics
+
+    asyncio.run(scenario())
+
+
+def test_unreachable_upstream_is_502(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def scenario() -> None:
+        app = create_app(
+            state_dir=tmp_path / "s",
+            log_dir=tmp_path / "l",
+            upstream_url=f"http://127.0.0.1:{port}",
+            verify_routes=False,
+        )
+        await app.startup()
+        try:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            r = await infer(app)
+            assert r.status == 502
+            assert "unreachable" in r.json()["error"]
+            assert (await call(app, "GET", "/v2/health/ready")).status == 503
+        finally:
+            await app.shutdown()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------
+# admin
+
+
+@pytest.mark.parametrize(
+    ("route", "fragment"),
+    [
+        ({"mode": "blue", "champion": "v1"}, "mode='blue'"),
+        ({"mode": "single"}, "champion=None"),
+        ({"mode": "single", "champion": "v 1"}, "not a version id"),
+        ({"mode": "single", "champion": "v1", "challenger": "v2"}, "takes no challenger"),
+        ({"mode": "canary", "champion": "v1", "challenger": "v2"}, "requires 'weight'"),
+        ({"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 1.5}, "between 0"),
+        ({"mode": "canary", "champion": "v1", "challenger": "v2", "weight": True}, "between 0"),
+        ({"mode": "canary", "champion": "v1", "challenger": "v2", "weight": "0.1"}, "between 0"),
+        ({"mode": "canary", "champion": "v1", "challenger": "v1", "weight": 0.1}, "equals"),
+        ({"mode": "canary", "champion": "v1", "weight": 0.1}, "challenger=None"),
+        ({"mode": "shadow", "champion": "v1", "challenger": "v2"}, "requires 'shadow_fraction'"),
+        ({"mode": "bluegreen", "champion": "v1", "challenger": "v2"}, "requires 'active'"),
+        (
+            {"mode": "bluegreen", "champion": "v1", "challenger": "v2", "active": "blue"},
+            "'champion' or 'challenger'",
+        ),
+        ({"mode": "single", "champion": "v1", "wieght": 0.1}, "unknown key(s) ['wieght']"),
+        (["single"], "not a JSON object"),
+    ],
+)
+def test_admin_rejects_invalid_routes(tmp_path: Path, route: Any, fragment: str) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            r = await put_route(app, route)
+            assert r.status == 400, r.body
+            assert fragment in r.json()["error"]
+            assert (await call(app, "GET", "/admin/routes")).json() == {"routes": {}}
+
+    asyncio.run(scenario())
+
+
+def test_admin_errors_for_unserved_versions_bad_json_and_names(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            r = await put_route(
+                app, {"mode": "canary", "champion": "v1", "challenger": "v3", "weight": 0.1}
+            )
+            assert r.status == 409
+            assert "'v3' is not servable" in r.json()["error"]
+            r = await call(app, "PUT", f"/admin/routes/{MODEL}", b"{oops")
+            assert r.status == 400
+            assert "not JSON" in r.json()["error"]
+            r = await call(app, "PUT", "/admin/routes/bad name", b"{}")
+            assert r.status == 400
+            assert "model name" in r.json()["error"]
+            assert (await call(app, "GET", f"/admin/routes/{MODEL}")).status == 404
+            assert (await call(app, "DELETE", f"/admin/routes/{MODEL}")).status == 404
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            got = (await call(app, "GET", f"/admin/routes/{MODEL}")).json()
+            assert got["route"]["champion"] == "v1"
+            assert got["route"]["challenger"] is None
+            assert (await call(app, "DELETE", f"/admin/routes/{MODEL}")).status == 200
+            assert (await infer(app)).status == 404
+
+    asyncio.run(scenario())
+
+
+def test_admin_token(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair(), admin_token="s3cret") as app:
+            assert (await call(app, "GET", "/admin/routes")).status == 401
+            ok = await call(app, "GET", "/admin/routes", headers={"authorization": "Bearer s3cret"})
+            assert ok.status == 200
+
+    asyncio.run(scenario())
+
+
+def test_routes_persist_across_restarts(tmp_path: Path) -> None:
+    route = {
+        "mode": "canary",
+        "champion": "v1",
+        "challenger": "v2",
+        "weight": 0.25,
+        "shadow_fraction": 0.0,
+        "active": "champion",
+    }
+
+    async def first() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            assert (await put_route(app, route)).status == 200
+
+    async def second() -> dict[str, Any]:
+        async with running(tmp_path, fake_pair()) as app:
+            return dict((await call(app, "GET", "/admin/routes")).json())
+
+    asyncio.run(first())
+    saved = json.loads((tmp_path / "state" / "routes.json").read_text())
+    assert saved["routes"] == {MODEL: route}
+    assert not [p for p in (tmp_path / "state").iterdir() if p.name.endswith(".tmp")]
+    assert asyncio.run(second()) == {"routes": {MODEL: route}}
+    (tmp_path / "state" / "routes.json").write_text('{"routes": {"x": {"mode": "nope"}}}')
+    with pytest.raises(RouteError, match=r"routes\.json cannot be loaded"):
+        create_app(state_dir=tmp_path / "state", log_dir=tmp_path / "log", upstream_url="h:1")
+
+
+def test_stats_window_and_reset(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            xs = np.linspace(0, 1, 40 * WIDTH, dtype=np.float32).reshape(40, WIDTH)
+            for x in xs:
+                assert (await infer(app, x=x[None, :])).status == 200
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            v1 = stats["versions"]["v1"]
+            assert v1["requests"] == 40
+            assert v1["answered"] == 40
+            assert v1["p50_ms"] > 0
+            assert v1["p99_ms"] >= v1["p50_ms"]
+            assert v1["mean_prediction"] == pytest.approx(float(xs.mean(axis=1).mean()), 1e-5)
+            assert sum(v1["prediction_histogram"]) == 40
+            assert len(v1["prediction_histogram"]) == 10
+            assert stats["histogram_edges"][0] == 0.0
+            assert stats["histogram_edges"][-1] == 1.0
+            reset = (await call(app, "POST", f"/admin/stats/{MODEL}/reset")).json()
+            assert reset["reset"] is True
+            after = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert after["since"] == reset["since"]
+            assert after["versions"]["v1"]["requests"] == 0
+            assert after["versions"]["v1"]["p50_ms"] is None
+            # the Prometheus counters are cumulative, not reset
+            parser = pytest.importorskip("prometheus_client.parser")
+            text_string_to_metric_families = parser.text_string_to_metric_families
+
+            families = {
+                f.name: f
+                for f in text_string_to_metric_families(
+                    (await call(app, "GET", "/metrics")).body.decode()
+                )
+            }
+            requests = families["lockgate_gateway_requests"].samples
+            assert any(s.labels["version"] == "v1" and s.value == 40 for s in requests)
+            latency = families["lockgate_gateway_latency_seconds"].samples
+            count = next(s for s in latency if s.name.endswith("_count"))
+            assert count.value == 40
+            preds = families["lockgate_gateway_prediction"].samples
+            inf = next(s for s in preds if s.labels.get("le") == "+Inf")
+            assert inf.value == 40
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction log
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+def test_every_answered_request_is_logged(tmp_path: Path, durability: str) -> None:
+    fake = fake_pair()
+
+    async def scenario() -> list[Resp]:
+        async with running(tmp_path, fake, durability=durability) as app:
+            route = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.5}
+            await put_route(app, route)
+            rng = np.random.default_rng(0)
+            xs = [
+                rng.random((int(rng.integers(1, 5)), WIDTH), dtype=np.float32) for _ in range(300)
+            ]
+            responses = await gather_limited([infer(app, x=x) for x in xs], limit=64)
+            # while running: the records are in the WAL, readable
+            live = read_prediction_log(tmp_path / "log", MODEL)
+            assert len(live) == 300
+            for r, x in zip(responses, xs, strict=True):
+                r.x = x  # type: ignore[attr-defined]
+            return responses
+
+    responses = asyncio.run(scenario())
+    log = read_prediction_log(tmp_path / "log", MODEL).set_index("trace_id")
+    assert len(log) == 300
+    for r in responses:
+        row = log.loc[r.trace]
+        assert row.version == r.version
+        assert row.routed_by == "canary"
+        assert not row.shadow
+        assert row.status == 200
+        assert row.latency_ms > 0
+        np.testing.assert_array_equal(np.stack(row.inputs), r.x)  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(np.stack(row.outputs), r.outputs())
+    assert str(log.ts.dtype) == "datetime64[us, UTC]"
+    # after a clean shutdown everything is Parquet, in the documented layout
+    wal = tmp_path / "log" / "_wal"
+    assert not list(wal.glob("wal-*.log"))
+    parts = sorted((tmp_path / "log" / MODEL).glob("date=*/part-*.parquet"))
+    assert parts
+    assert not list((tmp_path / "log").rglob("*.tmp"))
+    assert read_prediction_log(tmp_path / "log").shape[0] == 300
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+def test_wal_segments_roll_to_parquet_while_serving(tmp_path: Path, durability: str) -> None:
+    async def scenario() -> None:
+        async with running(
+            tmp_path, fake_pair(), segment_max_bytes=4096, durability=durability
+        ) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            traces = [f"roll-{i}" for i in range(400)]
+            await gather_limited([infer(app, trace=t) for t in traces], limit=20)
+            deadline = time.monotonic() + 10
+            while app.stats.segments_rolled < 5 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert app.stats.segments_rolled >= 5
+            parts = list((tmp_path / "log" / MODEL).glob("date=*/part-*.parquet"))
+            assert len(parts) >= 5
+            log = read_prediction_log(tmp_path / "log", MODEL)
+            assert sorted(log.trace_id) == sorted(traces)  # no loss, no duplicates
+
+    asyncio.run(scenario())
+
+
+def test_leftover_wal_segment_is_recovered_at_startup(tmp_path: Path) -> None:
+    wal = tmp_path / "log" / "_wal"
+    wal.mkdir(parents=True)
+    ts = int(time.time() * 1e6)
+    records = [
+        _encode_record(
+            {
+                "t": f"crash-{i}",
+                "ts": ts + i,
+                "m": MODEL,
+                "v": "v1",
+                "rb": "canary",
+                "st": 200,
+                "lat": 1.0,
+            },
+            np.full((1, WIDTH), i, np.float32),
+            np.full((1, 1), i / 10, np.float32),
+        )
+        for i in range(10)
+    ]
+    segment = wal / "wal-00000000000000000007.log"
+    segment.write_bytes(b"".join(records) + records[0][:13])  # torn final write
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            assert app.stats.segments_rolled == 1
+
+    asyncio.run(scenario())
+    log = read_prediction_log(tmp_path / "log", MODEL)
+    assert list(log.trace_id) == [f"crash-{i}" for i in range(10)]
+    assert not segment.exists()
+    assert (wal / (segment.name + ".torn")).exists()  # kept for inspection, not deleted
+    day = time.strftime("%Y-%m-%d", time.gmtime(ts / 1e6))
+    assert (tmp_path / "log" / MODEL / f"date={day}" / "part-00000000000000000007.parquet").exists()
+
+
+def test_one_gateway_per_log_dir(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()):
+            other = create_app(
+                state_dir=tmp_path / "other", log_dir=tmp_path / "log", upstream_url="h:1"
+            )
+            with pytest.raises(Exception, match="in use by another gateway"):
+                await other.startup()
+
+    asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------
+# over HTTP: fake upstream under uvicorn, the gateway as a subprocess
+
+
+@pytest.fixture
+def fake_http() -> Iterator[tuple[FakeTriton, str]]:
+    fake = fake_pair()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(fake, log_level="error", lifespan="on", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started
+    try:
+        yield fake, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, fake_http: tuple[FakeTriton, str]) -> Iterator[GatewayServer]:
+    server = GatewayServer(
+        state_dir=str(tmp_path / "gw"), log_dir=str(tmp_path / "log"), upstream_url=fake_http[1]
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_http_upstream_client_against_a_real_server(fake_http: tuple[FakeTriton, str]) -> None:
+    fake, url = fake_http
+
+    async def scenario() -> None:
+        up = HttpUpstream(url.removeprefix("http://"), max_connections=4)
+        try:
+            body, headers = binary_request(ROW)
+            results = await asyncio.gather(
+                *[
+                    up.request("POST", f"/v2/models/{MODEL}-v1/infer", body=body, headers=headers)
+                    for _ in range(50)
+                ]
+            )
+            assert {r.status for r in results} == {200}
+            assert up._open <= 4
+            missing = await up.request("GET", "/v2/models/nope")
+            assert missing.status == 404
+            fake.models[f"{MODEL}-v1"].delay_s = 0.5
+            with pytest.raises(UpstreamError, match=r"within 0\.1 s") as info:
+                await up.request(
+                    "POST",
+                    f"/v2/models/{MODEL}-v1/infer",
+                    body=body,
+                    headers=headers,
+                    timeout_s=0.1,
+                )
+            assert info.value.status == 504
+            fake.models[f"{MODEL}-v1"].delay_s = 0.0
+            again = await up.request(
+                "POST", f"/v2/models/{MODEL}-v1/infer", body=body, headers=headers
+            )
+            assert again.status == 200
+        finally:
+            await up.aclose()
+
+    asyncio.run(scenario())
+    assert fake.models[f"{MODEL}-v1"].calls == 52
+
+
+def test_tritonclient_works_unchanged_through_the_gateway(gateway: GatewayServer) -> None:
+    import tritonclient.http as th
+    from tritonclient.utils import InferenceServerException
+
+    gateway.set_route(
+        MODEL, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.5}
+    )
+    assert gateway.routes()[MODEL]["weight"] == 0.5
+    with pytest.raises(RouteError, match="requires 'weight'"):
+        gateway.set_route(MODEL, {"mode": "canary", "champion": "v1", "challenger": "v2"})
+    client = th.InferenceServerClient(gateway.host_port)
+    try:
+        assert client.is_server_live()
+        assert client.is_model_ready(MODEL)
+        assert client.get_model_metadata(MODEL)["name"] == MODEL
+        x = np.arange(8, dtype=np.float32).reshape(2, WIDTH)
+        seen = Counter()
+        for binary in (True, False):
+            for i in range(40):
+                inp = th.InferInput("INPUT__0", [2, WIDTH], "FP32")
+                inp.set_data_from_numpy(x, binary_data=binary)
+                out = th.InferRequestedOutput("OUTPUT__0", binary_data=binary)
+                res = client.infer(MODEL, [inp], outputs=[out], request_id=f"id{i}")
+                response = res.get_response()
+                assert response["id"] == f"id{i}"
+                assert response["model_name"] == MODEL
+                assert len(response["parameters"]["lockgate_trace_id"]) == 32
+                version = response["model_version"]
+                seen[version] += 1
+                expected = x.mean(axis=1, keepdims=True) + (0.1 if version == "v2" else 0.0)
+                np.testing.assert_allclose(res.as_numpy("OUTPUT__0"), expected, atol=1e-6)
+        assert set(seen) == {"v1", "v2"}
+        inp = th.InferInput("INPUT__0", [2, WIDTH], "FP32")
+        inp.set_data_from_numpy(x)
+        pinned = client.infer(MODEL, [inp], model_version="v2")
+        assert pinned.get_response()["model_version"] == "v2"
+        bad = th.InferInput("INPUT__0", [1, 3], "FP32")
+        bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
+        with pytest.raises(InferenceServerException, match="this model takes 4"):
+            client.infer(MODEL, [bad])
+    finally:
+        client.close()
+    stats = gateway.stats(MODEL)
+    assert stats["versions"]["v1"]["requests"] + stats["versions"]["v2"]["requests"] == 82
+    assert "lockgate_gateway_requests_total" in gateway.metrics()
+    assert gateway.reset_stats(MODEL)["reset"] is True
+
+
+def test_kill_9_mid_load_loses_no_answered_request(
+    tmp_path: Path, fake_http: tuple[FakeTriton, str]
+) -> None:
+    server = GatewayServer(
+        state_dir=str(tmp_path / "gw"),
+        log_dir=str(tmp_path / "log"),
+        upstream_url=fake_http[1],
+        segment_max_bytes=64 * 1024,  # several segments, some rolled, one open at the kill
+    )
+    server.start()
+    server.set_route(MODEL, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.3})
+    answered: list[str] = []
+    errors = 0
+
+    async def load() -> None:
+        nonlocal errors
+        up = HttpUpstream(server.url, timeout_s=5)
+        body = json_request(ROW)
+        stop_at = time.monotonic() + 1.5
+        killed = False
+
+        async def client(i: int) -> None:
+            nonlocal errors
+            n = 0
+            while time.monotonic() < stop_at:
+                trace = f"c{i}-{n}"
+                n += 1
+                try:
+                    r = await up.request(
+                        "POST",
+                        f"/v2/models/{MODEL}/infer",
+                        body=body,
+                        headers={"x-lockgate-trace-id": trace},
+                    )
+                except Exception:
+                    errors += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                if r.status == 200:
+                    answered.append(r.headers["x-lockgate-trace-id"])
+
+        async def killer() -> None:
+            nonlocal killed
+            await asyncio.sleep(0.7)
+            server.kill()  # SIGKILL, mid-load
+            killed = True
+
+        await asyncio.gather(*[client(i) for i in range(16)], killer())
+        await up.aclose()
+        assert killed
+
+    asyncio.run(load())
+    assert len(answered) > 100
+    assert errors > 0
+    # before recovery: the leftover WAL segment(s) are readable as they are
+    segments = list((tmp_path / "log" / "_wal").glob("wal-*.log"))
+    assert segments
+    logged = set(read_prediction_log(tmp_path / "log", MODEL).trace_id)
+    missing = set(answered) - logged
+    assert not missing, f"{len(missing)} answered requests are not in the log"
+    # a restart converts the leftovers to Parquet first
+    server.start()
+    try:
+        assert server.routes()[MODEL]["weight"] == 0.3
+        assert not [s for s in segments if s.exists()]
+        parquet_only = set(read_prediction_log(tmp_path / "log", MODEL).trace_id)
+        assert set(answered) <= parquet_only
+    finally:
+        server.stop()
+    assert not os.path.exists(server.pid_file)
+
+
+def test_fsync_helper_is_restarted_after_it_dies(tmp_path: Path) -> None:
+    import signal
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair(), durability="fsync") as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            assert (await infer(app)).status == 200
+            syncer = app.log._syncer
+            assert syncer is not None
+            assert syncer.proc is not None
+            old = syncer.proc.pid
+            os.kill(old, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while syncer.proc is not None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the event loop sees the pipe close
+            responses = await asyncio.gather(*[infer(app) for _ in range(20)])
+            assert {r.status for r in responses} == {200}
+            assert syncer.proc is not None
+            assert syncer.proc.pid != old
+
+    asyncio.run(scenario())
+    assert len(read_prediction_log(tmp_path / "log", MODEL)) == 21
+
+
+def test_coalescing_transport_sends_headers_and_body_together() -> None:
+    from lockgate.gateway import _CoalescingTransport
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def get_extra_info(self, name: str) -> str:
+            return f"info:{name}"
+
+    async def scenario() -> None:
+        raw = Recorder()
+        t = _CoalescingTransport(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+        t.write(head)
+        t.write(b"{}")
+        assert raw.writes == [head + b"{}"]
+        t.write(head)  # a response without a body write (HEAD): flushed at the end of the step
+        assert len(raw.writes) == 1
+        await asyncio.sleep(0)
+        assert raw.writes[-1] == head
+        t.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # never held
+        assert raw.writes[-1] == b"HTTP/1.1 100 Continue\r\n\r\n"
+        t.write(head)
+        t.close()
+        assert raw.writes[-1] == head
+        assert raw.closed
+        assert t.get_extra_info("peername") == "info:peername"
+
+    asyncio.run(scenario())
