@@ -148,10 +148,13 @@ def _canary_phase(
     url = stack.gateway().url
     canary_started = time.perf_counter()
 
+    last_hold = [0.0]
+
     def show(outcome: Any) -> None:
-        if outcome.transition:
-            say(f"      {time.perf_counter() - canary_started:5.1f} s  {outcome.action}: "
-                f"{outcome.reason}")  # fmt: skip
+        elapsed = time.perf_counter() - canary_started
+        if outcome.transition or elapsed - last_hold[0] >= 5.0:
+            last_hold[0] = elapsed
+            say(f"      {elapsed:5.1f} s  {outcome.action}: {outcome.reason}")
 
     with TrafficGenerator(url, spec.name, matrix, threads=2) as traffic:
         drive_canary(spec, stack=stack, artifacts=registry, audit=audit, tick_s=0.5, on_tick=show)

@@ -285,18 +285,18 @@ class TritonServer(dg.ConfigurableResource, ABC):
             Float32 array of shape ``(n,)``.
 
         Raises:
-            ServingError: For a matrix of the wrong shape or with non-finite values, or when
+            ServingError: For a matrix of the wrong shape or with infinite values, or when
                 Triton answers with an error (the model's message is included).
         """
         from tritonclient import http as httpclient
 
         x = np.ascontiguousarray(np.asarray(matrix, dtype=np.float32))
         io = self._model_io(model_name)
-        if x.ndim != 2 or x.shape[1] != io.n_features or not np.isfinite(x).all():
+        if x.ndim != 2 or x.shape[1] != io.n_features or np.isinf(x).any():
             raise ServingError(
-                f"matrix for {model_name!r} has shape {x.shape} (finite: "
-                f"{bool(np.isfinite(x).all())}); rule: a finite (n, {io.n_features}) matrix of "
-                "preprocessed features; fix: send TrainedModel.preprocess(frame)"
+                f"matrix for {model_name!r} has shape {x.shape} (infinite values: "
+                f"{int(np.isinf(x).sum())}); rule: an (n, {io.n_features}) wire matrix, NaN for "
+                "missing, no inf; fix: send lockgate.wire.encode(frame, schema)"
             )
         if x.shape[0] == 0:
             return np.empty(0, dtype=np.float32)
