@@ -1589,10 +1589,7 @@ class PredictionLog:
                         rotated = True
                     elif self._syncer is not None:
                         assert self._seg_path is not None
-                        if os.environ.get("LG_INLINE"):
-                            os.fdatasync(self._fd)
-                        else:
-                            await self._syncer.sync(self._seg_path)
+                        await self._syncer.sync(self._seg_path)
             except Exception as exc:
                 err = self._commit_error(exc)
                 for w in waiters:
