@@ -12,13 +12,41 @@ from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.spec import ModelPipeline
 
-__all__ = ["build_champion", "build_gate_checks", "build_gated_evaluation", "build_gold_set"]
+__all__ = [
+    "build_champion",
+    "build_gate_checks",
+    "build_gated_evaluation",
+    "build_gold_set",
+    "passing_verdict",
+]
 
 
 def _gate(spec: ModelPipeline) -> Any:
     if spec.gate is None:
         raise ValueError(f"pipeline {spec.name!r} has no gate")
     return spec.gate
+
+
+def passing_verdict(
+    artifacts: ArtifactRegistry, pipeline: str, evaluation: dict[str, Any]
+) -> dict[str, Any]:
+    """The passing gate verdict of the evaluation; GateFailedError if there is none."""
+    from lockgate.errors import GateFailedError
+
+    version = evaluation["version"]
+    verdicts = [
+        v
+        for v in artifacts.verdicts(pipeline, version)
+        if v["report_id"] == evaluation["report_id"]
+    ]
+    if not verdicts or not all(v["passed"] for v in verdicts):
+        failed = [r["rule"] for v in verdicts for r in v["rules"] if not r["passed"]]
+        raise GateFailedError(
+            f"{pipeline} {version} has no passing gate verdict for report "
+            f"{evaluation['report_id']} (failed rules: {failed or 'no verdict'}); it stays a "
+            "challenger: see the evaluation_report checks"
+        )
+    return verdicts[-1]
 
 
 def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
@@ -304,21 +332,9 @@ def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
         artifacts: ArtifactRegistry,
         audit: AuditTrail,
     ) -> dg.Output[dict[str, Any]]:
-        from lockgate.errors import GateFailedError
 
         version = evaluation["version"]
-        verdicts = [
-            v
-            for v in artifacts.verdicts(spec.name, version)
-            if v["report_id"] == evaluation["report_id"]
-        ]
-        if not verdicts or not all(v["passed"] for v in verdicts):
-            failed = [r["rule"] for v in verdicts for r in v["rules"] if not r["passed"]]
-            raise GateFailedError(
-                f"{spec.name} {version} has no passing gate verdict for report "
-                f"{evaluation['report_id']} (failed rules: {failed or 'no verdict'}); "
-                "it stays a challenger: see the evaluation_report checks"
-            )
+        passing_verdict(artifacts, spec.name, evaluation)
         previous = artifacts.alias(spec.name, "champion")
         state = artifacts.move_alias(
             spec.name,

@@ -7,34 +7,13 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.gate import passing_verdict
 from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import ServingStack
 from lockgate.spec import ModelPipeline
 
-__all__ = ["build_rollout", "build_serving", "build_serving_checks", "passing_verdict"]
-
-
-def passing_verdict(
-    artifacts: ArtifactRegistry, pipeline: str, evaluation: dict[str, Any]
-) -> dict[str, Any]:
-    """The passing gate verdict of the evaluation; GateFailedError if there is none."""
-    from lockgate.errors import GateFailedError
-
-    version = evaluation["version"]
-    verdicts = [
-        v
-        for v in artifacts.verdicts(pipeline, version)
-        if v["report_id"] == evaluation["report_id"]
-    ]
-    if not verdicts or not all(v["passed"] for v in verdicts):
-        failed = [r["rule"] for v in verdicts for r in v["rules"] if not r["passed"]]
-        raise GateFailedError(
-            f"{pipeline} {version} has no passing gate verdict for report "
-            f"{evaluation['report_id']} (failed rules: {failed or 'no verdict'}); it stays a "
-            "challenger: see the evaluation_report checks"
-        )
-    return verdicts[-1]
+__all__ = ["build_rollout", "build_serving", "build_serving_checks"]
 
 
 def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
