@@ -37,7 +37,6 @@ __all__ = [
     "load_trained_model",
     "normalise_dtypes",
     "snapshot_parquet_bytes",
-    "source_fingerprint",
     "split_frame",
     "take_snapshot",
     "train_version",
@@ -52,21 +51,6 @@ class SnapshotBuild(dict[str, Any]):
 
 class ModelBuild(dict[str, Any]):
     """Reference to a stored model version (JSON-able): pipeline, version, weights_sha256, ..."""
-
-
-def source_fingerprint(path: Path) -> dict[str, Any]:
-    """Cheap fingerprint of a folder of files: count, bytes, newest mtime, hash of the listing."""
-    entries = sorted(
-        (str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in path.rglob("*")
-        if p.is_file()
-    )
-    return {
-        "files": len(entries),
-        "bytes": sum(e[1] for e in entries),
-        "max_mtime_ns": max((e[2] for e in entries), default=0),
-        "sha256": sha256_bytes(repr(entries).encode()),
-    }
 
 
 def snapshot_parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -128,6 +112,8 @@ def take_snapshot(
     Nothing is written unless the whole frame was built: a bad label file, an unknown feature
     service or a missing column raises before the registry is touched.
     """
+    from lockgate.resources.feast_store import source_fingerprint
+
     data_dir = Path(feast.data_dir)
     labels = _read_labels(spec, data_dir)
     refs = feast.feature_refs(spec.feature_service)
@@ -172,7 +158,7 @@ def take_snapshot(
         "time_range": [str(ts.min()), str(ts.max())],
         "label_rate": _label_rate(canonical[spec.label]),
         "feast": feast.fingerprints(spec.feature_service),
-        "labels_source": source_fingerprint(data_dir / spec.labels.dataset),
+        "labels_source": source_fingerprint(data_dir / spec.labels.dataset),  # metadata only
     }
     created = artifacts.put_snapshot(frame_sha, snapshot_parquet_bytes(canonical), manifest)
     stored = artifacts.snapshot_manifest(frame_sha)
