@@ -29,6 +29,7 @@ MODULES = [
     "lockgate.traffic",
     "lockgate.triton_config",
     "lockgate.serving",
+    "lockgate.drift",
     "lockgate.plots",
     "lockgate.dataio",
     "lockgate.resources.feast_store",
