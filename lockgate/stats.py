@@ -48,6 +48,7 @@ import numpy.typing as npt
 
 from lockgate import metrics as _metrics
 from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
+from lockgate.metrics import _as_labels, _as_scores
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -406,80 +407,6 @@ def _check_bootstrap_options(*, n_boot: Any, alpha: Any, seed: Any) -> None:
             f"seed={seed!r} is invalid; rule: the seed must be a non-negative integer so that "
             f"results are reproducible; fix: pass e.g. seed=0"
         )
-
-
-def _as_1d(values: Any, *, name: str) -> npt.NDArray[Any]:
-    try:
-        arr = np.asarray(values)
-    except Exception as exc:  # ragged lists and the like
-        raise DataError(
-            f"{name} could not be read as an array ({exc}); rule: statistics need a 1-D array "
-            f"of numbers; fix: pass a numpy array, list or pandas Series"
-        ) from exc
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise DataError(
-            f"{name} has shape {arr.shape}; rule: statistics need a 1-D array (one value per "
-            f"row); fix: pass the probability of label 1 only, e.g. p[:, 1]"
-        )
-    return arr
-
-
-def _as_labels(y: Any, *, name: str = "y") -> _IntArray:
-    arr = _as_1d(y, name=name)
-    if arr.shape[0] == 0:
-        raise EmptyDataError(
-            f"{name} is empty; rule: statistics need at least one row; fix: evaluate on a "
-            f"non-empty split"
-        )
-    if arr.dtype == np.bool_:
-        return arr.astype(np.int64)
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} has dtype {arr.dtype} that is not numeric; rule: labels must be 0 or 1; "
-            f"fix: encode the positive class as 1 and the negative class as 0"
-        ) from exc
-    bad = ~((as_float == 0.0) | (as_float == 1.0))
-    if bad.any():
-        examples = np.unique(arr[bad])[:5].tolist()
-        raise DataError(
-            f"{name} holds {int(bad.sum())} value(s) other than 0 and 1 (e.g. {examples}); rule: "
-            f"labels must be 0 or 1 (NaN is not allowed); fix: drop unlabelled rows and encode "
-            f"the positive class as 1"
-        )
-    return as_float.astype(np.int64)
-
-
-def _as_scores(p: Any, *, name: str, n: int, unit_interval: bool) -> _FloatArray:
-    arr = _as_1d(p, name=name)
-    if arr.shape[0] != n:
-        raise DataError(
-            f"{name} has {arr.shape[0]} values but y has {n}; rule: labels and scores must have "
-            f"the same length; fix: score exactly the rows you evaluate"
-        )
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} has dtype {arr.dtype} that is not numeric; rule: scores must be finite "
-            f"floats; fix: pass the model's predicted probabilities"
-        ) from exc
-    finite = np.isfinite(as_float)
-    if not finite.all():
-        raise DataError(
-            f"{name} holds {int((~finite).sum())} non-finite value(s) (NaN or inf); rule: scores "
-            f"must be finite; fix: check the model for diverged weights or non-finite inputs"
-        )
-    if unit_interval and ((as_float < 0.0) | (as_float > 1.0)).any():
-        raise DataError(
-            f"{name} holds values outside [0, 1] (min {as_float.min()!r}, max "
-            f"{as_float.max()!r}); rule: this statistic needs probabilities; fix: apply the "
-            f"sigmoid to raw scores"
-        )
-    return as_float
 
 
 def _require_defined(y: _IntArray, *, metric: str) -> None:
