@@ -37,6 +37,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from lockgate.gateway import GatewayError, RouteError
+from lockgate.resources._process import cmdline_contains, log_tail
 
 __all__ = ["Gateway", "GatewayServer", "RemoteGateway"]
 
@@ -169,11 +170,7 @@ class RemoteGateway(Gateway):
 
 
 def _is_gateway(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"lockgate.gateway" in cmdline
+    return cmdline_contains(pid, b"lockgate.gateway")
 
 
 class GatewayServer(Gateway):
@@ -265,13 +262,7 @@ class GatewayServer(Gateway):
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines this start wrote to the log."""
-        try:
-            with open(self.log_file, "rb") as handle:
-                handle.seek(self._log_offset)
-                text = handle.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_file, offset=self._log_offset, lines=lines)
 
     # ---- process --------------------------------------------------------------------------
 

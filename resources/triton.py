@@ -54,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import PrivateAttr
 
+from lockgate.resources._process import cmdline_contains, log_tail
 from lockgate.serving import ServingError
 
 __all__ = ["LocalTritonServer", "RemoteTritonServer", "TritonServer", "wheel_tritonserver"]
@@ -409,11 +410,7 @@ def _group_alive(pgid: int) -> list[int]:
 
 
 def _is_tritonserver(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"tritonserver" in cmdline.split(b"\0")[0]
+    return cmdline_contains(pid, b"tritonserver", argv0_only=True)
 
 
 class LocalTritonServer(TritonServer):
@@ -541,13 +538,7 @@ class LocalTritonServer(TritonServer):
         Returns:
             The text (empty when there is no log).
         """
-        try:
-            with open(self.log_file, "rb") as handle:
-                handle.seek(self._log_offset)
-                text = handle.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_file, offset=self._log_offset, lines=lines)
 
     # ---- process -------------------------------------------------------------------------------
 
