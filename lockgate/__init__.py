@@ -50,6 +50,7 @@ from lockgate.spec import (
     TritonTarget,
 )
 from lockgate.trainers import LightGBMTrainer, TorchTrainer
+from lockgate.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 
 __version__ = "0.1.0"
 
@@ -64,10 +65,13 @@ __all__ = [
     "CorruptDataError",
     "DataError",
     "DataValidation",
+    "DriftPolicy",
     "EdgeCase",
     "EmptyDataError",
     "Environment",
+    "FeatureChangePolicy",
     "FeatureStoreError",
+    "FeedbackPolicy",
     "Gate",
     "GateFailedError",
     "GoldSet",

@@ -80,7 +80,7 @@ import threading
 import time
 import zlib
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +113,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamResponse",
     "create_app",
+    "iter_prediction_log",
     "main",
     "prediction_log_schema",
     "read_prediction_log",
@@ -1843,12 +1844,135 @@ def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) 
         fut.set_result(result)
 
 
-def read_prediction_log(log_dir: str | os.PathLike[str], model: str | None = None) -> pd.DataFrame:
-    """Read the prediction log: Parquet parts plus records still in WAL segments.
+def iter_prediction_log(
+    log_dir: str | os.PathLike[str],
+    model: str | None = None,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = 65_536,
+) -> Iterator[pa.RecordBatch]:
+    """Stream the prediction log as Arrow record batches, in log order, with bounded memory.
 
-    Safe while a gateway is running: WAL segments are read first and Parquet parts of those same
-    segments are skipped, so a segment rolled meanwhile is neither lost nor counted twice; a torn
-    final record (being written) is ignored.
+    Parquet parts come first (in segment order), then the records still in WAL segments, so
+    batches arrive in the order requests were logged (by segment; ``ts`` within a segment
+    follows commit order). Memory holds one Parquet row group batch or one WAL segment (at most
+    the gateway's ``segment_max_bytes``) at a time, so a log larger than RAM streams fine.
+
+    Safe while a gateway is running: the WAL segments are listed first and Parquet parts of
+    those segments are skipped; a segment rolled to Parquet meanwhile is read from its parts
+    instead, so nothing is lost or counted twice; a torn final record (being written) is
+    ignored.
+
+    Args:
+        log_dir: the gateway's log folder.
+        model: only this public model (default: all).
+        since: only records with ``ts >= since`` (tz-aware, or naive meaning UTC).
+        until: only records with ``ts < until``.
+        columns: only these columns of :func:`prediction_log_schema` (default: all).
+        batch_rows: most rows per batch read from Parquet.
+
+    Yields:
+        Non-empty record batches with the requested columns.
+
+    Raises:
+        PredictionLogError: ``columns`` names an unknown column or ``batch_rows < 1``.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = prediction_log_schema()
+    names = list(schema.names) if columns is None else list(columns)
+    unknown = [c for c in names if c not in schema.names]
+    if unknown or batch_rows < 1:
+        raise PredictionLogError(
+            f"columns {unknown} are not prediction-log columns ({schema.names})"
+            if unknown
+            else f"batch_rows={batch_rows}: must be at least 1"
+        )
+    lo = None if since is None else _utc_micros(since)
+    hi = None if until is None else _utc_micros(until)
+    first_day = None if since is None else _utc_day(since)
+    root = Path(log_dir)
+    wal = _list_segments(root / "_wal")
+    wal_seqs = {_segment_seq(seg) for seg in wal}
+    read_cols = names if "ts" in names or (lo is None and hi is None) else [*names, "ts"]
+
+    def parts(seq: int | None) -> list[tuple[int, str, Path]]:
+        if model is not None:
+            models = [model]
+        elif root.is_dir():
+            models = sorted(p.name for p in root.iterdir() if p.is_dir() and _NAME_RE.match(p.name))
+        else:
+            models = []
+        found = []
+        for m in models:
+            for part in (root / m).glob("date=*/part-*.parquet"):
+                match = _PART_RE.match(part.name)
+                day = part.parent.name.removeprefix("date=")
+                if match is None or (first_day is not None and day < first_day):
+                    continue
+                part_seq = int(match.group(1))
+                if (seq is None and part_seq not in wal_seqs) or part_seq == seq:
+                    found.append((part_seq, day, part))
+        return sorted(found)
+
+    def trimmed(batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        if lo is not None or hi is not None:
+            ts = pc.cast(batch.column("ts"), pa.int64())
+            keep = None
+            if lo is not None:
+                keep = pc.greater_equal(ts, lo)
+            if hi is not None:
+                upper = pc.less(ts, hi)
+                keep = upper if keep is None else pc.and_(keep, upper)
+            batch = batch.filter(keep)
+        if batch.num_rows == 0:
+            return None
+        return batch.select(names)
+
+    def from_parts(found: list[tuple[int, str, Path]]) -> Iterator[pa.RecordBatch]:
+        for _, _, part in found:
+            with pq.ParquetFile(part) as file:
+                for batch in file.iter_batches(batch_size=batch_rows, columns=read_cols):
+                    out = trimmed(batch)
+                    if out is not None:
+                        yield out
+
+    yield from from_parts(parts(None))
+    for seg in wal:
+        try:
+            records, _ = _read_segment(seg)
+        except FileNotFoundError:  # rolled meanwhile: its Parquet parts are durable
+            yield from from_parts(parts(_segment_seq(seg)))
+            continue
+        if model is not None:
+            records = [r for r in records if r.meta["m"] == model]
+        if lo is not None or hi is not None:
+            records = [
+                r
+                for r in records
+                if (lo is None or r.meta["ts"] >= lo) and (hi is None or r.meta["ts"] < hi)
+            ]
+        for i in range(0, len(records), batch_rows):
+            table = _records_table(records[i : i + batch_rows]).select(names)
+            yield from table.to_batches()
+
+
+def _utc_micros(moment: dt.datetime) -> int:
+    aware = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    return int(aware.timestamp() * 1_000_000)
+
+
+def _utc_day(moment: dt.datetime) -> str:
+    aware = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+    return aware.astimezone(dt.UTC).strftime("%Y-%m-%d")
+
+
+def read_prediction_log(log_dir: str | os.PathLike[str], model: str | None = None) -> pd.DataFrame:
+    """Read the whole prediction log into memory (see :func:`iter_prediction_log` to stream).
 
     Args:
         log_dir: the gateway's log folder.
@@ -1860,35 +1984,10 @@ def read_prediction_log(log_dir: str | os.PathLike[str], model: str | None = Non
         them with ``np.vstack([np.stack(c) for c in df.inputs])``.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    root = Path(log_dir)
     schema = prediction_log_schema()
-    tables: list[pa.Table] = []
-    wal_seqs: set[int] = set()
-    for seg in _list_segments(root / "_wal"):
-        try:
-            records, _ = _read_segment(seg)
-        except FileNotFoundError:
-            continue  # rolled meanwhile: its Parquet parts are durable and read below
-        wal_seqs.add(_segment_seq(seg))
-        if model is not None:
-            records = [r for r in records if r.meta["m"] == model]
-        if records:
-            tables.append(_records_table(records))
-    if model is not None:
-        models = [model]
-    elif root.is_dir():
-        models = sorted(p.name for p in root.iterdir() if p.is_dir() and _NAME_RE.match(p.name))
-    else:
-        models = []
-    for m in models:
-        for part in sorted((root / m).glob("date=*/part-*.parquet")):
-            match = _PART_RE.match(part.name)
-            if match is None or int(match.group(1)) in wal_seqs:
-                continue
-            tables.append(pq.read_table(part, schema=schema))
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    batches = list(iter_prediction_log(log_dir, model))
+    table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
     df = table.to_pandas()
     return df.sort_values("ts", kind="stable").reset_index(drop=True)
 

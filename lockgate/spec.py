@@ -24,6 +24,7 @@ from lockgate.canary import CanaryPolicy
 from lockgate.errors import SpecError
 from lockgate.gate import Gate
 from lockgate.trainers import LightGBMTrainer, TorchTrainer
+from lockgate.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -48,6 +49,8 @@ ASSET_NAMES = (
     "champion",
     "serving",
     "rollout",
+    "drift_report",
+    "live_performance",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -171,6 +174,11 @@ class ModelPipeline(_Frozen):
         serving: Triton target (needs a gate); None: models are promoted without serving.
         canary: progressive delivery policy for a challenger that passed the gate and the
             infra validation (needs serving); None: the default :class:`CanaryPolicy`.
+        feature_changes: which Feast mutations retrain the model (None: no such sensor).
+        drift: data-drift report and retrain trigger over the gateway's prediction log (needs
+            serving; None: none).
+        feedback: delayed labels joined to logged predictions, live performance and the
+            concept-drift trigger (needs serving; None: none).
         description: shown in the Dagster UI.
     """
 
@@ -185,6 +193,9 @@ class ModelPipeline(_Frozen):
     gate: Gate | None = None
     serving: TritonTarget | None = None
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    feature_changes: FeatureChangePolicy | None = Field(default_factory=FeatureChangePolicy)
+    drift: DriftPolicy | None = None
+    feedback: FeedbackPolicy | None = None
     description: str = ""
 
     @field_validator("name")
@@ -209,6 +220,12 @@ class ModelPipeline(_Frozen):
                 "serving needs a gate: only a model that passed the gate may reach Triton; "
                 "add gate=Gate(...) or drop serving"
             )
+        needs_serving = [n for n in ("drift", "feedback") if getattr(self, n) is not None]
+        if needs_serving and self.serving is None:
+            raise ValueError(
+                f"{' and '.join(needs_serving)} need serving: they read the gateway's prediction "
+                "log; add serving=TritonTarget(...) or drop them"
+            )
         if self.gate is not None and self.gate.gold.key not in self.labels.entity_columns:
             raise ValueError(
                 f"gate.gold.key {self.gate.gold.key!r} must be one of the entity columns "
@@ -225,11 +242,14 @@ class ModelPipeline(_Frozen):
             asset not in ASSET_NAMES
             or needs_gate
             or (asset in ("serving", "rollout") and self.serving is None)
+            or (asset == "drift_report" and self.drift is None)
+            or (asset == "live_performance" and self.feedback is None)
         ):
             raise SpecError(
                 f"unknown asset {asset!r} for {self.name!r}; pipelines have "
                 f"{', '.join(ASSET_NAMES)} (gold_set and champion only with a gate, serving "
-                "only with serving)"
+                "and rollout only with serving, drift_report only with drift, live_performance "
+                "only with feedback)"
             )
         return dg.AssetKey([self.name, asset])
 
@@ -237,6 +257,21 @@ class ModelPipeline(_Frozen):
     def canary_sensor_name(self) -> str:
         """Name of the sensor that drives this pipeline's canary."""
         return f"{self.name}_on_canary_tick"
+
+    @property
+    def feature_change_sensor_name(self) -> str:
+        """Name of the sensor that retrains on Feast mutations."""
+        return f"{self.name}_on_feature_change"
+
+    @property
+    def drift_sensor_name(self) -> str:
+        """Name of the sensor that retrains on critical data drift."""
+        return f"{self.name}_on_drift"
+
+    @property
+    def feedback_sensor_name(self) -> str:
+        """Name of the sensor that joins delayed labels and retrains on concept drift."""
+        return f"{self.name}_on_label_feedback"
 
     @property
     def train_job_name(self) -> str:
