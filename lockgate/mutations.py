@@ -1,0 +1,656 @@
+"""Cheap fingerprints of what a feature service depends on, and the mutations between two.
+
+A fingerprint never reads data and never opens a :class:`feast.FeatureStore`. It parses the
+Feast file registry (``registry.db``: a serialized ``feast.core.Registry`` protobuf, as Feast's
+``FileRegistryStore`` writes it) and stats the source files:
+
+* **definitions**: a digest of the feature service spec, of each of its feature views' specs and
+  of their entities' specs, with every apply-time field removed (data source ``meta`` and
+  ``data_source_class_type``; the ``meta`` of views and entities with ``created_timestamp``,
+  ``last_updated_timestamp``, ``version_id`` ... is not part of a spec). A no-op apply, which
+  rewrites all of those, leaves the digests unchanged;
+* **source data**: for each view's batch source (a folder: every ``*.parquet`` below it, as
+  DuckDB reads it; a glob: its matches; a file) and for the label folder
+  ``<data_dir>/<labels dataset>``: file count, bytes and a digest over
+  ``relative path, size, mtime_ns, inode`` per folder. Nanosecond mtimes, sizes and inodes tell
+  two writes within one second apart, and a file rewritten by an atomic rename (new inode);
+* **materializations**: the end of each view's last materialization interval.
+
+The fingerprint is a compact JSON-able dict (digests and counts per view and source, per-file
+entries only while the whole fingerprint holds at most :data:`DETAIL_FILES` files), made to be a
+sensor cursor. :func:`diff` turns two of them into sentences; :func:`digest` is the overall
+fingerprint over the parts a :class:`~lockgate.triggers.FeatureChangePolicy` enables.
+
+Feast's protobuf modules are imported inside :func:`read_registry` only (importing feast takes
+seconds; a long-lived sensor process pays it once).
+
+Example:
+    >>> old = {"version": 1, "feature_service": "fraud_v1", "service": "a", "views": {}}
+    >>> new = dict(old, service="b")
+    >>> diff(old, new)
+    ['feature service fraud_v1 definition changed']
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockgate.errors import FeatureStoreError
+
+if TYPE_CHECKING:
+    from lockgate.spec import ModelPipeline
+    from lockgate.triggers import FeatureChangePolicy
+
+__all__ = [
+    "DETAIL_FILES",
+    "FINGERPRINT_VERSION",
+    "FOLDER_DETAIL",
+    "SourceScan",
+    "describe",
+    "diff",
+    "digest",
+    "fingerprint",
+    "pipeline_fingerprint",
+    "read_registry",
+    "scan_source",
+]
+
+FINGERPRINT_VERSION = 1
+"""Format version of :func:`fingerprint`'s dict; another version compares as a full change."""
+
+DETAIL_FILES = 1000
+"""At most this many files of a fingerprint are listed one by one (so a diff can name them);
+sources beyond the budget keep counts and digests only (per folder when they have several)."""
+
+FOLDER_DETAIL = 1000
+"""A source with more folders than this keeps one digest for all of them."""
+
+_DIGEST_HEX = 32  # 128 bits per digest keeps the cursor small
+_REGISTRY_READS = 3  # Feast truncates and rewrites registry.db in place: retry a torn read
+_NAMES_SHOWN = 3
+
+
+# --------------------------------------------------------------------------------------------
+# the registry
+
+
+def read_registry(path: str | os.PathLike[str]) -> Any:
+    """Parses a Feast file registry into its ``feast.core.Registry`` protobuf.
+
+    Feast rewrites ``registry.db`` in place (truncate, then one write), so a reader can catch an
+    empty or partial file: such a read is retried a few times before it counts as corrupt.
+
+    Args:
+        path: The ``registry.db`` file.
+
+    Returns:
+        The parsed ``RegistryProto``.
+
+    Raises:
+        FileNotFoundError: The registry does not exist (nothing was applied yet).
+        FeatureStoreError: The file cannot be read or does not parse as a Feast registry.
+    """
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+    from google.protobuf.message import DecodeError
+
+    registry_path = Path(path)
+    problem = ""
+    for attempt in range(_REGISTRY_READS):
+        if attempt:
+            time.sleep(0.05 * attempt)
+        try:
+            data = registry_path.read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise FeatureStoreError(
+                f"Feast registry {registry_path} cannot be read ({type(exc).__name__}: {exc}): "
+                f"the sensor needs read access to it. Fix: check the path and its permissions."
+            ) from exc
+        proto = RegistryProto()
+        try:
+            proto.ParseFromString(data)
+        except DecodeError as exc:
+            problem = f"it does not parse as a Feast registry ({exc})"
+            continue
+        if not data or not proto.HasField("last_updated"):
+            problem = f"it holds {len(data)} bytes without a registry timestamp (torn write?)"
+            continue
+        return proto
+    raise FeatureStoreError(
+        f"Feast registry {registry_path} is unusable: {problem}, {_REGISTRY_READS} reads in a "
+        f"row. Fix: run the apply again (FeastStore.apply() or `feast apply`) to rewrite it."
+    )
+
+
+def _clean(message: Any) -> Any:
+    """Removes the apply-time fields of every DataSource inside ``message`` (in place)."""
+    descriptor = message.DESCRIPTOR
+    if descriptor.full_name == "feast.core.DataSource":
+        message.ClearField("meta")
+        message.ClearField("data_source_class_type")
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            if value_field.message_type is not None:
+                for item in value.values():
+                    _clean(item)
+        elif field.is_repeated:
+            for item in value:
+                _clean(item)
+        else:
+            _clean(value)
+    return message
+
+
+def _spec_digest(spec: Any) -> str:
+    copy = type(spec)()
+    copy.CopyFrom(spec)
+    return _short(_clean(copy).SerializeToString(deterministic=True))
+
+
+def _short(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:_DIGEST_HEX]
+
+
+def _json_digest(value: Any) -> str:
+    return _short(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
+
+
+# --------------------------------------------------------------------------------------------
+# source files
+
+
+@dataclass(frozen=True)
+class SourceScan:
+    """The files behind one source path, from their metadata only.
+
+    Attributes:
+        path: the scanned path (folder, glob or file), absolute.
+        exists: whether anything is there (False: a missing folder or file, or an empty glob
+            base).
+        folders: relative folder -> sorted ``(file name, size, mtime_ns, inode)`` tuples.
+    """
+
+    path: str
+    exists: bool
+    folders: dict[str, list[tuple[str, int, int, int]]]
+
+    @property
+    def files(self) -> int:
+        """How many files."""
+        return sum(len(v) for v in self.folders.values())
+
+
+def scan_source(path: str | os.PathLike[str], *, suffix: str = ".parquet") -> SourceScan:
+    """Stats the files behind a source path with ``os.scandir`` (no file is opened).
+
+    A folder contributes every file ending in ``suffix`` below it (recursively, as DuckDB reads
+    a folder), a glob pattern its matching files, a file itself.
+
+    Args:
+        path: Folder, glob pattern or file (absolute).
+        suffix: File-name ending counted inside folders.
+
+    Returns:
+        The :class:`SourceScan`.
+
+    Raises:
+        FeatureStoreError: A folder or file exists but cannot be listed or stat'ed.
+    """
+    text = os.fspath(path)
+    folders: dict[str, list[tuple[str, int, int, int]]] = {}
+    try:
+        if any(ch in text for ch in "*?["):
+            base = Path(text.split("*")[0].split("?")[0].split("[")[0])
+            base = base if text.endswith(os.sep) or base.is_dir() else base.parent
+            for match in sorted(glob.glob(text, recursive=True)):
+                if os.path.isfile(match):
+                    st = os.stat(match)
+                    rel = os.path.relpath(os.path.dirname(match), base)
+                    entry = (os.path.basename(match), st.st_size, st.st_mtime_ns, st.st_ino)
+                    folders.setdefault("" if rel == "." else rel, []).append(entry)
+            exists = base.is_dir()
+        elif os.path.isdir(text):
+            _walk(text, "", suffix, folders)
+            exists = True
+        elif os.path.isfile(text):
+            st = os.stat(text)
+            folders[""] = [(os.path.basename(text), st.st_size, st.st_mtime_ns, st.st_ino)]
+            exists = True
+        else:
+            exists = False
+    except OSError as exc:
+        raise FeatureStoreError(
+            f"source {text} cannot be listed ({type(exc).__name__}: {exc}): the sensor needs "
+            f"to list every source folder. Fix: check the path, its permissions and symlinks."
+        ) from exc
+    for entries in folders.values():
+        entries.sort()
+    return SourceScan(path=text, exists=exists, folders=folders)
+
+
+def _walk(
+    root: str, rel: str, suffix: str, out: dict[str, list[tuple[str, int, int, int]]]
+) -> None:
+    files: list[tuple[str, int, int, int]] = []
+    subfolders: list[tuple[str, str]] = []
+    with os.scandir(root) as it:
+        for entry in it:
+            if entry.is_dir():
+                subfolders.append((entry.path, f"{rel}/{entry.name}" if rel else entry.name))
+            elif entry.name.endswith(suffix) and entry.is_file():
+                st = entry.stat()
+                files.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
+    if files:
+        out[rel] = files
+    for path, sub in subfolders:
+        _walk(path, sub, suffix, out)
+
+
+def _folder_digest(entries: list[tuple[str, int, int, int]]) -> str:
+    return _short("".join(f"{n}\t{s}\t{m}\t{i}\n" for n, s, m, i in entries).encode())
+
+
+def _source_entry(scan: SourceScan, *, label: str, budget: int) -> tuple[dict[str, Any], int]:
+    """The fingerprint of one source and how much of the per-file budget it used."""
+    per_folder = {
+        rel: [len(entries), sum(e[1] for e in entries), _folder_digest(entries)]
+        for rel, entries in sorted(scan.folders.items())
+    }
+    entry: dict[str, Any] = {
+        "label": label,
+        "path": scan.path,
+        "exists": scan.exists,
+        "files": sum(v[0] for v in per_folder.values()),
+        "bytes": sum(v[1] for v in per_folder.values()),
+        "folders": len(per_folder),
+        "digest": _json_digest(per_folder),
+    }
+    if 1 < len(per_folder) <= FOLDER_DETAIL:
+        entry["by_folder"] = per_folder
+    used = 0
+    if entry["files"] <= budget:
+        entry["detail"] = {
+            (f"{rel}/{name}" if rel else name): [size, mtime, ino]
+            for rel, entries in sorted(scan.folders.items())
+            for name, size, mtime, ino in entries
+        }
+        used = entry["files"]
+    return entry, used
+
+
+def _label(path: str, data_dir: str) -> str:
+    try:
+        rel = os.path.relpath(path, data_dir)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+# --------------------------------------------------------------------------------------------
+# fingerprints
+
+
+def fingerprint(
+    *,
+    registry_path: str | os.PathLike[str],
+    project: str,
+    feature_service: str,
+    data_dir: str | os.PathLike[str],
+    labels_dataset: str | None = None,
+    repo_dir: str | os.PathLike[str] | None = None,
+    registry: Any = None,
+) -> dict[str, Any]:
+    """The fingerprint of a feature service: definitions, source files, materializations.
+
+    Args:
+        registry_path: The Feast file registry (``registry.db``).
+        project: The Feast project of the service.
+        feature_service: The feature service's name.
+        data_dir: The source data folder (labels are found and sources named relative to it).
+        labels_dataset: Folder of the labels under ``data_dir``; None: no labels are watched.
+        repo_dir: Folder relative source paths are resolved against; default the registry's.
+        registry: An already parsed ``RegistryProto`` (skips reading ``registry_path``).
+
+    Returns:
+        A JSON-able dict: ``version``, ``project``, ``feature_service``, ``service`` (digest of
+        its spec), ``views`` ({name: ``spec`` digest, ``entities``, ``source`` key or None,
+        ``materialized_to`` ISO time or None}), ``entities`` ({name: digest}), ``sources``
+        ({absolute path: counts, digests and, within :data:`DETAIL_FILES`, per-file
+        ``[size, mtime_ns, inode]``}) and ``labels`` (a source entry, or None).
+
+    Raises:
+        FileNotFoundError: The registry does not exist.
+        FeatureStoreError: The registry is unusable, the service is not in it, a view of the
+            service is missing, or a source cannot be listed.
+    """
+    proto = registry if registry is not None else read_registry(registry_path)
+    base = Path(repo_dir) if repo_dir is not None else Path(registry_path).parent
+    data_root = os.path.abspath(data_dir)
+    services = [s for s in proto.feature_services if s.spec.project == project]
+    service = next((s for s in services if s.spec.name == feature_service), None)
+    if service is None:
+        known = sorted(s.spec.name for s in services)
+        raise FeatureStoreError(
+            f"feature service {feature_service!r} is not in Feast project {project!r} of "
+            f"registry {registry_path} (services there: {known or 'none'}). Fix: apply the "
+            f"definitions that declare it, or point the pipeline at one of those."
+        )
+    views_by_name = {
+        v.spec.name: v
+        for group in (proto.feature_views, proto.stream_feature_views)
+        for v in group
+        if v.spec.project == project
+    }
+    odfvs = {v.spec.name: v for v in proto.on_demand_feature_views if v.spec.project == project}
+    entities_by_name = {e.spec.name: e for e in proto.entities if e.spec.project == project}
+
+    views: dict[str, dict[str, Any]] = {}
+    paths: dict[str, None] = {}
+    wanted_entities: set[str] = set()
+    for projection in service.spec.features:
+        name = projection.feature_view_name
+        if name in views:
+            continue
+        view = views_by_name.get(name)
+        if view is None and name in odfvs:
+            views[name] = {
+                "spec": _spec_digest(odfvs[name].spec),
+                "entities": [],
+                "source": None,
+                "materialized_to": None,
+            }
+            continue
+        if view is None:
+            raise FeatureStoreError(
+                f"feature service {feature_service!r} uses feature view {name!r}, which is not "
+                f"in project {project!r} of registry {registry_path}. Fix: apply the "
+                f"definitions again so the registry holds every view of the service."
+            )
+        source = _source_path(view.spec.batch_source, base)
+        if source is not None:
+            paths[source] = None
+        intervals = view.meta.materialization_intervals
+        materialized = _iso(intervals[-1].end_time) if len(intervals) else None
+        views[name] = {
+            "spec": _spec_digest(view.spec),
+            "entities": sorted(view.spec.entities),
+            "source": source,
+            "materialized_to": materialized,
+        }
+        wanted_entities.update(view.spec.entities)
+
+    budget = DETAIL_FILES
+    labels = None
+    if labels_dataset is not None:
+        label_path = os.path.join(data_root, labels_dataset)
+        labels, used = _source_entry(scan_source(label_path), label=labels_dataset, budget=budget)
+        budget -= used
+    sources: dict[str, dict[str, Any]] = {}
+    for path in sorted(paths):
+        sources[path], used = _source_entry(
+            scan_source(path), label=_label(path, data_root), budget=budget
+        )
+        budget -= used
+    return {
+        "version": FINGERPRINT_VERSION,
+        "project": project,
+        "feature_service": feature_service,
+        "service": _spec_digest(service.spec),
+        "views": dict(sorted(views.items())),
+        "entities": {
+            name: _spec_digest(entities_by_name[name].spec)
+            for name in sorted(wanted_entities)
+            if name in entities_by_name
+        },
+        "sources": sources,
+        "labels": labels,
+    }
+
+
+def pipeline_fingerprint(spec: ModelPipeline, feast: Any) -> dict[str, Any]:
+    """:func:`fingerprint` of a pipeline's feature service and label folder.
+
+    Args:
+        spec: The pipeline (its ``feature_service`` and ``labels.dataset``).
+        feast: A :class:`~lockgate.resources.feast_store.FeastStore` (its registry, project,
+            data and repo folders).
+
+    Raises:
+        FileNotFoundError: Nothing was applied yet (no registry).
+        FeatureStoreError: See :func:`fingerprint`.
+    """
+    return fingerprint(
+        registry_path=feast.registry_path,
+        project=feast.project,
+        feature_service=spec.feature_service,
+        data_dir=feast.data_dir,
+        labels_dataset=spec.labels.dataset,
+        repo_dir=feast.repo_dir,
+    )
+
+
+def _source_path(source: Any, base: Path) -> str | None:
+    if not source.HasField("file_options"):
+        return None
+    uri = source.file_options.uri
+    if not uri:
+        return None
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    elif "://" in uri:
+        return None  # a remote store: nothing local to stat
+    return os.path.abspath(uri if os.path.isabs(uri) else base / uri)
+
+
+def _iso(stamp: Any) -> str:
+    moment = datetime.fromtimestamp(stamp.seconds, tz=UTC).replace(microsecond=stamp.nanos // 1000)
+    return moment.isoformat()
+
+
+# --------------------------------------------------------------------------------------------
+# comparing
+
+
+_PARTS = ("definitions", "source_data", "materializations")
+
+
+def _enabled(policy: FeatureChangePolicy | None) -> tuple[str, ...]:
+    if policy is None:
+        return _PARTS
+    return tuple(p for p in _PARTS if getattr(policy, p))
+
+
+def digest(fp: Mapping[str, Any], policy: FeatureChangePolicy | None = None) -> str:
+    """The overall fingerprint: one digest over the parts ``policy`` enables (None: all).
+
+    Example:
+        >>> fp = {"version": 1, "service": "a", "views": {}, "entities": {}, "sources": {}}
+        >>> len(digest(fp))
+        32
+    """
+    parts = _enabled(policy)
+    views = fp.get("views", {})
+    body: dict[str, Any] = {"version": fp.get("version"), "parts": parts}
+    if "definitions" in parts:
+        body["definitions"] = {
+            "service": fp.get("service"),
+            "views": {n: [v.get("spec"), v.get("entities")] for n, v in views.items()},
+            "entities": fp.get("entities", {}),
+        }
+    if "source_data" in parts:
+        labels = fp.get("labels")
+        body["source_data"] = {
+            "sources": {p: s.get("digest") for p, s in fp.get("sources", {}).items()},
+            "labels": None if labels is None else [labels.get("path"), labels.get("digest")],
+        }
+    if "materializations" in parts:
+        body["materializations"] = {n: v.get("materialized_to") for n, v in views.items()}
+    return _json_digest(body)
+
+
+def diff(
+    old: Mapping[str, Any], new: Mapping[str, Any], policy: FeatureChangePolicy | None = None
+) -> list[str]:
+    """The mutations from ``old`` to ``new``, one sentence each, limited to ``policy``'s parts.
+
+    Args:
+        old: An earlier :func:`fingerprint`.
+        new: A later one.
+        policy: Which parts count (None: all).
+
+    Returns:
+        Sentences such as ``"feature view customer_profile definition changed"``,
+        ``"transactions: 1 new file 2026-01-11.parquet"`` or ``"materialization of
+        merchant_risk moved to 2026-01-10T00:00:00+00:00 (was never)"``; empty when nothing
+        the policy watches changed.
+    """
+    parts = _enabled(policy)
+    if old.get("version") != new.get("version"):
+        return [
+            f"fingerprint format changed ({old.get('version')} -> {new.get('version')}): "
+            f"everything counts as changed"
+        ]
+    out: list[str] = []
+    old_views, new_views = old.get("views", {}), new.get("views", {})
+    if "definitions" in parts:
+        service = new.get("feature_service", old.get("feature_service"))
+        if old.get("feature_service") != new.get("feature_service"):
+            out.append(f"feature service changed from {old.get('feature_service')} to {service}")
+        elif old.get("service") != new.get("service"):
+            out.append(f"feature service {service} definition changed")
+        for name in sorted(set(old_views) | set(new_views)):
+            if name not in old_views:
+                out.append(f"feature view {name} added to the service")
+            elif name not in new_views:
+                out.append(f"feature view {name} removed from the service")
+            elif old_views[name].get("spec") != new_views[name].get("spec"):
+                out.append(f"feature view {name} definition changed")
+        old_ent, new_ent = old.get("entities", {}), new.get("entities", {})
+        for name in sorted(set(old_ent) & set(new_ent)):
+            if old_ent[name] != new_ent[name]:
+                out.append(f"entity {name} definition changed")
+    if "source_data" in parts:
+        old_src, new_src = old.get("sources", {}), new.get("sources", {})
+        for path in sorted(set(old_src) | set(new_src)):
+            if path not in old_src:
+                s = new_src[path]
+                out.append(f"{s['label']}: new source ({_count(s['files'], 'file')})")
+            elif path not in new_src:
+                s = old_src[path]
+                out.append(f"{s['label']}: no longer a source of the service")
+            else:
+                out += _source_diff(old_src[path], new_src[path])
+        old_l, new_l = old.get("labels"), new.get("labels")
+        if old_l is not None and new_l is not None:
+            out += _source_diff(old_l, new_l)
+        elif (old_l is None) != (new_l is None):
+            out.append("labels: now watched" if old_l is None else "labels: no longer watched")
+    if "materializations" in parts:
+        for name in sorted(set(old_views) & set(new_views)):
+            was, now = (
+                old_views[name].get("materialized_to"),
+                new_views[name].get("materialized_to"),
+            )
+            if was != now:
+                out.append(
+                    f"materialization of {name} moved to {now or 'never'} (was {was or 'never'})"
+                )
+    return out
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    return shown if len(names) <= _NAMES_SHOWN else f"{shown} and {len(names) - _NAMES_SHOWN} more"
+
+
+def _source_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    label = new.get("label", old.get("label"))
+    if old.get("path") != new.get("path"):
+        return [f"{label}: path changed from {old.get('path')} to {new.get('path')}"]
+    if old.get("digest") == new.get("digest") and old.get("exists") == new.get("exists"):
+        return []
+    if not new.get("exists"):
+        return [f"{label}: {new.get('path')} is gone (had {_count(old['files'], 'file')})"]
+    if "detail" in old and "detail" in new:
+        return _file_diff(label, old["detail"], new["detail"])
+    old_f, new_f = old.get("by_folder"), new.get("by_folder")
+    totals = f"{old['files']} -> {new['files']} files, {old['bytes']} -> {new['bytes']} bytes"
+    if old_f is not None and new_f is not None:
+        changed = sorted(rel for rel in set(old_f) | set(new_f) if old_f.get(rel) != new_f.get(rel))
+        return [
+            f"{label}: files changed in {_count(len(changed), 'folder')} {_names(changed)} ({totals})"
+        ]
+    if new["files"] > old["files"] and new["bytes"] >= old["bytes"]:
+        what = f"{_count(new['files'] - old['files'], 'new file')}"
+    else:
+        what = "files changed"
+    return [f"{label}: {what} ({totals})"]
+
+
+def _file_diff(label: str, old: Mapping[str, list[int]], new: Mapping[str, list[int]]) -> list[str]:
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    out: list[str] = []
+    if added:
+        out.append(f"{label}: {_count(len(added), 'new file')} {_names(added)}")
+    if removed:
+        out.append(f"{label}: {_count(len(removed), 'file')} removed {_names(removed)}")
+    for name in sorted(set(old) & set(new)):
+        (size0, mtime0, ino0), (size1, mtime1, ino1) = old[name], new[name]
+        if size1 != size0:
+            verb = "grew" if size1 > size0 else "shrank"
+            out.append(f"{label}: {name} {verb} {size0} -> {size1} bytes")
+        elif ino1 != ino0:
+            out.append(f"{label}: {name} replaced (same size, new inode: rewritten by rename)")
+        elif mtime1 != mtime0:
+            out.append(f"{label}: {name} rewritten in place (same size, new mtime)")
+    return out
+
+
+def describe(fp: Mapping[str, Any], policy: FeatureChangePolicy | None = None) -> str:
+    """What a fingerprint covers, for a sensor's skip reason.
+
+    Example:
+        >>> describe({"views": {"a": {"materialized_to": None}}, "sources": {}, "labels": None})
+        'checked 1 feature view, 0 source files in 0 folders, materializations: none yet'
+    """
+    parts = _enabled(policy)
+    views = fp.get("views", {})
+    sources: Iterable[Mapping[str, Any]] = list(fp.get("sources", {}).values())
+    if fp.get("labels") is not None:
+        sources = [*sources, fp["labels"]]
+    files = sum(s["files"] for s in sources)
+    folders = sum(s["folders"] for s in sources)
+    ends = sorted(v["materialized_to"] for v in views.values() if v.get("materialized_to"))
+    if ends:
+        materialized = f"{len(ends)} of {len(views)} views, latest to {ends[-1]}"
+    else:
+        materialized = "none yet"
+    if "materializations" not in parts:
+        materialized += " (not a trigger)"
+    text = (
+        f"checked {_count(len(views), 'feature view')}, {files} source files in "
+        f"{_count(folders, 'folder')}, materializations: {materialized}"
+    )
+    if "definitions" not in parts:
+        text += "; definitions not a trigger"
+    if "source_data" not in parts:
+        text += "; source data not a trigger"
+    return text
