@@ -1,0 +1,256 @@
+"""The feature-change sensor against a real Feast store, audit log and Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from lockgate import Environment, FeatureChangePolicy, build_definitions
+from lockgate.audit import AuditLog
+from lockgate.errors import FeatureStoreError, SpecError
+from lockgate.examples import generate_fraud_data
+from lockgate.resources.feast_store import FeastStore
+from lockgate.sensors.feature_store import make_feature_change_sensor
+
+from .conftest import lgbm_spec
+
+SPEC = lgbm_spec()
+
+
+class Ticker:
+    """Evaluates the sensor the way the daemon does: the cursor of one tick feeds the next."""
+
+    def __init__(self, env: Environment, instance: dg.DagsterInstance, spec: Any = SPEC) -> None:
+        self.resources = env.resources()
+        self.sensor = make_feature_change_sensor(spec)
+        self.instance = instance
+        self.cursor: str | None = None
+
+    @property
+    def feast(self) -> FeastStore:
+        return self.resources["feast"]
+
+    def evaluate(self, cursor: str | None) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=cursor,
+            resources={"feast": self.feast, "audit": self.resources["audit"]},
+        )
+        return self.sensor(context)
+
+    def tick(self) -> dg.SensorResult:
+        result = self.evaluate(self.cursor)
+        if result.cursor is not None:
+            self.cursor = result.cursor
+        return result
+
+
+def retrains(env: Environment) -> list[dict[str, Any]]:
+    return AuditLog(env.audit_path).entries(pipeline=SPEC.name, kind="retrain_requested")
+
+
+def skip_text(result: dg.SensorResult) -> str:
+    assert not result.run_requests
+    assert result.skip_reason is not None
+    return str(result.skip_reason.skip_message)
+
+
+@pytest.fixture
+def ticker(env: Environment, instance: dg.DagsterInstance) -> Ticker:
+    t = Ticker(env, instance)
+    t.feast.apply()
+    baseline = t.tick()
+    assert skip_text(baseline).startswith("no cursor yet: recorded the baseline (checked 4 ")
+    assert baseline.cursor is not None
+    return t
+
+
+CHECKED = (
+    "checked 4 feature views, 50 source files in 5 folders, "
+    "materializations: none yet (not a trigger); nothing changed"
+)
+
+
+def test_sensor_is_named_for_the_pipeline_and_targets_its_train_job(env: Environment) -> None:
+    sensor = make_feature_change_sensor(SPEC)
+    assert sensor.name == "fraud_lgbm_on_feature_change"
+    assert sensor.job_name == "fraud_lgbm_train"
+    assert sensor.minimum_interval_seconds == 60
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    defs = dg.Definitions.merge(
+        build_definitions([SPEC], environment=env), dg.Definitions(sensors=[sensor])
+    )
+    dg.Definitions.validate_loadable(defs)
+    resolved = defs.resolve_sensor_def(SPEC.feature_change_sensor_name)
+    assert resolved.job_name == SPEC.train_job_name
+    fast = make_feature_change_sensor(
+        lgbm_spec(feature_changes=FeatureChangePolicy(interval_seconds=5))
+    )
+    assert fast.minimum_interval_seconds == 5
+
+
+def test_a_pipeline_without_policy_has_no_sensor() -> None:
+    with pytest.raises(SpecError, match="feature_changes=None"):
+        make_feature_change_sensor(lgbm_spec(feature_changes=None))
+
+
+def test_unchanged_store_skips_and_says_what_was_checked(ticker: Ticker) -> None:
+    cursor = ticker.cursor
+    result = ticker.tick()
+    assert skip_text(result) == CHECKED
+    assert result.cursor is None  # kept as it is
+    assert ticker.cursor == cursor
+
+
+def test_noop_apply_is_not_a_mutation(ticker: Ticker, env: Environment) -> None:
+    ticker.feast.store().apply(ticker.feast.definition_objects())  # rewrites the registry
+    assert skip_text(ticker.tick()) == CHECKED
+    assert retrains(env) == []
+
+
+def test_definition_change_requests_one_run_and_audits_it(ticker: Ticker, env: Environment) -> None:
+    before = ticker.cursor
+    objects = ticker.feast.definition_objects()
+    next(o for o in objects if getattr(o, "name", None) == "customer_profile").ttl = timedelta(
+        days=9
+    )
+    ticker.feast.store().apply(objects)
+    result = ticker.tick()
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert request.run_key is not None
+    assert request.run_key.startswith("fraud_lgbm:feature_change:1:")
+    assert request.tags == {
+        "lockgate/trigger": "feature_change",
+        "lockgate/pipeline": "fraud_lgbm",
+        "lockgate/mutations": "feature view customer_profile definition changed",
+    }
+    (entry,) = retrains(env)
+    assert entry["payload"]["run_key"] == request.run_key
+    assert entry["payload"]["trigger"] == "feature_change"
+    assert entry["payload"]["mutations"] == ["feature view customer_profile definition changed"]
+    assert json.loads(ticker.cursor or "")["seq"] == 1
+
+    # the daemon died before storing the cursor: the retried tick asks for the same key, once
+    retried = ticker.evaluate(before)
+    assert [r.run_key for r in retried.run_requests] == [request.run_key]
+    assert len(retrains(env)) == 1
+    assert skip_text(ticker.tick()) == CHECKED
+
+
+def test_new_day_of_data_requests_one_run(ticker: Ticker, env: Environment) -> None:
+    generate_fraud_data(env.data_dir, days=1, append=True)
+    result = ticker.tick()
+    assert len(result.run_requests) == 1
+    text = result.run_requests[0].tags["lockgate/mutations"]
+    assert text.startswith("customer_profile: 1 new file 2024-01-11.parquet; ")
+    assert len(text) <= 240
+    mutations = retrains(env)[0]["payload"]["mutations"]
+    assert mutations[-1] == "labels: 1 new file 2024-01-11.parquet"
+    assert len(mutations) == 5
+    assert skip_text(ticker.tick()).startswith("checked 4 feature views, 55 source files")
+
+
+def test_two_changes_within_one_second_give_two_runs(ticker: Ticker, env: Environment) -> None:
+    target = sorted((env.data_dir / "labels").glob("*.parquet"))[-1]
+    keys = []
+    for _ in range(2):
+        with open(target, "ab") as handle:
+            handle.write(b"\0" * 16)
+        keys += [r.run_key for r in ticker.tick().run_requests]
+    assert len(keys) == 2
+    assert len(set(keys)) == 2
+    assert [e["payload"]["run_key"] for e in retrains(env)] == keys
+    assert skip_text(ticker.tick()).endswith("nothing changed")
+
+
+def test_a_change_back_is_its_own_mutation(ticker: Ticker, env: Environment) -> None:
+    keys = []
+    for days in (9, 7, 9):
+        objects = ticker.feast.definition_objects()
+        view = next(o for o in objects if getattr(o, "name", None) == "merchant_risk")
+        view.ttl = timedelta(days=days)  # 7 is the definition's own value
+        ticker.feast.store().apply(objects)
+        keys += [r.run_key for r in ticker.tick().run_requests]
+    assert len(set(keys)) == 3
+    assert len(retrains(env)) == 3
+
+
+def test_materializations_trigger_only_when_the_policy_says_so(
+    env: Environment, instance: dg.DagsterInstance
+) -> None:
+    spec = lgbm_spec(feature_changes=FeatureChangePolicy(materializations=True))
+    t = Ticker(env, instance, spec)
+    t.feast.apply()
+    t.tick()
+    plain = Ticker(env, instance)
+    plain.tick()
+    t.feast.materialize(datetime(2024, 1, 10, tzinfo=UTC), feature_views=["merchant_risk"])
+    assert [r.tags["lockgate/mutations"] for r in t.tick().run_requests] == [
+        "materialization of merchant_risk moved to 2024-01-10T00:00:00+00:00 (was never)"
+    ]
+    quiet = plain.tick()
+    assert skip_text(quiet).endswith(
+        "materializations: 1 of 4 views, latest to 2024-01-10T00:00:00+00:00 (not a trigger); "
+        "nothing changed that the policy watches"
+    )
+    assert quiet.cursor is not None  # the cursor follows the store, without a run
+
+
+def test_missing_registry_skips_naming_the_path_and_keeps_the_cursor(
+    ticker: Ticker,
+) -> None:
+    cursor = ticker.cursor
+    registry = ticker.feast.registry_path
+    registry.rename(registry.with_suffix(".moved"))
+    result = ticker.tick()
+    assert skip_text(result) == (
+        f"Feast registry {registry} does not exist yet: nothing to compare. Fix: apply the "
+        f"feature definitions (FeastStore.apply() or `feast apply`); the cursor is kept"
+    )
+    assert result.cursor is None
+    assert ticker.cursor == cursor
+    registry.with_suffix(".moved").rename(registry)
+    assert skip_text(ticker.tick()) == CHECKED
+
+
+def test_corrupt_registry_fails_the_tick_and_keeps_the_cursor(ticker: Ticker) -> None:
+    cursor = ticker.cursor
+    registry = ticker.feast.registry_path
+    good = registry.read_bytes()
+    registry.write_bytes(b"\xff" * 64)
+    with pytest.raises(FeatureStoreError, match=f"Feast registry {registry} is unusable"):
+        ticker.tick()
+    assert ticker.cursor == cursor
+    registry.write_bytes(good)
+    assert skip_text(ticker.tick()) == CHECKED
+
+
+def test_unreadable_cursor_records_a_new_baseline(ticker: Ticker, env: Environment) -> None:
+    result = ticker.evaluate('{"not": "ours"}')
+    assert skip_text(result).startswith(
+        "cursor is not a feature-change cursor (KeyError: 'seq'): recorded the baseline"
+    )
+    assert result.cursor is not None
+    assert retrains(env) == []
+
+
+def test_missing_label_folder_is_a_mutation(ticker: Ticker, env: Environment) -> None:
+    shutil.rmtree(env.data_dir / "labels")
+    (request,) = ticker.tick().run_requests
+    assert request.tags["lockgate/mutations"] == (
+        f"labels: {env.data_dir / 'labels'} is gone (had 10 files)"
+    )
+
+
+def test_cursor_is_json_of_the_fingerprint(ticker: Ticker, env: Environment) -> None:
+    data = json.loads(ticker.cursor or "")
+    assert data["seq"] == 0
+    assert data["fingerprint"]["feature_service"] == "fraud_v1"
+    assert Path(data["fingerprint"]["labels"]["path"]) == env.data_dir / "labels"
