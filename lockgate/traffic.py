@@ -28,7 +28,12 @@ __all__ = ["TrafficGenerator", "TrafficReport", "drive_canary"]
 
 @dataclass
 class TrafficReport:
-    """What the clients saw."""
+    """What the clients saw.
+
+    With ``keep_trace_ids``, ``trace_ids`` lists the trace id of every answered request and
+    ``trace_rows`` pairs it with the rows it carried: ``(trace_id, first_row, n_rows)`` into
+    the generator's matrix, what :func:`lockgate.feedback.labels_for` turns into labels.
+    """
 
     sent: int = 0
     answered: int = 0
@@ -36,6 +41,7 @@ class TrafficReport:
     by_version: Counter[str] = field(default_factory=Counter)
     error_messages: Counter[str] = field(default_factory=Counter)
     trace_ids: list[str] = field(default_factory=list)
+    trace_rows: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 class TrafficGenerator:
@@ -89,6 +95,7 @@ class TrafficGenerator:
                         if self.keep_trace_ids:
                             trace = (response.get("parameters") or {}).get("lockgate_trace_id")
                             self.report.trace_ids.append(str(trace))
+                            self.report.trace_rows.append((str(trace), start, len(rows)))
                 except Exception as exc:  # counted and shown: what a client would see
                     with self._lock:
                         self.report.errors += 1

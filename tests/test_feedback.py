@@ -24,7 +24,12 @@ from lockgate.feedback import (
     write_feedback,
 )
 from lockgate.gateway import PredictionLog, _encode_record, read_prediction_log
+from lockgate.resources.gateway import GatewayServer
+from lockgate.traffic import TrafficGenerator
 from lockgate.triggers import FeedbackPolicy
+from tests.test_gateway import MODEL as GATEWAY_MODEL
+from tests.test_gateway import WIDTH as GATEWAY_WIDTH
+from tests.test_gateway import fake_http, gateway  # noqa: F401  (fixtures: fake upstream, gateway)
 
 MODEL = "fraud_lgbm"
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
@@ -365,6 +370,48 @@ def test_labels_for_checks_row_indices() -> None:
         "label": [1],
         "label_timestamp": [pd.Timestamp(T0 + dt.timedelta(days=1))],
     }
+
+
+def test_traffic_through_the_real_gateway_is_labelled_by_trace_id_and_row(
+    tmp_path: Path,
+    gateway: GatewayServer,  # noqa: F811
+) -> None:
+    """TrafficGenerator -> gateway (canary v1/v2, batches of 2) -> labels_for -> the join."""
+    gateway.set_route(
+        GATEWAY_MODEL, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.5}
+    )
+    rng = np.random.default_rng(2)
+    matrix = (rng.random((400, GATEWAY_WIDTH)) * 0.8).astype(np.float32)
+    mean = matrix.mean(axis=1)  # the fake upstream answers row mean (+0.1 for v2)
+    y = (rng.random(400) < mean).astype(int)
+    traffic = TrafficGenerator(
+        gateway.url, GATEWAY_MODEL, matrix, batch=2, max_requests=120, keep_trace_ids=True
+    )
+    report = traffic.start().wait(120)
+    assert report.errors == 0
+    assert len(report.trace_rows) == report.answered == 120
+    assert {n for _, _, n in report.trace_rows} == {2}
+    stamps = pd.Series([pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)] * 400)
+    write_feedback(tmp_path / "fb", labels_for(report.trace_rows, y, stamps))
+    perf = live_performance(
+        tmp_path / "log", tmp_path / "fb", GATEWAY_MODEL, window=1000, min_labels=10, metric="brier"
+    )
+    log = read_prediction_log(tmp_path / "log")
+    served = dict(zip(log["trace_id"], log["version"], strict=True))
+    offset = {"v1": np.float32(0.0), "v2": np.float32(0.1)}
+    for version in ("v1", "v2"):
+        rows = [
+            start + j
+            for trace, start, n in report.trace_rows
+            if served[trace] == version
+            for j in range(n)
+        ]
+        p = (mean[rows] + offset[version]).astype(np.float64)
+        block = perf["versions"][version]
+        assert block["n"] == block["predictions"] == len(rows) > 0
+        assert block["metrics"]["brier"] == pytest.approx(metrics.brier(y[rows], p), rel=1e-9)
+        assert block["metrics"]["roc_auc"] == pytest.approx(metrics.roc_auc(y[rows], p))
+    assert perf["predictions"]["unlabelled"] == 0
 
 
 # ---------------------------------------------------------------------------------------------

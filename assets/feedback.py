@@ -1,0 +1,210 @@
+"""live_performance asset: delayed labels joined to the gateway's log, judged against the gold set."""
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.resources.feast_store import FeastStore
+from lockgate.resources.serving import ServingStack
+from lockgate.spec import ModelPipeline
+
+__all__ = [
+    "build_live_performance",
+    "compute_live_performance",
+    "gold_estimate",
+    "live_performance_metadata",
+]
+
+
+def _policy(spec: ModelPipeline) -> Any:
+    if spec.feedback is None:
+        raise ValueError(
+            f"pipeline {spec.name!r} has no feedback policy; add feedback=FeedbackPolicy(...) "
+            "to the spec to get live_performance"
+        )
+    return spec.feedback
+
+
+def gold_estimate(
+    artifacts: ArtifactRegistry, pipeline: str, version: str, metric: str
+) -> tuple[float | None, str | None]:
+    """The version's ``metric`` estimated on the gold set, and the report it comes from.
+
+    The gold estimate is the challenger block of the evaluation report its latest passing gate
+    verdict names (``reports/<pipeline>/<version>/<report_id>.json``); an ungated version
+    falls back on its held-out ``evaluation.json``.
+
+    Returns:
+        ``(estimate, report key)``, or ``(None, None)`` when the version has neither.
+    """
+    passing = [v for v in artifacts.verdicts(pipeline, version) if v.get("passed")]
+    if passing:
+        key = f"reports/{pipeline}/{version}/{passing[-1]['report_id']}.json"
+        report = artifacts.read_json(key)
+        block = (report.get("challenger") or {}).get("metrics", {}).get(metric)
+        if block is not None:
+            return float(block["estimate"]), key
+    key = f"reports/{pipeline}/{version}/evaluation.json"
+    if artifacts.exists(key):
+        value = (artifacts.read_json(key).get("metrics") or {}).get(metric)
+        if value is not None:
+            return float(value), key
+    return None, None
+
+
+def compute_live_performance(
+    spec: ModelPipeline,
+    *,
+    stack: ServingStack,
+    artifacts: ArtifactRegistry,
+    data_dir: str | Path,
+    as_of: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Live performance of the pipeline's versions, the champion judged, the report stored.
+
+    Reads the gateway's prediction log (``stack.prediction_log_dir``) and the label files under
+    ``<data_dir>/<feedback.dataset>``, measures every version
+    (:func:`lockgate.feedback.live_performance`), judges the champion against its gold-set
+    estimate (:func:`lockgate.feedback.judge`) and stores the whole document in the registry
+    as ``reports/<pipeline>/<champion>/live_performance-<id>.json`` (no champion:
+    ``reports/<pipeline>/live_performance-<id>.json``). The id hashes everything but
+    ``computed_at``, so the same labels and log give the same report key.
+
+    Returns:
+        ``{pipeline, computed_at, champion, gold: {estimate, report}, level, reason, evidence,
+        performance, report_id, report_key, report_uri}``.
+    """
+    from lockgate.feedback import judge, live_performance
+    from lockgate.hashing import canonical_json, sha256_json
+
+    policy = _policy(spec)
+    feedback_dir = Path(data_dir) / policy.dataset
+    performance = live_performance(
+        stack.prediction_log_dir,
+        feedback_dir,
+        spec.name,
+        window=policy.window,
+        min_labels=policy.min_labels,
+        metric=policy.metric,
+        as_of=as_of,
+    )
+    champion = artifacts.alias(spec.name, "champion")
+    estimate, source = (
+        gold_estimate(artifacts, spec.name, champion, policy.metric) if champion else (None, None)
+    )
+    if champion is None:
+        level, reason = "ok", f"{spec.name} has no champion: nothing to judge"
+        evidence: dict[str, Any] = {"model": spec.name, "champion": None}
+    else:
+        level, reason, evidence = judge(performance, champion, estimate, policy)
+    evidence["gold_report"] = source
+    document: dict[str, Any] = {
+        "pipeline": spec.name,
+        "champion": champion,
+        "gold": {"metric": policy.metric, "estimate": estimate, "report": source},
+        "level": level,
+        "reason": reason,
+        "evidence": evidence,
+        "policy": policy.model_dump(mode="json"),
+        "feedback_dir": str(feedback_dir),
+        "log_dir": str(stack.prediction_log_dir),
+        "performance": performance,
+    }
+    report_id = sha256_json(document)[:16]
+    prefix = f"reports/{spec.name}/{champion}" if champion else f"reports/{spec.name}"
+    name = f"live_performance-{report_id}.json"
+    key = f"{prefix}/{name}"
+    document["report_id"] = report_id
+    document["computed_at"] = dt.datetime.now(dt.UTC).isoformat()
+    if not artifacts.exists(key):  # the same evidence was stored by an earlier tick
+        artifacts.write_files_once(prefix, {name: canonical_json(document)})
+    document["report_key"] = key
+    document["report_uri"] = artifacts.uri(key)
+    return document
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def live_performance_metadata(document: dict[str, Any]) -> dict[str, Any]:
+    """Materialization metadata: a markdown table per version, champion live vs gold, level."""
+    performance = document["performance"]
+    metric = performance["metric"]
+    champion = document["champion"]
+    lines = [
+        "| version | role | predictions | labelled | coverage | window n | positives | "
+        "mean score | roc_auc | pr_auc | log_loss | brier |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for version, block in performance["versions"].items():
+        role = "champion" if version == champion else ""
+        m = block["metrics"]
+        lines.append(
+            f"| {version} | {role} | {block['predictions']} | {block['labelled']} | "
+            f"{_fmt(block['coverage'], 3)} | {block['n']} | {block['positives']} | "
+            f"{_fmt(block['mean_score'])} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | "
+            f"{_fmt(m['log_loss'])} | {_fmt(m['brier'])} |"
+        )
+    undefined = [
+        f"- {version} {name}: {why}"
+        for version, block in performance["versions"].items()
+        for name, why in block["undefined"].items()
+    ]
+    table = "\n".join(lines) + ("\n\nUndefined:\n" + "\n".join(undefined) if undefined else "")
+    evidence = document["evidence"]
+    labels = performance["labels"]
+    return {
+        "level": document["level"],
+        "reason": document["reason"],
+        "champion": str(champion),
+        "metric": metric,
+        f"champion_live_{metric}": evidence.get("live"),
+        f"champion_gold_{metric}": document["gold"]["estimate"],
+        f"champion_{metric}_drop": evidence.get("drop"),
+        "champion_window_labels": int(evidence.get("n") or 0),
+        "labels_rows": labels["rows"],
+        "labels_matched": labels["matched"],
+        "labels_duplicates": labels["duplicates"],
+        "labels_unknown_trace_ids": labels["unknown_trace_ids"],
+        "predictions_live": performance["predictions"]["live"],
+        "predictions_unlabelled": performance["predictions"]["unlabelled"],
+        "versions": dg.MetadataValue.md(table),
+        "report": dg.MetadataValue.path(document["report_uri"]),
+    }
+
+
+def build_live_performance(spec: ModelPipeline) -> dg.AssetsDefinition:
+    """The ``[name, live_performance]`` asset: per-version live metrics from delayed labels."""
+    policy = _policy(spec)
+
+    @dg.asset(
+        key=spec.asset_key("live_performance"),
+        group_name=spec.name,
+        description=(
+            f"Live {policy.metric} of each served version: delayed labels joined to the "
+            "gateway's prediction log by trace id, the champion judged against its gold set."
+        ),
+        kinds={"json", "markdown"},
+    )
+    def live_performance(
+        context: dg.AssetExecutionContext,
+        serving_stack: ServingStack,
+        artifacts: ArtifactRegistry,
+        feast: FeastStore,
+    ) -> dg.MaterializeResult:
+        document = compute_live_performance(
+            spec, stack=serving_stack, artifacts=artifacts, data_dir=feast.data_dir
+        )
+        context.log.info(f"{spec.name}: {document['level']}: {document['reason']}")
+        return dg.MaterializeResult(metadata=live_performance_metadata(document))
+
+    return live_performance
