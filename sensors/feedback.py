@@ -3,7 +3,8 @@
 Each tick (:func:`run_feedback_tick`):
 
 1. skip when the pipeline has no champion, or a canary is running (live traffic is split and
-   the champion about to change), or the feedback folder did not change since the last judged
+   the champion about to change), or a train run of the pipeline is queued or running, or the
+   feedback folder did not change since the last judged
    window (names, sizes and mtimes of its files: nothing is read) and the champion is the same;
 2. otherwise compute the live performance and store the report
    (:func:`lockgate.assets.feedback.compute_live_performance`), judge the champion
@@ -89,6 +90,7 @@ def run_feedback_tick(
     cursor: str | None,
     actor: str,
     now: float | None = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> FeedbackTick:
     """One label-feedback analysis for ``spec`` (what the sensor runs every tick).
 
@@ -101,6 +103,8 @@ def run_feedback_tick(
         cursor: the sensor's cursor (None on the first tick).
         actor: who asks, for the audit trail.
         now: unix seconds of this tick (default: the clock).
+        instance: the Dagster instance; when given, a queued or running train run of the
+            pipeline makes the tick skip (its model may replace the champion).
 
     Returns:
         The outcome; ``cursor`` is the new cursor unless nothing was computed.
@@ -128,6 +132,13 @@ def run_feedback_tick(
             "skip",
             f"canary of {canary.get('challenger')} against champion {champion} is running "
             f"(state in {stack.state_dir}): traffic is split, judged once it ends",
+        )
+    running = _inflight_train_run(instance, spec)
+    if running is not None:
+        return FeedbackTick(
+            "skip",
+            f"train run {running} of {spec.train_job_name} is queued or running: its model may "
+            f"replace champion {champion}, judged once it ends",
         )
     folder = Path(data_dir) / policy.dataset
     mark = feedback_watermark(folder)
@@ -159,28 +170,54 @@ def run_feedback_tick(
     if not decision.fire:
         return FeedbackTick("judged", reason, new_cursor, document)
     digest = sha256_json({"evidence": document["evidence"], "fired": state.fired})[:16]
+    run_key = f"{TRIGGER}:{digest}"
     tags = {
         "lockgate/trigger": TRIGGER,
         "lockgate/pipeline": spec.name,
         "lockgate/evidence": document["report_uri"],
+        "lockgate/reason": document["reason"][:1000],
     }
-    audit.record(
-        "retrain_requested",
-        pipeline=spec.name,
-        actor=actor,
-        payload={
-            "trigger": TRIGGER,
-            "champion": champion,
-            "level": document["level"],
-            "reason": document["reason"],
-            "decision": decision.reason,
-            "evidence": document["evidence"],
-            "report": document["report_key"],
-            "run_key": f"{TRIGGER}:{digest}",
-            "job": spec.train_job_name,
-        },
+    entries = audit.log().entries(pipeline=spec.name, kind="retrain_requested")
+    if not any(e["payload"].get("run_key") == run_key for e in entries):  # a retried tick
+        audit.record(
+            "retrain_requested",
+            pipeline=spec.name,
+            actor=actor,
+            payload={
+                "trigger": TRIGGER,
+                "champion": champion,
+                "level": document["level"],
+                "reason": document["reason"],
+                "decision": decision.reason,
+                "evidence": document["evidence"],
+                "report": document["report_key"],
+                "run_key": run_key,
+                "job": spec.train_job_name,
+            },
+        )
+    return FeedbackTick("fire", reason, new_cursor, document, run_key, tags)
+
+
+def _instance(context: dg.SensorEvaluationContext) -> dg.DagsterInstance | None:
+    try:
+        return context.instance
+    except dg.DagsterInvariantViolationError:  # a test context built without an instance
+        return None
+
+
+def _inflight_train_run(instance: dg.DagsterInstance | None, spec: ModelPipeline) -> str | None:
+    if instance is None:
+        return None
+    active = [
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=spec.train_job_name, statuses=active), limit=1
     )
-    return FeedbackTick("fire", reason, new_cursor, document, f"{TRIGGER}:{digest}", tags)
+    return runs[0].run_id if runs else None
 
 
 def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
@@ -224,6 +261,7 @@ def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
             data_dir=feast.data_dir,
             cursor=context.cursor,
             actor=f"sensor {spec.feedback_sensor_name}",
+            instance=_instance(context),
         )
         context.log.info(f"{spec.name}: {tick.action}: {tick.reason}")
         if tick.document is None:

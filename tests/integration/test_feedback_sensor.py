@@ -340,3 +340,16 @@ def test_cooldown_passes_and_a_new_champion_starts_a_fresh_streak(world: dict[st
     fresh = run(foreign, 1010.0 + 2 * POLICY.cooldown_seconds + 2)
     assert (fresh.action, fresh.cursor["trigger"]["streak"]) == ("judged", 1)
     assert fresh.cursor["trigger"]["fired"] == 2
+
+
+def test_a_train_run_in_flight_is_a_skip(
+    world: dict[str, Any], instance: dg.DagsterInstance
+) -> None:
+    asset = build_live_performance(SPEC)
+    job = dg.define_asset_job(SPEC.train_job_name, selection=[asset.key])
+    defs = dg.Definitions(assets=[asset], jobs=[job], resources=resources(world))
+    run = instance.create_run_for_job(defs.resolve_job_def(SPEC.train_job_name))
+    assert run.status == dg.DagsterRunStatus.NOT_STARTED
+    result = tick(make_feedback_sensor(SPEC), world, instance, None)
+    assert isinstance(result, dg.SkipReason)
+    assert f"train run {run.run_id} of {SPEC.train_job_name}" in result.skip_message
