@@ -944,10 +944,16 @@ class DriftAccumulator:
     def _numeric_result(self, name: str, state: _NumericState) -> FeatureDrift:
         n1, n2 = state.n_ref, state.n_cur
         cum = np.cumsum(state.slot_counts, dtype=np.int64)
-        # c1 at slot s: C1 of the last reference value <= the slot (0 before u[0]).
-        c1 = np.concatenate(([0], _ref_cum(state))).repeat(2)[1:]
-        diff = c1 / n1 - cum / n2
-        d, pvalue = _ks_finish(float(diff.min()), float(diff.max()), n1, n2, self._pvalue_method)
+        # F_ref at the point u[j] (slot 2j + 1) and on the open interval after it (2j + 2) is
+        # C1[j] / n1; before u[0] (slot 0) it is 0.
+        f_ref = _ref_cum(state) / n1
+        lowest, highest = 0.0 - float(cum[0]) / n2, 0.0
+        for part in (cum[1::2], cum[2::2]):
+            diff = f_ref - part / n2
+            lowest = min(lowest, float(diff.min()))
+            highest = max(highest, float(diff.max()))
+        del diff, cum, f_ref
+        d, pvalue = _ks_finish(lowest, highest, n1, n2, self._pvalue_method)
         p_cur = state.bin_counts / n2
         psi = _psi(state.p_ref, p_cur, self._eps)
         jsd = _jsd(state.p_ref, p_cur)

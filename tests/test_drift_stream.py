@@ -124,6 +124,17 @@ def test_wasserstein_exact_when_no_crossing() -> None:
     assert got == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.parametrize(("shift", "n_ref"), [(-10.0, 3000), (10.0, 3000), (-10.0, 20_000)])
+def test_disjoint_samples(shift: float, n_ref: int) -> None:
+    rng = np.random.default_rng(8)
+    ref = pd.DataFrame({"x": rng.normal(size=n_ref)})
+    cur = pd.DataFrame({"x": rng.normal(shift, size=4000)})
+    acc = _stream(ref, cur, rng, 5)
+    got, want = acc.result(), frame_drift(ref, cur)
+    assert got[0].ks == 1.0
+    _assert_equal(acc, got, want)
+
+
 def test_wasserstein_bound_covers_coarse_gaps() -> None:
     # Reference on a coarse lattice, current in between: F_cur crosses F_ref inside gaps.
     rng = np.random.default_rng(6)
