@@ -21,8 +21,8 @@ entries only while the whole fingerprint holds at most :data:`DETAIL_FILES` file
 sensor cursor. :func:`diff` turns two of them into sentences; :func:`digest` is the overall
 fingerprint over the parts a :class:`~lockgate.triggers.FeatureChangePolicy` enables.
 
-Feast's protobuf modules are imported inside :func:`read_registry` only (importing feast takes
-seconds; a long-lived sensor process pays it once).
+Reading the registry does not import feast (which takes seconds): the protobuf descriptors are
+loaded from feast's generated files into a private pool (:func:`registry_message_class`).
 
 Example:
     >>> old = {"version": 1, "feature_service": "fraud_v1", "service": "a", "views": {}}
@@ -33,10 +33,15 @@ Example:
 
 from __future__ import annotations
 
+import ast
+import functools
 import glob
 import hashlib
+import importlib.util
 import json
 import os
+import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -61,6 +66,7 @@ __all__ = [
     "fingerprint",
     "pipeline_fingerprint",
     "read_registry",
+    "registry_message_class",
     "scan_source",
 ]
 
@@ -77,6 +83,7 @@ FOLDER_DETAIL = 1000
 _DIGEST_HEX = 32  # 128 bits per digest keeps the cursor small
 _REGISTRY_READS = 3  # Feast truncates and rewrites registry.db in place: retry a torn read
 _NAMES_SHOWN = 3
+_SERIALIZED_FILE = re.compile(r"AddSerializedFile\((b'(?:[^'\\]|\\.)*')\)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,9 +106,9 @@ def read_registry(path: str | os.PathLike[str]) -> Any:
         FileNotFoundError: The registry does not exist (nothing was applied yet).
         FeatureStoreError: The file cannot be read or does not parse as a Feast registry.
     """
-    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
     from google.protobuf.message import DecodeError
 
+    registry_class = registry_message_class()
     registry_path = Path(path)
     problem = ""
     for attempt in range(_REGISTRY_READS):
@@ -116,7 +123,7 @@ def read_registry(path: str | os.PathLike[str]) -> Any:
                 f"Feast registry {registry_path} cannot be read ({type(exc).__name__}: {exc}): "
                 f"the sensor needs read access to it. Fix: check the path and its permissions."
             ) from exc
-        proto = RegistryProto()
+        proto = registry_class()
         try:
             proto.ParseFromString(data)
         except DecodeError as exc:
@@ -130,6 +137,68 @@ def read_registry(path: str | os.PathLike[str]) -> Any:
         f"Feast registry {registry_path} is unusable: {problem}, {_REGISTRY_READS} reads in a "
         f"row. Fix: run the apply again (FeastStore.apply() or `feast apply`) to rewrite it."
     )
+
+
+def registry_message_class() -> type[Any]:
+    """The protobuf class of Feast's registry, without importing feast when possible.
+
+    Importing ``feast`` takes seconds; parsing the registry needs only its generated protobuf
+    descriptors. They are read from feast's ``*_pb2.py`` files (the serialized descriptors
+    protoc embeds there) into a private descriptor pool, so feast's own classes and the default
+    pool are left alone. When feast is already imported, or its files do not look as expected,
+    feast's own ``Registry`` class is used: both parse the same bytes into the same messages.
+
+    Example:
+        >>> registry_message_class().DESCRIPTOR.full_name
+        'feast.core.Registry'
+    """
+    if "feast" in sys.modules:
+        return _feast_registry_class()
+    try:
+        return _standalone_registry_class()
+    except Exception:  # a layout this reader does not know: pay for the import instead
+        return _feast_registry_class()
+
+
+def _feast_registry_class() -> type[Any]:
+    from feast.protos.feast.core.Registry_pb2 import Registry
+
+    return Registry
+
+
+@functools.cache
+def _standalone_registry_class() -> type[Any]:
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    spec = importlib.util.find_spec("feast")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("feast is not installed")
+    root = Path(next(iter(spec.submodule_search_locations))) / "protos"
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(name: str) -> None:
+        if name in added:
+            return
+        if name.startswith("google/protobuf/"):
+            module = importlib.import_module(
+                "google.protobuf." + name.removeprefix("google/protobuf/").replace(".proto", "_pb2")
+            )
+            data = module.DESCRIPTOR.serialized_pb
+        else:
+            source = (root / name.replace(".proto", "_pb2.py")).read_text()
+            found = _SERIALIZED_FILE.search(source)
+            if found is None:
+                raise ImportError(f"no serialized descriptor in the module of {name}")
+            data = ast.literal_eval(found.group(1))
+        proto = descriptor_pb2.FileDescriptorProto.FromString(data)
+        for dependency in proto.dependency:
+            add(dependency)
+        pool.Add(proto)
+        added.add(name)
+
+    add("feast/core/Registry.proto")
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("feast.core.Registry"))
 
 
 def _clean(message: Any) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -334,3 +336,40 @@ def test_a_different_format_version_is_a_change() -> None:
     assert mutations.diff(old, {"version": 1, "views": {}}) == [
         "fingerprint format changed (0 -> 1): everything counts as changed"
     ]
+
+
+# ---- reading the registry without importing feast
+
+
+def test_standalone_registry_class_parses_like_feasts_own(feast: FeastStore) -> None:
+    data = feast.registry_path.read_bytes()
+    standalone = mutations._standalone_registry_class().FromString(data)
+    own = mutations._feast_registry_class().FromString(data)
+    assert type(standalone) is not type(own)
+    assert standalone.SerializeToString(deterministic=True) == own.SerializeToString(
+        deterministic=True
+    )
+    kwargs: dict[str, Any] = dict(
+        registry_path=feast.registry_path,
+        project=feast.project,
+        feature_service="fraud_v2",
+        data_dir=feast.data_dir,
+    )
+    assert mutations.fingerprint(registry=standalone, **kwargs) == mutations.fingerprint(
+        registry=own, **kwargs
+    )
+
+
+def test_fingerprinting_does_not_import_feast(feast: FeastStore) -> None:
+    code = (
+        "import sys\n"
+        "from lockgate.mutations import fingerprint\n"
+        f"fp = fingerprint(registry_path={str(feast.registry_path)!r}, project='lockgate', "
+        f"feature_service='fraud_v1', data_dir={feast.data_dir!r}, labels_dataset='labels')\n"
+        "assert sorted(fp['views'])[0] == 'customer_profile'\n"
+        "print('feast' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"

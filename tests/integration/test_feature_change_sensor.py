@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+from dagster._core.scheduler.instigation import SensorInstigatorData, TickStatus
 
 from lockgate import Environment, FeatureChangePolicy, build_definitions
 from lockgate.audit import AuditLog
@@ -254,3 +262,217 @@ def test_cursor_is_json_of_the_fingerprint(ticker: Ticker, env: Environment) -> 
     assert data["seq"] == 0
     assert data["fingerprint"]["feature_service"] == "fraud_v1"
     assert Path(data["fingerprint"]["labels"]["path"]) == env.data_dir / "labels"
+
+
+# ---- a real daemon, killed mid-tick
+
+
+REPO = Path(__file__).resolve().parents[2]
+LOCATION = "tests.integration.feature_change_location"
+
+
+class Daemon:
+    """``dagster-daemon run`` in its own process group, started and stopped by PID."""
+
+    def __init__(self, home: Path, env: Environment, pause_file: Path) -> None:
+        self.home = home
+        self.log = home / "daemon.log"
+        self.env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "LOCKGATE_HOME": str(env.home),
+            "LOCKGATE_ENV": "local",
+            "LOCKGATE_TEST_PAUSE_FILE": str(pause_file),
+            "PYTHONPATH": str(REPO),
+            "PYTHONWARNINGS": "ignore::FutureWarning",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "dagster-daemon"),
+                    "run",
+                    "-w",
+                    str(self.home / "workspace.yaml"),
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # children left in the group
+        self.process = None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+def wait_for(what: str, probe: Any, daemon: Daemon, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what}; daemon log:\n{daemon.tail()}"
+    )
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, env: Environment) -> Iterator[Daemon]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "workspace.yaml").write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        f"      module_name: {LOCATION}\n"
+        "      location_name: lockgate_feature_change_test\n"
+        f"      working_directory: {REPO}\n"
+    )
+    d = Daemon(home, env, tmp_path / "pause")
+    yield d
+    d.kill()
+
+
+def test_daemon_requests_exactly_one_run_per_mutation_across_a_crash(
+    env: Environment, daemon: Daemon
+) -> None:
+    FeastStore(repo_dir=str(env.feast_dir), data_dir=str(env.data_dir)).apply()
+    audit = AuditLog(env.audit_path)
+    pause = Path(daemon.env["LOCKGATE_TEST_PAUSE_FILE"])
+    label_file = sorted((env.data_dir / "labels").glob("*.parquet"))[-1]
+
+    def mutate() -> None:
+        with open(label_file, "ab") as handle:
+            handle.write(b"\0" * 8)
+
+    def keys() -> list[str]:
+        return [
+            e["payload"]["run_key"]
+            for e in audit.entries(pipeline=SPEC.name, kind="retrain_requested")
+        ]
+
+    with dg.DagsterInstance.from_config(str(daemon.home)) as instance:
+
+        def state() -> Any:
+            return next(
+                (
+                    s
+                    for s in instance.all_instigator_state()
+                    if s.name == SPEC.feature_change_sensor_name
+                ),
+                None,
+            )
+
+        def cursor_seq() -> int | None:
+            s = state()
+            data = s.instigator_data if s is not None else None
+            if data is None or not data.cursor:
+                return None
+            return int(json.loads(data.cursor)["seq"])
+
+        def runs(key: str | None = None) -> list[dg.DagsterRun]:
+            tags = {"dagster/sensor_name": SPEC.feature_change_sensor_name}
+            if key is not None:
+                tags["dagster/run_key"] = key
+            return list(instance.get_runs(filters=dg.RunsFilter(tags=tags)))
+
+        def ticks() -> list[Any]:
+            s = state()
+            return [] if s is None else instance.get_ticks(s.instigator_origin_id, s.selector_id)
+
+        def one_more_finished_tick() -> None:
+            seen = len(ticks())
+
+            def finished() -> bool:
+                now = ticks()
+                return len(now) > seen and now[0].status != TickStatus.STARTED
+
+            wait_for("one more finished tick", finished, daemon)
+
+        daemon.start()
+        wait_for("the baseline cursor", lambda: cursor_seq() == 0, daemon, timeout=45)
+
+        mutate()
+        (first,) = wait_for("the first retrain request", keys, daemon)
+        wait_for("the first run", lambda: runs(first), daemon)
+        wait_for("the cursor after the first run", lambda: cursor_seq() == 1, daemon)
+
+        # second mutation: the tick audits it, then hangs; the daemon dies mid-tick
+        pause.touch()
+        mutate()
+        second = wait_for("the second audit entry", lambda: keys()[1:], daemon)[0]
+        daemon.kill()
+        assert runs(second) == []  # the tick never returned
+        assert cursor_seq() == 1  # and its cursor was not stored
+        pause.unlink()
+
+        daemon.start()
+        wait_for("the second run after the restart", lambda: runs(second), daemon, timeout=45)
+        wait_for("the cursor after the second run", lambda: cursor_seq() == 2, daemon)
+        after_second = state().instigator_data.cursor
+        one_more_finished_tick()
+        assert len(runs(second)) == 1
+        assert keys() == [first, second]
+
+        mutate()
+        third = wait_for("the third retrain request", lambda: keys()[2:], daemon)[0]
+        wait_for("the third run", lambda: runs(third), daemon)
+        one_more_finished_tick()
+
+        assert len({first, second, third}) == 3
+        assert sorted(r.tags["dagster/run_key"] for r in runs()) == sorted([first, second, third])
+        for run in runs():
+            assert run.job_name == SPEC.train_job_name
+            assert run.tags["lockgate/trigger"] == "feature_change"
+            assert run.tags["lockgate/mutations"].startswith("labels: ")
+        assert keys() == [first, second, third]
+
+        # a cursor write that got lost: the daemon evaluates the third mutation again, asks for
+        # the same run key and drops it (dedupe per sensor and code location); no second audit
+        dropped = f"already completed with run keys: {json.dumps([third])}"
+        for _ in range(3):  # a rewind written during a tick is overwritten by it: try again
+            rewind(instance, state(), after_second)
+            wait_for("the cursor back", lambda: cursor_seq() == 3, daemon)
+            if dropped in daemon.tail():
+                break
+        assert dropped in daemon.tail()
+        assert len(runs()) == 3
+        assert keys() == [first, second, third]
+
+
+def rewind(instance: dg.DagsterInstance, state: Any, cursor: str) -> None:
+    """Sets a sensor's stored cursor, as `dagster sensor cursor --set` does."""
+
+    data = state.instigator_data
+    instance.update_instigator_state(
+        state.with_data(
+            SensorInstigatorData(
+                last_tick_timestamp=data.last_tick_timestamp,
+                last_run_key=data.last_run_key,
+                min_interval=data.min_interval,
+                cursor=cursor,
+                last_tick_start_timestamp=data.last_tick_start_timestamp,
+                last_sensor_start_timestamp=data.last_sensor_start_timestamp,
+                sensor_type=data.sensor_type,
+            )
+        )
+    )
