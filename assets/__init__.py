@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lockgate.assets.drift import build_drift_report
 from lockgate.assets.evaluation import build_evaluation_report
+from lockgate.assets.feedback import build_live_performance
 from lockgate.assets.gate import (
     build_champion,
     build_gate_checks,
@@ -21,12 +23,15 @@ if TYPE_CHECKING:
     from lockgate.spec import ModelPipeline
 
 __all__ = [
+    "MONITORING_ASSETS",
     "build_champion",
+    "build_drift_report",
     "build_evaluation_report",
     "build_feature_snapshot",
     "build_gate_checks",
     "build_gated_evaluation",
     "build_gold_set",
+    "build_live_performance",
     "build_model_weights",
     "build_pipeline_definitions",
     "build_rollout",
@@ -34,6 +39,10 @@ __all__ = [
     "build_serving_checks",
     "build_snapshot_checks",
 ]
+
+
+MONITORING_ASSETS = ("drift_report", "live_performance")
+"""Assets that watch live traffic: sensors and users materialize them, never the train job."""
 
 
 def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
@@ -56,10 +65,27 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
         assets += [build_serving(spec), build_rollout(spec)]
         checks.append(build_serving_checks(spec))
         sensors.append(make_canary_sensor(spec))
+    if spec.drift is not None:
+        from lockgate.sensors.drift import make_drift_sensor
+
+        assets.append(build_drift_report(spec))
+        sensors.append(make_drift_sensor(spec))
+    if spec.feedback is not None:
+        from lockgate.sensors.feedback import make_feedback_sensor
+
+        assets.append(build_live_performance(spec))
+        sensors.append(make_feedback_sensor(spec))
+    monitoring = [spec.asset_key(a) for a in MONITORING_ASSETS if _has(spec, a)]
     train = dg.define_asset_job(
         spec.train_job_name,
-        selection=dg.AssetSelection.groups(spec.name),
+        selection=dg.AssetSelection.groups(spec.name) - dg.AssetSelection.assets(*monitoring),
         description=f"Snapshot, validate, train, evaluate and (behind the gate) promote {spec.name}.",
         tags={"lockgate/pipeline": spec.name},
     )
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[train], sensors=sensors)
+
+
+def _has(spec: ModelPipeline, asset: str) -> bool:
+    return (asset == "drift_report" and spec.drift is not None) or (
+        asset == "live_performance" and spec.feedback is not None
+    )

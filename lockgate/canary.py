@@ -180,6 +180,8 @@ class CanaryPolicy(BaseModel):
         shadow_fraction: share of live requests mirrored to the challenger in a mirror window.
         max_shadow_mean_abs_diff: limit on the mean absolute difference between the
             challenger's and the champion's predictions on mirrored requests; None waives it.
+        interval_seconds: the canary sensor's minimum interval between ticks (the Dagster
+            daemon evaluates sensors at most every 5 s or so).
 
     Example:
         >>> CanaryPolicy(steps=(10, 50, 100), hold_seconds="30m").hold_seconds
@@ -200,6 +202,7 @@ class CanaryPolicy(BaseModel):
     mode: Mode = "canary"
     shadow_fraction: float = Field(default=1.0, gt=0, le=1)
     max_shadow_mean_abs_diff: float | None = Field(default=0.1, ge=0)
+    interval_seconds: int = Field(default=30, ge=1)
 
     @field_validator("hold_seconds", mode="before")
     @classmethod

@@ -317,7 +317,11 @@ def reproduce_cmd(home: str | None, pipeline: str, version: str) -> None:
     "--keep-serving", is_flag=True, help="Leave tritonserver and the gateway running afterwards."
 )
 def demo_cmd(home: str | None, days: int, only: tuple[str, ...], keep_serving: bool) -> None:
-    """The main job: data, Feast, Dagster runs, the gate, Triton and a canary to 100 %."""
+    """The main job: data, Feast, Dagster runs, the gate, Triton, then the closed loop.
+
+    The loop runs on a real dagster-daemon: drift is injected into live traffic, and the
+    sensors detect it, retrain, gate, validate in Triton, canary to 100 % and promote.
+    """
     from lockgate.demo import run_demo
 
     run_demo(_env(home), days=days, only=only, say=_say, keep_serving=keep_serving)

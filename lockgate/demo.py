@@ -38,7 +38,6 @@ def _read_ref(env: Environment, pipeline: str, asset: str) -> dict[str, Any]:
 
 
 DEMO_CHALLENGER_OF = "fraud_lgbm"
-DEMO_NEW_DAYS = 10
 DEMO_WEAK_EXCLUDES = ("amount", "is_foreign", "is_new_device", "tx_count_1d", "amount_sum_1d")
 
 
@@ -95,83 +94,17 @@ def _gated_result(env: Environment, pipeline: str, run_id: str, seconds: float) 
     return result
 
 
-def _demo_canary() -> Any:
-    from lockgate.canary import CanaryPolicy
+def _loop_phase(env: Environment, spec: Any, say: Callable[[str], None]) -> DemoResult:
+    from lockgate.loop import LoopSettings, run_closed_loop
 
-    # production holds are hours; the demo holds two seconds per step on a little traffic
-    return CanaryPolicy(
-        steps=(1, 5, 25, 100),
-        hold_seconds=2,
-        min_requests=20,
-        max_p99_ms=250.0,
-        max_p99_ratio=4.0,
-        max_error_rate=0.01,
-        max_prediction_psi=0.5,
-    )
-
-
-def _canary_phase(
-    env: Environment, spec: Any, instance: Any, say: Callable[[str], None]
-) -> DemoResult | None:
-    from lockgate.build import load_snapshot_frame
-    from lockgate.definitions import build_definitions
-    from lockgate.examples import generate_fraud_data
-    from lockgate.traffic import TrafficGenerator, drive_canary
-    from lockgate.wire import encode, wire_schema_for_version
-
-    say(f"[5/5] {DEMO_NEW_DAYS} more days of data; the retrained {spec.name} meets the gate, "
-        "infra validation and the canary")  # fmt: skip
-    generate_fraud_data(env.data_dir, days=DEMO_NEW_DAYS, append=True)
-    spec = spec.model_copy(update={"canary": _demo_canary()})
-    job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
-    started = time.perf_counter()
-    run = job.execute_in_process(
-        instance=instance, raise_on_error=False, tags={"lockgate/source": "demo-canary"}
-    )
-    seconds = time.perf_counter() - started
-    if not run.success:
-        if _gated(env, spec.name):
-            result = _gated_result(env, spec.name, run.run_id, seconds)
-            say(f"      the retrained model was gated: {result['failed_rules']}")
-            return result
-        failed = [e.message for e in run.all_events if e.is_failure]
-        raise LockgateError(f"run {run.run_id} failed before the canary: {failed[:3]}")
-    resources = env.resources()
-    stack, registry, audit = resources["serving_stack"], resources["artifacts"], resources["audit"]
-    state = stack.canary_state(spec.name) or {}
-    version = str(state.get("challenger"))
-    say(f"      run {run.run_id[:8]}: {version} passed the gate and infra validation; canary at "
-        f"{state.get('weight', 0):.0%} beside champion {state.get('champion')}")  # fmt: skip
-    schema = wire_schema_for_version(registry, spec.name, version)
-    gold = json.loads((env.refs_dir / spec.name / "gold_set.json").read_text())
-    matrix = encode(load_snapshot_frame(registry, gold["gold_sha256"]), schema)
-    url = stack.gateway().url
-    canary_started = time.perf_counter()
-
-    last_hold = [0.0]
-
-    def show(outcome: Any) -> None:
-        elapsed = time.perf_counter() - canary_started
-        if outcome.transition or elapsed - last_hold[0] >= 5.0:
-            last_hold[0] = elapsed
-            say(f"      {elapsed:5.1f} s  {outcome.action}: {outcome.reason}")
-
-    with TrafficGenerator(url, spec.name, matrix, threads=2) as traffic:
-        drive_canary(spec, stack=stack, artifacts=registry, audit=audit, tick_s=0.5, on_tick=show)
-    report = traffic.report
-    final = stack.canary_state(spec.name) or {}
-    result = _result(env, spec.name, run.run_id, seconds)
-    result["canary"] = {
-        "status": final.get("status"),
-        "steps": [
-            {"action": h["action"], "weight": h.get("to_weight"), "reason": h["reason"]}
-            for h in final.get("history", [])
-        ],
-        "requests": report.answered,
-        "errors": report.errors,
-        "by_version": dict(report.by_version),
-        "seconds": time.perf_counter() - canary_started,
-    }
+    say(f"[5/5] the closed loop on a real Dagster daemon: live traffic drifts; {spec.name} must "
+        "detect it, retrain, gate, validate in Triton, canary and promote on its own")  # fmt: skip
+    loop = run_closed_loop(env, say=say, settings=LoopSettings(pipeline=spec.name))
+    run_id = loop["runs"][-1] if loop["runs"] else ""
+    result = _result(env, spec.name, run_id, 0.0)
+    if loop["outcome"] == "gated":
+        result = _gated_result(env, spec.name, run_id, 0.0)
+    result["loop"] = loop
     return result
 
 
@@ -260,10 +193,8 @@ def run_demo(
             raise LockgateError(f"run {run.run_id} failed before the gate: {failed[:3]}")
         results.append(_gated_result(env, spec.name, run.run_id, seconds))
         say(f"      {spec.train_job_name}: run {run.run_id[:8]} gated in {seconds:.1f} s")
-        if gated[0].serving is not None:
-            canary = _canary_phase(env, gated[0], instance, say)
-            if canary is not None:
-                results.append(canary)
+        if gated[0].serving is not None and gated[0].drift is not None:
+            results.append(_loop_phase(env, gated[0], say))
 
     say("")
     say("summary")
@@ -273,15 +204,16 @@ def run_demo(
         say(f"  {item['pipeline']}  version {item['version']}  {status}")
         for rule in item.get("failed_rules", []):
             say(f"    gate {rule['rule']} FAILED: {rule['message']}")
-        if "canary" in item:
-            canary = item["canary"]
+        if "loop" in item:
+            loop = item["loop"]
             say(
-                f"    canary {canary['status']} in {canary['seconds']:.1f} s: "
-                f"{canary['requests']} requests answered through the gateway, "
-                f"{canary['errors']} errors, by version {canary['by_version']}"
+                f"    closed loop: {loop['outcome']}, champion {loop['champion_before']} -> "
+                f"{loop['champion_after']}; {loop['requests']} requests answered through the "
+                f"gateway, {loop['errors']} errors, by version {loop['by_version']}"
             )
-            for step in canary["steps"]:
-                say(f"      {step['action']:<8} -> {step['weight']:.0%}  {step['reason']}")
+            say("    timeline (seconds after the drift was injected):")
+            for event in loop["timeline"]:
+                say(f"      {event['seconds']:6.1f} s  {event['event']}")
         say(
             f"    triad: code {triad['code_commit'][:12]}  data {triad['data_snapshot_sha256'][:12]}"
             f"  weights {triad['weights_sha256'][:12]}"

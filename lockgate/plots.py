@@ -1,4 +1,5 @@
-"""PNG plots of a champion-vs-challenger evaluation: ROC, precision-recall, calibration, slices.
+"""PNG plots: a champion-vs-challenger evaluation (ROC, precision-recall, calibration, slices)
+and drift (reference vs current histograms).
 
 Every function returns the bytes of a 640 x 480 PNG (6.4 x 4.8 inches at 100 dpi). Rendering
 uses matplotlib's object-oriented API on the Agg canvas directly (``Figure`` plus
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "calibration_plot",
+    "drift_histogram_plot",
     "pr_plot",
     "roc_plot",
     "slice_delta_plot",
@@ -429,5 +431,72 @@ def slice_delta_plot(
             fontsize=8,
             frameon=False,
         )
+
+    return _render(draw)
+
+
+def drift_histogram_plot(
+    feature: str,
+    labels: Sequence[str],
+    reference: Sequence[float],
+    current: Sequence[float],
+    *,
+    subtitle: str = "",
+) -> bytes:
+    """Reference and current proportions per bin (or category), overlaid as bars.
+
+    Args:
+        feature: The feature's name (the title).
+        labels: One label per bin or category, in drawing order.
+        reference: Share of the reference sample in each bin (sums to at most 1).
+        current: Share of the current sample in each bin.
+        subtitle: A second title line, e.g. the drift metrics.
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        EmptyDataError: No bins.
+        DataError: The three sequences differ in length or a share is outside [0, 1].
+
+    Example:
+        >>> png = drift_histogram_plot("age", ["<30", "30-60", ">=60"], [0.3, 0.5, 0.2],
+        ...                            [0.6, 0.3, 0.1], subtitle="PSI 0.31")
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    names = [str(x) for x in labels]
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    if not names:
+        raise EmptyDataError(
+            f"drift_histogram_plot({feature!r}) got no bins; rule: at least one bin; fix: pass "
+            "the bins of the drift report"
+        )
+    if not (len(names) == ref.size == cur.size):
+        raise DataError(
+            f"drift_histogram_plot({feature!r}): {len(names)} labels, {ref.size} reference and "
+            f"{cur.size} current shares; rule: one share per label on each side; fix: pass "
+            "aligned sequences"
+        )
+    bad = ~((ref >= 0) & (ref <= 1) & (cur >= 0) & (cur <= 1))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(
+            f"drift_histogram_plot({feature!r}): bin {names[i]!r} has shares "
+            f"{ref[i]!r} / {cur[i]!r}; rule: shares lie in [0, 1]; fix: pass proportions, "
+            "not counts"
+        )
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        x = np.arange(len(names))
+        ax.bar(x - 0.2, ref, width=0.4, color=_NEUTRAL, label="reference (training snapshot)")
+        ax.bar(x + 0.2, cur, width=0.4, color=_WORSE, alpha=0.8, label="current (served)")
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=45 if len(names) > 5 else 0, ha="right", fontsize=8)
+        ax.set_ylabel("share of rows")
+        ax.set_title(f"{feature}\n{subtitle}" if subtitle else feature, fontsize=10)
+        ax.legend(loc="best", fontsize=8)
 
     return _render(draw)

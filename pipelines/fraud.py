@@ -11,6 +11,7 @@ from lockgate import (
     ColumnRule,
     Condition,
     DataValidation,
+    DriftPolicy,
     EdgeCase,
     Gate,
     GoldSet,
@@ -25,6 +26,7 @@ from lockgate import (
 
 __all__ = [
     "FRAUD_CANARY",
+    "FRAUD_DRIFT",
     "FRAUD_EDGE_CASES",
     "FRAUD_GATE",
     "FRAUD_LABELS",
@@ -142,6 +144,18 @@ FRAUD_CANARY = CanaryPolicy(
     max_prediction_psi=0.2,
 )
 
+# the seed articles' levels; two critical windows in a row, at most one drift retrain per 6 h
+FRAUD_DRIFT = DriftPolicy(
+    psi=(0.1, 0.2),
+    ks=(0.05, 0.1),
+    jsd=(0.1, 0.2),
+    window_rows=50_000,
+    min_rows=1000,
+    consecutive=2,
+    cooldown_seconds=6 * 3600,
+    interval_seconds=300,
+)
+
 fraud_lgbm = ModelPipeline(
     name="fraud_lgbm",
     description="Card-fraud classifier, gradient-boosted trees.",
@@ -154,6 +168,7 @@ fraud_lgbm = ModelPipeline(
     gate=FRAUD_GATE,
     serving=FRAUD_SERVING,
     canary=FRAUD_CANARY,
+    drift=FRAUD_DRIFT,
 )
 
 fraud_torch = ModelPipeline(
@@ -168,6 +183,7 @@ fraud_torch = ModelPipeline(
     gate=FRAUD_GATE,
     serving=FRAUD_SERVING,
     canary=FRAUD_CANARY,
+    drift=FRAUD_DRIFT,
 )
 
 PIPELINES = (fraud_lgbm, fraud_torch)

@@ -162,13 +162,16 @@ def run_canary_tick(
 
 
 def make_canary_sensor(
-    spec: ModelPipeline, *, minimum_interval_seconds: int = 30
+    spec: ModelPipeline, *, minimum_interval_seconds: int | None = None
 ) -> dg.SensorDefinition:
-    """``<name>_on_canary_tick``: drives the pipeline's canary, one analysis per tick."""
+    """``<name>_on_canary_tick``: drives the pipeline's canary, one analysis per tick.
+
+    ``minimum_interval_seconds`` defaults to ``spec.canary.interval_seconds``.
+    """
 
     @dg.sensor(
         name=spec.canary_sensor_name,
-        minimum_interval_seconds=minimum_interval_seconds,
+        minimum_interval_seconds=minimum_interval_seconds or spec.canary.interval_seconds,
         description=f"Canary controller of {spec.name}: hold, advance, roll back or promote.",
         default_status=dg.DefaultSensorStatus.RUNNING,
     )

@@ -33,6 +33,11 @@ MODULES = [
     "lockgate.plots",
     "lockgate.dataio",
     "lockgate.resources.feast_store",
+    "lockgate.triggers",
+    "lockgate.monitoring",
+    "lockgate.loop",
+    "lockgate.feedback",
+    "lockgate.sensors",
 ]
 
 

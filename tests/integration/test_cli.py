@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.audit import AuditLog
 from lockgate.resources.artifacts import LocalArtifactRegistry
 
 LOCKGATE = [sys.executable, "-m", "lockgate.cli"]
@@ -29,7 +30,7 @@ COMMANDS = [
 def run(*args: str, home: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, DAGSTER_DISABLE_TELEMETRY="1")
     cmd = [*LOCKGATE, *args] + (["--home", str(home)] if home else [])
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
@@ -49,7 +50,8 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert "fraud_lgbm_train: run" in out
     assert "fraud_torch_train: run" in out
     assert "dagster dev -w workspace.yaml" in out
-    assert "canary promoted" in out
+    assert "closed loop: promoted" in out
+    assert "retrain requested by the drift sensor" in out
     assert "GATED (stays a challenger)" in out
     assert "gate gate_vs_champion FAILED" in out
     return home
@@ -64,15 +66,18 @@ def test_demo_runs_are_in_the_persistent_instance(demo_home: Path) -> None:
             runs = instance.get_runs()
             assert {r.job_name for r in runs} >= {"fraud_lgbm_train", "fraud_torch_train"}
             outcomes = sorted((r.job_name, r.is_success) for r in runs)
-            # first models become champions; the demo's weakened challenger is gated
-            # first models become champions; the weakened challenger is gated; the model
-            # retrained on more data passes and goes through the canary
+            # first models become champions; the weakened challenger is gated; the daemon
+            # retrains after the injected drift and the new model goes through the canary
             assert outcomes == [
                 ("fraud_lgbm_train", False),
                 ("fraud_lgbm_train", True),
                 ("fraud_lgbm_train", True),
                 ("fraud_torch_train", True),
             ]
+            (looped,) = [r for r in runs if r.tags.get("lockgate/trigger") == "drift"]
+            assert looped.is_success
+            assert looped.tags["dagster/run_key"].startswith("drift:")
+            assert "age" in looped.tags["lockgate/drift_features"].split(",")
     finally:
         del os.environ["DAGSTER_HOME"]
     registry = LocalArtifactRegistry(root=str(demo_home / "artifacts"))
@@ -86,6 +91,9 @@ def test_demo_runs_are_in_the_persistent_instance(demo_home: Path) -> None:
         "champion",
     ]
     assert "canary completed" in aliases["history"][-1]["reason"]
+    (request,) = AuditLog(demo_home / "audit" / "audit.jsonl").entries(kind="retrain_requested")
+    assert request["payload"]["trigger"] == "drift"
+    assert Path(request["payload"]["drift_report"]).exists()
 
 
 @pytest.mark.parametrize("pipeline", ["fraud_lgbm", "fraud_torch"])

@@ -1,0 +1,453 @@
+"""The closed loop on a real Dagster daemon: drift in live traffic -> retrain -> gate -> canary.
+
+:class:`LoopSettings` shortens the production policies of one example pipeline so the whole
+loop fits in a couple of minutes (sensor intervals of a second, canary holds of two seconds, a
+drift window of a few thousand requests); they are written to ``<LOCKGATE_HOME>/loop.json`` and
+read by the code location ``lockgate.pipelines.loop`` (location name ``lockgate-loop``, pinned:
+run-key de-duplication is scoped to it). :class:`DagsterDaemon` runs ``dagster-daemon run`` on
+that location against the local instance, in its own process group. :func:`run_closed_loop`
+is the quick-start job's last phase: it injects drift, sends live traffic through the gateway
+and watches the system react on its own, then prints the timeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lockgate.canary import CanaryPolicy
+from lockgate.environment import Environment
+from lockgate.errors import LockgateError, SpecError
+from lockgate.triggers import DriftPolicy, FeedbackPolicy
+
+__all__ = [
+    "LOOP_LOCATION",
+    "SETTINGS_FILE",
+    "DagsterDaemon",
+    "LoopSettings",
+    "loop_pipelines",
+    "read_settings",
+    "run_closed_loop",
+    "write_loop_workspace",
+    "write_settings",
+]
+
+LOOP_LOCATION = "lockgate-loop"
+"""Code location name of the loop (pinned: run keys and cursors are scoped to it)."""
+
+SETTINGS_FILE = "loop.json"
+"""Settings file of the loop location, under ``LOCKGATE_HOME``."""
+
+
+class LoopSettings(BaseModel):
+    """Policies of the pipeline that the loop location serves (demo-sized by default).
+
+    Attributes:
+        pipeline: which example pipeline (``fraud_lgbm`` or ``fraud_torch``).
+        canary: its canary policy (short holds; ticks every second).
+        drift: its drift policy (small window; ticks every second).
+        feedback: its label-feedback policy (None: no feedback sensor).
+        gate_absolute: overrides of the gate's absolute floors, e.g. ``{"roc_auc": 0.999}``
+            to see a retrain that fails the gate leave the champion serving.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pipeline: str = "fraud_lgbm"
+    canary: CanaryPolicy = Field(
+        default_factory=lambda: CanaryPolicy(
+            steps=(1, 5, 25, 100),
+            hold_seconds=2,
+            min_requests=20,
+            max_p99_ms=250.0,
+            max_p99_ratio=4.0,
+            max_error_rate=0.01,
+            max_prediction_psi=0.5,
+            interval_seconds=1,
+        )
+    )
+    drift: DriftPolicy = Field(
+        default_factory=lambda: DriftPolicy(
+            window_rows=3000,
+            min_rows=1500,
+            window_seconds=3600,
+            consecutive=2,
+            cooldown_seconds=600,
+            interval_seconds=1,
+        )
+    )
+    feedback: FeedbackPolicy | None = None
+    gate_absolute: dict[str, float] | None = None
+
+
+def write_settings(env: Environment, settings: LoopSettings) -> Path:
+    """Write the loop location's settings; returns the file."""
+    path = env.home / SETTINGS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(settings.model_dump_json(indent=1))
+    return path
+
+
+def read_settings(env: Environment) -> LoopSettings:
+    """The loop location's settings (defaults when the file is absent).
+
+    Raises:
+        SpecError: the file is not valid settings JSON.
+    """
+    path = env.home / SETTINGS_FILE
+    if not path.exists():
+        return LoopSettings()
+    try:
+        return LoopSettings.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise SpecError(
+            f"{path} is not valid loop settings ({exc}); delete it to use the defaults"
+        ) from exc
+
+
+def loop_pipelines(settings: LoopSettings) -> list[Any]:
+    """The pipeline of the loop location: the example with the loop's policies."""
+    from lockgate.pipelines.fraud import PIPELINES
+
+    found = [p for p in PIPELINES if p.name == settings.pipeline]
+    if not found:
+        raise SpecError(
+            f"loop pipeline {settings.pipeline!r} is not an example pipeline; use one of "
+            f"{[p.name for p in PIPELINES]}"
+        )
+    spec = found[0]
+    gate = spec.gate
+    if settings.gate_absolute is not None and gate is not None:
+        gate = gate.model_copy(update={"absolute": {**gate.absolute, **settings.gate_absolute}})
+    return [
+        spec.model_copy(
+            update={
+                "canary": settings.canary,
+                "drift": settings.drift,
+                "feedback": settings.feedback,
+                "feature_changes": None,
+                "gate": gate,
+            }
+        )
+    ]
+
+
+def write_loop_workspace(env: Environment) -> Path:
+    """A workspace file that loads the loop location; returns its path."""
+    path = env.home / "loop_workspace.yaml"
+    path.write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: lockgate.pipelines.loop\n"
+        f"      location_name: {LOOP_LOCATION}\n"
+    )
+    return path
+
+
+class DagsterDaemon:
+    """``dagster-daemon run`` on a workspace, in its own process group, logging to a file.
+
+    Example:
+        >>> # with DagsterDaemon(env, workspace) as daemon: ...  (stopped by PID on exit)
+    """
+
+    def __init__(self, env: Environment, workspace: Path, *, log_path: Path | None = None):
+        self.env, self.workspace = env, workspace
+        self.log_path = log_path or env.home / "logs" / "dagster-daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout_s: float = 90.0) -> DagsterDaemon:
+        """Start the daemon and wait until its sensor daemon has sent a heartbeat.
+
+        Raises:
+            LockgateError: it exited or sent no heartbeat in time (the message has its log).
+        """
+        exe = Path(sys.executable).with_name("dagster-daemon")
+        if not exe.exists():
+            raise LockgateError(
+                f"{exe} does not exist: dagster is not installed beside {sys.executable}; "
+                "run scripts/setup.sh"
+            )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(
+            os.environ,
+            DAGSTER_HOME=str(self.env.dagster_home),
+            LOCKGATE_HOME=str(self.env.home),
+            DAGSTER_DISABLE_TELEMETRY="1",
+        )
+        started = time.time()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(exe), "run", "-w", str(self.workspace)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(self.env.home),
+                start_new_session=True,
+            )
+        from dagster import DagsterInstance
+
+        with DagsterInstance.from_config(str(self.env.dagster_home)) as instance:
+            while time.time() - started < timeout_s:
+                if self.process.poll() is not None:
+                    raise LockgateError(
+                        f"dagster-daemon exited with {self.process.returncode} at start; its "
+                        f"log {self.log_path} ends with:\n{self.log_tail()}"
+                    )
+                beats = instance.get_daemon_heartbeats()
+                sensor = beats.get("SENSOR")
+                if sensor is not None and sensor.timestamp >= started:
+                    return self
+                time.sleep(0.5)
+        self.stop()
+        raise LockgateError(
+            f"dagster-daemon sent no sensor heartbeat within {timeout_s:.0f} s; its log "
+            f"{self.log_path} ends with:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the daemon's log."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, *, timeout_s: float = 30.0) -> None:
+        """SIGTERM the daemon's process group (it starts code servers), SIGKILL if it lingers."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once (a crash, for tests)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def __enter__(self) -> DagsterDaemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _traffic_frame(env: Environment, spec: Any, days: int) -> Any:
+    """Feature rows of the last ``days`` days of transactions (what live clients send)."""
+    import pandas as pd
+
+    from lockgate.dataio import read_parquet_dir
+
+    labels = read_parquet_dir(env.data_dir / spec.labels.dataset)
+    ts = labels[spec.labels.timestamp_column]
+    recent = labels[ts >= ts.max().normalize() - pd.Timedelta(days=days - 1)]
+    feast = env.resources()["feast"]
+    entity = recent[[*spec.labels.entity_columns, spec.labels.timestamp_column]]
+    entity = entity.rename(columns={spec.labels.timestamp_column: "event_timestamp"})
+    frame = feast.historical_features(feature_service=spec.feature_service, entity_df=entity)
+    # clients of every hour of those days, interleaved (replayed in order, a window of a few
+    # thousand requests would cover a few hours of one day and drift in hour_of_day)
+    return frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+@contextlib.contextmanager
+def _traffic(env: Environment, spec: Any, frame: Any) -> Iterator[Any]:
+    from lockgate.traffic import TrafficGenerator
+    from lockgate.wire import encode, wire_schema_for_version
+
+    resources = env.resources()
+    champion = resources["artifacts"].alias(spec.name, "champion")
+    schema = wire_schema_for_version(resources["artifacts"], spec.name, champion)
+    matrix = encode(frame, schema)
+    url = resources["serving_stack"].gateway().url
+    with TrafficGenerator(url, spec.name, matrix, threads=2) as traffic:
+        yield traffic
+
+
+def _short(text: Any, limit: int = 4) -> str:
+    """``critical drift on a, b, c, d, e, f`` -> ``critical drift on a, b, c, d and 2 more``."""
+    head, sep, names = str(text).partition(" on ")
+    items = names.split(", ")
+    if not sep or len(items) <= limit:
+        return str(text)
+    return f"{head} on {', '.join(items[:limit])} and {len(items) - limit} more"
+
+
+def _describe(entry: dict[str, Any]) -> str | None:
+    kind, p = entry["kind"], entry["payload"]
+    if kind == "retrain_requested":
+        return f"retrain requested by the {p.get('trigger')} sensor: {_short(p.get('reason'))}"
+    if kind == "gate_verdict":
+        outcome = "passed" if p.get("passed") else "FAILED"
+        failed = [r.get("rule") for r in p.get("failed_rules", [])]
+        extra = f" ({', '.join(map(str, failed))})" if failed else ""
+        return f"gate {outcome} for {p.get('version')}{extra}"
+    if kind == "validation":
+        outcome = "passed" if p.get("passed") else "FAILED"
+        return f"infra validation in a sandbox Triton {outcome} for {p.get('version')}"
+    if kind == "canary_step":
+        start = p.get("from_weight")
+        where = "started at" if start is None else f"{start:.0%} ->"
+        return f"canary {where} {p.get('weight', 0):.0%} for {p.get('challenger')}"
+    if kind == "promotion":
+        return f"promoted {p.get('to')} (was {p.get('from')}): {p.get('reason')}"
+    if kind == "rollback":
+        return f"rolled back {p.get('challenger')}: {p.get('reason')}"
+    return None
+
+
+def run_closed_loop(
+    env: Environment,
+    *,
+    say: Callable[[str], None] = print,
+    settings: LoopSettings | None = None,
+    drift_days: int = 6,
+    timeout_s: float = 420.0,
+) -> dict[str, Any]:
+    """Inject drift, serve it, and let the daemon detect, retrain, gate, canary and promote.
+
+    Expects the pipeline to be trained and served already (the quick-start job's earlier
+    phases). Returns the outcome (``promoted``, ``rolled_back`` or ``gated``), the timeline
+    (seconds since the drift was injected, what happened) and the run ids.
+
+    Raises:
+        LockgateError: the loop did not finish within ``timeout_s`` (the message has the
+            timeline so far and the daemon's log).
+    """
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from lockgate.audit import AuditLog
+    from lockgate.examples import generate_fraud_data
+
+    settings = settings or read_settings(env)
+    write_settings(env, settings)
+    (spec,) = loop_pipelines(settings)
+    resources = env.resources()
+    registry = resources["artifacts"]
+    champion = registry.alias(spec.name, "champion")
+    if champion is None:
+        raise LockgateError(f"{spec.name} has no champion: train it before the loop")
+    audit = AuditLog(env.audit_path)
+    seen = len(audit.entries())
+    timeline: list[tuple[float, str]] = []
+    t0 = time.time()
+
+    def mark(what: str, at: float | None = None) -> None:
+        at = time.time() if at is None else at
+        timeline.append((at - t0, what))
+        say(f"      {at - t0:6.1f} s  {what}")
+
+    mark(
+        f"drift injected: {drift_days} days of a marketing campaign for young customers "
+        "(covariate drift) appended to the sources"
+    )
+    generate_fraud_data(env.data_dir, days=drift_days, append=True, covariate_drift=1.0)
+    frame = _traffic_frame(env, spec, days=min(3, drift_days))
+    workspace = write_loop_workspace(env)
+    outcome: str | None = None
+    run_ids: list[str] = []
+    with DagsterDaemon(env, workspace) as daemon, _traffic(env, spec, frame) as traffic:
+        mark(f"dagster-daemon up (pid {daemon.process.pid if daemon.process else '?'}); live "
+             f"traffic from the drifted days flows through the gateway")  # fmt: skip
+        with DagsterInstance.from_config(str(env.dagster_home)) as instance:
+            reported: set[int] = set()
+            levels_seen: set[str] = set()
+            while time.time() - t0 < timeout_s and outcome is None:
+                time.sleep(1.0)
+                for record in instance.fetch_materializations(
+                    spec.asset_key("drift_report"), limit=5
+                ).records:
+                    if record.storage_id in reported or record.timestamp < t0:
+                        continue
+                    reported.add(record.storage_id)
+                    meta = record.asset_materialization.metadata  # type: ignore[union-attr]
+                    shown = {
+                        k: str(getattr(meta.get(k), "value", ""))
+                        for k in ("level", "reason", "trigger")
+                    }
+                    key = f"{shown['level']}:{shown['trigger']}"
+                    if key not in levels_seen:
+                        levels_seen.add(key)
+                        mark(f"drift report {shown['level']}: {_short(shown['reason'])} "
+                             f"({shown['trigger']})", record.timestamp)  # fmt: skip
+                for entry in audit.entries()[seen:]:
+                    seen += 1
+                    if entry["pipeline"] != spec.name:
+                        continue
+                    text = _describe(entry)
+                    at = dt.datetime.fromisoformat(entry["at"]).timestamp()
+                    if text:
+                        mark(text, at)
+                    if entry["kind"] == "promotion":
+                        outcome = "promoted"
+                    elif entry["kind"] == "rollback":
+                        outcome = "rolled_back"
+                    elif entry["kind"] == "gate_verdict" and not entry["payload"].get("passed"):
+                        outcome = "gated"
+                runs = instance.get_runs(
+                    filters=RunsFilter(
+                        job_name=spec.train_job_name, tags={"lockgate/trigger": "drift"}
+                    )
+                )
+                for run in runs:
+                    if run.run_id not in run_ids:
+                        run_ids.append(run.run_id)
+                        mark(f"the daemon launched train run {run.run_id[:8]}")
+                    if run.status == DagsterRunStatus.FAILURE and outcome is None:
+                        failed_gate = any(
+                            e["kind"] == "gate_verdict" and not e["payload"].get("passed")
+                            for e in audit.entries(pipeline=spec.name)[-3:]
+                        )
+                        if not failed_gate:
+                            raise LockgateError(
+                                f"drift-triggered run {run.run_id} failed before the gate; "
+                                f"open it in the Dagster UI. Daemon log:\n{daemon.log_tail()}"
+                            )
+            # let the runs it launched finish before the daemon (and its run workers) stop
+            deadline = time.time() + 120.0
+            while outcome is not None and time.time() < deadline:
+                pending = [
+                    r.run_id
+                    for r in instance.get_runs(filters=RunsFilter(run_ids=run_ids))
+                    if not r.is_finished
+                ]
+                if not pending:
+                    break
+                time.sleep(0.5)
+            report = traffic.report
+    if outcome is None:
+        lines = "\n".join(f"  {t:6.1f} s  {w}" for t, w in timeline)
+        raise LockgateError(
+            f"the closed loop did not finish within {timeout_s:.0f} s; timeline so far:\n{lines}"
+        )
+    final = registry.alias(spec.name, "champion")
+    mark(f"loop closed: {outcome}; champion is now {final}")
+    return {
+        "pipeline": spec.name,
+        "outcome": outcome,
+        "champion_before": champion,
+        "champion_after": final,
+        "timeline": [{"seconds": round(t, 2), "event": w} for t, w in timeline],
+        "runs": run_ids,
+        "requests": report.answered,
+        "errors": report.errors,
+        "by_version": dict(report.by_version),
+    }

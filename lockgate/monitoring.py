@@ -1,0 +1,485 @@
+"""The drift report: live traffic from the gateway's prediction log vs the champion's training data.
+
+:func:`compute_drift_report` is what the ``drift_report`` asset and the ``<name>_on_drift``
+sensor both run:
+
+1. **Reference**: the champion's training snapshot (``triad.data_snapshot_sha256`` of its lock
+   record), at most ``REFERENCE_ROWS`` rows (a seeded sample), encoded to the wire format the
+   gateway logs (FP32 numeric values, ``code24`` categorical codes), so both sides went through
+   the same float32 rounding and category coding. The champion's own scores on those rows are
+   the reference of the prediction drift.
+2. **Current window**: the most recent ``DriftPolicy.window_rows`` rows of live requests (not
+   shadow copies, HTTP 200 only) no older than ``window_seconds``, streamed from the log with
+   :func:`lockgate.gateway.iter_prediction_log` in Arrow batches; only the window is kept in
+   memory. Rows whose width is not the wire width are counted and left out.
+3. **Metrics**: :func:`lockgate.drift.frame_drift` per watched feature (PSI, KS, JSD,
+   Wasserstein; categorical PSI, JSD, chi-square; missing-value drift), and prediction drift:
+   the same metrics on the champion's served scores vs its scores on the reference.
+4. **Level**: ``critical`` when at least ``min_critical_features`` features are critical or the
+   prediction PSI reaches ``prediction_psi[1]``; ``warn`` when any feature or the prediction PSI
+   is at warn; else ``ok``. Fewer than ``min_rows`` rows: ``insufficient``; no champion yet:
+   ``no_champion``.
+
+The report (JSON) and the overlaid histograms of the worst features (PNG) are stored in the
+artifact registry under ``drift/<pipeline>/<report_id>/``, where ``report_id`` is the sha256 of
+the report's canonical JSON: the same window gives the same id.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime as dt
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from lockgate.errors import SpecError
+
+if TYPE_CHECKING:
+    from lockgate.resources.artifacts import ArtifactRegistry
+    from lockgate.resources.serving import ServingStack
+    from lockgate.spec import ModelPipeline
+    from lockgate.wire import WireSchema
+
+__all__ = [
+    "LEVELS",
+    "REFERENCE_ROWS",
+    "compute_drift_report",
+    "drift_metadata",
+    "log_fingerprint",
+]
+
+REFERENCE_ROWS = 200_000
+"""Most reference rows used (a seeded sample of larger snapshots)."""
+
+LEVELS = ("no_champion", "insufficient", "ok", "warn", "critical")
+"""Every level a drift report can have."""
+
+_PLOTS = 4
+_CACHE_LOCK = threading.Lock()
+_CACHE: collections.OrderedDict[tuple[str, ...], dict[str, Any]] = collections.OrderedDict()
+
+
+def log_fingerprint(log_dir: Any, model: str) -> str:
+    """A cheap description of the prediction log of ``model`` (file names, sizes, mtimes).
+
+    Changes whenever a request is logged or a segment rolls; reads no data.
+    """
+    from pathlib import Path
+
+    root = Path(log_dir)
+    lines: list[str] = []
+    for folder in (root / "_wal", root / model):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                lines.append(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}")
+    import hashlib
+
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _reference(spec: ModelPipeline, artifacts: ArtifactRegistry, champion: str) -> dict[str, Any]:
+    """The wire-encoded reference sample and the champion's scores on it (cached per version)."""
+    from lockgate.build import load_snapshot_frame, load_trained_model
+    from lockgate.wire import encode, wire_schema_for_version
+
+    record = artifacts.lock_record(spec.name, champion)
+    sha = str(record["triad"]["data_snapshot_sha256"])
+    key = (spec.name, champion, sha)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    schema = wire_schema_for_version(artifacts, spec.name, champion)
+    frame = load_snapshot_frame(artifacts, sha)
+    if len(frame) > REFERENCE_ROWS:
+        frame = frame.sample(n=REFERENCE_ROWS, random_state=0).sort_index()
+    matrix = encode(frame, schema)
+    scores = load_trained_model(artifacts, spec.name, champion).predict_proba(frame)
+    codes = _category_names(frame, schema)
+    ref = {
+        "snapshot": sha,
+        "schema": schema,
+        "frame": _wire_frame(matrix, schema, codes),
+        "scores": np.asarray(scores, dtype=np.float64),
+        "codes": codes,
+        "rows": len(frame),
+    }
+    with _CACHE_LOCK:
+        _CACHE[key] = ref
+        while len(_CACHE) > 4:
+            _CACHE.popitem(last=False)
+    return ref
+
+
+def _category_names(frame: pd.DataFrame, schema: WireSchema) -> dict[str, dict[float, str]]:
+    from lockgate.wire import code24
+
+    names: dict[str, dict[float, str]] = {}
+    for column in schema.columns:
+        if column.kind != "categorical" or column.name not in frame.columns:
+            continue
+        values = frame[column.name].dropna().astype("string").unique()
+        names[column.name] = {float(code24(str(v))): str(v) for v in values}
+    return names
+
+
+def _wire_frame(
+    matrix: np.ndarray, schema: WireSchema, codes: Mapping[str, Mapping[float, str]]
+) -> pd.DataFrame:
+    """Wire matrix -> DataFrame: numeric columns as float64, categorical as names (or codes)."""
+    data: dict[str, Any] = {}
+    for j, column in enumerate(schema.columns):
+        values = matrix[:, j].astype(np.float64)
+        if column.kind == "numeric":
+            data[column.name] = values
+            continue
+        known = codes.get(column.name, {})
+        series = pd.Series(values)
+        missing = series.isna()
+        named = series.map(known)
+        unseen = named.isna() & ~missing
+        if unseen.any():
+            named[unseen] = "<unseen code " + series[unseen].astype("int64").astype(str) + ">"
+        data[column.name] = named.astype(object).where(~missing, None).to_numpy()
+    return pd.DataFrame(data)
+
+
+def _window(spec: ModelPipeline, log_dir: Any, width: int, *, now: float) -> dict[str, Any]:
+    """The most recent live rows of the log: matrix, versions and scores (bounded memory)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from lockgate.gateway import iter_prediction_log
+
+    policy = spec.drift
+    assert policy is not None
+    since = None
+    if policy.window_seconds is not None:
+        since = dt.datetime.fromtimestamp(now - policy.window_seconds, dt.UTC)
+    limit = policy.window_rows
+    chunks: collections.deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = collections.deque()
+    held = requests = skipped_width = 0
+    first_ts = last_ts = None
+    for batch in iter_prediction_log(
+        log_dir,
+        spec.name,
+        since=since,
+        until=dt.datetime.fromtimestamp(now, dt.UTC),
+        columns=["ts", "version", "shadow", "status", "inputs", "outputs"],
+    ):
+        keep = pc.and_(pc.invert(batch.column("shadow")), pc.equal(batch.column("status"), 200))
+        batch = batch.filter(pc.fill_null(keep, False))
+        if batch.num_rows == 0:
+            continue
+        requests += batch.num_rows
+        ts = pc.cast(batch.column("ts"), pa.int64()).to_numpy()
+        first_ts = int(ts.min()) if first_ts is None else min(first_ts, int(ts.min()))
+        last_ts = int(ts.max()) if last_ts is None else max(last_ts, int(ts.max()))
+        inputs = batch.column("inputs")
+        outputs = batch.column("outputs")
+        per_request = pc.fill_null(pc.list_value_length(inputs), 0).to_numpy()
+        out_per_request = pc.fill_null(pc.list_value_length(outputs), 0).to_numpy()
+        aligned = per_request == out_per_request
+        versions = np.repeat(
+            np.asarray(batch.column("version").to_pylist(), dtype=object), per_request
+        )
+        rows = inputs.flatten()
+        row_width = pc.fill_null(pc.list_value_length(rows), 0).to_numpy()
+        ok = row_width == width
+        skipped_width += int((~ok).sum())
+        if not ok.all():
+            rows = rows.filter(pa.array(ok))
+            versions = versions[ok]
+        matrix = rows.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        scores = np.full(len(matrix), np.nan)
+        if aligned.all():
+            out_rows = outputs.flatten()
+            first = pc.list_element(out_rows, 0).to_numpy(zero_copy_only=False)
+            scores = np.asarray(first, dtype=np.float64)[ok] if ok.size == first.size else scores
+        chunks.append((matrix, versions, scores))
+        held += len(matrix)
+        while chunks and held - len(chunks[0][0]) >= limit:
+            held -= len(chunks.popleft()[0])
+    if chunks:
+        matrix = np.concatenate([c[0] for c in chunks])[-limit:]
+        versions = np.concatenate([c[1] for c in chunks])[-limit:]
+        scores = np.concatenate([c[2] for c in chunks])[-limit:]
+    else:
+        matrix = np.empty((0, width), dtype=np.float32)
+        versions = np.empty(0, dtype=object)
+        scores = np.empty(0)
+    return {
+        "matrix": matrix,
+        "versions": versions,
+        "scores": scores,
+        "requests": requests,
+        "skipped_rows": skipped_width,
+        "first_ts": first_ts,
+        "last_ts": last_ts,
+    }
+
+
+def _edges_and_shares(
+    ref: pd.Series, cur: pd.Series, kind: str, bins: int
+) -> tuple[list[str], list[float], list[float]]:
+    if kind == "categorical":
+        r = ref.dropna().astype(str).value_counts(normalize=True)
+        c = cur.dropna().astype(str).value_counts(normalize=True)
+        names = list(r.index[:12]) + [n for n in c.index[:4] if n not in r.index[:12]]
+        return names, [float(r.get(n, 0.0)) for n in names], [float(c.get(n, 0.0)) for n in names]
+    r_values = ref.to_numpy(dtype=np.float64)
+    c_values = cur.to_numpy(dtype=np.float64)
+    r_values = r_values[np.isfinite(r_values)]
+    c_values = c_values[np.isfinite(c_values)]
+    inner = np.unique(np.quantile(r_values, np.linspace(0, 1, bins + 1)[1:-1]))
+    r_counts = np.bincount(np.searchsorted(inner, r_values, side="right"), minlength=inner.size + 1)
+    c_counts = np.bincount(np.searchsorted(inner, c_values, side="right"), minlength=inner.size + 1)
+    bounds = ["-inf", *(f"{e:.4g}" for e in inner), "inf"]
+    names = [f"[{bounds[i]}, {bounds[i + 1]})" for i in range(inner.size + 1)]
+    r_share = r_counts / max(r_values.size, 1)
+    c_share = c_counts / max(c_values.size, 1)
+    return names, [float(x) for x in r_share], [float(x) for x in c_share]
+
+
+def compute_drift_report(
+    spec: ModelPipeline,
+    *,
+    stack: ServingStack,
+    artifacts: ArtifactRegistry,
+    now: float | None = None,
+    store: bool = True,
+) -> dict[str, Any]:
+    """Analyse the current window of the prediction log against the champion's training data.
+
+    Args:
+        spec: the pipeline (needs ``drift``).
+        stack: where the prediction log is (``stack.prediction_log_dir``).
+        artifacts: the registry (champion alias, lock record, snapshot, model; reports go there).
+        now: end of the window, unix seconds (default: the clock).
+        store: write the report and its plots to the registry.
+
+    Returns:
+        The report: ``level`` (see :data:`LEVELS`), ``reason``, ``champion``, ``reference``,
+        ``window``, ``features`` (one :class:`lockgate.drift.FeatureDrift` dict each, worst
+        first), ``critical_features``, ``warn_features``, ``prediction``, ``thresholds``,
+        ``report_id`` and ``uri`` (None when not stored), and ``images`` (plot file names).
+
+    Raises:
+        SpecError: the pipeline has no drift policy, or a watched feature is not in the wire
+            schema.
+    """
+    from lockgate import plots
+    from lockgate.drift import feature_drift, frame_drift, severity
+    from lockgate.hashing import canonical_json, sha256_bytes
+
+    policy = spec.drift
+    if policy is None:
+        raise SpecError(
+            f"pipeline {spec.name!r} has no drift policy; add drift=DriftPolicy() to its spec"
+        )
+    now = time.time() if now is None else now
+    champion = artifacts.alias(spec.name, "champion")
+    base: dict[str, Any] = {
+        "pipeline": spec.name,
+        "champion": champion,
+        "generated_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(),
+        "policy": policy.model_dump(mode="json"),
+        "report_id": None,
+        "uri": None,
+        "images": [],
+    }
+    if champion is None:
+        return {**base, "level": "no_champion", "reason": f"{spec.name} has no champion yet"}
+    ref = _reference(spec, artifacts, champion)
+    schema: WireSchema = ref["schema"]
+    watched = list(policy.features) or list(schema.names)
+    unknown = [f for f in watched if f not in schema.names]
+    if unknown:
+        raise SpecError(
+            f"drift features {unknown} of {spec.name!r} are not in the wire schema "
+            f"{list(schema.names)}; fix DriftPolicy.features"
+        )
+    window = _window(spec, stack.prediction_log_dir, schema.width, now=now)
+    n = len(window["matrix"])
+    first = window["first_ts"]
+    base["reference"] = {"snapshot_sha256": ref["snapshot"], "rows": ref["rows"]}
+    base["window"] = {
+        "rows": n,
+        "requests": window["requests"],
+        "skipped_rows_wrong_width": window["skipped_rows"],
+        "first": None
+        if first is None
+        else dt.datetime.fromtimestamp(first / 1e6, dt.UTC).isoformat(),
+        "last": None
+        if window["last_ts"] is None
+        else dt.datetime.fromtimestamp(window["last_ts"] / 1e6, dt.UTC).isoformat(),
+        "versions": {
+            str(v): int(c)
+            for v, c in zip(*np.unique(window["versions"], return_counts=True), strict=True)
+        }
+        if n
+        else {},
+    }
+    thresholds = policy.thresholds()
+    base["thresholds"] = {
+        "psi": list(policy.psi),
+        "ks": list(policy.ks),
+        "jsd": list(policy.jsd),
+        "prediction_psi": None if policy.prediction_psi is None else list(policy.prediction_psi),
+    }
+    if n < policy.min_rows:
+        return {
+            **base,
+            "level": "insufficient",
+            "reason": f"{n} live rows in the window, fewer than min_rows={policy.min_rows}: "
+            "nothing is judged yet",
+            "features": [],
+            "critical_features": [],
+            "warn_features": [],
+            "prediction": None,
+        }
+    current = _wire_frame(window["matrix"], schema, ref["codes"])
+    results = frame_drift(
+        ref["frame"],
+        current,
+        features=watched,
+        bins=policy.bins,
+        thresholds=thresholds,
+        ks_pvalue_method="limit",
+    )
+    order = {"critical": 2, "warn": 1, "ok": 0}
+    results.sort(key=lambda r: (-order[r.severity], -(r.psi if np.isfinite(r.psi) else 0.0)))
+    critical = [r.feature for r in results if r.severity == "critical"]
+    warn = [r.feature for r in results if r.severity == "warn"]
+
+    prediction: dict[str, Any] | None = None
+    served = window["scores"][(window["versions"] == champion) & np.isfinite(window["scores"])]
+    if served.size >= policy.min_rows:
+        pred = feature_drift(
+            ref["scores"],
+            served,
+            feature="prediction",
+            bins=policy.bins,
+            thresholds=thresholds,
+            ks_pvalue_method="limit",
+        ).to_dict()
+        levels = policy.prediction_psi
+        pred["severity"] = (
+            "ok" if levels is None else severity(pred["psi"], warn=levels[0], critical=levels[1])
+        )
+        pred["mean_reference"] = float(ref["scores"].mean())
+        pred["mean_current"] = float(served.mean())
+        prediction = pred
+    else:
+        prediction = {
+            "severity": "ok",
+            "reason": f"{served.size} champion scores in the window (< min_rows): not judged",
+        }
+
+    reasons = []
+    if len(critical) >= policy.min_critical_features:
+        reasons.append(f"critical drift on {', '.join(critical)}")
+    if prediction.get("severity") == "critical":
+        reasons.append(f"prediction PSI {prediction['psi']:.3f} >= {policy.prediction_psi[1]}")  # type: ignore[index]
+    if reasons:
+        level, reason = "critical", "; ".join(reasons)
+    elif critical or warn or prediction.get("severity") == "warn":
+        level = "warn"
+        reason = "warn level on " + ", ".join(
+            [*critical, *warn, *(["prediction"] if prediction.get("severity") == "warn" else [])]
+        )
+        if critical:
+            reason += f" (critical on {len(critical)} < min_critical_features)"
+    else:
+        level, reason = "ok", f"no drift above the warn levels on {len(results)} features"
+    report = {
+        **base,
+        "level": level,
+        "reason": reason,
+        "features": [r.to_dict() for r in results],
+        "critical_features": critical,
+        "warn_features": warn,
+        "prediction": prediction,
+    }
+    if not store:
+        return report
+    images: dict[str, bytes] = {}
+    for r in results[:_PLOTS]:
+        labels, r_share, c_share = _edges_and_shares(
+            ref["frame"][r.feature], current[r.feature], r.kind, policy.bins
+        )
+        subtitle = f"{r.severity}: PSI {r.psi:.3f}  JSD {r.jsd:.3f}" + (
+            f"  KS {r.ks:.3f}" if r.ks is not None else ""
+        )
+        images[f"{r.feature}.png"] = plots.drift_histogram_plot(
+            r.feature, labels, r_share, c_share, subtitle=subtitle
+        )
+    skip = ("report_id", "uri", "images", "generated_at")
+    identity = {k: v for k, v in report.items() if k not in skip}
+    report_id = sha256_bytes(canonical_json(identity))[:16]
+    prefix = f"drift/{spec.name}/{report_id}"
+    report["report_id"] = report_id
+    report["uri"] = artifacts.uri(f"{prefix}/drift.json")
+    report["images"] = sorted(images)
+    if not artifacts.exists(f"{prefix}/drift.json"):  # the same window analysed again
+        artifacts.write_files_once(prefix, {"drift.json": canonical_json(report), **images})
+    return report
+
+
+def drift_metadata(report: Mapping[str, Any], artifacts: ArtifactRegistry) -> dict[str, Any]:
+    """Dagster metadata for a drift report: level, table, evidence links and the plots."""
+    import dagster as dg
+
+    meta: dict[str, Any] = {
+        "level": report["level"],
+        "reason": report["reason"],
+        "champion": str(report.get("champion")),
+    }
+    window = report.get("window") or {}
+    meta["window_rows"] = int(window.get("rows", 0))
+    if report.get("uri"):
+        meta["report"] = dg.MetadataValue.path(str(report["uri"]))
+    if report.get("reference"):
+        meta["reference_snapshot"] = str(report["reference"]["snapshot_sha256"])
+    features = report.get("features") or []
+    if features:
+
+        def fmt(value: Any) -> str:
+            return "" if value is None else f"{value:.4f}"
+
+        lines = [
+            "| feature | kind | severity | PSI | KS | JSD | Wasserstein | missing ref / cur |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for f in features:
+            lines.append(
+                f"| {f['feature']} | {f['kind']} | **{f['severity']}** | {fmt(f['psi'])} | "
+                f"{fmt(f['ks'])} | {fmt(f['jsd'])} | {fmt(f['wasserstein'])} | "
+                f"{f['missing_ref']:.3f} / {f['missing_cur']:.3f} |"
+            )
+        meta["features"] = dg.MetadataValue.md("\n".join(lines))
+        meta["critical_features"] = ", ".join(report["critical_features"]) or "none"
+    prediction = report.get("prediction") or {}
+    if "psi" in prediction:
+        meta["prediction_psi"] = float(prediction["psi"])
+        meta["prediction_mean"] = (
+            f"{prediction['mean_reference']:.4f} -> {prediction['mean_current']:.4f}"
+        )
+    if report.get("report_id"):
+        prefix = f"drift/{report['pipeline']}/{report['report_id']}"
+        for name in report.get("images", []):
+            png = artifacts.read_bytes(f"{prefix}/{name}")
+            encoded = base64.b64encode(png).decode("ascii")
+            meta[f"plot_{name.removesuffix('.png')}"] = dg.MetadataValue.md(
+                f"![{name}](data:image/png;base64,{encoded})"
+            )
+    return meta

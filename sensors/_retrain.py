@@ -1,0 +1,67 @@
+"""What every retrain-trigger sensor shares: the in-flight check and an idempotent request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from lockgate.resources.audit import AuditTrail
+from lockgate.spec import ModelPipeline
+
+__all__ = ["inflight_retrain", "request_retrain"]
+
+_ACTIVE = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+)
+
+
+def inflight_retrain(instance: dg.DagsterInstance | None, spec: ModelPipeline) -> str | None:
+    """The id of a queued or running train run of ``spec``, or None."""
+    if instance is None:
+        return None
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=spec.train_job_name, statuses=list(_ACTIVE)), limit=1
+    )
+    return runs[0].run_id if runs else None
+
+
+def request_retrain(
+    spec: ModelPipeline,
+    *,
+    audit: AuditTrail,
+    trigger: str,
+    run_key: str,
+    reason: str,
+    evidence: Mapping[str, Any],
+    actor: str,
+    tags: Mapping[str, str] | None = None,
+) -> dg.RunRequest:
+    """A run request of the pipeline's train job, with its audit entry written exactly once.
+
+    A tick that is retried (the daemon died before saving the cursor) asks for the same
+    ``run_key``: the daemon launches it once, and the audit entry is not written twice.
+    """
+    entries = audit.log().entries(pipeline=spec.name, kind="retrain_requested")
+    already = any(e["payload"].get("run_key") == run_key for e in entries)
+    if not already:
+        audit.record(
+            "retrain_requested",
+            pipeline=spec.name,
+            actor=actor,
+            payload={"trigger": trigger, "run_key": run_key, "reason": reason, **evidence},
+        )
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=spec.train_job_name,
+        tags={
+            "lockgate/pipeline": spec.name,
+            "lockgate/trigger": trigger,
+            "lockgate/reason": reason[:1000],
+            **dict(tags or {}),
+        },
+    )

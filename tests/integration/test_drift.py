@@ -1,0 +1,259 @@
+"""Drift report and drift sensor over the real gateway's prediction log, real tritonserver behind.
+
+Traffic is sent through the gateway with ``tritonclient``; the drift report reads what the
+gateway logged. The sensor ticks run the production tick function with a real Dagster instance.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from lockgate.build import snapshot_parquet_bytes, train_version
+from lockgate.hashing import frame_sha256
+from lockgate.monitoring import compute_drift_report
+from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.resources.audit import AuditTrail
+from lockgate.resources.serving import LocalServingStack
+from lockgate.sensors.canary import run_canary_tick
+from lockgate.sensors.drift import make_drift_sensor, run_drift_tick
+from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
+from lockgate.traffic import TrafficGenerator
+from lockgate.trainers import LightGBMTrainer
+from lockgate.triggers import DriftPolicy
+from lockgate.wire import encode, wire_schema_for_version
+
+from .test_gate import GATE
+
+PIPELINE = "driftlet"
+FEATURES = ["amount", "age", "device"]
+
+
+def _frame(n: int, seed: int, *, age_shift: float = 0.0, web_share: float = 1 / 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    amount = rng.lognormal(3, 1, n)
+    age = np.clip(rng.normal(45 - age_shift, 12, n), 18, 95)
+    rest = (1 - web_share) / 2
+    device = rng.choice(["ios", "web", "pos"], n, p=[rest, web_share, rest])
+    logit = -4 + 0.02 * amount + (age < 25) * 1.0 + (device == "web")
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"t{seed}-{i}" for i in range(n)],
+            "event_timestamp": pd.date_range("2024-01-01", periods=n, freq="min", tz="UTC"),
+            "amount": amount,
+            "age": age,
+            "device": device,
+            "is_fraud": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64"),
+        }
+    )
+
+
+def _store_champion(registry: LocalArtifactRegistry, frame: pd.DataFrame) -> str:
+    sort_by = ["event_timestamp", "transaction_id"]
+    sha = frame_sha256(frame, sort_by=sort_by)
+    registry.put_snapshot(
+        sha,
+        snapshot_parquet_bytes(frame),
+        {
+            "rows": len(frame),
+            "sort_by": sort_by,
+            "features": FEATURES,
+            "schema": {c: str(t) for c, t in frame.dtypes.items()},
+        },
+    )
+    lock, files, _ = train_version(
+        pipeline=PIPELINE,
+        snapshot={"frame_sha256": sha},
+        frame=frame,
+        trainer_config=LightGBMTrainer(seed=1, num_boost_round=30).config(),
+        features=FEATURES,
+        label="is_fraud",
+        timestamp_column="event_timestamp",
+        holdout_fraction=0.2,
+    )
+    version = str(lock["version"])
+    registry.put_model_version(PIPELINE, version, files, lock)
+    registry.move_alias(PIPELINE, "champion", version, actor="test", reason="first model")
+    return version
+
+
+POLICY = DriftPolicy(
+    window_rows=600,
+    min_rows=300,
+    consecutive=2,
+    cooldown_seconds=3600,
+    window_seconds=None,
+    interval_seconds=1,
+)
+
+
+def _spec(policy: DriftPolicy = POLICY) -> ModelPipeline:
+    return ModelPipeline(
+        name=PIPELINE,
+        feature_service="fraud_v1",
+        label="is_fraud",
+        labels=LabelSource(entity_columns=("transaction_id",)),
+        trainer=LightGBMTrainer(seed=1),
+        gate=GATE,
+        serving=TritonTarget(device="cpu"),
+        drift=policy,
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("drift")
+    registry = LocalArtifactRegistry(root=str(root / "artifacts"))
+    champion = _store_champion(registry, _frame(6000, seed=1))
+    stack = LocalServingStack(root=str(root / "serving"), durability="flush")
+    audit = AuditTrail(path=str(root / "audit.jsonl"))
+    spec = _spec()
+    outcome = run_canary_tick(spec, stack=stack, artifacts=registry, audit=audit, actor="test")
+    assert outcome.action == "restored", outcome  # champion loaded and routed
+    schema = wire_schema_for_version(registry, PIPELINE, champion)
+    try:
+        yield {
+            "registry": registry,
+            "stack": stack,
+            "audit": audit,
+            "champion": champion,
+            "schema": schema,
+        }
+    finally:
+        stack.stop()
+
+
+def _send(world: dict, frame: pd.DataFrame, rows: int) -> None:
+    matrix = encode(frame, world["schema"])
+    gen = TrafficGenerator(
+        world["stack"].gateway().url, PIPELINE, matrix, batch=20, threads=2, max_requests=rows // 20
+    )
+    with gen:
+        while gen.report.answered + gen.report.errors < rows // 20:
+            import time
+
+            time.sleep(0.05)
+    assert gen.report.errors == 0, gen.report.error_messages
+
+
+def _tick(world: dict, cursor: dict, instance: dg.DagsterInstance, spec: ModelPipeline):
+    return run_drift_tick(
+        spec,
+        stack=world["stack"],
+        artifacts=world["registry"],
+        audit=world["audit"],
+        cursor=cursor,
+        instance=instance,
+        actor="test",
+    )
+
+
+def test_drift_report_separates_same_and_shifted_traffic(world: dict) -> None:
+    spec = _spec()
+    _send(world, _frame(2000, seed=2), 600)
+    same = compute_drift_report(spec, stack=world["stack"], artifacts=world["registry"])
+    assert same["level"] == "ok", same["reason"]
+    assert same["window"]["rows"] == 600
+    assert same["window"]["versions"] == {world["champion"]: 600}
+    assert {f["feature"] for f in same["features"]} == set(FEATURES)
+    assert same["prediction"]["severity"] == "ok"
+
+    _send(world, _frame(2000, seed=3, age_shift=20.0, web_share=0.8), 600)
+    shifted = compute_drift_report(spec, stack=world["stack"], artifacts=world["registry"])
+    assert shifted["level"] == "critical", shifted["reason"]
+    assert set(shifted["critical_features"]) == {"age", "device"}
+    age = next(f for f in shifted["features"] if f["feature"] == "age")
+    assert age["psi"] > 0.2
+    assert age["ks"] > 0.1
+    amount = next(f for f in shifted["features"] if f["feature"] == "amount")
+    assert amount["severity"] == "ok"
+    # worst first, plots of the worst features stored beside the report
+    assert shifted["features"][0]["severity"] == "critical"
+    stored = world["registry"].read_json(f"drift/{PIPELINE}/{shifted['report_id']}/drift.json")
+    assert stored["critical_features"] == shifted["critical_features"]
+    assert "age.png" in shifted["images"]
+    png = world["registry"].read_bytes(f"drift/{PIPELINE}/{shifted['report_id']}/age.png")
+    assert png.startswith(b"\x89PNG")
+
+
+def test_too_few_rows_is_insufficient_not_ok(world: dict) -> None:
+    # the whole log is looked at: everything sent so far counts, so ask for more than that
+    spec = _spec(POLICY.model_copy(update={"min_rows": 10**6, "window_rows": 10**6}))
+    report = compute_drift_report(spec, stack=world["stack"], artifacts=world["registry"])
+    assert report["level"] == "insufficient"
+    assert "fewer than min_rows=1000000" in report["reason"]
+
+
+def test_sensor_fires_once_on_sustained_drift_and_respects_cooldown(world: dict) -> None:
+    spec = _spec()
+    with dg.instance_for_test() as instance:
+        # the log now ends with shifted traffic (previous test): two critical windows needed
+        _send(world, _frame(2000, seed=4, age_shift=20.0, web_share=0.8), 600)
+        first = _tick(world, {}, instance, spec)
+        assert first.run_request is None
+        assert "critical 1 of 2" in first.reason
+        unchanged = _tick(world, first.cursor, instance, spec)
+        assert unchanged.report is None
+        assert "no request logged" in unchanged.reason
+
+        _send(world, _frame(2000, seed=5, age_shift=20.0, web_share=0.8), 600)
+        second = _tick(world, first.cursor, instance, spec)
+        assert second.run_request is not None, second.reason
+        request = second.run_request
+        assert request.run_key == f"drift:{second.report['report_id']}"
+        assert request.job_name == spec.train_job_name
+        assert request.tags["lockgate/trigger"] == "drift"
+        assert set(request.tags["lockgate/drift_features"].split(",")) == {"age", "device"}
+        entries = world["audit"].log().entries(pipeline=PIPELINE, kind="retrain_requested")
+        assert [e["payload"]["run_key"] for e in entries] == [request.run_key]
+        assert entries[0]["payload"]["drift_report"] == second.report["uri"]
+
+        # a retried tick (cursor not saved) asks for the same run key, audited once
+        again = _tick(world, first.cursor, instance, spec)
+        assert again.run_request is not None
+        assert again.run_request.run_key == request.run_key
+        assert len(world["audit"].log().entries(pipeline=PIPELINE, kind="retrain_requested")) == 1
+
+        # flapping: ok and critical windows alternate; the cooldown allows no second retrain
+        cursor = second.cursor
+        fired = 0
+        for i, shift in enumerate((0.0, 20.0, 0.0, 20.0, 20.0)):
+            web = 0.8 if shift else 1 / 3
+            _send(world, _frame(2000, seed=10 + i, age_shift=shift, web_share=web), 600)
+            tick = _tick(world, cursor, instance, spec)
+            cursor = tick.cursor
+            fired += tick.run_request is not None
+            if shift and tick.report is not None and tick.report["level"] == "critical":
+                assert tick.run_request is None, tick.reason
+        assert fired == 0
+        assert "cooldown" in tick.reason
+        assert cursor["trigger"]["fired"] == 1
+
+
+def test_sensor_definition_reports_the_window_as_a_materialization(world: dict) -> None:
+    spec = _spec()
+    sensor = make_drift_sensor(spec)
+    assert sensor.name == "driftlet_on_drift"
+    assert sensor.job_name == spec.train_job_name
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(
+            instance=instance,
+            resources={
+                "serving_stack": world["stack"],
+                "artifacts": world["registry"],
+                "audit": world["audit"],
+            },
+        )
+        result = sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        (event,) = result.asset_events
+        assert event.asset_key == dg.AssetKey([PIPELINE, "drift_report"])
+        assert event.metadata["level"].value in ("ok", "warn", "critical")
+        assert "features" in event.metadata
+        cursor = json.loads(result.cursor)
+        assert cursor["champion"] == world["champion"]
+        assert cursor["trigger"]["last_level"] == event.metadata["level"].value
