@@ -240,6 +240,14 @@ def test_counts_widen_before_int32_overflow(monkeypatch: pytest.MonkeyPatch) -> 
     _assert_equal(acc, acc.result(), frame_drift(ref, cur, features=["cont", "ties"]))
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 7, 64])
+def test_result_scans_in_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    ref, cur = _numeric_frames(900, 1500, seed=17)
+    monkeypatch.setattr(drift, "_SCAN_CHUNK", chunk)
+    acc = _stream(ref, cur, np.random.default_rng(3), 3)
+    _assert_equal(acc, acc.result(), frame_drift(ref, cur))
+
+
 def test_memory_does_not_grow_with_rows_streamed() -> None:
     rng = np.random.default_rng(15)
     ref = pd.DataFrame({c: rng.normal(size=20_000) for c in "abc"})
