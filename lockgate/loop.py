@@ -86,7 +86,11 @@ class LoopSettings(BaseModel):
             interval_seconds=1,
         )
     )
-    feedback: FeedbackPolicy | None = None
+    feedback: FeedbackPolicy | None = Field(
+        default_factory=lambda: FeedbackPolicy(
+            window=5000, min_labels=200, cooldown_seconds=600, interval_seconds=1
+        )
+    )
     gate_absolute: dict[str, float] | None = None
 
 
@@ -260,7 +264,8 @@ def _traffic_frame(env: Environment, spec: Any, days: int) -> Any:
     ts = labels[spec.labels.timestamp_column]
     recent = labels[ts >= ts.max().normalize() - pd.Timedelta(days=days - 1)]
     feast = env.resources()["feast"]
-    entity = recent[[*spec.labels.entity_columns, spec.labels.timestamp_column]]
+    keep = [*spec.labels.entity_columns, spec.labels.timestamp_column, spec.label]
+    entity = recent[[*keep, "label_timestamp"]]
     entity = entity.rename(columns={spec.labels.timestamp_column: "event_timestamp"})
     frame = feast.historical_features(feature_service=spec.feature_service, entity_df=entity)
     # clients of every hour of those days, interleaved (replayed in order, a window of a few
@@ -278,7 +283,7 @@ def _traffic(env: Environment, spec: Any, frame: Any) -> Iterator[Any]:
     schema = wire_schema_for_version(resources["artifacts"], spec.name, champion)
     matrix = encode(frame, schema)
     url = resources["serving_stack"].gateway().url
-    with TrafficGenerator(url, spec.name, matrix, threads=2) as traffic:
+    with TrafficGenerator(url, spec.name, matrix, threads=2, keep_trace_ids=True) as traffic:
         yield traffic
 
 
@@ -312,6 +317,36 @@ def _describe(entry: dict[str, Any]) -> str | None:
     if kind == "rollback":
         return f"rolled back {p.get('challenger')}: {p.get('reason')}"
     return None
+
+
+def _feedback(
+    env: Environment, spec: Any, frame: Any, report: Any, mark: Callable[[str], None]
+) -> dict[str, Any]:
+    """The delayed labels of the served requests come back: join them and measure each version."""
+    from lockgate.assets.feedback import compute_live_performance
+    from lockgate.feedback import labels_for, write_feedback
+
+    policy = spec.feedback
+    labels = labels_for(report.trace_rows, frame[spec.label], frame["label_timestamp"])
+    write_feedback(env.data_dir / policy.dataset, labels)
+    resources = env.resources()
+    doc = compute_live_performance(
+        spec, stack=resources["serving_stack"], artifacts=resources["artifacts"],
+        data_dir=env.data_dir,
+    )  # fmt: skip
+    versions = {
+        v: {"n": b.get("n"), policy.metric: (b.get("metrics") or {}).get(policy.metric)}
+        for v, b in (doc["performance"].get("versions") or {}).items()
+    }
+    shown = ", ".join(
+        f"{v} {policy.metric} {m[policy.metric]:.3f} on {m['n']} labels"
+        for v, m in versions.items()
+        if m[policy.metric] is not None
+    )
+    mark(f"label feedback: {len(labels)} delayed labels joined to the log by trace id; "
+         f"live {shown or 'not enough labels yet'}; concept drift {doc['level']}")  # fmt: skip
+    return {"labels": len(labels), "level": doc["level"], "reason": doc["reason"],
+            "versions": versions, "report": doc["report_uri"]}  # fmt: skip
 
 
 def run_closed_loop(
@@ -433,6 +468,9 @@ def run_closed_loop(
                     break
                 time.sleep(0.5)
             report = traffic.report
+    feedback = None
+    if settings.feedback is not None and outcome is not None:
+        feedback = _feedback(env, spec, frame, report, mark)
     if outcome is None:
         lines = "\n".join(f"  {t:6.1f} s  {w}" for t, w in timeline)
         raise LockgateError(
@@ -450,4 +488,5 @@ def run_closed_loop(
         "requests": report.answered,
         "errors": report.errors,
         "by_version": dict(report.by_version),
+        "feedback": feedback,
     }

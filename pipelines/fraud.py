@@ -13,6 +13,7 @@ from lockgate import (
     DataValidation,
     DriftPolicy,
     EdgeCase,
+    FeedbackPolicy,
     Gate,
     GoldSet,
     LabelSource,
@@ -28,6 +29,7 @@ __all__ = [
     "FRAUD_CANARY",
     "FRAUD_DRIFT",
     "FRAUD_EDGE_CASES",
+    "FRAUD_FEEDBACK",
     "FRAUD_GATE",
     "FRAUD_LABELS",
     "FRAUD_SERVING",
@@ -156,6 +158,11 @@ FRAUD_DRIFT = DriftPolicy(
     interval_seconds=300,
 )
 
+# delayed labels, joined by trace id: retrain when live ROC AUC stays 0.05 below the gold estimate
+FRAUD_FEEDBACK = FeedbackPolicy(
+    dataset="feedback", metric="roc_auc", window=5000, min_labels=500, max_drop=0.05
+)
+
 fraud_lgbm = ModelPipeline(
     name="fraud_lgbm",
     description="Card-fraud classifier, gradient-boosted trees.",
@@ -169,6 +176,7 @@ fraud_lgbm = ModelPipeline(
     serving=FRAUD_SERVING,
     canary=FRAUD_CANARY,
     drift=FRAUD_DRIFT,
+    feedback=FRAUD_FEEDBACK,
 )
 
 fraud_torch = ModelPipeline(
@@ -184,6 +192,7 @@ fraud_torch = ModelPipeline(
     serving=FRAUD_SERVING,
     canary=FRAUD_CANARY,
     drift=FRAUD_DRIFT,
+    feedback=FRAUD_FEEDBACK,
 )
 
 PIPELINES = (fraud_lgbm, fraud_torch)

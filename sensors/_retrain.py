@@ -10,7 +10,7 @@ import dagster as dg
 from lockgate.resources.audit import AuditTrail
 from lockgate.spec import ModelPipeline
 
-__all__ = ["inflight_retrain", "request_retrain"]
+__all__ = ["audit_retrain_once", "inflight_retrain", "request_retrain", "sensor_instance"]
 
 _ACTIVE = (
     dg.DagsterRunStatus.QUEUED,
@@ -30,6 +30,40 @@ def inflight_retrain(instance: dg.DagsterInstance | None, spec: ModelPipeline) -
     return runs[0].run_id if runs else None
 
 
+def sensor_instance(context: dg.SensorEvaluationContext) -> dg.DagsterInstance | None:
+    """The context's instance, or None for a test context built without one."""
+    try:
+        return context.instance
+    except dg.DagsterInvariantViolationError:
+        return None
+
+
+def audit_retrain_once(
+    audit: AuditTrail,
+    spec: ModelPipeline,
+    *,
+    run_key: str,
+    actor: str,
+    payload: Mapping[str, Any],
+) -> bool:
+    """Write the ``retrain_requested`` entry of ``run_key`` unless it is there already.
+
+    A tick that is retried (the daemon died before saving the cursor) asks for the same run
+    key; the daemon launches it once and the audit log records it once. Returns whether an
+    entry was written.
+    """
+    entries = audit.log().entries(pipeline=spec.name, kind="retrain_requested")
+    if any(e["payload"].get("run_key") == run_key for e in entries):
+        return False
+    audit.record(
+        "retrain_requested",
+        pipeline=spec.name,
+        actor=actor,
+        payload={**payload, "run_key": run_key},
+    )
+    return True
+
+
 def request_retrain(
     spec: ModelPipeline,
     *,
@@ -41,20 +75,14 @@ def request_retrain(
     actor: str,
     tags: Mapping[str, str] | None = None,
 ) -> dg.RunRequest:
-    """A run request of the pipeline's train job, with its audit entry written exactly once.
-
-    A tick that is retried (the daemon died before saving the cursor) asks for the same
-    ``run_key``: the daemon launches it once, and the audit entry is not written twice.
-    """
-    entries = audit.log().entries(pipeline=spec.name, kind="retrain_requested")
-    already = any(e["payload"].get("run_key") == run_key for e in entries)
-    if not already:
-        audit.record(
-            "retrain_requested",
-            pipeline=spec.name,
-            actor=actor,
-            payload={"trigger": trigger, "run_key": run_key, "reason": reason, **evidence},
-        )
+    """A run request of the pipeline's train job, with its audit entry written exactly once."""
+    audit_retrain_once(
+        audit,
+        spec,
+        run_key=run_key,
+        actor=actor,
+        payload={"trigger": trigger, "reason": reason, **evidence},
+    )
     return dg.RunRequest(
         run_key=run_key,
         job_name=spec.train_job_name,

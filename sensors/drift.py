@@ -26,7 +26,7 @@ import dagster as dg
 from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import ServingStack
-from lockgate.sensors._retrain import inflight_retrain, request_retrain
+from lockgate.sensors._retrain import inflight_retrain, request_retrain, sensor_instance
 from lockgate.spec import ModelPipeline
 
 __all__ = ["DriftTick", "make_drift_sensor", "run_drift_tick"]
@@ -158,7 +158,7 @@ def make_drift_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
             artifacts=artifacts,
             audit=audit,
             cursor=cursor,
-            instance=context.instance,
+            instance=sensor_instance(context),
             actor=f"sensor {spec.drift_sensor_name}",
         )
         context.log.info(f"{spec.name}: {tick.reason}")

@@ -32,6 +32,7 @@ from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
 from lockgate.resources.serving import ServingStack
+from lockgate.sensors._retrain import audit_retrain_once, inflight_retrain, sensor_instance
 from lockgate.spec import ModelPipeline
 
 __all__ = ["FeedbackTick", "make_feedback_sensor", "run_feedback_tick"]
@@ -133,7 +134,7 @@ def run_feedback_tick(
             f"canary of {canary.get('challenger')} against champion {champion} is running "
             f"(state in {stack.state_dir}): traffic is split, judged once it ends",
         )
-    running = _inflight_train_run(instance, spec)
+    running = inflight_retrain(instance, spec)
     if running is not None:
         return FeedbackTick(
             "skip",
@@ -177,47 +178,23 @@ def run_feedback_tick(
         "lockgate/evidence": document["report_uri"],
         "lockgate/reason": document["reason"][:1000],
     }
-    entries = audit.log().entries(pipeline=spec.name, kind="retrain_requested")
-    if not any(e["payload"].get("run_key") == run_key for e in entries):  # a retried tick
-        audit.record(
-            "retrain_requested",
-            pipeline=spec.name,
-            actor=actor,
-            payload={
-                "trigger": TRIGGER,
-                "champion": champion,
-                "level": document["level"],
-                "reason": document["reason"],
-                "decision": decision.reason,
-                "evidence": document["evidence"],
-                "report": document["report_key"],
-                "run_key": run_key,
-                "job": spec.train_job_name,
-            },
-        )
-    return FeedbackTick("fire", reason, new_cursor, document, run_key, tags)
-
-
-def _instance(context: dg.SensorEvaluationContext) -> dg.DagsterInstance | None:
-    try:
-        return context.instance
-    except dg.DagsterInvariantViolationError:  # a test context built without an instance
-        return None
-
-
-def _inflight_train_run(instance: dg.DagsterInstance | None, spec: ModelPipeline) -> str | None:
-    if instance is None:
-        return None
-    active = [
-        dg.DagsterRunStatus.QUEUED,
-        dg.DagsterRunStatus.NOT_STARTED,
-        dg.DagsterRunStatus.STARTING,
-        dg.DagsterRunStatus.STARTED,
-    ]
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(job_name=spec.train_job_name, statuses=active), limit=1
+    audit_retrain_once(
+        audit,
+        spec,
+        run_key=run_key,
+        actor=actor,
+        payload={
+            "trigger": TRIGGER,
+            "champion": champion,
+            "level": document["level"],
+            "reason": document["reason"],
+            "decision": decision.reason,
+            "evidence": document["evidence"],
+            "report": document["report_key"],
+            "job": spec.train_job_name,
+        },
     )
-    return runs[0].run_id if runs else None
+    return FeedbackTick("fire", reason, new_cursor, document, run_key, tags)
 
 
 def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
@@ -261,7 +238,7 @@ def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
             data_dir=feast.data_dir,
             cursor=context.cursor,
             actor=f"sensor {spec.feedback_sensor_name}",
-            instance=_instance(context),
+            instance=sensor_instance(context),
         )
         context.log.info(f"{spec.name}: {tick.action}: {tick.reason}")
         if tick.document is None:
