@@ -702,7 +702,7 @@ class DriftAccumulator:
             raise SpecError(
                 f"ks_pvalue_method={ks_pvalue_method!r}: must be 'asymp' or 'limit'; pass one."
             )
-        names = [str(c) for c in reference.columns] if features is None else list(features)
+        names = list(reference.columns) if features is None else list(features)
         if len(set(names)) != len(names):
             raise SpecError(f"features={names}: names repeat; list each feature once.")
         given = dict(kinds or {})
@@ -913,7 +913,7 @@ class DriftAccumulator:
                     state.total_ref,
                     state.cur_counts,
                     self._rows,
-                    feature=name,
+                    feature=str(name),
                     eps=self._eps,
                     th=self._thresholds,
                 )
@@ -962,7 +962,7 @@ class DriftAccumulator:
             )
         )
         return FeatureDrift(
-            feature=name,
+            feature=str(name),
             kind="numeric",
             psi=psi,
             jsd=jsd,
@@ -1068,7 +1068,7 @@ def _numeric_values(values: Any, name: str, side: str) -> FloatArray:
                 f"feature {name!r} ({side}) is numeric but holds {inferred} values; cast it "
                 f"to a float dtype or declare the feature categorical in kinds."
             )
-        return np.array([np.nan if v is None else v for v in arr], dtype=np.float64)
+        return np.array([np.nan if v is None or v is pd.NA else v for v in arr], dtype=np.float64)
     if kind not in "iuf":
         raise SchemaError(
             f"feature {name!r} ({side}) is numeric but has dtype {arr.dtype}; cast it to a "

@@ -220,6 +220,17 @@ def test_nullable_and_object_numeric_columns() -> None:
     _assert_equal(acc, acc.result(), frame_drift(ref, cur))
 
 
+def test_non_string_column_names_and_pd_na() -> None:
+    ref = pd.DataFrame({0: [1.0, 2.0, 3.0, 4.0], 1: [0.5, 0.5, 1.5, 2.5]})
+    cur = pd.DataFrame({0: [1.5, np.nan, 2.5], 1: [0.5, 3.0, 1.0]})
+    acc = DriftAccumulator(ref)
+    acc.update({0: np.array([1.5, pd.NA], dtype=object), 1: [0.5, 3.0]})
+    acc.update(cur.iloc[2:])
+    got = acc.result()
+    assert [r.feature for r in got] == ["0", "1"]
+    _assert_equal(acc, got, frame_drift(ref, cur))
+
+
 def test_kinds_override_inference() -> None:
     rng = np.random.default_rng(13)
     ref = pd.DataFrame({"code": rng.integers(0, 5, size=1000)})
