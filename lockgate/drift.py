@@ -869,11 +869,12 @@ class DriftAccumulator:
             list(pool.map(fn, names))
 
     def _state(self, feature: str) -> _NumericState | _CategoricalState:
-        if feature not in self._states:
-            raise SchemaError(
-                f"feature {feature!r} is not followed ({self._names}); pass one of them."
-            )
-        return self._states[feature]
+        if feature in self._states:
+            return self._states[feature]
+        for name in self._names:  # as named in results: str() of a non-string column name
+            if str(name) == feature:
+                return self._states[name]
+        raise SchemaError(f"feature {feature!r} is not followed ({self._names}); pass one of them.")
 
     def _require_current(self, feature: str, n_cur: int) -> None:
         if self._rows == 0:
