@@ -43,7 +43,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,14 +73,14 @@ __all__ = [
 FINGERPRINT_VERSION = 1
 """Format version of :func:`fingerprint`'s dict; another version compares as a full change."""
 
-DETAIL_FILES = 1000
+DETAIL_FILES = 500
 """At most this many files of a fingerprint are listed one by one (so a diff can name them);
 sources beyond the budget keep counts and digests only (per folder when they have several)."""
 
 FOLDER_DETAIL = 1000
 """A source with more folders than this keeps one digest for all of them."""
 
-_DIGEST_HEX = 32  # 128 bits per digest keeps the cursor small
+_DIGEST_HEX = 16  # 64 bits per view/source digest keeps the cursor small
 _REGISTRY_READS = 3  # Feast truncates and rewrites registry.db in place: retry a torn read
 _NAMES_SHOWN = 3
 _SERIALIZED_FILE = re.compile(r"AddSerializedFile\((b'(?:[^'\\]|\\.)*')\)")
@@ -314,58 +314,72 @@ def _walk(
     root: str, rel: str, suffix: str, out: dict[str, list[tuple[str, int, int, int]]]
 ) -> None:
     files: list[tuple[str, int, int, int]] = []
-    subfolders: list[tuple[str, str]] = []
-    with os.scandir(root) as it:
-        for entry in it:
-            if entry.is_dir():
-                subfolders.append((entry.path, f"{rel}/{entry.name}" if rel else entry.name))
-            elif entry.name.endswith(suffix) and entry.is_file():
-                st = entry.stat()
-                files.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
+    subfolders: list[str] = []
+    # scandir over a descriptor: each entry.stat() is an fstatat relative to the folder, no
+    # walk of the whole path per file (10-15 % of a 100k-file scan)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.scandir(fd) as it:
+            for entry in it:
+                if entry.is_dir():
+                    subfolders.append(entry.name)
+                elif entry.name.endswith(suffix) and entry.is_file():
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:  # removed since the listing: not there
+                        continue
+                    files.append((entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
+    finally:
+        os.close(fd)
     if files:
         out[rel] = files
-    for path, sub in subfolders:
-        _walk(path, sub, suffix, out)
+    for name in subfolders:
+        _walk(os.path.join(root, name), f"{rel}/{name}" if rel else name, suffix, out)
 
 
 def _folder_digest(entries: list[tuple[str, int, int, int]]) -> str:
     return _short("".join(f"{n}\t{s}\t{m}\t{i}\n" for n, s, m, i in entries).encode())
 
 
-def _source_entry(scan: SourceScan, *, label: str, budget: int) -> tuple[dict[str, Any], int]:
+def _source_entry(scan: SourceScan, *, budget: int) -> tuple[dict[str, Any], int]:
     """The fingerprint of one source and how much of the per-file budget it used."""
     per_folder = {
         rel: [len(entries), sum(e[1] for e in entries), _folder_digest(entries)]
         for rel, entries in sorted(scan.folders.items())
     }
     entry: dict[str, Any] = {
-        "label": label,
-        "path": scan.path,
-        "exists": scan.exists,
         "files": sum(v[0] for v in per_folder.values()),
         "bytes": sum(v[1] for v in per_folder.values()),
-        "folders": len(per_folder),
         "digest": _json_digest(per_folder),
     }
-    if 1 < len(per_folder) <= FOLDER_DETAIL:
-        entry["by_folder"] = per_folder
-    used = 0
+    if not scan.exists:
+        entry["missing"] = True
+    if len(per_folder) > 1:
+        entry["folders"] = len(per_folder)
+        if len(per_folder) <= FOLDER_DETAIL:
+            entry["by_folder"] = per_folder
     if entry["files"] <= budget:
         entry["detail"] = {
-            (f"{rel}/{name}" if rel else name): [size, mtime, ino]
+            _join(rel, name): [size, mtime, ino]
             for rel, entries in sorted(scan.folders.items())
             for name, size, mtime, ino in entries
         }
-        used = entry["files"]
-    return entry, used
+        return entry, entry["files"]
+    if entry["files"]:
+        _, rel, name = max(
+            (e[2], rel, e[0]) for rel, entries in scan.folders.items() for e in entries
+        )
+        entry["latest"] = _join(rel, name)  # the newest file: what the diff can still name
+    return entry, 0
+
+
+def _join(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
 
 
 def _label(path: str, data_dir: str) -> str:
-    try:
-        rel = os.path.relpath(path, data_dir)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
+    rel = os.path.relpath(path, data_dir)
+    return path if rel == os.curdir or rel.startswith(os.pardir) else rel
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,11 +408,14 @@ def fingerprint(
         registry: An already parsed ``RegistryProto`` (skips reading ``registry_path``).
 
     Returns:
-        A JSON-able dict: ``version``, ``project``, ``feature_service``, ``service`` (digest of
-        its spec), ``views`` ({name: ``spec`` digest, ``entities``, ``source`` key or None,
-        ``materialized_to`` ISO time or None}), ``entities`` ({name: digest}), ``sources``
-        ({absolute path: counts, digests and, within :data:`DETAIL_FILES`, per-file
-        ``[size, mtime_ns, inode]``}) and ``labels`` (a source entry, or None).
+        A JSON-able dict: ``version``, ``project``, ``feature_service``, ``data_dir``,
+        ``service`` (digest of its spec), ``views`` ({name: spec digest}), ``materialized``
+        ({view: ISO end of its last materialization}, materialized views only), ``entities``
+        ({name: spec digest}), ``sources`` ({path relative to ``data_dir`` (absolute outside
+        it): ``files``, ``bytes``, ``digest`` and either ``detail`` ({file: ``[size,
+        mtime_ns, inode]``}, within :data:`DETAIL_FILES`) or ``latest`` (the newest file);
+        ``folders`` and ``by_folder`` for sources in several folders; ``missing``}),
+        ``labels_dataset`` and ``labels`` (a source entry, or None).
 
     Raises:
         FileNotFoundError: The registry does not exist.
@@ -426,7 +443,8 @@ def fingerprint(
     odfvs = {v.spec.name: v for v in proto.on_demand_feature_views if v.spec.project == project}
     entities_by_name = {e.spec.name: e for e in proto.entities if e.spec.project == project}
 
-    views: dict[str, dict[str, Any]] = {}
+    views: dict[str, str] = {}
+    materialized: dict[str, str] = {}
     paths: dict[str, None] = {}
     wanted_entities: set[str] = set()
     for projection in service.spec.features:
@@ -435,12 +453,7 @@ def fingerprint(
             continue
         view = views_by_name.get(name)
         if view is None and name in odfvs:
-            views[name] = {
-                "spec": _spec_digest(odfvs[name].spec),
-                "entities": [],
-                "source": None,
-                "materialized_to": None,
-            }
+            views[name] = _spec_digest(odfvs[name].spec)
             continue
         if view is None:
             raise FeatureStoreError(
@@ -452,39 +465,37 @@ def fingerprint(
         if source is not None:
             paths[source] = None
         intervals = view.meta.materialization_intervals
-        materialized = _iso(intervals[-1].end_time) if len(intervals) else None
-        views[name] = {
-            "spec": _spec_digest(view.spec),
-            "entities": sorted(view.spec.entities),
-            "source": source,
-            "materialized_to": materialized,
-        }
+        if len(intervals):
+            materialized[name] = _iso(intervals[-1].end_time)
+        views[name] = _spec_digest(view.spec)
         wanted_entities.update(view.spec.entities)
 
     budget = DETAIL_FILES
     labels = None
     if labels_dataset is not None:
-        label_path = os.path.join(data_root, labels_dataset)
-        labels, used = _source_entry(scan_source(label_path), label=labels_dataset, budget=budget)
+        labels, used = _source_entry(
+            scan_source(os.path.join(data_root, labels_dataset)), budget=budget
+        )
         budget -= used
     sources: dict[str, dict[str, Any]] = {}
     for path in sorted(paths):
-        sources[path], used = _source_entry(
-            scan_source(path), label=_label(path, data_root), budget=budget
-        )
+        sources[_label(path, data_root)], used = _source_entry(scan_source(path), budget=budget)
         budget -= used
     return {
         "version": FINGERPRINT_VERSION,
         "project": project,
         "feature_service": feature_service,
+        "data_dir": data_root,
         "service": _spec_digest(service.spec),
         "views": dict(sorted(views.items())),
+        "materialized": dict(sorted(materialized.items())),
         "entities": {
             name: _spec_digest(entities_by_name[name].spec)
             for name in sorted(wanted_entities)
             if name in entities_by_name
         },
-        "sources": sources,
+        "sources": dict(sorted(sources.items())),
+        "labels_dataset": labels_dataset,
         "labels": labels,
     }
 
@@ -551,23 +562,24 @@ def digest(fp: Mapping[str, Any], policy: FeatureChangePolicy | None = None) -> 
         32
     """
     parts = _enabled(policy)
-    views = fp.get("views", {})
     body: dict[str, Any] = {"version": fp.get("version"), "parts": parts}
     if "definitions" in parts:
-        body["definitions"] = {
-            "service": fp.get("service"),
-            "views": {n: [v.get("spec"), v.get("entities")] for n, v in views.items()},
-            "entities": fp.get("entities", {}),
-        }
+        body["definitions"] = [
+            fp.get("feature_service"),
+            fp.get("service"),
+            fp.get("views", {}),
+            fp.get("entities", {}),
+        ]
     if "source_data" in parts:
         labels = fp.get("labels")
-        body["source_data"] = {
-            "sources": {p: s.get("digest") for p, s in fp.get("sources", {}).items()},
-            "labels": None if labels is None else [labels.get("path"), labels.get("digest")],
-        }
+        body["source_data"] = [
+            {key: [s.get("digest"), s.get("missing")] for key, s in fp.get("sources", {}).items()},
+            None if labels is None else [fp.get("labels_dataset"), labels.get("digest")],
+            None if labels is None else labels.get("missing"),
+        ]
     if "materializations" in parts:
-        body["materializations"] = {n: v.get("materialized_to") for n, v in views.items()}
-    return _json_digest(body)
+        body["materializations"] = fp.get("materialized", {})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def diff(
@@ -593,50 +605,57 @@ def diff(
             f"everything counts as changed"
         ]
     out: list[str] = []
-    old_views, new_views = old.get("views", {}), new.get("views", {})
     if "definitions" in parts:
-        service = new.get("feature_service", old.get("feature_service"))
-        if old.get("feature_service") != new.get("feature_service"):
-            out.append(f"feature service changed from {old.get('feature_service')} to {service}")
-        elif old.get("service") != new.get("service"):
-            out.append(f"feature service {service} definition changed")
-        for name in sorted(set(old_views) | set(new_views)):
-            if name not in old_views:
-                out.append(f"feature view {name} added to the service")
-            elif name not in new_views:
-                out.append(f"feature view {name} removed from the service")
-            elif old_views[name].get("spec") != new_views[name].get("spec"):
-                out.append(f"feature view {name} definition changed")
-        old_ent, new_ent = old.get("entities", {}), new.get("entities", {})
-        for name in sorted(set(old_ent) & set(new_ent)):
-            if old_ent[name] != new_ent[name]:
-                out.append(f"entity {name} definition changed")
+        out += _definition_diff(old, new)
     if "source_data" in parts:
+        data_dir = str(new.get("data_dir", ""))
         old_src, new_src = old.get("sources", {}), new.get("sources", {})
-        for path in sorted(set(old_src) | set(new_src)):
-            if path not in old_src:
-                s = new_src[path]
-                out.append(f"{s['label']}: new source ({_count(s['files'], 'file')})")
-            elif path not in new_src:
-                s = old_src[path]
-                out.append(f"{s['label']}: no longer a source of the service")
+        for key in sorted(set(old_src) | set(new_src)):
+            if key not in old_src:
+                out.append(f"{key}: new source ({_count(new_src[key]['files'], 'file')})")
+            elif key not in new_src:
+                out.append(f"{key}: no longer a source of the service")
             else:
-                out += _source_diff(old_src[path], new_src[path])
+                out += _source_diff(key, old_src[key], new_src[key], data_dir)
         old_l, new_l = old.get("labels"), new.get("labels")
-        if old_l is not None and new_l is not None:
-            out += _source_diff(old_l, new_l)
-        elif (old_l is None) != (new_l is None):
-            out.append("labels: now watched" if old_l is None else "labels: no longer watched")
-    if "materializations" in parts:
-        for name in sorted(set(old_views) & set(new_views)):
-            was, now = (
-                old_views[name].get("materialized_to"),
-                new_views[name].get("materialized_to"),
+        dataset = str(new.get("labels_dataset") or old.get("labels_dataset"))
+        if old.get("labels_dataset") != new.get("labels_dataset"):
+            out.append(
+                f"labels: dataset changed from {old.get('labels_dataset')} to "
+                f"{new.get('labels_dataset')}"
             )
+        elif old_l is not None and new_l is not None:
+            out += _source_diff(dataset, old_l, new_l, data_dir)
+    if "materializations" in parts:
+        was_all, now_all = old.get("materialized", {}), new.get("materialized", {})
+        for name in sorted(set(old.get("views", {})) & set(new.get("views", {}))):
+            was, now = was_all.get(name), now_all.get(name)
             if was != now:
                 out.append(
                     f"materialization of {name} moved to {now or 'never'} (was {was or 'never'})"
                 )
+    return out
+
+
+def _definition_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    service = new.get("feature_service")
+    if old.get("feature_service") != service:
+        return [f"feature service changed from {old.get('feature_service')} to {service}"]
+    if old.get("service") != new.get("service"):
+        out.append(f"feature service {service} definition changed")
+    old_views, new_views = old.get("views", {}), new.get("views", {})
+    for name in sorted(set(old_views) | set(new_views)):
+        if name not in old_views:
+            out.append(f"feature view {name} added to the service")
+        elif name not in new_views:
+            out.append(f"feature view {name} removed from the service")
+        elif old_views[name] != new_views[name]:
+            out.append(f"feature view {name} definition changed")
+    old_ent, new_ent = old.get("entities", {}), new.get("entities", {})
+    for name in sorted(set(old_ent) & set(new_ent)):
+        if old_ent[name] != new_ent[name]:
+            out.append(f"entity {name} definition changed")
     return out
 
 
@@ -649,25 +668,26 @@ def _names(names: list[str]) -> str:
     return shown if len(names) <= _NAMES_SHOWN else f"{shown} and {len(names) - _NAMES_SHOWN} more"
 
 
-def _source_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    label = new.get("label", old.get("label"))
-    if old.get("path") != new.get("path"):
-        return [f"{label}: path changed from {old.get('path')} to {new.get('path')}"]
-    if old.get("digest") == new.get("digest") and old.get("exists") == new.get("exists"):
+def _source_diff(
+    label: str, old: Mapping[str, Any], new: Mapping[str, Any], data_dir: str
+) -> list[str]:
+    if old.get("digest") == new.get("digest") and old.get("missing") == new.get("missing"):
         return []
-    if not new.get("exists"):
-        return [f"{label}: {new.get('path')} is gone (had {_count(old['files'], 'file')})"]
+    if new.get("missing"):
+        path = os.path.join(data_dir, label)
+        return [f"{label}: {path} is gone (had {_count(old['files'], 'file')})"]
     if "detail" in old and "detail" in new:
         return _file_diff(label, old["detail"], new["detail"])
-    old_f, new_f = old.get("by_folder"), new.get("by_folder")
     totals = f"{old['files']} -> {new['files']} files, {old['bytes']} -> {new['bytes']} bytes"
+    if new.get("latest"):
+        totals += f"; newest {new['latest']}"
+    old_f, new_f = old.get("by_folder"), new.get("by_folder")
     if old_f is not None and new_f is not None:
         changed = sorted(rel for rel in set(old_f) | set(new_f) if old_f.get(rel) != new_f.get(rel))
-        return [
-            f"{label}: files changed in {_count(len(changed), 'folder')} {_names(changed)} ({totals})"
-        ]
+        where = f"{_count(len(changed), 'folder')} {_names(changed)}"
+        return [f"{label}: files changed in {where} ({totals})"]
     if new["files"] > old["files"] and new["bytes"] >= old["bytes"]:
-        what = f"{_count(new['files'] - old['files'], 'new file')}"
+        what = _count(new["files"] - old["files"], "new file")
     else:
         what = "files changed"
     return [f"{label}: {what} ({totals})"]
@@ -697,17 +717,17 @@ def describe(fp: Mapping[str, Any], policy: FeatureChangePolicy | None = None) -
     """What a fingerprint covers, for a sensor's skip reason.
 
     Example:
-        >>> describe({"views": {"a": {"materialized_to": None}}, "sources": {}, "labels": None})
+        >>> describe({"views": {"a": "0f"}, "sources": {}, "labels": None})
         'checked 1 feature view, 0 source files in 0 folders, materializations: none yet'
     """
     parts = _enabled(policy)
     views = fp.get("views", {})
-    sources: Iterable[Mapping[str, Any]] = list(fp.get("sources", {}).values())
+    sources: list[Mapping[str, Any]] = list(fp.get("sources", {}).values())
     if fp.get("labels") is not None:
-        sources = [*sources, fp["labels"]]
+        sources.append(fp["labels"])
     files = sum(s["files"] for s in sources)
-    folders = sum(s["folders"] for s in sources)
-    ends = sorted(v["materialized_to"] for v in views.values() if v.get("materialized_to"))
+    folders = sum(s.get("folders", 1 if s["files"] else 0) for s in sources)
+    ends = sorted(fp.get("materialized", {}).values())
     if ends:
         materialized = f"{len(ends)} of {len(views)} views, latest to {ends[-1]}"
     else:

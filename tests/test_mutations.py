@@ -69,15 +69,18 @@ def test_fingerprint_covers_service_views_entities_sources_and_labels(feast: Fea
     assert got["feature_service"] == "fraud_v1"
     assert sorted(got["views"]) == VIEWS
     assert sorted(got["entities"]) == ["customer", "merchant", "transaction"]
-    assert sorted(s["label"] for s in got["sources"].values()) == [
+    assert list(got["sources"]) == [
         "customer_profile",
         "customer_velocity",
         "merchant_risk",
         "transactions",
     ]
+    assert got["labels_dataset"] == "labels"
     assert got["labels"]["files"] == 3
-    assert all(s["files"] == 3 and s["folders"] == 1 for s in got["sources"].values())
-    assert all(v["materialized_to"] is None for v in got["views"].values())
+    assert sorted(got["labels"]["detail"]) == [f"2024-01-0{d}.parquet" for d in (1, 2, 3)]
+    assert all(s["files"] == 3 for s in got["sources"].values())
+    assert all("folders" not in s and "missing" not in s for s in got["sources"].values())
+    assert got["materialized"] == {}
     json.dumps(got)  # the fingerprint is a cursor: it must be JSON
 
 
@@ -248,8 +251,10 @@ def test_without_per_file_detail_diffs_use_counts_and_folders(
     (folder / "2024" / "02").mkdir()
     shutil.copyfile(nested / "2024-01-01.parquet", folder / "2024" / "02" / "2024-02-01.parquet")
     before = fp(feast)
-    entry = next(s for s in before["sources"].values() if s["label"] == "transactions")
+    entry = before["sources"]["transactions"]
     assert "detail" not in entry
+    assert entry["latest"] == "2024/02/2024-02-01.parquet"
+    assert entry["folders"] == 2
     assert sorted(entry["by_folder"]) == ["2024/01", "2024/02"]
     shutil.copyfile(nested / "2024-01-01.parquet", nested / "2024-01-31.parquet")
     size = (nested / "2024-01-31.parquet").stat().st_size
@@ -257,15 +262,16 @@ def test_without_per_file_detail_diffs_use_counts_and_folders(
     total = entry["bytes"]
     assert lines == [
         f"transactions: files changed in 1 folder 2024/01 (4 -> 5 files, {total} -> "
-        f"{total + size} bytes)"
+        f"{total + size} bytes; newest 2024/01/2024-01-31.parquet)"
     ]
     before = fp(feast)
     profile = Path(feast.data_dir) / "customer_profile"
     shutil.copyfile(profile / "2024-01-01.parquet", profile / "2024-01-04.parquet")
-    old = next(s for s in before["sources"].values() if s["label"] == "customer_profile")
+    old = before["sources"]["customer_profile"]
     grown = old["bytes"] + (profile / "2024-01-04.parquet").stat().st_size
     assert mutations.diff(before, fp(feast)) == [
-        f"customer_profile: 1 new file (3 -> 4 files, {old['bytes']} -> {grown} bytes)"
+        f"customer_profile: 1 new file (3 -> 4 files, {old['bytes']} -> {grown} bytes; "
+        f"newest 2024-01-04.parquet)"
     ]
 
 
@@ -274,14 +280,14 @@ def test_cursor_stays_compact_without_detail(
 ) -> None:
     folder = Path(feast.data_dir) / "labels"
     source = labels_file(feast)
-    for i in range(600):
+    for i in range(400):
         os.link(source, folder / f"copy-{i:04d}.parquet")
     with_detail = len(json.dumps(fp(feast)))
     monkeypatch.setattr(mutations, "DETAIL_FILES", 100)
     without = fp(feast)
-    assert without["labels"]["files"] == 603
+    assert without["labels"]["files"] == 403
     assert "detail" not in without["labels"]
-    assert len(json.dumps(without)) < 5000 < with_detail
+    assert len(json.dumps(without)) < 3000 < with_detail
 
 
 # ---- materializations
@@ -295,7 +301,7 @@ def test_materialization_moves_only_count_when_the_policy_watches_them(feast: Fe
     assert mutations.diff(before, after, FeatureChangePolicy(materializations=True)) == [
         "materialization of merchant_risk moved to 2024-01-03T00:00:00+00:00 (was never)"
     ]
-    assert after["views"]["merchant_risk"]["materialized_to"] == "2024-01-03T00:00:00+00:00"
+    assert after["materialized"] == {"merchant_risk": "2024-01-03T00:00:00+00:00"}
 
 
 # ---- errors

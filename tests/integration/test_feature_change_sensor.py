@@ -261,7 +261,9 @@ def test_cursor_is_json_of_the_fingerprint(ticker: Ticker, env: Environment) -> 
     data = json.loads(ticker.cursor or "")
     assert data["seq"] == 0
     assert data["fingerprint"]["feature_service"] == "fraud_v1"
-    assert Path(data["fingerprint"]["labels"]["path"]) == env.data_dir / "labels"
+    assert Path(data["fingerprint"]["data_dir"]) == env.data_dir
+    assert data["fingerprint"]["labels_dataset"] == "labels"
+    assert len(data["fingerprint"]["labels"]["detail"]) == 10
 
 
 # ---- a real daemon, killed mid-tick
