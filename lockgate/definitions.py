@@ -36,7 +36,11 @@ def build_definitions(
     env = environment or Environment.from_env()
     from lockgate.assets import build_pipeline_definitions
 
+    # one process per run locally: the multiprocess default starts a Python per step, which
+    # costs ~6 s of imports each (a train run took 2.5 min instead of 1); production keeps
+    # Dagster's default or the executor its deployment configures (k8s_job_executor)
+    executor = dg.in_process_executor if env.kind == "local" else None
     return dg.Definitions.merge(
         *(build_pipeline_definitions(p) for p in pipelines),
-        dg.Definitions(resources=env.resources()),
+        dg.Definitions(resources=env.resources(), executor=executor),
     )

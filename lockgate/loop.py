@@ -483,7 +483,9 @@ def run_closed_loop(
         "outcome": outcome,
         "champion_before": champion,
         "champion_after": final,
-        "timeline": [{"seconds": round(t, 2), "event": w} for t, w in timeline],
+        "timeline": [
+            {"seconds": round(t, 2), "event": w} for t, w in sorted(timeline, key=lambda x: x[0])
+        ],
         "runs": run_ids,
         "requests": report.answered,
         "errors": report.errors,
