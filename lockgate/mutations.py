@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import glob
 import hashlib
@@ -334,7 +335,8 @@ def _walk(
     if files:
         out[rel] = files
     for name in subfolders:
-        _walk(os.path.join(root, name), f"{rel}/{name}" if rel else name, suffix, out)
+        with contextlib.suppress(FileNotFoundError):  # removed since the listing: not there
+            _walk(os.path.join(root, name), f"{rel}/{name}" if rel else name, suffix, out)
 
 
 def _folder_digest(entries: list[tuple[str, int, int, int]]) -> str:

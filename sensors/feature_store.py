@@ -14,6 +14,12 @@ cursor's mutation count and the new fingerprint, so a tick retried after a crash
 only written at the end of a successful tick) asks for the same key and the daemon drops the
 duplicate; the audit log is checked for the key before an entry is written. Run-key dedupe is
 scoped to the code location name: keep it pinned.
+
+The cursor is the fingerprint as JSON: about 3.7 KB for the fraud example (4 views, 10 days),
+about 150 KB for 1,000 views over 100,000 files (``benchmarks/results/sensor_tick.json``).
+Dagster copies the cursor into every tick it keeps (skipped ticks for 7 days by default); for
+very large services shorten that with ``retention: sensor: purge_after_days: skipped: 1`` in
+``dagster.yaml``. Ticks do not import feast (see :func:`lockgate.mutations.registry_message_class`).
 """
 
 from __future__ import annotations

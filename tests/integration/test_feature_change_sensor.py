@@ -91,21 +91,23 @@ def test_sensor_is_named_for_the_pipeline_and_targets_its_train_job(env: Environ
     assert sensor.job_name == "fraud_lgbm_train"
     assert sensor.minimum_interval_seconds == 60
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    defs = dg.Definitions.merge(
-        build_definitions([SPEC], environment=env), dg.Definitions(sensors=[sensor])
-    )
+    defs = build_definitions([SPEC], environment=env)  # the pipeline's definitions carry it
     dg.Definitions.validate_loadable(defs)
     resolved = defs.resolve_sensor_def(SPEC.feature_change_sensor_name)
     assert resolved.job_name == SPEC.train_job_name
+    assert resolved.minimum_interval_seconds == 60
     fast = make_feature_change_sensor(
         lgbm_spec(feature_changes=FeatureChangePolicy(interval_seconds=5))
     )
     assert fast.minimum_interval_seconds == 5
 
 
-def test_a_pipeline_without_policy_has_no_sensor() -> None:
+def test_a_pipeline_without_policy_has_no_sensor(env: Environment) -> None:
+    spec = lgbm_spec(feature_changes=None)
     with pytest.raises(SpecError, match="feature_changes=None"):
-        make_feature_change_sensor(lgbm_spec(feature_changes=None))
+        make_feature_change_sensor(spec)
+    defs = build_definitions([spec], environment=env)
+    assert SPEC.feature_change_sensor_name not in {s.name for s in defs.sensors or []}
 
 
 def test_unchanged_store_skips_and_says_what_was_checked(ticker: Ticker) -> None:
