@@ -75,6 +75,10 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
 
         assets.append(build_live_performance(spec))
         sensors.append(make_feedback_sensor(spec))
+    if spec.feature_changes is not None:
+        from lockgate.sensors.feature_store import make_feature_change_sensor
+
+        sensors.append(make_feature_change_sensor(spec))
     monitoring = [spec.asset_key(a) for a in MONITORING_ASSETS if _has(spec, a)]
     train = dg.define_asset_job(
         spec.train_job_name,

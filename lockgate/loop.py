@@ -421,8 +421,13 @@ def run_closed_loop(
                     key = f"{shown['level']}:{shown['trigger']}"
                     if key not in levels_seen:
                         levels_seen.add(key)
+                        at = record.timestamp
+                        with contextlib.suppress(KeyError, ValueError):
+                            at = dt.datetime.fromisoformat(
+                                str(meta["analysed_at"].value)
+                            ).timestamp()
                         mark(f"drift report {shown['level']}: {_short(shown['reason'])} "
-                             f"({shown['trigger']})", record.timestamp)  # fmt: skip
+                             f"({shown['trigger']})", at)  # fmt: skip
                 for entry in audit.entries()[seen:]:
                     seen += 1
                     if entry["pipeline"] != spec.name:

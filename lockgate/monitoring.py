@@ -440,6 +440,7 @@ def drift_metadata(report: Mapping[str, Any], artifacts: ArtifactRegistry) -> di
     import dagster as dg
 
     meta: dict[str, Any] = {
+        "analysed_at": str(report.get("generated_at")),
         "level": report["level"],
         "reason": report["reason"],
         "champion": str(report.get("champion")),

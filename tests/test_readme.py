@@ -16,8 +16,15 @@ def test_pipeline_example_builds_definitions(tmp_path, monkeypatch) -> None:
     exec(compile(block.group(1), "README.md", "exec"), namespace)
     defs = namespace["defs"]
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert "fraud_lgbm/champion" in keys
+    assert {"fraud_lgbm/rollout", "fraud_lgbm/drift_report", "fraud_lgbm/live_performance"} <= keys
     assert defs.resolve_job_def("fraud_lgbm_train")
+    sensors = {s.name for s in defs.sensors}
+    assert sensors == {
+        "fraud_lgbm_on_canary_tick",
+        "fraud_lgbm_on_drift",
+        "fraud_lgbm_on_label_feedback",
+        "fraud_lgbm_on_feature_change",
+    }
 
 
 def test_quick_start_is_two_commands_and_ci_runs_the_second() -> None:
