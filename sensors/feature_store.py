@@ -33,6 +33,7 @@ import dagster as dg
 from lockgate.errors import SpecError
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
+from lockgate.sensors._retrain import audit_retrain_once
 from lockgate.spec import ModelPipeline
 
 __all__ = ["FeatureChangeTick", "make_feature_change_sensor", "run_feature_change_tick"]
@@ -115,16 +116,12 @@ def run_feature_change_tick(
     mutations = diff(old, new, policy) or ["fingerprint changed"]
     seq += 1
     run_key = f"{spec.name}:{TRIGGER}:{seq}:{digest(new, policy)[:16]}"
-    audited = _audit_once(
+    audited = audit_retrain_once(
         audit,
         spec,
-        actor or f"sensor {spec.feature_change_sensor_name}",
-        {
-            "trigger": TRIGGER,
-            "mutations": mutations,
-            "run_key": run_key,
-            "fingerprint": digest(new, policy),
-        },
+        run_key=run_key,
+        actor=actor or f"sensor {spec.feature_change_sensor_name}",
+        payload={"trigger": TRIGGER, "mutations": mutations, "fingerprint": digest(new, policy)},
     )
     return FeatureChangeTick(
         "; ".join(mutations),
@@ -210,14 +207,3 @@ def _parse_cursor(cursor: str | None) -> tuple[tuple[int, dict[str, Any]] | None
     except (ValueError, KeyError, TypeError) as exc:
         return None, f"cursor is not a feature-change cursor ({type(exc).__name__}: {exc})"
     return (seq, fingerprint), ""
-
-
-def _audit_once(
-    audit: AuditTrail, spec: ModelPipeline, actor: str, payload: dict[str, Any]
-) -> bool:
-    """Writes the ``retrain_requested`` entry unless one with the same run key exists."""
-    for entry in reversed(audit.log().entries(pipeline=spec.name, kind="retrain_requested")):
-        if entry["payload"].get("run_key") == payload["run_key"]:
-            return False
-    audit.record("retrain_requested", pipeline=spec.name, actor=actor, payload=payload)
-    return True
