@@ -38,6 +38,8 @@ MODULES = [
     "lockgate.loop",
     "lockgate.feedback",
     "lockgate.sensors",
+    "lockgate.mutations",
+    "lockgate.sensors.feature_store",
 ]
 
 
