@@ -43,7 +43,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -192,30 +192,53 @@ class TritonServer(dg.ConfigurableResource, ABC):
                 f"{self._hint()}"
             )
 
-    def unload(self, model_name: str, *, wait: bool = True, timeout_s: float = 60.0) -> None:
-        """Unloads a model; with ``wait``, until Triton reports it gone (unload is asynchronous).
+    def unload(
+        self,
+        model_name: str,
+        *,
+        wait: bool = True,
+        timeout_s: float = 60.0,
+        dependents: Sequence[str] = (),
+    ) -> None:
+        """Unloads a model and its dependents; with ``wait``, until Triton reports them gone.
+
+        Triton is asked to unload the model's dependents too (``unload_dependents``): the
+        composing models of an ensemble (a GPU version is an ensemble of a ``-wire`` python step
+        and a FIL or libtorch ``-model``) go with it. Unload is asynchronous.
 
         Args:
             model_name: Triton model name.
-            wait: Poll the repository index until the model is no longer ready or unloading.
+            wait: Poll the repository index until the model (and ``dependents``) are no longer
+                ready, loading or unloading.
             timeout_s: Longest wait, in seconds.
+            dependents: Names of composing models to wait for as well (e.g.
+                ``model_folders(name, target="gpu")`` minus the ensemble itself).
 
         Raises:
-            ServingError: When Triton refuses, or the model is still there after ``timeout_s``.
+            ServingError: When Triton refuses, or a model is still there after ``timeout_s``.
         """
         self._io.pop(model_name, None)
         client = self._client()
-        self._call(f"unload model {model_name!r}", lambda: client.unload_model(model_name))
+        self._call(
+            f"unload model {model_name!r}",
+            lambda: client.unload_model(model_name, unload_dependents=True),
+        )
         if not wait:
             return
+        names = {model_name, *dependents}
         deadline = time.monotonic() + timeout_s
         while True:
-            states = {str(m.get("state")) for m in self._index() if m.get("name") == model_name}
-            if not states & {"READY", "UNLOADING", "LOADING"}:
+            busy = {
+                str(m.get("name")): str(m.get("state"))
+                for m in self._index()
+                if m.get("name") in names
+                and str(m.get("state")) in {"READY", "UNLOADING", "LOADING"}
+            }
+            if not busy:
                 return
             if time.monotonic() > deadline:
                 raise ServingError(
-                    f"{model_name!r} is still {sorted(states)} {timeout_s:g} s after unload on "
+                    f"{busy} still loaded {timeout_s:g} s after unloading {model_name!r} on "
                     f"{self.url}; rule: unload finishes once in-flight requests end; fix: stop "
                     "the traffic to it or restart the server"
                 )

@@ -482,11 +482,10 @@ def test_gpu_ensemble_routes_the_wire_through_the_python_step_in_a_real_triton(
         np.testing.assert_allclose(
             _infer(server, v.name, _wire(rows)), v.model.predict_proba(rows), rtol=0, atol=1e-6
         )
-        client.unload_model(v.name, unload_dependents=True)
     finally:
         client.close()
-    server.unload(f"{v.name}-wire", wait=True)  # already going: waits until gone
-    server.unload(f"{v.name}-model", wait=True)
+    # unloading the ensemble takes its composing models with it
+    server.unload(v.name, wait=True, dependents=(f"{v.name}-wire", f"{v.name}-model"))
     assert not set(server.loaded()) & {v.name, f"{v.name}-wire", f"{v.name}-model"}
 
 
