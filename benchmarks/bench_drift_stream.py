@@ -79,7 +79,7 @@ def _build_log(args: argparse.Namespace, log_dir: Path) -> tuple[int, int]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from lockgate.gateway import prediction_log_schema
+    from lockgate.gateway import LOG_ROW_GROUP_ROWS, prediction_log_schema
 
     schema = prediction_log_schema()
     day0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -115,7 +115,7 @@ def _build_log(args: argparse.Namespace, log_dir: Path) -> tuple[int, int]:
         folder = log_dir / MODEL / f"date={day:%Y-%m-%d}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"part-{seq0 + part:020d}.parquet"
-        pq.write_table(table, path, compression="zstd")
+        pq.write_table(table, path, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS)
         size += path.stat().st_size
     return parts, size
 

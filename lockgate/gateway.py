@@ -99,6 +99,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INPUT_NAME",
     "LATENCY_BUCKETS_S",
+    "LOG_ROW_GROUP_ROWS",
     "MODES",
     "OUTPUT_NAME",
     "PREDICTION_BUCKETS",
@@ -121,6 +122,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("lockgate.gateway")
+
+LOG_ROW_GROUP_ROWS = 16_384
+"""Rows per Parquet row group of the prediction log: readers decode one group at a time, so this
+bounds the memory of streaming the log (:func:`iter_prediction_log`)."""
 
 INPUT_NAME = "INPUT__0"
 OUTPUT_NAME = "OUTPUT__0"
@@ -1323,7 +1328,9 @@ def _roll_segment(path: Path, log_dir: Path) -> int:
         _mkdirs_durable(folder)
         final = folder / f"part-{seq:020d}.parquet"
         tmp = folder / f".part-{seq:020d}.parquet.tmp"
-        pq.write_table(_records_table(recs), tmp, compression="zstd")
+        pq.write_table(
+            _records_table(recs), tmp, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS
+        )
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
