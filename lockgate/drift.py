@@ -889,8 +889,12 @@ class DriftAccumulator:
                 f"needs at least one non-missing value; fill or drop the feature."
             )
 
-    def result(self) -> list[FeatureDrift]:
-        """Measures the drift of every feature over all rows streamed so far.
+    def result(self, features: Sequence[str] | None = None) -> list[FeatureDrift]:
+        """Measures the drift of every feature (or of ``features``) over all rows streamed so far.
+
+        Args:
+            features: Followed features to measure, in this order (default: all). Leave out
+                those whose current values are all missing (see :meth:`histogram`'s ``n_cur``).
 
         Returns:
             One result per feature, in ``features`` order, equal to `frame_drift` on the
@@ -899,9 +903,11 @@ class DriftAccumulator:
         Raises:
             EmptyDataError: No rows were streamed, or a feature's current values are all
                 missing.
+            SchemaError: A name in ``features`` is not followed.
         """
-        for name in self._names:
-            self._require_current(name, self._states[name].n_cur)
+        names = self._names if features is None else list(features)
+        for name in names:
+            self._require_current(name, self._state(name).n_cur)
         out: dict[str, FeatureDrift] = {}
 
         def one(name: str) -> None:
@@ -920,8 +926,8 @@ class DriftAccumulator:
                     th=self._thresholds,
                 )
 
-        self._map(one, self._names)
-        return [out[name] for name in self._names]
+        self._map(one, names)
+        return [out[name] for name in names]
 
     def wasserstein_error_bound(self, feature: str) -> float:
         """How far `result`'s Wasserstein-1 distance may be from the exact one.

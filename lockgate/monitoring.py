@@ -8,13 +8,17 @@ sensor both run:
    gateway logs (FP32 numeric values, ``code24`` categorical codes), so both sides went through
    the same float32 rounding and category coding. The champion's own scores on those rows are
    the reference of the prediction drift.
-2. **Current window**: the most recent ``DriftPolicy.window_rows`` rows of live requests (not
-   shadow copies, HTTP 200 only) no older than ``window_seconds``, streamed from the log with
-   :func:`lockgate.gateway.iter_prediction_log` in Arrow batches; only the window is kept in
-   memory. Rows whose width is not the wire width are counted and left out.
-3. **Metrics**: :func:`lockgate.drift.frame_drift` per watched feature (PSI, KS, JSD,
-   Wasserstein; categorical PSI, JSD, chi-square; missing-value drift), and prediction drift:
-   the same metrics on the champion's served scores vs its scores on the reference.
+2. **Current window**: the live requests (not shadow copies, HTTP 200 only) no older than
+   ``window_seconds``, streamed from the log with :func:`lockgate.gateway.iter_prediction_log`
+   in Arrow batches: with ``window_rows`` set, the most recent ``window_rows`` rows (only they
+   are held); with ``window_rows=None``, every row, each batch folded into the running counts
+   of a :class:`lockgate.drift.DriftAccumulator` as it is read, so a log larger than memory is
+   analysed in bounded memory. Rows whose width is not the wire width are counted and left out.
+3. **Metrics**: :class:`lockgate.drift.DriftAccumulator` per watched feature (PSI, KS, JSD,
+   Wasserstein; categorical PSI, JSD, chi-square; missing-value drift; the same numbers as
+   :func:`lockgate.drift.frame_drift`), and prediction drift: the same metrics on the champion's
+   served scores vs its scores on the reference. A feature missing in every live row is listed
+   in ``missing_features`` and counts as critical.
 4. **Level**: ``critical`` when at least ``min_critical_features`` features are critical or the
    prediction PSI reaches ``prediction_psi[1]``; ``warn`` when any feature or the prediction PSI
    is at warn; else ``ok``. Fewer than ``min_rows`` rows: ``insufficient``; no champion yet:
@@ -32,7 +36,7 @@ import collections
 import datetime as dt
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -153,8 +157,23 @@ def _wire_frame(
     return pd.DataFrame(data)
 
 
-def _window(spec: ModelPipeline, log_dir: Any, width: int, *, now: float) -> dict[str, Any]:
-    """The most recent live rows of the log: matrix, versions and scores (bounded memory)."""
+def _iso(micros: int) -> str:
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).isoformat()
+
+
+def _window(
+    spec: ModelPipeline,
+    log_dir: Any,
+    width: int,
+    *,
+    now: float,
+    feed: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+) -> dict[str, Any]:
+    """Streams the live rows of the window into ``feed(matrix, versions, scores)``.
+
+    With ``window_rows`` set, only the most recent ``window_rows`` rows are fed, once, at the
+    end (at most that many rows are held); without, every batch is fed as it is read.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -167,8 +186,9 @@ def _window(spec: ModelPipeline, log_dir: Any, width: int, *, now: float) -> dic
         since = dt.datetime.fromtimestamp(now - policy.window_seconds, dt.UTC)
     limit = policy.window_rows
     chunks: collections.deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = collections.deque()
-    held = requests = skipped_width = 0
+    held = requests = skipped_width = rows_fed = 0
     first_ts = last_ts = None
+    versions_seen: collections.Counter[str] = collections.Counter()
     for batch in iter_prediction_log(
         log_dir,
         spec.name,
@@ -205,49 +225,32 @@ def _window(spec: ModelPipeline, log_dir: Any, width: int, *, now: float) -> dic
             out_rows = outputs.flatten()
             first = pc.list_element(out_rows, 0).to_numpy(zero_copy_only=False)
             scores = np.asarray(first, dtype=np.float64)[ok] if ok.size == first.size else scores
+        if limit is None:
+            feed(matrix, versions, scores)
+            rows_fed += len(matrix)
+            versions_seen.update(str(v) for v in versions)
+            continue
         chunks.append((matrix, versions, scores))
         held += len(matrix)
         while chunks and held - len(chunks[0][0]) >= limit:
             held -= len(chunks.popleft()[0])
-    if chunks:
-        matrix = np.concatenate([c[0] for c in chunks])[-limit:]
+    if limit is not None and chunks:
         versions = np.concatenate([c[1] for c in chunks])[-limit:]
-        scores = np.concatenate([c[2] for c in chunks])[-limit:]
-    else:
-        matrix = np.empty((0, width), dtype=np.float32)
-        versions = np.empty(0, dtype=object)
-        scores = np.empty(0)
+        feed(
+            np.concatenate([c[0] for c in chunks])[-limit:],
+            versions,
+            np.concatenate([c[2] for c in chunks])[-limit:],
+        )
+        rows_fed = len(versions)
+        versions_seen.update(str(v) for v in versions)
     return {
-        "matrix": matrix,
-        "versions": versions,
-        "scores": scores,
+        "rows": rows_fed,
+        "versions": dict(versions_seen),
         "requests": requests,
         "skipped_rows": skipped_width,
         "first_ts": first_ts,
         "last_ts": last_ts,
     }
-
-
-def _edges_and_shares(
-    ref: pd.Series, cur: pd.Series, kind: str, bins: int
-) -> tuple[list[str], list[float], list[float]]:
-    if kind == "categorical":
-        r = ref.dropna().astype(str).value_counts(normalize=True)
-        c = cur.dropna().astype(str).value_counts(normalize=True)
-        names = list(r.index[:12]) + [n for n in c.index[:4] if n not in r.index[:12]]
-        return names, [float(r.get(n, 0.0)) for n in names], [float(c.get(n, 0.0)) for n in names]
-    r_values = ref.to_numpy(dtype=np.float64)
-    c_values = cur.to_numpy(dtype=np.float64)
-    r_values = r_values[np.isfinite(r_values)]
-    c_values = c_values[np.isfinite(c_values)]
-    inner = np.unique(np.quantile(r_values, np.linspace(0, 1, bins + 1)[1:-1]))
-    r_counts = np.bincount(np.searchsorted(inner, r_values, side="right"), minlength=inner.size + 1)
-    c_counts = np.bincount(np.searchsorted(inner, c_values, side="right"), minlength=inner.size + 1)
-    bounds = ["-inf", *(f"{e:.4g}" for e in inner), "inf"]
-    names = [f"[{bounds[i]}, {bounds[i + 1]})" for i in range(inner.size + 1)]
-    r_share = r_counts / max(r_values.size, 1)
-    c_share = c_counts / max(c_values.size, 1)
-    return names, [float(x) for x in r_share], [float(x) for x in c_share]
 
 
 def compute_drift_report(
@@ -278,7 +281,7 @@ def compute_drift_report(
             schema.
     """
     from lockgate import plots
-    from lockgate.drift import feature_drift, frame_drift, severity
+    from lockgate.drift import DriftAccumulator, severity
     from lockgate.hashing import canonical_json, sha256_bytes
 
     policy = spec.drift
@@ -308,28 +311,37 @@ def compute_drift_report(
             f"drift features {unknown} of {spec.name!r} are not in the wire schema "
             f"{list(schema.names)}; fix DriftPolicy.features"
         )
-    window = _window(spec, stack.prediction_log_dir, schema.width, now=now)
-    n = len(window["matrix"])
-    first = window["first_ts"]
+    thresholds = policy.thresholds()
+    features = DriftAccumulator(
+        ref["frame"], features=watched, bins=policy.bins, thresholds=thresholds,
+        ks_pvalue_method="limit",
+    )  # fmt: skip
+    predictions = DriftAccumulator(
+        pd.DataFrame({"prediction": ref["scores"]}), bins=policy.bins, thresholds=thresholds,
+        ks_pvalue_method="limit",
+    )  # fmt: skip
+    served_sum = [0.0]
+
+    def feed(matrix: np.ndarray, versions: np.ndarray, scores: np.ndarray) -> None:
+        features.update(_wire_frame(matrix, schema, ref["codes"])[watched])
+        served = scores[(versions == champion) & np.isfinite(scores)]
+        if served.size:
+            predictions.update({"prediction": served})
+            served_sum[0] += float(served.sum())
+
+    window = _window(spec, stack.prediction_log_dir, schema.width, now=now, feed=feed)
+    n = window["rows"]
+    first, last = window["first_ts"], window["last_ts"]
     base["reference"] = {"snapshot_sha256": ref["snapshot"], "rows": ref["rows"]}
     base["window"] = {
         "rows": n,
         "requests": window["requests"],
         "skipped_rows_wrong_width": window["skipped_rows"],
-        "first": None
-        if first is None
-        else dt.datetime.fromtimestamp(first / 1e6, dt.UTC).isoformat(),
-        "last": None
-        if window["last_ts"] is None
-        else dt.datetime.fromtimestamp(window["last_ts"] / 1e6, dt.UTC).isoformat(),
-        "versions": {
-            str(v): int(c)
-            for v, c in zip(*np.unique(window["versions"], return_counts=True), strict=True)
-        }
-        if n
-        else {},
+        "first": None if first is None else _iso(first),
+        "last": None if last is None else _iso(last),
+        "versions": window["versions"],
+        "mode": "streamed" if policy.window_rows is None else f"last {policy.window_rows} rows",
     }
-    thresholds = policy.thresholds()
     base["thresholds"] = {
         "psi": list(policy.psi),
         "ks": list(policy.ks),
@@ -345,52 +357,43 @@ def compute_drift_report(
             "features": [],
             "critical_features": [],
             "warn_features": [],
+            "missing_features": [],
             "prediction": None,
         }
-    current = _wire_frame(window["matrix"], schema, ref["codes"])
-    results = frame_drift(
-        ref["frame"],
-        current,
-        features=watched,
-        bins=policy.bins,
-        thresholds=thresholds,
-        ks_pvalue_method="limit",
-    )
+    # a feature that arrives missing in every live row is the worst drift there is; the
+    # distribution metrics need values, so it is listed apart and counts as critical
+    missing = [f for f in watched if features.histogram(f)["n_cur"] == 0]
+    results = features.result([f for f in watched if f not in missing])
     order = {"critical": 2, "warn": 1, "ok": 0}
     results.sort(key=lambda r: (-order[r.severity], -(r.psi if np.isfinite(r.psi) else 0.0)))
-    critical = [r.feature for r in results if r.severity == "critical"]
+    critical = [*missing, *(r.feature for r in results if r.severity == "critical")]
     warn = [r.feature for r in results if r.severity == "warn"]
 
-    prediction: dict[str, Any] | None = None
-    served = window["scores"][(window["versions"] == champion) & np.isfinite(window["scores"])]
-    if served.size >= policy.min_rows:
-        pred = feature_drift(
-            ref["scores"],
-            served,
-            feature="prediction",
-            bins=policy.bins,
-            thresholds=thresholds,
-            ks_pvalue_method="limit",
-        ).to_dict()
+    prediction: dict[str, Any]
+    if predictions.n_current >= policy.min_rows:
+        pred = predictions.result()[0].to_dict()
         levels = policy.prediction_psi
         pred["severity"] = (
             "ok" if levels is None else severity(pred["psi"], warn=levels[0], critical=levels[1])
         )
         pred["mean_reference"] = float(ref["scores"].mean())
-        pred["mean_current"] = float(served.mean())
+        pred["mean_current"] = served_sum[0] / predictions.n_current
         prediction = pred
     else:
         prediction = {
             "severity": "ok",
-            "reason": f"{served.size} champion scores in the window (< min_rows): not judged",
+            "reason": f"{predictions.n_current} champion scores in the window (< min_rows): "
+            "not judged",
         }
 
     reasons = []
     if len(critical) >= policy.min_critical_features:
         reasons.append(f"critical drift on {', '.join(critical)}")
+    if missing:
+        reasons.append(f"missing in every live row: {', '.join(missing)}")
     if prediction.get("severity") == "critical":
         reasons.append(f"prediction PSI {prediction['psi']:.3f} >= {policy.prediction_psi[1]}")  # type: ignore[index]
-    if reasons:
+    if len(critical) >= policy.min_critical_features or prediction.get("severity") == "critical":
         level, reason = "critical", "; ".join(reasons)
     elif critical or warn or prediction.get("severity") == "warn":
         level = "warn"
@@ -408,20 +411,24 @@ def compute_drift_report(
         "features": [r.to_dict() for r in results],
         "critical_features": critical,
         "warn_features": warn,
+        "missing_features": missing,
         "prediction": prediction,
     }
     if not store:
         return report
     images: dict[str, bytes] = {}
     for r in results[:_PLOTS]:
-        labels, r_share, c_share = _edges_and_shares(
-            ref["frame"][r.feature], current[r.feature], r.kind, policy.bins
-        )
+        hist = features.histogram(r.feature)
+        if hist["kind"] == "numeric":
+            edges = hist["edges"]
+            labels = [f"[{edges[i]:.4g}, {edges[i + 1]:.4g})" for i in range(len(edges) - 1)]
+        else:
+            labels = [str(c) for c in hist["categories"]]
         subtitle = f"{r.severity}: PSI {r.psi:.3f}  JSD {r.jsd:.3f}" + (
             f"  KS {r.ks:.3f}" if r.ks is not None else ""
         )
         images[f"{r.feature}.png"] = plots.drift_histogram_plot(
-            r.feature, labels, r_share, c_share, subtitle=subtitle
+            r.feature, labels, hist["reference"], hist["current"], subtitle=subtitle
         )
     skip = ("report_id", "uri", "images", "generated_at")
     identity = {k: v for k, v in report.items() if k not in skip}

@@ -111,7 +111,9 @@ class DriftPolicy(_Policy):
             reference; None: prediction drift is reported but never raises the severity.
         features: features to watch; empty: every feature of the wire schema.
         bins: reference-quantile bins for PSI and JSD.
-        window_rows: most recent live predictions analysed.
+        window_rows: most recent live predictions analysed (only they are held in memory);
+            None: every live prediction of the last ``window_seconds``, streamed into running
+            counts (bounded memory, however large the log).
         window_seconds: oldest prediction analysed, in seconds before now (None: no limit).
         min_rows: fewer predictions in the window: the report says so and nothing triggers.
         min_critical_features: critical features needed for the window to count as critical.
@@ -126,7 +128,7 @@ class DriftPolicy(_Policy):
     prediction_psi: tuple[float, float] | None = (0.1, 0.2)
     features: tuple[str, ...] = ()
     bins: int = Field(default=10, ge=2, le=1000)
-    window_rows: int = Field(default=50_000, ge=10)
+    window_rows: int | None = Field(default=50_000, ge=10)
     window_seconds: float | None = Field(default=7 * 86400.0, gt=0)
     min_rows: int = Field(default=1000, ge=10)
     min_critical_features: int = Field(default=1, ge=1)
@@ -141,7 +143,7 @@ class DriftPolicy(_Policy):
 
     @model_validator(mode="after")
     def _window_holds_min_rows(self) -> DriftPolicy:
-        if self.min_rows > self.window_rows:
+        if self.window_rows is not None and self.min_rows > self.window_rows:
             raise ValueError(
                 f"min_rows={self.min_rows} is above window_rows={self.window_rows}: no window "
                 "could ever be analysed; lower min_rows or raise window_rows"

@@ -389,3 +389,19 @@ def test_reference_and_spec_errors() -> None:
 def test_exported() -> None:
     assert "DriftAccumulator" in drift.__all__
     assert drift.__all__ == sorted(drift.__all__)
+
+
+def test_result_of_a_subset_skips_a_feature_missing_in_every_current_row() -> None:
+    rng = np.random.default_rng(5)
+    ref = pd.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500)})
+    acc = DriftAccumulator(ref)
+    cur_a = rng.normal(size=300)
+    acc.update({"a": cur_a, "b": np.full(300, np.nan)})
+    assert acc.histogram("b")["n_cur"] == 0
+    with pytest.raises(EmptyDataError, match="'b'"):
+        acc.result()
+    (only,) = acc.result(["a"])
+    assert only.feature == "a"
+    assert only.ks == frame_drift(ref[["a"]], pd.DataFrame({"a": cur_a}))[0].ks
+    with pytest.raises(SchemaError, match="'c'"):
+        acc.result(["c"])

@@ -257,3 +257,39 @@ def test_sensor_definition_reports_the_window_as_a_materialization(world: dict) 
         cursor = json.loads(result.cursor)
         assert cursor["champion"] == world["champion"]
         assert cursor["trigger"]["last_level"] == event.metadata["level"].value
+
+
+def test_streamed_window_matches_the_held_window(world: dict) -> None:
+    """window_rows=None folds every logged row into running counts: same numbers as holding
+    the same rows in memory (Wasserstein within the accumulator's bound)."""
+    held_spec = _spec(POLICY.model_copy(update={"window_rows": 10**6}))
+    streamed_spec = _spec(POLICY.model_copy(update={"window_rows": None}))
+    held = compute_drift_report(
+        held_spec, stack=world["stack"], artifacts=world["registry"], store=False
+    )
+    streamed = compute_drift_report(
+        streamed_spec, stack=world["stack"], artifacts=world["registry"], store=False
+    )
+    assert streamed["window"]["rows"] == held["window"]["rows"] > 600
+    assert streamed["window"]["mode"] == "streamed"
+    assert streamed["level"] == held["level"]
+    by_name = {f["feature"]: f for f in held["features"]}
+    for f in streamed["features"]:
+        other = by_name[f["feature"]]
+        for key in ("psi", "jsd", "ks", "ks_pvalue", "chi2_pvalue", "missing_cur", "n_cur"):
+            assert f[key] == other[key], (f["feature"], key)
+        if f["wasserstein"] is not None:
+            assert f["wasserstein"] == pytest.approx(other["wasserstein"], rel=1e-9)
+    assert streamed["prediction"]["psi"] == held["prediction"]["psi"]
+
+
+def test_a_feature_missing_in_every_live_row_is_critical(world: dict) -> None:
+    frame = _frame(2000, seed=40)
+    frame["age"] = np.nan  # an upstream outage: the feature stops arriving
+    _send(world, frame, 600)
+    report = compute_drift_report(_spec(), stack=world["stack"], artifacts=world["registry"])
+    assert report["level"] == "critical"
+    assert report["missing_features"] == ["age"]
+    assert "age" in report["critical_features"]
+    assert "missing in every live row: age" in report["reason"]
+    assert {f["feature"] for f in report["features"]} == {"amount", "device"}
