@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from lockgate.errors import CorruptDataError, DataError, EmptyDataError, SchemaError, SpecError
+from lockgate.fsutil import fsync_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -169,14 +170,6 @@ def _validated(frame: Any) -> pd.DataFrame:
     return out
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_feedback(folder: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
     """Validate a frame of labels and add it to ``folder`` as a new Parquet file, atomically.
 
@@ -222,7 +215,7 @@ def write_feedback(folder: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
         os.replace(tmp, root / name)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(root)
+    fsync_path(root)
     return root / name
 
 

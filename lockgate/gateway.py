@@ -91,6 +91,7 @@ import httptools
 import numpy as np
 
 from lockgate.errors import LockgateError
+from lockgate.fsutil import fsync_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -418,14 +419,6 @@ class _RouteTable:
         _atomic_write(self.path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mkdirs_durable(path: Path) -> None:
     """Create ``path`` and missing parents, fsyncing each parent whose entries changed."""
     missing: list[Path] = []
@@ -436,7 +429,7 @@ def _mkdirs_durable(path: Path) -> None:
     for d in reversed(missing):
         with contextlib.suppress(FileExistsError):
             d.mkdir()
-        _fsync_dir(d.parent)
+        fsync_path(d.parent)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -451,7 +444,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1331,13 +1324,9 @@ def _roll_segment(path: Path, log_dir: Path) -> int:
         pq.write_table(
             _records_table(recs), tmp, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS
         )
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        _fsync_dir(folder)
+        fsync_path(folder)
     if not clean:
         torn = path.with_name(path.name + ".torn")
         os.replace(path, torn)
@@ -1349,7 +1338,7 @@ def _roll_segment(path: Path, log_dir: Path) -> int:
         )
     else:
         path.unlink()
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
     return len(records)
 
 
@@ -1678,7 +1667,7 @@ class PredictionLog:
         self._seg_alloc = 0
         self._preallocate(1)
         os.fdatasync(self._fd)  # the preallocated size is durable
-        _fsync_dir(self.wal_dir)  # the segment's name is durable before any record is acked
+        fsync_path(self.wal_dir)  # the segment's name is durable before any record is acked
         self._seg_path = path
         self._seg_started = time.monotonic()
 

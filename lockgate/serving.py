@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lockgate.errors import DataError, EmptyDataError, LockgateError
+from lockgate.fsutil import fsync_path
 from lockgate.hashing import canonical_json, sha256_bytes
 from lockgate.triton_config import (
     INPUT_NAME,
@@ -450,7 +451,7 @@ def _write_folder(
                 os.fsync(handle.fileno())
         subfolders = sorted({p.parent for p in (staging / rel for rel in content)} - {staging})
         for sub in [*subfolders, *(staging / rel for rel in folder.dirs), staging]:
-            _fsync_dir(sub)
+            fsync_path(sub)
         try:
             os.rename(staging, final)
         except OSError:
@@ -459,17 +460,9 @@ def _write_folder(
             # another writer won the race: accept its folder only if it is identical
             _check_identical(final, folder, content, pipeline=pipeline, version=version)
             return
-        _fsync_dir(repo)
+        fsync_path(repo)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_identical(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lockgate.audit import AuditLog
-from lockgate.build import train_version
+from lockgate.build import snapshot_parquet_bytes, train_version
 from lockgate.canary import CanaryPolicy, CanaryState
 from lockgate.hashing import frame_sha256
 from lockgate.resources.artifacts import LocalArtifactRegistry
@@ -48,30 +48,38 @@ def _frame(n: int = 6000, seed: int = 3) -> pd.DataFrame:
     )
 
 
-def _store_version(registry: LocalArtifactRegistry, frame: pd.DataFrame, seed: int) -> str:
+def _store_version(
+    registry: LocalArtifactRegistry,
+    frame: pd.DataFrame,
+    seed: int,
+    *,
+    pipeline: str = PIPELINE,
+    features: list[str] = FEATURES,
+) -> str:
+    """Stores ``frame`` as a snapshot and a LightGBM version trained on it; returns the version."""
     sort_by = ["event_timestamp", "transaction_id"]
     sha = frame_sha256(frame, sort_by=sort_by)
     registry.put_snapshot(
         sha,
-        b"PAR1-not-read-by-these-tests",
+        snapshot_parquet_bytes(frame),
         {
             "rows": len(frame),
             "sort_by": sort_by,
-            "features": FEATURES,
+            "features": features,
             "schema": {c: str(t) for c, t in frame.dtypes.items()},
         },
     )
     lock, files, _ = train_version(
-        pipeline=PIPELINE,
+        pipeline=pipeline,
         snapshot={"frame_sha256": sha},
         frame=frame,
         trainer_config=LightGBMTrainer(seed=seed, num_boost_round=30).config(),
-        features=FEATURES,
+        features=features,
         label="is_fraud",
         timestamp_column="event_timestamp",
         holdout_fraction=0.2,
     )
-    registry.put_model_version(PIPELINE, lock["version"], files, lock)
+    registry.put_model_version(pipeline, lock["version"], files, lock)
     return str(lock["version"])
 
 

@@ -13,8 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.build import snapshot_parquet_bytes, train_version
-from lockgate.hashing import frame_sha256
 from lockgate.monitoring import compute_drift_report
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
@@ -27,6 +25,7 @@ from lockgate.trainers import LightGBMTrainer
 from lockgate.triggers import DriftPolicy
 from lockgate.wire import encode, wire_schema_for_version
 
+from .test_canary import _store_version
 from .test_gate import GATE
 
 PIPELINE = "driftlet"
@@ -53,30 +52,7 @@ def _frame(n: int, seed: int, *, age_shift: float = 0.0, web_share: float = 1 / 
 
 
 def _store_champion(registry: LocalArtifactRegistry, frame: pd.DataFrame) -> str:
-    sort_by = ["event_timestamp", "transaction_id"]
-    sha = frame_sha256(frame, sort_by=sort_by)
-    registry.put_snapshot(
-        sha,
-        snapshot_parquet_bytes(frame),
-        {
-            "rows": len(frame),
-            "sort_by": sort_by,
-            "features": FEATURES,
-            "schema": {c: str(t) for c, t in frame.dtypes.items()},
-        },
-    )
-    lock, files, _ = train_version(
-        pipeline=PIPELINE,
-        snapshot={"frame_sha256": sha},
-        frame=frame,
-        trainer_config=LightGBMTrainer(seed=1, num_boost_round=30).config(),
-        features=FEATURES,
-        label="is_fraud",
-        timestamp_column="event_timestamp",
-        holdout_fraction=0.2,
-    )
-    version = str(lock["version"])
-    registry.put_model_version(PIPELINE, version, files, lock)
+    version = _store_version(registry, frame, seed=1, pipeline=PIPELINE, features=FEATURES)
     registry.move_alias(PIPELINE, "champion", version, actor="test", reason="first model")
     return version
 
