@@ -262,13 +262,19 @@ def _ks_wasserstein(
     merged = np.empty(n, dtype=np.float64)
     merged[slots] = ref
     merged[~is_ref] = cur
-    c1 = np.cumsum(is_ref, dtype=np.int64)
-    c2 = np.arange(1, n + 1, dtype=np.int64) - c1
+    # counts as float64 (exact below 2**53): the divisions see the same values as scipy's
+    c1 = np.cumsum(is_ref, dtype=np.float64)
+    c2 = np.arange(1.0, n + 1.0) - c1
     cdf_diff = c1 / n1 - c2 / n2
     deltas = np.diff(merged)
     wasserstein = float(np.dot(np.abs(cdf_diff[:-1]), deltas))
-    ends = np.flatnonzero(deltas)  # last element of each run of equal values (bar the final)
-    at_ends = cdf_diff[ends] if ends.size else np.zeros(1)
+    # the last element of each run of equal values (bar the final); without ties, every one
+    distinct = deltas != 0
+    if distinct.all():
+        at_ends = cdf_diff[:-1] if n > 1 else np.zeros(1)
+    else:
+        ends = np.flatnonzero(distinct)
+        at_ends = cdf_diff[ends] if ends.size else np.zeros(1)
     d, pvalue = _ks_finish(float(at_ends.min()), float(at_ends.max()), n1, n2, pvalue_method)
     return d, pvalue, wasserstein
 
