@@ -480,6 +480,8 @@ def run_closed_loop(
         lines = "\n".join(f"  {t:6.1f} s  {w}" for t, w in timeline)
         raise LockgateError(
             f"the closed loop did not finish within {timeout_s:.0f} s; timeline so far:\n{lines}"
+            f"\nthe daemon's log {daemon.log_path} ends with:\n{daemon.log_tail()}\nfix: open "
+            "the runs and sensor ticks in the Dagster UI, or raise timeout_s on a slow machine"
         )
     final = registry.alias(spec.name, "champion")
     mark(f"loop closed: {outcome}; champion is now {final}")
