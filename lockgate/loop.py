@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +165,28 @@ class DagsterDaemon:
         >>> # with DagsterDaemon(env, workspace) as daemon: ...  (stopped by PID on exit)
     """
 
-    def __init__(self, env: Environment, workspace: Path, *, log_path: Path | None = None):
+    def __init__(
+        self,
+        env: Environment,
+        workspace: Path,
+        *,
+        log_path: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        """Describes the daemon; nothing starts before :meth:`start`.
+
+        Args:
+            env: its ``DAGSTER_HOME`` is ``env.dagster_home``, its ``LOCKGATE_HOME`` ``env.home``.
+            workspace: the workspace file of the code locations it serves.
+            log_path: where its output goes (default ``<home>/logs/dagster-daemon.log``).
+            extra_env: more environment variables for it and its code servers.
+            cwd: its working directory (default ``env.home``).
+        """
         self.env, self.workspace = env, workspace
         self.log_path = log_path or env.home / "logs" / "dagster-daemon.log"
+        self.extra_env = dict(extra_env or {})
+        self.cwd = cwd or env.home
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout_s: float = 90.0) -> DagsterDaemon:
@@ -188,6 +207,7 @@ class DagsterDaemon:
             DAGSTER_HOME=str(self.env.dagster_home),
             LOCKGATE_HOME=str(self.env.home),
             DAGSTER_DISABLE_TELEMETRY="1",
+            **self.extra_env,
         )
         started = time.time()
         with open(self.log_path, "ab") as log:
@@ -196,7 +216,7 @@ class DagsterDaemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=str(self.env.home),
+                cwd=str(self.cwd),
                 start_new_session=True,
             )
         from dagster import DagsterInstance

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +18,7 @@ from lockgate import Environment, FeatureChangePolicy, build_definitions
 from lockgate.audit import AuditLog
 from lockgate.errors import FeatureStoreError, SpecError
 from lockgate.examples import generate_fraud_data
+from lockgate.loop import DagsterDaemon
 from lockgate.resources.feast_store import FeastStore
 from lockgate.sensors.feature_store import make_feature_change_sensor
 
@@ -275,59 +271,7 @@ REPO = Path(__file__).resolve().parents[2]
 LOCATION = "tests.integration.feature_change_location"
 
 
-class Daemon:
-    """``dagster-daemon run`` in its own process group, started and stopped by PID."""
-
-    def __init__(self, home: Path, env: Environment, pause_file: Path) -> None:
-        self.home = home
-        self.log = home / "daemon.log"
-        self.env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "LOCKGATE_HOME": str(env.home),
-            "LOCKGATE_ENV": "local",
-            "LOCKGATE_TEST_PAUSE_FILE": str(pause_file),
-            "PYTHONPATH": str(REPO),
-            "PYTHONWARNINGS": "ignore::FutureWarning",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "dagster-daemon"),
-                    "run",
-                    "-w",
-                    str(self.home / "workspace.yaml"),
-                ],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # children left in the group
-        self.process = None
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-
-def wait_for(what: str, probe: Any, daemon: Daemon, timeout: float = 30.0) -> Any:
+def wait_for(what: str, probe: Any, daemon: DagsterDaemon, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
@@ -335,33 +279,43 @@ def wait_for(what: str, probe: Any, daemon: Daemon, timeout: float = 30.0) -> An
             return value
         time.sleep(0.1)
     raise AssertionError(
-        f"timed out after {timeout} s waiting for {what}; daemon log:\n{daemon.tail()}"
+        f"timed out after {timeout} s waiting for {what}; daemon log:\n{daemon.log_tail(60)}"
     )
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, env: Environment) -> Iterator[Daemon]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    (home / "workspace.yaml").write_text(
+def daemon(tmp_path: Path, env: Environment) -> Iterator[DagsterDaemon]:
+    env.dagster_home.mkdir(parents=True, exist_ok=True)
+    (env.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    workspace = env.home / "workspace.yaml"
+    workspace.write_text(
         "load_from:\n"
         "  - python_module:\n"
         f"      module_name: {LOCATION}\n"
         "      location_name: lockgate_feature_change_test\n"
         f"      working_directory: {REPO}\n"
     )
-    d = Daemon(home, env, tmp_path / "pause")
+    d = DagsterDaemon(
+        env,
+        workspace,
+        extra_env={
+            "LOCKGATE_ENV": "local",
+            "LOCKGATE_TEST_PAUSE_FILE": str(tmp_path / "pause"),
+            "PYTHONPATH": str(REPO),
+            "PYTHONWARNINGS": "ignore::FutureWarning",
+        },
+        cwd=REPO,
+    )
     yield d
     d.kill()
 
 
 def test_daemon_requests_exactly_one_run_per_mutation_across_a_crash(
-    env: Environment, daemon: Daemon
+    env: Environment, daemon: DagsterDaemon
 ) -> None:
     FeastStore(repo_dir=str(env.feast_dir), data_dir=str(env.data_dir)).apply()
     audit = AuditLog(env.audit_path)
-    pause = Path(daemon.env["LOCKGATE_TEST_PAUSE_FILE"])
+    pause = Path(daemon.extra_env["LOCKGATE_TEST_PAUSE_FILE"])
     label_file = sorted((env.data_dir / "labels").glob("*.parquet"))[-1]
 
     def mutate() -> None:
@@ -374,7 +328,7 @@ def test_daemon_requests_exactly_one_run_per_mutation_across_a_crash(
             for e in audit.entries(pipeline=SPEC.name, kind="retrain_requested")
         ]
 
-    with dg.DagsterInstance.from_config(str(daemon.home)) as instance:
+    with dg.DagsterInstance.from_config(str(env.dagster_home)) as instance:
 
         def state() -> Any:
             return next(
@@ -456,9 +410,9 @@ def test_daemon_requests_exactly_one_run_per_mutation_across_a_crash(
         for _ in range(3):  # a rewind written during a tick is overwritten by it: try again
             rewind(instance, state(), after_second)
             wait_for("the cursor back", lambda: cursor_seq() == 3, daemon)
-            if dropped in daemon.tail():
+            if dropped in daemon.log_tail(200):
                 break
-        assert dropped in daemon.tail()
+        assert dropped in daemon.log_tail(400)
         assert len(runs()) == 3
         assert keys() == [first, second, third]
 
