@@ -7,12 +7,16 @@ gateway logged. The sensor ticks run the production tick function with a real Da
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
+from lockgate import Environment
+from lockgate.loop import DagsterDaemon
 from lockgate.monitoring import compute_drift_report
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
@@ -93,6 +97,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     schema = wire_schema_for_version(registry, PIPELINE, champion)
     try:
         yield {
+            "root": root,
             "registry": registry,
             "stack": stack,
             "audit": audit,
@@ -269,3 +274,61 @@ def test_a_feature_missing_in_every_live_row_is_critical(world: dict) -> None:
     assert "age" in report["critical_features"]
     assert "missing in every live row: age" in report["reason"]
     assert {f["feature"] for f in report["features"]} == {"amount", "device"}
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_flapping_drift_under_a_real_daemon_retrains_once_per_cooldown(
+    world: dict, tmp_path: Path
+) -> None:
+    """The production sensor in a real dagster-daemon, ticking every few seconds, while live
+    traffic flips between drifted and normal: one retrain, then the cooldown holds."""
+    policy = POLICY.model_copy(update={"consecutive": 1, "cooldown_seconds": 3600})
+    env = Environment.local(tmp_path / "home")
+    env.dagster_home.mkdir(parents=True)
+    (env.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    workspace = env.home / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: tests.integration.drift_location\n"
+        "      location_name: lockgate_drift_test\n"
+        f"      working_directory: {REPO}\n"
+    )
+    key = dg.AssetKey([PIPELINE, "drift_report"])
+    requested_before = len(world["audit"].log().entries(kind="retrain_requested"))
+    daemon = DagsterDaemon(
+        env,
+        workspace,
+        extra_env={
+            "LOCKGATE_TEST_DRIFT_ROOT": str(world["root"]),
+            "LOCKGATE_TEST_DRIFT_POLICY": policy.model_dump_json(),
+            "PYTHONPATH": str(REPO),
+        },
+        cwd=REPO,
+    )
+    levels: list[str] = []
+    with daemon, dg.DagsterInstance.from_config(str(env.dagster_home)) as instance:
+        for i, shift in enumerate((20.0, 0.0, 20.0, 0.0, 20.0)):
+            web = 0.8 if shift else 1 / 3
+            _send(world, _frame(2000, seed=100 + i, age_shift=shift, web_share=web), 600)
+            sent = time.time()
+            deadline = sent + 60
+            while time.time() < deadline:
+                records = instance.fetch_materializations(key, limit=1).records
+                if records and records[0].timestamp > sent:
+                    meta = records[0].asset_materialization.metadata
+                    levels.append(str(meta["level"].value))
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"no drift report after window {i}:\n{daemon.log_tail(60)}")
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"lockgate/trigger": "drift"}))
+    assert levels.count("critical") >= 2, levels
+    assert "ok" in levels, levels
+    assert len(runs) == 1, [r.tags.get("lockgate/reason") for r in runs]
+    assert runs[0].job_name == "driftlet_train"
+    assert runs[0].tags["dagster/run_key"].startswith("drift:")
+    requested = world["audit"].log().entries(kind="retrain_requested")
+    assert len(requested) == requested_before + 1

@@ -1,0 +1,58 @@
+"""A small code location for the daemon test of the drift sensor.
+
+It defines the production drift sensor of the ``driftlet`` pipeline of ``test_drift.py`` and,
+under the train job's name, a trivial op job: what the daemon test checks is the trigger (how
+many retrains flapping drift requests), not the training. The test passes the folders of its
+registry, serving stack and audit log, and the drift policy, in environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.resources.audit import AuditTrail
+from lockgate.resources.serving import LocalServingStack
+from lockgate.sensors.drift import make_drift_sensor
+from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
+from lockgate.trainers import LightGBMTrainer
+from lockgate.triggers import DriftPolicy
+from tests.integration.test_gate import GATE
+
+LOCATION_NAME = "lockgate_drift_test"
+ROOT = Path(os.environ.get("LOCKGATE_TEST_DRIFT_ROOT", "/nonexistent"))
+
+SPEC = ModelPipeline(
+    name="driftlet",
+    feature_service="fraud_v1",
+    label="is_fraud",
+    labels=LabelSource(entity_columns=("transaction_id",)),
+    trainer=LightGBMTrainer(seed=1),
+    gate=GATE,
+    serving=TritonTarget(device="cpu"),
+    drift=DriftPolicy.model_validate_json(os.environ.get("LOCKGATE_TEST_DRIFT_POLICY", "{}")),
+)
+
+
+@dg.op
+def stand_in_for_training(context) -> None:  # type: ignore[no-untyped-def]
+    context.log.info(f"retrain requested: {context.run.tags.get('lockgate/reason')}")
+
+
+@dg.job(name=SPEC.train_job_name, executor_def=dg.in_process_executor)
+def train_job() -> None:
+    stand_in_for_training()
+
+
+defs = dg.Definitions(
+    jobs=[train_job],
+    sensors=[make_drift_sensor(SPEC)],
+    resources={
+        "artifacts": LocalArtifactRegistry(root=str(ROOT / "artifacts")),
+        "serving_stack": LocalServingStack(root=str(ROOT / "serving"), durability="flush"),
+        "audit": AuditTrail(path=str(ROOT / "audit.jsonl")),
+    },
+)
