@@ -17,22 +17,14 @@ from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.drift import make_drift_sensor
-from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
-from lockgate.trainers import LightGBMTrainer
 from lockgate.triggers import DriftPolicy
-from tests.integration.test_gate import GATE
+from tests.integration.specs import served_spec
 
 LOCATION_NAME = "lockgate_drift_test"
 ROOT = Path(os.environ.get("LOCKGATE_TEST_DRIFT_ROOT", "/nonexistent"))
 
-SPEC = ModelPipeline(
-    name="driftlet",
-    feature_service="fraud_v1",
-    label="is_fraud",
-    labels=LabelSource(entity_columns=("transaction_id",)),
-    trainer=LightGBMTrainer(seed=1),
-    gate=GATE,
-    serving=TritonTarget(device="cpu"),
+SPEC = served_spec(
+    "driftlet",
     drift=DriftPolicy.model_validate_json(os.environ.get("LOCKGATE_TEST_DRIFT_POLICY", "{}")),
 )
 

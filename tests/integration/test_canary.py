@@ -18,13 +18,13 @@ from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import LocalServingStack
 from lockgate.serving import load_version, write_model_version
-from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
+from lockgate.spec import ModelPipeline
 from lockgate.traffic import TrafficGenerator, drive_canary
 from lockgate.trainers import LightGBMTrainer
 from lockgate.triton_config import triton_model_name
 from lockgate.wire import encode, wire_schema_for_version
 
-from .test_gate import GATE
+from .specs import served_spec
 
 PIPELINE = "fraudlet"
 FEATURES = ["amount", "hour", "device"]
@@ -84,16 +84,7 @@ def _store_version(
 
 
 def spec(canary: CanaryPolicy) -> ModelPipeline:
-    return ModelPipeline(
-        name=PIPELINE,
-        feature_service="fraud_v1",
-        label="is_fraud",
-        labels=LabelSource(entity_columns=("transaction_id",)),
-        trainer=LightGBMTrainer(seed=1),
-        gate=GATE,
-        serving=TritonTarget(device="cpu"),
-        canary=canary,
-    )
+    return served_spec(PIPELINE, canary=canary)
 
 
 FAST = CanaryPolicy(

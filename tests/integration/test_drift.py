@@ -23,14 +23,13 @@ from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.canary import run_canary_tick
 from lockgate.sensors.drift import make_drift_sensor, run_drift_tick
-from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
+from lockgate.spec import ModelPipeline
 from lockgate.traffic import TrafficGenerator
-from lockgate.trainers import LightGBMTrainer
 from lockgate.triggers import DriftPolicy
 from lockgate.wire import encode, wire_schema_for_version
 
+from .specs import served_spec
 from .test_canary import _store_version
-from .test_gate import GATE
 
 PIPELINE = "driftlet"
 FEATURES = ["amount", "age", "device"]
@@ -72,16 +71,7 @@ POLICY = DriftPolicy(
 
 
 def _spec(policy: DriftPolicy = POLICY) -> ModelPipeline:
-    return ModelPipeline(
-        name=PIPELINE,
-        feature_service="fraud_v1",
-        label="is_fraud",
-        labels=LabelSource(entity_columns=("transaction_id",)),
-        trainer=LightGBMTrainer(seed=1),
-        gate=GATE,
-        serving=TritonTarget(device="cpu"),
-        drift=policy,
-    )
+    return served_spec(PIPELINE, drift=policy)
 
 
 @pytest.fixture(scope="module")

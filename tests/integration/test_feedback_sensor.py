@@ -31,13 +31,11 @@ from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
 from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.feedback import make_feedback_sensor
-from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
-from lockgate.trainers import LightGBMTrainer
 from lockgate.triggers import FeedbackPolicy
 from lockgate.wire import encode, wire_schema_for_version
 
+from .specs import served_spec
 from .test_canary import PIPELINE, _frame, _store_version
-from .test_gate import GATE
 
 WINDOW = 1000
 POLICY = FeedbackPolicy(
@@ -48,16 +46,7 @@ POLICY = FeedbackPolicy(
     cooldown_seconds=3600,
     interval_seconds=30,
 )
-SPEC = ModelPipeline(
-    name=PIPELINE,
-    feature_service="fraud_v1",
-    label="is_fraud",
-    labels=LabelSource(entity_columns=("transaction_id",)),
-    trainer=LightGBMTrainer(seed=1),
-    gate=GATE,
-    serving=TritonTarget(device="cpu"),
-    feedback=POLICY,
-)
+SPEC = served_spec(PIPELINE, feedback=POLICY)
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=10)
 
 
