@@ -330,8 +330,40 @@ def _numeric(
     psi = _psi(p_ref, p_cur, eps)
     jsd = _jsd(p_ref, p_cur)
     ks, ks_p, wd = _ks_wasserstein(ref, cur, pvalue_method)
-    miss_ref = 1.0 - ref.size / total_ref
-    miss_cur = 1.0 - cur.size / total_cur
+    return _numeric_drift(
+        feature,
+        psi=psi,
+        jsd=jsd,
+        ks=ks,
+        ks_pvalue=ks_p,
+        wasserstein=wd,
+        n_ref=int(ref.size),
+        n_cur=int(cur.size),
+        total_ref=total_ref,
+        total_cur=total_cur,
+        n_bins=int(p_ref.size),
+        th=th,
+    )
+
+
+def _numeric_drift(
+    feature: str,
+    *,
+    psi: float,
+    jsd: float,
+    ks: float,
+    ks_pvalue: float,
+    wasserstein: float,
+    n_ref: int,
+    n_cur: int,
+    total_ref: int,
+    total_cur: int,
+    n_bins: int,
+    th: DriftThresholds,
+) -> FeatureDrift:
+    """A numeric result from its metrics: missing shares and the worst severity added."""
+    miss_ref = 1.0 - n_ref / total_ref
+    miss_cur = 1.0 - n_cur / total_cur
     level = _worst(
         (
             severity(psi, warn=th.psi_warn, critical=th.psi_critical),
@@ -345,15 +377,15 @@ def _numeric(
         psi=psi,
         jsd=jsd,
         ks=ks,
-        ks_pvalue=ks_p,
-        wasserstein=wd,
+        ks_pvalue=ks_pvalue,
+        wasserstein=wasserstein,
         chi2_pvalue=None,
         missing_ref=miss_ref,
         missing_cur=miss_cur,
         missing_drift=abs(miss_cur - miss_ref),
-        n_ref=int(ref.size),
-        n_cur=int(cur.size),
-        n_bins=int(p_ref.size),
+        n_ref=n_ref,
+        n_cur=n_cur,
+        n_bins=n_bins,
         severity=level,
     )
 
@@ -965,32 +997,19 @@ class DriftAccumulator:
         p_cur = state.bin_counts / n2
         psi = _psi(state.p_ref, p_cur, self._eps)
         jsd = _jsd(state.p_ref, p_cur)
-        miss_ref = 1.0 - n1 / state.total_ref
-        miss_cur = 1.0 - n2 / self._rows
-        th = self._thresholds
-        level = _worst(
-            (
-                severity(psi, warn=th.psi_warn, critical=th.psi_critical),
-                severity(d, warn=th.ks_warn, critical=th.ks_critical),
-                severity(jsd, warn=th.jsd_warn, critical=th.jsd_critical),
-            )
-        )
-        return FeatureDrift(
-            feature=str(name),
-            kind="numeric",
+        return _numeric_drift(
+            str(name),
             psi=psi,
             jsd=jsd,
             ks=d,
             ks_pvalue=pvalue,
             wasserstein=wd,
-            chi2_pvalue=None,
-            missing_ref=miss_ref,
-            missing_cur=miss_cur,
-            missing_drift=abs(miss_cur - miss_ref),
             n_ref=n1,
             n_cur=n2,
+            total_ref=state.total_ref,
+            total_cur=self._rows,
             n_bins=int(state.p_ref.size),
-            severity=level,
+            th=self._thresholds,
         )
 
     def histogram(self, feature: str) -> dict[str, Any]:
