@@ -91,6 +91,7 @@ def compute_live_performance(
         min_labels=policy.min_labels,
         metric=policy.metric,
         as_of=as_of,
+        since=(as_of or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=policy.lookback_seconds),
     )
     champion = artifacts.alias(spec.name, "champion")
     estimate, source = (

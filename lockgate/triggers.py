@@ -62,7 +62,7 @@ _LEVELS = ("ok", "warn", "critical")
 class _Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    @field_validator("cooldown_seconds", mode="before", check_fields=False)
+    @field_validator("cooldown_seconds", "lookback_seconds", mode="before", check_fields=False)
     @classmethod
     def _duration_string(cls, value: Any) -> Any:
         return _parse_duration(value) if isinstance(value, str) else value
@@ -177,6 +177,8 @@ class FeedbackPolicy(_Policy):
         metric: live metric judged (``roc_auc``, ``pr_auc``, ``log_loss`` or ``brier``).
         window: most recent labelled predictions per version in the rolling window.
         min_labels: labelled predictions (and at least one of each class) needed to judge.
+        lookback_seconds: only predictions this recent are joined (bounds each tick's scan of
+            the log; make it longer than the longest label delay).
         max_drop: critical when the champion's live metric is worse than its gold-set estimate
             by more than this; warn at half of it.
         min_value: critical when the live metric is worse than this (None: not used).
@@ -189,6 +191,7 @@ class FeedbackPolicy(_Policy):
     metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     window: int = Field(default=5000, ge=10)
     min_labels: int = Field(default=500, ge=10)
+    lookback_seconds: float = Field(default=30 * 86400.0, gt=0)
     max_drop: float = Field(default=0.05, ge=0)
     min_value: float | None = None
     consecutive: int = Field(default=2, ge=1)

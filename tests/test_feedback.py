@@ -207,6 +207,19 @@ def test_counts_duplicates_unknown_trace_ids_and_unlabelled(world: dict[str, Any
     assert len(flipped) == 25
 
 
+def test_since_leaves_older_predictions_out_of_the_scan(world: dict[str, Any]) -> None:
+    args = dict(window=5000, min_labels=10, metric="roc_auc")
+    full = live_performance(world["log"], world["feedback"], MODEL, **args)
+    recent = live_performance(
+        world["log"], world["feedback"], MODEL, since=T0 + dt.timedelta(seconds=995), **args
+    )
+    assert recent["predictions"]["live"] == full["predictions"]["live"] - 100
+    dropped = full["labels"]["matched"] - recent["labels"]["matched"]
+    assert 0 < dropped <= 100
+    # their labels are still read, but match no prediction in the scanned part of the log
+    assert recent["labels"]["unknown_trace_ids"] == full["labels"]["unknown_trace_ids"] + dropped
+
+
 def test_as_of_sees_only_labels_known_then(world: dict[str, Any]) -> None:
     as_of = T0 + dt.timedelta(days=2, hours=1)  # labels of the first hour of traffic only
     report = live_performance(
