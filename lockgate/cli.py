@@ -304,6 +304,62 @@ def reproduce_cmd(home: str | None, pipeline: str, version: str) -> None:
         sys.exit(1)
 
 
+@cli.command("drift")
+@_home_option
+@click.argument("pipeline")
+@click.option(
+    "--rows", type=int, default=None, help="Analyse the last N live rows (default: the policy's)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def drift_cmd(home: str | None, pipeline: str, rows: int | None, as_json: bool) -> None:
+    """Drift of PIPELINE's live traffic against its champion's training data, now.
+
+    Reads the gateway's prediction log; the report is stored like the sensor's (nothing is
+    triggered). Exit status 0 whatever the level; the level is printed first.
+    """
+    from lockgate.errors import SpecError
+    from lockgate.monitoring import compute_drift_report
+    from lockgate.pipelines.fraud import PIPELINES
+
+    env = _env(home)
+    found = [p for p in PIPELINES if p.name == pipeline]
+    if not found or found[0].drift is None:
+        raise SpecError(
+            f"{pipeline!r} is not an example pipeline with a drift policy; use one of "
+            f"{[p.name for p in PIPELINES if p.drift is not None]}"
+        )
+    spec = found[0]
+    if rows is not None:
+        assert spec.drift is not None
+        policy = spec.drift.model_copy(update={"window_rows": rows, "min_rows": min(rows, 10)})
+        spec = spec.model_copy(update={"drift": policy})
+    resources = env.resources()
+    report = compute_drift_report(
+        spec, stack=resources["serving_stack"], artifacts=resources["artifacts"]
+    )
+    if as_json:
+        _say(json.dumps(report, indent=2, sort_keys=True))
+        return
+    _say(f"{pipeline}: {report['level']}: {report['reason']}")
+    window = report.get("window") or {}
+    if window:
+        _say(f"  window: {window.get('rows')} rows, {window.get('first')} .. {window.get('last')}")
+    for f in report.get("features") or []:
+        ks = "" if f["ks"] is None else f"  KS {f['ks']:.3f}"
+        _say(
+            f"  {f['feature']:<26} {f['severity']:<8} PSI {f['psi']:.3f}  JSD {f['jsd']:.3f}{ks}"
+            f"  missing {f['missing_ref']:.3f} -> {f['missing_cur']:.3f}"
+        )
+    prediction = report.get("prediction") or {}
+    if "psi" in prediction:
+        _say(
+            f"  {'prediction':<26} {prediction['severity']:<8} PSI {prediction['psi']:.3f}  "
+            f"mean {prediction['mean_reference']:.4f} -> {prediction['mean_current']:.4f}"
+        )
+    if report.get("uri"):
+        _say(f"  report: {report['uri']}")
+
+
 @cli.command("demo")
 @_home_option
 @click.option("--days", type=int, default=30, show_default=True, help="Days of data.")

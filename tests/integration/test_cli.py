@@ -24,6 +24,7 @@ COMMANDS = [
     "reproduce",
     "aliases",
     "promote",
+    "drift",
 ]
 
 
@@ -207,3 +208,20 @@ def test_audit_verify_catches_tampering(demo_home: Path) -> None:
     finally:
         path.write_text(original)
     assert run("audit", "verify", home=demo_home).returncode == 0
+
+
+def test_drift_command_reports_the_demo_traffic(demo_home: Path) -> None:
+    out = run("drift", "fraud_lgbm", "--rows", "2000", home=demo_home).stdout
+    level = out.split(":", 2)[1].strip()
+    assert level in ("ok", "warn", "critical"), out
+    assert "  age " in out
+    assert "prediction" in out
+    assert "report: " in out
+    report = json.loads(run("drift", "fraud_lgbm", "--json", home=demo_home).stdout)
+    assert report["champion"] == LocalArtifactRegistry(root=str(demo_home / "artifacts")).alias(
+        "fraud_lgbm", "champion"
+    )
+    assert {f["feature"] for f in report["features"]} >= {"age", "amount", "device_type"}
+    missing = run("drift", "nope", home=demo_home, check=False)
+    assert missing.returncode != 0
+    assert "not an example pipeline" in missing.stderr + missing.stdout
