@@ -161,6 +161,13 @@ def _iso(micros: int) -> str:
     return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).isoformat()
 
 
+def _count_versions(counter: collections.Counter[str], versions: np.ndarray) -> None:
+    """Adds the rows of each version (one ``np.unique`` per batch, not a loop over rows)."""
+    if versions.size:
+        names, counts = np.unique(versions.astype(str), return_counts=True)
+        counter.update(dict(zip(names.tolist(), counts.tolist(), strict=True)))
+
+
 def _window(
     spec: ModelPipeline,
     log_dir: Any,
@@ -228,7 +235,7 @@ def _window(
         if limit is None:
             feed(matrix, versions, scores)
             rows_fed += len(matrix)
-            versions_seen.update(str(v) for v in versions)
+            _count_versions(versions_seen, versions)
             continue
         chunks.append((matrix, versions, scores))
         held += len(matrix)
@@ -242,7 +249,7 @@ def _window(
             np.concatenate([c[2] for c in chunks])[-limit:],
         )
         rows_fed = len(versions)
-        versions_seen.update(str(v) for v in versions)
+        _count_versions(versions_seen, versions)
     return {
         "rows": rows_fed,
         "versions": dict(versions_seen),
