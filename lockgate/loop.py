@@ -247,17 +247,13 @@ class DagsterDaemon:
 
     def stop(self, *, timeout_s: float = 30.0) -> None:
         """SIGTERM the daemon's process group (it starts code servers), SIGKILL if it lingers."""
+        from lockgate.resources._process import stop_process_group
+
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process_group(process.pid, timeout_s=timeout_s)
+        process.wait(timeout=10)
 
     def kill(self) -> None:
         """SIGKILL the whole process group at once (a crash, for tests)."""

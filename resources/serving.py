@@ -26,32 +26,11 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.resources._process import stop_process_group
 from lockgate.resources.gateway import Gateway, GatewayServer, RemoteGateway
 from lockgate.resources.triton import LocalTritonServer, RemoteTritonServer, TritonServer
 
-__all__ = ["LocalServingStack", "RemoteServingStack", "ServingStack", "stop_process_group"]
-
-
-def stop_process_group(pid: int, *, timeout_s: float = 15.0) -> None:
-    """SIGTERM the process group led by ``pid`` (servers start in their own session), then
-    SIGKILL what is left after ``timeout_s``; works on servers another process started."""
-    import signal
-    import time
-
-    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    return
-            except (ProcessLookupError, FileNotFoundError):
-                return
-            time.sleep(0.05)
+__all__ = ["LocalServingStack", "RemoteServingStack", "ServingStack"]
 
 
 class ServingStack(dg.ConfigurableResource, ABC):
