@@ -95,7 +95,27 @@ class FeatureChangePolicy(_Policy):
     interval_seconds: int = Field(default=60, ge=1)
 
 
-class DriftPolicy(_Policy):
+class _WindowPolicy(_Policy):
+    """What drift and feedback share: judged windows feed a hysteresis/cooldown trigger."""
+
+    consecutive: int = Field(default=2, ge=1)
+    cooldown_seconds: float = Field(default=6 * 3600.0, ge=0)
+    interval_seconds: int = Field(default=300, ge=1)
+
+    def step(
+        self, state: TriggerState, level: Level, *, now: float
+    ) -> tuple[TriggerState, TriggerDecision]:
+        """:func:`step` with this policy's ``consecutive`` and ``cooldown_seconds``."""
+        return step(
+            state,
+            level,
+            now=now,
+            consecutive=self.consecutive,
+            cooldown_seconds=self.cooldown_seconds,
+        )
+
+
+class DriftPolicy(_WindowPolicy):
     """Data-drift analysis and its retrain trigger (``drift_report`` asset, ``<name>_on_drift``).
 
     The current window is the most recent ``window_rows`` live predictions of the gateway's log
@@ -132,9 +152,6 @@ class DriftPolicy(_Policy):
     window_seconds: float | None = Field(default=7 * 86400.0, gt=0)
     min_rows: int = Field(default=1000, ge=10)
     min_critical_features: int = Field(default=1, ge=1)
-    consecutive: int = Field(default=2, ge=1)
-    cooldown_seconds: float = Field(default=6 * 3600.0, ge=0)
-    interval_seconds: int = Field(default=300, ge=1)
 
     @field_validator("psi", "ks", "jsd", "prediction_psi")
     @classmethod
@@ -164,7 +181,7 @@ class DriftPolicy(_Policy):
         )
 
 
-class FeedbackPolicy(_Policy):
+class FeedbackPolicy(_WindowPolicy):
     """Delayed labels -> live performance per version -> concept-drift trigger.
 
     Labels arrive as Parquet files under ``<data_dir>/<dataset>/`` with columns ``trace_id``
@@ -194,9 +211,6 @@ class FeedbackPolicy(_Policy):
     lookback_seconds: float = Field(default=30 * 86400.0, gt=0)
     max_drop: float = Field(default=0.05, ge=0)
     min_value: float | None = None
-    consecutive: int = Field(default=2, ge=1)
-    cooldown_seconds: float = Field(default=6 * 3600.0, ge=0)
-    interval_seconds: int = Field(default=300, ge=1)
 
     @model_validator(mode="after")
     def _window_holds_min_labels(self) -> FeedbackPolicy:

@@ -57,7 +57,7 @@ def run_drift_tick(
     """One tick of the drift sensor (see the module docstring)."""
     from lockgate.canary import CanaryState
     from lockgate.monitoring import compute_drift_report, drift_metadata, log_fingerprint
-    from lockgate.triggers import TriggerState, step
+    from lockgate.triggers import TriggerState
 
     policy = spec.drift
     assert policy is not None, f"{spec.name} has no drift policy"
@@ -93,13 +93,7 @@ def run_drift_tick(
     if report["level"] in ("insufficient", "no_champion"):
         new_cursor["trigger"] = state.to_dict()
         return DriftTick(new_cursor, f"{report['level']}: {report['reason']}{note}", report)
-    state, decision = step(
-        state,
-        report["level"],
-        now=now,
-        consecutive=policy.consecutive,
-        cooldown_seconds=policy.cooldown_seconds,
-    )
+    state, decision = policy.step(state, report["level"], now=now)
     new_cursor["trigger"] = state.to_dict()
     metadata = drift_metadata(report, artifacts)
     metadata["trigger"] = decision.reason

@@ -113,7 +113,7 @@ def run_feedback_tick(
     from lockgate.assets.feedback import compute_live_performance
     from lockgate.feedback import feedback_watermark
     from lockgate.hashing import sha256_json
-    from lockgate.triggers import TriggerState, step
+    from lockgate.triggers import TriggerState
 
     policy = spec.feedback
     if policy is None:
@@ -154,13 +154,7 @@ def run_feedback_tick(
     state = TriggerState.from_dict(old.get("trigger"))
     if old.get("champion") not in (None, champion):  # a new champion: a fresh streak
         state = replace(state, streak=0, in_episode=False, last_level="ok")
-    state, decision = step(
-        state,
-        document["level"],
-        now=now,
-        consecutive=policy.consecutive,
-        cooldown_seconds=policy.cooldown_seconds,
-    )
+    state, decision = policy.step(state, document["level"], now=now)
     new_cursor = {
         "watermark": mark,
         "champion": champion,
