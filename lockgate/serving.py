@@ -281,6 +281,46 @@ def _manifest(
     }
 
 
+def _planned(
+    *,
+    pipeline: str,
+    version: str,
+    model_name: str,
+    kind: str,
+    lock_files: Mapping[str, str],
+    n_features: int,
+    schema: WireSchema,
+    options: Mapping[str, Any],
+) -> list[tuple[_Folder, dict[str, Any]]]:
+    """Every folder of a version with the manifest it must carry (the writer writes these, the
+    verifier expects them)."""
+    plan = _plan(
+        model_name=model_name,
+        kind=kind,
+        lock_files=lock_files,
+        n_features=n_features,
+        schema=schema,
+        options=options,
+    )
+    return [
+        (
+            folder,
+            _manifest(
+                pipeline=pipeline,
+                version=version,
+                model_name=model_name,
+                kind=kind,
+                n_features=n_features,
+                schema=schema,
+                options=options,
+                folder=folder,
+                lock_files=lock_files,
+            ),
+        )
+        for folder in plan
+    ]
+
+
 def _manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return canonical_json(dict(manifest)) + b"\n"
 
@@ -401,7 +441,9 @@ def write_model_version(
         gpus=gpus,
         warmup=warmup,
     )
-    plan = _plan(
+    plan = _planned(
+        pipeline=pipeline,
+        version=version,
         model_name=model_name,
         kind=kind,
         lock_files=lock_files,
@@ -411,18 +453,7 @@ def write_model_version(
     )
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
-    for folder in plan:
-        manifest = _manifest(
-            pipeline=pipeline,
-            version=version,
-            model_name=model_name,
-            kind=kind,
-            n_features=n_features,
-            schema=schema,
-            options=options,
-            folder=folder,
-            lock_files=lock_files,
-        )
+    for folder, manifest in plan:
         content: dict[str, bytes] = {path: files[source] for path, source in folder.layout.items()}
         content.update(folder.generated)
         content[MANIFEST_FILE] = _manifest_bytes(manifest)
@@ -595,7 +626,9 @@ def verify_model_folder(
     n_features = _n_features(preprocessing, where=f"{pipeline}/{version}")
     schema = _wire_schema(registry, preprocessing, pipeline=pipeline, version=version)
     try:
-        plan = _plan(
+        plan = _planned(
+            pipeline=pipeline,
+            version=version,
             model_name=model_name,
             kind=kind,
             lock_files=lock_files,
@@ -609,23 +642,12 @@ def verify_model_folder(
             f"generate ({exc}); rule: the options are those of write_model_version; fix: "
             f"{_fix(pipeline, version)}"
         ) from exc
-    for folder in plan:
+    for folder, expected_manifest in plan:
         if folder.name == model_name:
             path, actual = served, served_files
         else:
             path = _existing_folder(repo, folder.name, pipeline=pipeline, version=version)
             actual = _scan(path, pipeline=pipeline, version=version)
-        expected_manifest = _manifest(
-            pipeline=pipeline,
-            version=version,
-            model_name=model_name,
-            kind=kind,
-            n_features=n_features,
-            schema=schema,
-            options=options,
-            folder=folder,
-            lock_files=lock_files,
-        )
         _verify_folder(
             path,
             folder,
