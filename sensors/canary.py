@@ -76,34 +76,23 @@ def run_canary_tick(
             return TickOutcome("restored", f"champion {champion} serving all traffic again")
         return TickOutcome("idle", f"no canary running; champion {champion} serves all traffic")
 
-    if started["triton"]:
-        data = rollback(
-            stack,
-            artifacts,
-            audit,
-            spec.name,
-            state,
-            reason="tritonserver was down and has been restarted: canary aborted, "
-            f"champion {state.champion} restored",
-            actor=actor,
-        )
-        return TickOutcome("rollback", str(data["rollback_reason"]), data)
     triton = stack.triton()
-    missing = [
-        v
-        for v in (state.champion, state.challenger)
-        if not triton.is_ready(triton_model_name(spec.name, v))
-    ]
-    if missing:
-        data = rollback(
-            stack,
-            artifacts,
-            audit,
-            spec.name,
-            state,
-            reason=f"model versions {missing} are not loaded in Triton any more",
-            actor=actor,
+    abort = None
+    if started["triton"]:
+        abort = (
+            "tritonserver was down and has been restarted: canary aborted, "
+            f"champion {state.champion} restored"
         )
+    else:
+        missing = [
+            v
+            for v in (state.champion, state.challenger)
+            if not triton.is_ready(triton_model_name(spec.name, v))
+        ]
+        if missing:
+            abort = f"model versions {missing} are not loaded in Triton any more"
+    if abort is not None:
+        data = rollback(stack, artifacts, audit, spec.name, state, reason=abort, actor=actor)
         return TickOutcome("rollback", str(data["rollback_reason"]), data)
 
     snapshot = stack.gateway().stats(spec.name)
