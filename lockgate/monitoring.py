@@ -423,8 +423,18 @@ def compute_drift_report(
     }
     if not store:
         return report
+    skip = ("report_id", "uri", "images", "generated_at")
+    identity = {k: v for k, v in report.items() if k not in skip}
+    report_id = sha256_bytes(canonical_json(identity))[:16]
+    prefix = f"drift/{spec.name}/{report_id}"
+    worst = results[:_PLOTS]
+    report["report_id"] = report_id
+    report["uri"] = artifacts.uri(f"{prefix}/drift.json")
+    report["images"] = sorted(f"{r.feature}.png" for r in worst)
+    if artifacts.exists(f"{prefix}/drift.json"):  # the same window analysed again: stored
+        return report
     images: dict[str, bytes] = {}
-    for r in results[:_PLOTS]:
+    for r in worst:
         hist = features.histogram(r.feature)
         if hist["kind"] == "numeric":
             edges = hist["edges"]
@@ -437,15 +447,7 @@ def compute_drift_report(
         images[f"{r.feature}.png"] = plots.drift_histogram_plot(
             r.feature, labels, hist["reference"], hist["current"], subtitle=subtitle
         )
-    skip = ("report_id", "uri", "images", "generated_at")
-    identity = {k: v for k, v in report.items() if k not in skip}
-    report_id = sha256_bytes(canonical_json(identity))[:16]
-    prefix = f"drift/{spec.name}/{report_id}"
-    report["report_id"] = report_id
-    report["uri"] = artifacts.uri(f"{prefix}/drift.json")
-    report["images"] = sorted(images)
-    if not artifacts.exists(f"{prefix}/drift.json"):  # the same window analysed again
-        artifacts.write_files_once(prefix, {"drift.json": canonical_json(report), **images})
+    artifacts.write_files_once(prefix, {"drift.json": canonical_json(report), **images})
     return report
 
 
