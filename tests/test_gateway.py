@@ -30,6 +30,7 @@ import uvicorn
 from lockgate.gateway import (
     GatewayApp,
     HttpUpstream,
+    PredictionLog,
     RouteError,
     UpstreamError,
     UpstreamResponse,
@@ -959,6 +960,52 @@ def test_every_answered_request_is_logged(tmp_path: Path, durability: str) -> No
     assert read_prediction_log(tmp_path / "log").shape[0] == 300
 
 
+def test_group_commit_waits_for_requests_in_flight_only_under_load(tmp_path: Path) -> None:
+    """fsync commits are held (commit_delay_s) while commit_siblings more requests are in flight,
+    and released as soon as all of them wait; light load is never held."""
+
+    def meta(i: int) -> dict[str, Any]:
+        return {"t": f"t{i}", "ts": i, "m": MODEL, "v": "v1", "rb": "single", "st": 200, "lat": 1.0}
+
+    async def scenario() -> None:
+        log = PredictionLog(
+            tmp_path / "log", durability="fsync", commit_delay_s=0.1, commit_siblings=2
+        )
+        await log.start()
+        stats = log.stats
+        try:
+            # six requests in flight; the first record arrives alone and is held
+            stats.inflight = 6
+            first = log.append(_encode_record(meta(0), None, None))
+            await asyncio.sleep(0.02)
+            assert not first.done()
+            assert stats.wal_commits == 0
+            t0 = time.perf_counter()
+            rest = [log.append(_encode_record(meta(i), None, None)) for i in range(1, 6)]
+            await asyncio.gather(first, *rest)
+            assert time.perf_counter() - t0 < 0.08  # released by the last arrival, not the timer
+            assert (stats.wal_commits, stats.wal_records) == (1, 6)
+            # two in flight (fewer than commit_siblings besides the waiter): committed at once
+            stats.inflight = 2
+            t0 = time.perf_counter()
+            await log.append(_encode_record(meta(6), None, None))
+            assert time.perf_counter() - t0 < 0.08
+            assert stats.wal_records == 7
+            # a held commit is released by the timer when the others never log
+            stats.inflight = 6
+            t0 = time.perf_counter()
+            await log.append(_encode_record(meta(7), None, None))
+            assert 0.09 <= time.perf_counter() - t0 < 1.0
+            stats.inflight = 0
+        finally:
+            await log.close()
+        assert read_prediction_log(tmp_path / "log", MODEL).trace_id.tolist() == [
+            f"t{i}" for i in range(8)
+        ]
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("durability", ["fsync", "flush"])
 def test_wal_segments_roll_to_parquet_while_serving(tmp_path: Path, durability: str) -> None:
     async def scenario() -> None:
@@ -1054,10 +1101,15 @@ def fake_http() -> Iterator[tuple[FakeTriton, str]]:
         sock.close()
 
 
-@pytest.fixture
-def gateway(tmp_path: Path, fake_http: tuple[FakeTriton, str]) -> Iterator[GatewayServer]:
+@pytest.fixture(params=["lean", "uvicorn"])
+def gateway(
+    tmp_path: Path, fake_http: tuple[FakeTriton, str], request: pytest.FixtureRequest
+) -> Iterator[GatewayServer]:
     server = GatewayServer(
-        state_dir=str(tmp_path / "gw"), log_dir=str(tmp_path / "log"), upstream_url=fake_http[1]
+        state_dir=str(tmp_path / "gw"),
+        log_dir=str(tmp_path / "log"),
+        upstream_url=fake_http[1],
+        server=request.param,
     )
     server.start()
     try:
