@@ -2,7 +2,7 @@
 
 :class:`Gateway` is the admin client every variant shares (routes, stats, health, metrics, over
 the gateway's HTTP admin API). :class:`GatewayServer` also runs the gateway
-(``python -m lockgate.gateway``: uvicorn, uvloop, httptools, one worker, access log off) as a
+(``python -m lockgate.gateway``: uvloop, the lean HTTP/1.1 server or uvicorn, one worker) as a
 child process on 127.0.0.1; :class:`RemoteGateway` points at an existing one (production).
 
 Files of a :class:`GatewayServer` under ``state_dir``: ``routes.json`` (the routing tables, kept
@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -187,6 +187,8 @@ class GatewayServer(Gateway):
         segment_max_bytes: WAL segment size that triggers a Parquet roll.
         segment_max_age_s: WAL segment age that triggers a Parquet roll.
         verify_routes: refuse routes naming versions the upstream does not serve.
+        server: ``lean`` (lockgate's HTTP/1.1 server, :mod:`lockgate.http_server`) or
+            ``uvicorn``; the same ASGI app runs under either.
         startup_timeout_s: how long :meth:`start` waits for the gateway to listen.
         stop_timeout_s: how long :meth:`stop` waits after SIGTERM before SIGKILL.
     """
@@ -201,6 +203,7 @@ class GatewayServer(Gateway):
     segment_max_bytes: int = 64 << 20
     segment_max_age_s: float = 60.0
     verify_routes: bool = True
+    server: Literal["lean", "uvicorn"] = "lean"
     startup_timeout_s: float = 30.0
     stop_timeout_s: float = 15.0
 
@@ -292,6 +295,8 @@ class GatewayServer(Gateway):
             str(self.segment_max_bytes),
             "--segment-max-age-s",
             str(self.segment_max_age_s),
+            "--server",
+            self.server,
         ]
         if not self.retry_challenger_on_champion:
             cmd.append("--no-retry-challenger")
