@@ -12,9 +12,17 @@ this process: a few tens of microseconds of CPU per request, so on a small machi
 to the servers, not the client (a thread pool of ``tritonclient`` clients would use several times
 more CPU per request than the gateway itself and measure the client).
 
-Gateway targets: ``gateway`` (fsync group commit, the default) and ``gateway-flush`` (WAL written
-to the OS before answering, no fdatasync). Writes a table to stdout and JSON to
+Gateway targets: ``gateway`` (fsync group commit, the default), ``gateway-flush`` (WAL written
+to the OS before answering, no fdatasync), ``gateway-uvicorn`` (the default gateway under uvicorn
+instead of lockgate's lean HTTP server). Reference target ``floor``: ``floor_proxy.py``, a proxy
+with no logic at all (httptools in, ``HttpUpstream`` out): what one more Python process and two
+more loopback hops cost before lockgate does anything. Writes a table to stdout and JSON to
 ``benchmarks/results/gateway.json``.
+
+How to read it: with one client a closed loop's throughput is 1 / latency, so at 1 client the
+added p50 is the number (the throughput share there only restates it, and no proxy process can
+keep 80 % of a 0.3 ms round trip: see the floor row); with 16 clients the servers are saturated
+and the throughput share is the capacity the gateway leaves. Both are printed for every level.
 
 Example:
     .venv/bin/python benchmarks/bench_gateway.py --duration 20 --clients 1 16
@@ -27,6 +35,8 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -183,7 +193,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--width", type=int, default=16, help="features per row")
     parser.add_argument(
-        "--targets", nargs="+", default=["direct", "gateway", "gateway-flush"], help="what to load"
+        "--targets",
+        nargs="+",
+        default=["direct", "gateway", "gateway-flush", "gateway-uvicorn", "floor"],
+        help="what to load",
     )
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "gateway.json"
@@ -198,6 +211,8 @@ def main() -> None:
     (repo / f"{MODEL}-{VERSION}" / "1" / "model.py").write_text(MODEL_PY)
     triton = LocalTritonServer(repo_dir=str(repo), work_dir=str(root / "triton"))
     gateways: dict[str, GatewayServer] = {}
+    floor: subprocess.Popen[bytes] | None = None
+    floor_url = ""
     body, headers = _request(args.width)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     try:
@@ -207,12 +222,31 @@ def main() -> None:
         for target in args.targets:
             if target == "direct":
                 continue
+            if target == "floor":
+                ready = root / "floor.port"
+                floor = subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(Path(__file__).with_name("floor_proxy.py")),
+                        triton.url,
+                        str(ready),
+                    ],
+                    start_new_session=True,
+                )
+                deadline = time.monotonic() + 30
+                while not (ready.exists() and ready.read_text()):
+                    if floor.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("floor_proxy.py did not start")
+                    time.sleep(0.05)
+                floor_url = f"http://127.0.0.1:{ready.read_text()}"
+                continue
             durability = "flush" if target.endswith("-flush") else "fsync"
             gw = GatewayServer(
                 state_dir=str(root / target / "state"),
                 log_dir=str(root / target / "log"),
                 upstream_url=triton.url,
                 durability=durability,
+                server="uvicorn" if target.endswith("-uvicorn") else "lean",
             )
             gw.start()
             gw.set_route(MODEL, {"mode": "single", "champion": VERSION})
@@ -222,10 +256,14 @@ def main() -> None:
                 for target in args.targets:
                     if target == "direct":
                         url, path = f"http://{triton.url}", f"/v2/models/{MODEL}-{VERSION}/infer"
+                    elif target == "floor":
+                        url, path = floor_url, f"/v2/models/{MODEL}-{VERSION}/infer"
                     else:
                         url, path = gateways[target].url, f"/v2/models/{MODEL}/infer"
                     groups = {"triton": int(triton.pid or 0)}
                     groups.update({t: int(g.pid or 0) for t, g in gateways.items()})
+                    if floor is not None:
+                        groups["floor"] = floor.pid
                     run = uvloop.run(
                         _load(url, path, body, headers, clients, args.duration, groups)
                     )
@@ -254,6 +292,9 @@ def main() -> None:
     finally:
         for gw in gateways.values():
             gw.stop()
+        if floor is not None:
+            floor.terminate()
+            floor.wait(10)
         triton.stop()
 
     summary: dict[str, Any] = {}

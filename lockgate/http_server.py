@@ -286,21 +286,21 @@ class _Connection(asyncio.Protocol):
             if cycle.started:
                 raise RuntimeError("http.response.start sent twice")
             status = int(message["status"])
-            head = [_status_line(status)]
+            lines = [_status_line(status)]
             has_length = False
             for name, value in message.get("headers", ()):
                 if name == b"content-length":
                     has_length = True
-                head.append(name + b": " + value + b"\r\n")
+                lines.append(name + b": " + value + b"\r\n")
             if not cycle.keep_alive or self.server.stopping:
                 cycle.keep_alive = False
-                head.append(b"connection: close\r\n")
+                lines.append(b"connection: close\r\n")
             cycle.chunked = not has_length
             if cycle.chunked:
-                head.append(b"transfer-encoding: chunked\r\n")
-            head.append(b"\r\n")
+                lines.append(b"transfer-encoding: chunked\r\n")
+            lines.append(b"\r\n")
             cycle.started = True
-            cycle.head = b"".join(head)
+            cycle.head = b"".join(lines)
             return
         if kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
