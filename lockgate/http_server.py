@@ -13,7 +13,7 @@ only what the gateway needs:
 - the app's response start and body go out in one write; a streamed body (``more_body``) is
   sent chunked when the app gave no ``content-length``;
 - a malformed request gets a ``400`` KServe-style error and the connection is closed;
-- idle keep-alive connections are closed after ``keepalive_s``;
+- a connection idle, or with a request that stopped arriving, for ``keepalive_s`` is closed;
 - lifespan: the app's startup runs before the socket accepts, shutdown after the in-flight
   requests finished (or ``graceful_s`` passed); SIGTERM / SIGINT start the shutdown.
 
@@ -125,6 +125,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle: asyncio.TimerHandle | None = None
         self.too_large: str | None = None
+        self.lost: asyncio.Future[None] | None = None  # created by a receive() after the body
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -154,6 +155,9 @@ class _Connection(asyncio.Protocol):
                 self._reject(413, self.too_large)
             else:
                 self._reject(400, f"malformed HTTP request ({exc}); send HTTP/1.1")
+            return
+        if self.active is None:  # a request is partly read: it too must progress within keepalive_s
+            self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -161,6 +165,8 @@ class _Connection(asyncio.Protocol):
         if self.idle is not None:
             self.idle.cancel()
             self.idle = None
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
 
     # -- httptools callbacks ------------------------------------------------------------
 
@@ -254,7 +260,10 @@ class _Connection(asyncio.Protocol):
             if not sent_body and not self.closed:
                 sent_body = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            await self.server.stopping_or_never(self)
+            if not self.closed:  # ASGI: the next receive() waits for the client to go away
+                if self.lost is None:
+                    self.lost = self.loop.create_future()
+                await self.lost
             return _DISCONNECT
 
         async def send(message: Message) -> None:
@@ -341,7 +350,13 @@ class _Connection(asyncio.Protocol):
         if self.server.stopping:
             self.close_if_idle()
             return
-        self.idle = self.loop.call_later(self.server.keepalive_s, self.close_if_idle)
+        self.idle = self.loop.call_later(self.server.keepalive_s, self._expire)
+
+    def _expire(self) -> None:
+        """keepalive_s without progress: close unless the app is answering a request."""
+        self.idle = None
+        if self.active is None and not self.queue and self.transport is not None:
+            self.transport.close()
 
     def close_if_idle(self) -> None:
         """Close the connection unless a request is being read or answered."""
@@ -409,11 +424,6 @@ class LeanServer:
     def loop(self) -> asyncio.AbstractEventLoop:
         assert self._loop is not None
         return self._loop
-
-    async def stopping_or_never(self, conn: _Connection) -> None:
-        """Wait until the server stops (a receive() after the body: the ASGI disconnect)."""
-        assert self._stop is not None
-        await self._stop.wait()
 
     def stop(self) -> None:
         """Start a graceful shutdown."""

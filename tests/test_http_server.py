@@ -46,6 +46,9 @@ class EchoApp:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        elif path == "/hold":  # waits for the client to go away
+            self.events.append((await receive())["type"])
+            return
         elif path == "/boom":
             raise RuntimeError("boom")
         elif path == "/silent":
@@ -213,6 +216,23 @@ def test_app_errors_are_500_and_http10_closes() -> None:
     run(main())
 
 
+def test_receive_after_the_body_reports_the_client_disconnect() -> None:
+    async def main() -> None:
+        async with serving() as (_, app, port):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.sleep(0.05)
+            assert app.events == ["startup"]
+            writer.close()
+            for _ in range(100):
+                if len(app.events) > 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert app.events == ["startup", "http.disconnect"]
+
+    run(main())
+
+
 def test_stop_finishes_requests_in_flight_then_runs_shutdown() -> None:
     async def main() -> None:
         app_events: list[str] = []
@@ -222,6 +242,11 @@ def test_stop_finishes_requests_in_flight_then_runs_shutdown() -> None:
             # an idle keep-alive connection is closed after keepalive_s
             assert await asyncio.wait_for(idle_r.read(), 5) == b""
             idle_w.close()
+            # so is one whose request stopped arriving (headers and half the body sent)
+            stall_r, stall_w = await asyncio.open_connection("127.0.0.1", port)
+            stall_w.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf")
+            assert await asyncio.wait_for(stall_r.read(), 5) == b""
+            stall_w.close()
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /sleep/300 HTTP/1.1\r\nHost: x\r\n\r\n")
             await asyncio.sleep(0.05)
