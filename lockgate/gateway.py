@@ -165,6 +165,7 @@ _WAL_MAGIC = b"LGW1"
 _PREALLOC_STEP = 8 << 20
 _FRAME = struct.Struct("<4sII")  # magic, payload length, crc32(payload)
 _META_LEN = struct.Struct("<I")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _JSON_CT = (b"content-type", b"application/json")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 try:  # about twice as fast as the standard library on the hot path; tritonclient depends on it
@@ -879,16 +880,21 @@ class _Series:
         self.latency.observe(latency_s)
         w.latency.add(latency_s)
         if predictions is not None and predictions.size:
-            self.prediction.observe_array(predictions)
-            w.pred_count += int(predictions.size)
-            w.pred_sum += float(predictions.sum())
-            if predictions.size <= 8:
-                for p in predictions.tolist():
+            if predictions.size <= 8:  # the usual few rows: Python floats beat numpy reductions
+                values = predictions.tolist()
+                w.pred_count += len(values)
+                w.pred_sum += sum(values)
+                observe = self.prediction.observe
+                for p in values:
+                    observe(p)
                     if 0.0 <= p <= 1.0:
                         w.pred_bins[min(int(p * 10), 9)] += 1
                     else:
                         w.pred_out_of_range += 1
             else:
+                self.prediction.observe_array(predictions)
+                w.pred_count += int(predictions.size)
+                w.pred_sum += float(predictions.sum())
                 ok = (predictions >= 0.0) & (predictions <= 1.0)
                 w.pred_out_of_range += int(predictions.size - ok.sum())
                 bins = np.minimum((predictions[ok] * 10).astype(np.int64), 9)
@@ -1191,7 +1197,7 @@ class _Record:
 
 def _decode_payload(payload: bytes) -> _Record:
     (mlen,) = _META_LEN.unpack_from(payload, 0)
-    meta = json.loads(payload[4 : 4 + mlen])
+    meta = _fast_loads(payload[4 : 4 + mlen])
     off = 4 + mlen
     arrays: list[np.ndarray | None] = []
     for key in ("ish", "osh"):
@@ -1199,7 +1205,7 @@ def _decode_payload(payload: bytes) -> _Record:
         if shape is None:
             arrays.append(None)
             continue
-        n = int(np.prod(shape))
+        n = math.prod(shape)
         arrays.append(np.frombuffer(payload, "<f4", count=n, offset=off).reshape(shape))
         off += 4 * n
     return _Record(meta, arrays[0], arrays[1])
@@ -1235,30 +1241,22 @@ def _nested_rows(arrays: list[np.ndarray | None]) -> pa.Array:
     """list<list<float32>> from 2-D arrays (None -> null)."""
     import pyarrow as pa
 
-    outer = [0]
-    inner = [0]
-    flat: list[np.ndarray] = []
-    mask = []
-    for a in arrays:
-        mask.append(a is None)
-        if a is None:
-            outer.append(outer[-1])
-            continue
-        a2 = a.reshape(a.shape[0], -1) if a.ndim != 2 else a
-        n, d = a2.shape
-        outer.append(outer[-1] + n)
-        base = inner[-1]
-        inner.extend(base + d * (i + 1) for i in range(n))
-        flat.append(a2.reshape(-1))
+    present = [a.reshape(a.shape[0], -1) if a.ndim != 2 else a for a in arrays if a is not None]
+    mask = np.fromiter((a is None for a in arrays), dtype=bool, count=len(arrays))
+    rows_per = np.zeros(len(arrays), dtype=np.int64)
+    rows_per[~mask] = [a.shape[0] for a in present]
+    widths = np.asarray([a.shape[1] for a in present], dtype=np.int64)
+    outer = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum(rows_per, out=outer[1:])
+    inner = np.zeros(int(outer[-1]) + 1, dtype=np.int32)
+    np.cumsum(np.repeat(widths, rows_per[~mask]), out=inner[1:])
     values = (
-        pa.array(np.concatenate(flat).astype(np.float32, copy=False))
-        if flat
+        pa.array(np.concatenate([a.reshape(-1) for a in present]).astype(np.float32, copy=False))
+        if present
         else pa.array([], pa.float32())
     )
-    rows = pa.ListArray.from_arrays(pa.array(inner, pa.int32()), values)
-    return pa.ListArray.from_arrays(
-        pa.array(outer, pa.int32()), rows, mask=pa.array(mask, pa.bool_())
-    )
+    rows = pa.ListArray.from_arrays(pa.array(inner), values)
+    return pa.ListArray.from_arrays(pa.array(outer), rows, mask=pa.array(mask))
 
 
 def _records_table(records: list[_Record]) -> pa.Table:
@@ -1315,8 +1313,12 @@ def _roll_segment(path: Path, log_dir: Path) -> int:
     seq = _segment_seq(path)
     records, clean = _read_segment(path)
     groups: dict[tuple[str, str], list[_Record]] = {}
+    days: dict[int, str] = {}  # UTC day number -> "YYYY-MM-DD"
     for rec in records:
-        day = dt.datetime.fromtimestamp(rec.meta["ts"] / 1e6, dt.UTC).strftime("%Y-%m-%d")
+        day_no = rec.meta["ts"] // 86_400_000_000
+        day = days.get(day_no)
+        if day is None:
+            day = days[day_no] = (_EPOCH + dt.timedelta(days=day_no)).strftime("%Y-%m-%d")
         groups.setdefault((rec.meta["m"], day), []).append(rec)
     for (model, day), recs in sorted(groups.items()):
         folder = log_dir / model / f"date={day}"
