@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # mypy over the whole distribution. The top-level folders are mapped into the lockgate package by
 # setuptools (package-dir), which mypy cannot follow, so we check a symlinked view of the package.
+# Runs are serialised with a lock on the view, so two at once cannot tear each other's links.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p .build
+exec 9>.build/typecheck.lock
+flock 9
 view=.build/typecheck
 rm -rf "$view"
 mkdir -p "$view/lockgate"
