@@ -14,6 +14,8 @@ only what the gateway needs:
   sent chunked when the app gave no ``content-length``;
 - a malformed request gets a ``400`` KServe-style error and the connection is closed;
 - a connection idle, or with a request that stopped arriving, for ``keepalive_s`` is closed;
+- a client that sends requests but does not read the answers is not read from until it does
+  (the write buffer stays bounded);
 - lifespan: the app's startup runs before the socket accepts, shutdown after the in-flight
   requests finished (or ``graceful_s`` passed); SIGTERM / SIGINT start the shutdown.
 
@@ -126,6 +128,7 @@ class _Connection(asyncio.Protocol):
         self.idle: asyncio.TimerHandle | None = None
         self.too_large: str | None = None
         self.lost: asyncio.Future[None] | None = None  # created by a receive() after the body
+        self.write_paused = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -167,6 +170,21 @@ class _Connection(asyncio.Protocol):
             self.idle = None
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The client does not read its answers: stop reading its requests until it does."""
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is None or self.closed:
+            return
+        if self.queue:
+            self._next()
+        else:
+            self.transport.resume_reading()
 
     # -- httptools callbacks ------------------------------------------------------------
 
@@ -235,7 +253,7 @@ class _Connection(asyncio.Protocol):
         assert cycle is not None
         self.current = None
         cycle.complete = True
-        if self.active is None:
+        if self.active is None and not self.write_paused:
             self._run(cycle)
         else:  # pipelined: answer in order; stop reading until the queue drains
             self.queue.append(cycle)
@@ -337,12 +355,17 @@ class _Connection(asyncio.Protocol):
         if self.closed or not cycle.keep_alive:
             self.queue.clear()
             return
-        if self.queue:
-            self._run(self.queue.popleft())
-            if not self.queue and self.transport is not None:
-                self.transport.resume_reading()
-        else:
+        self._next()
+        if self.active is None and not self.queue:
             self._arm_idle()
+
+    def _next(self) -> None:
+        """Start the next pipelined request, unless one runs or the client is not reading."""
+        if self.write_paused or self.active is not None or not self.queue:
+            return
+        self._run(self.queue.popleft())
+        if not self.queue and self.transport is not None:
+            self.transport.resume_reading()
 
     # -- connection management ----------------------------------------------------------
 

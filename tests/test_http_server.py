@@ -46,6 +46,8 @@ class EchoApp:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        elif path == "/big":
+            body = b"x" * (256 << 10)
         elif path == "/hold":  # waits for the client to go away
             self.events.append((await receive())["type"])
             return
@@ -211,6 +213,30 @@ def test_app_errors_are_500_and_http10_closes() -> None:
             status, headers, body = await read_response(reader)
             assert (status, headers["connection"], body) == (200, "close", b"")
             assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    run(main())
+
+
+def test_a_client_that_does_not_read_is_not_read_from() -> None:
+    """200 pipelined requests for 256 KiB answers, none read: the server stops reading instead of
+    buffering 50 MiB, and answers them all once the client reads."""
+
+    async def main() -> None:
+        async with serving() as (server, _app, port):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+            await asyncio.sleep(0.5)
+            (conn,) = server.connections
+            assert conn.write_paused
+            assert conn.transport is not None
+            assert conn.transport.get_write_buffer_size() < 4 << 20
+            for _ in range(200):
+                status, _, body = await read_response(reader)
+                assert (status, len(body)) == (200, 256 << 10)
             writer.close()
 
     run(main())
