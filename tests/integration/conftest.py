@@ -9,9 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lockgate import Environment, LightGBMTrainer, ModelPipeline, TorchTrainer
+from lockgate import Environment
 from lockgate.examples import FraudDataConfig, generate_fraud_data
-from lockgate.pipelines.fraud import FRAUD_LABELS, FRAUD_VALIDATION
 
 SMALL = FraudDataConfig(seed=11, n_customers=2000, n_merchants=100, tx_per_day=3000)
 DAYS = 10
@@ -37,20 +36,3 @@ def env(tmp_path: Path, source_data: Path) -> Environment:
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as inst:
         yield inst
-
-
-def lgbm_spec(**over: object) -> ModelPipeline:
-    args: dict[str, object] = dict(
-        name="fraud_lgbm",
-        feature_service="fraud_v1",
-        label="is_fraud",
-        labels=FRAUD_LABELS,
-        trainer=LightGBMTrainer(seed=7, num_boost_round=60),
-        validation=FRAUD_VALIDATION,
-    )
-    args.update(over)
-    return ModelPipeline(**args)  # type: ignore[arg-type]
-
-
-def torch_spec(**over: object) -> ModelPipeline:
-    return lgbm_spec(name="fraud_torch", trainer=TorchTrainer(seed=7, epochs=8), **over)

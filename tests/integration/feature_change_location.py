@@ -17,23 +17,15 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate import Environment, FeatureChangePolicy, LightGBMTrainer, ModelPipeline
-from lockgate.pipelines.fraud import FRAUD_LABELS, FRAUD_VALIDATION
+from lockgate import Environment, FeatureChangePolicy
 from lockgate.resources.audit import AuditTrail
 from lockgate.sensors.feature_store import make_feature_change_sensor
+from tests.integration.specs import lgbm_spec
 
 LOCATION_NAME = "lockgate_feature_change_test"
 """The pinned code location name (run-key dedupe is scoped to it)."""
 
-SPEC = ModelPipeline(
-    name="fraud_lgbm",
-    feature_service="fraud_v1",
-    label="is_fraud",
-    labels=FRAUD_LABELS,
-    trainer=LightGBMTrainer(seed=7, num_boost_round=60),
-    validation=FRAUD_VALIDATION,
-    feature_changes=FeatureChangePolicy(interval_seconds=1),
-)
+SPEC = lgbm_spec(feature_changes=FeatureChangePolicy(interval_seconds=1))
 
 
 class PausingAuditTrail(AuditTrail):

@@ -1,11 +1,12 @@
-"""The small served pipeline the serving, drift and feedback tests share (not a test module)."""
+"""The small pipelines the integration tests and their code locations share (not a test module)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from lockgate.pipelines.fraud import FRAUD_LABELS, FRAUD_VALIDATION
 from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
-from lockgate.trainers import LightGBMTrainer
+from lockgate.trainers import LightGBMTrainer, TorchTrainer
 from tests.integration.test_gate import GATE
 
 
@@ -23,3 +24,20 @@ def served_spec(name: str, **over: Any) -> ModelPipeline:
         **over,
     }
     return ModelPipeline(**fields)
+
+
+def lgbm_spec(**over: object) -> ModelPipeline:
+    args: dict[str, object] = dict(
+        name="fraud_lgbm",
+        feature_service="fraud_v1",
+        label="is_fraud",
+        labels=FRAUD_LABELS,
+        trainer=LightGBMTrainer(seed=7, num_boost_round=60),
+        validation=FRAUD_VALIDATION,
+    )
+    args.update(over)
+    return ModelPipeline(**args)  # type: ignore[arg-type]
+
+
+def torch_spec(**over: object) -> ModelPipeline:
+    return lgbm_spec(name="fraud_torch", trainer=TorchTrainer(seed=7, epochs=8), **over)

@@ -19,7 +19,7 @@ from lockgate.errors import (
     ValidationFailedError,
 )
 
-from .conftest import lgbm_spec
+from .specs import lgbm_spec
 
 
 def _run(spec, env: Environment, instance: dg.DagsterInstance):

@@ -22,7 +22,7 @@ from lockgate.loop import DagsterDaemon
 from lockgate.resources.feast_store import FeastStore
 from lockgate.sensors.feature_store import make_feature_change_sensor
 
-from .conftest import lgbm_spec
+from .specs import lgbm_spec
 
 SPEC = lgbm_spec()
 

@@ -19,7 +19,7 @@ from lockgate.reproduce import reproduce
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.spec import ColumnRule, DataValidation
 
-from .conftest import lgbm_spec, torch_spec
+from .specs import lgbm_spec, torch_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
