@@ -2949,23 +2949,19 @@ def _error_body(message: str) -> bytes:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
-    msg = await receive()
-    body: bytes = msg.get("body", b"")
-    if not msg.get("more_body"):
-        return body
-    chunks = [body]
-    size = len(body)
+    chunks: list[bytes] = []
+    size = 0
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             raise _ReplyError(499, "client disconnected")
-        chunk = msg.get("body", b"")
+        chunk: bytes = msg.get("body", b"")
         size += len(chunk)
-        if size > limit:
+        if size > limit:  # whether the server sends the body whole or in parts
             raise _ReplyError(413, f"request body exceeds {limit} bytes; send smaller batches")
-        chunks.append(chunk)
         if not msg.get("more_body"):
-            return b"".join(chunks)
+            return b"".join(chunks) + chunk if chunks else chunk
+        chunks.append(chunk)
 
 
 async def _send(
@@ -3233,7 +3229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.server == "lean":
         from lockgate.http_server import LeanServer
 
-        lean = LeanServer(app, max_body_bytes=app.max_body_bytes + (1 << 20))
+        lean = LeanServer(app, max_body_bytes=app.max_body_bytes)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             try:
                 runner.run(lean.serve(sock, on_ready=ready))

@@ -681,6 +681,23 @@ def test_unreadable_bodies_are_schema_violations(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_body_over_the_limit_is_413_also_when_it_arrives_in_one_message(tmp_path: Path) -> None:
+    fake = fake_pair()
+    body = json_request(ROW)
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake, max_body_bytes=len(body) - 1) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            whole = await call(app, "POST", f"/v2/models/{MODEL}/infer", body)
+            assert whole.status == 413
+            assert f"exceeds {len(body) - 1} bytes" in whole.json()["error"]
+        async with running(tmp_path, fake, max_body_bytes=len(body)) as app:
+            assert (await call(app, "POST", f"/v2/models/{MODEL}/infer", body)).status == 200
+
+    asyncio.run(scenario())
+    assert fake.models[f"{MODEL}-v1"].calls == 1
+
+
 def test_failing_challenger_is_retried_on_the_champion(tmp_path: Path) -> None:
     fake = fake_pair()
     fake.models[f"{MODEL}-v2"].fail_status = 500
