@@ -161,10 +161,26 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,127}$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _TRACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _ROUTE_KEYS = ("mode", "champion", "challenger", "weight", "shadow_fraction", "active")
-_WAL_MAGIC = b"LGW1"
+_WAL_MAGIC = b"LGW2"  # binary record header; see _encode_record
+_WAL_MAGIC_V1 = b"LGW1"  # JSON record header of earlier gateways: still read, never written
 _PREALLOC_STEP = 8 << 20
 _FRAME = struct.Struct("<4sII")  # magic, payload length, crc32(payload)
-_META_LEN = struct.Struct("<I")
+_META_LEN = struct.Struct("<I")  # version 1: length of the JSON header
+# ts (us), latency (ms), status, flags, byte lengths of trace/model/version/routed_by/request
+# id/error, input rows and width, output rows and width, shadow diffs
+_REC = struct.Struct("<qdiBHHHHIIIIIII")
+_REC_DTYPE = np.dtype(
+    [
+        ("ts", "<i8"),
+        ("lat", "<f8"),
+        ("st", "<i4"),
+        ("flags", "u1"),
+        *[(f, "<u2") for f in ("lt", "lm", "lv", "lrb")],
+        *[(f, "<u4") for f in ("lrid", "lerr", "ir", "iw", "or", "ow", "nd")],
+    ]
+)
+assert _REC_DTYPE.itemsize == _REC.size
+_F_SHADOW, _F_RID, _F_ERR, _F_IN, _F_OUT, _F_DIFF = 1, 2, 4, 8, 16, 32
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _JSON_CT = (b"content-type", b"application/json")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -1171,116 +1187,241 @@ def prediction_log_schema() -> pa.Schema:
     )
 
 
+def _rows(a: np.ndarray) -> np.ndarray:
+    """The array as little-endian FP32 [rows, values per row] (a scalar is one row of one)."""
+    if a.ndim != 2:
+        a = a.reshape(1, 1) if a.ndim == 0 else a.reshape(a.shape[0], math.prod(a.shape[1:]))
+    return a.astype("<f4", copy=False)
+
+
 def _encode_record(
-    meta: dict[str, Any], inputs: np.ndarray | None, outputs: np.ndarray | None
+    meta: Mapping[str, Any], inputs: np.ndarray | None, outputs: np.ndarray | None
 ) -> bytes:
+    """One WAL frame: a fixed binary header (``_REC``), the strings, then the FP32 arrays.
+
+    ``meta`` keys: ``t`` trace id, ``ts`` microseconds since the epoch, ``m`` model, ``v``
+    version, ``rb`` routed by, ``st`` status, ``lat`` latency in ms; optional ``rid`` request id,
+    ``err`` error text, ``sh`` shadow flag, ``diff`` per-row shadow differences.
+    """
+    flags = _F_SHADOW if meta.get("sh") else 0
+    t = meta["t"].encode()
+    m = meta["m"].encode()
+    v = meta["v"].encode()
+    rb = meta["rb"].encode()
+    rid = meta.get("rid")
+    err = meta.get("err")
+    ridb = b"" if rid is None else rid.encode()
+    errb = b"" if err is None else err.encode()
+    parts = [b"", t, m, v, rb, ridb, errb]
+    if rid is not None:
+        flags |= _F_RID
+    if err is not None:
+        flags |= _F_ERR
+    in_rows = in_width = out_rows = out_width = n_diff = 0
     if inputs is not None:
-        meta["ish"] = inputs.shape
+        x = _rows(inputs)
+        flags |= _F_IN
+        in_rows, in_width = x.shape
+        parts.append(x.tobytes())
     if outputs is not None:
-        meta["osh"] = outputs.shape
-    mb = _fast_dumps(meta).encode()
-    parts = [_META_LEN.pack(len(mb)), mb]
-    if inputs is not None:
-        parts.append(inputs.astype("<f4", copy=False).tobytes())
-    if outputs is not None:
-        parts.append(outputs.astype("<f4", copy=False).tobytes())
+        y = _rows(outputs)
+        flags |= _F_OUT
+        out_rows, out_width = y.shape
+        parts.append(y.tobytes())
+    diff = meta.get("diff")
+    if diff is not None:
+        d = np.asarray(diff, dtype="<f4").reshape(-1)
+        flags |= _F_DIFF
+        n_diff = d.size
+        parts.append(d.tobytes())
+    parts[0] = _REC.pack(
+        meta["ts"],
+        meta["lat"],
+        meta["st"],
+        flags,
+        len(t),
+        len(m),
+        len(v),
+        len(rb),
+        len(ridb),
+        len(errb),
+        in_rows,
+        in_width,
+        out_rows,
+        out_width,
+        n_diff,
+    )
     payload = b"".join(parts)
     return _FRAME.pack(_WAL_MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
-@dataclass(slots=True)
-class _Record:
-    meta: dict[str, Any]
-    inputs: np.ndarray | None
-    outputs: np.ndarray | None
+def _frames(data: bytes, magic: bytes, min_len: int) -> tuple[list[int], list[int], int]:
+    """Payload bounds of the intact frames at the start of ``data``, and where they stop."""
+    starts: list[int] = []
+    ends: list[int] = []
+    view = memoryview(data)
+    unpack, crc32, head = _FRAME.unpack_from, zlib.crc32, _FRAME.size
+    off, size = 0, len(data)
+    while off + head <= size:
+        mg, length, crc = unpack(data, off)
+        end = off + head + length
+        if mg != magic or length < min_len or end > size or crc32(view[off + head : end]) != crc:
+            break
+        starts.append(off + head)
+        ends.append(end)
+        off = end
+    return starts, ends, off
 
 
-def _decode_payload(payload: bytes) -> _Record:
-    (mlen,) = _META_LEN.unpack_from(payload, 0)
-    meta = _fast_loads(payload[4 : 4 + mlen])
-    off = 4 + mlen
-    arrays: list[np.ndarray | None] = []
-    for key in ("ish", "osh"):
-        shape = meta.get(key)
-        if shape is None:
-            arrays.append(None)
-            continue
-        n = math.prod(shape)
-        arrays.append(np.frombuffer(payload, "<f4", count=n, offset=off).reshape(shape))
-        off += 4 * n
-    return _Record(meta, arrays[0], arrays[1])
+def _upgrade_v1(data: bytes) -> tuple[bytes, list[int], list[int], int]:
+    """Re-encode a segment of version-1 records (JSON header) left by an older gateway."""
+    starts, ends, stop = _frames(data, _WAL_MAGIC_V1, 4)
+    frames: list[bytes] = []
+    for s, e in zip(starts, ends, strict=True):
+        try:
+            (mlen,) = _META_LEN.unpack_from(data, s)
+            meta = _fast_loads(data[s + 4 : s + 4 + mlen])
+            off = s + 4 + mlen
+            arrays: list[np.ndarray | None] = []
+            for key in ("ish", "osh"):
+                shape = meta.get(key)
+                if shape is None:
+                    arrays.append(None)
+                    continue
+                n = math.prod(shape)
+                arrays.append(np.frombuffer(data, "<f4", count=n, offset=off).reshape(shape))
+                off += 4 * n
+            if off != e:
+                raise ValueError("record length does not match its shapes")
+            frames.append(_encode_record(meta, arrays[0], arrays[1]))
+        except (ValueError, KeyError, TypeError, struct.error):
+            stop = s - _FRAME.size
+            break
+    new = b"".join(frames)
+    new_starts, new_ends, _ = _frames(new, _WAL_MAGIC, _REC.size)
+    return new, new_starts, new_ends, stop
 
 
-def _read_segment(path: Path) -> tuple[list[_Record], bool]:
-    """Decode a WAL segment; stop at the first torn or corrupt frame.
+def _read_segment(path: Path) -> tuple[pa.Table, bool]:
+    """Decode a WAL segment into a prediction-log table; stop at the first torn or corrupt frame.
+
+    Columnar: one pass over the frames checks each CRC and slices the fields; the columns are
+    built from those slices without decoding record by record.
 
     Returns:
-        The records, and whether nothing but zero bytes follows the last one.
+        The table, and whether nothing but zero bytes follows the last record.
     """
     data = path.read_bytes()
-    records: list[_Record] = []
-    off = 0
-    size = len(data)
-    while off + _FRAME.size <= size:
-        magic, length, crc = _FRAME.unpack_from(data, off)
-        end = off + _FRAME.size + length
-        if magic != _WAL_MAGIC or end > size:
-            break
-        payload = data[off + _FRAME.size : end]
-        if zlib.crc32(payload) != crc:
-            break
-        try:
-            records.append(_decode_payload(payload))
-        except (ValueError, KeyError, struct.error):
-            break
-        off = end
-    return records, off >= size or not data[off:].strip(b"\0")
+    if data[:4] == _WAL_MAGIC_V1:
+        body, starts, ends, stop = _upgrade_v1(data)
+    else:
+        body = data
+        starts, ends, stop = _frames(data, _WAL_MAGIC, _REC.size)
+    table, kept = _decode_frames(body, starts, ends)
+    # a record that does not add up to its own header ends the segment like a torn frame
+    clean = kept == len(starts) and (stop >= len(data) or not data[stop:].strip(b"\0"))
+    return table, clean
 
 
-def _nested_rows(arrays: list[np.ndarray | None]) -> pa.Array:
-    """list<list<float32>> from 2-D arrays (None -> null)."""
+def _decode_frames(data: bytes, starts: list[int], ends: list[int]) -> tuple[pa.Table, int]:
+    """Prediction-log table of the records in ``data`` at the given payload bounds.
+
+    Returns:
+        The table and how many records it holds: a record whose header does not add up to its
+        frame's length ends it.
+    """
     import pyarrow as pa
 
-    present = [a.reshape(a.shape[0], -1) if a.ndim != 2 else a for a in arrays if a is not None]
-    mask = np.fromiter((a is None for a in arrays), dtype=bool, count=len(arrays))
-    rows_per = np.zeros(len(arrays), dtype=np.int64)
-    rows_per[~mask] = [a.shape[0] for a in present]
-    widths = np.asarray([a.shape[1] for a in present], dtype=np.int64)
-    outer = np.zeros(len(arrays) + 1, dtype=np.int32)
-    np.cumsum(rows_per, out=outer[1:])
-    inner = np.zeros(int(outer[-1]) + 1, dtype=np.int32)
-    np.cumsum(np.repeat(widths, rows_per[~mask]), out=inner[1:])
-    values = (
-        pa.array(np.concatenate([a.reshape(-1) for a in present]).astype(np.float32, copy=False))
-        if present
-        else pa.array([], pa.float32())
-    )
-    rows = pa.ListArray.from_arrays(pa.array(inner), values)
-    return pa.ListArray.from_arrays(pa.array(outer), rows, mask=pa.array(mask))
+    n = len(starts)
+    head_len = _REC.size
+    head = np.frombuffer(b"".join([data[s : s + head_len] for s in starts]), _REC_DTYPE)
+    sizes = np.empty((n, 9), dtype=np.int64)
+    for j, field in enumerate(("lt", "lm", "lv", "lrb", "lrid", "lerr")):
+        sizes[:, j] = head[field]
+    sizes[:, 6] = 4 * head["ir"].astype(np.int64) * head["iw"]
+    sizes[:, 7] = 4 * head["or"].astype(np.int64) * head["ow"]
+    sizes[:, 8] = 4 * head["nd"].astype(np.int64)
+    pos = np.empty((n, 9), dtype=np.int64)
+    pos[:, 0] = np.asarray(starts, dtype=np.int64) + head_len
+    np.cumsum(sizes[:, :-1], axis=1, out=pos[:, 1:])
+    pos[:, 1:] += pos[:, :1]
+    bad = np.flatnonzero(pos[:, 8] + sizes[:, 8] != np.asarray(ends, dtype=np.int64))
+    if bad.size:
+        n = int(bad[0])
+        head, sizes, pos = head[:n], sizes[:n], pos[:n]
 
+    def field(j: int) -> bytes:
+        return b"".join(
+            [data[a : a + b] for a, b in zip(pos[:, j].tolist(), sizes[:, j].tolist(), strict=True)]
+        )
 
-def _records_table(records: list[_Record]) -> pa.Table:
-    import pyarrow as pa
-
-    schema = prediction_log_schema()
-    metas = [r.meta for r in records]
-    diffs = [m.get("diff") for m in metas]
+    flags = head["flags"]
     columns = [
-        pa.array([m["t"] for m in metas], pa.string()),
-        pa.array([m.get("rid") for m in metas], pa.string()),
-        pa.array([m["ts"] for m in metas], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        pa.array([m["m"] for m in metas], pa.string()),
-        pa.array([m["v"] for m in metas], pa.string()),
-        pa.array([m["rb"] for m in metas], pa.string()),
-        pa.array([bool(m.get("sh")) for m in metas], pa.bool_()),
-        pa.array([m["st"] for m in metas], pa.int32()),
-        pa.array([m.get("err") for m in metas], pa.string()),
-        pa.array([m["lat"] for m in metas], pa.float64()),
-        _nested_rows([r.inputs for r in records]),
-        _nested_rows([r.outputs for r in records]),
-        pa.array(diffs, pa.list_(pa.float32())),
+        _string_column(field(0), sizes[:, 0], None),
+        _string_column(field(4), sizes[:, 4], flags & _F_RID != 0),
+        pa.array(head["ts"], pa.timestamp("us", tz="UTC")),
+        _string_column(field(1), sizes[:, 1], None),
+        _string_column(field(2), sizes[:, 2], None),
+        _string_column(field(3), sizes[:, 3], None),
+        pa.array(flags & _F_SHADOW != 0, pa.bool_()),
+        pa.array(head["st"], pa.int32()),
+        _string_column(field(5), sizes[:, 5], flags & _F_ERR != 0),
+        pa.array(head["lat"], pa.float64()),
+        _rows_column(field(6), head["ir"], head["iw"], flags & _F_IN != 0),
+        _rows_column(field(7), head["or"], head["ow"], flags & _F_OUT != 0),
+        _list_column(field(8), head["nd"], flags & _F_DIFF != 0),
     ]
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=prediction_log_schema()), n
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    if out[-1] > np.iinfo(np.int32).max:
+        raise PredictionLogError(
+            f"a WAL segment holds {int(out[-1])} values in one column, over Arrow's 2**31 - 1; "
+            "lower segment_max_bytes"
+        )
+    return out.astype(np.int32)
+
+
+def _validity(valid: np.ndarray | None) -> tuple[pa.Buffer | None, int]:
+    import pyarrow as pa
+
+    if valid is None or valid.all():
+        return None, 0
+    return pa.py_buffer(np.packbits(valid, bitorder="little")), int(valid.size - valid.sum())
+
+
+def _string_column(data: bytes, lengths: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    import pyarrow as pa
+
+    bitmap, nulls = _validity(valid)
+    arr = pa.StringArray.from_buffers(
+        len(lengths), pa.py_buffer(_offsets(lengths)), pa.py_buffer(data), bitmap, nulls
+    )
+    arr.validate(full=True)  # UTF-8 and offsets: a bug here must not write a bad Parquet file
+    return arr
+
+
+def _list_column(data: bytes, counts: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """list<float32> with ``counts[i]`` values per record (null where not ``valid``)."""
+    import pyarrow as pa
+
+    values = pa.array(np.frombuffer(data, "<f4"), pa.float32())
+    return pa.ListArray.from_arrays(
+        pa.array(_offsets(counts)), values, mask=None if valid.all() else pa.array(~valid)
+    )
+
+
+def _rows_column(data: bytes, rows: np.ndarray, width: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """list<list<float32>>: ``rows[i]`` rows of ``width[i]`` values per record."""
+    import pyarrow as pa
+
+    inner = _list_column(data, np.repeat(width, rows), np.ones(int(rows.sum()), dtype=bool))
+    return pa.ListArray.from_arrays(
+        pa.array(_offsets(rows)), inner, mask=None if valid.all() else pa.array(~valid)
+    )
 
 
 _SEGMENT_RE = re.compile(r"^wal-(\d{20})\.log$")
@@ -1298,6 +1439,27 @@ def _list_segments(wal_dir: Path) -> list[Path]:
     return sorted(p for p in wal_dir.iterdir() if _SEGMENT_RE.match(p.name))
 
 
+def _by_model_day(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
+    """Split a log table into (model, UTC day, rows) parts, sorted, rows in log order."""
+    import pyarrow as pa
+
+    if table.num_rows == 0:
+        return []
+    days = table.column("ts").cast(pa.int64()).to_numpy() // 86_400_000_000
+    first = int(days.min())
+    span = int(days.max()) - first + 1
+    models = table.column("model").combine_chunks().dictionary_encode()
+    names = models.dictionary.to_pylist()
+    keys = models.indices.to_numpy().astype(np.int64) * span + (days - first)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    parts = []
+    for g, key in enumerate(uniq.tolist()):
+        day = (_EPOCH + dt.timedelta(days=first + key % span)).strftime("%Y-%m-%d")
+        rows = table if len(uniq) == 1 else table.take(np.flatnonzero(inverse == g))
+        parts.append((names[key // span], day, rows))
+    return sorted(parts, key=lambda p: (p[0], p[1]))
+
+
 def _roll_segment(path: Path, log_dir: Path) -> int:
     """Convert one closed WAL segment to Parquet parts, then delete it.
 
@@ -1311,23 +1473,13 @@ def _roll_segment(path: Path, log_dir: Path) -> int:
     import pyarrow.parquet as pq
 
     seq = _segment_seq(path)
-    records, clean = _read_segment(path)
-    groups: dict[tuple[str, str], list[_Record]] = {}
-    days: dict[int, str] = {}  # UTC day number -> "YYYY-MM-DD"
-    for rec in records:
-        day_no = rec.meta["ts"] // 86_400_000_000
-        day = days.get(day_no)
-        if day is None:
-            day = days[day_no] = (_EPOCH + dt.timedelta(days=day_no)).strftime("%Y-%m-%d")
-        groups.setdefault((rec.meta["m"], day), []).append(rec)
-    for (model, day), recs in sorted(groups.items()):
+    table, clean = _read_segment(path)
+    for model, day, rows in _by_model_day(table):
         folder = log_dir / model / f"date={day}"
         _mkdirs_durable(folder)
         final = folder / f"part-{seq:020d}.parquet"
         tmp = folder / f".part-{seq:020d}.parquet.tmp"
-        pq.write_table(
-            _records_table(recs), tmp, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS
-        )
+        pq.write_table(rows, tmp, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS)
         fsync_path(tmp)
         os.replace(tmp, final)
         fsync_path(folder)
@@ -1337,13 +1489,13 @@ def _roll_segment(path: Path, log_dir: Path) -> int:
         logger.warning(
             "WAL segment %s has unreadable bytes after %d records; kept as %s",
             path,
-            len(records),
+            table.num_rows,
             torn,
         )
     else:
         path.unlink()
     fsync_path(path.parent)
-    return len(records)
+    return table.num_rows
 
 
 class PredictionLog:
@@ -1978,21 +2130,16 @@ def iter_prediction_log(
     yield from from_parts(parts(None))
     for seg in wal:
         try:
-            records, _ = _read_segment(seg)
+            table, _ = _read_segment(seg)
         except FileNotFoundError:  # rolled meanwhile: its Parquet parts are durable
             yield from from_parts(parts(_segment_seq(seg)))
             continue
         if model is not None:
-            records = [r for r in records if r.meta["m"] == model]
-        if lo is not None or hi is not None:
-            records = [
-                r
-                for r in records
-                if (lo is None or r.meta["ts"] >= lo) and (hi is None or r.meta["ts"] < hi)
-            ]
-        for i in range(0, len(records), batch_rows):
-            table = _records_table(records[i : i + batch_rows]).select(names)
-            yield from table.to_batches()
+            table = table.filter(pc.equal(table.column("model"), model))
+        for batch in table.to_batches(max_chunksize=batch_rows):
+            out = trimmed(batch)
+            if out is not None:
+                yield out
 
 
 def _utc_micros(moment: dt.datetime) -> int:
@@ -2689,7 +2836,7 @@ class GatewayApp:
         if request_id is not None:
             meta["rid"] = request_id
         if diffs is not None:
-            meta["diff"] = diffs.astype(float).tolist()
+            meta["diff"] = diffs
         self.log.append_nowait(_encode_record(meta, inputs, outputs))
 
     async def drain_shadow(self) -> None:

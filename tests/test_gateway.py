@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import uvicorn
 
@@ -1078,6 +1079,198 @@ def test_leftover_wal_segment_is_recovered_at_startup(tmp_path: Path) -> None:
     assert (wal / (segment.name + ".torn")).exists()  # kept for inspection, not deleted
     day = time.strftime("%Y-%m-%d", time.gmtime(ts / 1e6))
     assert (tmp_path / "log" / MODEL / f"date={day}" / "part-00000000000000000007.parquet").exists()
+
+
+def _roll_records(tmp_path: Path, data: bytes) -> tuple[Path, int]:
+    from lockgate.gateway import _roll_segment
+
+    wal = tmp_path / "log" / "_wal"
+    wal.mkdir(parents=True, exist_ok=True)
+    segment = wal / "wal-00000000000000000009.log"
+    segment.write_bytes(data + bytes(64))  # preallocated zeros after the last record
+    return segment, _roll_segment(segment, tmp_path / "log")
+
+
+def test_wal_records_roll_to_every_column_unchanged(tmp_path: Path) -> None:
+    ts = 1_790_000_000_000_000  # 2026-09-21 UTC; record 2 lands a day later
+    cases: list[tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]] = [
+        (
+            {
+                "t": "a" * 128,
+                "ts": ts,
+                "m": MODEL,
+                "v": "v1",
+                "rb": "canary",
+                "st": 200,
+                "lat": 0.25,
+                "rid": "req-\u00e9-1",
+            },
+            np.arange(3 * WIDTH, dtype=np.float32).reshape(3, WIDTH),
+            np.array([[0.5], [0.25], [-1.0]], np.float32),
+        ),
+        (  # an error: no outputs, a non-ASCII message, no request id
+            {
+                "t": "b",
+                "ts": ts + 1,
+                "m": MODEL,
+                "v": "v2",
+                "rb": "retry",
+                "st": 502,
+                "lat": 12.5,
+                "err": "upstream \u2192 timed out",
+            },
+            np.ones((1, WIDTH), np.float64),  # stored as FP32
+            None,
+        ),
+        (  # shadow record with per-row diffs, 1-D outputs, next UTC day
+            {
+                "t": "c",
+                "ts": ts + 86_400_000_000,
+                "m": MODEL,
+                "v": "v2",
+                "rb": "shadow",
+                "sh": True,
+                "st": 200,
+                "lat": 1.0,
+                "diff": np.array([0.125, 0.0], np.float32),
+            },
+            np.zeros((2, 2, 2), np.float32),  # rows of 2x2 are flattened to 4 values
+            np.array([0.75, 0.5], np.float32),
+        ),
+        (  # unreadable body: no inputs at all; another model
+            {
+                "t": "d",
+                "ts": ts + 2,
+                "m": "other_model",
+                "v": "v1",
+                "rb": "single",
+                "st": 400,
+                "lat": 0.0,
+                "err": "",
+            },
+            None,
+            None,
+        ),
+        (
+            {"t": "e", "ts": ts + 3, "m": MODEL, "v": "v1", "rb": "pinned", "st": 200, "lat": 0.5},
+            np.zeros((0, WIDTH), np.float32),
+            np.zeros((0, 1), np.float32),
+        ),
+    ]
+    _, n = _roll_records(tmp_path, b"".join(_encode_record(m, x, y) for m, x, y in cases))
+    assert n == len(cases)
+    days = sorted(p.parent.name for p in (tmp_path / "log").rglob("part-*.parquet"))
+    assert days == ["date=2026-09-21", "date=2026-09-21", "date=2026-09-22"]
+    log = pd.concat(
+        [
+            read_prediction_log(tmp_path / "log", MODEL),
+            read_prediction_log(tmp_path / "log", "other_model"),
+        ]
+    ).set_index("trace_id")
+    assert sorted(log.index) == ["a" * 128, "b", "c", "d", "e"]
+    for meta, x, y in cases:
+        row = log.loc[meta["t"]]
+        assert row.ts.value // 1000 == meta["ts"]
+        assert (row.model, row.version, row.routed_by) == (meta["m"], meta["v"], meta["rb"])
+        assert (row.status, row.latency_ms, row.shadow) == (
+            meta["st"],
+            meta["lat"],
+            bool(meta.get("sh")),
+        )
+        assert row.request_id == meta.get("rid")
+        assert row.error == meta.get("err")
+        for got, want in ((row.inputs, x), (row.outputs, y)):
+            if want is None:
+                assert got is None
+            else:
+                flat = want.reshape(len(want), -1 if want.size else want.shape[-1])
+                assert [list(r) for r in got] == flat.astype(np.float32).tolist()
+        if "diff" in meta:
+            assert list(row.shadow_abs_diff) == meta["diff"].tolist()
+        else:
+            assert row.shadow_abs_diff is None
+
+
+def test_wal_segment_of_an_earlier_gateway_version_is_recovered(tmp_path: Path) -> None:
+    """Version-1 segments (JSON record header) left by an older gateway still roll unchanged."""
+    import struct
+    import zlib
+
+    def v1_frame(meta: dict[str, Any], x: np.ndarray | None, y: np.ndarray | None) -> bytes:
+        meta = dict(meta)
+        if x is not None:
+            meta["ish"] = list(x.shape)
+        if y is not None:
+            meta["osh"] = list(y.shape)
+        head = json.dumps(meta).encode()
+        payload = struct.pack("<I", len(head)) + head
+        payload += b"".join(a.astype("<f4").tobytes() for a in (x, y) if a is not None)
+        return struct.pack("<4sII", b"LGW1", len(payload), zlib.crc32(payload)) + payload
+
+    ts = int(time.time() * 1e6)
+    frames = [
+        v1_frame(
+            {
+                "t": f"old-{i}",
+                "ts": ts + i,
+                "m": MODEL,
+                "v": "v1",
+                "rb": "single",
+                "st": 200,
+                "lat": 0.5,
+                **({"rid": f"r{i}"} if i % 2 else {"err": "boom", "st": 502}),
+            },
+            np.full((1, WIDTH), i, np.float32),
+            np.full((1, 1), i / 4, np.float32) if i % 2 else None,
+        )
+        for i in range(6)
+    ]
+    segment, n = _roll_records(tmp_path, b"".join(frames))
+    assert n == 6
+    assert not segment.exists()
+    log = read_prediction_log(tmp_path / "log", MODEL)
+    assert list(log.trace_id) == [f"old-{i}" for i in range(6)]
+    assert list(log.request_id) == [None, "r1", None, "r3", None, "r5"]
+    assert list(log.status) == [502, 200, 502, 200, 502, 200]
+    assert [r[0][0] for r in log.inputs] == [0, 1, 2, 3, 4, 5]
+    assert [None if o is None else o[0][0] for o in log.outputs] == [
+        None,
+        0.25,
+        None,
+        0.75,
+        None,
+        1.25,
+    ]
+
+
+def test_a_record_that_contradicts_its_header_ends_the_segment(tmp_path: Path) -> None:
+    """A frame whose CRC holds but whose lengths do not add up (a writer bug, not a torn
+    write) is not decoded: the records before it roll, and the segment is kept as .torn."""
+    import struct
+    import zlib
+
+    def meta(i: int) -> dict[str, Any]:
+        return {
+            "t": f"r{i}",
+            "ts": int(time.time() * 1e6),
+            "m": MODEL,
+            "v": "v1",
+            "rb": "single",
+            "st": 200,
+            "lat": 1.0,
+        }
+
+    good = [_encode_record(meta(i), np.ones((1, WIDTH), np.float32), None) for i in range(3)]
+    bad = bytearray(_encode_record(meta(3), np.ones((1, WIDTH), np.float32), None))
+    payload = bad[12:]
+    struct.pack_into("<I", payload, 37, 2)  # header says 2 input rows; the body holds 1
+    forged = struct.pack("<4sII", b"LGW2", len(payload), zlib.crc32(payload)) + payload
+    after = _encode_record(meta(4), None, None)
+    segment, n = _roll_records(tmp_path, b"".join(good) + forged + after)
+    assert n == 3
+    assert list(read_prediction_log(tmp_path / "log", MODEL).trace_id) == ["r0", "r1", "r2"]
+    assert not segment.exists()
+    assert segment.with_name(segment.name + ".torn").exists()
 
 
 def test_one_gateway_per_log_dir(tmp_path: Path) -> None:
