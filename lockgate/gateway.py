@@ -17,6 +17,7 @@ Endpoints::
     GET  /admin/routes | /admin/routes/{name}               routing tables
     PUT  /admin/routes/{name}    DELETE /admin/routes/{name}
     GET  /admin/stats/{name}     POST /admin/stats/{name}/reset
+    POST /admin/log/roll                                    close the WAL segment, roll to Parquet
 
 Routing table per public model (``PUT /admin/routes/{name}``, persisted to
 ``state_dir/routes.json``)::
@@ -40,15 +41,17 @@ decompressed. Requests are checked before forwarding (one input ``INPUT__0``, FP
 version it would have gone to.
 
 Crash safety: every answered inference request (errors included) is a record in a write-ahead log
-(``log_dir/_wal/wal-<seq>.log``: CRC-checked frames of JSON metadata + raw FP32 rows) that is made
+(``log_dir/_wal/wal-<seq>.log``: CRC-checked frames of a binary header, the strings and the raw
+FP32 rows) that is made
 durable before the response is sent: ``fsync`` durability (default) waits for ``fdatasync``,
 group-committed across concurrent requests (under load a commit waits up to ``commit_delay_s``
 for the other requests in flight) and run by a helper process (no GIL contention with the event
 loop); ``flush`` only waits for ``write`` (survives a crash of the gateway, not of the
 machine). A background roller turns closed segments into Parquet files
 (``log_dir/<model>/date=YYYY-MM-DD/part-<seq>.parquet``, temp name + fsync + rename) and deletes a
-segment only once its parts are durable; at startup leftover segments are converted first. Read
-both with :func:`read_prediction_log`.
+segment only once its parts are durable; at startup leftover segments are converted first.
+``POST /admin/log/roll`` closes the active segment and rolls it now (before reading a log that
+must be complete in Parquet). Read both with :func:`read_prediction_log`.
 
 Run it with ``python -m lockgate.gateway --state-dir S --log-dir L --upstream-url URL --port 0
 --ready-file F`` (uvloop; lockgate's lean HTTP/1.1 server from :mod:`lockgate.http_server`,
@@ -1815,13 +1818,17 @@ class PredictionLog:
             except Exception as exc:  # keep serving; the segment stays and is retried
                 logger.error("rolling the prediction log failed: %s", exc)
 
-    async def rotate_now(self) -> None:
-        """Close the active segment and roll it to Parquet (tests, admin tooling)."""
+    async def rotate_now(self) -> tuple[int, int]:
+        """Close the active segment and roll every closed segment to Parquet now.
+
+        Returns:
+            Segments and records rolled.
+        """
         assert self._io_lock is not None
         assert self._roller is not None
         async with self._io_lock:
             await self._io(self._rotate)
-        await asyncio.get_running_loop().run_in_executor(self._roller, self._roll_closed)
+        return await asyncio.get_running_loop().run_in_executor(self._roller, self._roll_closed)
 
     # -- file operations (event loop for write; I/O thread for the rest) ------------------
 
@@ -1872,13 +1879,16 @@ class PredictionLog:
         self._close_segment()
         self._open_segment()
 
-    def _roll_closed(self) -> None:
+    def _roll_closed(self) -> tuple[int, int]:
         active = self._active_seq
+        segments = records = 0
         for seg in _list_segments(self.wal_dir):
             if _segment_seq(seg) >= active:
                 continue
-            _roll_segment(seg, self.log_dir)
+            records += _roll_segment(seg, self.log_dir)
+            segments += 1
             self.stats.segments_rolled += 1
+        return segments, records
 
 
 _SYNCER_CODE = r"""
@@ -2890,6 +2900,20 @@ class GatewayApp:
             name = sub[1]
             snap = self.stats.snapshot(name, self.routes.routes.get(name))
             await _send(send, 200, _dumps(snap).encode())
+            return
+        if sub == ["log", "roll"] and method == "POST":
+            if not self.started:
+                raise _ReplyError(
+                    503, "gateway is not started; run it under an ASGI server with lifespan"
+                )
+            try:
+                segments, records = await self.log.rotate_now()
+            except (OSError, PredictionLogError) as exc:
+                raise _ReplyError(
+                    500, f"rolling the prediction log failed ({exc}); the segments stay in _wal"
+                ) from None
+            body = {"segments": segments, "records": records}
+            await _send(send, 200, _dumps(body).encode())
             return
         if len(sub) == 3 and sub[0] == "stats" and sub[2] == "reset" and method == "POST":
             since = self.stats.reset(sub[1])

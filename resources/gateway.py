@@ -145,6 +145,14 @@ class Gateway(dg.ConfigurableResource, ABC):
         """Restart the statistics window of a public model."""
         return dict(self._call("POST", f"/admin/stats/{name}/reset"))
 
+    def roll_log(self) -> dict[str, int]:
+        """Close the active WAL segment and roll it to Parquet now (``POST /admin/log/roll``).
+
+        Returns:
+            ``{"segments": rolled, "records": rolled}``.
+        """
+        return dict(self._call("POST", "/admin/log/roll"))
+
     def metrics(self) -> str:
         """The Prometheus text exposition of ``/metrics``."""
         try:

@@ -1045,6 +1045,32 @@ def test_wal_segments_roll_to_parquet_while_serving(tmp_path: Path, durability: 
     asyncio.run(scenario())
 
 
+def test_admin_log_roll_puts_every_answered_request_in_parquet_now(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:  # default 60 s segments
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            traces = [f"now-{i}" for i in range(30)]
+            await gather_limited([infer(app, trace=t) for t in traces], limit=8)
+            assert not list((tmp_path / "log").glob(f"{MODEL}/date=*/part-*.parquet"))
+            resp = await call(app, "POST", "/admin/log/roll")
+            assert resp.status == 200
+            assert resp.json() == {"segments": 1, "records": 30}
+            parts = list((tmp_path / "log").glob(f"{MODEL}/date=*/part-*.parquet"))
+            assert len(parts) == 1
+            assert sorted(pd.read_parquet(parts[0]).trace_id) == sorted(traces)
+            # the fresh segment keeps logging; a second roll takes only what came since
+            await infer(app, trace="after")
+            assert (await call(app, "POST", "/admin/log/roll")).json() == {
+                "segments": 1,
+                "records": 1,
+            }
+            assert sorted(read_prediction_log(tmp_path / "log", MODEL).trace_id) == sorted(
+                [*traces, "after"]
+            )
+
+    asyncio.run(scenario())
+
+
 def test_leftover_wal_segment_is_recovered_at_startup(tmp_path: Path) -> None:
     wal = tmp_path / "log" / "_wal"
     wal.mkdir(parents=True)
@@ -1413,6 +1439,10 @@ def test_tritonclient_works_unchanged_through_the_gateway(gateway: GatewayServer
     assert stats["versions"]["v1"]["requests"] + stats["versions"]["v2"]["requests"] == 82
     assert "lockgate_gateway_requests_total" in gateway.metrics()
     assert gateway.reset_stats(MODEL)["reset"] is True
+    rolled = gateway.roll_log()  # every answered request, the 400 included, is in Parquet now
+    assert rolled == {"segments": 1, "records": 82}
+    parts = list(Path(gateway.log_dir).glob(f"{MODEL}/date=*/part-*.parquet"))
+    assert sum(len(pd.read_parquet(p)) for p in parts) == 82
 
 
 def test_kill_9_mid_load_loses_no_answered_request(
