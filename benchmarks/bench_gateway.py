@@ -14,7 +14,11 @@ more CPU per request than the gateway itself and measure the client).
 
 Gateway targets: ``gateway`` (fsync group commit, the default), ``gateway-flush`` (WAL written
 to the OS before answering, no fdatasync), ``gateway-uvicorn`` (the default gateway under uvicorn
-instead of lockgate's lean HTTP server). Reference target ``floor``: ``floor_proxy.py``, a proxy
+instead of lockgate's lean HTTP server). Each gateway rotates its WAL every ``--segment-age``
+seconds (default 2): a window then pays for rolling its own records to Parquet, as a steady
+state would (the warm-up's records roll inside the window, about as many as the window's last
+segment that rolls after it); before each window every gateway rolls what it holds
+(``POST /admin/log/roll``), so no earlier target's roll lands in it. Reference target ``floor``: ``floor_proxy.py``, a proxy
 with no logic at all (httptools in, ``HttpUpstream`` out): what one more Python process and two
 more loopback hops cost before lockgate does anything. Writes a table to stdout and JSON to
 ``benchmarks/results/gateway.json``.
@@ -199,6 +203,12 @@ def main() -> None:
         help="what to load",
     )
     parser.add_argument(
+        "--segment-age",
+        type=float,
+        default=2.0,
+        help="the gateways' WAL segment_max_age_s: short, so each window rolls its own records",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "gateway.json"
     )
     args = parser.parse_args()
@@ -247,6 +257,7 @@ def main() -> None:
                 upstream_url=triton.url,
                 durability=durability,
                 server="uvicorn" if target.endswith("-uvicorn") else "lean",
+                segment_max_age_s=args.segment_age,
             )
             gw.start()
             gw.set_route(MODEL, {"mode": "single", "champion": VERSION})
@@ -264,6 +275,8 @@ def main() -> None:
                     groups.update({t: int(g.pid or 0) for t, g in gateways.items()})
                     if floor is not None:
                         groups["floor"] = floor.pid
+                    for gw in gateways.values():  # no earlier target's roll lands in this window
+                        gw.roll_log()
                     run = uvloop.run(
                         _load(url, path, body, headers, clients, args.duration, groups)
                     )
@@ -337,6 +350,8 @@ def main() -> None:
             "clients": args.clients,
             "request": "1 x FP32 row, binary tensor extension (tritonclient default)",
             "load_generator": "closed loop, lockgate HttpUpstream (asyncio+httptools) on uvloop",
+            "gateway_segment_max_age_s": args.segment_age,
+            "before_each_window": "every gateway rolls its WAL to Parquet (POST /admin/log/roll)",
         },
         "targets_goal": {"added_p50_ms_max": 0.5, "throughput_vs_direct_min": 0.8},
         "results": summary,
