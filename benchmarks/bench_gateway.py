@@ -1,10 +1,10 @@
 """Latency and throughput of Triton called directly vs through the lockgate gateway.
 
 One run, the same load for each target: a small python-backend model (row mean, FP32 [1, d]) on
-the wheel's tritonserver, the gateway in front of it (``GatewayServer``: uvicorn + uvloop +
-httptools, one worker), and a closed-loop load generator: ``--clients`` concurrent connections,
-each sending the next request as soon as the previous answer arrived, for ``--duration`` seconds
-after a warm-up. Requests are what ``tritonclient.http`` sends by default (JSON header + binary
+the wheel's tritonserver, the gateway in front of it (``GatewayServer``: lockgate's lean HTTP
+server on uvloop, one process), and a closed-loop load generator: ``--clients`` concurrent
+connections, each sending the next request as soon as the previous answer arrived, for
+``--duration`` seconds after a warm-up. Requests are what ``tritonclient.http`` sends by default (JSON header + binary
 tensor, binary output). The targets alternate (direct, gateway, direct, ...) over ``--rounds``.
 
 The load generator is lockgate's own asyncio + httptools client (``HttpUpstream``) on uvloop in
@@ -203,6 +203,13 @@ def main() -> None:
         help="what to load",
     )
     parser.add_argument(
+        "--dynamic-batching-us",
+        type=int,
+        default=None,
+        help="give the model Triton's dynamic batcher with this queue delay (lockgate's "
+        "cpu_config uses 100); default: none, one request per execute",
+    )
+    parser.add_argument(
         "--segment-age",
         type=float,
         default=2.0,
@@ -217,7 +224,12 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="lockgate-bench-gw-"))
     repo = root / "repo"
     (repo / f"{MODEL}-{VERSION}" / "1").mkdir(parents=True)
-    (repo / f"{MODEL}-{VERSION}" / "config.pbtxt").write_text(CONFIG.format(width=args.width))
+    config = CONFIG.format(width=args.width)
+    if args.dynamic_batching_us is not None:
+        config += (
+            f"dynamic_batching {{ max_queue_delay_microseconds: {args.dynamic_batching_us} }}\n"
+        )
+    (repo / f"{MODEL}-{VERSION}" / "config.pbtxt").write_text(config)
     (repo / f"{MODEL}-{VERSION}" / "1" / "model.py").write_text(MODEL_PY)
     triton = LocalTritonServer(repo_dir=str(repo), work_dir=str(root / "triton"))
     gateways: dict[str, GatewayServer] = {}
@@ -351,6 +363,7 @@ def main() -> None:
             "request": "1 x FP32 row, binary tensor extension (tritonclient default)",
             "load_generator": "closed loop, lockgate HttpUpstream (asyncio+httptools) on uvloop",
             "gateway_segment_max_age_s": args.segment_age,
+            "dynamic_batching_queue_delay_us": args.dynamic_batching_us,
             "before_each_window": "every gateway rolls its WAL to Parquet (POST /admin/log/roll)",
         },
         "targets_goal": {"added_p50_ms_max": 0.5, "throughput_vs_direct_min": 0.8},
