@@ -1339,8 +1339,8 @@ def _decode_frames(data: bytes, starts: list[int], ends: list[int]) -> tuple[pa.
     head_len = _REC.size
     head = np.frombuffer(b"".join([data[s : s + head_len] for s in starts]), _REC_DTYPE)
     sizes = np.empty((n, 9), dtype=np.int64)
-    for j, field in enumerate(("lt", "lm", "lv", "lrb", "lrid", "lerr")):
-        sizes[:, j] = head[field]
+    for j, name in enumerate(("lt", "lm", "lv", "lrb", "lrid", "lerr")):
+        sizes[:, j] = head[name]
     sizes[:, 6] = 4 * head["ir"].astype(np.int64) * head["iw"]
     sizes[:, 7] = 4 * head["or"].astype(np.int64) * head["ow"]
     sizes[:, 8] = 4 * head["nd"].astype(np.int64)
