@@ -4,8 +4,9 @@ One run, the same load for each target: a small python-backend model (row mean, 
 the wheel's tritonserver, the gateway in front of it (``GatewayServer``: lockgate's lean HTTP
 server on uvloop, one process), and a closed-loop load generator: ``--clients`` concurrent
 connections, each sending the next request as soon as the previous answer arrived, for
-``--duration`` seconds after a warm-up. Requests are what ``tritonclient.http`` sends by default (JSON header + binary
-tensor, binary output). The targets alternate (direct, gateway, direct, ...) over ``--rounds``.
+``--duration`` seconds after a warm-up. Requests are what ``tritonclient.http`` sends by default
+(JSON header + binary tensor, binary output). The targets alternate (direct, gateway, direct,
+...) over ``--rounds``.
 
 The load generator is lockgate's own asyncio + httptools client (``HttpUpstream``) on uvloop in
 this process: a few tens of microseconds of CPU per request, so on a small machine the CPU goes
@@ -18,10 +19,10 @@ instead of lockgate's lean HTTP server). Each gateway rotates its WAL every ``--
 seconds (default 2): a window then pays for rolling its own records to Parquet, as a steady
 state would (the warm-up's records roll inside the window, about as many as the window's last
 segment that rolls after it); before each window every gateway rolls what it holds
-(``POST /admin/log/roll``), so no earlier target's roll lands in it. Reference target ``floor``: ``floor_proxy.py``, a proxy
-with no logic at all (httptools in, ``HttpUpstream`` out): what one more Python process and two
-more loopback hops cost before lockgate does anything. Writes a table to stdout and JSON to
-``benchmarks/results/gateway.json``.
+(``POST /admin/log/roll``), so no earlier target's roll lands in it. Reference target
+``floor``: ``floor_proxy.py``, a proxy with no logic at all (httptools in, ``HttpUpstream`` out):
+what one more Python process and two more loopback hops cost before lockgate does anything.
+Writes a table to stdout and JSON to ``benchmarks/results/gateway.json``.
 
 How to read it: with one client a closed loop's throughput is 1 / latency, so at 1 client the
 added p50 is the number (the throughput share there only restates it, and no proxy process can

@@ -42,16 +42,16 @@ version it would have gone to.
 
 Crash safety: every answered inference request (errors included) is a record in a write-ahead log
 (``log_dir/_wal/wal-<seq>.log``: CRC-checked frames of a binary header, the strings and the raw
-FP32 rows) that is made
-durable before the response is sent: ``fsync`` durability (default) waits for ``fdatasync``,
-group-committed across concurrent requests (under load a commit waits up to ``commit_delay_s``
-until half of the requests in flight have a record waiting) and run by a helper process (no GIL contention with the event
-loop); ``flush`` only waits for ``write`` (survives a crash of the gateway, not of the
-machine). A background roller turns closed segments into Parquet files
-(``log_dir/<model>/date=YYYY-MM-DD/part-<seq>.parquet``, temp name + fsync + rename) and deletes a
-segment only once its parts are durable; at startup leftover segments are converted first.
-``POST /admin/log/roll`` closes the active segment and rolls it now (before reading a log that
-must be complete in Parquet). Read both with :func:`read_prediction_log`.
+FP32 rows) that is made durable before the response is sent: ``fsync`` durability (default) waits
+for ``fdatasync``, group-committed across concurrent requests (under load a commit waits up to
+``commit_delay_s`` until half of the requests in flight have a record waiting) and run by a
+helper process (no GIL contention with the event loop); ``flush`` only waits for ``write``
+(survives a crash of the gateway, not of the machine). A background roller turns closed
+segments into Parquet files (``log_dir/<model>/date=YYYY-MM-DD/part-<seq>.parquet``, temp name +
+fsync + rename) and deletes a segment only once its parts are durable; at startup leftover
+segments are converted first. ``POST /admin/log/roll`` closes the active segment and rolls it
+now (before reading a log that must be complete in Parquet). Read both with
+:func:`read_prediction_log`.
 
 Run it with ``python -m lockgate.gateway --state-dir S --log-dir L --upstream-url URL --port 0
 --ready-file F`` (uvloop; lockgate's lean HTTP/1.1 server from :mod:`lockgate.http_server`,
