@@ -1280,6 +1280,9 @@ def _upgrade_v1(data: bytes) -> tuple[bytes, list[int], list[int], int]:
     """Re-encode a segment of version-1 records (JSON header) left by an older gateway."""
     starts, ends, stop = _frames(data, _WAL_MAGIC_V1, 4)
     frames: list[bytes] = []
+    new_starts: list[int] = []
+    new_ends: list[int] = []
+    size = 0
     for s, e in zip(starts, ends, strict=True):
         try:
             (mlen,) = _META_LEN.unpack_from(data, s)
@@ -1296,13 +1299,15 @@ def _upgrade_v1(data: bytes) -> tuple[bytes, list[int], list[int], int]:
                 off += 4 * n
             if off != e:
                 raise ValueError("record length does not match its shapes")
-            frames.append(_encode_record(meta, arrays[0], arrays[1]))
+            frame = _encode_record(meta, arrays[0], arrays[1])
+            frames.append(frame)
+            new_starts.append(size + _FRAME.size)
+            size += len(frame)
+            new_ends.append(size)
         except (ValueError, KeyError, TypeError, struct.error):
             stop = s - _FRAME.size
             break
-    new = b"".join(frames)
-    new_starts, new_ends, _ = _frames(new, _WAL_MAGIC, _REC.size)
-    return new, new_starts, new_ends, stop
+    return b"".join(frames), new_starts, new_ends, stop
 
 
 def _read_segment(path: Path) -> tuple[pa.Table, bool]:
@@ -1407,21 +1412,20 @@ def _string_column(data: bytes, lengths: np.ndarray, valid: np.ndarray | None) -
     return arr
 
 
-def _list_column(data: bytes, counts: np.ndarray, valid: np.ndarray) -> pa.Array:
+def _list_column(data: bytes, counts: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     """list<float32> with ``counts[i]`` values per record (null where not ``valid``)."""
     import pyarrow as pa
 
     values = pa.array(np.frombuffer(data, "<f4"), pa.float32())
-    return pa.ListArray.from_arrays(
-        pa.array(_offsets(counts)), values, mask=None if valid.all() else pa.array(~valid)
-    )
+    mask = None if valid is None or valid.all() else pa.array(~valid)
+    return pa.ListArray.from_arrays(pa.array(_offsets(counts)), values, mask=mask)
 
 
 def _rows_column(data: bytes, rows: np.ndarray, width: np.ndarray, valid: np.ndarray) -> pa.Array:
     """list<list<float32>>: ``rows[i]`` rows of ``width[i]`` values per record."""
     import pyarrow as pa
 
-    inner = _list_column(data, np.repeat(width, rows), np.ones(int(rows.sum()), dtype=bool))
+    inner = _list_column(data, np.repeat(width, rows), None)
     return pa.ListArray.from_arrays(
         pa.array(_offsets(rows)), inner, mask=None if valid.all() else pa.array(~valid)
     )
