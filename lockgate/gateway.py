@@ -2222,6 +2222,10 @@ class _ReplyError(Exception):
         self.message = message
 
 
+def _not_started() -> _ReplyError:
+    return _ReplyError(503, "gateway is not started; run it under an ASGI server with lifespan")
+
+
 class GatewayApp:
     """The gateway as an ASGI 3 application (see :func:`create_app`).
 
@@ -2461,9 +2465,7 @@ class GatewayApp:
 
     def _up(self) -> Upstream:
         if self.upstream is None:
-            raise _ReplyError(
-                503, "gateway is not started; run it under an ASGI server with lifespan"
-            )
+            raise _not_started()
         return self.upstream
 
     async def _model_info(self, upstream_name: str) -> _ModelInfo:
@@ -2554,9 +2556,7 @@ class GatewayApp:
                 "'.', '_', ':' and '-' (or send none and the gateway makes one)",
             )
         if not self.started:
-            raise _ReplyError(
-                503, "gateway is not started; run it under an ASGI server with lifespan"
-            )
+            raise _not_started()
         route = self.routes.routes.get(name)
         mirror = False
         if pinned is not None:
@@ -2924,9 +2924,7 @@ class GatewayApp:
             return
         if sub == ["log", "roll"] and method == "POST":
             if not self.started:
-                raise _ReplyError(
-                    503, "gateway is not started; run it under an ASGI server with lifespan"
-                )
+                raise _not_started()
             try:
                 segments, records = await self.log.rotate_now()
             except (OSError, PredictionLogError) as exc:

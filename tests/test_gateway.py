@@ -1053,6 +1053,12 @@ def test_wal_segments_roll_to_parquet_while_serving(tmp_path: Path, durability: 
 
 def test_admin_log_roll_puts_every_answered_request_in_parquet_now(tmp_path: Path) -> None:
     async def scenario() -> None:
+        idle = create_app(
+            state_dir=tmp_path / "idle", log_dir=tmp_path / "idle-log", upstream_url="h:1"
+        )
+        refused = await call(idle, "POST", "/admin/log/roll")
+        assert refused.status == 503
+        assert "not started" in refused.json()["error"]
         async with running(tmp_path, fake_pair()) as app:  # default 60 s segments
             await put_route(app, {"mode": "single", "champion": "v1"})
             traces = [f"now-{i}" for i in range(30)]
