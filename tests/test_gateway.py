@@ -978,6 +978,21 @@ def test_every_answered_request_is_logged(tmp_path: Path, durability: str) -> No
     assert read_prediction_log(tmp_path / "log").shape[0] == 300
 
 
+def wal_meta(trace: str, ts: int | None = None, **over: Any) -> dict[str, Any]:
+    """Metadata of one prediction-log record (what ``_encode_record`` reads), now by default."""
+    meta: dict[str, Any] = {
+        "t": trace,
+        "ts": int(time.time() * 1e6) if ts is None else ts,
+        "m": MODEL,
+        "v": "v1",
+        "rb": "single",
+        "st": 200,
+        "lat": 1.0,
+    }
+    meta.update(over)
+    return meta
+
+
 def test_group_commit_waits_for_half_the_requests_in_flight_only_under_load(
     tmp_path: Path,
 ) -> None:
@@ -986,7 +1001,7 @@ def test_group_commit_waits_for_half_the_requests_in_flight_only_under_load(
     (the rest keep the upstream busy meanwhile); light load is never held."""
 
     def meta(i: int) -> dict[str, Any]:
-        return {"t": f"t{i}", "ts": i, "m": MODEL, "v": "v1", "rb": "single", "st": 200, "lat": 1.0}
+        return wal_meta(f"t{i}", i)
 
     async def scenario() -> None:
         log = PredictionLog(
@@ -1089,15 +1104,7 @@ def test_leftover_wal_segment_is_recovered_at_startup(tmp_path: Path) -> None:
     ts = int(time.time() * 1e6)
     records = [
         _encode_record(
-            {
-                "t": f"crash-{i}",
-                "ts": ts + i,
-                "m": MODEL,
-                "v": "v1",
-                "rb": "canary",
-                "st": 200,
-                "lat": 1.0,
-            },
+            wal_meta(f"crash-{i}", ts + i, rb="canary"),
             np.full((1, WIDTH), i, np.float32),
             np.full((1, 1), i / 10, np.float32),
         )
@@ -1248,16 +1255,12 @@ def test_wal_segment_of_an_earlier_gateway_version_is_recovered(tmp_path: Path) 
     ts = int(time.time() * 1e6)
     frames = [
         v1_frame(
-            {
-                "t": f"old-{i}",
-                "ts": ts + i,
-                "m": MODEL,
-                "v": "v1",
-                "rb": "single",
-                "st": 200,
-                "lat": 0.5,
+            wal_meta(
+                f"old-{i}",
+                ts + i,
+                lat=0.5,
                 **({"rid": f"r{i}"} if i % 2 else {"err": "boom", "st": 502}),
-            },
+            ),
             np.full((1, WIDTH), i, np.float32),
             np.full((1, 1), i / 4, np.float32) if i % 2 else None,
         )
@@ -1288,15 +1291,7 @@ def test_a_record_that_contradicts_its_header_ends_the_segment(tmp_path: Path) -
     import zlib
 
     def meta(i: int) -> dict[str, Any]:
-        return {
-            "t": f"r{i}",
-            "ts": int(time.time() * 1e6),
-            "m": MODEL,
-            "v": "v1",
-            "rb": "single",
-            "st": 200,
-            "lat": 1.0,
-        }
+        return wal_meta(f"r{i}")
 
     good = [_encode_record(meta(i), np.ones((1, WIDTH), np.float32), None) for i in range(3)]
     bad = bytearray(_encode_record(meta(3), np.ones((1, WIDTH), np.float32), None))
