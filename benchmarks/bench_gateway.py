@@ -271,6 +271,7 @@ def main() -> None:
                 durability=durability,
                 server="uvicorn" if target.endswith("-uvicorn") else "lean",
                 segment_max_age_s=args.segment_age,
+                coalesce_inflight=0 if target.endswith("-solo") else 2,
             )
             gw.start()
             gw.set_route(MODEL, {"mode": "single", "champion": VERSION})
@@ -310,10 +311,15 @@ def main() -> None:
             text = gw.metrics()
             commits = _metric(text, "lockgate_gateway_wal_commits_total")
             records = _metric(text, "lockgate_gateway_wal_records_total")
+            merged_calls = _metric(text, "lockgate_gateway_coalesced_calls_total", labelled=True)
+            merged_reqs = _metric(text, "lockgate_gateway_coalesced_requests_total", labelled=True)
             wal[target] = {
                 "commits": commits,
                 "records": records,
                 "records_per_commit": records / commits if commits else None,
+                "coalesced_calls": merged_calls,
+                "coalesced_requests": merged_reqs,
+                "requests_per_coalesced_call": merged_reqs / merged_calls if merged_calls else None,
             }
     finally:
         for gw in gateways.values():
@@ -378,11 +384,13 @@ def main() -> None:
     print(f"\nwrote {args.out}")
 
 
-def _metric(text: str, name: str) -> float:
+def _metric(text: str, name: str, *, labelled: bool = False) -> float:
+    """A metric's value; with ``labelled``, the sum over all its label sets."""
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
+        if line.startswith(name + " ") or (labelled and line.startswith(name + "{")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 if __name__ == "__main__":

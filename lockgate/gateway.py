@@ -95,6 +95,8 @@ from urllib.parse import urlsplit
 import httptools
 import numpy as np
 
+from lockgate.coalesce import FIXED_DTYPES, OutputPart, answer, merged_request, plan_of
+from lockgate.coalesce import split_response as split_merged
 from lockgate.errors import LockgateError
 from lockgate.fsutil import fsync_path
 
@@ -870,10 +872,17 @@ class _Series:
         self.errors: dict[str, int] = {}
         self.violations = 0
         self.retries = 0
+        self.merged_calls = 0  # upstream calls that carried several requests' rows
+        self.merged_requests = 0  # requests answered from such calls
         self.latency = _Histogram(LATENCY_BUCKETS_S)
         self.prediction = _Histogram(PREDICTION_BUCKETS)
         self.diff = _Histogram(DIFF_BUCKETS)
         self.window = _Window()
+
+    def merged(self, requests: int) -> None:
+        """Count one merged upstream call that carried ``requests`` requests."""
+        self.merged_calls += 1
+        self.merged_requests += requests
 
     def observe(
         self,
@@ -1026,6 +1035,28 @@ class _Stats:
             if not sh:
                 lines.append(
                     f"lockgate_gateway_challenger_retries_total{{{_labels(m, v, sh)}}} {s.retries}"
+                )
+        head(
+            "lockgate_gateway_coalesced_calls_total",
+            "counter",
+            "Upstream calls that carried the rows of several requests (coalescing under load).",
+        )
+        for (m, v, sh), s in items:
+            if not sh:
+                lines.append(
+                    f"lockgate_gateway_coalesced_calls_total{{{_labels(m, v, sh)}}} "
+                    f"{s.merged_calls}"
+                )
+        head(
+            "lockgate_gateway_coalesced_requests_total",
+            "counter",
+            "Requests sent upstream inside a coalesced call.",
+        )
+        for (m, v, sh), s in items:
+            if not sh:
+                lines.append(
+                    f"lockgate_gateway_coalesced_requests_total{{{_labels(m, v, sh)}}} "
+                    f"{s.merged_requests}"
                 )
         head(
             "lockgate_gateway_latency_seconds",
@@ -2211,6 +2242,20 @@ def read_prediction_log(log_dir: str | os.PathLike[str], model: str | None = Non
 @dataclass(frozen=True, slots=True)
 class _ModelInfo:
     width: int  # d of INPUT__0 ([n, d]); -1 if the upstream accepts any width
+    max_batch: int = 0  # rows one merged request may carry; 0: never coalesce
+    outputs: tuple[str, ...] = ()  # the model's outputs (all of fixed item size if max_batch)
+
+
+class _Batcher:
+    """Coalescing state of one upstream model: calls in flight and requests waiting."""
+
+    __slots__ = ("inflight", "queue")
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.queue: collections.deque[
+            tuple[np.ndarray, asyncio.Future[dict[str, OutputPart] | tuple[str, int, str] | None]]
+        ] = collections.deque()
 
 
 class _ReplyError(Exception):
@@ -2271,6 +2316,7 @@ class GatewayApp:
         max_body_bytes: int,
         admin_token: str | None,
         verify_routes: bool,
+        coalesce_inflight: int = 2,
     ) -> None:
         self.state_dir = state_dir
         self.log_dir = log_dir
@@ -2281,6 +2327,9 @@ class GatewayApp:
         self.max_body_bytes = max_body_bytes
         self.admin_token = admin_token
         self.verify_routes = verify_routes
+        self.coalesce_inflight = coalesce_inflight
+        self._batchers: dict[str, _Batcher] = {}
+        self._merged_tasks: set[asyncio.Task[None]] = set()
         state_dir.mkdir(parents=True, exist_ok=True)
         self.routes = _RouteTable(state_dir)
         self.stats = _Stats()
@@ -2523,7 +2572,32 @@ class GatewayApp:
                 status=502,
             )
         width = int(shape[-1]) if shape else -1
-        return _ModelInfo(width=width)
+        outputs = meta.get("outputs")
+        names = tuple(
+            o["name"]
+            for o in outputs or ()
+            if isinstance(o, dict) and isinstance(o.get("name"), str)
+        )
+        fixed = bool(names) and all(
+            isinstance(o, dict) and o.get("datatype") in FIXED_DTYPES for o in outputs
+        )
+        max_batch = 0
+        if fixed and self.coalesce_inflight > 0:
+            max_batch = await self._max_batch(upstream_name)
+        return _ModelInfo(width=width, max_batch=max_batch, outputs=names)
+
+    async def _max_batch(self, upstream_name: str) -> int:
+        """The model's ``max_batch_size`` from its config (0 if unknown: never coalesce)."""
+        try:
+            resp = await self._up().request(
+                "GET",
+                f"/v2/models/{upstream_name}/config",
+                timeout_s=min(self.upstream_timeout_s, 10),
+            )
+            value = json.loads(resp.body).get("max_batch_size") if resp.status == 200 else 0
+        except (UpstreamError, ValueError, AttributeError):
+            return 0
+        return value if isinstance(value, int) and value > 0 else 0
 
     # -- inference ------------------------------------------------------------------------
 
@@ -2633,14 +2707,28 @@ class GatewayApp:
             )
         series = self.stats.get(name, version, False)
         try:
-            request_id, inputs = _parse_request(body, ihcl, info.width)
+            request_id, inputs, header = _parse_request(body, ihcl, info.width)
         except _ViolationError as exc:
             series.observe(latency_s=0.0, error=None, violation=True, predictions=None)
             return await self._finish_error(
                 name, version, routed_by, trace, request_id, inputs, 400, str(exc), t0
             )
-        # 2. forward
-        resp, err = await self._forward(name, version, body, fwd_headers)
+        # 2. forward, on its own or (under load) merged with other requests for this version
+        merged: tuple[bytes, int | None, np.ndarray | None] | None = None
+        plan = (
+            plan_of(header, info.outputs)
+            if info.max_batch and inputs.shape[0] <= info.max_batch
+            else None
+        )
+        if plan is None:
+            resp, err = await self._forward(name, version, body, fwd_headers)
+        else:
+            resp, parts, err = await self._coalesced(name, version, info, inputs, body, fwd_headers)
+            if parts is not None:
+                try:
+                    merged = self._merged_answer(plan, parts, name, version, request_id, trace)
+                except ValueError as exc:
+                    err = ("bad_response", 502, f"upstream model {name}-{version}: {exc}")
         if (
             err is not None
             and routed_by == "canary"
@@ -2665,10 +2753,13 @@ class GatewayApp:
             return await self._finish_error(
                 name, version, routed_by, trace, request_id, inputs, err[1], err[2], t0
             )
-        assert resp is not None
         # 3. rewrite the answer, log it durably, then answer
         try:
-            out_body, out_ihcl, outputs = _rewrite_response(resp, name, version, trace)
+            if merged is not None:
+                out_body, out_ihcl, outputs = merged
+            else:
+                assert resp is not None
+                out_body, out_ihcl, outputs = _rewrite_response(resp, name, version, trace)
         except (ValueError, KeyError, TypeError) as exc:
             series.observe(latency_s=0.0, error="bad_response", violation=False, predictions=None)
             return await self._finish_error(
@@ -2717,6 +2808,138 @@ class GatewayApp:
         if out_ihcl is not None:
             headers.append((b"inference-header-content-length", str(out_ihcl).encode()))
         return 200, out_body, headers
+
+    async def _coalesced(
+        self,
+        name: str,
+        version: str,
+        info: _ModelInfo,
+        inputs: np.ndarray,
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> tuple[UpstreamResponse | None, dict[str, OutputPart] | None, tuple[str, int, str] | None]:
+        """Forward on its own while few calls are in flight; else wait and go in a merged one.
+
+        Returns (response, None, None) when sent on its own, (None, parts, None) with this
+        request's rows of a merged answer, or (None, None, error).
+        """
+        upstream = f"{name}-{version}"
+        batcher = self._batchers.get(upstream)
+        if batcher is None:
+            batcher = self._batchers[upstream] = _Batcher()
+        if batcher.inflight < self.coalesce_inflight and not batcher.queue:
+            batcher.inflight += 1
+            try:
+                resp, err = await self._forward(name, version, body, headers)
+            finally:
+                batcher.inflight -= 1
+                self._dispatch(batcher, name, version, info)
+            return resp, None, err
+        fut: asyncio.Future[dict[str, OutputPart] | tuple[str, int, str] | None]
+        fut = asyncio.get_running_loop().create_future()
+        batcher.queue.append((inputs, fut))
+        self._dispatch(batcher, name, version, info)
+        got = await fut
+        if got is None:  # the merged call failed on the model's side: go alone, isolated
+            resp, err = await self._forward(name, version, body, headers)
+            return resp, None, err
+        if isinstance(got, tuple):
+            return None, None, got
+        return None, got, None
+
+    def _dispatch(self, batcher: _Batcher, name: str, version: str, info: _ModelInfo) -> None:
+        """Send what waits as merged calls while fewer than ``coalesce_inflight`` are out."""
+        queue = batcher.queue
+        while queue and batcher.inflight < self.coalesce_inflight:
+            items = []
+            rows = 0
+            while queue and rows + queue[0][0].shape[0] <= info.max_batch:
+                item = queue.popleft()
+                if not item[1].done():  # its client went away meanwhile
+                    items.append(item)
+                    rows += item[0].shape[0]
+            if not items:
+                continue
+            batcher.inflight += 1
+            task = asyncio.get_running_loop().create_task(
+                self._run_merged(batcher, name, version, info, items)
+            )
+            self._merged_tasks.add(task)
+            task.add_done_callback(self._merged_tasks.discard)
+
+    async def _run_merged(
+        self,
+        batcher: _Batcher,
+        name: str,
+        version: str,
+        info: _ModelInfo,
+        items: list[
+            tuple[np.ndarray, asyncio.Future[dict[str, OutputPart] | tuple[str, int, str] | None]]
+        ],
+    ) -> None:
+        results: list[dict[str, OutputPart] | tuple[str, int, str] | None]
+        try:
+            arrays = [x for x, _ in items]
+            body, hlen = merged_request(INPUT_NAME, arrays)
+            headers = {
+                "Content-Type": "application/json",
+                "Inference-Header-Content-Length": str(hlen),
+            }
+            resp, err = await self._forward(name, version, body, headers)
+            if resp is not None:
+                self.stats.get(name, version, False).merged(len(items))
+                try:
+                    ihcl = resp.headers.get("inference-header-content-length")
+                    off = int(ihcl) if ihcl is not None else len(resp.body)
+                    head = _fast_loads(resp.body[:off])
+                    results = list(split_merged(head, resp.body, off, [x.shape[0] for x in arrays]))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    msg = (
+                        f"upstream model {name}-{version} sent an unreadable merged answer ({exc})"
+                    )
+                    results = [("bad_response", 502, msg)] * len(items)
+            elif err is not None and err[0] in ("upstream_4xx", "upstream_5xx"):
+                # the model refused the batch: one request may be to blame, so each goes alone
+                results = [None] * len(items)
+            else:  # timeout or unreachable: the same for every request of the batch
+                assert err is not None
+                results = [err] * len(items)
+        except BaseException as exc:  # a bug or cancellation: nobody may wait forever
+            results = [("internal", 500, f"internal gateway error: {type(exc).__name__}")] * len(
+                items
+            )
+            if not isinstance(exc, Exception):
+                raise
+            logger.exception("merged upstream call to %s-%s failed", name, version)
+        finally:
+            batcher.inflight -= 1
+            for (_, fut), result in zip(items, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)
+            self._dispatch(batcher, name, version, info)
+
+    @staticmethod
+    def _merged_answer(
+        plan: tuple[tuple[str, bool], ...],
+        parts: dict[str, OutputPart],
+        name: str,
+        version: str,
+        request_id: str | None,
+        trace: str,
+    ) -> tuple[bytes, int | None, np.ndarray | None]:
+        body, hlen = answer(
+            plan,
+            parts,
+            model_name=name,
+            model_version=version,
+            request_id=request_id,
+            parameters={"lockgate_trace_id": trace},
+        )
+        out = parts.get(OUTPUT_NAME)
+        logged = None
+        if out is not None and out.datatype == "FP32":
+            logged = np.frombuffer(out.data, dtype="<f4").reshape(out.shape[0], -1)
+        return body, hlen, logged
 
     async def _model_info_or_none(self, upstream_name: str) -> _ModelInfo | None:
         try:
@@ -2981,8 +3204,10 @@ class GatewayApp:
 # request / response helpers
 
 
-def _parse_request(body: bytes, ihcl: str | None, width: int) -> tuple[str | None, np.ndarray]:
-    """Check one KServe v2 infer request against the contract; return (id, FP32 rows)."""
+def _parse_request(
+    body: bytes, ihcl: str | None, width: int
+) -> tuple[str | None, np.ndarray, dict[str, Any]]:
+    """Check one KServe v2 infer request against the contract; return (id, FP32 rows, header)."""
     try:
         if ihcl is not None:
             hlen = int(ihcl)
@@ -3071,7 +3296,7 @@ def _parse_request(body: bytes, ihcl: str | None, width: int) -> tuple[str | Non
             f"input {INPUT_NAME} has {bad} infinite value(s) (inf or beyond FP32 range); rule: "
             "values are finite, NaN marks a missing value; fix: clip or drop them"
         )
-    return request_id, arr
+    return request_id, arr, header
 
 
 def _rewrite_response(
@@ -3210,6 +3435,7 @@ def create_app(
     max_body_bytes: int = 64 << 20,
     admin_token: str | None = None,
     verify_routes: bool = True,
+    coalesce_inflight: int = 2,
 ) -> GatewayApp:
     """Build the gateway ASGI app.
 
@@ -3236,6 +3462,11 @@ def create_app(
         max_body_bytes: largest accepted request body.
         admin_token: if set, ``/admin/*`` requires ``Authorization: Bearer <token>``.
         verify_routes: ``PUT /admin/routes`` checks that every version is served upstream.
+        coalesce_inflight: upstream calls in flight per model version before further requests
+            wait at the gateway and go upstream merged into one call as soon as one returns
+            (:mod:`lockgate.coalesce`); 0 never merges. Only models with ``max_batch_size > 0``
+            and outputs of fixed item size are merged, and only requests whose answer the
+            gateway rebuilds exactly.
 
     Returns:
         The ASGI application; start it with the ASGI lifespan protocol (uvicorn does) or call
@@ -3270,6 +3501,10 @@ def create_app(
         )
     if commit_siblings < 1:
         raise GatewayError(f"commit_siblings={commit_siblings!r} must be at least 1")
+    if coalesce_inflight < 0:
+        raise GatewayError(
+            f"coalesce_inflight={coalesce_inflight!r} must be >= 0 (0 never merges requests)"
+        )
     return GatewayApp(
         state_dir=Path(state_dir),
         log_dir=Path(log_dir),
@@ -3287,6 +3522,7 @@ def create_app(
         max_body_bytes=max_body_bytes,
         admin_token=admin_token,
         verify_routes=verify_routes,
+        coalesce_inflight=coalesce_inflight,
     )
 
 
@@ -3375,6 +3611,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit-interval-s", type=float, default=0.0)
     parser.add_argument("--commit-delay-s", type=float, default=0.001)
     parser.add_argument("--commit-siblings", type=int, default=2)
+    parser.add_argument(
+        "--coalesce-inflight",
+        type=int,
+        default=2,
+        help="upstream calls in flight per model version before requests are merged (0: never)",
+    )
     parser.add_argument("--admin-token-env", help="name of an environment variable with the token")
     parser.add_argument("--no-verify-routes", action="store_true")
     parser.add_argument("--log-level", default="warning")
@@ -3406,6 +3648,7 @@ def main(argv: list[str] | None = None) -> int:
         commit_siblings=args.commit_siblings,
         admin_token=token,
         verify_routes=not args.no_verify_routes,
+        coalesce_inflight=args.coalesce_inflight,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

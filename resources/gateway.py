@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from lockgate.gateway import GatewayError, RouteError
 from lockgate.resources._process import cmdline_contains, log_tail
@@ -195,6 +195,8 @@ class GatewayServer(Gateway):
         segment_max_bytes: WAL segment size that triggers a Parquet roll.
         segment_max_age_s: WAL segment age that triggers a Parquet roll.
         verify_routes: refuse routes naming versions the upstream does not serve.
+        coalesce_inflight: upstream calls in flight per model version before further requests
+            are merged into one call (0: never; see :mod:`lockgate.coalesce`).
         server: ``lean`` (lockgate's HTTP/1.1 server, :mod:`lockgate.http_server`) or
             ``uvicorn``; the same ASGI app runs under either.
         startup_timeout_s: how long :meth:`start` waits for the gateway to listen.
@@ -211,6 +213,7 @@ class GatewayServer(Gateway):
     segment_max_bytes: int = 64 << 20
     segment_max_age_s: float = 60.0
     verify_routes: bool = True
+    coalesce_inflight: int = Field(default=2, ge=0)
     server: Literal["lean", "uvicorn"] = "lean"
     startup_timeout_s: float = 30.0
     stop_timeout_s: float = 15.0
@@ -305,6 +308,8 @@ class GatewayServer(Gateway):
             str(self.segment_max_age_s),
             "--server",
             self.server,
+            "--coalesce-inflight",
+            str(self.coalesce_inflight),
         ]
         if not self.retry_challenger_on_champion:
             cmd.append("--no-retry-challenger")

@@ -58,6 +58,8 @@ class FakeModel:
     fail_status: int | None = None
     delay_s: float = 0.0
     calls: int = 0
+    poison: float | None = None  # a row holding this value makes the whole call fail (400)
+    rows: list[int] = field(default_factory=list)  # rows per infer call
 
 
 @dataclass
@@ -129,6 +131,9 @@ class FakeTriton:
             x = np.frombuffer(body, "<f4", count=n * d, offset=hlen).reshape(n, d)
         else:
             x = np.asarray(spec["data"], dtype=np.float32).reshape(n, d)
+        model.rows.append(n)
+        if model.poison is not None and (x == np.float32(model.poison)).any():
+            return 400, {}, b'{"error":"row holds the poison value"}'
         y = (x.mean(axis=1, keepdims=True) + np.float32(model.offset)).astype(np.float32)
         binary = req.get("parameters", {}).get("binary_data_output", False) or any(
             o.get("parameters", {}).get("binary_data") for o in req.get("outputs", [])
@@ -782,6 +787,156 @@ def test_unreachable_upstream_is_502(tmp_path: Path) -> None:
             await app.shutdown()
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------------------------------------
+# coalescing
+
+
+def _mixed_request(i: int, x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """Request i in one of four forms: JSON or binary input, JSON or binary output, id or not."""
+    if i % 4 == 0:
+        return json_request(x, request_id=f"req-{i}"), {}
+    if i % 4 == 1:
+        return binary_request(x)
+    raw = x.astype("<f4").tobytes()
+    head: dict[str, Any] = {
+        "inputs": [
+            {
+                "name": "INPUT__0",
+                "datatype": "FP32",
+                "shape": list(x.shape),
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+        "outputs": [{"name": "OUTPUT__0", "parameters": {"binary_data": i % 4 == 3}}],
+        "id": f"req-{i}",
+    }
+    encoded = json.dumps(head).encode()
+    return encoded + raw, {"Inference-Header-Content-Length": str(len(encoded))}
+
+
+def _metric_value(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_concurrent_requests_are_merged_and_each_answered_with_its_own_rows(
+    tmp_path: Path,
+) -> None:
+    fake = fake_pair()
+    fake.models[f"{MODEL}-v1"].delay_s = 0.02  # calls overlap: later requests must queue
+    n = 96
+    rng = np.random.default_rng(5)
+    xs = [rng.normal(size=(int(rng.integers(1, 4)), WIDTH)).astype(np.float32) for _ in range(n)]
+
+    async def scenario() -> list[Resp]:
+        async with running(tmp_path, fake) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            calls = []
+            for i, x in enumerate(xs):
+                body, headers = _mixed_request(i, x)
+                headers["x-lockgate-trace-id"] = f"t-{i}"
+                calls.append(call(app, "POST", f"/v2/models/{MODEL}/infer", body, headers))
+            out = await asyncio.gather(*calls)
+            metrics = (await call(app, "GET", "/metrics")).body.decode()
+            merged_calls = _metric_value(metrics, "lockgate_gateway_coalesced_calls_total{")
+            merged_reqs = _metric_value(metrics, "lockgate_gateway_coalesced_requests_total{")
+            assert 0 < merged_calls < merged_reqs <= n
+            return out
+
+    answers = asyncio.run(scenario())
+    model = fake.models[f"{MODEL}-v1"]
+    assert sum(model.rows) == sum(len(x) for x in xs)  # every row went up exactly once
+    assert model.calls < n / 4  # two alone, then merged batches
+    assert max(model.rows) <= 64  # the model's max_batch_size
+    for i, (x, r) in enumerate(zip(xs, answers, strict=True)):
+        assert r.status == 200, r.body
+        assert r.trace == f"t-{i}"
+        hlen = int(r.headers.get("inference-header-content-length", len(r.body)))
+        header = json.loads(r.body[:hlen])
+        assert header["model_name"] == MODEL
+        assert header["model_version"] == "v1"
+        assert header["parameters"] == {"lockgate_trace_id": f"t-{i}"}
+        assert header.get("id") == (None if i % 4 == 1 else f"req-{i}")
+        out = header["outputs"][0]
+        assert out["shape"] == [len(x), 1]
+        binary = i % 4 in (1, 3)
+        assert ("binary_data_size" in out.get("parameters", {})) is binary
+        assert ("data" in out) is not binary
+        assert ("inference-header-content-length" in r.headers) is binary
+        np.testing.assert_allclose(r.outputs(), x.mean(axis=1, keepdims=True), rtol=1e-6)
+    log = read_prediction_log(tmp_path / "log", MODEL).set_index("trace_id")
+    assert len(log) == n
+    for i, x in enumerate(xs):
+        row = log.loc[f"t-{i}"]
+        np.testing.assert_array_equal(np.stack(row.inputs), x)
+        np.testing.assert_allclose(np.stack(row.outputs), x.mean(axis=1, keepdims=True), rtol=1e-6)
+
+
+def test_a_merged_call_the_model_refuses_is_retried_request_by_request(tmp_path: Path) -> None:
+    fake = fake_pair()
+    model = fake.models[f"{MODEL}-v1"]
+    model.delay_s = 0.02
+    model.poison = 7.0
+    xs = [np.full((1, WIDTH), 7.0 if i == 20 else i / 40, np.float32) for i in range(40)]
+
+    async def scenario() -> list[Resp]:
+        async with running(tmp_path, fake) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            return await asyncio.gather(
+                *[infer(app, trace=f"p-{i}", x=x) for i, x in enumerate(xs)]
+            )
+
+    answers = asyncio.run(scenario())
+    assert [r.status for r in answers] == [400 if i == 20 else 200 for i in range(40)]
+    assert "poison" in answers[20].json()["error"]
+    for i, r in enumerate(answers):
+        if i != 20:
+            assert r.outputs()[0, 0] == pytest.approx(i / 40, abs=1e-6)
+    assert max(model.rows) > 1  # the poisoned row did go up inside a merged call first
+
+
+def test_a_merged_call_that_times_out_fails_each_of_its_requests_once(tmp_path: Path) -> None:
+    fake = fake_pair()
+    fake.models[f"{MODEL}-v1"].delay_s = 0.3
+
+    async def scenario() -> list[Resp]:
+        async with running(tmp_path, fake, upstream_timeout_s=0.1) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            return await asyncio.gather(*[infer(app, trace=f"s-{i}") for i in range(10)])
+
+    answers = asyncio.run(scenario())
+    assert [r.status for r in answers] == [504] * 10
+    model = fake.models[f"{MODEL}-v1"]
+    assert model.calls == 3  # two alone, the other eight in one merged call, none retried
+
+
+def test_coalescing_off_and_unmergeable_requests_go_upstream_alone(tmp_path: Path) -> None:
+    def load(folder: str, **kw: Any) -> FakeModel:
+        fake = fake_pair()
+        fake.models[f"{MODEL}-v1"].delay_s = 0.01
+        tensor = {"name": "INPUT__0", "datatype": "FP32", "shape": [1, WIDTH], "data": ROW.tolist()}
+        # "priority" is an option the gateway does not rebuild: such a request goes alone
+        odd = json.dumps({"inputs": [tensor], "parameters": {"priority": 1}}).encode()
+
+        async def scenario() -> None:
+            async with running(tmp_path / folder, fake, **kw) as app:
+                await put_route(app, {"mode": "single", "champion": "v1"})
+                answers = await asyncio.gather(
+                    *[infer(app) for _ in range(12)],
+                    *[call(app, "POST", f"/v2/models/{MODEL}/infer", odd) for _ in range(12)],
+                )
+                assert {r.status for r in answers} == {200}
+
+        asyncio.run(scenario())
+        return fake.models[f"{MODEL}-v1"]
+
+    off = load("off", coalesce_inflight=0)
+    assert off.calls == 24
+    assert set(off.rows) == {1}
+    on = load("on")
+    assert on.calls < 24  # the plain requests merged...
+    assert on.rows.count(1) >= 12  # ...the ones with "priority" each went alone
 
 
 # ---------------------------------------------------------------------------------------------

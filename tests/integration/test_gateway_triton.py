@@ -14,10 +14,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.http as th
+import tritonclient.http.aio as tha
 
 from lockgate.gateway import HttpUpstream, read_prediction_log, traffic_fraction
 from lockgate.resources.gateway import GatewayServer
@@ -36,6 +38,8 @@ instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 
 MODEL_PY = textwrap.dedent(
     """\
+    import time
+
     import numpy as np
     import triton_python_backend_utils as pb_utils
 
@@ -45,6 +49,7 @@ MODEL_PY = textwrap.dedent(
             self.offset = np.float32({offset})
 
         def execute(self, requests):
+            time.sleep({sleep})
             responses = []
             for request in requests:
                 x = np.from_dlpack(pb_utils.get_input_tensor_by_name(request, "INPUT__0"))
@@ -56,11 +61,11 @@ MODEL_PY = textwrap.dedent(
 )
 
 
-def write_model(repo: Path, name: str, offset: float) -> None:
+def write_model(repo: Path, name: str, offset: float, sleep_s: float = 0.0) -> None:
     folder = repo / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     (folder / "config.pbtxt").write_text(CONFIG.format(width=WIDTH))
-    (folder / "1" / "model.py").write_text(MODEL_PY.format(offset=offset))
+    (folder / "1" / "model.py").write_text(MODEL_PY.format(offset=offset, sleep=sleep_s))
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +74,13 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServ
     repo = root / "repo"
     write_model(repo, f"{MODEL}-v1", 0.0)
     write_model(repo, f"{MODEL}-v2", 0.1)
+    write_model(repo, f"{MODEL}-v3", 0.2, sleep_s=0.01)  # 10 ms per execute: calls overlap
     server = LocalTritonServer(repo_dir=str(repo), work_dir=str(root / "work"))
     server.start()
     try:
         server.load(f"{MODEL}-v1")
         server.load(f"{MODEL}-v2")
+        server.load(f"{MODEL}-v3")
         yield server
     finally:
         server.stop()
@@ -212,3 +219,59 @@ def test_shadow_against_real_triton(gateway: GatewayServer) -> None:
         time.sleep(0.05)
     assert stats["shadow_requests"] == 20
     assert stats["shadow_mean_abs_diff"] == pytest.approx(0.1, abs=1e-5)
+
+
+def test_concurrent_tritonclient_requests_are_coalesced_and_answered_exactly(
+    gateway: GatewayServer, triton: LocalTritonServer
+) -> None:
+    gateway.set_route(MODEL, {"mode": "single", "champion": "v3"})
+    rng = np.random.default_rng(11)
+    xs = [rng.normal(size=(int(rng.integers(1, 5)), WIDTH)).astype(np.float32) for _ in range(96)]
+    direct = th.InferenceServerClient(triton.url)
+    try:
+        want = [_infer(direct, f"{MODEL}-v3", x, binary=True).as_numpy("OUTPUT__0") for x in xs]
+    finally:
+        direct.close()
+
+    async def send_all() -> list[Any]:
+        client = tha.InferenceServerClient(gateway.host_port)
+        try:
+            calls = []
+            for i, x in enumerate(xs):
+                binary = i % 2 == 0
+                inp = tha.InferInput("INPUT__0", list(x.shape), "FP32")
+                inp.set_data_from_numpy(x, binary_data=binary)
+                out = tha.InferRequestedOutput("OUTPUT__0", binary_data=binary)
+                calls.append(
+                    client.infer(
+                        MODEL,
+                        [inp],
+                        outputs=[out],
+                        request_id=f"c{i}",
+                        headers={"x-lockgate-trace-id": f"coalesce-{i}"},
+                    )
+                )
+            return list(await asyncio.gather(*calls))
+        finally:
+            await client.close()
+
+    got = asyncio.run(send_all())
+    for i, (result, expected) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT__0"), expected)
+        response = result.get_response()
+        assert response["id"] == f"c{i}"
+        assert (response["model_name"], response["model_version"]) == (MODEL, "v3")
+        assert response["parameters"]["lockgate_trace_id"] == f"coalesce-{i}"
+    metrics = gateway.metrics()
+    merged = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("lockgate_gateway_coalesced_requests_total{") and 'version="v3"' in line
+    ]
+    assert len(merged) == 1
+    assert merged[0] > 24  # most requests went up inside merged calls
+    log = read_prediction_log(gateway.log_dir, MODEL).set_index("trace_id")
+    assert len(log) == len(xs)
+    for i, x in enumerate(xs):
+        np.testing.assert_array_equal(np.stack(log.loc[f"coalesce-{i}"].inputs), x)
+        np.testing.assert_array_equal(np.stack(log.loc[f"coalesce-{i}"].outputs), want[i])
