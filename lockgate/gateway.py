@@ -40,6 +40,14 @@ decompressed. Requests are checked before forwarding (one input ``INPUT__0``, FP
 ``d`` from the upstream metadata, finite values): a violation is a 400 and a schema violation of the
 version it would have gone to.
 
+Coalescing (:mod:`lockgate.coalesce`): once ``coalesce_inflight`` calls (default 2) are in flight
+to one upstream model, further requests for it wait at the gateway and go upstream as one merged
+call (rows concatenated, up to the model's ``max_batch_size``) as soon as a call returns; each
+client gets its own rows back in the form it asked for, and its own log record. At light load
+nothing waits. Only models with ``max_batch_size > 0`` and fixed-size outputs are merged, and
+only requests whose answer the gateway rebuilds exactly; a merged call the model refuses is
+retried request by request, so one bad row fails only its own request.
+
 Crash safety: every answered inference request (errors included) is a record in a write-ahead log
 (``log_dir/_wal/wal-<seq>.log``: CRC-checked frames of a binary header, the strings and the raw
 FP32 rows) that is made durable before the response is sent: ``fsync`` durability (default) waits
@@ -2246,6 +2254,12 @@ class _ModelInfo:
     outputs: tuple[str, ...] = ()  # the model's outputs (all of fixed item size if max_batch)
 
 
+# What a request waiting to be merged is told: its rows of a merged answer, an error, "slot" (go
+# upstream on your own, in a call slot held for you) or "alone" (the merged call was refused:
+# go on your own, outside the slots, so that one bad row fails only its own request).
+_MergeResult = dict[str, OutputPart] | tuple[str, int, str] | Literal["slot", "alone"]
+
+
 class _Batcher:
     """Coalescing state of one upstream model: calls in flight and requests waiting."""
 
@@ -2253,9 +2267,9 @@ class _Batcher:
 
     def __init__(self) -> None:
         self.inflight = 0
-        self.queue: collections.deque[
-            tuple[np.ndarray, asyncio.Future[dict[str, OutputPart] | tuple[str, int, str] | None]]
-        ] = collections.deque()
+        self.queue: collections.deque[tuple[np.ndarray, asyncio.Future[_MergeResult]]] = (
+            collections.deque()
+        )
 
 
 class _ReplyError(Exception):
@@ -2835,12 +2849,24 @@ class GatewayApp:
                 batcher.inflight -= 1
                 self._dispatch(batcher, name, version, info)
             return resp, None, err
-        fut: asyncio.Future[dict[str, OutputPart] | tuple[str, int, str] | None]
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[_MergeResult] = asyncio.get_running_loop().create_future()
         batcher.queue.append((inputs, fut))
         self._dispatch(batcher, name, version, info)
-        got = await fut
-        if got is None:  # the merged call failed on the model's side: go alone, isolated
+        try:
+            got = await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.result() == "slot":
+                batcher.inflight -= 1  # the slot held for this request is not going to be used
+                self._dispatch(batcher, name, version, info)
+            raise
+        if got == "slot":  # nothing to merge with: the original request, in the slot held for it
+            try:
+                resp, err = await self._forward(name, version, body, headers)
+            finally:
+                batcher.inflight -= 1
+                self._dispatch(batcher, name, version, info)
+            return resp, None, err
+        if got == "alone":
             resp, err = await self._forward(name, version, body, headers)
             return resp, None, err
         if isinstance(got, tuple):
@@ -2861,6 +2887,9 @@ class GatewayApp:
             if not items:
                 continue
             batcher.inflight += 1
+            if len(items) == 1:  # a call of one: cheaper as the request it is
+                items[0][1].set_result("slot")
+                continue
             task = asyncio.get_running_loop().create_task(
                 self._run_merged(batcher, name, version, info, items)
             )
@@ -2873,11 +2902,9 @@ class GatewayApp:
         name: str,
         version: str,
         info: _ModelInfo,
-        items: list[
-            tuple[np.ndarray, asyncio.Future[dict[str, OutputPart] | tuple[str, int, str] | None]]
-        ],
+        items: list[tuple[np.ndarray, asyncio.Future[_MergeResult]]],
     ) -> None:
-        results: list[dict[str, OutputPart] | tuple[str, int, str] | None]
+        results: list[_MergeResult]
         try:
             arrays = [x for x, _ in items]
             body, hlen = merged_request(INPUT_NAME, arrays)
@@ -2900,7 +2927,7 @@ class GatewayApp:
                     results = [("bad_response", 502, msg)] * len(items)
             elif err is not None and err[0] in ("upstream_4xx", "upstream_5xx"):
                 # the model refused the batch: one request may be to blame, so each goes alone
-                results = [None] * len(items)
+                results = ["alone"] * len(items)
             else:  # timeout or unreachable: the same for every request of the batch
                 assert err is not None
                 results = [err] * len(items)

@@ -873,6 +873,29 @@ def test_concurrent_requests_are_merged_and_each_answered_with_its_own_rows(
         np.testing.assert_allclose(np.stack(row.outputs), x.mean(axis=1, keepdims=True), rtol=1e-6)
 
 
+def test_a_request_with_nobody_to_merge_with_waits_for_a_slot_and_goes_as_sent(
+    tmp_path: Path,
+) -> None:
+    fake = fake_pair()
+    model = fake.models[f"{MODEL}-v1"]
+    model.delay_s = 0.05
+
+    async def scenario() -> tuple[list[Resp], str]:
+        async with running(tmp_path, fake) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            first = [asyncio.ensure_future(infer(app, trace=f"a-{i}")) for i in range(2)]
+            await asyncio.sleep(0.01)  # both calls are in flight: the third must wait
+            third = await infer(app, trace="a-2", x=ROW * 2)
+            answers = [*(await asyncio.gather(*first)), third]
+            return answers, (await call(app, "GET", "/metrics")).body.decode()
+
+    answers, metrics = asyncio.run(scenario())
+    assert [r.status for r in answers] == [200, 200, 200]
+    assert answers[2].outputs()[0, 0] == pytest.approx(0.5, abs=1e-6)
+    assert model.calls == 3
+    assert _metric_value(metrics, "lockgate_gateway_coalesced_calls_total{") == 0
+
+
 def test_a_merged_call_the_model_refuses_is_retried_request_by_request(tmp_path: Path) -> None:
     fake = fake_pair()
     model = fake.models[f"{MODEL}-v1"]
