@@ -13,9 +13,11 @@ this process: a few tens of microseconds of CPU per request, so on a small machi
 to the servers, not the client (a thread pool of ``tritonclient`` clients would use several times
 more CPU per request than the gateway itself and measure the client).
 
-Gateway targets: ``gateway`` (fsync group commit, the default), ``gateway-flush`` (WAL written
-to the OS before answering, no fdatasync), ``gateway-uvicorn`` (the default gateway under uvicorn
-instead of lockgate's lean HTTP server). Each gateway rotates its WAL every ``--segment-age``
+Gateway targets: ``gateway`` (fsync group commit and coalescing, the defaults), ``gateway-solo``
+(the same with coalescing off, ``coalesce_inflight=0``: every request goes upstream on its own),
+``gateway-c<N>`` (``coalesce_inflight=N``), ``gateway-flush`` (WAL written to the OS before
+answering, no fdatasync), ``gateway-uvicorn`` (the default gateway under uvicorn instead of
+lockgate's lean HTTP server). Each gateway rotates its WAL every ``--segment-age``
 seconds (default 2): a window then pays for rolling its own records to Parquet, as a steady
 state would (the warm-up's records roll inside the window, about as many as the window's last
 segment that rolls after it); before each window every gateway rolls what it holds
@@ -200,7 +202,7 @@ def main() -> None:
     parser.add_argument(
         "--targets",
         nargs="+",
-        default=["direct", "gateway", "gateway-flush", "gateway-uvicorn", "floor"],
+        default=["direct", "gateway", "gateway-solo", "gateway-flush", "gateway-uvicorn", "floor"],
         help="what to load",
     )
     parser.add_argument(
@@ -271,7 +273,7 @@ def main() -> None:
                 durability=durability,
                 server="uvicorn" if target.endswith("-uvicorn") else "lean",
                 segment_max_age_s=args.segment_age,
-                coalesce_inflight=0 if target.endswith("-solo") else 2,
+                coalesce_inflight=_coalesce_inflight(target),
             )
             gw.start()
             gw.set_route(MODEL, {"mode": "single", "champion": VERSION})
@@ -382,6 +384,14 @@ def main() -> None:
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"\nwrote {args.out}")
+
+
+def _coalesce_inflight(target: str) -> int:
+    """``gateway-solo``: 0 (never merge); ``gateway-c<N>``: N; otherwise the default, 2."""
+    if target.endswith("-solo"):
+        return 0
+    last = target.rsplit("-", 1)[-1]
+    return int(last[1:]) if last[:1] == "c" and last[1:].isdigit() else 2
 
 
 def _metric(text: str, name: str, *, labelled: bool = False) -> float:
