@@ -2921,10 +2921,19 @@ class GatewayApp:
                     head = _fast_loads(resp.body[:off])
                     results = list(split_merged(head, resp.body, off, [x.shape[0] for x in arrays]))
                 except (ValueError, TypeError, AttributeError) as exc:
-                    msg = (
-                        f"upstream model {name}-{version} sent an unreadable merged answer ({exc})"
+                    # rows that do not come back one for one: this model is not merged again
+                    logger.warning(
+                        "upstream model %s-%s answered a merged call of %d rows in a form that "
+                        "cannot be split (%s); its requests now go upstream one by one",
+                        name,
+                        version,
+                        sum(x.shape[0] for x in arrays),
+                        exc,
                     )
-                    results = [("bad_response", 502, msg)] * len(items)
+                    upstream = f"{name}-{version}"
+                    if self._info.get(upstream) is info:
+                        self._info[upstream] = _ModelInfo(info.width, 0, info.outputs)
+                    results = ["alone"] * len(items)
             elif err is not None and err[0] in ("upstream_4xx", "upstream_5xx"):
                 # the model refused the batch: one request may be to blame, so each goes alone
                 results = ["alone"] * len(items)

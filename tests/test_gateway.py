@@ -60,6 +60,7 @@ class FakeModel:
     calls: int = 0
     poison: float | None = None  # a row holding this value makes the whole call fail (400)
     rows: list[int] = field(default_factory=list)  # rows per infer call
+    pooled: bool = False  # answers one row for the whole call (the mean of all its rows)
 
 
 @dataclass
@@ -135,6 +136,9 @@ class FakeTriton:
         if model.poison is not None and (x == np.float32(model.poison)).any():
             return 400, {}, b'{"error":"row holds the poison value"}'
         y = (x.mean(axis=1, keepdims=True) + np.float32(model.offset)).astype(np.float32)
+        if model.pooled:
+            y = y.mean(axis=0, keepdims=True)
+            n = 1
         binary = req.get("parameters", {}).get("binary_data_output", False) or any(
             o.get("parameters", {}).get("binary_data") for o in req.get("outputs", [])
         )
@@ -917,6 +921,31 @@ def test_a_merged_call_the_model_refuses_is_retried_request_by_request(tmp_path:
         if i != 20:
             assert r.outputs()[0, 0] == pytest.approx(i / 40, abs=1e-6)
     assert max(model.rows) > 1  # the poisoned row did go up inside a merged call first
+
+
+def test_a_model_whose_merged_answer_cannot_be_split_is_not_merged_again(tmp_path: Path) -> None:
+    fake = fake_pair()
+    model = fake.models[f"{MODEL}-v1"]
+    model.delay_s = 0.02
+    model.pooled = True  # one row back per call: wrong for a batch, right for one row
+    xs = [np.full((1, WIDTH), i / 20, np.float32) for i in range(20)]
+
+    async def scenario() -> tuple[list[Resp], list[Resp], str]:
+        async with running(tmp_path, fake) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            first = await asyncio.gather(*[infer(app, x=x) for x in xs])
+            second = await asyncio.gather(*[infer(app, x=x) for x in xs])
+            return first, second, (await call(app, "GET", "/metrics")).body.decode()
+
+    first, second, metrics = asyncio.run(scenario())
+    for answers in (first, second):
+        assert [r.status for r in answers] == [200] * 20
+        for i, r in enumerate(answers):
+            assert r.outputs()[0, 0] == pytest.approx(i / 20, abs=1e-6)
+    # 2 alone, 1 merged call of 18 that could not be split, those 18 again one by one; then
+    # the second wave goes one by one from the start
+    assert model.calls == 2 + 1 + 18 + 20
+    assert _metric_value(metrics, "lockgate_gateway_coalesced_calls_total{") == 1
 
 
 def test_a_merged_call_that_times_out_fails_each_of_its_requests_once(tmp_path: Path) -> None:
