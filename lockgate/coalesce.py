@@ -85,7 +85,7 @@ def plan_of(header: Mapping[str, Any], outputs: Sequence[str]) -> Plan | None:
     else (classification, priorities, timeouts, sequence or shared-memory options, unknown
     keys) returns None and the request goes upstream on its own, as the client wrote it.
     """
-    if not header.keys() <= _HEADER_KEYS:
+    if not header.keys() <= _HEADER_KEYS or not isinstance(header.get("id", ""), str):
         return None
     params = header.get("parameters")
     binary = False

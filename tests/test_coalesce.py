@@ -36,6 +36,7 @@ def test_plan_follows_the_kserve_defaults_for_output_form() -> None:
         {"parameters": {"binary_data_output": 1}},
         {"parameters": "yes"},
         {"sequence_id": 4},
+        {"id": 7},
         {"outputs": []},
         {"outputs": [{"name": "NOPE"}]},
         {"outputs": [{"name": "LABEL"}, {"name": "LABEL"}]},
