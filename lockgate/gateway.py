@@ -1034,38 +1034,27 @@ class _Stats:
             lines.append(
                 f"lockgate_gateway_schema_violations_total{{{_labels(m, v, sh)}}} {s.violations}"
             )
-        head(
-            "lockgate_gateway_challenger_retries_total",
-            "counter",
-            "Failed canary challenger requests retried on the champion.",
-        )
-        for (m, v, sh), s in items:
-            if not sh:
-                lines.append(
-                    f"lockgate_gateway_challenger_retries_total{{{_labels(m, v, sh)}}} {s.retries}"
-                )
-        head(
-            "lockgate_gateway_coalesced_calls_total",
-            "counter",
-            "Upstream calls that carried the rows of several requests (coalescing under load).",
-        )
-        for (m, v, sh), s in items:
-            if not sh:
-                lines.append(
-                    f"lockgate_gateway_coalesced_calls_total{{{_labels(m, v, sh)}}} "
-                    f"{s.merged_calls}"
-                )
-        head(
-            "lockgate_gateway_coalesced_requests_total",
-            "counter",
-            "Requests sent upstream inside a coalesced call.",
-        )
-        for (m, v, sh), s in items:
-            if not sh:
-                lines.append(
-                    f"lockgate_gateway_coalesced_requests_total{{{_labels(m, v, sh)}}} "
-                    f"{s.merged_requests}"
-                )
+        for name, text, attr in (
+            (
+                "lockgate_gateway_challenger_retries_total",
+                "Failed canary challenger requests retried on the champion.",
+                "retries",
+            ),
+            (
+                "lockgate_gateway_coalesced_calls_total",
+                "Upstream calls that carried the rows of several requests (coalescing under load).",
+                "merged_calls",
+            ),
+            (
+                "lockgate_gateway_coalesced_requests_total",
+                "Requests sent upstream inside a coalesced call.",
+                "merged_requests",
+            ),
+        ):  # counters of live traffic only: one line per (model, version)
+            head(name, "counter", text)
+            for (m, v, sh), s in items:
+                if not sh:
+                    lines.append(f"{name}{{{_labels(m, v, sh)}}} {getattr(s, attr)}")
         head(
             "lockgate_gateway_latency_seconds",
             "histogram",
