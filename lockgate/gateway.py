@@ -95,7 +95,7 @@ import zlib
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -103,8 +103,14 @@ from urllib.parse import urlsplit
 import httptools
 import numpy as np
 
-from lockgate.coalesce import FIXED_DTYPES, OutputPart, answer, merged_request, plan_of
-from lockgate.coalesce import split_response as split_merged
+from lockgate.coalesce import (
+    FIXED_DTYPES,
+    OutputPart,
+    answer,
+    merged_request,
+    plan_of,
+    split_response,
+)
 from lockgate.errors import LockgateError
 from lockgate.fsutil import fsync_path
 
@@ -2830,37 +2836,35 @@ class GatewayApp:
         batcher = self._batchers.get(upstream)
         if batcher is None:
             batcher = self._batchers[upstream] = _Batcher()
+        got: _MergeResult
         if batcher.inflight < self.coalesce_inflight and not batcher.queue:
             batcher.inflight += 1
+            got = "slot"
+        else:
+            fut: asyncio.Future[_MergeResult] = asyncio.get_running_loop().create_future()
+            batcher.queue.append((inputs, fut))
+            self._dispatch(batcher, name, version, info)
+            try:
+                got = await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled() and fut.result() == "slot":
+                    self._release(batcher, name, version, info)  # the slot held for it is unused
+                raise
+        if got == "slot" or got == "alone":  # the original request, on its own
             try:
                 resp, err = await self._forward(name, version, body, headers)
             finally:
-                batcher.inflight -= 1
-                self._dispatch(batcher, name, version, info)
-            return resp, None, err
-        fut: asyncio.Future[_MergeResult] = asyncio.get_running_loop().create_future()
-        batcher.queue.append((inputs, fut))
-        self._dispatch(batcher, name, version, info)
-        try:
-            got = await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.result() == "slot":
-                batcher.inflight -= 1  # the slot held for this request is not going to be used
-                self._dispatch(batcher, name, version, info)
-            raise
-        if got == "slot":  # nothing to merge with: the original request, in the slot held for it
-            try:
-                resp, err = await self._forward(name, version, body, headers)
-            finally:
-                batcher.inflight -= 1
-                self._dispatch(batcher, name, version, info)
-            return resp, None, err
-        if got == "alone":
-            resp, err = await self._forward(name, version, body, headers)
+                if got == "slot":
+                    self._release(batcher, name, version, info)
             return resp, None, err
         if isinstance(got, tuple):
             return None, None, got
         return None, got, None
+
+    def _release(self, batcher: _Batcher, name: str, version: str, info: _ModelInfo) -> None:
+        """A call slot is free again: send what waits."""
+        batcher.inflight -= 1
+        self._dispatch(batcher, name, version, info)
 
     def _dispatch(self, batcher: _Batcher, name: str, version: str, info: _ModelInfo) -> None:
         """Send what waits as merged calls while fewer than ``coalesce_inflight`` are out."""
@@ -2905,10 +2909,10 @@ class GatewayApp:
             if resp is not None:
                 self.stats.get(name, version, False).merged(len(items))
                 try:
-                    ihcl = resp.headers.get("inference-header-content-length")
-                    off = int(ihcl) if ihcl is not None else len(resp.body)
-                    head = _fast_loads(resp.body[:off])
-                    results = list(split_merged(head, resp.body, off, [x.shape[0] for x in arrays]))
+                    head, off, _ = _response_header(resp)
+                    results = list(
+                        split_response(head, resp.body, off, [x.shape[0] for x in arrays])
+                    )
                 except (ValueError, TypeError, AttributeError) as exc:
                     # rows that do not come back one for one: this model is not merged again
                     logger.warning(
@@ -2921,7 +2925,7 @@ class GatewayApp:
                     )
                     upstream = f"{name}-{version}"
                     if self._info.get(upstream) is info:
-                        self._info[upstream] = _ModelInfo(info.width, 0, info.outputs)
+                        self._info[upstream] = replace(info, max_batch=0)
                     results = ["alone"] * len(items)
             elif err is not None and err[0] in ("upstream_4xx", "upstream_5xx"):
                 # the model refused the batch: one request may be to blame, so each goes alone
@@ -2937,11 +2941,10 @@ class GatewayApp:
                 raise
             logger.exception("merged upstream call to %s-%s failed", name, version)
         finally:
-            batcher.inflight -= 1
             for (_, fut), result in zip(items, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
-            self._dispatch(batcher, name, version, info)
+            self._release(batcher, name, version, info)
 
     @staticmethod
     def _merged_answer(
@@ -3324,18 +3327,21 @@ def _parse_request(
     return request_id, arr, header
 
 
+def _response_header(resp: UpstreamResponse) -> tuple[dict[str, Any], int, bool]:
+    """An upstream answer's JSON header, its length, and whether binary data follows it."""
+    ihcl = resp.headers.get("inference-header-content-length")
+    if ihcl is None:
+        return _fast_loads(resp.body), len(resp.body), False
+    hlen = int(ihcl)
+    return _fast_loads(resp.body[:hlen]), hlen, True
+
+
 def _rewrite_response(
     resp: UpstreamResponse, name: str, version: str, trace: str
 ) -> tuple[bytes, int | None, np.ndarray | None]:
     """Present the public name, add the trace id; return (body, header length, outputs)."""
-    ihcl = resp.headers.get("inference-header-content-length")
+    header, hlen, binary = _response_header(resp)
     body = resp.body
-    if ihcl is not None:
-        hlen = int(ihcl)
-        header = _fast_loads(body[:hlen])
-    else:
-        hlen = len(body)
-        header = _fast_loads(body)
     outputs: np.ndarray | None = None
     off = hlen
     for out in header.get("outputs") or ():
@@ -3361,7 +3367,7 @@ def _rewrite_response(
     params["lockgate_trace_id"] = trace
     header["parameters"] = params
     new_header = _fast_dumps(header).encode()
-    if ihcl is not None:
+    if binary:
         return new_header + body[hlen:], len(new_header), outputs
     return new_header, None, outputs
 
