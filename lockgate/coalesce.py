@@ -87,15 +87,9 @@ def plan_of(header: Mapping[str, Any], outputs: Sequence[str]) -> Plan | None:
     """
     if not header.keys() <= _HEADER_KEYS or not isinstance(header.get("id", ""), str):
         return None
-    params = header.get("parameters")
-    binary = False
-    if params is not None:
-        if not isinstance(params, dict) or not params.keys() <= {"binary_data_output"}:
-            return None
-        flag = params.get("binary_data_output", False)
-        if not isinstance(flag, bool):
-            return None
-        binary = flag
+    binary = _flag(header.get("parameters"), "binary_data_output", False)
+    if binary is None:
+        return None
     spec = header["inputs"][0]
     if not spec.keys() <= _INPUT_KEYS:
         return None
@@ -116,17 +110,22 @@ def plan_of(header: Mapping[str, Any], outputs: Sequence[str]) -> Plan | None:
         name = out.get("name")
         if not isinstance(name, str) or name not in outputs or any(name == s for s, _ in plan):
             return None
-        out_params = out.get("parameters")
-        as_binary = binary
-        if out_params is not None:
-            if not isinstance(out_params, dict) or not out_params.keys() <= {"binary_data"}:
-                return None
-            flag = out_params.get("binary_data", binary)
-            if not isinstance(flag, bool):
-                return None
-            as_binary = flag
+        as_binary = _flag(out.get("parameters"), "binary_data", binary)
+        if as_binary is None:
+            return None
         plan.append((name, as_binary))
     return tuple(plan)
+
+
+def _flag(params: object, key: str, default: bool) -> bool | None:
+    """``params[key]`` of a parameters object that may set only that boolean; None if it sets
+    anything else (or is not an object)."""
+    if params is None:
+        return default
+    if not isinstance(params, dict) or not params.keys() <= {key}:
+        return None
+    flag = params.get(key, default)
+    return flag if isinstance(flag, bool) else None
 
 
 def merged_request(input_name: str, parts: Sequence[np.ndarray]) -> tuple[bytes, int]:
