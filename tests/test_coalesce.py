@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -158,14 +159,8 @@ def test_each_client_gets_the_form_it_asked_for() -> None:
     }
     assert meta["outputs"][1]["parameters"] == {"binary_data_size": 8}
     assert np.frombuffer(out, "<f4", offset=hlen).tolist() == [0.0, pytest.approx(0.1)]
-    json_only, none = answer(
-        (("OUTPUT__0", False),),
-        parts[1],
-        model_name="m",
-        model_version="v1",
-        request_id=None,
-        parameters={},
-    )
+    anonymous = functools.partial(answer, model_name="m", model_version="v1", request_id=None)
+    json_only, none = anonymous((("OUTPUT__0", False),), parts[1], parameters={})
     assert none is None
     meta = json.loads(json_only)
     assert "id" not in meta
@@ -173,11 +168,4 @@ def test_each_client_gets_the_form_it_asked_for() -> None:
         {"name": "OUTPUT__0", "datatype": "FP32", "shape": [1, 1], "data": [pytest.approx(0.2)]}
     ]
     with pytest.raises(ValueError, match="no output 'OTHER'"):
-        answer(
-            (("OTHER", True),),
-            parts[1],
-            model_name="m",
-            model_version="v1",
-            request_id=None,
-            parameters={},
-        )
+        anonymous((("OTHER", True),), parts[1], parameters={})
