@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from lockgate.gateway import HttpUpstream
 from lockgate.resources.gateway import GatewayServer
@@ -313,8 +314,8 @@ def main() -> None:
             text = gw.metrics()
             commits = _metric(text, "lockgate_gateway_wal_commits_total")
             records = _metric(text, "lockgate_gateway_wal_records_total")
-            merged_calls = _metric(text, "lockgate_gateway_coalesced_calls_total", labelled=True)
-            merged_reqs = _metric(text, "lockgate_gateway_coalesced_requests_total", labelled=True)
+            merged_calls = _metric(text, "lockgate_gateway_coalesced_calls_total")
+            merged_reqs = _metric(text, "lockgate_gateway_coalesced_requests_total")
             wal[target] = {
                 "commits": commits,
                 "records": records,
@@ -394,13 +395,10 @@ def _coalesce_inflight(target: str) -> int:
     return int(last[1:]) if last[:1] == "c" and last[1:].isdigit() else 2
 
 
-def _metric(text: str, name: str, *, labelled: bool = False) -> float:
-    """A metric's value; with ``labelled``, the sum over all its label sets."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or (labelled and line.startswith(name + "{")):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def _metric(text: str, name: str) -> float:
+    """A Prometheus sample's value summed over its label sets (0 if absent)."""
+    families = text_string_to_metric_families(text)
+    return sum(x.value for f in families for x in f.samples if x.name == name)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from lockgate.gateway import (
     GatewayApp,
@@ -820,8 +821,10 @@ def _mixed_request(i: int, x: np.ndarray) -> tuple[bytes, dict[str, str]]:
     return encoded + raw, {"Inference-Header-Content-Length": str(len(encoded))}
 
 
-def _metric_value(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+def _counter(text: str, name: str) -> float:
+    """A Prometheus sample's value summed over its label sets."""
+    families = text_string_to_metric_families(text)
+    return sum(x.value for f in families for x in f.samples if x.name == name)
 
 
 def test_concurrent_requests_are_merged_and_each_answered_with_its_own_rows(
@@ -843,8 +846,8 @@ def test_concurrent_requests_are_merged_and_each_answered_with_its_own_rows(
                 calls.append(call(app, "POST", f"/v2/models/{MODEL}/infer", body, headers))
             out = await asyncio.gather(*calls)
             metrics = (await call(app, "GET", "/metrics")).body.decode()
-            merged_calls = _metric_value(metrics, "lockgate_gateway_coalesced_calls_total{")
-            merged_reqs = _metric_value(metrics, "lockgate_gateway_coalesced_requests_total{")
+            merged_calls = _counter(metrics, "lockgate_gateway_coalesced_calls_total")
+            merged_reqs = _counter(metrics, "lockgate_gateway_coalesced_requests_total")
             assert 0 < merged_calls < merged_reqs <= n
             return out
 
@@ -897,7 +900,7 @@ def test_a_request_with_nobody_to_merge_with_waits_for_a_slot_and_goes_as_sent(
     assert [r.status for r in answers] == [200, 200, 200]
     assert answers[2].outputs()[0, 0] == pytest.approx(0.5, abs=1e-6)
     assert model.calls == 3
-    assert _metric_value(metrics, "lockgate_gateway_coalesced_calls_total{") == 0
+    assert _counter(metrics, "lockgate_gateway_coalesced_calls_total") == 0
 
 
 def test_a_merged_call_the_model_refuses_is_retried_request_by_request(tmp_path: Path) -> None:
@@ -945,7 +948,7 @@ def test_a_model_whose_merged_answer_cannot_be_split_is_not_merged_again(tmp_pat
     # 2 alone, 1 merged call of 18 that could not be split, those 18 again one by one; then
     # the second wave goes one by one from the start
     assert model.calls == 2 + 1 + 18 + 20
-    assert _metric_value(metrics, "lockgate_gateway_coalesced_calls_total{") == 1
+    assert _counter(metrics, "lockgate_gateway_coalesced_calls_total") == 1
 
 
 def test_a_merged_call_that_times_out_fails_each_of_its_requests_once(tmp_path: Path) -> None:
@@ -1118,9 +1121,6 @@ def test_stats_window_and_reset(tmp_path: Path) -> None:
             assert after["versions"]["v1"]["requests"] == 0
             assert after["versions"]["v1"]["p50_ms"] is None
             # the Prometheus counters are cumulative, not reset
-            parser = pytest.importorskip("prometheus_client.parser")
-            text_string_to_metric_families = parser.text_string_to_metric_families
-
             families = {
                 f.name: f
                 for f in text_string_to_metric_families(

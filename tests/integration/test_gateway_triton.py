@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.http as th
 import tritonclient.http.aio as tha
+from prometheus_client.parser import text_string_to_metric_families
 
 from lockgate.gateway import HttpUpstream, read_prediction_log, traffic_fraction
 from lockgate.resources.gateway import GatewayServer
@@ -264,9 +265,11 @@ def test_concurrent_tritonclient_requests_are_coalesced_and_answered_exactly(
         assert response["parameters"]["lockgate_trace_id"] == f"coalesce-{i}"
     metrics = gateway.metrics()
     merged = [
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("lockgate_gateway_coalesced_requests_total{") and 'version="v3"' in line
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "lockgate_gateway_coalesced_requests_total"
+        and sample.labels["version"] == "v3"
     ]
     assert len(merged) == 1
     assert merged[0] > 24  # most requests went up inside merged calls
