@@ -203,7 +203,10 @@ def build_live_performance(spec: ModelPipeline) -> dg.AssetsDefinition:
         feast: FeastStore,
     ) -> dg.MaterializeResult:
         document = compute_live_performance(
-            spec, stack=serving_stack, artifacts=artifacts, data_dir=feast.data_dir
+            spec,
+            stack=serving_stack,
+            artifacts=artifacts,
+            data_dir=str(feast.for_pipeline(spec).data_path),
         )
         context.log.info(f"{spec.name}: {document['level']}: {document['reason']}")
         return dg.MaterializeResult(metadata=live_performance_metadata(document))

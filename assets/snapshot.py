@@ -32,8 +32,7 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.build import take_snapshot
 
-        feast.apply()
-        ref, frame = take_snapshot(spec, feast, artifacts)
+        ref, frame = take_snapshot(spec, feast.for_pipeline(spec), artifacts)
         manifest = artifacts.snapshot_manifest(ref["frame_sha256"])
         context.log.info(
             f"snapshot {ref['frame_sha256'][:12]}: {ref['rows']} rows, "

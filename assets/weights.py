@@ -49,6 +49,7 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
             timestamp_column=snapshot["timestamp_column"],
             holdout_fraction=spec.split.holdout_fraction,
             gold=spec.gate.gold.model_dump() if spec.gate is not None else None,
+            code_path=spec.project_dir,
         )
         version = lock["version"]
         if artifacts.has_model_version(spec.name, version):
@@ -79,6 +80,8 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
                 "version": version,
                 "code_commit": triad["code_commit"],
                 "code_dirty": str(lock["code"]["dirty"]),
+                "code_source": str(lock["code"]["source"]),
+                "lockgate": dg.MetadataValue.json(lock.get("lockgate") or {}),
                 "data_snapshot_sha256": triad["data_snapshot_sha256"],
                 "weights_sha256": triad["weights_sha256"],
                 "trainer": dg.MetadataValue.json(lock["trainer"]),

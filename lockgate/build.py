@@ -19,7 +19,8 @@ from lockgate.errors import (
     ValidationFailedError,
 )
 from lockgate.hashing import canonical_frame, frame_sha256, sha256_bytes
-from lockgate.lock import build_lock_record, code_version, environment_versions
+from lockgate.lock import build_lock_record, environment_versions
+from lockgate.project import code_version, lockgate_code
 from lockgate.trainers import TrainedModel, trainer_from_config
 
 if TYPE_CHECKING:
@@ -90,16 +91,35 @@ def normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def _read_labels(spec: ModelPipeline, data_dir: Path) -> pd.DataFrame:
-    from lockgate.dataio import read_parquet_dir
+def read_labels(spec: ModelPipeline, data_dir: Path) -> pd.DataFrame:
+    """The pipeline's labelled entity rows: a Parquet file, or every Parquet file of a folder.
+
+    Raises:
+        EmptyDataError: the labels are missing or hold no rows.
+        SchemaError: a needed column is missing.
+        CorruptDataError: a file is not readable Parquet.
+    """
+    from lockgate.dataio import read_parquet_dir, read_parquet_file
 
     source = spec.labels
     columns = [*source.entity_columns, source.timestamp_column, spec.label]
-    frame = read_parquet_dir(data_dir / source.dataset, columns=columns)
+    path = spec.labels_path(data_dir)
+    where = "labels.path" if source.path is not None else "labels.dataset"
+    if path.is_file():
+        frame = read_parquet_file(path, columns=columns).to_pandas()
+    elif path.is_dir():
+        frame = read_parquet_dir(path, columns=columns)
+    else:
+        raise EmptyDataError(
+            f"the labels of pipeline {spec.name!r} are missing: {where} resolves to {str(path)!r}, "
+            "which does not exist; a model needs labelled entity rows (entity columns "
+            f"{list(source.entity_columns)}, {source.timestamp_column!r}, {spec.label!r}). Fix: "
+            "write a Parquet file or folder there, or point the LabelSource at yours"
+        )
     if frame.empty:
         raise EmptyDataError(
-            f"label dataset {str(data_dir / source.dataset)!r} has no rows; a model needs "
-            "labelled rows: generate or load data first (`lockgate generate-data`)"
+            f"the labels of pipeline {spec.name!r} at {str(path)!r} have no rows; a model needs "
+            "labelled entity rows. Fix: load labelled data there first"
         )
     return frame
 
@@ -114,8 +134,8 @@ def take_snapshot(
     """
     from lockgate.resources.feast_store import source_fingerprint
 
-    data_dir = Path(feast.data_dir)
-    labels = _read_labels(spec, data_dir)
+    data_dir = feast.data_path
+    labels = read_labels(spec, data_dir)
     refs = feast.feature_refs(spec.feature_service)
     frame = feast.historical_features(feature_service=spec.feature_service, entity_df=labels)
     feature_names = [ref.split(":", 1)[-1] for ref in refs]
@@ -158,7 +178,7 @@ def take_snapshot(
         "time_range": [str(ts.min()), str(ts.max())],
         "label_rate": _label_rate(canonical[spec.label]),
         "feast": feast.fingerprints(spec.feature_service),
-        "labels_source": source_fingerprint(data_dir / spec.labels.dataset),  # metadata only
+        "labels_source": source_fingerprint(spec.labels_path(data_dir)),  # metadata only
     }
     created = artifacts.put_snapshot(frame_sha, snapshot_parquet_bytes(canonical), manifest)
     stored = artifacts.snapshot_manifest(frame_sha)
@@ -249,6 +269,9 @@ def train_version(
 ) -> tuple[dict[str, Any], dict[str, bytes], TrainedModel]:
     """Fit a model on the training part of ``frame``; return (lock record, files, model).
 
+    ``code_path`` is the user's project (:attr:`ModelPipeline.project_dir`): its git commit is
+    the code of the triad.
+
     The training part is the rows before the time split, minus the gold rows when ``gold``
     (a :class:`~lockgate.gate.GoldSet` as a dict) is given.
     """
@@ -266,6 +289,8 @@ def train_version(
     lock = build_lock_record(
         pipeline=pipeline,
         code=code_version(code_path),
+        project_dir=str(code_path) if code_path is not None else None,
+        lockgate=lockgate_code(),
         snapshot=snapshot,
         trainer=trainer.config(),
         features=features,

@@ -43,6 +43,25 @@ def cli() -> None:
     """lockgate: locked, gated model pipelines on Dagster, Feast and Triton."""
 
 
+@cli.command("init")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", default=None, help="Package and pipeline name (default: the folder's).")
+def init_cmd(directory: str, name: str | None) -> None:
+    """Scaffold a new lockgate project in DIRECTORY (Feast repo, pipeline, Dagster workspace)."""
+    from lockgate.scaffold import init_project
+
+    written = init_project(directory, name=name)
+    root = written[0].parent
+    _say(f"created lockgate project in {root}:")
+    for path in written:
+        _say(f"  {path.relative_to(root)}")
+    package = written[-1].parent.name
+    _say(
+        f"next: cd {root} && pip install -e . && python -m {package}.generate_data && "
+        "(cd feature_repo && feast apply) && dagster dev -w workspace.yaml"
+    )
+
+
 @cli.command("generate-data")
 @_home_option
 @click.option("--days", type=int, default=30, show_default=True, help="Days to write.")
@@ -92,8 +111,9 @@ def generate_data(
 def apply_cmd(home: str | None) -> None:
     """Apply the Feast feature repo (entities, feature views, feature services)."""
     env = _env(home)
-    store = Environment.resources(env)["feast"]
-    result = store.apply()
+    from lockgate.pipelines.feature_repo import fraud_feast_store
+
+    result = fraud_feast_store(env).apply()
     _say(f"feast registry applied at {env.feast_dir}: {result}")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lockgate.environment import Environment
 from lockgate.errors import SpecError
@@ -17,9 +17,15 @@ __all__ = ["build_definitions"]
 
 
 def build_definitions(
-    pipelines: Sequence[ModelPipeline], *, environment: Environment | None = None
+    pipelines: Sequence[ModelPipeline],
+    *,
+    environment: Environment | None = None,
+    resources: Mapping[str, Any] | None = None,
 ) -> dg.Definitions:
     """Merge the definitions of ``pipelines`` and bind the environment's resources.
+
+    ``resources`` replaces the environment's resource of the same key (for example a
+    ``feast`` store of your own) and adds any other.
 
     Example:
         >>> from lockgate.pipelines.fraud import PIPELINES
@@ -42,5 +48,5 @@ def build_definitions(
     executor = dg.in_process_executor if env.kind == "local" else None
     return dg.Definitions.merge(
         *(build_pipeline_definitions(p) for p in pipelines),
-        dg.Definitions(resources=env.resources(), executor=executor),
+        dg.Definitions(resources={**env.resources(), **(resources or {})}, executor=executor),
     )

@@ -124,6 +124,7 @@ def run_demo(
 
     from lockgate.definitions import build_definitions
     from lockgate.examples import generate_fraud_data
+    from lockgate.pipelines.feature_repo import fraud_feast_store
     from lockgate.pipelines.fraud import PIPELINES
 
     pipelines = [p for p in PIPELINES if not only or p.name in only]
@@ -143,11 +144,11 @@ def run_demo(
         generate_fraud_data(env.data_dir, days=days, progress=lambda m: say(f"      {m}"))
 
     say(f"[2/5] Feast feature repo applied at {env.feast_dir}")
-    resources = env.resources()
-    resources["feast"].apply()
+    feast = fraud_feast_store(env)
+    feast.apply()
 
     say(f"[3/5] Dagster runs (DAGSTER_HOME={env.dagster_home})")
-    defs = build_definitions(pipelines, environment=env)
+    defs = build_definitions(pipelines, environment=env, resources={"feast": feast})
     instance = DagsterInstance.get()
     results: list[DemoResult] = []
     for spec in pipelines:
@@ -177,7 +178,9 @@ def run_demo(
             f"[4/5] a challenger for {spec.name} trained without {', '.join(DEMO_WEAK_EXCLUDES)}"
             " meets the gate"
         )
-        job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
+        job = build_definitions(
+            [spec], environment=env, resources={"feast": feast}
+        ).resolve_job_def(spec.train_job_name)
         started = time.perf_counter()
         run = job.execute_in_process(
             instance=instance, raise_on_error=False, tags={"lockgate/source": "demo-challenger"}

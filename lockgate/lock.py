@@ -8,19 +8,16 @@ pure data built by pure functions; the registry stores them immutably beside the
 
 from __future__ import annotations
 
-import os
 import platform
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from lockgate.errors import ArtifactIntegrityError
 from lockgate.hashing import sha256_json
+from lockgate.project import CodeVersion, code_version
 
 __all__ = [
     "LOCK_SCHEMA_VERSION",
@@ -47,52 +44,6 @@ TRACKED_PACKAGES = (
     "great-expectations",
     "dagster",
 )
-
-
-@dataclass(frozen=True)
-class CodeVersion:
-    """The code a model was built from: a git commit and whether the tree had changes."""
-
-    commit: str
-    dirty: bool | None
-    source: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able form for the lock record."""
-        return {"commit": self.commit, "dirty": self.dirty, "source": self.source}
-
-
-def code_version(path: str | Path | None = None) -> CodeVersion:
-    """The git commit (and dirty flag) of the repository holding ``path``.
-
-    ``LOCKGATE_CODE_COMMIT`` overrides it (images built in CI bake the commit in; ``-dirty``
-    suffix marks a dirty tree). Outside a git repository the commit is ``"unknown"``.
-    """
-    override = os.environ.get("LOCKGATE_CODE_COMMIT")
-    if override:
-        dirty = override.endswith("-dirty")
-        return CodeVersion(override.removesuffix("-dirty"), dirty, "LOCKGATE_CODE_COMMIT")
-    where = Path(path) if path is not None else Path(__file__).resolve().parent
-    if where.is_file():
-        where = where.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return CodeVersion("unknown", None, f"no git repository at {where}")
-    return CodeVersion(commit, bool(status.strip()), f"git:{where}")
 
 
 def environment_versions(packages: Sequence[str] = TRACKED_PACKAGES) -> dict[str, Any]:
@@ -130,8 +81,14 @@ def build_lock_record(
     files: Mapping[str, str],
     environment: Mapping[str, Any],
     created_at: datetime | None = None,
+    project_dir: str | None = None,
+    lockgate: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build a lock record (pure). ``files`` maps file name -> sha256.
+
+    ``code`` is the commit of the user's project (the repository that defines the pipeline,
+    found from ``project_dir``); ``lockgate`` is lockgate's own version and, when it runs from a
+    checkout, its commit (:func:`lockgate.project.lockgate_code`).
 
     Example:
         >>> rec = build_lock_record(pipeline="fraud", code=CodeVersion("abc", False, "git"),
@@ -159,7 +116,8 @@ def build_lock_record(
         "version": version,
         "created_at": (created_at or datetime.now(UTC)).isoformat(),
         "triad": triad,
-        "code": code.as_dict(),
+        "code": {**code.as_dict(), "project_dir": project_dir},
+        "lockgate": dict(lockgate) if lockgate is not None else None,
         "data": dict(snapshot),
         "trainer": dict(trainer),
         "features": list(features),

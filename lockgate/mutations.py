@@ -506,7 +506,7 @@ def pipeline_fingerprint(spec: ModelPipeline, feast: Any) -> dict[str, Any]:
     """:func:`fingerprint` of a pipeline's feature service and label folder.
 
     Args:
-        spec: The pipeline (its ``feature_service`` and ``labels.dataset``).
+        spec: The pipeline (its ``feature_service`` and where its labels are).
         feast: A :class:`~lockgate.resources.feast_store.FeastStore` (its registry, project,
             data and repo folders).
 
@@ -516,11 +516,11 @@ def pipeline_fingerprint(spec: ModelPipeline, feast: Any) -> dict[str, Any]:
     """
     return fingerprint(
         registry_path=feast.registry_path,
-        project=feast.project,
+        project=feast.project_name,
         feature_service=spec.feature_service,
-        data_dir=feast.data_dir,
-        labels_dataset=spec.labels.dataset,
-        repo_dir=feast.repo_dir,
+        data_dir=feast.data_path,
+        labels_dataset=_label(str(spec.labels_path(feast.data_path)), str(feast.data_path)),
+        repo_dir=feast.repo_path,
     )
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import ArtifactNotFoundError, ReproductionError
-from lockgate.lock import code_version, environment_versions
+from lockgate.lock import environment_versions
+from lockgate.project import code_version, lockgate_code
 
 if TYPE_CHECKING:
     from lockgate.resources.artifacts import ArtifactRegistry
 
-__all__ = ["ReproductionReport", "environment_differences", "reproduce"]
+__all__ = ["ReproductionReport", "code_differences", "environment_differences", "reproduce"]
 
 
 @dataclass
@@ -62,10 +63,39 @@ def environment_differences(locked: dict[str, Any], current: dict[str, Any]) -> 
     return diffs
 
 
+def code_differences(
+    locked: dict[str, Any], now: dict[str, Any], locked_lockgate: dict[str, Any] | None
+) -> list[str]:
+    """What differs between the locked code and the code now: the project's, then lockgate's."""
+    diffs = []
+    if now["commit"] != locked["commit"]:
+        where = locked.get("project_dir") or "the project"
+        diffs.append(
+            f"project code commit {locked['commit'][:12]} locked, {now['commit'][:12]} now "
+            f"({where}); check out the locked commit to rebuild from the same code"
+        )
+    if now.get("dirty") and not locked.get("dirty"):
+        diffs.append("project working tree has uncommitted changes now (clean when locked)")
+    if locked_lockgate is not None:
+        current = lockgate_code()
+        if current["version"] != locked_lockgate.get("version"):
+            diffs.append(
+                f"lockgate {locked_lockgate.get('version')} locked, {current['version']} now"
+            )
+        old, new = locked_lockgate.get("commit"), current["commit"]
+        if old is not None and new is not None and old != new:
+            diffs.append(f"lockgate commit {old[:12]} locked, {new[:12]} now")
+    return diffs
+
+
 def reproduce(
     artifacts: ArtifactRegistry, pipeline: str, version: str, *, code_path: str | Path | None = None
 ) -> ReproductionReport:
     """Rebuild ``pipeline``/``version`` from its lock record and stored snapshot.
+
+    The user's code is compared with the locked commit of the project it was built from
+    (``code_path``, default the project folder recorded in the lock record), and lockgate's own
+    version and commit with the locked ones; each difference is reported by name.
 
     Raises:
         ReproductionError: the rebuild cannot even start (the snapshot is gone or damaged).
@@ -78,14 +108,11 @@ def reproduce(
         version=version,
         expected_weights_sha256=record["triad"]["weights_sha256"],
     )
-    now = code_version(code_path)
     locked_code = record["code"]
-    if now.commit != locked_code["commit"]:
-        report.differences.append(
-            f"code commit {locked_code['commit'][:12]} locked, {now.commit[:12]} now"
-        )
-    if now.dirty and not locked_code.get("dirty"):
-        report.differences.append("working tree has uncommitted changes now (clean when locked)")
+    if code_path is None:
+        code_path = locked_code.get("project_dir")
+    now = code_version(code_path)
+    report.differences += code_differences(locked_code, now.as_dict(), record.get("lockgate"))
     report.differences += environment_differences(record["environment"], environment_versions())
 
     snapshot_sha = record["triad"]["data_snapshot_sha256"]

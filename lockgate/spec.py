@@ -16,13 +16,16 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lockgate.canary import CanaryPolicy
 from lockgate.errors import SpecError
 from lockgate.gate import Gate
+from lockgate.project import caller_project_dir
 from lockgate.trainers import LightGBMTrainer, TorchTrainer
 from lockgate.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 
@@ -105,14 +108,18 @@ class DataValidation(_Frozen):
 
 
 class LabelSource(_Frozen):
-    """Where the labelled entity rows come from: a Parquet folder under the feature data dir.
+    """Where the labelled entity rows come from: Parquet files (one file or a folder of them).
 
     Attributes:
-        dataset: folder name under the Feast data directory (e.g. ``"labels"``).
+        path: a Parquet file or folder, relative to the project root
+            (:attr:`ModelPipeline.project_dir`) or absolute. None: ``dataset`` under the Feast
+            store's data folder.
+        dataset: folder name under the Feast store's data folder (used when ``path`` is None).
         entity_columns: join keys passed to Feast (e.g. transaction, customer, merchant ids).
         timestamp_column: event time of each row; features are joined as of this time.
     """
 
+    path: str | None = None
     dataset: str = "labels"
     entity_columns: tuple[str, ...]
     timestamp_column: str = "event_timestamp"
@@ -164,6 +171,14 @@ class ModelPipeline(_Frozen):
     Attributes:
         name: lowercase identifier; prefixes every asset key, job and sensor name.
         feature_service: the Feast feature service that is the model's input contract.
+        feature_repo: the Feast repository (the folder holding ``feature_store.yaml``), relative
+            to ``project_dir`` or absolute. Its registry, project, offline and online stores are
+            used as Feast would use them; lockgate never applies to it. None: the environment's
+            ``feast`` resource.
+        project_dir: the user's project root: relative paths resolve against it, and its git
+            commit is the code of every model version's triad. Default: the nearest folder
+            holding ``pyproject.toml``, ``setup.py``, ``setup.cfg``, ``workspace.yaml`` or
+            ``.git`` above the module that built the spec.
         label: the label column of ``labels``.
         labels: where the labelled entity rows come from.
         trainer: ``LightGBMTrainer`` or ``TorchTrainer``.
@@ -184,6 +199,8 @@ class ModelPipeline(_Frozen):
 
     name: str
     feature_service: str
+    feature_repo: str | None = None
+    project_dir: str = Field(default_factory=caller_project_dir)
     label: str
     labels: LabelSource
     trainer: Annotated[LightGBMTrainer | TorchTrainer, Field(discriminator="kind")]
@@ -207,6 +224,25 @@ class ModelPipeline(_Frozen):
                 "with a letter (it becomes an asset key prefix), e.g. 'fraud_lgbm'"
             )
         return value
+
+    @field_validator("project_dir")
+    @classmethod
+    def _absolute_project(cls, value: str) -> str:
+        return str(Path(value).expanduser().resolve())
+
+    @model_validator(mode="after")
+    def _feature_repo_exists(self) -> ModelPipeline:
+        if self.feature_repo is None:
+            return self
+        repo = self.resolve_path(self.feature_repo)
+        if not (repo / "feature_store.yaml").is_file():
+            raise ValueError(
+                f"feature_repo {self.feature_repo!r} resolves to {str(repo)!r}, which holds no "
+                "feature_store.yaml: a Feast repository is the folder with that file (relative "
+                f"paths resolve against project_dir {self.project_dir!r}). Fix: point "
+                "feature_repo at it, or create it with `feast init`"
+            )
+        return self
 
     @model_validator(mode="after")
     def _label_is_not_a_key(self) -> ModelPipeline:
@@ -232,6 +268,21 @@ class ModelPipeline(_Frozen):
                 f"{list(self.labels.entity_columns)} so gold rows stay fixed as data grows"
             )
         return self
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """``path`` resolved against :attr:`project_dir` (absolute paths stay as they are)."""
+        return (Path(self.project_dir) / Path(path).expanduser()).resolve()
+
+    def labels_path(self, data_dir: str | Path) -> Path:
+        """Where the labels are: ``labels.path`` (project-relative), else ``data_dir/dataset``."""
+        if self.labels.path is not None:
+            return self.resolve_path(self.labels.path)
+        return Path(data_dir) / self.labels.dataset
+
+    @property
+    def feature_repo_path(self) -> Path | None:
+        """The Feast repository folder, resolved; None when the environment's store is used."""
+        return self.resolve_path(self.feature_repo) if self.feature_repo is not None else None
 
     def asset_key(self, asset: str) -> dg.AssetKey:
         """The asset key ``[name, asset]`` of one of this pipeline's assets."""
@@ -278,12 +329,18 @@ class ModelPipeline(_Frozen):
         """Name of the job that snapshots, validates, trains and evaluates."""
         return f"{self.name}_train"
 
-    def to_definitions(self, *, environment: Environment | None = None) -> dg.Definitions:
+    def to_definitions(
+        self,
+        *,
+        environment: Environment | None = None,
+        resources: Mapping[str, Any] | None = None,
+    ) -> dg.Definitions:
         """This pipeline's assets, checks and jobs, with the environment's resources bound.
 
-        ``environment`` defaults to :meth:`Environment.from_env`; several pipelines are combined
-        with :func:`lockgate.build_definitions`.
+        ``environment`` defaults to :meth:`Environment.from_env`; ``resources`` replaces the
+        environment's resources of the same keys; several pipelines are combined with
+        :func:`lockgate.build_definitions`.
         """
         from lockgate.definitions import build_definitions
 
-        return build_definitions([self], environment=environment)
+        return build_definitions([self], environment=environment, resources=resources)

@@ -11,6 +11,7 @@ import dagster as dg
 from lockgate.definitions import build_definitions
 from lockgate.environment import Environment
 from lockgate.loop import loop_pipelines, read_settings
+from lockgate.pipelines.feature_repo import fraud_feast_store
 
 __all__ = ["defs"]
 
@@ -19,4 +20,8 @@ __all__ = ["defs"]
 def defs() -> dg.Definitions:
     """Built when Dagster loads the code location, never at import time."""
     env = Environment.from_env()
-    return build_definitions(loop_pipelines(read_settings(env)), environment=env)
+    return build_definitions(
+        loop_pipelines(read_settings(env)),
+        environment=env,
+        resources={"feast": fraud_feast_store(env)},
+    )

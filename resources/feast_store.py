@@ -1,14 +1,25 @@
-"""A Dagster resource around a local Feast store: file registry, SQLite online, DuckDB offline.
+"""A Dagster resource around a Feast store: the user's Feast repository, or a local store in code.
 
-The Feast config is built in code (no ``feature_store.yaml``) and the definitions are applied
-from code (no ``feast apply``): ``definitions`` names a function returning the Feast objects,
-called with ``Path(data_dir)``.
+Two ways to point it at Feast:
+
+* **A Feast repository** (the usual case): ``repo_dir`` is the folder holding
+  ``feature_store.yaml``. Its registry, project, offline and online stores are used exactly as
+  Feast uses them (``${VAR}`` expanded, relative paths resolved against the repository folder, as
+  ``feast`` itself resolves them). lockgate reads it and never writes it: applying the
+  definitions is the user's choice (``feast apply`` in the repository, or
+  ``lockgate apply``, which runs Feast's own plan/apply there).
+* **A local store built in code**: ``repo_dir`` holds no ``feature_store.yaml``; a file registry
+  (``registry.db``) and a SQLite online store live in it, DuckDB reads the sources, and
+  :meth:`FeastStore.apply` applies the objects that ``definitions`` (``"module:function"``,
+  called with ``Path(data_dir)``) returns. It creates and updates only those objects and never
+  deletes one it was not given, so a registry shared with other teams keeps their objects.
 
 Change detection does not trust Feast's own metadata: every apply rewrites ``last_updated``,
 ``version_id`` and the registry file's mtime, even when nothing changed, and appending source
 rows changes nothing in the registry. :meth:`FeastStore.fingerprints` therefore hashes the specs
 with metadata and timestamps removed, and describes each source folder by file sizes and mtimes
-(without reading the data).
+(without reading the data). Source paths are resolved once, by :meth:`FeastStore.source_path`,
+the way Feast resolves them.
 
 Feast is imported inside methods only: importing it takes about 4 s.
 """
@@ -19,6 +30,8 @@ import contextlib
 import hashlib
 import importlib
 import json
+import os
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -35,56 +48,115 @@ if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, RepoConfig
 
 __all__ = [
-    "DEFAULT_DEFINITIONS",
+    "FEATURE_STORE_YAML",
     "FeastStore",
     "canonical_spec",
     "source_fingerprint",
     "spec_sha256",
 ]
 
-DEFAULT_DEFINITIONS = "lockgate.pipelines.feature_repo.fraud:fraud_feature_objects"
-"""Import path of the function returning the example's Feast objects."""
+FEATURE_STORE_YAML = "feature_store.yaml"
+"""The file that makes a folder a Feast repository."""
 
+_DEFAULT_PROJECT = "lockgate"
+_CHDIR_LOCK = threading.Lock()
 _ROW = "__lockgate_row__"
 _DROP_KEYS = frozenset({"meta", "created_timestamp", "last_updated_timestamp"})
 
 
 class FeastStore(dg.ConfigurableResource):
-    """A local Feast feature store for lockgate pipelines.
+    """A Feast feature store for lockgate pipelines.
 
     Attributes:
-        repo_dir: Folder of the file registry (``registry.db``) and SQLite online store
-            (``online_store.db``); created by :meth:`apply`.
-        data_dir: Folder of the source data, passed to the definitions function.
-        project: Feast project name.
-        definitions: ``"module:function"`` returning the Feast objects for ``Path(data_dir)``.
+        repo_dir: The Feast repository (folder with ``feature_store.yaml``), or, without that
+            file, the folder of a local file registry and SQLite online store built in code.
+        data_dir: Folder of the source data: passed to ``definitions`` and holding label
+            datasets named by ``LabelSource.dataset``; empty: ``repo_dir``.
+        project: Feast project name of a store built in code; empty: ``lockgate``. A Feast
+            repository names its project in ``feature_store.yaml``, and this must be empty or
+            equal to it.
+        definitions: ``"module:function"`` returning the Feast objects for ``Path(data_dir)``
+            that :meth:`apply` applies to a store built in code; empty: nothing to apply.
     """
 
-    repo_dir: str = Field(description="Folder of the Feast file registry and SQLite online store.")
-    data_dir: str = Field(description="Folder of the source Parquet data.")
-    project: str = Field(default="lockgate", description="Feast project name.")
-    definitions: str = Field(
-        default=DEFAULT_DEFINITIONS,
-        description="'module:function' returning the Feast objects; called with Path(data_dir).",
+    repo_dir: str = Field(
+        description="The Feast repository (folder with feature_store.yaml) or a local store folder."
     )
+    data_dir: str = Field(default="", description="Folder of the source data; empty: repo_dir.")
+    project: str = Field(default="", description="Feast project of a store built in code.")
+    definitions: str = Field(
+        default="",
+        description="'module:function' returning the Feast objects that apply() applies.",
+    )
+
+    def for_pipeline(self, spec: Any) -> FeastStore:
+        """The store a pipeline reads: its own ``feature_repo``, else this one.
+
+        Args:
+            spec: a :class:`~lockgate.spec.ModelPipeline`.
+        """
+        repo = spec.feature_repo_path
+        return self if repo is None else FeastStore(repo_dir=str(repo))
 
     # ---- config and objects
 
     @property
+    def repo_path(self) -> Path:
+        """The repository folder, absolute."""
+        return Path(self.repo_dir).expanduser().resolve()
+
+    @property
+    def data_path(self) -> Path:
+        """The source data folder, absolute (``repo_dir`` when ``data_dir`` is empty)."""
+        return Path(self.data_dir).expanduser().resolve() if self.data_dir else self.repo_path
+
+    @property
+    def is_feast_repo(self) -> bool:
+        """True when ``repo_dir`` is a Feast repository (holds ``feature_store.yaml``)."""
+        return (self.repo_path / FEATURE_STORE_YAML).is_file()
+
+    @property
+    def project_name(self) -> str:
+        """The Feast project: from ``feature_store.yaml``, else ``project`` or ``lockgate``."""
+        return str(self.repo_config().project)
+
+    @property
     def registry_path(self) -> Path:
-        """The file registry."""
-        return Path(self.repo_dir) / "registry.db"
+        """The file registry (resolved as Feast resolves it: relative to the repository)."""
+        registry = self.repo_config().registry
+        path = registry if isinstance(registry, str) else registry.path
+        scheme = str(path).split("://", 1)[0] if "://" in str(path) else ""
+        if scheme and scheme != "file":
+            return Path(str(path))
+        path = str(path).removeprefix("file://")
+        return Path(path) if os.path.isabs(path) else self.repo_path / path
+
+    def source_path(self, uri: str) -> str:
+        """A source's path or URI resolved as Feast resolves it (relative to the repository)."""
+        from feast.infra.offline_stores.file_source import FileSource
+
+        if "://" in uri and not uri.startswith("file://"):
+            return uri
+        resolved = FileSource.get_uri_for_file_path(self.repo_path, uri.removeprefix("file://"))
+        return os.path.abspath(resolved)
 
     def repo_config(self) -> RepoConfig:
-        """Builds the Feast config in code (local provider, file registry, SQLite, DuckDB)."""
+        """The Feast config: ``feature_store.yaml`` as Feast reads it, or the local one in code.
+
+        Raises:
+            FeatureStoreError: ``feature_store.yaml`` cannot be read, or names another project
+                than ``project``.
+        """
+        if self.is_feast_repo:
+            return self._yaml_config()
         from feast import RepoConfig
         from feast.infra.offline_stores.duckdb import DuckDBOfflineStoreConfig
         from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
         from feast.repo_config import RegistryConfig
 
-        repo = Path(self.repo_dir).resolve()
+        repo = self.repo_path
         return RepoConfig(
-            project=self.project,
+            project=self.project or _DEFAULT_PROJECT,
             provider="local",
             registry=RegistryConfig(
                 registry_type="file", path=str(repo / "registry.db"), cache_ttl_seconds=0
@@ -95,26 +167,69 @@ class FeastStore(dg.ConfigurableResource):
             repo_path=repo,
         )
 
+    def _yaml_config(self) -> RepoConfig:
+        from feast.repo_config import load_repo_config
+
+        path = self.repo_path / FEATURE_STORE_YAML
+        try:
+            config = load_repo_config(self.repo_path, path)
+        except Exception as exc:
+            raise FeatureStoreError(
+                f"{path} cannot be read as a Feast config ({type(exc).__name__}: {exc}): it must "
+                f"be valid feature_store.yaml (project, provider, registry, online_store). Fix: "
+                f"correct it; `feast plan` in {self.repo_path} shows what Feast reads."
+            ) from exc
+        if self.project and self.project != config.project:
+            raise FeatureStoreError(
+                f"FeastStore.project is {self.project!r} but {path} names project "
+                f"{config.project!r}: a Feast repository's project is the one in its "
+                f"feature_store.yaml. Fix: leave project empty or set it to {config.project!r}."
+            )
+        return config
+
+    @contextlib.contextmanager
+    def _in_repo(self) -> Iterator[None]:
+        """Runs a Feast read inside the repository folder, as the ``feast`` CLI does.
+
+        Feast 0.67 writes file sources relative to the repository but its DuckDB offline store
+        reads a relative ``FileSource`` path against the working directory; running the call
+        from the repository folder gives both the same meaning. The lock keeps two threads of
+        one process from changing the working directory under each other.
+        """
+        if not self.is_feast_repo:
+            yield
+            return
+        with _CHDIR_LOCK, contextlib.chdir(self.repo_path):
+            yield
+
     def store(self) -> FeatureStore:
         """Opens the Feast store (a fresh instance, so it always sees the current registry)."""
         from feast import FeatureStore
 
-        Path(self.repo_dir).mkdir(parents=True, exist_ok=True)
+        if self.is_feast_repo:
+            return FeatureStore(config=self.repo_config(), repo_path=str(self.repo_path))
+        self.repo_path.mkdir(parents=True, exist_ok=True)
         return FeatureStore(config=self.repo_config())
 
     def definition_objects(self) -> list[Any]:
         """Imports the definitions function and returns its Feast objects.
 
         Raises:
-            FeatureStoreError: The import path is malformed, cannot be imported, or the function
-                fails.
+            FeatureStoreError: No definitions are configured, or the import path is malformed,
+                cannot be imported, or the function fails.
         """
+        if not self.definitions:
+            raise FeatureStoreError(
+                f"FeastStore at {self.repo_dir} has no definitions to apply: lockgate applies "
+                f"only objects it is given. Fix: set definitions='module:function' for a store "
+                f"built in code, or apply a Feast repository with `feast apply` in it."
+            )
         func = _import_callable(self.definitions)
         try:
-            return list(func(Path(self.data_dir)))
+            return list(func(self.data_path))
         except Exception as exc:
             raise FeatureStoreError(
-                f"definitions {self.definitions!r} failed for data_dir {self.data_dir} "
+                f"definitions {self.definitions!r} failed for data_dir {self.data_path} "
                 f"({type(exc).__name__}: {exc}): it must return the Feast objects. Fix: correct "
                 f"the definitions function."
             ) from exc
@@ -122,38 +237,47 @@ class FeastStore(dg.ConfigurableResource):
     # ---- apply
 
     def apply(self) -> dict[str, Any]:
-        """Makes the registry hold exactly the definitions (idempotent).
+        """Creates or updates the objects of ``definitions`` (idempotent, never deletes).
 
         Objects whose canonical spec already matches are left alone; when nothing differs the
-        registry file is not written at all. Objects in the project but not in the definitions
-        are deleted.
+        registry file is not written at all. Objects in the registry that the definitions do
+        not name (another team's, or ones dropped from the definitions) are never touched:
+        they are listed under ``not_managed``.
 
         Returns:
             JSON-able dict: ``project``, ``registry_path``, ``changed`` (bool), and lists of
-            ``"kind:name"`` keys ``created``, ``updated``, ``deleted``, ``unchanged``.
+            ``"kind:name"`` keys ``created``, ``updated``, ``unchanged``, ``not_managed``.
 
         Raises:
-            FeatureStoreError: The definitions cannot be loaded or Feast refuses them.
+            FeatureStoreError: The definitions cannot be loaded, this is a Feast repository
+                (apply it with Feast), or Feast refuses them.
         """
+        if self.is_feast_repo:
+            raise FeatureStoreError(
+                f"{self.repo_path} is a Feast repository: lockgate never applies to it. Fix: run "
+                f"`feast apply` there (or `lockgate apply --repo {self.repo_path}`)."
+            )
         objects = self.definition_objects()
         store = self.store()
         desired = {_object_key(o): spec_sha256(o) for o in objects}
-        current_objects = _registry_objects(store)
-        current = {key: spec_sha256(o) for key, o in current_objects.items()}
-        stale = [o for key, o in current_objects.items() if key not in desired]
+        current = {key: spec_sha256(o) for key, o in _registry_objects(store).items()}
         report = _diff(desired, current)
-        if report["created"] or report["updated"] or report["deleted"]:
+        changed = bool(report["created"] or report["updated"])
+        if changed:
+            todo = [
+                o for o in objects if _object_key(o) in {*report["created"], *report["updated"]}
+            ]
             try:
-                store.apply(objects, objects_to_delete=stale, partial=not stale)
+                store.apply(todo, partial=True)
             except Exception as exc:
                 raise FeatureStoreError(
-                    f"Feast refused to apply {self.definitions!r} to project {self.project!r} "
-                    f"in {self.repo_dir} ({type(exc).__name__}: {exc}): the definitions must "
-                    f"be valid Feast objects. Fix: correct the definitions, then apply again."
+                    f"Feast refused to apply {self.definitions!r} to project "
+                    f"{self.project_name!r} in {self.repo_dir} ({type(exc).__name__}: {exc}): "
+                    f"the definitions must be valid Feast objects. Fix: correct the "
+                    f"definitions, then apply again."
                 ) from exc
-        changed = bool(report["created"] or report["updated"] or report["deleted"])
         return {
-            "project": self.project,
+            "project": self.project_name,
             "registry_path": str(self.registry_path),
             "changed": changed,
             **report,
@@ -209,13 +333,13 @@ class FeastStore(dg.ConfigurableResource):
         join_keys = _service_join_keys(store, service)
         frame = _prepare_entity_df(entity_df, join_keys, feature_service)
         try:
-            with _quiet_ibis():
+            with _quiet_ibis(), self._in_repo():
                 job = store.get_historical_features(entity_df=frame, features=service)
                 table = job.to_arrow()
         except Exception as exc:
             raise FeatureStoreError(
                 f"Feast could not join feature service {feature_service!r} onto {len(frame)} "
-                f"entity rows (repo {self.repo_dir}, data {self.data_dir}; "
+                f"entity rows (repo {self.repo_dir}, data {self.data_path}; "
                 f"{type(exc).__name__}: {exc}): the sources must be readable Parquet with "
                 f"microsecond UTC timestamps. Fix: check the source folders, then re-run apply."
             ) from exc
@@ -248,7 +372,9 @@ class FeastStore(dg.ConfigurableResource):
             "feature_service": feature_service,
             "registry": _sha256_json(specs),
             "feature_views": {n: spec_sha256(v) for n, v in sorted(views.items())},
-            "sources": {n: source_fingerprint(_source_path(v)) for n, v in views.items()},
+            "sources": {
+                n: source_fingerprint(self.source_path(_source_uri(v))) for n, v in views.items()
+            },
         }
 
     def materialize(
@@ -279,7 +405,7 @@ class FeastStore(dg.ConfigurableResource):
         store = self.store()
         names = feature_views or sorted(v.name for v in store.list_feature_views())
         try:
-            with _quiet_ibis():
+            with _quiet_ibis(), self._in_repo():
                 store.materialize(start_date=start_utc, end_date=end_utc, feature_views=names)
         except Exception as exc:
             raise FeatureStoreError(
@@ -351,7 +477,7 @@ def service_refs(service: Any) -> list[str]:
     ]
 
 
-def _source_path(view: Any) -> str:
+def _source_uri(view: Any) -> str:
     path = getattr(view.batch_source, "path", None)
     if not isinstance(path, str) or not path:
         raise FeatureStoreError(
@@ -396,7 +522,7 @@ def _import_callable(path: str) -> Callable[[Path], Iterable[Any]]:
     if not sep or not module_name or not attr:
         raise FeatureStoreError(
             f"definitions={path!r} is malformed: it must be 'package.module:function'. Fix: "
-            f"e.g. {DEFAULT_DEFINITIONS!r}."
+            f"e.g. 'my_project.features:feast_objects'."
         )
     try:
         func = getattr(importlib.import_module(module_name), attr)
@@ -447,8 +573,8 @@ def _diff(desired: Mapping[str, str], current: Mapping[str, str]) -> dict[str, l
     return {
         "created": sorted(k for k in desired if k not in current),
         "updated": sorted(k for k in desired if k in current and current[k] != desired[k]),
-        "deleted": sorted(k for k in current if k not in desired),
         "unchanged": sorted(k for k in desired if current.get(k) == desired[k]),
+        "not_managed": sorted(k for k in current if k not in desired),
     }
 
 
@@ -459,10 +585,15 @@ def _get_service(store: FeatureStore, name: str, owner: FeastStore) -> FeatureSe
         return store.get_feature_service(name)
     except FeatureServiceNotFoundException:
         known = sorted(s.name for s in store.list_feature_services())
+        how = (
+            f"run `feast apply` in {owner.repo_path}"
+            if owner.is_feast_repo
+            else f"add it to the definitions ({owner.definitions or 'none set'}) and run apply()"
+        )
         raise FeatureStoreError(
-            f"feature service {name!r} does not exist in Feast project {owner.project!r} "
+            f"feature service {name!r} does not exist in Feast project {owner.project_name!r} "
             f"(registry {owner.registry_path}); known services: {known or 'none'}. Fix: use one "
-            f"of them, or add it to the definitions ({owner.definitions}) and run apply()."
+            f"of them, or declare it and {how}."
         ) from None
 
 

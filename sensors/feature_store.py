@@ -91,12 +91,14 @@ def run_feature_change_tick(
     from lockgate.mutations import describe, diff, digest, pipeline_fingerprint
 
     policy = _policy(spec)
+    feast = feast.for_pipeline(spec)
     try:
         new = pipeline_fingerprint(spec, feast)
     except FileNotFoundError:
         return FeatureChangeTick(
             f"Feast registry {feast.registry_path} does not exist yet: nothing to compare. "
-            f"Fix: apply the feature definitions (FeastStore.apply() or `feast apply`); the "
+            f"Fix: apply the feature definitions (`feast apply` in the repository, or "
+            f"FeastStore.apply() for definitions in code); the "
             f"cursor is kept"
         )
     checked = describe(new, policy)

@@ -229,7 +229,7 @@ def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
             stack=serving_stack,
             artifacts=artifacts,
             audit=audit,
-            data_dir=feast.data_dir,
+            data_dir=str(feast.for_pipeline(spec).data_path),
             cursor=context.cursor,
             actor=f"sensor {spec.feedback_sensor_name}",
             instance=sensor_instance(context),

@@ -16,6 +16,7 @@ import pytest
 from lockgate import FeatureChangePolicy, mutations
 from lockgate.errors import FeatureStoreError
 from lockgate.examples import FraudDataConfig, generate_fraud_data
+from lockgate.pipelines.feature_repo import FRAUD_DEFINITIONS
 from lockgate.resources.feast_store import FeastStore
 
 TINY = FraudDataConfig(seed=3, n_customers=50, n_merchants=20, tx_per_day=60)
@@ -33,7 +34,9 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def feast(tmp_path: Path, tiny_data: Path) -> FeastStore:
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
-    store = FeastStore(repo_dir=str(tmp_path / "feast"), data_dir=str(data))
+    store = FeastStore(
+        repo_dir=str(tmp_path / "feast"), data_dir=str(data), definitions=FRAUD_DEFINITIONS
+    )
     store.apply()
     return store
 
@@ -41,7 +44,7 @@ def feast(tmp_path: Path, tiny_data: Path) -> FeastStore:
 def fp(feast: FeastStore, service: str = "fraud_v1") -> dict[str, Any]:
     return mutations.fingerprint(
         registry_path=feast.registry_path,
-        project=feast.project,
+        project=feast.project_name,
         feature_service=service,
         data_dir=feast.data_dir,
         labels_dataset="labels",
@@ -357,7 +360,7 @@ def test_standalone_registry_class_parses_like_feasts_own(feast: FeastStore) -> 
     )
     kwargs: dict[str, Any] = dict(
         registry_path=feast.registry_path,
-        project=feast.project,
+        project=feast.project_name,
         feature_service="fraud_v2",
         data_dir=feast.data_dir,
     )

@@ -7,6 +7,8 @@ file of a feature-repo folder, so keep this folder to definitions only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lockgate.pipelines.feature_repo.fraud import (
     ENTITY_COLUMNS,
     FEATURE_SERVICES,
@@ -14,4 +16,32 @@ from lockgate.pipelines.feature_repo.fraud import (
     fraud_feature_objects,
 )
 
-__all__ = ["ENTITY_COLUMNS", "FEATURE_SERVICES", "FEATURE_VIEW_TABLES", "fraud_feature_objects"]
+if TYPE_CHECKING:
+    from lockgate.environment import Environment
+    from lockgate.resources.feast_store import FeastStore
+
+__all__ = [
+    "ENTITY_COLUMNS",
+    "FEATURE_SERVICES",
+    "FEATURE_VIEW_TABLES",
+    "FRAUD_DEFINITIONS",
+    "fraud_feast_store",
+    "fraud_feature_objects",
+]
+
+FRAUD_DEFINITIONS = "lockgate.pipelines.feature_repo.fraud:fraud_feature_objects"
+"""Import path of the function returning the example's Feast objects."""
+
+
+def fraud_feast_store(env: Environment) -> FeastStore:
+    """The example's Feast store: a local store under the environment's home, built in code.
+
+    The example applies its definitions from code (:meth:`FeastStore.apply`, called by the demo
+    and ``lockgate apply``); a team with a Feast repository names it in
+    ``ModelPipeline(feature_repo=...)`` instead.
+    """
+    from lockgate.resources.feast_store import FeastStore
+
+    return FeastStore(
+        repo_dir=str(env.feast_dir), data_dir=str(env.data_dir), definitions=FRAUD_DEFINITIONS
+    )

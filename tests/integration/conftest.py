@@ -11,6 +11,7 @@ import pytest
 
 from lockgate import Environment
 from lockgate.examples import FraudDataConfig, generate_fraud_data
+from lockgate.pipelines.feature_repo import fraud_feast_store
 
 SMALL = FraudDataConfig(seed=11, n_customers=2000, n_merchants=100, tx_per_day=3000)
 DAYS = 10
@@ -26,9 +27,10 @@ def source_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(tmp_path: Path, source_data: Path) -> Environment:
-    """A fresh lockgate home with its own copy of the example data."""
+    """A fresh lockgate home with its own copy of the example data, its Feast store applied."""
     environment = Environment.local(tmp_path / "home")
     shutil.copytree(source_data, environment.data_dir)
+    fraud_feast_store(environment).apply()
     return environment
 
 

@@ -136,7 +136,7 @@ def test_reproduce_reports_what_differs(demo_home: Path) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stderr  # same data and params: still bit-identical
-    assert "differs: code commit" in result.stdout
+    assert "differs: project code commit" in result.stdout
     assert "0123456789ab now" in result.stdout
 
 

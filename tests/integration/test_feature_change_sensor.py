@@ -19,6 +19,7 @@ from lockgate.audit import AuditLog
 from lockgate.errors import FeatureStoreError, SpecError
 from lockgate.examples import generate_fraud_data
 from lockgate.loop import DagsterDaemon
+from lockgate.pipelines.feature_repo import fraud_feast_store
 from lockgate.resources.feast_store import FeastStore
 from lockgate.sensors.feature_store import make_feature_change_sensor
 
@@ -31,7 +32,7 @@ class Ticker:
     """Evaluates the sensor the way the daemon does: the cursor of one tick feeds the next."""
 
     def __init__(self, env: Environment, instance: dg.DagsterInstance, spec: Any = SPEC) -> None:
-        self.resources = env.resources()
+        self.resources = {**env.resources(), "feast": fraud_feast_store(env)}
         self.sensor = make_feature_change_sensor(spec)
         self.instance = instance
         self.cursor: str | None = None
@@ -218,7 +219,8 @@ def test_missing_registry_skips_naming_the_path_and_keeps_the_cursor(
     result = ticker.tick()
     assert skip_text(result) == (
         f"Feast registry {registry} does not exist yet: nothing to compare. Fix: apply the "
-        f"feature definitions (FeastStore.apply() or `feast apply`); the cursor is kept"
+        f"feature definitions (`feast apply` in the repository, or FeastStore.apply() for "
+        f"definitions in code); the cursor is kept"
     )
     assert result.cursor is None
     assert ticker.cursor == cursor
@@ -313,7 +315,7 @@ def daemon(tmp_path: Path, env: Environment) -> Iterator[DagsterDaemon]:
 def test_daemon_requests_exactly_one_run_per_mutation_across_a_crash(
     env: Environment, daemon: DagsterDaemon
 ) -> None:
-    FeastStore(repo_dir=str(env.feast_dir), data_dir=str(env.data_dir)).apply()
+    fraud_feast_store(env).apply()
     audit = AuditLog(env.audit_path)
     pause = Path(daemon.extra_env["LOCKGATE_TEST_PAUSE_FILE"])
     label_file = sorted((env.data_dir / "labels").glob("*.parquet"))[-1]

@@ -26,6 +26,7 @@ from lockgate.feedback import labels_for, write_feedback
 from lockgate.gateway import PredictionLog, _encode_record
 from lockgate.hashing import canonical_json
 from lockgate.metrics import roc_auc
+from lockgate.pipelines.feature_repo import FRAUD_DEFINITIONS
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
@@ -137,7 +138,11 @@ def resources(world: dict[str, Any]) -> dict[str, Any]:
         "serving_stack": world["stack"],
         "artifacts": world["registry"],
         "audit": world["audit"],
-        "feast": FeastStore(repo_dir=str(world["root"] / "feast"), data_dir=str(world["data_dir"])),
+        "feast": FeastStore(
+            repo_dir=str(world["root"] / "feast"),
+            data_dir=str(world["data_dir"]),
+            definitions=FRAUD_DEFINITIONS,
+        ),
     }
 
 

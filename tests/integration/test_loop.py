@@ -17,6 +17,7 @@ from lockgate.audit import AuditLog
 from lockgate.definitions import build_definitions
 from lockgate.demo import _prepare_dagster_home
 from lockgate.loop import LoopSettings, run_closed_loop
+from lockgate.pipelines.feature_repo import fraud_feast_store
 from lockgate.pipelines.fraud import fraud_lgbm
 from lockgate.wire import encode, wire_schema_for_version
 
@@ -27,7 +28,7 @@ def served(env: Environment) -> Iterator[Environment]:
     from dagster import DagsterInstance
 
     _prepare_dagster_home(env.dagster_home)
-    env.resources()["feast"].apply()
+    fraud_feast_store(env).apply()
     old = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "LOCKGATE_HOME")}
     os.environ.update(DAGSTER_HOME=str(env.dagster_home), LOCKGATE_HOME=str(env.home))
     try:

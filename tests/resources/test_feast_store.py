@@ -16,7 +16,11 @@ import pytest
 from lockgate.dataio import read_parquet_dir
 from lockgate.errors import EmptyDataError, FeatureStoreError, SchemaError
 from lockgate.examples import FraudDataConfig, generate_fraud_data
-from lockgate.pipelines.feature_repo import ENTITY_COLUMNS, FEATURE_VIEW_TABLES
+from lockgate.pipelines.feature_repo import (
+    ENTITY_COLUMNS,
+    FEATURE_VIEW_TABLES,
+    FRAUD_DEFINITIONS,
+)
 from lockgate.resources.feast_store import FeastStore, canonical_spec, source_fingerprint
 
 SMALL = FraudDataConfig(seed=8, n_customers=300, n_merchants=40, tx_per_day=400)
@@ -51,7 +55,9 @@ def source_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def applied(tmp_path_factory: pytest.TempPathFactory, source_data: Path) -> FeastStore:
     """A store applied once over the shared (read-only) data."""
     store = FeastStore(
-        repo_dir=str(tmp_path_factory.mktemp("feast_repo")), data_dir=str(source_data)
+        repo_dir=str(tmp_path_factory.mktemp("feast_repo")),
+        data_dir=str(source_data),
+        definitions=FRAUD_DEFINITIONS,
     )
     store.apply()
     return store
@@ -99,7 +105,9 @@ def variant_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 def test_apply_twice_is_idempotent_and_keeps_fingerprints(tmp_path: Path, own_data: Path) -> None:
-    store = FeastStore(repo_dir=str(tmp_path / "repo"), data_dir=str(own_data))
+    store = FeastStore(
+        repo_dir=str(tmp_path / "repo"), data_dir=str(own_data), definitions=FRAUD_DEFINITIONS
+    )
     first = store.apply()
     assert first["changed"] is True
     assert "feature_service:fraud_v1" in first["created"]
@@ -110,7 +118,7 @@ def test_apply_twice_is_idempotent_and_keeps_fingerprints(tmp_path: Path, own_da
     second = store.apply()
 
     assert second["changed"] is False
-    assert second["created"] == second["updated"] == second["deleted"] == []
+    assert second["created"] == second["updated"] == second["not_managed"] == []
     assert len(second["unchanged"]) == len(first["created"])
     assert (registry.stat().st_mtime_ns, registry.read_bytes()) == stat_before
     assert store.fingerprints("fraud_v1") == before
@@ -119,7 +127,9 @@ def test_apply_twice_is_idempotent_and_keeps_fingerprints(tmp_path: Path, own_da
 def test_forced_reapply_changes_feast_metadata_but_not_fingerprints(
     tmp_path: Path, own_data: Path
 ) -> None:
-    store = FeastStore(repo_dir=str(tmp_path / "repo"), data_dir=str(own_data))
+    store = FeastStore(
+        repo_dir=str(tmp_path / "repo"), data_dir=str(own_data), definitions=FRAUD_DEFINITIONS
+    )
     store.apply()
     before = store.fingerprints("fraud_v1")
     feast = store.store()
@@ -134,7 +144,7 @@ def test_changed_feature_view_changes_its_fingerprint_only(
     tmp_path: Path, own_data: Path, variant_module: str
 ) -> None:
     repo = str(tmp_path / "repo")
-    base = FeastStore(repo_dir=repo, data_dir=str(own_data))
+    base = FeastStore(repo_dir=repo, data_dir=str(own_data), definitions=FRAUD_DEFINITIONS)
     base.apply()
     before = base.fingerprints("fraud_v1")
 
@@ -155,21 +165,36 @@ def test_changed_feature_view_changes_its_fingerprint_only(
     assert after["sources"] == before["sources"]
 
 
-def test_apply_deletes_objects_dropped_from_the_definitions(
+def test_apply_never_deletes_objects_it_was_not_given(
     tmp_path: Path, own_data: Path, variant_module: str
 ) -> None:
+    """A registry shared with another team keeps their objects after our apply."""
     repo = str(tmp_path / "repo")
-    FeastStore(repo_dir=repo, data_dir=str(own_data)).apply()
+    FeastStore(repo_dir=repo, data_dir=str(own_data), definitions=FRAUD_DEFINITIONS).apply()
     variant = FeastStore(
         repo_dir=repo, data_dir=str(own_data), definitions=f"{variant_module}:without_v2"
     )
+    before = variant.fingerprints("fraud_v2")
     result = variant.apply()
-    assert result["deleted"] == ["feature_service:fraud_v2"]
-    assert variant.feature_service_names() == ["fraud_v1"]
+    assert "deleted" not in result
+    assert result["not_managed"] == ["feature_service:fraud_v2"]
+    assert result["changed"] is False
+    assert variant.feature_service_names() == ["fraud_v1", "fraud_v2"]
+    assert variant.fingerprints("fraud_v2")["registry"] == before["registry"]
+
+
+def test_apply_refuses_without_definitions(tmp_path: Path, own_data: Path) -> None:
+    store = FeastStore(repo_dir=str(tmp_path / "repo"), data_dir=str(own_data))
+    with pytest.raises(FeatureStoreError, match="no definitions to apply") as info:
+        store.apply()
+    assert "Fix:" in str(info.value)
+    assert not (tmp_path / "repo" / "registry.db").exists()
 
 
 def test_appending_a_day_changes_sources_but_not_registry(tmp_path: Path, own_data: Path) -> None:
-    store = FeastStore(repo_dir=str(tmp_path / "repo"), data_dir=str(own_data))
+    store = FeastStore(
+        repo_dir=str(tmp_path / "repo"), data_dir=str(own_data), definitions=FRAUD_DEFINITIONS
+    )
     store.apply()
     before = store.fingerprints("fraud_v2")
 
@@ -342,7 +367,9 @@ def test_bad_entity_frames_are_refused(applied: FeastStore) -> None:
 
 
 def test_materialize_loads_the_online_store(tmp_path: Path, own_data: Path) -> None:
-    store = FeastStore(repo_dir=str(tmp_path / "repo"), data_dir=str(own_data))
+    store = FeastStore(
+        repo_dir=str(tmp_path / "repo"), data_dir=str(own_data), definitions=FRAUD_DEFINITIONS
+    )
     store.apply()
     end = datetime(2024, 1, DAYS, 23, 59, 59, 999999, tzinfo=UTC)
     result = store.materialize(end)
@@ -365,7 +392,11 @@ def test_usable_as_a_dagster_resource(applied: FeastStore) -> None:
 
     result = dg.materialize(
         [fraud_refs],
-        resources={"feast": FeastStore(repo_dir=applied.repo_dir, data_dir=applied.data_dir)},
+        resources={
+            "feast": FeastStore(
+                repo_dir=applied.repo_dir, data_dir=applied.data_dir, definitions=FRAUD_DEFINITIONS
+            )
+        },
     )
     assert result.success
     assert result.output_for_node("fraud_refs")[0] == "transaction_features:amount"

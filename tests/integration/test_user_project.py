@@ -1,0 +1,175 @@
+"""A team's own project, outside this repository: `lockgate init`, its own Feast repo and data.
+
+Nothing of the fraud example is used: the project is scaffolded by the CLI into a temporary
+folder, its Feast repository is applied by Feast's own CLI, and another team's objects share the
+registry file. The pipeline trains through a real Dagster run; its lock record names the
+project's git commit, a commit to the project's code changes the triad, and ``reproduce`` says so.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from lockgate import Environment, build_definitions
+from lockgate.errors import FeatureStoreError, SpecError
+from lockgate.reproduce import reproduce
+from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.resources.feast_store import FeastStore
+
+BIN = Path(sys.executable).parent
+GIT = [
+    "git",
+    "-c",
+    "user.name=t",
+    "-c",
+    "user.email=t@example.invalid",
+    "-c",
+    "commit.gpgsign=false",
+]
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _other_team(registry: Path) -> FeastStore:
+    """Another team's Feast objects, in their own project of the same registry file."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.types import Int64
+
+    repo = registry.parent / "other_team"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(
+        f"project: inventory\nprovider: local\nregistry:\n  path: {registry}\n"
+        "  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: online.db\n"
+        "offline_store:\n  type: duckdb\nentity_key_serialization_version: 3\n"
+    )
+    store = FeastStore(repo_dir=str(repo))
+    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64)
+    view = FeatureView(
+        name="stock",
+        entities=[item],
+        schema=[Field(name="on_hand", dtype=Int64)],
+        source=FileSource(name="stock_src", path="stock.parquet", timestamp_field="ts"),
+    )
+    store.store().apply([item, view, FeatureService(name="inventory_v1", features=[view])])
+    return store
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    """`lockgate init` -> data -> `feast apply` -> git commit, outside this repository."""
+    root = tmp_path / "work" / "churn"
+    out = _run([str(BIN / "lockgate"), "init", str(root)], tmp_path)
+    assert "created lockgate project" in out
+    _run([sys.executable, "-m", "churn.generate_data"], root)
+    _run([str(BIN / "feast"), "apply"], root / "feature_repo")
+    _run([*GIT, "init", "-q"], root)
+    _run([*GIT, "add", "-A"], root)
+    _run([*GIT, "commit", "-q", "-m", "churn project"], root)
+    sys.path.insert(0, str(root))
+    try:
+        yield root
+    finally:
+        sys.path.remove(str(root))
+        for name in [m for m in sys.modules if m == "churn" or m.startswith("churn.")]:
+            del sys.modules[name]
+
+
+def _spec(root: Path) -> Any:
+    module = importlib.import_module("churn.pipelines")
+    importlib.reload(module)
+    # served models are covered elsewhere; this test is about the project, Feast and the triad
+    return module.churn.model_copy(update={"serving": None})
+
+
+def _train(spec: Any, env: Environment, instance: dg.DagsterInstance) -> dict[str, Any]:
+    job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
+    version = registry.alias(spec.name, "champion")
+    return registry.lock_record(spec.name, version)
+
+
+def test_project_trains_from_its_own_feast_repo_and_locks_its_own_commit(
+    project: Path, tmp_path: Path
+) -> None:
+    spec = _spec(project)
+    assert spec.project_dir == str(project)  # found from the module that built the spec
+    assert spec.feature_repo_path == project / "feature_repo"
+    feast = FeastStore(repo_dir=str(project / "feature_repo"))
+    other = _other_team(feast.registry_path)
+    other_before = other.fingerprints("inventory_v1")
+    ours_before = feast.fingerprints("churn_v1")
+    env = Environment.local(tmp_path / "home")
+    head = _run(["git", "rev-parse", "HEAD"], project).strip()
+
+    with dg.instance_for_test() as instance:
+        lock = _train(spec, env, instance)
+        assert lock["code"]["commit"] == head
+        assert lock["code"]["dirty"] is False
+        assert lock["code"]["project_dir"] == str(project)
+        assert lock["triad"]["code_commit"] == head
+        assert lock["lockgate"]["version"] == "0.1.0"
+        assert lock["data"]["feature_service"] == "churn_v1"
+        # the Feast sources were resolved against the repo, as Feast resolves them
+        sources = lock["data"]["feast"]["sources"]
+        assert sources["customer_activity"]["files"] == 1
+
+        # Neither our objects nor the other team's changed: lockgate never applied anything.
+        assert other.fingerprints("inventory_v1") == other_before
+        assert feast.fingerprints("churn_v1")["registry"] == ours_before["registry"]
+        assert other.feature_service_names() == ["inventory_v1"]
+
+        # A commit to the pipeline's code changes the triad, and reproduce names the change.
+        pipelines = project / "churn" / "pipelines.py"
+        pipelines.write_text(pipelines.read_text() + "\n# tuned later\n")
+        _run([*GIT, "commit", "-q", "-am", "comment"], project)
+        new_head = _run(["git", "rev-parse", "HEAD"], project).strip()
+        relock = _train(_spec(project), env, instance)
+        assert relock["code"]["commit"] == new_head != head
+        assert relock["version"] != lock["version"]
+        assert relock["triad"]["weights_sha256"] == lock["triad"]["weights_sha256"]
+
+    registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
+    report = reproduce(registry, "churn", lock["version"])
+    assert report.verified  # same data and params: still bit-identical
+    assert any(
+        d.startswith(f"project code commit {head[:12]} locked, {new_head[:12]} now")
+        for d in report.differences
+    ), report.differences
+
+
+def test_a_missing_feature_repo_is_refused_at_spec_time(project: Path) -> None:
+    spec = _spec(project)
+    with pytest.raises(ValueError, match="holds no feature_store.yaml") as info:
+        type(spec)(**{**spec.model_dump(), "feature_repo": "features"})
+    assert "Fix:" in str(info.value)
+
+
+def test_lockgate_never_applies_to_a_feast_repo(project: Path) -> None:
+    store = FeastStore(repo_dir=str(project / "feature_repo"))
+    with pytest.raises(FeatureStoreError, match="never applies to it"):
+        store.apply()
+
+
+def test_init_refuses_a_folder_with_files(tmp_path: Path) -> None:
+    from lockgate.scaffold import init_project
+
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(SpecError, match="is not empty"):
+        init_project(tmp_path, name="churn")
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+    with pytest.raises(SpecError, match="not usable"):
+        init_project(tmp_path / "new", name="Class")
