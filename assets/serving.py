@@ -72,14 +72,29 @@ def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
                 p99_budget_ms=target.p99_budget_ms,
                 requests=target.validation_requests,
             )
-        artifacts.put_report(
-            spec.name, version, {"infra_validation.json": _json(result | {"at": time.time()})}
+        # latencies and load times are this run's measurements, not the version's: they go to
+        # a per-run record, never into the version's immutable reports
+        record_key = artifacts.put_run_record(
+            spec.name,
+            version,
+            "infra_validation",
+            context.run_id,
+            result | {"at": time.time(), "run_id": context.run_id},
         )
+        earlier = [
+            r
+            for r in artifacts.run_records(spec.name, version, "infra_validation")
+            if r.get("run_id") != context.run_id
+        ]
         audit.record(
             "validation",
             pipeline=spec.name,
             actor=f"dagster run {context.run_id}",
-            payload={"version": version, **{k: result[k] for k in ("passed", "failures")}},
+            payload={
+                "version": version,
+                **{k: result[k] for k in ("passed", "failures")},
+                "record": record_key,
+            },
         )
         context.log.info(
             f"infra validation of {version}: passed={result['passed']} "
@@ -100,16 +115,13 @@ def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
                 "p50_ms": result.get("p50_ms"),
                 "p99_ms": result.get("p99_ms"),
                 "max_abs_diff": result.get("max_abs_diff"),
+                "validation_record": dg.MetadataValue.path(artifacts.uri(record_key)),
+                "earlier_validations": len(earlier),
+                "earlier_passed": sum(bool(r.get("passed")) for r in earlier),
             },
         )
 
     return serving
-
-
-def _json(obj: Any) -> bytes:
-    from lockgate.hashing import canonical_json
-
-    return canonical_json(obj)
 
 
 def build_serving_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
@@ -182,11 +194,18 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
         champion = artifacts.alias(spec.name, "champion")
         ensure_loaded(serving_stack, artifacts, spec.name, version)
         existing = serving_stack.canary_state(spec.name)
-        if existing and CanaryState.from_dict(existing).running:
-            current = CanaryState.from_dict(existing)
+        current = CanaryState.from_dict(existing) if existing else None
+        if current is not None and current.running:
             if current.challenger == version:
                 context.log.info(f"canary of {version} already running: resuming")
                 return _rollout_output(spec, current.to_dict(), "resumed")
+            if champion == version:
+                # a rerun of the champion: the canary of a newer challenger against it goes on
+                context.log.info(
+                    f"{version} is the champion already; the canary of {current.challenger} "
+                    f"at {current.weight:.0%} continues"
+                )
+                return _rollout_output(spec, current.to_dict(), "champion")
             rollback(
                 serving_stack,
                 artifacts,
@@ -198,7 +217,9 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
             )
         if champion is None or champion == version:
             route = {"mode": "single", "champion": version}
-            serving_stack.gateway().set_route(spec.name, route)
+            routes = serving_stack.gateway().routes()
+            if champion is None or not _serves_alone(routes.get(spec.name), version):
+                serving_stack.gateway().set_route(spec.name, route)
             if champion is None:
                 artifacts.move_alias(
                     spec.name,
@@ -214,7 +235,9 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
                     actor=actor,
                     payload={"from": None, "to": version, "reason": "bootstrap"},
                 )
-            context.log.info(f"{version} serves all traffic as champion")
+                context.log.info(f"{version} serves all traffic as the first champion")
+            else:  # a rerun of the champion: no canary of a version that serves 100 % already
+                context.log.info(f"{version} is the champion and serves all traffic: unchanged")
             return _rollout_output(spec, {"champion": version, "status": "promoted"}, "champion")
         ensure_loaded(serving_stack, artifacts, spec.name, champion)
         state = start(
@@ -238,6 +261,13 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
         return _rollout_output(spec, state.to_dict(), "canary")
 
     return rollout
+
+
+def _serves_alone(route: dict[str, Any] | None, version: str) -> bool:
+    """Whether a gateway route sends all traffic to ``version`` (and mirrors none)."""
+    if not route:
+        return False
+    return route.get("mode") == "single" and route.get("champion") == version
 
 
 def _rollout_output(spec: ModelPipeline, state: dict[str, Any], phase: str) -> dg.Output[Any]:

@@ -15,9 +15,19 @@ Layout (keys are ``/``-separated relative paths)::
     reports/<pipeline>/<version>/<name>     evaluation reports, plots, the model card
     verdicts/<pipeline>/<version>/<id>.json gate verdicts: the lock record's attestations
     aliases/<pipeline>.json                 champion / challenger aliases and their history
+    runs/<pipeline>/<version>/<kind>/<run id>.json
+                                            per-run measurements (infra validation latencies)
 
 Every group is written at once (temp folder + rename) and never changed afterwards; reading a
 model version re-hashes each file against its lock record, so a tampered file is refused.
+
+Reruns on the same inputs store nothing new. Documents that carry run provenance (the run id,
+the time) are named by the sha256 of their content *without* those fields
+(:func:`content_id`): a rerun finds the first run's document and keeps it
+(:meth:`ArtifactRegistry.put_record_once`), so reports and verdicts stay immutable and a rerun
+says which run judged first. Measurements that differ from run to run by nature (latencies) are
+not a version's artifacts: they go to ``runs/``, one record per Dagster run
+(:meth:`ArtifactRegistry.put_run_record`).
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -42,7 +52,24 @@ from lockgate.errors import (
 from lockgate.hashing import canonical_json, sha256_bytes
 from lockgate.lock import verify_lock_record
 
-__all__ = ["ArtifactRegistry", "LocalArtifactRegistry"]
+__all__ = ["PROVENANCE_FIELDS", "ArtifactRegistry", "LocalArtifactRegistry", "content_id"]
+
+PROVENANCE_FIELDS = frozenset({"at", "evaluated_at", "run_id"})
+"""Fields that say which run wrote a document and when, not what it says."""
+
+
+def content_id(document: Mapping[str, Any], *, ignore: Iterable[str] = PROVENANCE_FIELDS) -> str:
+    """The 16-hex id of a JSON document's content: sha256 of its canonical JSON, top-level
+    fields in ``ignore`` (run provenance by default) left out.
+
+    Two runs on the same inputs produce documents with the same id, whoever ran them and when.
+
+    Example:
+        >>> content_id({"passed": True, "run_id": "a"}) == content_id({"passed": True, "run_id": "b"})
+        True
+    """
+    skip = set(ignore)
+    return sha256_bytes(canonical_json({k: v for k, v in document.items() if k not in skip}))[:16]
 
 
 def _check_key(key: str) -> str:
@@ -120,6 +147,76 @@ class ArtifactRegistry(dg.ConfigurableResource, ABC):
             return False
         self.write_group(prefix, new)
         return True
+
+    def put_record_once(
+        self,
+        prefix: str,
+        document: Mapping[str, Any],
+        *,
+        id_field: str | None = None,
+        ignore: Iterable[str] = PROVENANCE_FIELDS,
+    ) -> tuple[str, dict[str, Any], bool]:
+        """Store a JSON document as ``<prefix>/<content id>.json`` unless it is there already.
+
+        The id is :func:`content_id` of the document without ``ignore`` (run provenance) and
+        ``id_field`` (which, when given, is set to the id in the stored document). When a
+        document with the same content is stored, the first one is kept, provenance included:
+        the verdict for these inputs is already known.
+
+        Returns:
+            ``(key, stored document, written)``; ``written`` is False when the first run's
+            document was kept.
+
+        Raises:
+            ArtifactIntegrityError: the stored document under that id has other content (it
+                was edited after it was written).
+        """
+        skip = set(ignore) | ({id_field} if id_field else set())
+        record_id = content_id(document, ignore=skip)
+        key = f"{prefix}/{record_id}.json"
+        body = dict(document)
+        if id_field:
+            body[id_field] = record_id
+        written = False
+        if not self.exists(key):
+            try:
+                written = self.write_files_once(prefix, {f"{record_id}.json": canonical_json(body)})
+            except ImmutableArtifactError:
+                written = False  # a concurrent run stored the same content first: keep theirs
+        if written:
+            return key, body, True
+        stored: dict[str, Any] = self.read_json(key)
+        if content_id(stored, ignore=skip) != record_id:
+            raise ArtifactIntegrityError(
+                f"{self.uri(key)} does not hash to its name {record_id} (ignoring "
+                f"{sorted(skip)}): it was edited after it was written; restore it from a backup "
+                "or delete it so that the next run stores it again"
+            )
+        return key, stored, False
+
+    def put_run_record(
+        self, pipeline: str, version: str, kind: str, run_id: str, record: Mapping[str, Any]
+    ) -> str:
+        """Store one run's measurement of a model version; return its key.
+
+        Per-run and not immutable: a retried step of the same run replaces its own record, no
+        other run's. For what varies between runs by nature (latencies, load times), so that it
+        never changes the version's immutable artifacts.
+        """
+        prefix = f"runs/{_check_key(pipeline)}/{_check_key(version)}/{_check_key(kind)}"
+        name = f"{_check_key(run_id)}.json"
+        self.write_group(prefix, {name: canonical_json(dict(record))})
+        return f"{prefix}/{name}"
+
+    def run_records(self, pipeline: str, version: str, kind: str) -> list[dict[str, Any]]:
+        """Every run's record of ``kind`` for a model version, oldest first (by ``at``)."""
+        prefix = f"runs/{_check_key(pipeline)}/{_check_key(version)}/{_check_key(kind)}"
+        found = [
+            self.read_json(f"{prefix}/{name}")
+            for name in self.list_prefix(prefix)
+            if name.endswith(".json")
+        ]
+        return sorted(found, key=lambda r: float(r.get("at") or 0.0))
 
     # snapshots -----------------------------------------------------------------------------
 
@@ -318,13 +415,14 @@ class ArtifactRegistry(dg.ConfigurableResource, ABC):
     # verdicts --------------------------------------------------------------------------------
 
     def put_verdict(self, pipeline: str, version: str, verdict: Mapping[str, Any]) -> str:
-        """Store one gate verdict on a model version (immutable); return its key."""
-        from lockgate.hashing import sha256_json
+        """Store one gate verdict on a model version (immutable); return its key.
 
-        verdict_id = sha256_json(dict(verdict))[:16]
+        The verdict is named by its content without run provenance (``run_id``,
+        ``evaluated_at``): the same verdict from a rerun keeps the first run's file.
+        """
         prefix = f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
-        self.write_files_once(prefix, {f"{verdict_id}.json": canonical_json(dict(verdict))})
-        return f"{prefix}/{verdict_id}.json"
+        key, _, _ = self.put_record_once(prefix, verdict)
+        return key
 
     def verdicts(self, pipeline: str, version: str) -> list[dict[str, Any]]:
         """Every gate verdict on a model version, oldest first."""
@@ -334,10 +432,34 @@ class ArtifactRegistry(dg.ConfigurableResource, ABC):
 
     # reports ---------------------------------------------------------------------------------
 
-    def put_report(self, pipeline: str, version: str, files: Mapping[str, bytes]) -> None:
-        """Store report files of a model version; an identical rerun is a no-op."""
-        prefix = f"reports/{_check_key(pipeline)}/{_check_key(version)}"
-        self.write_files_once(prefix, files)
+    def report_prefix(self, pipeline: str, version: str) -> str:
+        """Folder key of a model version's reports."""
+        return f"reports/{_check_key(pipeline)}/{_check_key(version)}"
+
+    def put_report(
+        self,
+        pipeline: str,
+        version: str,
+        files: Mapping[str, bytes],
+        *,
+        keep_existing: bool = False,
+    ) -> list[str]:
+        """Store report files of a model version; return the names written.
+
+        An identical rerun is a no-op. ``keep_existing=True`` is for renderings of a stored
+        document (plots, the model card, named by the document's id): a file already there is
+        kept as the first run wrote it, even if today's rendering differs in its bytes.
+
+        Raises:
+            ImmutableArtifactError: without ``keep_existing``, a file exists with other content.
+        """
+        prefix = self.report_prefix(pipeline, version)
+        absent = sorted(n for n in files if not self.exists(f"{prefix}/{n}"))
+        if keep_existing:
+            files = {n: files[n] for n in absent}
+        if files:
+            self.write_files_once(prefix, files)
+        return absent
 
 
 class LocalArtifactRegistry(ArtifactRegistry):

@@ -13,7 +13,7 @@ from lockgate.errors import (
 )
 from lockgate.hashing import sha256_bytes
 from lockgate.lock import CodeVersion, build_lock_record
-from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.resources.artifacts import LocalArtifactRegistry, content_id
 
 
 def _lock(files: dict[str, bytes]) -> dict:
@@ -160,3 +160,78 @@ def test_concurrent_alias_moves_lose_nothing(registry: LocalArtifactRegistry) ->
     assert sorted(h["to"] for h in history) == sorted(versions)
     chain = [h["from"] for h in history[1:]]
     assert chain == [h["to"] for h in history[:-1]]  # every move saw the one before it
+
+
+def test_content_id_leaves_run_provenance_out() -> None:
+    first = {"passed": True, "p": 0.5, "run_id": "r1", "evaluated_at": "t1", "at": 1.0}
+    rerun = {"passed": True, "p": 0.5, "run_id": "r2", "evaluated_at": "t2", "at": 2.0}
+    assert content_id(first) == content_id(rerun)
+    assert content_id(first) != content_id(first | {"p": 0.6})
+    assert content_id(first, ignore=()) != content_id(rerun, ignore=())
+    assert len(content_id(first)) == 16
+
+
+def test_a_rerun_keeps_the_first_record(registry: LocalArtifactRegistry) -> None:
+    doc = {"metric": 0.91, "champion": "v1"}
+    key, stored, written = registry.put_record_once(
+        "reports/fraud/v1", doc | {"run_id": "r1", "evaluated_at": "t1"}, id_field="report_id"
+    )
+    assert written is True
+    assert stored["report_id"] == content_id(doc)
+    assert key == f"reports/fraud/v1/{content_id(doc)}.json"
+    again, kept, written = registry.put_record_once(
+        "reports/fraud/v1", doc | {"run_id": "r2", "evaluated_at": "t2"}, id_field="report_id"
+    )
+    assert (again, written) == (key, False)
+    assert kept["run_id"] == "r1"  # the first run's document, provenance included
+    assert registry.read_json(key)["run_id"] == "r1"
+    other, _, written = registry.put_record_once(
+        "reports/fraud/v1", doc | {"metric": 0.5, "run_id": "r3"}, id_field="report_id"
+    )
+    assert other != key
+    assert written is True
+    assert registry.list_prefix("reports/fraud/v1") == sorted(
+        [key.rsplit("/", 1)[1], other.rsplit("/", 1)[1]]
+    )
+
+
+def test_an_edited_record_is_refused(registry: LocalArtifactRegistry) -> None:
+    key, _, _ = registry.put_record_once("verdicts/fraud/v1", {"passed": False, "run_id": "r1"})
+    Path(registry.uri(key)).write_text('{"passed": true, "run_id": "r1"}')
+    with pytest.raises(ArtifactIntegrityError, match="edited after it was written"):
+        registry.put_record_once("verdicts/fraud/v1", {"passed": False, "run_id": "r2"})
+
+
+def test_the_same_verdict_from_another_run_is_stored_once(
+    registry: LocalArtifactRegistry,
+) -> None:
+    verdict = {"report_id": "abc", "passed": True, "rules": [], "evaluated_at": "t1"}
+    first = registry.put_verdict("fraud", "v1", verdict | {"run_id": "r1"})
+    second = registry.put_verdict("fraud", "v1", verdict | {"run_id": "r2"})
+    assert first == second
+    assert [v["run_id"] for v in registry.verdicts("fraud", "v1")] == ["r1"]
+
+
+def test_run_records_are_per_run_and_not_immutable(registry: LocalArtifactRegistry) -> None:
+    key = registry.put_run_record("fraud", "v1", "infra_validation", "r1", {"p99_ms": 9, "at": 2})
+    assert key == "runs/fraud/v1/infra_validation/r1.json"
+    # a retried step of the same run replaces its own measurement
+    registry.put_run_record("fraud", "v1", "infra_validation", "r1", {"p99_ms": 7, "at": 2})
+    registry.put_run_record("fraud", "v1", "infra_validation", "r0", {"p99_ms": 8, "at": 1})
+    records = registry.run_records("fraud", "v1", "infra_validation")
+    assert [r["p99_ms"] for r in records] == [8, 7]  # oldest first
+    assert registry.run_records("fraud", "v2", "infra_validation") == []
+    with pytest.raises(ArtifactError, match="relative path"):
+        registry.put_run_record("fraud", "v1", "infra_validation", "../x", {})
+
+
+def test_renderings_keep_the_first_file(registry: LocalArtifactRegistry) -> None:
+    assert registry.put_report("fraud", "v1", {"r-roc.png": b"first"}) == ["r-roc.png"]
+    assert registry.put_report("fraud", "v1", {"r-roc.png": b"first"}) == []  # identical
+    with pytest.raises(ImmutableArtifactError, match="different content"):
+        registry.put_report("fraud", "v1", {"r-roc.png": b"re-rendered"})
+    written = registry.put_report(
+        "fraud", "v1", {"r-roc.png": b"re-rendered", "r-pr.png": b"pr"}, keep_existing=True
+    )
+    assert written == ["r-pr.png"]
+    assert registry.read_bytes("reports/fraud/v1/r-roc.png") == b"first"
