@@ -1,8 +1,27 @@
 """Challenger vs champion on the gold set: the evaluation report the gate judges (pure core).
 
-The report scores both models on the same gold rows: every metric with a bootstrap confidence
-interval, a paired comparison per metric (paired bootstrap; DeLong for ROC AUC when the policy
-asks for it), calibration, per-slice metrics with the largest slice gap, and the edge-case suite.
+The report scores both models on the same gold rows: every metric of the task with a bootstrap
+confidence interval, a paired comparison per metric (paired bootstrap; DeLong for ROC AUC when a
+binary policy asks for it), calibration, per-slice metrics with the largest slice gap, and the
+edge-case suite.
+
+Models are scored with ``model.predict(frame)`` (binary: ``(n,)`` P(label 1); multiclass:
+``(n, k)`` probabilities in ``model.classes`` order; regression: ``(n,)`` values); a binary model
+without ``predict`` is scored with ``predict_proba``. Report keys (:func:`build_report`):
+
+- every task: ``pipeline``, ``task``, ``gold`` (``sha256``, ``rows``, ``positives``, ``key``,
+  ``fraction``), ``challenger`` and ``champion`` (``None`` without one) model blocks with
+  ``version`` and ``metrics`` (metric name to :class:`~lockgate.stats.Interval` dict),
+  ``comparison`` (metric name to :class:`~lockgate.stats.PairedComparison` dict), ``policy``
+  (the gate resolved for the task), ``slices``, ``largest_slice_gap``, ``edge_cases``;
+- binary: ``gold.positives``; model blocks add ``calibration`` and ``mean_score``;
+- multiclass: ``classes`` (JSON-able labels, the column order of every probability matrix),
+  ``gold.class_counts`` (label to rows, every class) and ``gold.positives`` ``None``; model
+  blocks add ``calibration`` (top-label), ``per_class`` (one dict per class: ``class``, ``rows``,
+  ``recall``, ``precision``, ``f1``, ``predicted``), ``confusion_matrix`` (rows true, columns
+  predicted) and ``prediction_summary``;
+- regression: ``gold.target`` (mean, std) and ``gold.positives`` ``None``; model blocks add
+  ``residuals`` (:class:`~lockgate.stats.ResidualSummary` dict) and ``prediction_summary``.
 """
 
 from __future__ import annotations
@@ -14,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lockgate.errors import DataError, SchemaError
-from lockgate.gate import METRICS, EdgeCase, Gate, GoldSet, RuleVerdict, SliceSpec
+from lockgate import metrics as _metrics
+from lockgate.errors import DataError, SchemaError, SpecError
+from lockgate.gate import _HIGHER, EdgeCase, Gate, GoldSet, RuleVerdict, SliceSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,8 +45,10 @@ if TYPE_CHECKING:
 __all__ = [
     "apply_edge_case",
     "build_report",
+    "encode_labels",
     "gold_mask",
     "model_card",
+    "predict",
     "run_edge_cases",
     "slice_table",
 ]
@@ -100,21 +122,172 @@ def apply_edge_case(gold: pd.DataFrame, case: EdgeCase) -> pd.DataFrame:
     return rows
 
 
-def _metric_on(metric: str, y: np.ndarray, p: np.ndarray) -> float | None:
-    from lockgate import metrics
+def _json_label(value: Any) -> Any:
+    """A class label as a JSON scalar (numpy scalars unwrapped, other objects as text)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value if isinstance(value, str | int | float | bool) else str(value)
 
-    if len(y) == 0 or (metric in ("roc_auc", "recall_at_fpr") and len(set(y.tolist())) < 2):
+
+def encode_labels(labels: Any, classes: Sequence[Any]) -> np.ndarray:
+    """Each label's class index: its position in ``classes`` (a multiclass model's order).
+
+    Args:
+        labels: The label column (any iterable of hashable labels).
+        classes: The model's class labels, in the column order of its predictions.
+
+    Returns:
+        int64 class indices, one per label.
+
+    Raises:
+        DataError: Naming the labels that are not among ``classes``.
+
+    Example:
+        >>> encode_labels(["cat", "dog", "cat"], ("cat", "dog")).tolist()
+        [0, 1, 0]
+    """
+    index = {c: i for i, c in enumerate(classes)}
+    for c in classes:  # JSON-decoded classes (report["classes"]) must match numpy labels too
+        index.setdefault(_json_label(c), index[c])
+    values = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+    codes = [index.get(v, -1) for v in values]
+    unknown = sorted({repr(v) for v, c in zip(values, codes, strict=True) if c < 0})
+    if unknown:
+        raise DataError(
+            f"the label column holds {sum(c < 0 for c in codes)} value(s) that are not among the "
+            f"model's classes {list(classes)} (e.g. {', '.join(unknown[:5])}); rule: a multiclass "
+            f"model scores only the classes it was trained on; fix: retrain on a snapshot that "
+            f"has these classes, or drop or relabel those rows"
+        )
+    return np.asarray(codes, dtype=np.int64)
+
+
+def _model_classes(model: Any, *, name: str) -> tuple[Any, ...]:
+    classes = tuple(getattr(model, "classes", None) or ())
+    if len(classes) < 2:
+        raise DataError(
+            f"the {name} model has classes {classes!r}; rule: a multiclass model lists its k >= 2 "
+            f"class labels in the column order of predict(); fix: evaluate a model trained with "
+            f"task='multiclass'"
+        )
+    return classes
+
+
+def predict(
+    model: Any,
+    frame: pd.DataFrame,
+    *,
+    task: str = "binary",
+    classes: Sequence[Any] | None = None,
+    name: str = "model",
+    check_finite: bool = True,
+) -> np.ndarray:
+    """A model's predictions on ``frame`` in the task's shape, checked.
+
+    Args:
+        model: Has ``predict(frame)`` (binary models without it: ``predict_proba``) and, for
+            multiclass, ``classes``.
+        frame: The rows to score.
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        classes: Multiclass: the column order wanted (default: the model's own). A model whose
+            classes are the same labels in another order has its columns reordered.
+        name: The model's role in messages (``challenger``, ``champion``).
+        check_finite: Whether non-finite predictions raise (edge cases report them instead).
+
+    Returns:
+        float64 ``(n,)`` (binary, regression) or ``(n, k)`` (multiclass).
+
+    Raises:
+        DataError: On a missing ``predict``, a wrong shape, other classes, or (with
+            ``check_finite``) non-finite predictions.
+    """
+    fn = getattr(model, "predict", None)
+    if fn is None and task == "binary":
+        fn = getattr(model, "predict_proba", None)
+    if fn is None:
+        raise DataError(
+            f"the {name} model ({type(model).__name__}) has no predict(frame); rule: evaluated "
+            f"models predict by task (binary P(label 1), multiclass probabilities, regression "
+            f"values); fix: load it with lockgate.build.load_trained_model"
+        )
+    out = np.asarray(fn(frame), dtype=np.float64)
+    n = len(frame)
+    if task == "multiclass":
+        own = _model_classes(model, name=name)
+        wanted = tuple(classes) if classes is not None else own
+        if out.ndim != 2 or out.shape != (n, len(own)):
+            raise DataError(
+                f"the {name} model predicted shape {out.shape} for {n} rows; rule: a multiclass "
+                f"model predicts ({n}, {len(own)}) probabilities, one column per class {list(own)}"
+                f"; fix: check that the model was trained with task='multiclass'"
+            )
+        if own != wanted:
+            if sorted(map(repr, own)) != sorted(map(repr, wanted)):
+                raise DataError(
+                    f"the {name} model predicts classes {list(own)} but the report compares "
+                    f"classes {list(wanted)}; rule: champion and challenger must share one set of "
+                    f"classes; fix: promote the challenger by hand (lockgate promote) after "
+                    f"reviewing it, since the class sets differ"
+                )
+            out = out[:, [own.index(c) for c in wanted]]
+    else:
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out.reshape(-1)
+        if out.shape != (n,):
+            raise DataError(
+                f"the {name} model predicted shape {out.shape} for {n} rows; rule: a {task} model "
+                f"predicts one value per row, shape ({n},); fix: check the model's task"
+            )
+    if check_finite and not np.all(np.isfinite(out)):
+        raise DataError(
+            f"the {name} produced non-finite scores on the gold set; the model is broken: "
+            "retrain it"
+        )
+    return out
+
+
+def _labels(frame: pd.DataFrame, label: str, *, task: str, classes: Sequence[Any] | None) -> Any:
+    """The label column as metrics want it: 0/1, class indices or float targets."""
+    if label not in frame.columns:
+        raise SchemaError(
+            f"label column {label!r} is not in the gold set (columns: {sorted(frame.columns)}); "
+            "fix the pipeline's label or the feature service"
+        )
+    values = frame[label]
+    if task == "multiclass":
+        assert classes is not None
+        return encode_labels(values.to_numpy(), classes)
+    if task == "regression":
+        return values.to_numpy().astype(np.float64)
+    return values.to_numpy().astype(np.int64)
+
+
+def _metric_on(metric: str, y: np.ndarray, p: np.ndarray, *, task: str = "binary") -> float | None:
+    """The metric on some rows, ``None`` where it is undefined there (no rows, one class, ...)."""
+    if len(y) == 0:
         return None
-    if metric == "pr_auc" and not y.any():
+    if task == "binary":
+        if metric in ("roc_auc", "recall_at_fpr") and len(set(y.tolist())) < 2:
+            return None
+        if metric == "pr_auc" and not y.any():
+            return None
+    elif (metric == "roc_auc_ovr" and len(set(y.tolist())) < 2) or (
+        metric == "r2" and float(np.min(y)) == float(np.max(y))
+    ):
         return None
-    fn = {
-        "roc_auc": metrics.roc_auc,
-        "pr_auc": metrics.pr_auc,
-        "log_loss": metrics.log_loss,
-        "brier": metrics.brier,
-        "recall_at_fpr": metrics.recall_at_fpr,
-    }[metric]
-    return float(fn(y, p))
+    return _metrics.metric_value(task, metric, y, p)
+
+
+def _valid_predictions(scores: np.ndarray, task: str) -> tuple[bool, str]:
+    """Whether predictions are valid for the task, and the rule in words."""
+    finite = bool(np.all(np.isfinite(scores)))
+    if task == "regression":
+        return finite, "all predictions finite"
+    in_unit = finite and bool(np.all((scores >= 0) & (scores <= 1)))
+    if task == "binary":
+        return in_unit, "all predictions finite in [0, 1]"
+    sums = bool(in_unit and np.all(np.abs(scores.sum(axis=1) - 1.0) <= _metrics._ROW_SUM_TOLERANCE))
+    return sums, "all predictions finite in [0, 1], each row summing to 1"
 
 
 def run_edge_cases(
@@ -125,10 +298,24 @@ def run_edge_cases(
     challenger: TrainedModel,
     champion: TrainedModel | None,
     gold_mean_score: float,
+    task: str = "binary",
+    classes: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run each edge case; one JSON-able result per case with passed/actual/threshold."""
-    from lockgate.gate import _HIGHER
+    """Run each edge case; one JSON-able result per case with passed/actual/threshold.
 
+    Args:
+        cases: The edge cases (their metrics resolved for the task, see ``Gate.for_task``).
+        gold: The gold rows.
+        label: The label column.
+        challenger: The model judged.
+        champion: The model compared with (``not_worse_than_champion``), or None.
+        gold_mean_score: The challenger's mean prediction on all gold rows
+            (``min_mean_score_ratio``; binary and regression).
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        classes: Multiclass: the class order of the predictions (default: the challenger's).
+    """
+    if task == "multiclass" and classes is None:
+        classes = _model_classes(challenger, name="challenger")
     results = []
     for case in cases:
         rows = apply_edge_case(gold, case)
@@ -144,23 +331,37 @@ def run_edge_cases(
                 }
             )
             continue
-        scores = challenger.predict_proba(rows)
-        y = rows[label].to_numpy()
-        finite = bool(np.all(np.isfinite(scores)) and np.all((scores >= 0) & (scores <= 1)))
-        if case.expect == "finite" or not finite:
-            actual: Any = finite
-            passed, threshold = finite, "all predictions finite in [0, 1]"
+        scores = predict(
+            challenger, rows, task=task, classes=classes, name="challenger", check_finite=False
+        )
+        y = _labels(rows, label, task=task, classes=classes)
+        valid, rule = _valid_predictions(scores, task)
+        if case.expect == "finite" or not valid:
+            actual: Any = valid
+            passed, threshold = valid, rule
         elif case.expect == "min_metric":
-            actual = _metric_on(case.metric, y, scores)
+            actual = _metric_on(case.metric, y, scores, task=task)
             threshold = f"{case.metric} >= {case.threshold}"
             passed = actual is not None and actual >= case.threshold
         elif case.expect == "min_mean_score_ratio":
+            if task == "multiclass":
+                raise SpecError(
+                    f"edge case {case.name!r} expects min_mean_score_ratio on a multiclass model; "
+                    "rule: a mean score exists for binary and regression models only; fix: use "
+                    "expect='min_metric'"
+                )
             actual = float(scores.mean() / gold_mean_score) if gold_mean_score > 0 else math.inf
             threshold = f"mean score >= {case.threshold} x gold mean"
             passed = actual >= case.threshold
         else:  # not_worse_than_champion
-            mine = _metric_on(case.metric, y, scores)
-            theirs = _metric_on(case.metric, y, champion.predict_proba(rows)) if champion else None
+            mine = _metric_on(case.metric, y, scores, task=task)
+            theirs = None
+            if champion is not None:
+                champion_scores = predict(
+                    champion, rows, task=task, classes=classes, name="champion", check_finite=False
+                )
+                if _valid_predictions(champion_scores, task)[0]:
+                    theirs = _metric_on(case.metric, y, champion_scores, task=task)
             threshold = f"{case.metric} no more than {case.threshold} worse than champion"
             if theirs is None or mine is None:
                 actual, passed = mine, mine is not None
@@ -199,32 +400,60 @@ def slice_table(
     challenger_scores: np.ndarray,
     champion_scores: np.ndarray | None,
     gate: Gate,
+    task: str = "binary",
+    y: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
-    """Per slice value: rows, positives, the slice metric for both models and the delta."""
+    """Per slice value: rows, positives, the slice metric for both models and the delta.
+
+    Args:
+        gold: The gold rows (slice columns).
+        label: The label column (binary; other tasks pass ``y``).
+        challenger_scores: The challenger's predictions in the task's shape.
+        champion_scores: The champion's, or None.
+        gate: The policy resolved for the task (``slices``, ``slice_metric``, ``min_slice_rows``).
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        y: The labels as metrics want them (class indices, float targets); default the label
+            column.
+
+    Returns:
+        One dict per slice value; ``positives`` is ``None`` unless binary, ``delta`` is
+        challenger minus champion (``None`` where either is undefined).
+    """
     import pandas as pd
 
     from lockgate.stats import slice_metrics
 
+    labels = gold[label].to_numpy() if y is None else y
     out = []
     for spec in gate.slices:
-        frame = pd.DataFrame(
-            {
-                spec.name: _slice_column(gold, spec).to_numpy(),
-                "y": gold[label].to_numpy(),
-                "challenger": challenger_scores,
-            }
-        )
-        if champion_scores is not None:
-            frame["champion"] = champion_scores
+        columns: dict[str, Any] = {spec.name: _slice_column(gold, spec).to_numpy(), "__y": labels}
+        p_cols: dict[str, str | list[str]] = {}
+        for model, scores in (("challenger", challenger_scores), ("champion", champion_scores)):
+            if scores is None:
+                continue
+            if task == "multiclass":
+                names = [f"__{model}_{c}" for c in range(scores.shape[1])]
+                columns.update({n: scores[:, c] for c, n in enumerate(names)})
+                p_cols[model] = names
+            else:
+                columns[f"__{model}"] = scores
+                p_cols[model] = f"__{model}"
+        frame = pd.DataFrame(columns)
 
-        def by_slice(model: str, frame: pd.DataFrame = frame, name: str = spec.name) -> list[Any]:
+        def by_slice(
+            model: str,
+            frame: pd.DataFrame = frame,
+            name: str = spec.name,
+            p_cols: dict[str, str | list[str]] = p_cols,
+        ) -> list[Any]:
             return slice_metrics(
                 frame,
-                y_col="y",
-                p_col=model,
+                y_col="__y",
+                p_col=p_cols[model],
                 slice_cols=name,
                 metric=gate.slice_metric,
                 min_rows=gate.min_slice_rows,
+                task=task,
             )
 
         mine = by_slice("challenger")
@@ -252,21 +481,107 @@ def slice_table(
     return out
 
 
-def _model_block(version: str, y: np.ndarray, scores: np.ndarray, gate: Gate) -> dict[str, Any]:
-    from lockgate.stats import bootstrap_ci, calibration
+def _per_class(y: np.ndarray, probs: np.ndarray, classes: Sequence[Any]) -> list[dict[str, Any]]:
+    counts = _metrics.confusion_matrix(y, probs)
+    true, predicted = counts.sum(axis=1), counts.sum(axis=0)
+    rows = []
+    for c, label in enumerate(classes):
+        tp = int(counts[c, c])
+        rows.append(
+            {
+                "class": _json_label(label),
+                "rows": int(true[c]),
+                "predicted": int(predicted[c]),
+                "recall": tp / int(true[c]) if true[c] else None,
+                "precision": tp / int(predicted[c]) if predicted[c] else None,
+                "f1": 2 * tp / int(true[c] + predicted[c]) if true[c] + predicted[c] else None,
+            }
+        )
+    return rows
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    p05, p50, p95 = np.percentile(values, [5, 50, 95])
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "p05": float(p05),
+        "p50": float(p50),
+        "p95": float(p95),
+        "max": float(values.max()),
+    }
+
+
+def _model_block(
+    version: str,
+    y: np.ndarray,
+    scores: np.ndarray,
+    gate: Gate,
+    *,
+    task: str = "binary",
+    classes: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    from lockgate.stats import bootstrap_ci, calibration, residual_summary, top_label_calibration
 
     metrics = {
         m: bootstrap_ci(
-            y, scores, metric=m, n_boot=gate.n_boot, alpha=gate.alpha, seed=gate.seed
+            y, scores, metric=m, n_boot=gate.n_boot, alpha=gate.alpha, seed=gate.seed, task=task
         ).to_dict()
-        for m in METRICS
+        for m in _metrics.task_metric_names(task)
     }
-    return {
-        "version": version,
-        "metrics": metrics,
-        "calibration": calibration(y, scores, bins=10, strategy="quantile").to_dict(),
-        "mean_score": float(scores.mean()),
-    }
+    block: dict[str, Any] = {"version": version, "metrics": metrics}
+    if task == "binary":
+        block["calibration"] = calibration(y, scores, bins=10, strategy="quantile").to_dict()
+        block["mean_score"] = float(scores.mean())
+    elif task == "multiclass":
+        assert classes is not None
+        block["calibration"] = top_label_calibration(
+            y, scores, bins=10, strategy="quantile"
+        ).to_dict()
+        block["per_class"] = _per_class(y, scores, classes)
+        block["confusion_matrix"] = _metrics.confusion_matrix(y, scores).tolist()
+        block["prediction_summary"] = {
+            "mean_probability": [float(v) for v in scores.mean(axis=0)],
+            "predicted_share": [
+                float(v)
+                for v in np.bincount(scores.argmax(axis=1), minlength=len(classes)) / len(y)
+            ],
+            "mean_confidence": float(scores.max(axis=1).mean()),
+        }
+    else:
+        block["residuals"] = residual_summary(y, scores, bins=10).to_dict()
+        block["prediction_summary"] = _summary(scores)
+    return block
+
+
+def _gold_block(
+    gold_sha256: str, y: np.ndarray, gate: Gate, *, task: str, classes: Sequence[Any] | None
+) -> dict[str, Any]:
+    block: dict[str, Any] = {"sha256": gold_sha256, "rows": len(y)}
+    if task == "binary":
+        block["positives"] = int(y.sum())
+    elif task == "multiclass":
+        assert classes is not None
+        counts = np.bincount(y, minlength=len(classes))
+        block["positives"] = None
+        block["class_counts"] = {
+            str(_json_label(c)): int(n) for c, n in zip(classes, counts, strict=True)
+        }
+    else:
+        block["positives"] = None
+        block["target"] = {"mean": float(y.mean()), "std": float(y.std())}
+    block |= {"key": gate.gold.key, "fraction": gate.gold.fraction}
+    return block
+
+
+def _largest_gap(slices: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:
+    """The slice where the challenger loses most against the champion, by the metric's direction."""
+    gaps = [s for s in slices if s["delta"] is not None]
+    if not gaps:
+        return None
+    sign = 1.0 if _HIGHER[metric] else -1.0
+    return dict(min(gaps, key=lambda s: sign * s["delta"]))
 
 
 def build_report(
@@ -280,41 +595,64 @@ def build_report(
     challenger: TrainedModel,
     champion_version: str | None,
     champion: TrainedModel | None,
+    task: str = "binary",
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Score both models on the gold rows; return (JSON-able report, scores per model)."""
+    """Score both models on the gold rows; return (JSON-able report, predictions per model).
+
+    Args:
+        pipeline: The pipeline's name.
+        gate: The policy; resolved for ``task`` with ``Gate.for_task``.
+        label: The label column of ``gold``.
+        gold: The gold rows.
+        gold_sha256: The gold set's content hash.
+        challenger_version: The challenger's version.
+        challenger: The model judged (``predict``; ``classes`` for multiclass).
+        champion_version: The champion's version, or None.
+        champion: The champion model, or None.
+        task: ``"binary"`` (default), ``"multiclass"`` or ``"regression"``.
+
+    Returns:
+        ``(report, predictions)``: the report (keys in the module docstring) and
+        ``{"challenger": ..., "champion": ...}`` predictions on the gold rows (multiclass
+        ``(n, k)`` in ``report["classes"]`` order).
+
+    Raises:
+        SpecError: When the gate does not fit the task.
+        DataError: On an empty gold set, labels outside the classes, broken predictions.
+    """
     from lockgate.stats import delong_test, paired_bootstrap
 
+    task = _metrics.check_task(task)
+    gate = gate.for_task(task)
     if gold.empty:
         raise DataError(
             f"the gold set of {pipeline!r} is empty; raise Gate.gold.fraction or snapshot more data"
         )
-    y = gold[label].to_numpy().astype(np.int64)
-    scores = {"challenger": challenger.predict_proba(gold)}
+    classes = _model_classes(challenger, name="challenger") if task == "multiclass" else None
+    y = _labels(gold, label, task=task, classes=classes)
+    scores = {
+        "challenger": predict(challenger, gold, task=task, classes=classes, name="challenger")
+    }
     if champion is not None:
-        scores["champion"] = champion.predict_proba(gold)
-    for name, values in scores.items():
-        if not np.all(np.isfinite(values)):
-            raise DataError(
-                f"the {name} produced non-finite scores on the gold set; the model is broken: "
-                "retrain it"
-            )
+        scores["champion"] = predict(champion, gold, task=task, classes=classes, name="champion")
     report: dict[str, Any] = {
         "pipeline": pipeline,
-        "gold": {
-            "sha256": gold_sha256,
-            "rows": len(gold),
-            "positives": int(y.sum()),
-            "key": gate.gold.key,
-            "fraction": gate.gold.fraction,
-        },
-        "challenger": _model_block(challenger_version, y, scores["challenger"], gate),
+        "task": task,
+        "gold": _gold_block(gold_sha256, y, gate, task=task, classes=classes),
+        "challenger": _model_block(
+            challenger_version, y, scores["challenger"], gate, task=task, classes=classes
+        ),
         "champion": None,
         "comparison": {},
         "policy": gate.model_dump(mode="json"),
     }
+    if classes is not None:
+        report["classes"] = [_json_label(c) for c in classes]
     if champion is not None and champion_version is not None:
-        report["champion"] = _model_block(champion_version, y, scores["champion"], gate)
-        for metric in METRICS:
+        report["champion"] = _model_block(
+            champion_version, y, scores["champion"], gate, task=task, classes=classes
+        )
+        for metric in _metrics.task_metric_names(task):
             paired = paired_bootstrap(
                 y,
                 scores["challenger"],
@@ -323,6 +661,7 @@ def build_report(
                 n_boot=gate.n_boot,
                 alpha=gate.alpha,
                 seed=gate.seed,
+                task=task,
             )
             report["comparison"][metric] = paired.to_dict()
         if gate.comparison == "delong":
@@ -335,9 +674,10 @@ def build_report(
         challenger_scores=scores["challenger"],
         champion_scores=scores.get("champion"),
         gate=gate,
+        task=task,
+        y=y,
     )
-    gaps = [s for s in report["slices"] if s["delta"] is not None]
-    report["largest_slice_gap"] = min(gaps, key=lambda s: s["delta"]) if gaps else None
+    report["largest_slice_gap"] = _largest_gap(report["slices"], gate.slice_metric)
     report["edge_cases"] = run_edge_cases(
         gate.edge_cases,
         gold,
@@ -345,6 +685,8 @@ def build_report(
         challenger=challenger,
         champion=champion,
         gold_mean_score=float(scores["challenger"].mean()),
+        task=task,
+        classes=classes,
     )
     return report, scores
 
@@ -355,30 +697,87 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _gold_line(report: Mapping[str, Any]) -> str:
+    gold = report["gold"]
+    line = f"- gold set: `{gold['sha256'][:16]}`, {gold['rows']} rows"
+    task = report.get("task", "binary")
+    if task == "binary":
+        return line + f", {gold['positives']} positives"
+    if task == "multiclass":
+        counts = ", ".join(f"{c}: {n}" for c, n in gold["class_counts"].items())
+        return line + f" ({counts})"
+    return (
+        line + f", target mean {_fmt(gold['target']['mean'])} (std {_fmt(gold['target']['std'])})"
+    )
+
+
+def _task_sections(report: Mapping[str, Any]) -> list[str]:
+    """Per-class recall (multiclass) or residuals (regression) for the model card."""
+    task = report.get("task", "binary")
+    challenger, champion = report["challenger"], report.get("champion")
+    lines: list[str] = []
+    if task == "multiclass":
+        lines += [
+            "",
+            "## Per class",
+            "",
+            "| class | rows | recall | precision | f1 | champion recall |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        theirs = champion["per_class"] if champion else [None] * len(challenger["per_class"])
+        for mine, other in zip(challenger["per_class"], theirs, strict=True):
+            lines.append(
+                f"| {mine['class']} | {mine['rows']} | {_fmt(mine['recall'])} | "
+                f"{_fmt(mine['precision'])} | {_fmt(mine['f1'])} | "
+                f"{_fmt(other['recall']) if other else 'none'} |"
+            )
+    elif task == "regression":
+        lines += [
+            "",
+            "## Residuals (actual - predicted)",
+            "",
+            "| model | mean | std | p05 | p50 | p95 | 90% abs |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for role, block in (("challenger", challenger), ("champion", champion)):
+            if block is None:
+                continue
+            r = block["residuals"]
+            q = r["quantiles"]
+            lines.append(
+                f"| {role} {block['version']} | {_fmt(r['mean'])} | {_fmt(r['std'])} | "
+                f"{_fmt(q['p05'])} | {_fmt(q['p50'])} | {_fmt(q['p95'])} | {_fmt(r['abs_p90'])} |"
+            )
+    return lines
+
+
 def model_card(
     report: Mapping[str, Any], lock: Mapping[str, Any], verdicts: Sequence[RuleVerdict]
 ) -> str:
-    """A markdown model card: lineage, gold-set metrics vs champion, slices, edge cases, gate."""
+    """A markdown model card: lineage, gold-set metrics vs champion, slices, edge cases, gate.
+
+    Renders every task: the metrics table lists the report's metrics; multiclass cards add a
+    per-class table, regression cards a residual table.
+    """
     challenger, champion = report["challenger"], report.get("champion")
     lines = [
         f"# Model card: {report['pipeline']} {challenger['version']}",
         "",
         "## Lineage",
+        f"- task: `{report.get('task', 'binary')}`",
         f"- code commit: `{lock['triad']['code_commit']}` (dirty: {lock['code']['dirty']})",
         f"- data snapshot: `{lock['triad']['data_snapshot_sha256']}`",
         f"- weights: `{lock['triad']['weights_sha256']}` ({lock['artifact']['weights_file']})",
         f"- trainer: `{lock['trainer']['kind']}` seed {lock['trainer']['seed']}",
         f"- features ({len(lock['features'])}): {', '.join(lock['features'])}",
-        f"- gold set: `{report['gold']['sha256'][:16]}`, {report['gold']['rows']} rows, "
-        f"{report['gold']['positives']} positives",
+        _gold_line(report),
         "",
         "## Metrics on the gold set (95% bootstrap intervals)",
         "",
         "| metric | challenger | champion | change |",
         "| --- | --- | --- | --- |",
     ]
-    for metric in METRICS:
-        mine = challenger["metrics"][metric]
+    for metric, mine in challenger["metrics"].items():
         row = (
             f"| {metric} | {_fmt(mine['estimate'])} [{_fmt(mine['lower'])}, {_fmt(mine['upper'])}]"
         )
@@ -391,6 +790,7 @@ def model_card(
         else:
             row += " | none | |"
         lines.append(row)
+    lines += _task_sections(report)
     lines += ["", "## Slices", "", "| slice | rows | challenger | champion | delta |",
               "| --- | --- | --- | --- | --- |"]  # fmt: skip
     for s in report["slices"]:

@@ -7,8 +7,10 @@ layer turns them into blocking asset checks.
 
 Rules, each a named check:
 
-``gate_sample_size``   the gold set has at least ``min_gold_rows`` rows and ``min_gold_positives``
-                       positives, else no verdict can be trusted;
+``gate_sample_size``   the gold set has at least ``min_gold_rows`` rows and, for binary,
+                       ``min_gold_positives`` positives, for multiclass ``min_gold_rows_per_class``
+                       rows of every class (regression: rows only), else no verdict can be
+                       trusted;
 ``gate_absolute``      each metric in ``absolute`` meets its bound (min for higher-is-better
                        metrics, max for lower-is-better ones);
 ``gate_vs_champion``   the challenger's change against the champion, in the metric's good
@@ -22,6 +24,18 @@ Rules, each a named check:
 With no champion yet, the comparison rules follow ``bootstrap``: ``"absolute"`` lets the first
 model through on the absolute rules, sample size and edge cases alone; ``"block"`` fails them so
 that a person promotes the first model (``lockgate promote``).
+
+Tasks. A gate is written before it knows the pipeline's task (``binary``, ``multiclass`` or
+``regression``, see :mod:`lockgate.metrics` for each task's metrics). Metric names are checked
+against every task's catalog when the gate is built (a typo, or a gate mixing metrics of
+different tasks, is refused at once); :meth:`Gate.check_task` then checks them against the
+pipeline's task, and :meth:`Gate.for_task` fills every task-dependent field the author left
+unset (``primary``, ``absolute``, ``min_delta``, ``slice_metric``, an edge case's ``metric``) with
+the task's default. The field defaults are the binary ones, so existing binary gates are
+unchanged; for multiclass and regression an unset ``primary`` is the task's default primary
+metric (``log_loss``, ``rmse``), ``min_delta`` is ``{primary: 0.0}``, ``slice_metric`` and edge
+case metrics are ``primary``, and ``absolute`` is empty (log loss and RMSE have no bound that
+fits every problem: write one). :func:`evaluate_gate` reads the task from ``report["task"]``.
 """
 
 from __future__ import annotations
@@ -31,6 +45,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lockgate import metrics as _metrics
+from lockgate.errors import SpecError
 
 __all__ = [
     "GATE_RULES",
@@ -45,13 +62,13 @@ __all__ = [
 ]
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "recall_at_fpr")
-_HIGHER = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "recall_at_fpr": True,
-    "log_loss": False,
-    "brier": False,
-}
+"""The binary metrics, in report order (every task's: :func:`lockgate.metrics.task_metric_names`)."""
+_HIGHER: dict[str, bool] = {
+    metric: _metrics.higher_is_better(task, metric)
+    for task in _metrics.TASKS
+    for metric in _metrics.task_metric_names(task)
+}  # a metric name has one direction in every task that lists it
+_TASK_FIELDS = ("primary", "absolute", "min_delta", "slice_metric")
 GATE_RULES = (
     "gate_sample_size",
     "gate_absolute",
@@ -67,9 +84,16 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _catalog_text() -> str:
+    return "; ".join(f"{t}: {list(_metrics.task_metric_names(t))}" for t in _metrics.TASKS)
+
+
 def _check_metric(value: str) -> str:
-    if value not in METRICS:
-        raise ValueError(f"metric {value!r} is unknown; use one of {list(METRICS)}")
+    if value not in _HIGHER:
+        raise ValueError(
+            f"metric {value!r} is unknown; rule: a gate metric must be in the catalog of a task "
+            f"({_catalog_text()}); fix: use one of those names"
+        )
     return value
 
 
@@ -126,12 +150,18 @@ class EdgeCase(_Frozen):
     Rows are the gold rows matching every ``where`` condition, then ``set`` overwrites columns
     (``None`` makes them missing) and ``scale`` multiplies numeric ones. ``expect``:
 
-    - ``"finite"``: every prediction is a finite probability in [0, 1] (robustness);
+    - ``"finite"``: every prediction is valid for the task (binary: a finite probability in
+      [0, 1]; multiclass: finite probabilities in [0, 1] whose row sums to 1; regression: a
+      finite number) (robustness);
     - ``"min_metric"``: ``metric`` on the case rows is at least ``threshold``;
     - ``"min_mean_score_ratio"``: mean score on the case rows is at least ``threshold`` times
-      the mean score on all gold rows (e.g. a known fraud pattern must score high);
+      the mean score on all gold rows (e.g. a known fraud pattern must score high); binary and
+      regression (mean prediction) only;
     - ``"not_worse_than_champion"``: ``metric`` on the case rows is no more than ``threshold``
       worse than the champion's on the same rows.
+
+    An unset ``metric`` is ``roc_auc`` for binary and the gate's primary metric for the other
+    tasks (see :meth:`Gate.for_task`).
     """
 
     name: str
@@ -155,11 +185,19 @@ class EdgeCase(_Frozen):
 class Gate(_Frozen):
     """The promotion policy: absolute bounds, change vs champion, slices, edge cases, sample size.
 
+    The metric fields default to the binary task's choices; for another task, leave them unset
+    to get that task's defaults, or name the task's metrics (see the module docstring).
+    ``min_gold_positives`` applies to binary tasks, ``min_gold_rows_per_class`` to multiclass.
+
     Example:
-        >>> gate = Gate(primary="roc_auc", absolute={"roc_auc": 0.75}, min_delta={"roc_auc": 0.0},
+        >>> gate = Gate(gold=GoldSet(key="transaction_id"), primary="roc_auc",
+        ...             absolute={"roc_auc": 0.75}, min_delta={"roc_auc": 0.0},
         ...             max_slice_drop=0.02, slices=(SliceSpec(column="device_type"),))
         >>> gate.bound("log_loss", 0.1)
         ('max', 0.1)
+        >>> regression = Gate(gold=GoldSet(key="id"), absolute={"rmse": 12.0})
+        >>> regression.compatible_tasks(), regression.for_task("regression").min_delta
+        (('regression',), {'rmse': 0.0})
     """
 
     gold: GoldSet
@@ -176,6 +214,7 @@ class Gate(_Frozen):
     edge_cases: tuple[EdgeCase, ...] = ()
     min_gold_rows: int = Field(default=1000, ge=1)
     min_gold_positives: int = Field(default=20, ge=1)
+    min_gold_rows_per_class: int = Field(default=20, ge=1)
     bootstrap: Literal["absolute", "block"] = "absolute"
     n_boot: int = Field(default=400, ge=50)
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
@@ -192,6 +231,117 @@ class Gate(_Frozen):
         for metric in value:
             _check_metric(metric)
         return value
+
+    @model_validator(mode="after")
+    def _one_task(self) -> Gate:
+        if not self.compatible_tasks():
+            named = sorted({metric for _, metric in self._named_metrics()})
+            owners = {
+                m: [t for t in _metrics.TASKS if m in _metrics.task_metric_names(t)] for m in named
+            }
+            raise ValueError(
+                f"the gate names metrics of different tasks ({owners}"
+                + (", comparison='delong' (binary)" if self.comparison == "delong" else "")
+                + f"); rule: one gate judges one task ({_catalog_text()}); fix: keep the metrics "
+                "of the pipeline's task only"
+            )
+        return self
+
+    def _named_metrics(self) -> list[tuple[str, str]]:
+        """``(field, metric)`` for every metric the author named (unset fields follow the task)."""
+        named: list[tuple[str, str]] = []
+        for field in ("primary", "slice_metric"):
+            if field in self.model_fields_set:
+                named.append((field, getattr(self, field)))
+        for field in ("absolute", "min_delta"):
+            if field in self.model_fields_set:
+                named += [(field, m) for m in getattr(self, field)]
+        named += [("min_relative_delta", m) for m in self.min_relative_delta]
+        named += [
+            (f"edge_cases[{case.name!r}].metric", case.metric)
+            for case in self.edge_cases
+            if "metric" in case.model_fields_set
+        ]
+        return named
+
+    def compatible_tasks(self) -> tuple[_metrics.Task, ...]:
+        """The tasks whose catalogs hold every metric this gate names (in :data:`TASKS` order)."""
+        named = {metric for _, metric in self._named_metrics()}
+        return tuple(
+            task
+            for task in _metrics.TASKS
+            if named <= set(_metrics.task_metric_names(task))
+            and (task == "binary" or self.comparison != "delong")
+            and (
+                task != "multiclass"
+                or all(c.expect != "min_mean_score_ratio" for c in self.edge_cases)
+            )
+        )
+
+    def check_task(self, task: str) -> None:
+        """Refuses a gate that cannot judge models of ``task``; the pipeline spec calls this.
+
+        Raises:
+            SpecError: Naming the field, the metric, the task and the metrics allowed for it
+                (also for an unknown task, ``comparison="delong"`` on a non-binary task and a
+                ``min_mean_score_ratio`` edge case on a multiclass task).
+
+        Example:
+            >>> Gate(gold=GoldSet(key="id"), min_delta={"rmse": 0.0}).check_task("binary")
+            Traceback (most recent call last):
+            ...
+            lockgate.errors.SpecError: Gate.min_delta names metric 'rmse', which task 'binary' ...
+        """
+        task = _metrics.check_task(task)
+        allowed = list(_metrics.task_metric_names(task))
+        for field, metric in self._named_metrics():
+            if metric not in allowed:
+                raise SpecError(
+                    f"Gate.{field} names metric {metric!r}, which task {task!r} does not report; "
+                    f"rule: a {task} gate may use only {allowed}; fix: replace {metric!r} by one "
+                    f"of them (or leave the field unset for the {task} default)"
+                )
+        if self.comparison == "delong" and task != "binary":
+            raise SpecError(
+                f"Gate.comparison='delong' on task {task!r}; rule: DeLong's test compares binary "
+                f"ROC AUCs only; fix: use comparison='paired_bootstrap'"
+            )
+        for case in self.edge_cases:
+            if case.expect == "min_mean_score_ratio" and task == "multiclass":
+                raise SpecError(
+                    f"edge case {case.name!r} expects min_mean_score_ratio on task {task!r}; "
+                    f"rule: a mean score exists for binary and regression models only; fix: use "
+                    f"expect='min_metric' with one of {allowed}"
+                )
+
+    def for_task(self, task: str) -> Gate:
+        """This gate with every unset task-dependent field set to the task's default.
+
+        Binary gates come back unchanged (the field defaults are binary's). The evaluation and
+        :func:`evaluate_gate` call this; read ``primary`` and ``slice_metric`` of the result.
+
+        Raises:
+            SpecError: As :meth:`check_task`.
+        """
+        self.check_task(task)
+        if task == "binary":
+            return self
+        primary = self.primary if "primary" in self.model_fields_set else None
+        primary = primary or _metrics.default_primary(task)
+        defaults: dict[str, Any] = {
+            "primary": primary,
+            "absolute": {},
+            "min_delta": {primary: 0.0},
+            "slice_metric": primary,
+        }
+        update = {f: v for f, v in defaults.items() if f not in self.model_fields_set}
+        update["edge_cases"] = tuple(
+            case
+            if "metric" in case.model_fields_set
+            else case.model_copy(update={"metric": primary})
+            for case in self.edge_cases
+        )
+        return self.model_copy(update=update)
 
     @staticmethod
     def bound(metric: str, value: float) -> tuple[str, float]:
@@ -224,7 +374,44 @@ def _improvement(metric: str, challenger: float, champion: float) -> float:
 
 
 def _sample_size(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
-    rows, positives = report["gold"]["rows"], report["gold"]["positives"]
+    task = report.get("task", "binary")
+    rows = report["gold"]["rows"]
+    if task == "regression":
+        ok = rows >= gate.min_gold_rows
+        return RuleVerdict(
+            rule="gate_sample_size",
+            passed=ok,
+            metric="gold_rows",
+            actual=rows,
+            threshold=gate.min_gold_rows,
+            message=f"gold set has {rows} rows"
+            + (
+                ""
+                if ok
+                else f"; needs {gate.min_gold_rows}: snapshot more data or raise gold.fraction"
+            ),
+        )
+    if task == "multiclass":
+        counts = report["gold"]["class_counts"]
+        smallest = min(counts, key=lambda c: (counts[c], str(c)))
+        ok = rows >= gate.min_gold_rows and counts[smallest] >= gate.min_gold_rows_per_class
+        return RuleVerdict(
+            rule="gate_sample_size",
+            passed=ok,
+            metric="gold_rows/smallest_class",
+            actual=[rows, counts[smallest]],
+            threshold=[gate.min_gold_rows, gate.min_gold_rows_per_class],
+            message=(
+                f"gold set has {rows} rows, smallest class {smallest!r} has {counts[smallest]}"
+                + (
+                    ""
+                    if ok
+                    else f"; needs {gate.min_gold_rows} rows and {gate.min_gold_rows_per_class} "
+                    "per class: snapshot more data or raise gold.fraction"
+                )
+            ),
+        )
+    positives = report["gold"]["positives"]
     ok = rows >= gate.min_gold_rows and positives >= gate.min_gold_positives
     return RuleVerdict(
         rule="gate_sample_size",
@@ -443,7 +630,15 @@ def _bootstrap_verdict(rule: str, gate: Gate, report: Mapping[str, Any]) -> Rule
 
 
 def evaluate_gate(report: Mapping[str, Any], gate: Gate) -> list[RuleVerdict]:
-    """Judge an evaluation report against the policy: one verdict per rule in GATE_RULES."""
+    """Judge an evaluation report against the policy: one verdict per rule in GATE_RULES.
+
+    The task is ``report["task"]`` (``"binary"`` for reports written before tasks existed); the
+    gate is resolved for it with :meth:`Gate.for_task`.
+
+    Raises:
+        SpecError: When the gate names metrics the report's task does not have.
+    """
+    gate = gate.for_task(report.get("task", "binary"))
     verdicts = [
         _sample_size(report, gate),
         _absolute(report, gate),

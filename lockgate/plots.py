@@ -1,5 +1,7 @@
-"""PNG plots: a champion-vs-challenger evaluation (ROC, precision-recall, calibration, slices)
-and drift (reference vs current histograms).
+"""PNG plots: a champion-vs-challenger evaluation (binary: ROC, precision-recall, calibration;
+multiclass: per-class recall and the confusion matrix; regression: predicted vs actual and
+residuals; every task: slice deltas) and drift (reference vs current histograms).
+:func:`report_plots` picks the plots of an evaluation report of any task.
 
 Every function returns the bytes of a 640 x 480 PNG (6.4 x 4.8 inches at 100 dpi). Rendering
 uses matplotlib's object-oriented API on the Agg canvas directly (``Figure`` plus
@@ -35,8 +37,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "calibration_plot",
+    "class_recall_plot",
+    "confusion_matrix_plot",
     "drift_histogram_plot",
     "pr_plot",
+    "report_plots",
+    "residual_plot",
     "roc_plot",
     "slice_delta_plot",
 ]
@@ -308,6 +314,7 @@ def slice_delta_plot(
     *,
     metric: str,
     title: str | None = None,
+    task: str = "binary",
 ) -> bytes:
     """Challenger minus champion per slice, as horizontal bars; undefined slices are marked.
 
@@ -322,6 +329,7 @@ def slice_delta_plot(
             :func:`lockgate.stats.slice_metrics` calls.
         metric: The metric's name (sets the direction and the axis label).
         title: The figure title (default: ``"<metric> by slice: challenger - champion"``).
+        task: The task whose catalog holds ``metric`` (:func:`lockgate.metrics.task_metric_names`).
 
     Returns:
         The PNG bytes (640 x 480).
@@ -337,7 +345,7 @@ def slice_delta_plot(
         >>> png.startswith(b"\\x89PNG")
         True
     """
-    _stats._check_metric(metric)
+    _stats._check_metric(metric, task)
     rows = list(slices)
     if not rows:
         raise EmptyDataError(
@@ -356,7 +364,7 @@ def slice_delta_plot(
         labels.append(str(item[0]))
         champions.append(_finite_or_none(item[1], what=f"slices[{i}] champion value"))
         challengers.append(_finite_or_none(item[2], what=f"slices[{i}] challenger value"))
-    higher_is_better = _stats.HIGHER_IS_BETTER[metric]
+    higher_is_better = _metrics.higher_is_better(task, metric)
     sign = 1.0 if higher_is_better else -1.0
 
     def draw(fig: Figure) -> None:
@@ -433,6 +441,297 @@ def slice_delta_plot(
         )
 
     return _render(draw)
+
+
+def _targets(y: Any, predictions: Mapping[str, Any]) -> tuple[_FloatArray, dict[str, _FloatArray]]:
+    """Validates regression targets and every model's predictions."""
+    if not isinstance(predictions, Mapping) or not predictions:
+        raise DataError(
+            f"predictions is {predictions!r}; rule: plots need a non-empty mapping of model name "
+            f"to predictions; fix: pass e.g. {{'challenger': pred}}"
+        )
+    y_float = _metrics._as_targets(y)
+    out: dict[str, _FloatArray] = {}
+    for name, pred in predictions.items():
+        if not isinstance(name, str) or not name:
+            raise SpecError(
+                f"model name {name!r} is invalid; rule: every model needs a non-empty string "
+                f"name; fix: key the predictions by e.g. 'champion'"
+            )
+        out[name] = _stats._as_scores(
+            pred, name=f"predictions[{name!r}]", n=int(y_float.shape[0]), unit_interval=False
+        )
+    return y_float, out
+
+
+_MAX_POINTS = 5000
+
+
+def residual_plot(
+    y: Any, predictions: Mapping[str, Any], *, title: str = "Regression residuals"
+) -> bytes:
+    """Predicted against actual (left, with the identity line) and residuals against predicted
+    (right, ``actual - predicted``, with the zero line), one colour per model, RMSE in the legend.
+
+    Above 5,000 rows a fixed, seeded sample of 5,000 rows is drawn (the same rows for every
+    model), so the PNG stays small and deterministic; the RMSE is on all rows.
+
+    Args:
+        y: Regression targets (finite floats).
+        predictions: Model name to predictions, in legend order.
+        title: The figure title.
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input.
+        SpecError: On an empty model name.
+
+    Example:
+        >>> png = residual_plot([1.0, 2.0, 3.0], {"challenger": [1.1, 1.9, 3.2]})
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    y_float, models = _targets(y, predictions)
+    n = int(y_float.shape[0])
+    shown = (
+        np.sort(np.random.default_rng(0).choice(n, size=_MAX_POINTS, replace=False))
+        if n > _MAX_POINTS
+        else np.arange(n)
+    )
+
+    def draw(fig: Figure) -> None:
+        left, right = fig.subplots(1, 2)
+        low = min(float(y_float.min()), *(float(p.min()) for p in models.values()))
+        high = max(float(y_float.max()), *(float(p.max()) for p in models.values()))
+        left.plot([low, high], [low, high], linestyle="--", color=_NEUTRAL, linewidth=1)
+        right.axhline(0.0, linestyle="--", color=_NEUTRAL, linewidth=1)
+        for name, pred in models.items():
+            error = _metrics.rmse(y_float, pred)
+            left.scatter(
+                pred[shown], y_float[shown], s=4, alpha=0.4, label=f"{name} (RMSE {error:.4g})"
+            )
+            right.scatter(pred[shown], (y_float - pred)[shown], s=4, alpha=0.4)
+        left.set(xlabel="Predicted", ylabel="Actual", title="Predicted vs actual")
+        right.set(
+            xlabel="Predicted", ylabel="Residual (actual \u2212 predicted)", title="Residuals"
+        )
+        for ax in (left, right):
+            ax.grid(alpha=0.3)
+        left.legend(loc="upper left", fontsize=8)
+        fig.suptitle(f"{title} (n={n:,})", fontsize=11)
+
+    return _render(draw)
+
+
+def _class_models(
+    y: Any, probabilities: Mapping[str, Any], classes: Sequence[Any]
+) -> tuple[_IntArray, dict[str, _FloatArray]]:
+    if not isinstance(probabilities, Mapping) or not probabilities:
+        raise DataError(
+            f"probabilities is {probabilities!r}; rule: plots need a non-empty mapping of model "
+            f"name to (n, k) class probabilities; fix: pass e.g. {{'challenger': p}}"
+        )
+    out: dict[str, _FloatArray] = {}
+    y_idx: _IntArray | None = None
+    for name, p in probabilities.items():
+        if not isinstance(name, str) or not name:
+            raise SpecError(
+                f"model name {name!r} is invalid; rule: every model needs a non-empty string "
+                f"name; fix: key the probabilities by e.g. 'champion'"
+            )
+        y_idx, out[name] = _metrics._validate_multiclass(y, p)
+        if out[name].shape[1] != len(classes):
+            raise DataError(
+                f"probabilities[{name!r}] has {out[name].shape[1]} columns but classes has "
+                f"{len(classes)} labels; rule: one column per class, in classes order; fix: pass "
+                f"the model's classes"
+            )
+    assert y_idx is not None
+    return y_idx, out
+
+
+def class_recall_plot(
+    y: Any,
+    probabilities: Mapping[str, Any],
+    *,
+    classes: Sequence[Any],
+    title: str = "Recall per class",
+) -> bytes:
+    """Recall of every class (arg-max prediction), one bar per model, grouped by class.
+
+    Args:
+        y: Class indices ``0..k-1``.
+        probabilities: Model name to ``(n, k)`` probabilities in ``classes`` order.
+        classes: The k class labels (axis labels).
+        title: The figure title.
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input.
+        SpecError: On an empty model name.
+
+    Example:
+        >>> png = class_recall_plot([0, 1, 2], {"a": [[.8, .1, .1], [.1, .8, .1], [.5, .4, .1]]},
+        ...                         classes=["x", "y", "z"])
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    y_idx, models = _class_models(y, probabilities, classes)
+    counts = np.bincount(y_idx, minlength=len(classes))
+    recalls = {name: _metrics.per_class_recall(y_idx, p) for name, p in models.items()}
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        x = np.arange(len(classes))
+        width = 0.8 / len(recalls)
+        for i, (name, values) in enumerate(recalls.items()):
+            heights = [np.nan if v is None else v for v in values]
+            ax.bar(
+                x - 0.4 + width * (i + 0.5),
+                heights,
+                width=width,
+                label=f"{name} (min {min((v for v in values if v is not None), default=0):.3f})",
+            )
+        ax.set_xticks(x)
+        ax.set_xticklabels(
+            [f"{c}\n(n={n:,})" for c, n in zip(classes, counts, strict=True)],
+            rotation=45 if len(classes) > 6 else 0,
+            fontsize=8,
+        )
+        ax.set(ylim=(0.0, 1.05), ylabel="Recall", title=f"{title} (n={y_idx.shape[0]:,})")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+
+    return _render(draw)
+
+
+def confusion_matrix_plot(
+    y: Any, p: Any, *, classes: Sequence[Any], title: str = "Confusion matrix"
+) -> bytes:
+    """Row-normalised confusion matrix of one model (true class rows, predicted columns).
+
+    Each cell shows the share of the true class's rows predicted as the column's class (the
+    diagonal is the per-class recall) and its count.
+
+    Args:
+        y: Class indices ``0..k-1``.
+        p: ``(n, k)`` probabilities in ``classes`` order.
+        classes: The k class labels.
+        title: The figure title.
+
+    Returns:
+        The PNG bytes (640 x 480).
+
+    Raises:
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input.
+
+    Example:
+        >>> png = confusion_matrix_plot([0, 1], [[.7, .3], [.6, .4]], classes=["no", "yes"])
+        >>> png.startswith(b"\\x89PNG")
+        True
+    """
+    y_idx, models = _class_models(y, {"model": p}, classes)
+    counts = _metrics.confusion_matrix(y_idx, models["model"])
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = counts / np.maximum(rows, 1)
+    k = len(classes)
+    fontsize = max(5.0, min(9.0, 60.0 / k))
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+        fig.colorbar(image, ax=ax, label="share of the true class")
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    ax.text(
+                        j,
+                        i,
+                        f"{shares[i, j]:.2f}\n{counts[i, j]:,}",
+                        ha="center",
+                        va="center",
+                        fontsize=fontsize,
+                        color="white" if shares[i, j] > 0.5 else "black",
+                    )
+        names = [str(c) for c in classes]
+        ax.set_xticks(np.arange(k), names, rotation=45 if k > 6 else 0, fontsize=8)
+        ax.set_yticks(np.arange(k), names, fontsize=8)
+        ax.set(
+            xlabel="Predicted class", ylabel="True class", title=f"{title} (n={y_idx.shape[0]:,})"
+        )
+
+    return _render(draw)
+
+
+def report_plots(report: Mapping[str, Any], y: Any, scores: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every plot of an evaluation report, by task: file name to PNG bytes.
+
+    - binary: ``roc.png``, ``pr.png``, ``calibration.png`` (as before tasks existed);
+    - multiclass: ``class_recall.png`` (both models), ``confusion_matrix.png`` (challenger);
+    - regression: ``residuals.png``;
+    - every task with slices: ``slices.png`` (the slice metric's challenger - champion delta).
+
+    Curves are labelled ``"challenger <version>"`` and ``"champion <version>"``.
+
+    Args:
+        report: The report of :func:`lockgate.evaluation.build_report` (reads ``task``,
+            ``classes``, the versions, ``slices`` and ``policy.slice_metric``).
+        y: The gold set's label column, as in the gold frame (multiclass labels are mapped to
+            class indices through ``report["classes"]``).
+        scores: The predictions ``build_report`` returned (``challenger``, ``champion``).
+
+    Returns:
+        File name to PNG bytes, in a fixed order.
+
+    Raises:
+        DataError: On invalid input.
+
+    Example:
+        >>> report = {"task": "regression", "challenger": {"version": "v2"}, "champion": None,
+        ...           "slices": [], "policy": {"slice_metric": "rmse"}}
+        >>> list(report_plots(report, [1.0, 2.0], {"challenger": [1.5, 2.5]}))
+        ['residuals.png']
+    """
+    task = _metrics.check_task(report.get("task", "binary"))
+    named = {f"challenger {report['challenger']['version']}": scores["challenger"]}
+    if report.get("champion"):
+        named[f"champion {report['champion']['version']}"] = scores["champion"]
+    images: dict[str, bytes] = {}
+    if task == "binary":
+        images["roc.png"] = roc_plot(y, named)
+        images["pr.png"] = pr_plot(y, named)
+        images["calibration.png"] = calibration_plot(y, named)
+    elif task == "multiclass":
+        from lockgate.evaluation import encode_labels
+
+        classes = report["classes"]
+        y_idx = encode_labels(np.asarray(y), classes)
+        images["class_recall.png"] = class_recall_plot(y_idx, named, classes=classes)
+        images["confusion_matrix.png"] = confusion_matrix_plot(
+            y_idx,
+            scores["challenger"],
+            classes=classes,
+            title=f"Confusion matrix, challenger {report['challenger']['version']}",
+        )
+    else:
+        images["residuals.png"] = residual_plot(y, named)
+    if report.get("slices"):
+        images["slices.png"] = slice_delta_plot(
+            [
+                (f"{s['slice']}={s['value']}", s["champion"], s["challenger"])
+                for s in report["slices"]
+            ],
+            metric=report["policy"]["slice_metric"],
+            task=task,
+        )
+    return images
 
 
 def drift_histogram_plot(

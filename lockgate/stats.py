@@ -20,6 +20,14 @@ Conventions:
   from cumulative sums of those counts without sorting again; every replicate value equals
   :mod:`lockgate.metrics` on the resampled rows (exactly for ROC AUC and recall, to rounding
   for the others).
+- **Tasks.** Every function takes ``task`` (``"binary"`` by default, see
+  :data:`lockgate.metrics.TASKS`). Multiclass replicates are stratified by class (each class
+  resampled to its own count, so no class vanishes) and regression replicates are plain row
+  resamples (``stratified`` has no effect: there are no classes). Their metrics are vectorised
+  the same way: mean losses and hit rates are gathered per replicate, macro F1 and the worst
+  class recall follow from per-replicate confusion counts, the one-vs-rest AUC from the rank
+  cells of each class, and r2 from gathered sums (a replicate with a constant target is skipped
+  and counted, like a single-class replicate). DeLong's test is binary-only.
 - **Determinism.** The same data, options and ``seed`` give the same result; two calls with the
   same ``seed`` on the same rows draw the same replicates, so :func:`bootstrap_ci` on either
   model and :func:`paired_bootstrap` see identical resamples.
@@ -59,13 +67,16 @@ __all__ = [
     "CalibrationBin",
     "Interval",
     "PairedComparison",
+    "ResidualSummary",
     "SliceResult",
     "bootstrap_ci",
     "bucketize",
     "calibration",
     "delong_test",
     "paired_bootstrap",
+    "residual_summary",
     "slice_metrics",
+    "top_label_calibration",
 ]
 
 HIGHER_IS_BETTER: dict[str, bool] = {
@@ -75,7 +86,10 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "recall_at_fpr": True,
     "roc_auc": True,
 }
-"""Direction of every metric this module knows: ``True`` when a higher value is better."""
+"""Direction of every binary metric: ``True`` when a higher value is better.
+
+The directions of every task's metrics are :func:`lockgate.metrics.higher_is_better`.
+"""
 
 _FloatArray = npt.NDArray[np.float64]
 _IntArray = npt.NDArray[np.int64]
@@ -127,10 +141,11 @@ class Interval:
         alpha: one minus the confidence level.
         se: the bootstrap standard error (standard deviation of the usable replicates).
         n: rows in the data.
-        positives: rows with label 1.
+        positives: rows with label 1 (binary; ``None`` for the other tasks).
         n_boot: replicates drawn.
         n_used: replicates where the metric was defined.
-        n_skipped: replicates skipped because they held a single class.
+        n_skipped: replicates skipped because the metric was undefined on them (a single
+            class; a missing class for multiclass; a constant target for r2).
         stratified: whether classes were resampled separately.
         seed: the random seed.
         method: always ``"percentile_bootstrap"``.
@@ -149,7 +164,7 @@ class Interval:
     alpha: float
     se: float
     n: int
-    positives: int
+    positives: int | None
     n_boot: int
     n_used: int
     n_skipped: int
@@ -187,7 +202,7 @@ class PairedComparison:
         alpha: one minus the confidence level.
         se: the standard error of ``delta``.
         n: rows.
-        positives: rows with label 1.
+        positives: rows with label 1 (binary; ``None`` for the other tasks).
         method: ``"paired_bootstrap"`` or ``"delong"``.
         z: the z statistic (DeLong only; infinite when ``se`` is 0 but ``delta`` is not).
         n_boot: replicates drawn (bootstrap only).
@@ -214,7 +229,7 @@ class PairedComparison:
     alpha: float
     se: float
     n: int
-    positives: int
+    positives: int | None
     method: str
     z: float | None = None
     n_boot: int | None = None
@@ -343,7 +358,7 @@ class SliceResult:
         column: the slice column.
         value: the slice value as a JSON-able scalar (``None`` for missing values).
         rows: rows in the slice.
-        positives: rows with label 1 in the slice.
+        positives: rows with label 1 in the slice (binary; ``None`` for the other tasks).
         metric: the metric's name.
         metric_value: the metric, or ``None`` when it is undefined on the slice.
         reason: why ``metric_value`` is ``None`` (too few rows, a single class), else ``None``.
@@ -357,7 +372,7 @@ class SliceResult:
     column: str
     value: str | int | float | bool | None
     rows: int
-    positives: int
+    positives: int | None
     metric: str
     metric_value: float | None
     reason: str | None
@@ -382,7 +397,9 @@ class SliceResult:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_metric(metric: Any) -> str:
+def _check_metric(metric: Any, task: str = "binary") -> str:
+    if _metrics.check_task(task) != "binary":
+        return _metrics._check_task_metric(task, metric)
     if not isinstance(metric, str) or metric not in HIGHER_IS_BETTER:
         raise SpecError(
             f"metric={metric!r} is unknown; rule: the metric must be one of "
@@ -609,6 +626,294 @@ def _require_usable(valid: _BoolArray, *, metric: str, n_boot: int, stratified: 
     return n_used
 
 
+# --------------------------------------------------------------------------------------------
+# Multiclass and regression
+# --------------------------------------------------------------------------------------------
+
+
+def _prepare(
+    task: str, y: Any, preds: Sequence[Any], names: Sequence[str]
+) -> tuple[npt.NDArray[Any], list[_FloatArray]]:
+    """Validated labels (class indices or float targets) and predictions of a non-binary task."""
+    out: list[_FloatArray] = []
+    labels: npt.NDArray[Any] | None = None
+    for pred, name in zip(preds, names, strict=True):
+        if task == "multiclass":
+            probs = _metrics._as_probability_matrix(pred, name=name)
+            if out and probs.shape[1] != out[0].shape[1]:
+                raise DataError(
+                    f"{name} has {probs.shape[1]} classes but {names[0]} has "
+                    f"{out[0].shape[1]}; rule: compared models must predict the same classes; "
+                    f"fix: reorder the columns to one classes tuple"
+                )
+            y_idx = _metrics._as_class_indices(y, k=int(probs.shape[1]))
+            if y_idx.shape[0] != probs.shape[0]:
+                raise DataError(
+                    f"{name} has {probs.shape[0]} rows but y has {y_idx.shape[0]}; rule: labels "
+                    f"and probabilities must have the same length; fix: score exactly the rows "
+                    f"you evaluate"
+                )
+            labels, pred_arr = y_idx, probs
+        else:
+            labels = _metrics._as_targets(y)
+            pred_arr = _as_scores(pred, name=name, n=int(labels.shape[0]), unit_interval=False)
+        out.append(pred_arr)
+    assert labels is not None
+    return labels, out
+
+
+def _require_defined_task(task: str, metric: str, y: npt.NDArray[Any]) -> None:
+    """Raises DataError when ``metric`` is undefined on the full data (multiclass, regression)."""
+    if metric == "roc_auc_ovr" and np.unique(y).shape[0] < 2:
+        raise DataError(
+            f"roc_auc_ovr is undefined with a single class: y holds only class index "
+            f"{np.unique(y).tolist()}; rule: at least two classes must occur; fix: evaluate on a "
+            f"larger or stratified split"
+        )
+    if metric == "r2" and float(np.min(y)) == float(np.max(y)):
+        raise DataError(
+            f"r2 is undefined for a constant target: every y equals {y[0]!r}; rule: r2 compares "
+            f"with the variance of y, which must be positive; fix: evaluate on a larger split, or "
+            f"gate on rmse or mae"
+        )
+
+
+def _task_draws(
+    task: str, y: npt.NDArray[Any], *, n_boot: int, seed: int, stratified: bool
+) -> Iterator[_Parts]:
+    """Like :func:`_draws`: multiclass strata are the classes (ascending), regression has none."""
+    rng = np.random.default_rng(seed)
+    n = int(y.shape[0])
+    if task == "multiclass" and stratified:
+        sources = [np.flatnonzero(y == c) for c in np.unique(y)]
+    else:
+        sources = [np.arange(n, dtype=np.int64)]
+    chunk = max(1, min(_MAX_CHUNK, _CHUNK_ELEMENTS // n))
+    dtype = np.int32 if n < 2**31 else np.int64
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        yield [
+            (rows, rng.integers(0, rows.size, size=(size, rows.size), dtype=dtype))
+            for rows in sources
+        ]
+
+
+def _gathered_sum(values: _FloatArray, parts: _Parts) -> _FloatArray:
+    """Per replicate, the sum of ``values`` over its drawn rows."""
+    size = parts[0][1].shape[0]
+    total = np.zeros(size, dtype=np.float64)
+    for rows, draws in parts:
+        total += values[rows][draws].sum(axis=1)
+    return total
+
+
+def _confusion_counts(keys: _IntArray, k: int, parts: _Parts) -> _IntArray:
+    """Per replicate, the confusion counts ``(replicates, k, k)`` of the drawn rows."""
+    size = parts[0][1].shape[0]
+    width = k * k
+    offsets = (np.arange(size, dtype=np.int64) * width)[:, None]
+    counts = np.zeros(size * width, dtype=np.int64)
+    for rows, draws in parts:
+        drawn = keys[rows][draws] + offsets
+        counts += np.bincount(drawn.ravel(), minlength=size * width)
+    return counts.reshape(size, k, k)
+
+
+def _task_replicates(
+    task: str,
+    metric: str,
+    y: npt.NDArray[Any],
+    preds: Sequence[_FloatArray],
+    *,
+    n_boot: int,
+    seed: int,
+    stratified: bool,
+) -> tuple[_FloatArray, _BoolArray]:
+    """:func:`_replicates` for multiclass and regression: ``(len(preds), n_boot)`` and validity.
+
+    A replicate is valid when the metric is defined on it: for multiclass every class of the
+    full data must occur in it (always so when stratified), for r2 its target must not be
+    constant; the other metrics are always defined.
+    """
+    out = np.empty((len(preds), n_boot), dtype=np.float64)
+    valid = np.ones(n_boot, dtype=np.bool_)
+    n = float(y.shape[0])
+    present = np.unique(y) if task == "multiclass" else np.empty(0, dtype=np.int64)
+    k = int(preds[0].shape[1]) if task == "multiclass" else 0
+    rows_at = np.arange(y.shape[0])
+    row_values: list[_FloatArray] = []
+    keys: list[_IntArray] = []
+    cells: list[list[_RankCells]] = []
+    if metric == "log_loss":
+        row_values = [
+            -np.log(np.clip(p[rows_at, y], _LOG_LOSS_EPS, 1.0 - _LOG_LOSS_EPS)) for p in preds
+        ]
+    elif metric == "top1_accuracy":
+        row_values = [(np.argmax(p, axis=1) == y).astype(np.float64) for p in preds]
+    elif metric in ("macro_f1", "min_class_recall"):
+        keys = [(y * k + np.argmax(p, axis=1)).astype(np.int64) for p in preds]
+    elif metric == "roc_auc_ovr":
+        cells = [
+            [_RankCells.of((y == c).astype(np.int64), p[:, c]) for c in present] for p in preds
+        ]
+    elif metric in ("rmse", "r2"):
+        row_values = [np.square(p - y) for p in preds]
+    else:  # mae
+        row_values = [np.abs(p - y) for p in preds]
+    centred = y - float(np.mean(y)) if metric == "r2" else y
+    start = 0
+    for parts in _task_draws(task, y, n_boot=n_boot, seed=seed, stratified=stratified):
+        size = parts[0][1].shape[0]
+        window = slice(start, start + size)
+        start += size
+        ok = np.ones(size, dtype=np.bool_)
+        if task == "multiclass" and not stratified:
+            drawn_classes = _confusion_counts(y.astype(np.int64) * k, k, parts).sum(axis=2)
+            ok &= (drawn_classes[:, present] > 0).all(axis=1)
+        if metric == "r2":
+            low = np.min([centred[rows][draws].min(axis=1) for rows, draws in parts], axis=0)
+            high = np.max([centred[rows][draws].max(axis=1) for rows, draws in parts], axis=0)
+            ok &= high > low
+            first = _gathered_sum(centred, parts)
+            second = _gathered_sum(np.square(centred), parts)
+            ss_tot = np.maximum(second - np.square(first) / n, 0.0)
+        for m, values in enumerate(row_values):
+            total = _gathered_sum(values, parts)
+            if metric == "rmse":
+                out[m, window] = np.sqrt(total / n)
+            elif metric == "r2":
+                out[m, window] = 1.0 - total / np.where(ok, ss_tot, 1.0)
+            else:
+                out[m, window] = total / n
+        for m, model_keys in enumerate(keys):
+            counts = _confusion_counts(model_keys, k, parts)
+            out[m, window] = (
+                _metrics._f1_from_confusion(counts)
+                if metric == "macro_f1"
+                else _metrics._min_recall_from_confusion(counts)
+            )
+        for m, per_class in enumerate(cells):
+            aucs = np.empty((len(per_class), size), dtype=np.float64)
+            for c, model in enumerate(per_class):
+                aucs[c], defined = _ranking_from_counts(
+                    "roc_auc", _cell_counts(model, parts), max_fpr=0.0
+                )
+                ok &= defined
+            out[m, window] = aucs.mean(axis=0)
+        valid[window] = ok
+    return out, valid
+
+
+def _usable_task(valid: _BoolArray, *, task: str, metric: str, n_boot: int) -> int:
+    n_used = int(valid.sum())
+    if 2 * n_used < n_boot:
+        why = "had a constant target" if task == "regression" else "lacked a class"
+        fix = "evaluate on more rows" if task == "regression" else "pass stratified=True"
+        raise DataError(
+            f"only {n_used} of {n_boot} bootstrap replicates of {metric} were usable (the others "
+            f"{why}); rule: at least half of the replicates must be usable; fix: {fix}"
+        )
+    return n_used
+
+
+def _interval_from(
+    reps: _FloatArray,
+    valid: _BoolArray,
+    *,
+    metric: str,
+    estimate: float,
+    alpha: float,
+    n: int,
+    positives: int | None,
+    n_boot: int,
+    n_used: int,
+    stratified: bool,
+    seed: int,
+) -> Interval:
+    used = reps[valid]
+    lower, upper = np.quantile(used, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return Interval(
+        metric=metric,
+        estimate=estimate,
+        lower=float(lower),
+        upper=float(upper),
+        alpha=float(alpha),
+        se=float(np.std(used, ddof=1)),
+        n=n,
+        positives=positives,
+        n_boot=n_boot,
+        n_used=n_used,
+        n_skipped=n_boot - n_used,
+        stratified=stratified,
+        seed=seed,
+    )
+
+
+def _paired_from(
+    reps: _FloatArray,
+    valid: _BoolArray,
+    *,
+    metric: str,
+    higher_is_better: bool,
+    estimates: tuple[float, float],
+    alpha: float,
+    n: int,
+    positives: int | None,
+    n_boot: int,
+    n_used: int,
+    stratified: bool,
+    seed: int,
+) -> PairedComparison:
+    deltas = reps[0, valid] - reps[1, valid]
+    lower, upper = np.quantile(deltas, [alpha / 2.0, 1.0 - alpha / 2.0])
+    at_most_zero = int((deltas <= 0.0).sum())
+    at_least_zero = int((deltas >= 0.0).sum())
+    p_value = min(1.0, 2.0 * (min(at_most_zero, at_least_zero) + 1) / (n_used + 1))
+    return PairedComparison(
+        metric=metric,
+        higher_is_better=higher_is_better,
+        challenger=estimates[0],
+        champion=estimates[1],
+        delta=estimates[0] - estimates[1],
+        lower=float(lower),
+        upper=float(upper),
+        p_value=float(p_value),
+        alpha=float(alpha),
+        se=float(np.std(deltas, ddof=1)),
+        n=n,
+        positives=positives,
+        method="paired_bootstrap",
+        n_boot=n_boot,
+        n_used=n_used,
+        n_skipped=n_boot - n_used,
+        stratified=stratified,
+        seed=seed,
+    )
+
+
+def _task_bootstrap(
+    task: str,
+    y: Any,
+    preds: Sequence[Any],
+    names: Sequence[str],
+    *,
+    metric: str,
+    n_boot: int,
+    seed: int,
+    stratified: bool,
+) -> tuple[npt.NDArray[Any], list[float], _FloatArray, _BoolArray, int, bool]:
+    """Shared body of the non-binary bootstrap: labels, estimates, replicates, usable count."""
+    labels, arrays = _prepare(task, y, preds, names)
+    _require_defined_task(task, metric, labels)
+    estimates = [_metrics.metric_value(task, metric, labels, a) for a in arrays]
+    strat = bool(stratified) and task == "multiclass"
+    reps, valid = _task_replicates(
+        task, metric, labels, arrays, n_boot=int(n_boot), seed=int(seed), stratified=strat
+    )
+    n_used = _usable_task(valid, task=task, metric=metric, n_boot=int(n_boot))
+    return labels, estimates, reps, valid, n_used, strat
+
+
 def bootstrap_ci(
     y: Any,
     p: Any,
@@ -619,6 +924,7 @@ def bootstrap_ci(
     seed: int = 0,
     stratified: bool = True,
     max_fpr: float = 0.01,
+    task: str = "binary",
 ) -> Interval:
     """Point estimate and percentile bootstrap confidence interval of one metric.
 
@@ -637,9 +943,13 @@ def bootstrap_ci(
         seed: Seed of the random generator (same seed, same replicates).
         stratified: Whether to resample the classes separately.
         max_fpr: The false-positive-rate bound of ``recall_at_fpr``.
+        task: ``"binary"``, ``"multiclass"`` (``y`` class indices, ``p`` probabilities
+            ``(n, k)``, stratified by class) or ``"regression"`` (``p`` the predictions; plain
+            row resampling whatever ``stratified`` says). ``metric`` must be one of the task's
+            (:func:`lockgate.metrics.task_metric_names`).
 
     Returns:
-        The :class:`Interval`.
+        The :class:`Interval` (``positives`` is ``None`` unless binary).
 
     Raises:
         SpecError: On an unknown metric or invalid options.
@@ -653,8 +963,25 @@ def bootstrap_ci(
         >>> iv.lower <= iv.estimate <= iv.upper, iv.n_skipped
         (True, 0)
     """
-    _check_metric(metric)
+    _check_metric(metric, task)
     _check_bootstrap_options(n_boot=n_boot, alpha=alpha, seed=seed)
+    if task != "binary":
+        labels, estimates, reps_t, valid_t, used_t, strat = _task_bootstrap(
+            task, y, [p], ["p"], metric=metric, n_boot=n_boot, seed=seed, stratified=stratified
+        )
+        return _interval_from(
+            reps_t[0],
+            valid_t,
+            metric=metric,
+            estimate=estimates[0],
+            alpha=float(alpha),
+            n=int(labels.shape[0]),
+            positives=None,
+            n_boot=int(n_boot),
+            n_used=used_t,
+            stratified=strat,
+            seed=int(seed),
+        )
     y_int = _as_labels(y)
     p_float = _as_scores(
         p, name="p", n=int(y_int.shape[0]), unit_interval=metric in _PROBABILITY_METRICS
@@ -701,6 +1028,7 @@ def paired_bootstrap(
     seed: int = 0,
     stratified: bool = True,
     max_fpr: float = 0.01,
+    task: str = "binary",
 ) -> PairedComparison:
     """Paired bootstrap of ``delta = metric(challenger) - metric(champion)``.
 
@@ -720,6 +1048,7 @@ def paired_bootstrap(
         seed: Seed of the random generator.
         stratified: Whether to resample the classes separately.
         max_fpr: The false-positive-rate bound of ``recall_at_fpr``.
+        task: As in :func:`bootstrap_ci`; both models' predictions have the task's shape.
 
     Returns:
         The :class:`PairedComparison` with ``method="paired_bootstrap"``.
@@ -737,8 +1066,33 @@ def paired_bootstrap(
         >>> same.delta, same.lower, same.upper, same.p_value
         (0.0, 0.0, 0.0, 1.0)
     """
-    _check_metric(metric)
+    _check_metric(metric, task)
     _check_bootstrap_options(n_boot=n_boot, alpha=alpha, seed=seed)
+    if task != "binary":
+        labels, estimates, reps_t, valid_t, used_t, strat = _task_bootstrap(
+            task,
+            y,
+            [p_challenger, p_champion],
+            ["p_challenger", "p_champion"],
+            metric=metric,
+            n_boot=n_boot,
+            seed=seed,
+            stratified=stratified,
+        )
+        return _paired_from(
+            reps_t,
+            valid_t,
+            metric=metric,
+            higher_is_better=_metrics.higher_is_better(task, metric),
+            estimates=(estimates[0], estimates[1]),
+            alpha=float(alpha),
+            n=int(labels.shape[0]),
+            positives=None,
+            n_boot=int(n_boot),
+            n_used=used_t,
+            stratified=strat,
+            seed=int(seed),
+        )
     y_int = _as_labels(y)
     n = int(y_int.shape[0])
     unit = metric in _PROBABILITY_METRICS
@@ -824,7 +1178,9 @@ def _delong_components(y: _IntArray, scores: _FloatArray) -> tuple[_FloatArray, 
     return v10, v01
 
 
-def delong_test(y: Any, p_a: Any, p_b: Any, *, alpha: float = 0.05) -> PairedComparison:
+def delong_test(
+    y: Any, p_a: Any, p_b: Any, *, alpha: float = 0.05, task: str = "binary"
+) -> PairedComparison:
     """DeLong's test of two correlated ROC AUCs on the same rows (fast algorithm of Sun & Xu).
 
     ``delta = AUC(a) - AUC(b)``; its variance is ``S_aa + S_bb - 2 S_ab`` with
@@ -840,12 +1196,13 @@ def delong_test(y: Any, p_a: Any, p_b: Any, *, alpha: float = 0.05) -> PairedCom
         p_a: Scores of model a (the challenger); only their order matters.
         p_b: Scores of model b (the champion).
         alpha: One minus the confidence level of the interval.
+        task: Must be ``"binary"``: DeLong's variance is that of a two-class ROC AUC.
 
     Returns:
         The :class:`PairedComparison` with ``metric="roc_auc"`` and ``method="delong"``.
 
     Raises:
-        SpecError: When ``alpha`` is not in (0, 1).
+        SpecError: When ``alpha`` is not in (0, 1) or ``task`` is not binary.
         EmptyDataError: When there are no rows.
         DataError: On invalid input or fewer than two positives or two negatives.
 
@@ -855,6 +1212,14 @@ def delong_test(y: Any, p_a: Any, p_b: Any, *, alpha: float = 0.05) -> PairedCom
         >>> t.delta, t.z, t.p_value
         (0.0, 0.0, 1.0)
     """
+    if _metrics.check_task(task) != "binary" or any(
+        np.ndim(p) == 2 and np.shape(p)[1] > 1 for p in (p_a, p_b)
+    ):
+        raise SpecError(
+            f"DeLong's test was asked for task {task!r} (or for (n, k) class probabilities); "
+            f"rule: DeLong's test compares two binary ROC AUCs only; fix: use "
+            f"paired_bootstrap(..., task={task!r}) or Gate(comparison='paired_bootstrap')"
+        )
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
         raise SpecError(
             f"alpha={alpha!r} is invalid; rule: alpha (one minus the confidence level) must be in "
@@ -993,6 +1358,133 @@ def calibration(
     )
 
 
+def top_label_calibration(
+    y: Any, p: Any, *, bins: int = 10, strategy: Literal["quantile", "uniform"] = "quantile"
+) -> Calibration:
+    """Multiclass top-label calibration: the arg-max class's probability against its accuracy.
+
+    Each row contributes its highest class probability (the confidence) and whether that class is
+    the true one; the reliability diagram and ECE are those of :func:`calibration` on these
+    pairs, so a bin's ``observed_rate`` is the accuracy of the rows predicted with about that
+    confidence (``positives`` counts the correct rows).
+
+    Args:
+        y: Class indices ``0..k-1``.
+        p: Class probabilities ``(n, k)``, rows summing to 1.
+        bins: Number of bins, at least 1.
+        strategy: ``"quantile"`` or ``"uniform"``.
+
+    Returns:
+        The :class:`Calibration` of confidence against correctness.
+
+    Raises:
+        SpecError: On an invalid ``bins`` or ``strategy``.
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input.
+
+    Example:
+        >>> cal = top_label_calibration([0, 1], [[0.75, 0.25], [0.75, 0.25]], bins=1)
+        >>> cal.mean_predicted, cal.observed_rate
+        ((0.75,), (0.5,))
+    """
+    y_idx, probs = _metrics._validate_multiclass(y, p)
+    correct = (np.argmax(probs, axis=1) == y_idx).astype(np.int64)
+    return calibration(correct, probs.max(axis=1), bins=bins, strategy=strategy)
+
+
+@dataclass(frozen=True)
+class ResidualSummary:
+    """Residuals ``y - prediction`` of a regression model, and its calibration by prediction.
+
+    Attributes:
+        n: rows.
+        mean: the mean residual (positive: the model predicts too low on average).
+        std: the standard deviation of the residuals (``ddof=0``).
+        quantiles: residual quantiles ``{"p05", "p25", "p50", "p75", "p95"}``.
+        abs_p90: the 90th percentile of ``|residual|``: the half-width of a 90% split-conformal
+            interval ``prediction +- abs_p90`` on rows like these.
+        abs_p95: the same for 95%.
+        bins: per quantile bin of the prediction, ``{lower, upper, count, mean_predicted,
+            mean_actual}`` (a regression reliability diagram); empty bins are left out.
+
+    Example:
+        >>> r = residual_summary([1.0, 2.0, 3.0, 4.0], [1.5, 2.0, 2.5, 4.0], bins=2)
+        >>> r.mean, [b["count"] for b in r.bins]
+        (0.0, [2, 2])
+    """
+
+    n: int
+    mean: float
+    std: float
+    quantiles: dict[str, float]
+    abs_p90: float
+    abs_p95: float
+    bins: tuple[dict[str, float | int], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-able values."""
+        return _fields_dict(self)
+
+
+def residual_summary(y: Any, pred: Any, *, bins: int = 10) -> ResidualSummary:
+    """Summary of the residuals ``y - pred`` and mean target per quantile bin of ``pred``.
+
+    Bins follow :func:`calibration`'s quantile edges and membership on the predictions.
+
+    Args:
+        y: Regression targets (finite floats).
+        pred: Predictions (finite floats), same length.
+        bins: Number of prediction bins, at least 1.
+
+    Returns:
+        The :class:`ResidualSummary`.
+
+    Raises:
+        SpecError: On an invalid ``bins``.
+        EmptyDataError: When there are no rows.
+        DataError: On invalid input.
+
+    Example:
+        >>> residual_summary([0.0, 1.0], [0.5, 0.5], bins=1).abs_p90
+        0.5
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
+        raise SpecError(
+            f"bins={bins!r} is invalid; rule: the number of bins must be an integer >= 1; fix: "
+            f"pass e.g. bins=10"
+        )
+    y_float, p_float = _metrics._validate_regression(y, pred)
+    residual = y_float - p_float
+    levels = (5, 25, 50, 75, 95)
+    values = np.percentile(residual, levels)
+    abs_p90, abs_p95 = np.percentile(np.abs(residual), [90, 95])
+    n_bins = int(bins)
+    edges = np.percentile(p_float, np.linspace(0.0, 1.0, n_bins + 1) * 100)
+    ids = np.searchsorted(edges[1:-1], p_float)
+    counts = np.bincount(ids, minlength=n_bins)
+    pred_sums = np.bincount(ids, weights=p_float, minlength=n_bins)
+    y_sums = np.bincount(ids, weights=y_float, minlength=n_bins)
+    out_bins = tuple(
+        {
+            "lower": float(edges[k]),
+            "upper": float(edges[k + 1]),
+            "count": int(counts[k]),
+            "mean_predicted": float(pred_sums[k] / counts[k]),
+            "mean_actual": float(y_sums[k] / counts[k]),
+        }
+        for k in np.flatnonzero(counts)
+    )
+    return ResidualSummary(
+        n=int(y_float.shape[0]),
+        mean=float(residual.mean()),
+        std=float(residual.std()),
+        quantiles={f"p{q:02d}": float(v) for q, v in zip(levels, values, strict=True)},
+        abs_p90=float(abs_p90),
+        abs_p95=float(abs_p95),
+        bins=out_bins,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Slices
 # --------------------------------------------------------------------------------------------
@@ -1050,31 +1542,48 @@ def _slice_metric(
     return _point(metric, y, p, max_fpr=max_fpr), None
 
 
+def _task_slice_metric(
+    task: str, metric: str, y: npt.NDArray[Any], p: _FloatArray, *, min_rows: int
+) -> tuple[float | None, str | None]:
+    rows = int(y.shape[0])
+    if rows < min_rows:
+        return None, f"too few rows: {rows} < min_rows={min_rows}"
+    if metric == "roc_auc_ovr" and np.unique(y).shape[0] < 2:
+        return None, "single class: roc_auc_ovr needs at least two classes"
+    if metric == "r2" and float(np.min(y)) == float(np.max(y)):
+        return None, "constant target: r2 needs a target that varies"
+    return _metrics.metric_value(task, metric, y, p), None
+
+
 def slice_metrics(
     frame: pd.DataFrame,
     *,
     y_col: str,
-    p_col: str,
+    p_col: str | Sequence[str],
     slice_cols: str | Sequence[str],
     metric: str,
     min_rows: int,
     max_fpr: float = 0.01,
+    task: str = "binary",
 ) -> list[SliceResult]:
     """A metric per value of each slice column, ``None`` with a reason where it is undefined.
 
     Slices of a column are reported in sorted value order (category order for categorical
     columns, whose empty categories are reported too, with 0 rows), missing values last as
     value ``None``. A slice's metric is undefined when it has fewer than ``min_rows`` rows, or a
-    single class (``roc_auc``, ``recall_at_fpr``), or no positives (``pr_auc``).
+    single class (``roc_auc``, ``recall_at_fpr``, multiclass ``roc_auc_ovr``), or no positives
+    (``pr_auc``), or a constant target (``r2``).
 
     Args:
         frame: One row per scored example.
-        y_col: The label column (0/1).
-        p_col: The predicted-probability column.
+        y_col: The label column (binary 0/1, multiclass class indices, regression targets).
+        p_col: The predicted-probability column (binary), the prediction column (regression),
+            or for multiclass the k probability columns in class order.
         slice_cols: One column name or several; use :func:`bucketize` for numeric columns.
-        metric: One of the keys of :data:`HIGHER_IS_BETTER`.
+        metric: One of the task's metrics (:func:`lockgate.metrics.task_metric_names`).
         min_rows: The fewest rows a slice needs for its metric to be reported (>= 1).
         max_fpr: The false-positive-rate bound of ``recall_at_fpr``.
+        task: ``"binary"`` (default), ``"multiclass"`` or ``"regression"``.
 
     Returns:
         One :class:`SliceResult` per (column, value), columns in the order given.
@@ -1100,7 +1609,7 @@ def slice_metrics(
             f"frame is a {type(frame).__name__}; rule: slice_metrics needs a pandas DataFrame; "
             f"fix: pass pd.DataFrame(...) with the label, probability and slice columns"
         )
-    _check_metric(metric)
+    _check_metric(metric, task)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
         raise SpecError(
             f"min_rows={min_rows!r} is invalid; rule: the minimum slice size must be an integer "
@@ -1112,7 +1621,14 @@ def slice_metrics(
             "slice_cols is empty; rule: at least one slice column is needed; fix: pass e.g. "
             "slice_cols=['country']"
         )
-    missing = [c for c in (y_col, p_col, *columns) if c not in frame.columns]
+    p_cols = [p_col] if isinstance(p_col, str) else list(p_col)
+    if (task == "multiclass") == isinstance(p_col, str):
+        raise SpecError(
+            f"p_col={p_col!r} does not fit task {task!r}; rule: multiclass slices need the list "
+            f"of k probability columns in class order, the other tasks one column; fix: pass "
+            f"p_col=['p_0', 'p_1', ...] for multiclass, p_col='p' otherwise"
+        )
+    missing = [c for c in (y_col, *p_cols, *columns) if c not in frame.columns]
     if missing:
         raise SchemaError(
             f"column(s) {missing} are not in the frame (columns: {list(frame.columns)[:20]}); "
@@ -1124,13 +1640,22 @@ def slice_metrics(
             "frame has no rows; rule: slice metrics need at least one row; fix: evaluate on a "
             "non-empty split"
         )
-    y = _as_labels(frame[y_col].to_numpy(), name=y_col)
-    p = _as_scores(
-        frame[p_col].to_numpy(),
-        name=p_col,
-        n=int(y.shape[0]),
-        unit_interval=metric in _PROBABILITY_METRICS,
-    )
+    y: npt.NDArray[Any]
+    p: _FloatArray
+    if task == "binary":
+        y = _as_labels(frame[y_col].to_numpy(), name=y_col)
+        p = _as_scores(
+            frame[p_cols[0]].to_numpy(),
+            name=p_cols[0],
+            n=int(y.shape[0]),
+            unit_interval=metric in _PROBABILITY_METRICS,
+        )
+    elif task == "multiclass":
+        y, p = _metrics._validate_multiclass(
+            frame[y_col].to_numpy(), frame[p_cols].to_numpy(dtype=np.float64)
+        )
+    else:
+        y, p = _metrics._validate_regression(frame[y_col].to_numpy(), frame[p_cols[0]].to_numpy())
     results: list[SliceResult] = []
     for column in columns:
         codes, uniques = _slice_groups(frame[column])
@@ -1141,15 +1666,24 @@ def slice_metrics(
         if sizes[0]:
             keyed.append((None, groups[0]))
         for value, rows in keyed:
-            value_metric, reason = _slice_metric(
-                y[rows], p[rows], metric=metric, min_rows=int(min_rows), max_fpr=max_fpr
-            )
+            if task == "binary":
+                value_metric, reason = _slice_metric(
+                    np.asarray(y[rows], dtype=np.int64),
+                    p[rows],
+                    metric=metric,
+                    min_rows=int(min_rows),
+                    max_fpr=max_fpr,
+                )
+            else:
+                value_metric, reason = _task_slice_metric(
+                    task, metric, y[rows], p[rows], min_rows=int(min_rows)
+                )
             results.append(
                 SliceResult(
                     column=str(column),
                     value=_slice_value(value),
                     rows=int(rows.shape[0]),
-                    positives=int(y[rows].sum()),
+                    positives=int(y[rows].sum()) if task == "binary" else None,
                     metric=metric,
                     metric_value=value_metric,
                     reason=reason,

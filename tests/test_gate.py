@@ -141,3 +141,143 @@ def test_report_is_not_mutated() -> None:
     before = copy.deepcopy(report)
     _verdicts(report)
     assert report == before
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------------------------
+
+
+def _task_report(task: str, *, challenger: float, champion: float) -> dict:
+    """A report of ``task`` whose primary metric is ``challenger`` vs ``champion``."""
+    from lockgate.metrics import default_primary, task_metric_names
+
+    primary = default_primary(task)
+
+    def block(version: str, value: float) -> dict:
+        metrics = {m: _interval(0.5) for m in task_metric_names(task)}
+        metrics[primary] = _interval(value)
+        return {"version": version, "metrics": metrics}
+
+    gold: dict = {"rows": 5000, "positives": None}
+    if task == "multiclass":
+        gold["class_counts"] = {"cat": 2000, "dog": 2500, "eel": 500}
+    return {
+        "pipeline": "p",
+        "task": task,
+        "gold": gold,
+        "challenger": block("new", challenger),
+        "champion": block("old", champion),
+        "comparison": {
+            primary: {
+                "delta": challenger - champion,
+                "lower": challenger - champion - 0.01,
+                "upper": challenger - champion + 0.01,
+                "p_value": 0.01,
+                "method": "paired_bootstrap",
+            }
+        },
+        "slices": [],
+        "edge_cases": [],
+    }
+
+
+def test_a_binary_only_metric_is_refused_for_a_regression_task() -> None:
+    from lockgate.errors import SpecError
+
+    gate = Gate(gold=GOLD, absolute={"roc_auc": 0.8})
+    gate.check_task("binary")
+    with pytest.raises(
+        SpecError,
+        match=r"Gate.absolute names metric 'roc_auc', which task "
+        r"'regression' does not report.*\['rmse', 'mae', 'r2'\]",
+    ):
+        gate.check_task("regression")
+    with pytest.raises(SpecError, match="task 'regression'"):
+        evaluate_gate(_task_report("regression", challenger=1.0, champion=1.1), gate)
+    with pytest.raises(SpecError, match="comparison='delong' on task 'multiclass'"):
+        Gate(gold=GOLD, comparison="delong").check_task("multiclass")
+    with pytest.raises(SpecError, match=r"edge_cases\['e'\]\.metric names metric 'pr_auc'"):
+        Gate(gold=GOLD, edge_cases=(EdgeCase(name="e", metric="pr_auc"),)).check_task("multiclass")
+    with pytest.raises(SpecError, match="task='ranking' is unknown"):
+        gate.check_task("ranking")
+
+
+def test_metrics_of_two_tasks_are_refused_when_the_gate_is_built() -> None:
+    with pytest.raises(
+        pydantic.ValidationError, match=r"different tasks.*'rmse': \['regression'\]"
+    ):
+        Gate(gold=GOLD, primary="roc_auc", min_delta={"rmse": 0.0})
+    assert Gate(gold=GOLD, min_delta={"log_loss": 0.0}).compatible_tasks() == (
+        "binary",
+        "multiclass",
+    )
+
+
+def test_unset_fields_follow_the_task() -> None:
+    gate = Gate(
+        gold=GOLD,
+        slices=(SliceSpec(column="device"),),
+        edge_cases=(EdgeCase(name="e", expect="min_metric"),),
+    )
+    assert gate.for_task("binary") is gate
+    regression = gate.for_task("regression")
+    assert (regression.primary, regression.absolute, regression.min_delta) == (
+        "rmse",
+        {},
+        {"rmse": 0.0},
+    )
+    assert regression.slice_metric == "rmse"
+    assert regression.edge_cases[0].metric == "rmse"
+    multiclass = Gate(gold=GOLD, primary="macro_f1").for_task("multiclass")
+    assert (multiclass.primary, multiclass.min_delta, multiclass.slice_metric) == (
+        "macro_f1",
+        {"macro_f1": 0.0},
+        "macro_f1",
+    )
+    assert Gate(gold=GOLD).for_task("multiclass").primary == "log_loss"
+    explicit = Gate(gold=GOLD, absolute={"rmse": 5.0}, min_delta={"mae": -0.1}).for_task(
+        "regression"
+    )
+    assert (explicit.absolute, explicit.min_delta) == ({"rmse": 5.0}, {"mae": -0.1})
+
+
+@pytest.mark.parametrize(
+    ("task", "better", "worse"),
+    [("regression", (1.0, 1.2), (1.3, 1.2)), ("multiclass", (0.40, 0.45), (0.52, 0.45))],
+)
+def test_vs_champion_judges_the_task_primary_metric(
+    task: str, better: tuple[float, float], worse: tuple[float, float]
+) -> None:
+    gate = Gate(gold=GOLD, require_significance=True)
+    ok = {
+        v.rule: v
+        for v in evaluate_gate(_task_report(task, challenger=better[0], champion=better[1]), gate)
+    }
+    assert all(v.passed for v in ok.values()), ok
+    bad = {
+        v.rule: v
+        for v in evaluate_gate(_task_report(task, challenger=worse[0], champion=worse[1]), gate)
+    }
+    primary = "rmse" if task == "regression" else "log_loss"
+    assert not bad["gate_vs_champion"].passed
+    assert bad["gate_vs_champion"].metric == primary
+    assert bad["gate_vs_champion"].actual == pytest.approx(-(worse[0] - worse[1]))
+    assert not bad["gate_significance"].passed
+
+
+def test_sample_size_per_task() -> None:
+    gate = Gate(gold=GOLD, min_gold_rows=1000, min_gold_rows_per_class=600)
+    multiclass = {
+        v.rule: v
+        for v in evaluate_gate(_task_report("multiclass", challenger=0.4, champion=0.5), gate)
+    }
+    verdict = multiclass["gate_sample_size"]
+    assert not verdict.passed
+    assert verdict.actual == [5000, 500]
+    assert "'eel' has 500" in verdict.message
+    regression = _task_report("regression", challenger=1.0, champion=1.1)
+    regression["gold"]["rows"] = 900
+    verdict = {v.rule: v for v in evaluate_gate(regression, gate)}["gate_sample_size"]
+    assert not verdict.passed
+    assert (verdict.actual, verdict.threshold) == (900, 1000)

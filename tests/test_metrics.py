@@ -199,3 +199,146 @@ def test_module_imports_no_torch_or_lightgbm() -> None:
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks: multiclass, regression and the catalog
+# --------------------------------------------------------------------------------------------
+
+
+def _multiclass(seed: int, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, size=n)
+    y[:k] = np.arange(k)  # every class occurs
+    z = rng.normal(size=(n, k))
+    z[np.arange(n), y] += 1.0
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return y, p
+
+
+@pytest.mark.parametrize(("seed", "n", "k"), [(0, 500, 3), (1, 60, 5), (2, 2000, 4), (3, 8, 2)])
+def test_multiclass_metrics_equal_sklearn(seed: int, n: int, k: int) -> None:
+    from lockgate.metrics import multiclass_metrics, per_class_recall
+
+    y, p = _multiclass(seed, n, k)
+    got = multiclass_metrics(y, p)
+    predicted = p.argmax(axis=1)
+    assert got["log_loss"] == pytest.approx(skm.log_loss(y, p, labels=list(range(k))), abs=1e-12)
+    assert got["top1_accuracy"] == pytest.approx(skm.accuracy_score(y, predicted), abs=1e-15)
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y, predicted, average="macro"), abs=1e-12)
+    recalls = skm.recall_score(y, predicted, average=None, labels=list(range(k)))
+    assert per_class_recall(y, p) == pytest.approx(list(recalls), abs=1e-12)
+    assert got["min_class_recall"] == pytest.approx(recalls.min(), abs=1e-12)
+    sk_auc = (
+        skm.roc_auc_score(y, p[:, 1])
+        if k == 2
+        else skm.roc_auc_score(y, p, multi_class="ovr", average="macro")
+    )
+    assert got["roc_auc_ovr"] == pytest.approx(sk_auc, abs=1e-12)
+
+
+def test_multiclass_macro_f1_and_auc_with_a_class_absent_from_y() -> None:
+    from lockgate.metrics import macro_f1, roc_auc_ovr
+
+    y, p = _multiclass(4, 300, 4)
+    keep = y != 3
+    y, p = y[keep], p[keep]
+    predicted = p.argmax(axis=1)
+    # sklearn's default label set: classes in y or among the predictions
+    assert macro_f1(y, p) == pytest.approx(skm.f1_score(y, predicted, average="macro"), abs=1e-12)
+    expected = np.mean([skm.roc_auc_score(y == c, p[:, c]) for c in range(3)])
+    assert roc_auc_ovr(y, p) == pytest.approx(expected, abs=1e-12)
+
+
+def test_regression_metrics_equal_sklearn() -> None:
+    from lockgate.metrics import interval_coverage, regression_metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=700) * 10 + 50
+    pred = y + rng.normal(size=700) * 3
+    got = regression_metrics(y, pred)
+    assert list(got) == ["rmse", "mae", "r2"]
+    assert got["rmse"] == pytest.approx(skm.root_mean_squared_error(y, pred), abs=1e-12)
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, pred), abs=1e-12)
+    assert got["r2"] == pytest.approx(skm.r2_score(y, pred), abs=1e-12)
+    assert interval_coverage(y, pred - 3, pred + 3) == pytest.approx(np.mean(np.abs(y - pred) <= 3))
+
+
+def test_catalog_directions_and_primaries() -> None:
+    from lockgate.metrics import (
+        TASKS,
+        default_primary,
+        higher_is_better,
+        metric_direction,
+        task_metric_names,
+    )
+
+    assert TASKS == ("binary", "multiclass", "regression")
+    assert task_metric_names("binary") == (
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+        "recall_at_fpr",
+    )
+    assert set(task_metric_names("multiclass")) == {
+        "log_loss",
+        "top1_accuracy",
+        "macro_f1",
+        "min_class_recall",
+        "roc_auc_ovr",
+    }
+    assert task_metric_names("regression") == ("rmse", "mae", "r2")
+    assert [default_primary(t) for t in TASKS] == ["roc_auc", "log_loss", "rmse"]
+    assert metric_direction("regression", "rmse") == "lower"
+    assert metric_direction("regression", "r2") == "higher"
+    assert metric_direction("multiclass", "macro_f1") == "higher"
+    directions: dict[str, bool] = {}
+    for task in TASKS:
+        for metric in task_metric_names(task):
+            assert directions.setdefault(metric, higher_is_better(task, metric)) is (
+                higher_is_better(task, metric)
+            ), metric  # one name, one direction, in every task
+    with pytest.raises(SpecError, match=r"metric='roc_auc' is unknown for task 'regression'"):
+        metric_direction("regression", "roc_auc")
+    with pytest.raises(SpecError, match=r"task='ranking' is unknown"):
+        task_metric_names("ranking")
+
+
+def test_task_metrics_dispatches_per_task() -> None:
+    from lockgate.metrics import task_metrics
+
+    y, p = _fixture(0, 200, ties=False, rate=0.3)
+    assert task_metrics("binary", y, p) == {
+        k: v for k, v in classification_metrics(y, p).items() if k in task_metrics("binary", y, p)
+    }
+    ym, pm = _multiclass(0, 100, 3)
+    assert set(task_metrics("multiclass", ym, pm)) == {
+        "log_loss",
+        "top1_accuracy",
+        "macro_f1",
+        "min_class_recall",
+        "roc_auc_ovr",
+    }
+
+
+def test_multiclass_and_regression_input_errors() -> None:
+    from lockgate.metrics import macro_f1, multiclass_log_loss, r2, rmse, roc_auc_ovr
+
+    y, p = _multiclass(0, 50, 3)
+    with pytest.raises(DataError, match="sums to"):
+        multiclass_log_loss(y, p * 0.9)
+    with pytest.raises(DataError, match=r"not class indices 0\.\.2"):
+        macro_f1(np.where(y == 0, 3, y), p)
+    with pytest.raises(DataError, match=r"\(n, k\)"):
+        macro_f1(y, p[:, 0])
+    with pytest.raises(DataError, match="y has 49 values but p has 50 rows"):
+        macro_f1(y[:-1], p)
+    with pytest.raises(DataError, match="single class"):
+        roc_auc_ovr(np.zeros(50, dtype=int), p)
+    with pytest.raises(DataError, match="constant target"):
+        r2([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    with pytest.raises(DataError, match="non-finite"):
+        rmse([1.0, 2.0], [1.0, np.nan])
+    with pytest.raises(EmptyDataError):
+        rmse([], [])

@@ -117,3 +117,94 @@ def test_plot_input_errors() -> None:
         slice_delta_plot([("a", 0.5)], metric="roc_auc")  # type: ignore[list-item]
     with pytest.raises(DataError, match="must be a number"):
         slice_delta_plot([("a", "0.5", 0.6)], metric="roc_auc")  # type: ignore[list-item]
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+# --------------------------------------------------------------------------------------------
+
+
+def _multiclass_data() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    n, k = 900, 3
+    y = rng.integers(0, k, size=n)
+    out = {}
+    for name, shift in (("challenger", 1.5), ("champion", 0.5)):
+        z = rng.normal(size=(n, k))
+        z[np.arange(n), y] += shift
+        out[name] = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return y, out
+
+
+def _regression_data(n: int = 800) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=n) * 4 + 10
+    return y, {"challenger": y + rng.normal(size=n), "champion": y + 2 * rng.normal(size=n)}
+
+
+def _render_tasks() -> list[bytes]:
+    from lockgate.plots import class_recall_plot, confusion_matrix_plot, residual_plot
+
+    y_m, p_m = _multiclass_data()
+    y_r, p_r = _regression_data()
+    return [
+        residual_plot(y_r, p_r),
+        residual_plot(*_regression_data(12_000)),  # sampled scatter
+        class_recall_plot(y_m, p_m, classes=["cat", "dog", "eel"]),
+        confusion_matrix_plot(y_m, p_m["challenger"], classes=["cat", "dog", "eel"]),
+        slice_delta_plot(SLICES, metric="rmse", task="regression"),
+    ]
+
+
+def test_task_plots_are_valid_deterministic_pngs() -> None:
+    first = _render_tasks()
+    for png in first:
+        _check_png(png)
+    assert _render_tasks() == first
+
+
+def test_report_plots_pick_the_plots_of_the_task() -> None:
+    from lockgate.plots import report_plots
+
+    slices = [{"slice": "device", "value": "ios", "challenger": 0.8, "champion": 0.7}]
+
+    def report(task: str, metric: str, **extra: object) -> dict:
+        return {
+            "task": task,
+            "challenger": {"version": "v2"},
+            "champion": {"version": "v1"},
+            "slices": slices,
+            "policy": {"slice_metric": metric},
+            **extra,
+        }
+
+    y, scores = _data()
+    binary = report_plots(report("binary", "roc_auc"), y, scores)
+    assert list(binary) == ["roc.png", "pr.png", "calibration.png", "slices.png"]
+    named = {"challenger v2": scores["challenger"], "champion v1": scores["champion"]}
+    assert binary["roc.png"] == roc_plot(y, named)  # exactly the plots of the binary asset
+    y_m, p_m = _multiclass_data()
+    labels = np.asarray(["cat", "dog", "eel"], dtype=object)[y_m]
+    multiclass = report_plots(
+        report("multiclass", "log_loss", classes=["cat", "dog", "eel"]), labels, p_m
+    )
+    assert list(multiclass) == ["class_recall.png", "confusion_matrix.png", "slices.png"]
+    y_r, p_r = _regression_data()
+    regression = report_plots(
+        {**report("regression", "rmse"), "champion": None}, y_r, {"challenger": p_r["challenger"]}
+    )
+    assert list(regression) == ["residuals.png", "slices.png"]
+    for png in [*multiclass.values(), *regression.values()]:
+        _check_png(png)
+
+
+def test_task_plot_input_errors() -> None:
+    from lockgate.plots import class_recall_plot, residual_plot
+
+    y_m, p_m = _multiclass_data()
+    with pytest.raises(DataError, match="3 columns but classes has 2"):
+        class_recall_plot(y_m, p_m, classes=["a", "b"])
+    with pytest.raises(DataError, match="non-empty mapping"):
+        residual_plot([1.0], {})
+    with pytest.raises(SpecError, match="metric='roc_auc' is unknown for task 'regression'"):
+        slice_delta_plot(SLICES, metric="roc_auc", task="regression")

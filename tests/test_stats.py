@@ -609,3 +609,182 @@ def test_bucketize_conventions() -> None:
         bucketize([1], edges=[1, 2], labels=["a", "b"])
     with pytest.raises(DataError, match="numbers"):
         bucketize(["x"], edges=[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks: multiclass and regression
+# --------------------------------------------------------------------------------------------
+
+MULTICLASS = ("log_loss", "top1_accuracy", "macro_f1", "min_class_recall", "roc_auc_ovr")
+REGRESSION = ("rmse", "mae", "r2")
+
+
+def _multiclass(seed: int, n: int, k: int, *, shift: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, size=n)
+    y[:k] = np.arange(k)
+    z = rng.normal(size=(n, k))
+    z[np.arange(n), y] += shift
+    return y, np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def _regression(seed: int, n: int, *, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=n) * 5 + 20
+    return y, y + rng.normal(size=n) * noise
+
+
+def _task_data(task: str) -> tuple[np.ndarray, np.ndarray]:
+    return _multiclass(0, 600, 4) if task == "multiclass" else _regression(0, 600)
+
+
+TASK_METRICS = [("multiclass", m) for m in MULTICLASS] + [("regression", m) for m in REGRESSION]
+
+
+@pytest.mark.parametrize(("task", "metric"), TASK_METRICS)
+def test_task_interval_contains_the_estimate_and_is_deterministic(task: str, metric: str) -> None:
+    y, p = _task_data(task)
+    ci = bootstrap_ci(y, p, metric=metric, task=task, n_boot=200, seed=3)
+    assert ci.lower <= ci.estimate <= ci.upper
+    assert ci.lower < ci.upper
+    assert ci.estimate == pytest.approx(metrics.metric_value(task, metric, y, p), abs=0)
+    assert ci.positives is None
+    assert ci.n_used == 200
+    assert ci.stratified is (task == "multiclass")
+    assert bootstrap_ci(y, p, metric=metric, task=task, n_boot=200, seed=3) == ci
+    assert bootstrap_ci(y, p, metric=metric, task=task, n_boot=200, seed=4) != ci
+    json.dumps(ci.to_dict())
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+@pytest.mark.parametrize(("task", "metric"), TASK_METRICS)
+def test_task_replicates_equal_metrics_on_the_resampled_rows(
+    task: str, metric: str, stratified: bool
+) -> None:
+    y, p = _multiclass(1, 120, 3) if task == "multiclass" else _regression(1, 120)
+    reps, valid = stats._task_replicates(
+        task, metric, y, [p], n_boot=30, seed=5, stratified=stratified
+    )
+    rows = np.concatenate(
+        [
+            np.concatenate([src[d] for src, d in parts], axis=1)
+            for parts in stats._task_draws(task, y, n_boot=30, seed=5, stratified=stratified)
+        ]
+    )
+    assert valid.any()
+    for r in np.flatnonzero(valid):
+        expected = metrics.metric_value(task, metric, y[rows[r]], p[rows[r]])
+        assert reps[0, r] == pytest.approx(expected, abs=1e-9, rel=0), (metric, r)
+
+
+def test_multiclass_replicates_keep_the_class_counts() -> None:
+    y, _ = _multiclass(0, 500, 5)
+    for parts in stats._task_draws("multiclass", y, n_boot=20, seed=0, stratified=True):
+        rows = np.concatenate([src[d] for src, d in parts], axis=1)
+        for row in rows:
+            assert (np.bincount(y[row], minlength=5) == np.bincount(y, minlength=5)).all()
+
+
+@pytest.mark.parametrize(("task", "metric"), TASK_METRICS)
+def test_task_paired_bootstrap_prefers_the_better_model(task: str, metric: str) -> None:
+    if task == "multiclass":
+        y, good = _multiclass(2, 800, 3, shift=2.0)
+        _, bad = _multiclass(2, 800, 3, shift=0.3)
+    else:
+        y, good = _regression(2, 800, noise=1.0)
+        bad = y + np.random.default_rng(9).normal(size=800) * 3.0
+    comparison = paired_bootstrap(y, good, bad, metric=metric, task=task, n_boot=200)
+    assert comparison.challenger_better, comparison
+    assert comparison.lower <= comparison.delta <= comparison.upper
+    same = paired_bootstrap(y, good, good, metric=metric, task=task, n_boot=50)
+    assert (same.delta, same.lower, same.upper, same.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert paired_bootstrap(y, good, bad, metric=metric, task=task, n_boot=200) == comparison
+
+
+def test_task_bootstrap_errors() -> None:
+    y, p = _multiclass(0, 100, 3)
+    with pytest.raises(SpecError, match="metric='roc_auc' is unknown for task 'multiclass'"):
+        bootstrap_ci(y, p, metric="roc_auc", task="multiclass", n_boot=20)
+    with pytest.raises(SpecError, match="task='ranking'"):
+        bootstrap_ci(y, p, metric="rmse", task="ranking", n_boot=20)
+    with pytest.raises(DataError, match="p_champion has 2 classes but p_challenger has 3"):
+        paired_bootstrap(
+            y,
+            p,
+            p[:, :2] / p[:, :2].sum(1, keepdims=True),
+            metric="log_loss",
+            task="multiclass",
+            n_boot=20,
+        )
+    with pytest.raises(DataError, match="constant target"):
+        bootstrap_ci(np.ones(30), np.arange(30.0), metric="r2", task="regression", n_boot=20)
+    with pytest.raises(DataError, match="single class"):
+        bootstrap_ci(np.zeros(100, int), p, metric="roc_auc_ovr", task="multiclass", n_boot=20)
+
+
+def test_delong_is_binary_only() -> None:
+    y, p = _multiclass(0, 100, 3)
+    with pytest.raises(SpecError, match=r"binary ROC AUCs only.*paired_bootstrap"):
+        delong_test(y, p, p, task="multiclass")
+    with pytest.raises(SpecError, match="binary ROC AUCs only"):
+        delong_test(y, p, p)
+
+
+def test_top_label_calibration_and_residual_summary() -> None:
+    y, p = _multiclass(0, 400, 3)
+    cal = stats.top_label_calibration(y, p, bins=5)
+    expected = calibration((p.argmax(1) == y).astype(int), p.max(1), bins=5)
+    assert cal == expected
+    y_r, pred = _regression(0, 1000)
+    summary = stats.residual_summary(y_r, pred, bins=4)
+    residual = y_r - pred
+    assert summary.mean == pytest.approx(residual.mean())
+    assert summary.quantiles["p50"] == pytest.approx(np.median(residual))
+    assert summary.abs_p90 == pytest.approx(np.percentile(np.abs(residual), 90))
+    assert sum(b["count"] for b in summary.bins) == 1000
+    json.dumps(summary.to_dict())
+
+
+def test_slice_metrics_for_multiclass_and_regression() -> None:
+    y, p = _multiclass(0, 300, 3)
+    frame = pd.DataFrame({"y": y, "region": np.where(np.arange(300) < 200, "n", "s")})
+    for c in range(3):
+        frame[f"p{c}"] = p[:, c]
+    got = slice_metrics(
+        frame,
+        y_col="y",
+        p_col=["p0", "p1", "p2"],
+        slice_cols="region",
+        metric="macro_f1",
+        min_rows=150,
+        task="multiclass",
+    )
+    assert [(s.value, s.rows, s.positives) for s in got] == [("n", 200, None), ("s", 100, None)]
+    assert got[0].metric_value == pytest.approx(metrics.macro_f1(y[:200], p[:200]))
+    assert got[1].metric_value is None
+    assert "too few rows" in (got[1].reason or "")
+    y_r, pred = _regression(0, 100)
+    y_r[:50] = 3.0
+    frame_r = pd.DataFrame({"y": y_r, "pred": pred, "half": np.arange(100) < 50})
+    got_r = slice_metrics(
+        frame_r,
+        y_col="y",
+        p_col="pred",
+        slice_cols="half",
+        metric="r2",
+        min_rows=10,
+        task="regression",
+    )
+    assert got_r[1].metric_value is None
+    assert "constant target" in (got_r[1].reason or "")
+    assert got_r[0].metric_value == pytest.approx(metrics.r2(y_r[50:], pred[50:]))
+    with pytest.raises(SpecError, match="multiclass slices need the list"):
+        slice_metrics(
+            frame,
+            y_col="y",
+            p_col="p0",
+            slice_cols="region",
+            metric="macro_f1",
+            min_rows=1,
+            task="multiclass",
+        )
