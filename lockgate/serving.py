@@ -931,7 +931,9 @@ def infra_validate(
     Steps: write the version's CPU folder into the sandbox repository (a no-op when present),
     verify it, load it; send the first ``n_rows`` rows of ``frame`` **wire-encoded**
     (:func:`lockgate.wire.encode` with the version's wire schema, as clients send them) in
-    batches of ``batch_size`` and compare with ``predict_proba(frame)`` in-process; time
+    batches of ``batch_size`` and compare with ``predict(frame)`` in-process, reshaped to
+    ``(n, output_width)`` (``[k]`` class probabilities for a multiclass model, ``[1]``
+    otherwise); time
     ``requests`` single-row requests (after a few untimed ones); unload. Model problems become
     failures in the result; nothing is raised for them.
 
@@ -943,7 +945,8 @@ def infra_validate(
         version: Model version id.
         frame: Rows with the pipeline's wire columns (e.g. the held-out split of its snapshot).
         n_rows: Rows compared (the first ``n_rows`` of ``frame``).
-        tolerance: Largest allowed ``|served - predict_proba|``.
+        tolerance: Largest allowed ``|served - predict|``; for a regression model relative to
+            ``max(1, |predict|)`` (float32 rounding grows with the value).
         p99_budget_ms: Largest allowed p99 latency of a single-row request, in ms.
         requests: Single-row requests timed.
         batch_size: Rows per request in the comparison.
@@ -1013,37 +1016,48 @@ def infra_validate(
     try:
         rows = frame.iloc[:n_rows]
         x = encode(rows, schema)
-        expected = model.predict_proba(rows)
+        width = model.output_width
+        expected = model.predict(rows).reshape(len(rows), width)
         client = _WireClient(triton, model_name)
         client.start()
-        served = client.infer(x, step=batch_size).astype(np.float64)
+        served = np.asarray(client.infer(x, step=batch_size), dtype=np.float64)
         report["rows"] = len(x)
+        if served.size == expected.size:  # the client may hand the outputs back flattened
+            served = served.reshape(expected.shape)
         if served.shape != expected.shape or not np.isfinite(served).all():
             failures.append(
                 {
                     "check": "outputs",
                     "message": (
                         f"{model_name} returned shape {served.shape} (finite: "
-                        f"{bool(np.isfinite(served).all())}) for {len(x)} rows; rule: one finite "
-                        "probability per row; fix: check the served files and model.py"
+                        f"{bool(np.isfinite(served).all())}) for {len(x)} rows of a "
+                        f"{model.task} model; rule: {width} finite value(s) per row "
+                        f"(TrainedModel.predict); fix: check the served files, config.pbtxt "
+                        "and model.py"
                     ),
                 }
             )
         else:
             diff = np.abs(served - expected)
-            worst = int(np.argmax(diff))
-            report["max_abs_diff"] = float(diff[worst])
-            if diff[worst] > tolerance:
+            allowed = np.full(diff.shape, float(tolerance))
+            if model.task == "regression":
+                allowed *= np.maximum(1.0, np.abs(expected))
+            worst = np.unravel_index(np.argmax(diff - allowed), diff.shape)
+            bad_row, bad_col = int(worst[0]), int(worst[1])
+            report["max_abs_diff"] = float(diff.max())
+            if diff[bad_row, bad_col] > allowed[bad_row, bad_col]:
+                column = f", column {bad_col} ({model.classes[bad_col]!r})" if width > 1 else ""
                 failures.append(
                     {
                         "check": "outputs",
                         "message": (
-                            f"{model_name} differs from predict_proba by {diff[worst]:.3g} > "
-                            f"tolerance {tolerance:g} (row {worst}: served {served[worst]:.6f}, "
-                            f"in-process {expected[worst]:.6f}); rule: the served model scores "
-                            "wire-encoded rows like the registry's model scores the raw rows; "
-                            "fix: rewrite the model folder from the registry, or check the "
-                            "serving runtime's versions"
+                            f"{model_name} differs from predict by {diff[bad_row, bad_col]:.3g} "
+                            f"> tolerance {allowed[bad_row, bad_col]:.3g} (row {bad_row}{column}: "
+                            f"served {served[bad_row, bad_col]:.6f}, in-process "
+                            f"{expected[bad_row, bad_col]:.6f}); "
+                            "rule: the served model scores wire-encoded rows like the "
+                            "registry's model scores the raw rows; fix: rewrite the model "
+                            "folder from the registry, or check the serving runtime's versions"
                         ),
                     }
                 )

@@ -1,4 +1,4 @@
-"""Deterministic binary-classification trainers whose models are stored in safe formats.
+"""Deterministic trainers (binary, multiclass, regression) whose models are stored in safe formats.
 
 Two trainer specs, both frozen pydantic models that round-trip through :meth:`config` and
 :func:`trainer_from_config`:
@@ -7,6 +7,24 @@ Two trainer specs, both frozen pydantic models that round-trip through :meth:`co
   model format).
 - :class:`TorchTrainer`: a ReLU multilayer perceptron; weights file ``weights.safetensors``, plus a
   TorchScript export ``model.torchscript.pt`` of the whole scoring graph for Triton.
+
+Tasks: ``fit(frame, features=..., label=..., task=...)`` with ``task`` one of :data:`TASKS`
+(the pipeline spec declares it once; the trainer spec does not change with it):
+
+- ``"binary"`` (default): labels 0/1; :meth:`TrainedModel.predict` gives ``(n,)`` P(label 1).
+- ``"multiclass"``: integer or string class labels (at least 2 classes); the sorted class list
+  is stored (:attr:`TrainedModel.classes`) and :meth:`TrainedModel.predict` gives ``(n, k)``
+  probabilities whose columns follow it. LightGBM uses the ``multiclass`` (softmax) objective,
+  torch a k-logit head with softmax and cross-entropy.
+- ``"regression"``: finite numeric labels; :meth:`TrainedModel.predict` gives ``(n,)`` values in
+  label units. LightGBM uses the L2 ``regression`` objective, torch a linear head trained with
+  MSE on the label standardised with the training mean and standard deviation (stored in
+  ``architecture.json`` and applied by the network and its TorchScript export).
+
+:func:`check_labels` runs the same label checks without training (e.g. at snapshot time). The
+task is recorded in ``preprocessing.json`` (keys ``task`` and ``classes``, written only for
+non-binary models, so binary files are byte-identical to those of lockgate before tasks
+existed and older files load as binary).
 
 ``fit`` returns a :class:`TrainedModel`. Its :meth:`TrainedModel.files` hold everything needed
 to load it again (no pickle anywhere: JSON, LightGBM text, safetensors) and
@@ -34,13 +52,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -71,20 +90,39 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LIGHTGBM_PARAMS",
+    "MAX_CLASSES",
+    "TASKS",
     "TRAINER_KINDS",
+    "ClassLabel",
     "JsonScalar",
     "LightGBMModel",
     "LightGBMTrainer",
+    "ModelOutput",
+    "Task",
     "TorchModel",
     "TorchTrainer",
     "TrainedModel",
     "Trainer",
     "TrainerSpec",
+    "check_labels",
+    "model_output",
     "trainer_from_config",
 ]
 
 JsonScalar: TypeAlias = StrictBool | StrictInt | StrictFloat | StrictStr
 """A LightGBM parameter value: bool, int, float or str (JSON scalars)."""
+
+Task: TypeAlias = Literal["binary", "multiclass", "regression"]
+"""What a model predicts: P(label 1), a distribution over classes, or a number."""
+
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
+"""The known tasks; ``"binary"`` is the default everywhere."""
+
+ClassLabel: TypeAlias = int | str
+"""A multiclass label value: an integer or a string (one kind per model)."""
+
+MAX_CLASSES = 1000
+"""Most classes a multiclass label may have (more usually means a continuous label)."""
 
 _Float32Matrix: TypeAlias = npt.NDArray[np.float32]
 _Float64Array: TypeAlias = npt.NDArray[np.float64]
@@ -164,6 +202,7 @@ _LGB_ALIASES: dict[str, str] = {
     "bagging_fraction_seed": "bagging_seed",
     "data_seed": "data_random_seed",
     "device": "device_type",
+    "num_classes": "num_class",
     **dict.fromkeys(
         ["cat_feature", "categorical_column", "cat_column", "categorical_features"],
         "categorical_feature",
@@ -186,9 +225,19 @@ _LGB_RESERVED: dict[str, str] = {
     "force_col_wise": "lockgate (row-wise histograms are forced)",
     "device_type": "lockgate (CPU only, for bit-identical results)",
     "categorical_feature": "the column dtypes (object, string and category columns)",
+    "num_class": "the task (fit(task='multiclass') counts the label's classes)",
 }
 
 _LGB_BINARY_OBJECTIVES = frozenset({"binary", "cross_entropy", "xentropy"})
+# The task of each classification objective name LightGBM writes into model.txt; every other
+# objective is a regression.
+_LGB_OBJECTIVE_TASKS: dict[str, Task] = {
+    "binary": "binary",
+    "cross_entropy": "binary",
+    "xentropy": "binary",
+    "multiclass": "multiclass",
+    "multiclassova": "multiclass",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,8 +264,18 @@ class LightGBMTrainer(_TrainerBase):
 
     ``params`` are merged over :data:`DEFAULT_LIGHTGBM_PARAMS` (aliases are renamed to
     LightGBM's canonical names), so :meth:`config` always lists the complete parameter set.
-    Seeds, threads, the number of rounds, determinism flags, the device and categorical
-    columns are set by lockgate and may not appear in ``params``.
+    Seeds, threads, the number of rounds, determinism flags, the device, categorical columns
+    and ``num_class`` are set by lockgate and may not appear in ``params``.
+
+    ``params['objective']`` (a binary objective) applies to ``task="binary"``; the other tasks
+    replace it with theirs: ``multiclass`` (softmax, ``num_class`` = the number of classes) and
+    ``regression`` (L2). The other parameters apply to every task.
+
+    Example:
+        >>> trainer = LightGBMTrainer(num_boost_round=50)
+        >>> model = trainer.fit(frame, features=["amount", "channel"], label="y")  # doctest: +SKIP
+        >>> model.task, model.predict(frame).shape  # doctest: +SKIP
+        ('binary', (1000,))
 
     Attributes:
         kind: Always ``"lightgbm"``.
@@ -260,11 +319,20 @@ class LightGBMTrainer(_TrainerBase):
         if objective not in _LGB_BINARY_OBJECTIVES:
             raise ValueError(
                 f"params['objective']={objective!r} is not a binary-probability objective; "
-                f"rule: one of {sorted(_LGB_BINARY_OBJECTIVES)}; fix: use 'binary'"
+                f"rule: params['objective'] is one of {sorted(_LGB_BINARY_OBJECTIVES)} (the "
+                f"objective of task='binary'; the task picks the others); fix: use 'binary', or "
+                f"remove it and declare task='multiclass' or task='regression' on the pipeline"
             )
         return merged
 
-    def fit(self, frame: pd.DataFrame, *, features: Sequence[str], label: str) -> LightGBMModel:
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        features: Sequence[str],
+        label: str,
+        task: Task = "binary",
+    ) -> LightGBMModel:
         """Fits a booster on ``frame``.
 
         Args:
@@ -272,21 +340,26 @@ class LightGBMTrainer(_TrainerBase):
             features: Feature columns, in the order the model uses them. Numeric and bool
                 columns are median-imputed; object, string and category columns become
                 LightGBM categorical features (sorted vocabulary, one unknown code).
-            label: Label column with values 0 and 1 (both must occur).
+            label: Label column: values 0 and 1 for ``"binary"`` (both must occur), integer or
+                string classes for ``"multiclass"``, finite numbers for ``"regression"``
+                (see :func:`check_labels`).
+            task: One of :data:`TASKS`.
 
         Returns:
             The trained model.
 
         Raises:
-            SpecError: On an invalid feature list.
+            SpecError: On an invalid feature list or an unknown task.
             SchemaError: When columns are missing or have an unusable dtype.
             EmptyDataError: When ``frame`` has no rows.
             DataError: When a numeric feature holds infinite values.
-            TrainingError: On labels other than 0/1, a single class, or a LightGBM failure.
+            TrainingError: On labels that do not fit the task, or a LightGBM failure.
         """
         import lightgbm as lgb
 
-        preprocessor, x, y = _prepare(frame, features=features, label=label, model_kind="lightgbm")
+        preprocessor, x, y = _prepare(
+            frame, features=features, label=label, model_kind="lightgbm", task=task
+        )
         params: dict[str, Any] = {
             **self.params,
             "seed": self.seed,
@@ -295,6 +368,11 @@ class LightGBMTrainer(_TrainerBase):
             "force_row_wise": True,
             "device_type": "cpu",
         }
+        if task == "multiclass":
+            params["objective"] = "multiclass"
+            params["num_class"] = len(preprocessor.classes)
+        elif task == "regression":
+            params["objective"] = "regression"
         try:
             dataset = lgb.Dataset(
                 x,
@@ -307,18 +385,28 @@ class LightGBMTrainer(_TrainerBase):
             booster = lgb.train(params, dataset, num_boost_round=self.num_boost_round)
         except lgb.basic.LightGBMError as exc:
             raise TrainingError(
-                f"LightGBM failed to train on {len(frame)} rows: {exc}; rule: the params must "
-                f"be valid LightGBM parameters; fix: check params {sorted(self.params)}"
+                f"LightGBM failed to train on {len(frame)} rows for task={task!r}: {exc}; rule: "
+                f"the params must be valid LightGBM parameters for the task; fix: check params "
+                f"{sorted(self.params)}"
             ) from exc
         model_text = booster.model_to_string().encode("utf-8")
         return LightGBMModel(model_text=model_text, preprocessor=preprocessor)
 
 
 class TorchTrainer(_TrainerBase):
-    """A ReLU multilayer perceptron trained with AdamW on binary cross-entropy.
+    """A ReLU multilayer perceptron trained with AdamW, with a head per task.
 
     Numeric features are median-imputed and standardised; categorical features are one-hot
-    encoded with an extra bucket for unseen or missing values.
+    encoded with an extra bucket for unseen or missing values. Heads: ``"binary"`` one logit,
+    sigmoid, binary cross-entropy; ``"multiclass"`` k logits, softmax, cross-entropy;
+    ``"regression"`` one linear output trained with MSE on the standardised label, scaled
+    back to label units by the network.
+
+    Example:
+        >>> trainer = TorchTrainer(hidden_sizes=(32,), epochs=5)
+        >>> model = trainer.fit(frame, features=["x"], label="y", task="regression")  # doctest: +SKIP
+        >>> model.predict(frame).shape  # doctest: +SKIP
+        (1000,)
 
     Attributes:
         kind: Always ``"torch"``.
@@ -330,7 +418,7 @@ class TorchTrainer(_TrainerBase):
         seed: Seed of the weight initialisation and of the batch shuffling.
         num_threads: torch intra-op threads while training (restored afterwards).
         pos_weight: Weight of the positive class in the loss; None means 1 (calibrated
-            probabilities).
+            probabilities). ``task="binary"`` only.
     """
 
     kind: Literal["torch"] = "torch"
@@ -343,39 +431,78 @@ class TorchTrainer(_TrainerBase):
     num_threads: int = Field(default=1, ge=1, le=1024)
     pos_weight: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
-    def fit(self, frame: pd.DataFrame, *, features: Sequence[str], label: str) -> TorchModel:
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        features: Sequence[str],
+        label: str,
+        task: Task = "binary",
+    ) -> TorchModel:
         """Trains the network on ``frame``.
 
         Args:
             frame: Training rows.
             features: Feature columns, in the order the model uses them.
-            label: Label column with values 0 and 1 (both must occur).
+            label: Label column: values 0 and 1 for ``"binary"`` (both must occur), integer or
+                string classes for ``"multiclass"``, finite numbers for ``"regression"``
+                (see :func:`check_labels`).
+            task: One of :data:`TASKS`.
 
         Returns:
             The trained model.
 
         Raises:
-            SpecError: On an invalid feature list.
+            SpecError: On an invalid feature list, an unknown task, or ``pos_weight`` with a
+                task other than ``"binary"``.
             SchemaError: When columns are missing or have an unusable dtype.
             EmptyDataError: When ``frame`` has no rows.
             DataError: When a numeric feature holds infinite values.
-            TrainingError: On labels other than 0/1, a single class, or a non-finite loss.
+            TrainingError: On labels that do not fit the task, or a non-finite loss.
         """
         import torch
 
-        preprocessor, x, y = _prepare(frame, features=features, label=label, model_kind="torch")
-        architecture = _architecture(preprocessor.input_dim, self.hidden_sizes)
+        _check_task(task)
+        if self.pos_weight is not None and task != "binary":
+            raise SpecError(
+                f"TorchTrainer.pos_weight={self.pos_weight!r} with task={task!r}; rule: "
+                f"pos_weight weighs the positive class of a binary label only; fix: remove "
+                f"pos_weight from the trainer spec or declare task='binary'"
+            )
+        preprocessor, x, y = _prepare(
+            frame, features=features, label=label, model_kind="torch", task=task
+        )
+        target = _target_standardization(y) if task == "regression" else None
+        architecture = _architecture(
+            preprocessor.input_dim,
+            self.hidden_sizes,
+            task=task,
+            output_dim=preprocessor.output_width,
+            target=target,
+        )
         n = x.shape[0]
         steps_per_epoch = math.ceil(n / self.batch_size)
         with _deterministic_torch(num_threads=self.num_threads):
             generator = torch.Generator(device="cpu")
             generator.manual_seed(self.seed)
             net = _build_network(architecture, generator=generator)
-            logits_net = net[:-1]  # the same layers without the final sigmoid
             x_all = torch.from_numpy(x)
-            y_all = torch.from_numpy(y.astype(np.float32))
-            pos_weight = None if self.pos_weight is None else torch.tensor([self.pos_weight])
-            loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+            loss_fn: torch.nn.Module
+            if task == "binary":
+                logits_net = net[:-1]  # the same layers without the final sigmoid
+                y_all = torch.from_numpy(y.astype(np.float32))
+                pos_weight = None if self.pos_weight is None else torch.tensor([self.pos_weight])
+                loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+            elif task == "multiclass":
+                logits_net = net[:-1]  # the same layers without the final softmax
+                y_all = torch.from_numpy(y.astype(np.int64))
+                loss_fn = torch.nn.CrossEntropyLoss()
+            else:
+                assert target is not None
+                logits_net = net  # no output activation: the standardised label
+                standardised = (y - target["mean"]) / target["scale"]
+                y_all = torch.from_numpy(standardised.astype(np.float32))
+                loss_fn = torch.nn.MSELoss()
             optimizer = torch.optim.AdamW(
                 net.parameters(),
                 lr=self.learning_rate,
@@ -387,7 +514,9 @@ class TorchTrainer(_TrainerBase):
                 order = torch.randperm(n, generator=generator)
                 for step in range(steps_per_epoch):
                     rows = order[step * self.batch_size : (step + 1) * self.batch_size]
-                    logits = logits_net(x_all[rows]).squeeze(1)
+                    logits = logits_net(x_all[rows])
+                    if task != "multiclass":
+                        logits = logits.squeeze(1)
                     loss = loss_fn(logits, y_all[rows])
                     value = float(loss.detach())
                     if not math.isfinite(value):
@@ -478,8 +607,58 @@ def trainer_from_config(cfg: Mapping[str, Any]) -> Trainer:
 # --------------------------------------------------------------------------------------------
 
 
+class ModelOutput(NamedTuple):
+    """What a model version predicts, read from its ``preprocessing.json`` (:func:`model_output`).
+
+    Attributes:
+        task: One of :data:`TASKS`.
+        width: Columns per row: 1 for ``"binary"`` and ``"regression"``, k for ``"multiclass"``.
+        classes: The class labels in column order (``(0, 1)`` for binary, ``()`` for
+            regression).
+    """
+
+    task: Task
+    width: int
+    classes: tuple[ClassLabel, ...]
+
+
+def model_output(preprocessing: Mapping[str, Any]) -> ModelOutput:
+    """The task and output width of a model from its parsed ``preprocessing.json``.
+
+    A pure reader for code that has the files but does not load the model (Triton config
+    generation): ``model_output(json.loads(files["preprocessing.json"]))``.
+
+    Args:
+        preprocessing: The parsed content of ``preprocessing.json`` (or
+            :attr:`TrainedModel.preprocessing`).
+
+    Returns:
+        The task, the width of one row of :meth:`TrainedModel.predict` and the classes.
+
+    Raises:
+        ArtifactIntegrityError: When the task or the classes are malformed.
+
+    Example:
+        >>> model_output({"task": "multiclass", "classes": ["a", "b", "c"]})
+        ModelOutput(task='multiclass', width=3, classes=('a', 'b', 'c'))
+        >>> model_output({}).width  # written before tasks existed: binary
+        1
+    """
+    try:
+        task, classes = _task_fields(preprocessing)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactIntegrityError(
+            f"{PREPROCESSING_FILE} has a malformed task ({type(exc).__name__}: {exc}); rule: it "
+            f"must be the file lockgate wrote at fit time; fix: restore it from the registry"
+        ) from exc
+    return ModelOutput(task, len(classes) if task == "multiclass" else 1, classes)
+
+
 class TrainedModel:
     """A fitted model: preprocessing plus weights, stored as safe files.
+
+    :meth:`predict` is the task-general prediction (:attr:`task`, :attr:`output_width`);
+    :meth:`predict_proba` the probabilities of a classifier.
 
     Attributes:
         kind: ``"lightgbm"`` or ``"torch"``.
@@ -511,6 +690,25 @@ class TrainedModel:
         return self._preprocessor.features
 
     @property
+    def task(self) -> Task:
+        """What the model predicts: ``"binary"``, ``"multiclass"`` or ``"regression"``."""
+        return self._preprocessor.task
+
+    @property
+    def classes(self) -> tuple[ClassLabel, ...]:
+        """The class labels in the column order of :meth:`predict`.
+
+        ``(0, 1)`` for a binary model (:meth:`predict` gives the probability of ``1``), the
+        sorted label values for a multiclass model, ``()`` for a regression model.
+        """
+        return self._preprocessor.classes
+
+    @property
+    def output_width(self) -> int:
+        """Columns per row of :meth:`predict`: k for multiclass, otherwise 1."""
+        return self._preprocessor.output_width
+
+    @property
     def preprocessing(self) -> dict[str, Any]:
         """A copy of the fitted preprocessing (the content of ``preprocessing.json``)."""
         return json.loads(self._preprocessor.to_bytes())
@@ -537,14 +735,17 @@ class TrainedModel:
         """
         return self._preprocessor.transform(frame)
 
-    def predict_proba(self, frame: pd.DataFrame) -> _Float64Array:
-        """Probability of label 1 for each row.
+    def predict(self, frame: pd.DataFrame) -> _Float64Array:
+        """The model's prediction for each row, by task.
 
         Args:
             frame: Rows with at least the feature columns.
 
         Returns:
-            A float64 array of shape ``(len(frame),)``.
+            float64: ``"binary"`` shape ``(n,)``, the probability of label 1 (as
+            :meth:`predict_proba`); ``"multiclass"`` shape ``(n, k)``, class probabilities
+            (rows sum to 1) in the order of :attr:`classes`; ``"regression"`` shape ``(n,)``,
+            predicted values in label units.
 
         Raises:
             SchemaError: When feature columns are missing or have an unusable dtype.
@@ -552,8 +753,34 @@ class TrainedModel:
         """
         x = self.preprocess(frame)
         if x.shape[0] == 0:
-            return np.empty(0, dtype=np.float64)
+            shape = (0, self.output_width) if self.task == "multiclass" else (0,)
+            return np.empty(shape, dtype=np.float64)
         return self._predict_matrix(x)
+
+    def predict_proba(self, frame: pd.DataFrame) -> _Float64Array:
+        """Class probabilities of a classifier for each row.
+
+        Args:
+            frame: Rows with at least the feature columns.
+
+        Returns:
+            A float64 array: shape ``(len(frame),)`` with the probability of label 1 for a
+            binary model, ``(len(frame), k)`` in the order of :attr:`classes` for a multiclass
+            model.
+
+        Raises:
+            SpecError: For a regression model, which predicts values, not probabilities.
+            SchemaError: When feature columns are missing or have an unusable dtype.
+            DataError: When a numeric feature holds infinite values.
+        """
+        if self.task == "regression":
+            raise SpecError(
+                f"predict_proba() was called on a {self.kind} model of task='regression' "
+                f"(label units, no probabilities); rule: probabilities exist for "
+                f"task='binary' and task='multiclass' only; fix: call predict(), and use "
+                f"regression metrics (e.g. RMSE) instead of probability metrics"
+            )
+        return self.predict(frame)
 
     def files(self) -> dict[str, bytes]:
         """Every file needed to load the model again, by name (JSON, text, safetensors).
@@ -639,6 +866,18 @@ class LightGBMModel(TrainedModel):
                 f"{PREPROCESSING_FILE} produces {preprocessor.input_dim}; rule: both files come "
                 f"from one fit; fix: load the files of one model version together"
             )
+        objective = _lightgbm_objective(model_text)
+        per_iteration = booster.num_model_per_iteration()
+        if (
+            _LGB_OBJECTIVE_TASKS.get(objective, "regression") != preprocessor.task
+            or per_iteration != preprocessor.output_width
+        ):
+            raise ArtifactIntegrityError(
+                f"{LIGHTGBM_MODEL_FILE} has objective {objective!r} with {per_iteration} "
+                f"tree(s) per iteration but {PREPROCESSING_FILE} declares task="
+                f"{preprocessor.task!r} with {preprocessor.output_width} output(s); rule: both "
+                f"files come from one fit; fix: load the files of one model version together"
+            )
         self._model_text = model_text
         self._booster = booster
 
@@ -646,7 +885,10 @@ class LightGBMModel(TrainedModel):
         return self._model_text
 
     def _predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
-        return np.asarray(self._booster.predict(x), dtype=np.float64).reshape(-1)
+        out = np.asarray(self._booster.predict(x), dtype=np.float64)
+        if self.task == "multiclass":
+            return out.reshape(-1, self.output_width)
+        return out.reshape(-1)
 
     def files(self) -> dict[str, bytes]:
         """``model.txt`` (LightGBM text model) and ``preprocessing.json``.
@@ -669,8 +911,10 @@ class LightGBMModel(TrainedModel):
 class TorchModel(TrainedModel):
     """A torch multilayer perceptron with its preprocessing.
 
-    The network maps the float32 matrix of :meth:`preprocess` to the probability of label 1,
-    shape ``(n, 1)``; :meth:`predict_proba` returns it flattened as float64.
+    The network maps the float32 matrix of :meth:`preprocess` to float32 ``(n, width)``: the
+    probability of label 1 (binary), the class probabilities (multiclass) or the predicted
+    value in label units (regression); :meth:`predict` returns it as float64, flattened
+    unless multiclass.
     """
 
     kind: ClassVar[str] = "torch"
@@ -706,7 +950,12 @@ class TorchModel(TrainedModel):
                 f"rule: it must match the model kind {self.kind!r}; fix: load the files of one "
                 f"model version together"
             )
-        arch = _check_architecture(architecture, input_dim=preprocessor.input_dim)
+        arch = _check_architecture(
+            architecture,
+            input_dim=preprocessor.input_dim,
+            task=preprocessor.task,
+            output_dim=preprocessor.output_width,
+        )
         try:
             state = load_safetensors(weights)
         except Exception as exc:  # safetensors raises its own SafetensorError
@@ -745,6 +994,11 @@ class TorchModel(TrainedModel):
 
         with torch.inference_mode():
             out = self._net(torch.from_numpy(x))
+            target = self._architecture.get("target")
+            if target is not None:  # regression: back to label units, as the TorchScript does
+                out = out * float(target["scale"]) + float(target["mean"])
+        if self.task == "multiclass":
+            return out.numpy().astype(np.float64)
         return out.numpy().astype(np.float64).reshape(-1)
 
     @property
@@ -753,7 +1007,7 @@ class TorchModel(TrainedModel):
         return json.loads(_json_bytes(self._architecture))
 
     def torchscript(self) -> bytes:
-        """The TorchScript export of the scoring graph (float32 ``(n, d)`` -> ``(n, 1)``).
+        """The TorchScript export of the scoring graph (float32 ``(n, d)`` -> ``(n, width)``).
 
         Generated on first use with ``torch.jit.script`` (deprecated in torch 2.13, its
         warnings are silenced here) and stripped of debug records, so the bytes depend on the
@@ -766,7 +1020,7 @@ class TorchModel(TrainedModel):
             TrainingError: When this torch build cannot export TorchScript.
         """
         if self._torchscript is None:
-            self._torchscript = _torchscript_bytes(self._net)
+            self._torchscript = _torchscript_bytes(self._net, self._architecture)
         return self._torchscript
 
     def files(self) -> dict[str, bytes]:
@@ -818,10 +1072,17 @@ class _Preprocessor:
     as strings, sorted vocabulary, unseen or missing -> ``unknown_code = len(vocabulary)``;
     LightGBM gets the code as one categorical column, torch a one-hot block of
     ``len(vocabulary) + 1`` columns (the last one for unknown).
+
+    It also records the model's task: ``task`` (absent for binary) and, for multiclass, the
+    sorted ``classes``.
     """
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self._spec = dict(spec)
+        self.task: Task
+        self.classes: tuple[ClassLabel, ...]
+        self.task, self.classes = _task_fields(spec)
+        self.output_width: int = len(self.classes) if self.task == "multiclass" else 1
         self.model_kind: str = spec["model_kind"]
         self.one_hot: bool = spec["categorical_encoding"] == "one_hot"
         self.standardize: bool = bool(spec["standardize"])
@@ -844,7 +1105,15 @@ class _Preprocessor:
         )
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, *, features: Sequence[str], model_kind: str) -> _Preprocessor:
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        features: Sequence[str],
+        model_kind: str,
+        task: Task = "binary",
+        classes: Sequence[ClassLabel] = (),
+    ) -> _Preprocessor:
         """Learns imputation values, scales and vocabularies from ``frame``."""
         standardize = model_kind == "torch"
         columns: list[dict[str, Any]] = []
@@ -905,6 +1174,10 @@ class _Preprocessor:
             "input_dim": len(output_columns),
             "dtype": "float32",
         }
+        if task != "binary":  # binary files keep the bytes they had before tasks existed
+            spec["task"] = task
+        if task == "multiclass":
+            spec["classes"] = list(classes)
         return cls(spec)
 
     def transform(self, frame: pd.DataFrame) -> _Float32Matrix:
@@ -1068,9 +1341,19 @@ def _single_column(frame: pd.DataFrame, name: str) -> pd.Series:
 
 
 def _prepare(
-    frame: pd.DataFrame, *, features: Sequence[str], label: str, model_kind: str
+    frame: pd.DataFrame,
+    *,
+    features: Sequence[str],
+    label: str,
+    model_kind: str,
+    task: Task = "binary",
 ) -> tuple[_Preprocessor, _Float32Matrix, _Float64Array]:
-    """Validates the inputs, fits the preprocessing and builds ``(x, y)``."""
+    """Validates the inputs, fits the preprocessing and builds ``(x, y)``.
+
+    ``y`` is float64: 0/1 (binary), the index of each row's class in the sorted class list
+    (multiclass) or the label value (regression).
+    """
+    _check_task(task)
     feature_list = _check_feature_list(features, label=label)
     if not isinstance(frame, pd.DataFrame):
         raise SchemaError(
@@ -1091,8 +1374,10 @@ def _prepare(
             f"the training frame has 0 rows (columns {list(frame.columns)[:20]}); rule: a "
             f"model needs training rows; fix: check the snapshot's time range and filters"
         )
-    y = _labels(frame[label], label=label)
-    preprocessor = _Preprocessor.fit(frame, features=feature_list, model_kind=model_kind)
+    y, classes = _encode_labels(frame[label], task=task, label=label)
+    preprocessor = _Preprocessor.fit(
+        frame, features=feature_list, model_kind=model_kind, task=task, classes=classes
+    )
     x = preprocessor.transform(frame)
     return preprocessor, x, y
 
@@ -1129,34 +1414,279 @@ def _check_feature_list(features: Sequence[str], *, label: str) -> list[str]:
     return feature_list
 
 
+def _check_task(task: Any) -> None:
+    if not isinstance(task, str) or task not in TASKS:
+        raise SpecError(
+            f"task={task!r} is unknown; rule: one of {list(TASKS)}; fix: declare the pipeline's "
+            f"task as one of them ('binary' is the default)"
+        )
+
+
+def check_labels(series: pd.Series, *, task: Task, label: str) -> None:
+    """Checks that a label column fits ``task``, with the errors ``fit`` would raise.
+
+    Pure and cheap (no training): call it when a snapshot is taken to fail early. The rules:
+
+    - ``"binary"``: every value is 0 or 1 (bool, int or float), both occur, none missing;
+    - ``"multiclass"``: integer values (integral floats count) or strings, one kind per
+      column, no missing values, from 2 to :data:`MAX_CLASSES` classes;
+    - ``"regression"``: finite numbers (no missing or infinite values, not bool), not all
+      equal.
+
+    Args:
+        series: The label column.
+        task: One of :data:`TASKS`.
+        label: The column's name, for the messages.
+
+    Raises:
+        SpecError: For an unknown task.
+        SchemaError: When ``series`` is not a pandas Series.
+        EmptyDataError: When it has no rows.
+        TrainingError: When its values do not fit the task; the message names the task, the
+            offending values, the rule and the fix (and the task that would fit, when one
+            clearly does).
+
+    Example:
+        >>> check_labels(pd.Series([0, 1, 2]), task="binary", label="y")
+        Traceback (most recent call last):
+        ...
+        lockgate.errors.TrainingError: label column 'y' holds values other than 0 and 1 ...
+    """
+    _check_task(task)
+    if not isinstance(series, pd.Series):
+        raise SchemaError(
+            f"labels of {label!r} are a {type(series).__name__}; rule: check_labels takes a "
+            f"pandas Series; fix: pass frame[{label!r}]"
+        )
+    _encode_labels(series, task=task, label=label)
+
+
+def _encode_labels(
+    series: pd.Series, *, task: Task, label: str
+) -> tuple[_Float64Array, tuple[ClassLabel, ...]]:
+    """``(y, classes)`` for the task, or TrainingError (see :func:`check_labels`)."""
+    if len(series) == 0:
+        raise EmptyDataError(
+            f"label column {label!r} has no rows for task={task!r}; rule: a model needs "
+            f"labelled rows; fix: check the snapshot's time range and filters"
+        )
+    if task == "multiclass":
+        return _multiclass_labels(series, label=label)
+    if task == "regression":
+        return _regression_labels(series, label=label), ()
+    return _binary_labels(series, label=label), (0, 1)
+
+
+def _value_counts(series: pd.Series) -> tuple[pd.Series, str]:
+    """The value counts (missing included) and their first ten as text for messages."""
+    counts = series.value_counts(dropna=False)
+    summary = ", ".join(f"{key!r}: {int(count)}" for key, count in list(counts.items())[:10])
+    if len(counts) > 10:
+        summary += f", ... ({len(counts)} distinct values)"
+    return counts, summary
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _is_integral(value: Any) -> bool:
+    """An int, or a finite float with no fractional part (not bool)."""
+    if not _is_number(value):
+        return False
+    if isinstance(value, int | np.integer):
+        return True
+    return math.isfinite(float(value)) and float(value).is_integer()
+
+
+def _task_hint(keys: Sequence[Any], *, label: str) -> str:
+    """``"; or, if ..., declare task=..."`` when the present values clearly suit another task."""
+    present = [k for k in keys if not (pd.api.types.is_scalar(k) and pd.isna(k))]
+    if not present or all(_is_binary_value(k) for k in present):
+        return ""
+    if all(_is_number(k) for k in present):
+        if all(_is_integral(k) for k in present):
+            return (
+                f"; or, if {label!r} has {len(present)} classes, declare task='multiclass' "
+                f"(or task='regression' if it is a count or amount)"
+            )
+        return f"; or, if {label!r} is a continuous quantity, declare task='regression'"
+    if all(isinstance(k, str) for k in present):
+        return f"; or, if {label!r} names {len(present)} classes, declare task='multiclass'"
+    return ""
+
+
 def _is_binary_value(value: Any) -> bool:
     if not isinstance(value, bool | int | float | np.bool_ | np.integer | np.floating):
         return False
     return bool(value == 0 or value == 1)
 
 
-def _labels(series: pd.Series, *, label: str) -> _Float64Array:
+def _binary_labels(series: pd.Series, *, label: str) -> _Float64Array:
     """The label column as float64 0/1, or TrainingError with the value counts."""
-    counts = series.value_counts(dropna=False)
-    summary = ", ".join(f"{key!r}: {int(count)}" for key, count in list(counts.items())[:10])
-    if len(counts) > 10:
-        summary += f", ... ({len(counts)} distinct values)"
+    counts, summary = _value_counts(series)
     if not all(_is_binary_value(key) for key in counts.index):
         raise TrainingError(
-            f"label column {label!r} holds values other than 0 and 1 (value counts: {{{summary}}}); "
-            f"rule: binary labels are 0 or 1 with no missing values; fix: encode the positive "
-            f"class as 1, the negative as 0 and drop unlabelled rows"
+            f"label column {label!r} holds values other than 0 and 1 for task='binary' (value "
+            f"counts: {{{summary}}}); rule: binary labels are 0 or 1 with no missing values; "
+            f"fix: encode the positive class as 1, the negative as 0 and drop unlabelled rows"
+            f"{_task_hint(list(counts.index), label=label)}"
         )
     y = series.to_numpy(dtype=np.float64)
     positives = int(y.sum())
     negatives = int(y.shape[0] - positives)
     if positives == 0 or negatives == 0:
         raise TrainingError(
-            f"label column {label!r} has a single class (0: {negatives}, 1: {positives}); rule: "
-            f"both classes must occur to fit a classifier; fix: widen the snapshot's time range "
-            f"or check the label join"
+            f"label column {label!r} has a single class (0: {negatives}, 1: {positives}) for "
+            f"task='binary'; rule: both classes must occur to fit a classifier; fix: widen the "
+            f"snapshot's time range or check the label join"
         )
     return np.ascontiguousarray(y)
+
+
+def _multiclass_labels(
+    series: pd.Series, *, label: str
+) -> tuple[_Float64Array, tuple[ClassLabel, ...]]:
+    """Class indices into the sorted class list (float64), and that list."""
+    counts, summary = _value_counts(series)
+    missing = int(series.isna().sum())
+    if missing:
+        raise TrainingError(
+            f"label column {label!r} has {missing} missing value(s) for task='multiclass' "
+            f"(value counts: {{{summary}}}); rule: every training row has a class; fix: drop "
+            f"unlabelled rows (or give them a class of their own)"
+        )
+    if pd.api.types.is_bool_dtype(series.dtype):
+        raise TrainingError(
+            f"label column {label!r} is bool for task='multiclass' (value counts: {{{summary}}}); "
+            f"rule: multiclass labels are integers or strings; fix: declare task='binary' for "
+            f"a yes/no label"
+        )
+    keys: list[Any] = [key for key, count in counts.items() if count > 0]  # no unused categories
+    normalized: list[ClassLabel] = []
+    bad: list[Any] = []
+    for key in keys:
+        if isinstance(key, str):
+            normalized.append(key)
+        elif _is_integral(key):
+            normalized.append(int(key))
+        else:
+            bad.append(key)
+    if bad:
+        fractional = any(_is_number(k) and math.isfinite(float(k)) for k in bad)
+        fix = (
+            "declare task='regression' for a continuous label, or map the values to classes"
+            if fractional
+            else "map them to integer or string class names"
+        )
+        raise TrainingError(
+            f"label column {label!r} holds {bad[:5]!r}{' ...' if len(bad) > 5 else ''} for "
+            f"task='multiclass' (value counts: {{{summary}}}); rule: multiclass labels are "
+            f"integers (integral floats count) or strings; fix: {fix}"
+        )
+    kinds = {type(value) for value in normalized}
+    if len(kinds) > 1:
+        raise TrainingError(
+            f"label column {label!r} mixes integer and string classes for task='multiclass' "
+            f"(value counts: {{{summary}}}); rule: the classes of one label are all integers or "
+            f"all strings, so that they sort; fix: cast the column to str (or to int)"
+        )
+    classes: tuple[ClassLabel, ...] = tuple(sorted(set(normalized)))
+    if len(classes) < 2:
+        raise TrainingError(
+            f"label column {label!r} has a single class {classes[0]!r} ({len(series)} rows) for "
+            f"task='multiclass'; rule: at least 2 classes must occur to fit a classifier; fix: "
+            f"widen the snapshot's time range or check the label join"
+        )
+    if len(classes) > MAX_CLASSES:
+        raise TrainingError(
+            f"label column {label!r} has {len(classes)} distinct values for task='multiclass' "
+            f"(value counts: {{{summary}}}); rule: at most {MAX_CLASSES} classes; fix: declare "
+            f"task='regression' if the label is a quantity, or group rare classes"
+        )
+    position = {value: i for i, value in enumerate(classes)}
+    key_codes = np.asarray([position[value] for value in normalized], dtype=np.float64)
+    values = pd.Index(series.to_numpy(dtype=object), dtype=object)
+    rows = pd.Index(keys, dtype=object).get_indexer(values)
+    if (rows < 0).any():  # pragma: no cover - value_counts lists every value
+        raise TrainingError(f"label column {label!r} could not be encoded for task='multiclass'")
+    return np.ascontiguousarray(key_codes[rows]), classes
+
+
+def _regression_labels(series: pd.Series, *, label: str) -> _Float64Array:
+    """The label column as finite float64, or TrainingError."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        raise TrainingError(
+            f"label column {label!r} is bool for task='regression'; rule: regression labels "
+            f"are finite numbers; fix: declare task='binary' for a yes/no label"
+        )
+    numeric = (
+        pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+        and not isinstance(dtype, pd.CategoricalDtype)
+    )
+    if numeric:
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        converted = pd.to_numeric(series, errors="coerce")
+        not_numbers = series[converted.isna() & series.notna()]
+        if len(not_numbers) or isinstance(dtype, pd.CategoricalDtype):
+            sample = list(dict.fromkeys(not_numbers.tolist()))[:5] or list(series.head(5))
+            raise TrainingError(
+                f"label column {label!r} (dtype {dtype}) holds non-numeric values {sample!r} "
+                f"for task='regression'; rule: regression labels are finite numbers; fix: "
+                f"cast the column to a numeric dtype, or declare task='multiclass' if the "
+                f"values name classes"
+            )
+        values = np.asarray(converted.to_numpy(dtype=np.float64, na_value=np.nan))
+    finite = np.isfinite(values)
+    if not finite.all():
+        missing = int(np.isnan(values).sum())
+        infinite = int(np.isinf(values).sum())
+        first = [int(i) for i in np.flatnonzero(~finite)[:5]]
+        raise TrainingError(
+            f"label column {label!r} holds {missing} missing and {infinite} infinite value(s) "
+            f"for task='regression' (first at positions {first}); rule: regression labels are "
+            f"finite numbers; fix: drop unlabelled rows and replace infinities upstream"
+        )
+    if values.size and bool((values == values[0]).all()):
+        raise TrainingError(
+            f"label column {label!r} has the single value {float(values[0])!r} in all "
+            f"{values.size} rows for task='regression'; rule: a regression label must vary to "
+            f"be learnt; fix: widen the snapshot's time range or check the label join"
+        )
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def _task_fields(spec: Mapping[str, Any]) -> tuple[Task, tuple[ClassLabel, ...]]:
+    """``(task, classes)`` of a ``preprocessing.json`` content; ValueError when malformed."""
+    task = spec.get("task", "binary")
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError(f"task {task!r} is not one of {list(TASKS)}")
+    if task != "multiclass":
+        if "classes" in spec:
+            raise ValueError(f"classes are recorded for task {task!r}")
+        return task, ((0, 1) if task == "binary" else ())
+    classes = spec["classes"]
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES:
+        raise ValueError(f"classes {classes!r} are not a list of 2 to {MAX_CLASSES} labels")
+    if not (
+        all(isinstance(c, str) for c in classes)
+        or all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+    ):
+        raise ValueError(f"classes {classes[:5]!r} are not all integers or all strings")
+    if any(a >= b for a, b in itertools.pairwise(classes)):
+        raise ValueError(f"classes {classes[:5]!r} are not sorted and distinct")
+    return "multiclass", tuple(classes)
+
+
+def _lightgbm_objective(model_text: bytes) -> str:
+    """The objective name on the ``objective=`` line of a LightGBM text model (or ``""``)."""
+    match = re.search(rb"^objective=(\S*)", model_text, flags=re.MULTILINE)
+    return match.group(1).decode("ascii", "replace") if match else ""
 
 
 def _lightgbm_feature_names(features: Sequence[str]) -> list[str]:
@@ -1197,9 +1727,29 @@ def _deterministic_torch(*, num_threads: int) -> Iterator[None]:
         torch.set_num_threads(previous_threads)
 
 
-def _architecture(input_dim: int, hidden_sizes: Sequence[int]) -> dict[str, Any]:
-    """The ``architecture.json`` content for an MLP."""
-    sizes = [input_dim, *hidden_sizes, 1]
+_OUTPUT_ACTIVATIONS: dict[str, str] = {
+    "binary": "sigmoid",
+    "multiclass": "softmax",
+    "regression": "affine",
+}
+
+
+def _architecture(
+    input_dim: int,
+    hidden_sizes: Sequence[int],
+    *,
+    task: Task = "binary",
+    output_dim: int = 1,
+    target: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The ``architecture.json`` content for an MLP with the head of ``task``.
+
+    A binary architecture has exactly the keys it had before tasks existed (its bytes, and so
+    the lock records of binary models, are unchanged); the other tasks add ``task`` and, for
+    regression, ``target`` (``mean`` and ``scale`` of the training label: the network's output
+    is ``linear * scale + mean``).
+    """
+    sizes = [input_dim, *hidden_sizes, output_dim]
     layers = [
         {
             "weight": f"{2 * i}.weight",
@@ -1209,24 +1759,48 @@ def _architecture(input_dim: int, hidden_sizes: Sequence[int]) -> dict[str, Any]
         }
         for i in range(len(sizes) - 1)
     ]
-    return {
+    meaning = {
+        "binary": "probability of label 1",
+        "multiclass": f"probability of each class, in the order of {PREPROCESSING_FILE}'s classes",
+        "regression": "predicted label value (linear output * target.scale + target.mean)",
+    }[task]
+    architecture: dict[str, Any] = {
         "format": _ARCHITECTURE_FORMAT,
         "input_dim": input_dim,
         "hidden_sizes": list(hidden_sizes),
         "activation": "relu",
-        "output_activation": "sigmoid",
+        "output_activation": _OUTPUT_ACTIVATIONS[task],
         "dtype": "float32",
         "layers": layers,
         "torchscript": {
             "file": TORCH_SCRIPT_FILE,
             "input": {"name": "INPUT__0", "dtype": "float32", "shape": [-1, input_dim]},
-            "output": {"name": "OUTPUT__0", "dtype": "float32", "shape": [-1, 1]},
-            "output_meaning": "probability of label 1",
+            "output": {"name": "OUTPUT__0", "dtype": "float32", "shape": [-1, output_dim]},
+            "output_meaning": meaning,
         },
     }
+    if task != "binary":
+        architecture["task"] = task
+    if task == "regression":
+        if target is None:
+            raise ValueError("a regression architecture needs the target mean and scale")
+        architecture["target"] = {"mean": float(target["mean"]), "scale": float(target["scale"])}
+    return architecture
 
 
-def _check_architecture(architecture: Mapping[str, Any], *, input_dim: int) -> dict[str, Any]:
+def _target_standardization(y: _Float64Array) -> dict[str, float]:
+    """Mean and standard deviation of a regression label (order-independent sums)."""
+    values = y.tolist()
+    mean = math.fsum(values) / len(values)
+    scale = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+    if not (math.isfinite(scale) and scale > 0.0):
+        scale = 1.0
+    return {"mean": float(mean), "scale": float(scale)}
+
+
+def _check_architecture(
+    architecture: Mapping[str, Any], *, input_dim: int, task: Task, output_dim: int
+) -> dict[str, Any]:
     try:
         if architecture["format"] != _ARCHITECTURE_FORMAT:
             raise ValueError(f"format {architecture['format']!r} is not {_ARCHITECTURE_FORMAT!r}")
@@ -1238,7 +1812,21 @@ def _check_architecture(architecture: Mapping[str, Any], *, input_dim: int) -> d
                 f"input_dim {architecture['input_dim']!r} differs from the {input_dim} columns "
                 f"of {PREPROCESSING_FILE}"
             )
-        expected = _architecture(input_dim, hidden)
+        if architecture.get("task", "binary") != task:
+            raise ValueError(
+                f"task {architecture.get('task', 'binary')!r} differs from task {task!r} of "
+                f"{PREPROCESSING_FILE}"
+            )
+        target = None
+        if task == "regression":
+            target = architecture["target"]
+            for key in ("mean", "scale"):
+                value = target[key]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"target {key} {value!r} is not a number")
+                if not math.isfinite(value) or (key == "scale" and value <= 0):
+                    raise ValueError(f"target {key} {value!r} is not finite (and > 0 for scale)")
+        expected = _architecture(input_dim, hidden, task=task, output_dim=output_dim, target=target)
         if dict(architecture) != expected:
             raise ValueError("its fields differ from those of an MLP with these sizes")
     except (KeyError, TypeError, ValueError) as exc:
@@ -1252,7 +1840,10 @@ def _check_architecture(architecture: Mapping[str, Any], *, input_dim: int) -> d
 def _build_network(
     architecture: Mapping[str, Any], *, generator: torch.Generator | None
 ) -> torch.nn.Sequential:
-    """``Linear -> ReLU -> ... -> Linear -> Sigmoid`` in float32.
+    """``Linear -> ReLU -> ... -> Linear -> Sigmoid`` in float32 (binary).
+
+    Multiclass ends in ``Softmax(dim=1)`` instead of the sigmoid, regression in the last
+    ``Linear`` (its output is scaled back to label units by the caller and the TorchScript).
 
     With a generator the weights are initialised like ``torch.nn.Linear`` does by default
     (Kaiming-uniform), drawing from that generator only; the global RNG is left untouched.
@@ -1267,7 +1858,11 @@ def _build_network(
             modules.append(linear)
             if i < len(layers) - 1:
                 modules.append(torch.nn.ReLU())
-    modules.append(torch.nn.Sigmoid())
+    activation = architecture["output_activation"]
+    if activation == "sigmoid":
+        modules.append(torch.nn.Sigmoid())
+    elif activation == "softmax":
+        modules.append(torch.nn.Softmax(dim=1))
     net = torch.nn.Sequential(*modules)
     if generator is not None:
         with torch.no_grad():
@@ -1290,10 +1885,11 @@ def _safetensors_bytes(net: torch.nn.Module) -> bytes:
 
 
 _SCORER_CLASS: Any = None
+_TASK_SCORER_CLASSES: dict[str, Any] = {}
 
 
 def _scorer_class() -> Any:
-    """The TorchScript scoring module class, created once per process.
+    """The TorchScript scoring module class of binary models, created once per process.
 
     Its TorchScript type (``__torch__.lockgate.trainers._Scorer``) is the same for every model:
     the layers are held in tensor lists, not as submodules whose types vary with their shapes.
@@ -1328,7 +1924,66 @@ def _scorer_class() -> Any:
     return _SCORER_CLASS
 
 
-def _torchscript_bytes(net: torch.nn.Sequential) -> bytes:
+def _task_scorer_class(task: str) -> Any:
+    """The TorchScript scoring module class of multiclass or regression models.
+
+    Separate classes (``_SoftmaxScorer``, ``_AffineScorer``), created once per process like
+    :func:`_scorer_class`, so the binary ``_Scorer`` and its archives stay exactly as they were.
+    """
+    if task in _TASK_SCORER_CLASSES:
+        return _TASK_SCORER_CLASSES[task]
+    import torch
+
+    class _SoftmaxScorer(torch.nn.Module):
+        """Float32 ``(n, d)`` -> class probabilities ``(n, k)``; the eager network's ops."""
+
+        def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> None:
+            super().__init__()
+            self.weights = weights
+            self.biases = biases
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = x
+            n = len(self.weights)
+            for i in range(n):
+                h = torch.nn.functional.linear(h, self.weights[i], self.biases[i])
+                if i < n - 1:
+                    h = torch.relu(h)
+            return torch.softmax(h, dim=1)
+
+    class _AffineScorer(torch.nn.Module):
+        """Float32 ``(n, d)`` -> value in label units ``(n, 1)``: ``linear * scale + mean``."""
+
+        def __init__(
+            self,
+            weights: list[torch.Tensor],
+            biases: list[torch.Tensor],
+            scale: float,
+            mean: float,
+        ) -> None:
+            super().__init__()
+            self.weights = weights
+            self.biases = biases
+            self.scale = scale
+            self.mean = mean
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = x
+            n = len(self.weights)
+            for i in range(n):
+                h = torch.nn.functional.linear(h, self.weights[i], self.biases[i])
+                if i < n - 1:
+                    h = torch.relu(h)
+            return h * self.scale + self.mean
+
+    _SoftmaxScorer.__qualname__ = "_SoftmaxScorer"
+    _AffineScorer.__qualname__ = "_AffineScorer"
+    _TASK_SCORER_CLASSES["multiclass"] = _SoftmaxScorer
+    _TASK_SCORER_CLASSES["regression"] = _AffineScorer
+    return _TASK_SCORER_CLASSES[task]
+
+
+def _torchscript_bytes(net: torch.nn.Sequential, architecture: Mapping[str, Any]) -> bytes:
     """TorchScript archive of ``net``'s scoring graph, without debug records.
 
     The debug records (``*.debug_pkl``) hold absolute source paths of the installation; the
@@ -1338,10 +1993,18 @@ def _torchscript_bytes(net: torch.nn.Sequential) -> bytes:
     import torch
 
     linears = [module for module in net if isinstance(module, torch.nn.Linear)]
-    scorer = _scorer_class()(
-        [layer.weight.detach().clone() for layer in linears],
-        [layer.bias.detach().clone() for layer in linears],
-    )
+    weights = [layer.weight.detach().clone() for layer in linears]
+    biases = [layer.bias.detach().clone() for layer in linears]
+    task = architecture.get("task", "binary")
+    if task == "binary":
+        scorer = _scorer_class()(weights, biases)
+    elif task == "multiclass":
+        scorer = _task_scorer_class(task)(weights, biases)
+    else:
+        target = architecture["target"]
+        scorer = _task_scorer_class(task)(
+            weights, biases, float(target["scale"]), float(target["mean"])
+        )
     scorer.eval()
     try:
         with warnings.catch_warnings():

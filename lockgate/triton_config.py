@@ -7,7 +7,14 @@ The serving interface (one per lockgate model version, Triton model ``<pipeline>
 with the single Triton version ``1``), the same on every target::
 
     input   INPUT__0   TYPE_FP32  dims [F]   the pipeline's wire matrix, batch implicit
-    output  OUTPUT__0  TYPE_FP32  dims [1]   the fraud probability (label 1)
+    output  OUTPUT__0  TYPE_FP32  dims [W]   TrainedModel.predict, one row per input row
+
+The output width ``W`` follows the model's task (:attr:`lockgate.trainers.TrainedModel.task`,
+``output_width``): ``[1]`` for ``"binary"`` (the probability of label 1) and ``"regression"``
+(the predicted value in label units), ``[k]`` for ``"multiclass"`` (the class probabilities in
+the order of ``TrainedModel.classes``). The builders take ``task`` and ``output_width``
+(binary and ``1`` by default, so binary configs are what they were before tasks existed);
+:func:`lockgate.trainers.model_output` reads both from a version's ``preprocessing.json``.
 
 Clients send **raw** feature values in the pipeline's wire format (:mod:`lockgate.wire`: one
 column per feature of the feature service, numeric values as they are, categorical values as
@@ -15,9 +22,10 @@ column per feature of the feature service, numeric values as they are, categoric
 matrix is the same for every version of the pipeline, so a canary gateway can route a request
 to the champion or the challenger. Each served version decodes it with its own vocabulary
 (``1/wire.json`` next to the model files) and scores it with
-:meth:`lockgate.trainers.TrainedModel.predict_proba`, the single source of truth for
-preprocessing. The output is FP32 on every target: compare it with ``predict_proba`` (float64)
-with a tolerance (1e-5 is ample; float32 rounding of a probability is below 6e-8).
+:meth:`lockgate.trainers.TrainedModel.predict`, the single source of truth for
+preprocessing. The output is FP32 on every target: compare it with ``predict`` (float64,
+reshaped to ``(n, W)``) with a tolerance (1e-5 is ample for probabilities, whose float32
+rounding is below 6e-8; a regression value needs a tolerance relative to its magnitude).
 
 Targets:
 
@@ -32,11 +40,11 @@ Targets:
   - ``<name>-wire``: python backend, ``KIND_CPU``; the same ``model.py`` with the config
     parameter ``lockgate_output: preprocessed``: wire ``INPUT__0 [F]`` ->
     ``TrainedModel.preprocess(decoded)`` as ``PREPROCESSED [d]``.
-  - ``<name>-model``: FIL or libtorch on ``KIND_GPU``, ``[d]`` -> ``[1]``. **FIL hard-codes its
+  - ``<name>-model``: FIL or libtorch on ``KIND_GPU``, ``[d]`` -> ``[W]``. **FIL hard-codes its
     tensor names** to ``input__0`` / ``output__0`` (lower case; ``src/model.h`` of
     triton-inference-server/fil_backend calls ``get_input(batch, "input__0")``):
     :data:`FIL_INPUT_NAME` / :data:`FIL_OUTPUT_NAME`; they are internal to the ensemble.
-  - ``<name>``: ``platform: "ensemble"``, ``INPUT__0 [F]`` -> ``OUTPUT__0 [1]``; its
+  - ``<name>``: ``platform: "ensemble"``, ``INPUT__0 [F]`` -> ``OUTPUT__0 [W]``; its
     ``ensemble_scheduling`` maps ``INPUT__0`` -> wire step -> ``preprocessed`` -> model step
     -> ``OUTPUT__0``. Loading ``<name>`` in explicit mode loads the two composing models.
 
@@ -63,6 +71,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lockgate.errors import SpecError
+from lockgate.trainers import TASKS
 
 __all__ = [
     "FAULT_KEYS",
@@ -72,6 +81,7 @@ __all__ = [
     "MODEL_KINDS",
     "OUTPUT_NAME",
     "PREPROCESSED_NAME",
+    "TASKS",
     "TRITON_VERSION",
     "cpu_config",
     "gpu_component_names",
@@ -87,7 +97,7 @@ __all__ = [
 INPUT_NAME = "INPUT__0"
 """Name of the single input tensor (float32 wire matrix, ``[batch, F]``)."""
 OUTPUT_NAME = "OUTPUT__0"
-"""Name of the single output tensor (float32, ``[batch, 1]``: the probability of label 1)."""
+"""Name of the single output tensor (float32 ``[batch, W]``: ``TrainedModel.predict``)."""
 FIL_INPUT_NAME = "input__0"
 """The input name the FIL backend requires (it is not configurable)."""
 FIL_OUTPUT_NAME = "output__0"
@@ -245,18 +255,25 @@ def cpu_config(
     model_name: str,
     kind: str,
     wire_width: int,
+    task: str = "binary",
+    output_width: int = 1,
     max_batch_size: int = 1024,
     instances: int = 1,
     warmup: bool = True,
     fault: str | None = None,
 ) -> str:
-    """The ``config.pbtxt`` of a python-backend model on CPU: wire ``[F]`` -> probability ``[1]``.
+    """The ``config.pbtxt`` of a python-backend model on CPU: wire ``[F]`` -> prediction ``[W]``.
+
+    ``model.py`` checks at load time that ``W`` is the loaded model's ``output_width``.
 
     Args:
         model_name: The Triton model name (:func:`triton_model_name`).
         kind: ``"lightgbm"`` or ``"torch"`` (the parameter ``lockgate_kind`` ``model.py`` reads).
         wire_width: ``F``, the width of the pipeline's wire matrix
             (:attr:`lockgate.wire.WireSchema.width`).
+        task: The model's task, one of :data:`TASKS`.
+        output_width: ``W``: 1 for ``"binary"`` and ``"regression"``, the number of classes
+            (>= 2) for ``"multiclass"`` (:attr:`lockgate.trainers.TrainedModel.output_width`).
         max_batch_size: Largest batch Triton hands one ``execute`` call (> 0).
         instances: Model instances (``KIND_CPU`` stub processes).
         warmup: Add a one-row zero-data warmup sample, so the first real request is not slow.
@@ -269,6 +286,7 @@ def cpu_config(
         SpecError: For an invalid argument.
     """
     _check_common(model_name, kind, wire_width, max_batch_size, instances, width_name="wire_width")
+    _check_task_output(task, output_width)
     parse_fault(fault)
     parameters = {"lockgate_kind": kind}
     if fault:
@@ -278,7 +296,7 @@ def cpu_config(
         input_name=INPUT_NAME,
         input_width=wire_width,
         output_name=OUTPUT_NAME,
-        output_width=1,
+        output_width=output_width,
         max_batch_size=max_batch_size,
         instance_group=[f"count: {instances}", "kind: KIND_CPU"],
         warmup=warmup,
@@ -312,6 +330,8 @@ def gpu_config(
     kind: str,
     wire_width: int,
     n_features: int,
+    task: str = "binary",
+    output_width: int = 1,
     max_batch_size: int = 1024,
     instances: int = 1,
     gpus: Sequence[int] = (0,),
@@ -331,10 +351,16 @@ def gpu_config(
       only read for classifiers and kept at 0.5; ``storage_type: AUTO``. These are the parameter
       names of FIL up to Triton 25.08 (``output_class`` and ``storage_type`` still load in 25.09+
       with a deprecation warning). Tensor names are FIL's fixed ``input__0`` / ``output__0``.
+      By task: ``"binary"`` as above, output ``[1]``; ``"multiclass"`` ``predict_proba: true``,
+      output ``[k]``: FIL applies the model's softmax and returns one probability per class in
+      LightGBM's class order (the order of ``TrainedModel.classes``); ``"regression"``
+      ``output_class: false``, ``predict_proba: false``, output ``[1]``: the raw (identity
+      transformed) prediction.
     * torch on the ``pytorch_libtorch`` platform from ``1/model.pt``: the registry's
-      ``model.torchscript.pt`` under the file name libtorch loads by default.
+      ``model.torchscript.pt`` under the file name libtorch loads by default. Its output is
+      ``[1]`` (sigmoid, or the regression value in label units) or ``[k]`` (softmax).
 
-    ``<name>`` is the ensemble clients call: ``INPUT__0 [F]`` -> ``OUTPUT__0 [1]`` on every
+    ``<name>`` is the ensemble clients call: ``INPUT__0 [F]`` -> ``OUTPUT__0 [W]`` on every
     kind, both steps pinned to version 1. Ensembles take no instance group, dynamic batching or
     warmup of their own; the composing models have them.
 
@@ -344,6 +370,9 @@ def gpu_config(
         wire_width: ``F``, the width of the pipeline's wire matrix.
         n_features: ``d``, the width of the version's preprocessed matrix (``input_dim`` of
             ``preprocessing.json``).
+        task: The model's task, one of :data:`TASKS`.
+        output_width: ``W``: 1 for ``"binary"`` and ``"regression"``, the number of classes
+            (>= 2) for ``"multiclass"``.
         max_batch_size: Largest batch per execution (> 0), the same for all three models.
         instances: Model instances per listed GPU.
         gpus: GPU indices for the ``KIND_GPU`` instance group (non-empty, distinct, >= 0).
@@ -358,6 +387,7 @@ def gpu_config(
     """
     _check_common(model_name, kind, wire_width, max_batch_size, instances, width_name="wire_width")
     _check_positive("n_features", n_features)
+    _check_task_output(task, output_width)
     gpu_list = list(gpus) if not isinstance(gpus, str | bytes) else []
     if (
         not gpu_list
@@ -386,7 +416,7 @@ def gpu_config(
         parameters = {
             "model_type": "lightgbm",
             "output_class": "false",
-            "predict_proba": "false",
+            "predict_proba": "true" if task == "multiclass" else "false",
             "threshold": "0.5",
             "storage_type": "AUTO",
             "lockgate_kind": kind,
@@ -405,7 +435,7 @@ def gpu_config(
         input_name=inner_input,
         input_width=n_features,
         output_name=inner_output,
-        output_width=1,
+        output_width=output_width,
         max_batch_size=max_batch_size,
         instance_group=[f"count: {instances}", "kind: KIND_GPU", f"gpus: [ {gpu_text} ]"],
         warmup=warmup,
@@ -416,7 +446,7 @@ def gpu_config(
         input_name=INPUT_NAME,
         input_width=wire_width,
         output_name=OUTPUT_NAME,
-        output_width=1,
+        output_width=output_width,
         max_batch_size=max_batch_size,
         instance_group=None,
         warmup=False,
@@ -468,8 +498,9 @@ def python_model_source() -> str:
     code24 collision fails the load). ``execute`` reads each request's ``INPUT__0`` through
     DLPack (``np.from_dlpack``: the stub's numpy bridge ``as_numpy()`` returns garbage under
     numpy 2), checks its shape and codes, decodes all valid requests of the dynamic batch at
-    once and scores them with ``predict_proba`` (or, with the parameter ``lockgate_output:
-    preprocessed``, returns ``preprocess``), splits the result back and returns it as float32
+    once and scores them with ``predict`` as ``[n, output_width]`` (or, with the parameter
+    ``lockgate_output: preprocessed``, returns ``preprocess``), splits the result back and
+    returns it as float32
     through ``pb_utils.Tensor.from_dlpack`` (``pb_utils.Tensor(name, ndarray)`` yields an empty
     tensor under numpy 2). A request that fails its checks, or a batch whose prediction raises,
     gets ``TritonError`` responses; the stub keeps serving. ``OMP_NUM_THREADS`` defaults to 1
@@ -504,6 +535,25 @@ def _check_target(target: str) -> None:
         raise SpecError(
             f"serving target {target!r} is unknown; rule: 'cpu' (python backend) or 'gpu' "
             "(FIL / libtorch in the NGC Triton image); fix: pass one of them"
+        )
+
+
+def _check_task_output(task: str, output_width: int) -> None:
+    if task not in TASKS:
+        raise SpecError(
+            f"task {task!r} is unknown; rule: one of {list(TASKS)}; fix: pass the model's "
+            "TrainedModel.task (lockgate.trainers.model_output reads it from preprocessing.json)"
+        )
+    _check_positive("output_width", output_width)
+    if task == "multiclass" and output_width < 2:
+        raise SpecError(
+            f"output_width={output_width} for task='multiclass'; rule: one column per class, at "
+            "least 2; fix: pass the model's output_width (len(TrainedModel.classes))"
+        )
+    if task != "multiclass" and output_width != 1:
+        raise SpecError(
+            f"output_width={output_width} for task={task!r}; rule: binary and regression models "
+            "predict one value per row; fix: pass output_width=1"
         )
 
 
@@ -717,8 +767,8 @@ _MODEL_TEMPLATE = '''\
 
 lockgate verifies this file, config.pbtxt, wire.json and the model files before every load.
 Requests carry the pipeline's wire matrix (lockgate.wire); this version decodes it with its
-own vocabulary and scores it with TrainedModel.predict_proba (or, with the parameter
-lockgate_output=preprocessed, returns TrainedModel.preprocess for a GPU ensemble). Tensors move
+own vocabulary and scores it with TrainedModel.predict, [n, output_width] (or, with the
+parameter lockgate_output=preprocessed, returns TrainedModel.preprocess for a GPU ensemble). Tensors move
 through DLPack only: with numpy 2 the stub's as_numpy() and Tensor(name, ndarray) are broken.
 """
 
@@ -781,7 +831,7 @@ except ImportError as exc:  # pragma: no cover - depends on the server's environ
 INPUT_NAME = "@INPUT@"
 FAULT_KEYS = @FAULT_KEYS@
 MODEL_KINDS = @MODEL_KINDS@
-OUTPUTS = ("probability", "preprocessed")
+OUTPUTS = ("probability", "preprocessed")  # "probability": TrainedModel.predict, any task
 NOT_MODEL_FILES = ("model.py", "__pycache__", WIRE_FILE)
 
 
@@ -803,7 +853,7 @@ def error_response(message):
 
 
 class TritonPythonModel:
-    """One lockgate model version: wire float32 [n, F] -> probability float32 [n, 1]."""
+    """One lockgate model version: wire float32 [n, F] -> prediction float32 [n, W]."""
 
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -854,18 +904,22 @@ class TritonPythonModel:
                 f"{INPUT_NAME} [{self.width}]; rewrite the model folder with lockgate"
             )
         self.decoder = WireDecoder.for_model(self.schema, self.model.preprocessing)
-        expected = 1 if self.output == "probability" else self.model.preprocessing["input_dim"]
+        if self.output == "probability":
+            expected = self.model.output_width
+        else:
+            expected = self.model.preprocessing["input_dim"]
         if self.output_width != expected:
             raise ValueError(
-                f"config.pbtxt declares {self.output_name} [{self.output_width}] but the model "
-                f"gives [{expected}] ({self.output}); rewrite the model folder with lockgate"
+                f"config.pbtxt declares {self.output_name} [{self.output_width}] but the "
+                f"{self.model.task} model gives [{expected}] ({self.output}); rewrite the model "
+                "folder with lockgate"
             )
 
     def predict(self, x):
         frame = self.decoder.decode(x)
         if self.output == "preprocessed":
             return self.model.preprocess(frame)
-        return self.model.predict_proba(frame).reshape(-1, 1)
+        return self.model.predict(frame).reshape(-1, self.output_width)
 
     def read_input(self, request):
         tensor = pb_utils.get_input_tensor_by_name(request, INPUT_NAME)

@@ -29,12 +29,16 @@ from lockgate.errors import (
 from lockgate.metrics import roc_auc
 from lockgate.trainers import (
     DEFAULT_LIGHTGBM_PARAMS,
+    MAX_CLASSES,
     LightGBMModel,
     LightGBMTrainer,
+    ModelOutput,
     TorchModel,
     TorchTrainer,
     TrainedModel,
     Trainer,
+    check_labels,
+    model_output,
     trainer_from_config,
 )
 
@@ -619,3 +623,325 @@ def test_module_import_is_cheap() -> None:
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# ------------------------------------------------------------------------------------- tasks
+
+TASK_FEATURES = ["x1", "x2", "city", "noise"]
+TASK_TRAINERS: dict[str, Trainer] = {
+    "lightgbm": LightGBMTrainer(num_boost_round=150, params={"min_data_in_leaf": 20}),
+    "torch": TorchTrainer(hidden_sizes=(32,), epochs=15, batch_size=64, learning_rate=1e-2),
+}
+TASK_LABELS = {"multiclass": "species", "regression": "amount"}
+NEW_TASKS = sorted(TASK_LABELS)
+
+
+def make_task_frame(n: int = 1500, seed: int = 11) -> pd.DataFrame:
+    """Separable classes (from x1) and a linear target, with a categorical feature."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    x2 = rng.normal(size=n)
+    city = rng.choice(np.array(["a", "b", "c"], dtype=object), size=n)
+    species = np.where(x1 > 0.6, "setosa", np.where(x1 < -0.6, "virginica", "versicolor"))
+    amount = 3.0 * x1 - 2.0 * x2 + 1.5 * (city == "b") + rng.normal(scale=0.2, size=n) + 50.0
+    return pd.DataFrame(
+        {
+            "x1": x1,
+            "x2": x2,
+            "city": city,
+            "noise": rng.normal(size=n),
+            "species": species,
+            "grade": np.select([x1 > 0.6, x1 < -0.6], [7, 1], default=3),
+            "amount": amount,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def task_split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = make_task_frame()
+    return frame.iloc[:1100].reset_index(drop=True), frame.iloc[1100:].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def task_models(task_split: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, TrainedModel]:
+    train, _ = task_split
+    return {
+        f"{kind}/{task}": trainer.fit(
+            train, features=TASK_FEATURES, label=TASK_LABELS[task], task=task
+        )
+        for kind, trainer in TASK_TRAINERS.items()
+        for task in NEW_TASKS
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_multiclass_predicts_probabilities_in_class_order(
+    kind: str, task_models: dict[str, TrainedModel], task_split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    _, test = task_split
+    model = task_models[f"{kind}/multiclass"]
+    assert model.task == "multiclass"
+    assert model.classes == ("setosa", "versicolor", "virginica")  # sorted
+    assert model.output_width == 3
+    p = model.predict(test)
+    assert p.dtype == np.float64
+    assert p.shape == (len(test), 3)
+    assert np.all((p >= 0) & (p <= 1))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-6)
+    predicted = np.asarray(model.classes, dtype=object)[p.argmax(axis=1)]
+    assert (predicted == test["species"].to_numpy()).mean() > 0.9  # chance: ~1/3
+    assert np.array_equal(model.predict_proba(test), p)
+    assert model.predict(test.iloc[:0]).shape == (0, 3)
+    assert model.preprocessing["task"] == "multiclass"
+    assert model.preprocessing["classes"] == ["setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_multiclass_integer_labels_keep_their_values(
+    kind: str, task_split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    train, test = task_split
+    trainer = TASK_TRAINERS[kind].model_copy(
+        update={"num_boost_round": 40} if kind == "lightgbm" else {"epochs": 5}
+    )
+    as_float = train.assign(grade=train["grade"].astype(float))  # e.g. after a join with NaN
+    model = trainer.fit(as_float, features=TASK_FEATURES, label="grade", task="multiclass")
+    assert model.classes == (1, 3, 7)
+    assert all(type(c) is int for c in model.classes)
+    p = model.predict(test)
+    assert p.shape == (len(test), 3)
+    predicted = np.asarray(model.classes)[p.argmax(axis=1)]
+    assert (predicted == test["grade"].to_numpy()).mean() > 0.85
+    category = train.assign(
+        species=pd.Categorical(
+            train["species"], categories=["virginica", "unused", "setosa", "versicolor"]
+        )
+    )  # classes are the values that occur, sorted
+    assert trainer.fit(category, features=["x1"], label="species", task="multiclass").classes == (
+        "setosa",
+        "versicolor",
+        "virginica",
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_regression_predicts_label_units(
+    kind: str, task_models: dict[str, TrainedModel], task_split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    _, test = task_split
+    model = task_models[f"{kind}/regression"]
+    assert model.task == "regression"
+    assert model.classes == ()
+    assert model.output_width == 1
+    p = model.predict(test)
+    assert p.dtype == np.float64
+    assert p.shape == (len(test),)
+    y = test["amount"].to_numpy()
+    r2 = 1.0 - float(np.sum((y - p) ** 2)) / float(np.sum((y - y.mean()) ** 2))
+    assert r2 > 0.8
+    assert abs(p.mean() - y.mean()) < 1.0  # label units (mean ~50), not standardised
+    assert model.predict(test.iloc[:0]).shape == (0,)
+    with pytest.raises(SpecError, match=r"predict_proba\(\).*task='regression'.*call predict"):
+        model.predict_proba(test)
+
+
+@pytest.mark.parametrize("task", NEW_TASKS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_task_models_round_trip_and_train_bit_identically(
+    kind: str,
+    task: str,
+    task_models: dict[str, TrainedModel],
+    task_split: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    train, test = task_split
+    model = task_models[f"{kind}/{task}"]
+    files = model.files()
+    loaded = TrainedModel.load(kind, files)
+    assert (loaded.task, loaded.classes, loaded.output_width) == (
+        model.task,
+        model.classes,
+        model.output_width,
+    )
+    assert np.array_equal(loaded.predict(test), model.predict(test))
+    assert loaded.files() == files
+    again = TASK_TRAINERS[kind].fit(
+        train, features=TASK_FEATURES, label=TASK_LABELS[task], task=task
+    )
+    assert again.files() == files
+    assert model_output(json.loads(files["preprocessing.json"])) == ModelOutput(
+        task,
+        model.output_width,
+        model.classes,  # type: ignore[arg-type]
+    )
+
+
+def test_lightgbm_objective_follows_the_task(task_models: dict[str, TrainedModel]) -> None:
+    multiclass = task_models["lightgbm/multiclass"].files()["model.txt"].decode()
+    assert "objective=multiclass num_class:3" in multiclass
+    assert "num_class=3" in multiclass
+    regression = task_models["lightgbm/regression"].files()["model.txt"].decode()
+    assert "\nobjective=regression" in regression
+    assert "[deterministic: 1]" in regression
+
+
+@pytest.mark.parametrize("task", NEW_TASKS)
+def test_torchscript_export_per_task(
+    task: str, task_models: dict[str, TrainedModel], task_split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    import torch
+
+    _, test = task_split
+    model = task_models[f"torch/{task}"]
+    assert isinstance(model, TorchModel)
+    data = model.files()["model.torchscript.pt"]
+    assert b".debug_pkl" not in data
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        scripted = torch.jit.load(io.BytesIO(data))
+    with torch.inference_mode():
+        out = scripted(torch.from_numpy(model.preprocess(test))).numpy()
+    assert out.dtype == np.float32
+    assert out.shape == (len(test), model.output_width)
+    expected = model.predict(test).reshape(len(test), model.output_width)
+    assert np.array_equal(out.astype(np.float64), expected)
+    arch = model.architecture
+    assert arch["task"] == task
+    assert arch["torchscript"]["output"]["shape"] == [-1, model.output_width]
+    if task == "regression":
+        assert arch["output_activation"] == "affine"
+        assert abs(arch["target"]["mean"] - 50.0) < 1.0
+        assert arch["target"]["scale"] > 1.0
+    else:
+        assert arch["output_activation"] == "softmax"
+    # the regenerated export (load without it) has the same bytes
+    partial = {k: v for k, v in model.files().items() if k != "model.torchscript.pt"}
+    assert TrainedModel.load("torch", partial).files()["model.torchscript.pt"] == data
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_binary_models_keep_their_files_and_gain_the_task_api(
+    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    _, test = split
+    model = models[kind]
+    assert (model.task, model.classes, model.output_width) == ("binary", (0, 1), 1)
+    assert np.array_equal(model.predict(test), model.predict_proba(test))
+    files = model.files()
+    preprocessing = json.loads(files["preprocessing.json"])
+    assert "task" not in preprocessing  # binary bytes as before tasks existed
+    assert "classes" not in preprocessing
+    if kind == "torch":
+        arch = json.loads(files["architecture.json"])
+        assert "task" not in arch
+        assert "target" not in arch
+        assert arch["output_activation"] == "sigmoid"
+    explicit = FAST_TRAINERS[kind].fit(split[0], features=FEATURES, label="label", task="binary")
+    assert explicit.files() == files
+    assert model_output(preprocessing) == ModelOutput("binary", 1, (0, 1))
+
+
+def _many_classes(n: int) -> pd.Series:
+    return pd.Series([f"c{i}" for i in range(n)])
+
+
+@pytest.mark.parametrize(
+    ("task", "values", "error", "message"),
+    [
+        ("binary", [0, 1, 2, 2], TrainingError, r"task='binary'.*2: 2.*declare task='multiclass'"),
+        (
+            "binary",
+            [0.5, 1.7, 0.0, 1.0],
+            TrainingError,
+            r"task='binary'.*declare task='regression'",
+        ),
+        ("binary", ["cat", "dog"], TrainingError, r"task='binary'.*declare task='multiclass'"),
+        ("binary", [0, 0, 0], TrainingError, r"single class \(0: 3, 1: 0\) for task='binary'"),
+        ("multiclass", ["a", None, "b"], TrainingError, r"1 missing value\(s\) for task='multic"),
+        ("multiclass", [0.5, 1.0, 2.0], TrainingError, r"\[0\.5\] for task='multiclass'.*regres"),
+        ("multiclass", [1, "a", 2], TrainingError, "mixes integer and string classes"),
+        ("multiclass", ["a", "a"], TrainingError, r"single class 'a' .*task='multiclass'"),
+        ("multiclass", [True, False], TrainingError, r"is bool for task='multiclass'.*'binary'"),
+        ("regression", [1.0, np.nan, np.inf], TrainingError, r"1 missing and 1 infinite.*regres"),
+        ("regression", ["1.5", "x"], TrainingError, r"non-numeric values \['x'\].*'multiclass'"),
+        ("regression", [True, False], TrainingError, r"is bool for task='regression'.*'binary'"),
+        ("regression", [2.5, 2.5], TrainingError, r"single value 2\.5 in all 2 rows"),
+        ("regression", [], EmptyDataError, r"no rows for task='regression'"),
+        ("ranking", [0, 1], SpecError, r"task='ranking' is unknown"),
+    ],
+)
+def test_check_labels_names_the_task_value_and_fix(
+    task: str, values: list[Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        check_labels(pd.Series(values, dtype=None if values else float), task=task, label="y")  # type: ignore[arg-type]
+
+
+def test_check_labels_accepts_what_each_task_trains_on() -> None:
+    check_labels(pd.Series([0, 1, 1]), task="binary", label="y")
+    check_labels(pd.Series([True, False]), task="binary", label="y")
+    check_labels(pd.Series(["b", "a", "c"]), task="multiclass", label="y")
+    check_labels(pd.Series([3.0, 1.0, 2.0]), task="multiclass", label="y")
+    check_labels(pd.Series(pd.Categorical(["x", "y"])), task="multiclass", label="y")
+    check_labels(pd.Series([0.1, 2.0, -3.0]), task="regression", label="y")
+    check_labels(pd.Series(["1.5", "2"], dtype=object), task="regression", label="y")
+    check_labels(_many_classes(MAX_CLASSES), task="multiclass", label="y")
+    with pytest.raises(TrainingError, match=rf"{MAX_CLASSES + 1} distinct.*at most {MAX_CLASSES}"):
+        check_labels(_many_classes(MAX_CLASSES + 1), task="multiclass", label="y")
+    with pytest.raises(SchemaError, match="takes a pandas Series"):
+        check_labels([0, 1], task="binary", label="y")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fit_refuses_labels_that_do_not_fit_the_task(
+    kind: str, task_split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    train, _ = task_split
+    small = train.iloc[:200]
+    trainer = TASK_TRAINERS[kind]
+    with pytest.raises(TrainingError, match=r"task='binary'.*declare task='multiclass'"):
+        trainer.fit(small, features=["x1"], label="species")  # default task: binary
+    with pytest.raises(TrainingError, match=r"task='binary'.*declare task='regression'"):
+        trainer.fit(small, features=["x1"], label="amount")
+    with pytest.raises(TrainingError, match=r"non-numeric.*task='regression'"):
+        trainer.fit(small, features=["x1"], label="species", task="regression")
+    with pytest.raises(TrainingError, match=r"for task='multiclass'.*task='regression'"):
+        trainer.fit(small, features=["x1"], label="amount", task="multiclass")
+    with pytest.raises(SpecError, match="task='ordinal' is unknown"):
+        trainer.fit(small, features=["x1"], label="grade", task="ordinal")  # type: ignore[arg-type]
+
+
+def test_task_spec_errors(task_split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    train, _ = task_split
+    with pytest.raises(SpecError, match=r"pos_weight=2\.0 with task='multiclass'"):
+        TorchTrainer(pos_weight=2.0, epochs=1).fit(
+            train, features=["x1"], label="species", task="multiclass"
+        )
+    with pytest.raises(ValidationError, match=r"num_class.*counts the label's classes"):
+        LightGBMTrainer(params={"num_classes": 3})
+
+
+def test_load_refuses_files_of_different_tasks(task_models: dict[str, TrainedModel]) -> None:
+    lgb_multi = task_models["lightgbm/multiclass"].files()
+    lgb_reg = task_models["lightgbm/regression"].files()
+    with pytest.raises(ArtifactIntegrityError, match=r"objective 'multiclass'.*task='regression'"):
+        TrainedModel.load(
+            "lightgbm", {**lgb_multi, "preprocessing.json": lgb_reg["preprocessing.json"]}
+        )
+    torch_multi = task_models["torch/multiclass"].files()
+    torch_reg = task_models["torch/regression"].files()
+    with pytest.raises(ArtifactIntegrityError, match=r"architecture\.json is malformed.*task"):
+        TrainedModel.load(
+            "torch", {**torch_reg, "preprocessing.json": torch_multi["preprocessing.json"]}
+        )
+    arch = json.loads(torch_reg["architecture.json"])
+    arch["target"]["scale"] = 0.0
+    with pytest.raises(ArtifactIntegrityError, match=r"target scale 0\.0"):
+        TrainedModel.load("torch", {**torch_reg, "architecture.json": json.dumps(arch).encode()})
+    spec = json.loads(lgb_multi["preprocessing.json"])
+    spec["classes"] = ["versicolor", "setosa", "virginica"]
+    with pytest.raises(ArtifactIntegrityError, match="not sorted and distinct"):
+        TrainedModel.load(
+            "lightgbm", {**lgb_multi, "preprocessing.json": json.dumps(spec).encode()}
+        )
+    with pytest.raises(ArtifactIntegrityError, match="malformed task"):
+        model_output({"task": "ranking"})

@@ -259,7 +259,8 @@ def test_model_source_is_deterministic_and_uses_dlpack() -> None:
     assert ".as_numpy(" not in source  # broken under numpy 2 in the stub
     assert "from lockgate.trainers import TrainedModel" in source  # one preprocessing
     assert "from lockgate.wire import" in source
-    assert "predict_proba(frame)" in source
+    assert "self.model.predict(frame).reshape(-1, self.output_width)" in source  # any task
+    assert "predict_proba" not in source
 
 
 # ---- model.py against a stand-in for triton_python_backend_utils ------------------------------
@@ -311,6 +312,11 @@ def _frame(n: int = 400) -> pd.DataFrame:
         }
     )
     frame["y"] = ((frame["amount"] > 90) ^ (rng.random(n) < 0.1)).astype(int)
+    # labels of the other tasks, derived without drawing (the columns above stay as they were)
+    frame["size"] = np.select(
+        [frame["amount"] < 40, frame["amount"] > 110], ["small", "large"], default="medium"
+    )
+    frame["value"] = 0.5 * frame["amount"] + 2.0 * (frame["channel"] == "web") + frame["hour"]
     return frame
 
 
@@ -324,6 +330,8 @@ def _served_model(
     *,
     fault: str = "",
     output: str = "probability",
+    task: str = "binary",
+    config_width: int | None = None,
 ) -> tuple[Any, TrainedModel, pd.DataFrame, WireSchema]:
     frame = _frame()
     trainer = (
@@ -331,7 +339,8 @@ def _served_model(
         if kind == "lightgbm"
         else TorchTrainer(seed=1, epochs=2)
     )
-    model = trainer.fit(frame, features=FEATURES, label="y")
+    label = {"binary": "y", "multiclass": "size", "regression": "value"}[task]
+    model = trainer.fit(frame, features=FEATURES, label=label, task=task)  # type: ignore[arg-type]
     schema = WireSchema.from_frame(frame, FEATURES)
     version_dir = tmp_path / "m" / "1"
     version_dir.mkdir(parents=True)
@@ -340,7 +349,15 @@ def _served_model(
     (version_dir / WIRE_FILE).write_bytes(schema.to_json())
     (version_dir / "__pycache__").write_bytes(b"")
     if output == "probability":
-        text = cpu_config(model_name=NAME, kind=kind, wire_width=schema.width, fault=fault or None)
+        width = model.output_width if config_width is None else config_width
+        text = cpu_config(
+            model_name=NAME,
+            kind=kind,
+            wire_width=schema.width,
+            task=task if config_width is None else "multiclass" if width > 1 else "binary",
+            output_width=width,
+            fault=fault or None,
+        )
     else:
         n_features = model.preprocess(frame.head(1)).shape[1]
         text = gpu_config(
@@ -489,3 +506,106 @@ def test_model_py_fault_drills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert 10 < len(errors) < 50
     assert all("lockgate_fault injected an error" in r.error.message for r in errors)
     assert all(r.output_tensors for r in responses if r.error is None)
+
+
+# ---- tasks: output dims per task ----------------------------------------------------------------
+
+TASK_WIDTHS = [("binary", 1), ("regression", 1), ("multiclass", 4)]
+
+
+@pytest.mark.parametrize(("task", "width"), TASK_WIDTHS)
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_cpu_config_output_dims_follow_the_task(kind: str, task: str, width: int) -> None:
+    text = cpu_config(model_name=NAME, kind=kind, wire_width=12, task=task, output_width=width)
+    (out,) = _proto(text).output
+    assert (out.name, out.data_type, list(out.dims)) == (OUTPUT_NAME, DataType.TYPE_FP32, [width])
+    parsed = parse_config(text)
+    assert parsed["output"] == [{"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [width]}]
+    assert parsed["input"][0]["dims"] == [12]  # the wire is the same for every task
+    if task != "multiclass":  # one value per row: the same text as a binary model's
+        assert text == cpu_config(model_name=NAME, kind=kind, wire_width=12)
+
+
+@pytest.mark.parametrize(("task", "width"), TASK_WIDTHS)
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_gpu_config_output_dims_follow_the_task(kind: str, task: str, width: int) -> None:
+    texts = gpu_config(
+        model_name=NAME, kind=kind, wire_width=9, n_features=7, task=task, output_width=width
+    )
+    wire_name, inner_name = gpu_component_names(NAME)
+    parsed = {name: parse_config(text) for name, text in texts.items()}
+    for text in texts.values():
+        _proto(text)  # valid against Triton's schema
+    assert parsed[wire_name]["output"][0]["dims"] == [7]  # preprocessing does not change
+    assert parsed[inner_name]["output"][0]["dims"] == [width]
+    assert parsed[NAME]["output"] == [
+        {"name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [width]}
+    ]
+    params = _params(_proto(texts[inner_name]))
+    if kind == "lightgbm":
+        # multiclass: FIL returns the k class probabilities; otherwise one value per row
+        assert params["predict_proba"] == ("true" if task == "multiclass" else "false")
+        assert params["output_class"] == "false"
+    else:
+        assert parsed[inner_name]["platform"] == "pytorch_libtorch"
+    if task == "binary":
+        assert texts == gpu_config(model_name=NAME, kind=kind, wire_width=9, n_features=7)
+
+
+@pytest.mark.parametrize(
+    ("task", "width", "match"),
+    [
+        ("multiclass", 1, r"output_width=1 for task='multiclass'.*at least 2"),
+        ("regression", 3, r"output_width=3 for task='regression'.*output_width=1"),
+        ("binary", 2, r"output_width=2 for task='binary'"),
+        ("binary", 0, r"output_width=0 is invalid"),
+        ("ranking", 1, r"task 'ranking' is unknown"),
+    ],
+)
+def test_task_and_output_width_must_agree(task: str, width: int, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        cpu_config(model_name=NAME, kind="lightgbm", wire_width=3, task=task, output_width=width)
+    with pytest.raises(SpecError, match=match):
+        gpu_config(
+            model_name=NAME,
+            kind="torch",
+            wire_width=3,
+            n_features=3,
+            task=task,
+            output_width=width,
+        )
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_model_py_serves_predict_for_every_task(
+    kind: str, task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served, model, frame, schema = _served_model(kind, tmp_path, monkeypatch, task=task)
+    assert model.task == task
+    width = model.output_width
+    assert width == (3 if task == "multiclass" else 1)
+    rows = frame.head(9)
+    x = encode(rows, schema)
+    first, second = served.execute([_request(x[:4]), _request(x[4:])])
+    expected = model.predict(rows).reshape(len(rows), width)
+    for response, part in ((first, slice(0, 4)), (second, slice(4, 9))):
+        assert response.error is None
+        (tensor,) = response.output_tensors
+        assert tensor.name == OUTPUT_NAME
+        assert tensor.array.dtype == np.float32
+        assert tensor.array.shape == (part.stop - part.start, width)
+        # float32 rounding: relative for values in label units
+        np.testing.assert_allclose(tensor.array, expected[part], rtol=1e-6, atol=1e-7)
+    if task == "multiclass":
+        assert model.classes == ("large", "medium", "small")
+        np.testing.assert_allclose(first.output_tensors[0].array.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_model_py_refuses_a_config_whose_output_width_is_not_the_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(
+        ValueError, match=r"declares OUTPUT__0 \[1\] but the multiclass model gives"
+    ):
+        _served_model("lightgbm", tmp_path, monkeypatch, task="multiclass", config_width=1)

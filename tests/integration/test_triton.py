@@ -35,7 +35,13 @@ from lockgate.serving import (
     write_model_version,
 )
 from lockgate.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
-from lockgate.triton_config import INPUT_NAME, OUTPUT_NAME, triton_model_name
+from lockgate.triton_config import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    cpu_config,
+    python_model_source,
+    triton_model_name,
+)
 from lockgate.wire import WireSchema, encode, wire_schema_for_version
 
 FEATURES = ["amount", "hour", "channel"]
@@ -487,6 +493,77 @@ def test_gpu_ensemble_routes_the_wire_through_the_python_step_in_a_real_triton(
     # unloading the ensemble takes its composing models with it
     server.unload(v.name, wait=True, dependents=(f"{v.name}-wire", f"{v.name}-model"))
     assert not set(server.loaded()) & {v.name, f"{v.name}-wire", f"{v.name}-model"}
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_multiclass_and_regression_lightgbm_serve_what_they_predict(
+    server: LocalTritonServer, frame: pd.DataFrame, task: str
+) -> None:
+    """A multiclass (``[k]`` probabilities) and a regression (``[1]`` value) LightGBM model in
+    the real server: the folder is written here from the pure builders (config with the task's
+    output dims, the generated model.py, wire.json, the model files), not by
+    write_model_version, whose config does not take the task yet."""
+    import tritonclient.http as httpclient
+
+    rows = frame.assign(
+        shift=np.select([frame["hour"] < 8, frame["hour"] < 16], ["night", "day"], "evening"),
+        spend=0.5 * frame["amount"].fillna(60.0) + 3.0 * (frame["channel"] == "web"),
+    )
+    label = "shift" if task == "multiclass" else "spend"
+    model = LightGBMTrainer(seed=1, num_boost_round=20).fit(
+        rows, features=FEATURES, label=label, task=task
+    )
+    width = model.output_width
+    assert width == (3 if task == "multiclass" else 1)
+    schema = WireSchema.from_frame(frame, FEATURES)
+    name = triton_model_name("tasks_lgbm", task)
+    folder = Path(server.repo_dir) / name
+    (folder / "1").mkdir(parents=True)
+    (folder / "config.pbtxt").write_text(
+        cpu_config(
+            model_name=name,
+            kind="lightgbm",
+            wire_width=schema.width,
+            task=task,
+            output_width=width,
+        )
+    )
+    (folder / "1" / "model.py").write_text(python_model_source())
+    (folder / "1" / "wire.json").write_bytes(schema.to_json())
+    (folder / "1" / "__pycache__").write_bytes(b"")
+    for file_name, data in model.files().items():
+        (folder / "1" / file_name).write_bytes(data)
+    client = httpclient.InferenceServerClient(url=server.url)
+    try:
+        client.load_model(name)
+        assert client.is_model_ready(name)
+        x = encode(rows, schema)
+        parts = []
+        for start in range(0, len(x), 1000):  # two requests of at most max_batch_size
+            chunk = np.ascontiguousarray(x[start : start + 1000], dtype=np.float32)
+            tensor = httpclient.InferInput(INPUT_NAME, list(chunk.shape), "FP32")
+            tensor.set_data_from_numpy(chunk)
+            out = client.infer(name, [tensor]).as_numpy(OUTPUT_NAME)
+            assert out.dtype == np.float32
+            assert out.shape == (len(chunk), width)
+            parts.append(out)
+        served = np.concatenate(parts).astype(np.float64)
+    finally:
+        client.close()
+        server.unload(name, wait=True)
+        shutil.rmtree(folder)
+    expected = model.predict(rows).reshape(len(rows), width)
+    if task == "multiclass":
+        assert model.classes == ("day", "evening", "night")
+        np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(served.sum(axis=1), 1.0, atol=1e-5)
+        assert (served.argmax(axis=1) == expected.argmax(axis=1)).all()
+    else:
+        np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-6)  # label units
+        assert served.std() > 1.0  # real predictions, not a constant
 
 
 def _tamper(folder: Path, how: str, outside: Path) -> str:
