@@ -13,12 +13,63 @@ from lockgate.resources.audit import AuditTrail
 from lockgate.spec import ModelPipeline
 
 __all__ = [
+    "INCUMBENT_RULES",
     "build_champion",
     "build_gate_checks",
     "build_gated_evaluation",
     "build_gold_set",
+    "judge",
     "passing_verdict",
 ]
+
+INCUMBENT_RULES = ("gate_vs_champion", "gate_significance", "gate_slices")
+"""Rules that judge whether the challenger may *replace* the champion."""
+
+
+def judge(report: dict[str, Any], gate: Any) -> list[Any]:
+    """The gate's verdicts on a report, with a rerun of the champion itself handled.
+
+    When the challenger is the champion (a rerun on unchanged code and data finds the version
+    that already serves), the report compares it with itself: every change is exactly 0. The
+    rules in :data:`INCUMBENT_RULES` judge a replacement of the champion, which this is not, so
+    they pass and say so (a "significant improvement" over itself cannot exist); the absolute
+    bounds, the sample size and the edge cases judge the model on its own and still apply.
+
+    Example:
+        A rerun of champion ``v1`` under ``Gate(require_significance=True)``: the report shows
+        ``v1`` vs ``v1`` with a change of 0, ``gate_significance`` passes with the message
+        "v1 is the champion itself, compared with itself (...)", and ``gate_absolute`` is judged
+        as for any other model (tests/integration/test_rerun.py has runnable cases).
+    """
+    from dataclasses import replace
+
+    from lockgate.gate import evaluate_gate
+
+    verdicts = evaluate_gate(report, gate)
+    champion = report.get("champion")
+    version = report["challenger"]["version"]
+    if champion is None or champion.get("version") != version:
+        return verdicts
+    out = []
+    for verdict in verdicts:
+        if verdict.rule not in INCUMBENT_RULES:
+            out.append(verdict)
+        elif verdict.passed:
+            out.append(replace(verdict, message=f"{verdict.message} ({version} is the champion)"))
+        else:
+            out.append(
+                replace(
+                    verdict,
+                    passed=True,
+                    failures=(),
+                    message=(
+                        f"{version} is the champion itself, compared with itself "
+                        f"({verdict.message}); {verdict.rule} judges a replacement of the "
+                        "champion, which a rerun of the champion is not"
+                    ),
+                )
+            )
+    return out
 
 
 def _gate(spec: ModelPipeline) -> Any:
@@ -75,7 +126,8 @@ def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
         manifest = artifacts.snapshot_manifest(snapshot["frame_sha256"])
         gold = canonical_frame(frame[gold_mask(frame, gate.gold)], sort_by=manifest["sort_by"])
         sha = frame_sha256(gold, sort_by=manifest["sort_by"])
-        positives = int(gold[spec.label].sum())
+        # binary: the positives; multiclass: the rows of the rarest class; regression: none
+        positives = _gold_positives(gold[spec.label], spec.task)
         artifacts.put_snapshot(
             sha,
             snapshot_parquet_bytes(gold),
@@ -137,17 +189,18 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         from lockgate import plots
         from lockgate.build import load_snapshot_frame, load_trained_model
         from lockgate.evaluation import build_report
-        from lockgate.hashing import canonical_json, sha256_json
+        from lockgate.resources.artifacts import content_id
 
         version = weights["version"]
+        # a rerun of the champion compares it with the champion: itself (every change is 0)
         champion_version = artifacts.alias(spec.name, "champion")
-        if champion_version == version:
-            champion_version = None  # re-evaluating the champion itself: nothing to compare
         frame = load_snapshot_frame(artifacts, gold["gold_sha256"])
         challenger = load_trained_model(artifacts, spec.name, version)
-        champion = (
-            load_trained_model(artifacts, spec.name, champion_version) if champion_version else None
-        )
+        champion = None
+        if champion_version == version:
+            champion = challenger
+        elif champion_version:
+            champion = load_trained_model(artifacts, spec.name, champion_version)
         report, scores = build_report(
             pipeline=spec.name,
             gate=gate,
@@ -158,40 +211,66 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
             challenger=challenger,
             champion_version=champion_version,
             champion=champion,
+            task=spec.task,
         )
-        report["evaluated_at"] = datetime.now(UTC).isoformat()
-        report["run_id"] = context.run_id
-        report_id = sha256_json({k: v for k, v in report.items() if k != "evaluated_at"})[:16]
-        report["report_id"] = report_id
-        y = frame[spec.label].to_numpy()
-        named = {f"challenger {version}": scores["challenger"]}
-        if champion_version:
-            named[f"champion {champion_version}"] = scores["champion"]
-        images = {
-            "roc.png": plots.roc_plot(y, named),
-            "pr.png": plots.pr_plot(y, named),
-            "calibration.png": plots.calibration_plot(y, named),
-        }
-        if report["slices"]:
-            images["slices.png"] = plots.slice_delta_plot(
-                [
-                    (f"{s['slice']}={s['value']}", s["champion"], s["challenger"])
-                    for s in report["slices"]
-                ],
-                metric=gate.slice_metric,
+        # named by its content: the same inputs give the same report id in every run, and
+        # the first run's report (with its run id and time) is kept
+        report_id = content_id(report)
+        prefix = artifacts.report_prefix(spec.name, version)
+        if spec.task == "binary":
+            y = frame[spec.label].to_numpy()
+            named = {f"challenger {version}": scores["challenger"]}
+            if champion_version and champion_version != version:
+                named[f"champion {champion_version}"] = scores["champion"]
+            images = {
+                "roc.png": plots.roc_plot(y, named),
+                "pr.png": plots.pr_plot(y, named),
+                "calibration.png": plots.calibration_plot(y, named),
+            }
+            if report["slices"]:
+                images["slices.png"] = plots.slice_delta_plot(
+                    [
+                        (f"{s['slice']}={s['value']}", s["champion"], s["challenger"])
+                        for s in report["slices"]
+                    ],
+                    metric=gate.slice_metric,
+                )
+        else:
+            images = plots.report_plots(report, frame[spec.label].to_numpy(), scores)
+        # plots first, the report last: a report counts once its plots are stored; a rerun
+        # keeps the first run's renderings
+        artifacts.put_report(
+            spec.name,
+            version,
+            {f"{report_id}-{k}": v for k, v in images.items()},
+            keep_existing=True,
+        )
+        images = {k: artifacts.read_bytes(f"{prefix}/{report_id}-{k}") for k in images}
+        key, report, written = artifacts.put_record_once(
+            prefix,
+            report | {"evaluated_at": datetime.now(UTC).isoformat(), "run_id": context.run_id},
+            id_field="report_id",
+        )
+        assert report["report_id"] == report_id
+        if not written:
+            context.log.info(
+                f"evaluation of {version} vs {champion_version or 'no champion'} on these gold "
+                f"rows is known: report {report_id} of run {report['run_id']} reused"
             )
-        artifacts.put_report(spec.name, version, {f"{report_id}.json": canonical_json(report)})
-        artifacts.put_report(spec.name, version, {f"{report_id}-{k}": v for k, v in images.items()})
         mine = report["challenger"]["metrics"]
         metadata: dict[str, Any] = {
             "version": version,
             "champion": champion_version or "none (bootstrap)",
+            "champion_is_challenger": champion_version == version,
             "gold_sha256": gold["gold_sha256"],
             "gold_rows": report["gold"]["rows"],
             "gold_positives": report["gold"]["positives"],
-            "report": dg.MetadataValue.path(
-                artifacts.uri(f"reports/{spec.name}/{version}/{report_id}.json")
-            ),
+            "task": spec.task,
+            "report_id": report_id,
+            "report": dg.MetadataValue.path(artifacts.uri(key)),
+            "reused": not written,
+            "evaluated_at": str(report["evaluated_at"]),
+            "evaluated_by_run": str(report["run_id"]),
         }
         for metric, interval in mine.items():
             metadata[metric] = interval["estimate"]
@@ -206,8 +285,9 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         for name, png in images.items():
             metadata[f"plot_{name.removesuffix('.png')}"] = _image(png, name)
         context.log.info(
-            f"{version} vs {champion_version or 'no champion'}: "
-            f"{gate.primary}={mine[gate.primary]['estimate']:.4f}"
+            f"{version} vs {champion_version or 'no champion'}"
+            f"{' (itself: the champion)' if champion_version == version else ''}: "
+            f"{report['policy']['primary']}={mine[report['policy']['primary']]['estimate']:.4f}"
         )
         return dg.Output(
             {
@@ -248,23 +328,24 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
     ) -> Iterator[dg.AssetCheckResult]:
         from lockgate.build import load_trained_model
         from lockgate.evaluation import model_card
-        from lockgate.gate import evaluate_gate
 
         version, report_id = evaluation["version"], evaluation["report_id"]
-        report = artifacts.read_json(f"reports/{spec.name}/{version}/{report_id}.json")
-        verdicts = evaluate_gate(report, gate)
+        report = artifacts.read_json(
+            f"{artifacts.report_prefix(spec.name, version)}/{report_id}.json"
+        )
+        verdicts = judge(report, gate)
         passed = all(v.passed for v in verdicts)
         lock = artifacts.lock_record(spec.name, version)
         load_trained_model(artifacts, spec.name, version)  # weights still match their hashes
-        verdict_key = artifacts.put_verdict(
-            spec.name,
-            version,
+        champion_version = report["champion"]["version"] if report["champion"] else None
+        verdict_key, stored, written = artifacts.put_record_once(
+            f"verdicts/{spec.name}/{version}",
             {
                 "pipeline": spec.name,
                 "version": version,
                 "lock_record_sha256": lock["record_sha256"],
                 "report_id": report_id,
-                "champion": report["champion"]["version"] if report["champion"] else None,
+                "champion": champion_version,
                 "gold_sha256": report["gold"]["sha256"],
                 "passed": passed,
                 "rules": [v.to_dict() for v in verdicts],
@@ -276,19 +357,26 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
             spec.name,
             version,
             {f"{report_id}-model_card.md": model_card(report, lock, verdicts).encode()},
+            keep_existing=True,
         )
-        audit.record(
-            "gate_verdict",
-            pipeline=spec.name,
-            actor=f"dagster run {context.run.run_id}",
-            payload={
-                "version": version,
-                "champion": report["champion"]["version"] if report["champion"] else None,
-                "passed": passed,
-                "failed_rules": [v.to_dict() for v in verdicts if not v.passed],
-                "verdict": verdict_key,
-            },
-        )
+        if written:
+            audit.record(
+                "gate_verdict",
+                pipeline=spec.name,
+                actor=f"dagster run {context.run.run_id}",
+                payload={
+                    "version": version,
+                    "champion": champion_version,
+                    "passed": passed,
+                    "failed_rules": [v.to_dict() for v in verdicts if not v.passed],
+                    "verdict": verdict_key,
+                },
+            )
+        else:  # the same verdict on the same inputs is on record (and in the audit log)
+            context.log.info(
+                f"gate verdict on {version} for report {report_id} is known: "
+                f"{verdict_key} of run {stored['run_id']} reused"
+            )
         for verdict in verdicts:
             if not verdict.passed:
                 context.log.error(f"gate {verdict.rule} failed: {verdict.message}")
@@ -308,7 +396,9 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
                     else verdict.threshold,
                     "failures": dg.MetadataValue.json(list(verdict.failures)),
                     "challenger": version,
-                    "champion": str(report["champion"]["version"] if report["champion"] else None),
+                    "champion": str(champion_version),
+                    "verdict": verdict_key,
+                    "reused": not written,
                 },
             )
 
@@ -336,6 +426,27 @@ def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
         version = evaluation["version"]
         passing_verdict(artifacts, spec.name, evaluation)
         previous = artifacts.alias(spec.name, "champion")
+        if previous == version:  # a rerun: the alias, its history and the audit log stay
+            state = artifacts.aliases(spec.name)
+            since: dict[str, Any] = next(
+                (
+                    h
+                    for h in reversed(state["history"])
+                    if h["alias"] == "champion" and h["to"] == version
+                ),
+                {},
+            )
+            context.log.info(f"{spec.name} champion: {version} already (unchanged)")
+            return dg.Output(
+                {"pipeline": spec.name, "champion": version, "previous": previous},
+                metadata={
+                    "champion": version,
+                    "previous": str(previous),
+                    "unchanged": True,
+                    "champion_since": str(since.get("at")),
+                    "history": dg.MetadataValue.json(state["history"][-5:]),
+                },
+            )
         state = artifacts.move_alias(
             spec.name,
             "champion",
@@ -361,8 +472,17 @@ def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
             metadata={
                 "champion": version,
                 "previous": str(previous),
+                "unchanged": False,
                 "history": dg.MetadataValue.json(state["history"][-5:]),
             },
         )
 
     return champion
+
+
+def _gold_positives(labels: Any, task: str) -> int | None:
+    if task == "binary":
+        return int(labels.sum())
+    if task == "multiclass":
+        return int(labels.value_counts().min()) if len(labels) else 0
+    return None

@@ -50,6 +50,7 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
             holdout_fraction=spec.split.holdout_fraction,
             gold=spec.gate.gold.model_dump() if spec.gate is not None else None,
             code_path=spec.project_dir,
+            task=spec.task,
         )
         version = lock["version"]
         if artifacts.has_model_version(spec.name, version):

@@ -21,7 +21,7 @@ from lockgate.errors import (
 from lockgate.hashing import canonical_frame, frame_sha256, sha256_bytes
 from lockgate.lock import build_lock_record, environment_versions
 from lockgate.project import code_version, lockgate_code
-from lockgate.trainers import TrainedModel, trainer_from_config
+from lockgate.trainers import Task, TrainedModel, check_labels, trainer_from_config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,6 +136,8 @@ def take_snapshot(
 
     data_dir = feast.data_path
     labels = read_labels(spec, data_dir)
+    # a label that does not fit the declared task fails here, before the (slow) Feast join
+    check_labels(labels[spec.label], task=spec.task, label=spec.label)
     refs = feast.feature_refs(spec.feature_service)
     frame = feast.historical_features(feature_service=spec.feature_service, entity_df=labels)
     feature_names = [ref.split(":", 1)[-1] for ref in refs]
@@ -173,6 +175,7 @@ def take_snapshot(
         "feature_refs": list(refs),
         "features": features,
         "label": spec.label,
+        "task": spec.task,
         "entity_columns": list(spec.labels.entity_columns),
         "timestamp_column": spec.labels.timestamp_column,
         "time_range": [str(ts.min()), str(ts.max())],
@@ -266,6 +269,7 @@ def train_version(
     holdout_fraction: float,
     gold: Mapping[str, Any] | None = None,
     code_path: str | Path | None = None,
+    task: Task = "binary",
 ) -> tuple[dict[str, Any], dict[str, bytes], TrainedModel]:
     """Fit a model on the training part of ``frame``; return (lock record, files, model).
 
@@ -284,13 +288,14 @@ def train_version(
 
         train = train[~gold_mask(train, GoldSet(**gold))].reset_index(drop=True)
     trainer = trainer_from_config(dict(trainer_config))
-    model = trainer.fit(train, features=list(features), label=label)
+    model = trainer.fit(train, features=list(features), label=label, task=task)
     files = model.files()
     lock = build_lock_record(
         pipeline=pipeline,
         code=code_version(code_path),
         project_dir=str(code_path) if code_path is not None else None,
         lockgate=lockgate_code(),
+        task=task,
         snapshot=snapshot,
         trainer=trainer.config(),
         features=features,
@@ -337,9 +342,11 @@ def evaluate_version(
     artifacts: ArtifactRegistry, pipeline: str, version: str, frame: pd.DataFrame
 ) -> dict[str, Any]:
     """Score a model version on the held-out part of its snapshot."""
-    from lockgate.metrics import classification_metrics
+    from lockgate.evaluation import encode_labels, predict
+    from lockgate.metrics import task_metrics
 
     record = artifacts.lock_record(pipeline, version)
+    task = record.get("task", "binary")
     split = record["split"]
     _, holdout = split_frame(
         frame,
@@ -347,14 +354,17 @@ def evaluate_version(
         holdout_fraction=split["holdout_fraction"],
     )
     model = load_trained_model(artifacts, pipeline, version)
-    scores = model.predict_proba(holdout)
-    y = holdout[record["label"]].to_numpy()
-    metrics = classification_metrics(y, scores)
+    classes = model.classes if task == "multiclass" else None
+    scores = predict(model, holdout, task=task, classes=classes, name=f"version {version}")
+    labels = holdout[record["label"]]
+    y = encode_labels(labels, classes) if classes is not None else labels.to_numpy()
+    metrics = task_metrics(task, y, scores)
     ts = holdout[split["timestamp_column"]]
     return {
         "pipeline": pipeline,
         "version": version,
         "dataset": "holdout",
+        "task": task,
         "snapshot_sha256": record["triad"]["data_snapshot_sha256"],
         "rows": len(holdout),
         "time_range": [str(ts.min()), str(ts.max())],

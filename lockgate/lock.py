@@ -83,6 +83,7 @@ def build_lock_record(
     created_at: datetime | None = None,
     project_dir: str | None = None,
     lockgate: Mapping[str, Any] | None = None,
+    task: str = "binary",
 ) -> dict[str, Any]:
     """Build a lock record (pure). ``files`` maps file name -> sha256.
 
@@ -122,6 +123,7 @@ def build_lock_record(
         "trainer": dict(trainer),
         "features": list(features),
         "label": label,
+        "task": task,
         "split": dict(split),
         "artifact": {"weights_file": weights_file, "files": dict(sorted(files.items()))},
         "environment": dict(environment),

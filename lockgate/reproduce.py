@@ -134,6 +134,7 @@ def reproduce(
         holdout_fraction=record["split"]["holdout_fraction"],
         gold=record["split"].get("gold"),
         code_path=code_path,
+        task=record.get("task", "binary"),
     )
     report.rebuilt_weights_sha256 = lock["triad"]["weights_sha256"]
     locked_files = record["artifact"]["files"]

@@ -180,6 +180,11 @@ class ModelPipeline(_Frozen):
             holding ``pyproject.toml``, ``setup.py``, ``setup.cfg``, ``workspace.yaml`` or
             ``.git`` above the module that built the spec.
         label: the label column of ``labels``.
+        task: what the model predicts: ``"binary"`` (label 0/1, the probability of 1),
+            ``"multiclass"`` (integer or string classes, one probability per class) or
+            ``"regression"`` (a finite number). Trainers, metrics, the gate and the label checks
+            follow it. Serving, drift and feedback are built for ``"binary"`` so far; the other
+            tasks train, are judged by the gate and become champion.
         labels: where the labelled entity rows come from.
         trainer: ``LightGBMTrainer`` or ``TorchTrainer``.
         validation: data-quality suite on the snapshot (blocking checks).
@@ -202,6 +207,7 @@ class ModelPipeline(_Frozen):
     feature_repo: str | None = None
     project_dir: str = Field(default_factory=caller_project_dir)
     label: str
+    task: Literal["binary", "multiclass", "regression"] = "binary"
     labels: LabelSource
     trainer: Annotated[LightGBMTrainer | TorchTrainer, Field(discriminator="kind")]
     validation: DataValidation = Field(default_factory=DataValidation)
@@ -250,6 +256,18 @@ class ModelPipeline(_Frozen):
         if self.label in reserved:
             raise ValueError(
                 f"label {self.label!r} is also an entity or timestamp column; pick the label column"
+            )
+        if self.gate is not None:
+            self.gate.check_task(self.task)
+            # the gate's unset fields take the task's defaults (primary metric, deltas, slices)
+            object.__setattr__(self, "gate", self.gate.for_task(self.task))
+        not_yet = [n for n in ("serving", "drift", "feedback") if getattr(self, n) is not None]
+        if self.task != "binary" and not_yet:
+            raise ValueError(
+                f"task {self.task!r} does not support {', '.join(not_yet)} yet: serving through "
+                "Triton, the canary's prediction checks, drift and feedback are built for "
+                "task='binary' so far. Fix: drop them for this pipeline (it still trains, is "
+                "gated and becomes champion), or use task='binary'"
             )
         if self.serving is not None and self.gate is None:
             raise ValueError(

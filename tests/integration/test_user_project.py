@@ -153,7 +153,7 @@ def test_project_trains_from_its_own_feast_repo_and_locks_its_own_commit(
 
 def test_a_missing_feature_repo_is_refused_at_spec_time(project: Path) -> None:
     spec = _spec(project)
-    with pytest.raises(ValueError, match="holds no feature_store.yaml") as info:
+    with pytest.raises(ValueError, match=r"holds no feature_store\.yaml") as info:
         type(spec)(**{**spec.model_dump(), "feature_repo": "features"})
     assert "Fix:" in str(info.value)
 
@@ -173,3 +173,105 @@ def test_init_refuses_a_folder_with_files(tmp_path: Path) -> None:
     assert (tmp_path / "keep.txt").read_text() == "mine"
     with pytest.raises(SpecError, match="not usable"):
         init_project(tmp_path / "new", name="Class")
+
+
+def _labels(project: Path) -> None:
+    """Regression and multiclass labels over the same customers, as a team would add them."""
+    import numpy as np
+    import pandas as pd
+
+    features = pd.read_parquet(project / "feature_repo" / "data" / "customer_activity.parquet")
+    rng = np.random.default_rng(3)
+    rows = features[features["event_timestamp"] > features["event_timestamp"].min()]
+    rows = rows.sample(n=6000, random_state=3).reset_index(drop=True)
+    keys = pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"],
+            "event_timestamp": rows["event_timestamp"] + pd.Timedelta(hours=6),
+        }
+    )
+    spend = 20 + 1.5 * rows["monthly_spend"] + 4 * rows["support_calls_30d"]
+    keys.assign(spend_next=spend + rng.normal(0, 5, len(rows))).to_parquet(
+        project / "data" / "spend.parquet"
+    )
+    score = rows["support_calls_30d"] - rows["tenure_months"] / 12 + rng.normal(0, 0.7, len(rows))
+    segment = np.where(score > 1.5, "at_risk", np.where(score > -2.0, "steady", "loyal"))
+    keys.assign(segment=segment).to_parquet(project / "data" / "segment.parquet")
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "weak"),
+    [
+        ("regression", "spend_next", ("monthly_spend", "support_calls_30d")),
+        ("multiclass", "segment", ("support_calls_30d", "tenure_months")),
+    ],
+)
+def test_each_task_trains_is_gated_and_reproduces(
+    project: Path, tmp_path: Path, task: str, label: str, weak: tuple[str, ...]
+) -> None:
+    from lockgate import Gate, GoldSet, LabelSource, LightGBMTrainer, ModelPipeline
+
+    _labels(project)
+    spec = ModelPipeline(
+        name=f"churn_{task}",
+        feature_repo="feature_repo",
+        feature_service="churn_v1",
+        label=label,
+        task=task,  # type: ignore[arg-type]
+        labels=LabelSource(
+            path=f"data/{label.split('_')[0]}.parquet", entity_columns=("customer_id",)
+        ),
+        trainer=LightGBMTrainer(seed=3, num_boost_round=40),
+        gate=Gate(gold=GoldSet(key="customer_id", fraction=0.25), min_gold_rows=200),
+        project_dir=str(project),
+    )
+    assert spec.gate is not None
+    assert spec.gate.primary == ("rmse" if task == "regression" else "log_loss")
+    env = Environment.local(tmp_path / "home")
+    registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
+    with dg.instance_for_test() as instance:
+        lock = _train(spec, env, instance)  # the first model: champion on the absolute rules
+        assert lock["task"] == task
+        weaker = spec.model_copy(update={"exclude_features": weak})
+        job = build_definitions([weaker], environment=env).resolve_job_def(spec.train_job_name)
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success  # a worse challenger is blocked by the gate
+        failed = {
+            e.asset_check_evaluation_data.check_name
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            and not e.asset_check_evaluation_data.passed
+        }
+        assert "gate_vs_champion" in failed
+    assert registry.alias(spec.name, "champion") == lock["version"]
+    report = reproduce(registry, spec.name, lock["version"])
+    assert report.verified, report.render()
+
+
+def test_a_label_that_does_not_fit_the_task_fails_at_snapshot(
+    project: Path, tmp_path: Path
+) -> None:
+    from lockgate import LabelSource, LightGBMTrainer, ModelPipeline
+
+    _labels(project)
+    spec = ModelPipeline(
+        name="churn_wrong",
+        feature_repo="feature_repo",
+        feature_service="churn_v1",
+        label="spend_next",  # continuous, declared binary
+        labels=LabelSource(path="data/spend.parquet", entity_columns=("customer_id",)),
+        trainer=LightGBMTrainer(seed=3),
+        project_dir=str(project),
+    )
+    env = Environment.local(tmp_path / "home")
+    with dg.instance_for_test() as instance:
+        job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "churn_wrong__feature_snapshot"
+    message = failure.step_failure_data.error.to_string()
+    assert "task='regression'" in message
+    assert not (env.artifacts_dir / "snapshots").exists() or not any(
+        (env.artifacts_dir / "snapshots").iterdir()
+    )
