@@ -585,15 +585,16 @@ def _get_service(store: FeatureStore, name: str, owner: FeastStore) -> FeatureSe
         return store.get_feature_service(name)
     except FeatureServiceNotFoundException:
         known = sorted(s.name for s in store.list_feature_services())
-        how = (
-            f"run `feast apply` in {owner.repo_path}"
-            if owner.is_feast_repo
-            else f"add it to the definitions ({owner.definitions or 'none set'}) and run apply()"
-        )
+        if owner.is_feast_repo:
+            how = f"declare it in the repository and run `feast apply` in {owner.repo_path}"
+        elif owner.definitions:
+            how = f"add it to the definitions ({owner.definitions}) and run apply()"
+        else:
+            how = "apply the Feast objects that declare it (FeastStore(definitions=...).apply())"
         raise FeatureStoreError(
             f"feature service {name!r} does not exist in Feast project {owner.project_name!r} "
             f"(registry {owner.registry_path}); known services: {known or 'none'}. Fix: use one "
-            f"of them, or declare it and {how}."
+            f"of them, or {how}."
         ) from None
 
 

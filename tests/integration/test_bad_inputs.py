@@ -86,16 +86,16 @@ def test_unknown_feature_service(env, instance) -> None:
     _expect_snapshot_failure(spec, env, instance, FeatureStoreError, "fraud_v1")
 
 
-def test_wrong_dtype_blocks_training(env, instance) -> None:
+def test_wrong_label_values_fail_at_the_snapshot_naming_the_task(env, instance) -> None:
     _rewrite_labels(env, lambda f: f.assign(is_fraud=f["is_fraud"].map({0: "no", 1: "yes"})))
     result = _run(lgbm_spec(), env, instance)
     assert not result.success
-    spec = lgbm_spec()
-    key = dg.AssetCheckKey(spec.asset_key("feature_snapshot"), "column_is_fraud")
-    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
-    evaluation = record.event.dagster_event.event_specific_data
-    assert not evaluation.passed
-    assert evaluation.metadata["threshold"].value == "dtype int"
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "fraud_lgbm__feature_snapshot"  # before the Feast join
+    message = failure.step_failure_data.error.to_string()
+    assert "task='binary'" in message
+    assert "'no'" in message
+    assert "fix:" in message
     assert LocalRegistryView(env).models() == []
 
 

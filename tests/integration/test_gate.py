@@ -22,6 +22,7 @@ from lockgate import (
 from lockgate.evaluation import gold_mask
 from lockgate.examples import FraudDataConfig, generate_fraud_data
 from lockgate.gate import GATE_RULES
+from lockgate.pipelines.feature_repo import fraud_feast_store
 from lockgate.pipelines.fraud import FRAUD_EDGE_CASES, FRAUD_LABELS, FRAUD_VALIDATION
 from lockgate.resources.artifacts import LocalArtifactRegistry
 
@@ -64,6 +65,7 @@ def gate_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(tmp_path: Path, gate_data: Path) -> Environment:
     environment = Environment.local(tmp_path / "home")
     shutil.copytree(gate_data, environment.data_dir)
+    fraud_feast_store(environment).apply()
     return environment
 
 
