@@ -87,17 +87,22 @@ def _models(
             f"p_challenger}}"
         )
     y_int = _stats._as_labels(y)
+    return y_int, _named(scores, "scores", n=int(y_int.shape[0]), unit_interval=unit_interval)
+
+
+def _named(
+    values: Mapping[str, Any], what: str, *, n: int, unit_interval: bool
+) -> dict[str, _FloatArray]:
+    """Each model's values checked: a non-empty string name and ``n`` (finite) numbers."""
     out: dict[str, _FloatArray] = {}
-    for name, p in scores.items():
+    for name, v in values.items():
         if not isinstance(name, str) or not name:
             raise SpecError(
                 f"model name {name!r} is invalid; rule: every model needs a non-empty string "
-                f"name (it labels the curve); fix: key the scores by e.g. 'champion'"
+                f"name (it labels the curve); fix: key the {what} by e.g. 'champion'"
             )
-        out[name] = _stats._as_scores(
-            p, name=f"scores[{name!r}]", n=int(y_int.shape[0]), unit_interval=unit_interval
-        )
-    return y_int, out
+        out[name] = _stats._as_scores(v, name=f"{what}[{name!r}]", n=n, unit_interval=unit_interval)
+    return out
 
 
 def _curve(y: _IntArray, p: _FloatArray) -> tuple[_IntArray, _IntArray]:
@@ -451,17 +456,7 @@ def _targets(y: Any, predictions: Mapping[str, Any]) -> tuple[_FloatArray, dict[
             f"to predictions; fix: pass e.g. {{'challenger': pred}}"
         )
     y_float = _metrics._as_targets(y)
-    out: dict[str, _FloatArray] = {}
-    for name, pred in predictions.items():
-        if not isinstance(name, str) or not name:
-            raise SpecError(
-                f"model name {name!r} is invalid; rule: every model needs a non-empty string "
-                f"name; fix: key the predictions by e.g. 'champion'"
-            )
-        out[name] = _stats._as_scores(
-            pred, name=f"predictions[{name!r}]", n=int(y_float.shape[0]), unit_interval=False
-        )
-    return y_float, out
+    return y_float, _named(predictions, "predictions", n=int(y_float.shape[0]), unit_interval=False)
 
 
 _MAX_POINTS = 5000

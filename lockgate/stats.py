@@ -497,12 +497,18 @@ def _draws(y: _IntArray, *, n_boot: int, seed: int, stratified: bool) -> Iterato
     ``draws[r, i]`` indexes ``source_rows``: replicate ``r`` takes row ``source_rows[draws[r, i]]``.
     Stratified resampling has one part per class present, the row bootstrap a single part.
     """
-    rng = np.random.default_rng(seed)
-    n = int(y.shape[0])
+    strata = None
     if stratified:
-        sources = [rows for rows in (np.flatnonzero(y == 1), np.flatnonzero(y == 0)) if rows.size]
-    else:
-        sources = [np.arange(n, dtype=np.int64)]
+        strata = [rows for rows in (np.flatnonzero(y == 1), np.flatnonzero(y == 0)) if rows.size]
+    return _draws_from(strata, n=int(y.shape[0]), n_boot=n_boot, seed=seed)
+
+
+def _draws_from(
+    strata: list[_IntArray] | None, *, n: int, n_boot: int, seed: int
+) -> Iterator[_Parts]:
+    """The replicates of :func:`_draws` over ``strata`` (row sets; None: all ``n`` rows)."""
+    rng = np.random.default_rng(seed)
+    sources = strata if strata is not None else [np.arange(n, dtype=np.int64)]
     chunk = max(1, min(_MAX_CHUNK, _CHUNK_ELEMENTS // n))
     dtype = np.int32 if n < 2**31 else np.int64
     for start in range(0, n_boot, chunk):
@@ -682,20 +688,10 @@ def _task_draws(
     task: str, y: npt.NDArray[Any], *, n_boot: int, seed: int, stratified: bool
 ) -> Iterator[_Parts]:
     """Like :func:`_draws`: multiclass strata are the classes (ascending), regression has none."""
-    rng = np.random.default_rng(seed)
-    n = int(y.shape[0])
+    strata = None
     if task == "multiclass" and stratified:
-        sources = [np.flatnonzero(y == c) for c in np.unique(y)]
-    else:
-        sources = [np.arange(n, dtype=np.int64)]
-    chunk = max(1, min(_MAX_CHUNK, _CHUNK_ELEMENTS // n))
-    dtype = np.int32 if n < 2**31 else np.int64
-    for start in range(0, n_boot, chunk):
-        size = min(chunk, n_boot - start)
-        yield [
-            (rows, rng.integers(0, rows.size, size=(size, rows.size), dtype=dtype))
-            for rows in sources
-        ]
+        strata = [np.flatnonzero(y == c) for c in np.unique(y)]
+    return _draws_from(strata, n=int(y.shape[0]), n_boot=n_boot, seed=seed)
 
 
 def _gathered_sum(values: _FloatArray, parts: _Parts) -> _FloatArray:
