@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,6 +37,30 @@ _home_option = click.option(
     default=None,
     help="lockgate home folder (default: $LOCKGATE_HOME or ./.lockgate).",
 )
+
+
+def _location_options(func: Any) -> Any:
+    func = click.option(
+        "-w",
+        "--workspace",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="workspace.yaml to load (as `dagster dev -w`).",
+    )(func)
+    return click.option(
+        "-m",
+        "--module",
+        default=None,
+        help="Code location module to load (default: [tool.dagster] of ./pyproject.toml).",
+    )(func)
+
+
+def _locations(home: str | None, module: str | None, workspace: str | None) -> list[Any]:
+    from lockgate.discover import load_code_locations
+
+    if home:
+        os.environ["LOCKGATE_HOME"] = str(Path(home).expanduser().resolve())
+    return load_code_locations(module=module, workspace=workspace)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,13 +133,52 @@ def generate_data(
 
 @cli.command("apply")
 @_home_option
-def apply_cmd(home: str | None) -> None:
-    """Apply the Feast feature repo (entities, feature views, feature services)."""
-    env = _env(home)
-    from lockgate.pipelines.feature_repo import fraud_feast_store
+@_location_options
+def apply_cmd(home: str | None, module: str | None, workspace: str | None) -> None:
+    """Apply the Feast definitions that a code location builds in code.
 
-    result = fraud_feast_store(env).apply()
-    _say(f"feast registry applied at {env.feast_dir}: {result}")
+    A Feast repository (a folder with feature_store.yaml) is never applied by lockgate: it says
+    to run `feast apply` there. A store built in code (`FeastStore(definitions=...)`, as the
+    example's) gets its objects created or updated; nothing else in the registry is touched.
+    """
+    done: set[str] = set()
+    for location in _locations(home, module, workspace):
+        feast = location.resource("feast")
+        for spec in location.pipelines.values():
+            store = feast.for_pipeline(spec) if feast is not None else None
+            if store is None or store.repo_dir in done:
+                continue
+            done.add(store.repo_dir)
+            if store.is_feast_repo:
+                _say(
+                    f"{spec.name}: {store.repo_path} is a Feast repository: run `feast apply` "
+                    "there (lockgate never applies to it)"
+                )
+            elif store.definitions:
+                result = store.apply()
+                _say(
+                    f"{spec.name}: Feast registry {result['registry_path']}: "
+                    f"created {result['created']}, updated {result['updated']}, "
+                    f"{len(result['unchanged'])} unchanged, not managed {result['not_managed']}"
+                )
+            else:
+                _say(f"{spec.name}: the feast store at {store.repo_dir} has no definitions")
+
+
+@cli.command("pipelines")
+@_home_option
+@_location_options
+def pipelines_cmd(home: str | None, module: str | None, workspace: str | None) -> None:
+    """List the pipelines of a code location with their task, Feast repo and project."""
+    for location in _locations(home, module, workspace):
+        _say(f"{location.source}:")
+        for name, spec in sorted(location.pipelines.items()):
+            repo = spec.feature_repo_path or "(the feast resource)"
+            _say(
+                f"  {name}  task={spec.task}  trainer={spec.trainer.kind}  "
+                f"feature_service={spec.feature_service}  feature_repo={repo}  "
+                f"project={spec.project_dir}"
+            )
 
 
 @cli.command("versions")
@@ -326,29 +390,37 @@ def reproduce_cmd(home: str | None, pipeline: str, version: str) -> None:
 
 @cli.command("drift")
 @_home_option
+@_location_options
 @click.argument("pipeline")
 @click.option(
     "--rows", type=int, default=None, help="Analyse the last N live rows (default: the policy's)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
-def drift_cmd(home: str | None, pipeline: str, rows: int | None, as_json: bool) -> None:
+def drift_cmd(
+    home: str | None,
+    module: str | None,
+    workspace: str | None,
+    pipeline: str,
+    rows: int | None,
+    as_json: bool,
+) -> None:
     """Drift of PIPELINE's live traffic against its champion's training data, now.
 
     Reads the gateway's prediction log; the report is stored like the sensor's (nothing is
     triggered). Exit status 0 whatever the level; the level is printed first.
     """
+    from lockgate.discover import find_pipeline
     from lockgate.errors import SpecError
     from lockgate.monitoring import compute_drift_report
-    from lockgate.pipelines.fraud import PIPELINES
 
     env = _env(home)
-    found = [p for p in PIPELINES if p.name == pipeline]
-    if not found or found[0].drift is None:
+    spec, _ = find_pipeline(_locations(home, module, workspace), pipeline)
+    if spec.drift is None:
         raise SpecError(
-            f"{pipeline!r} is not an example pipeline with a drift policy; use one of "
-            f"{[p.name for p in PIPELINES if p.drift is not None]}"
+            f"pipeline {pipeline!r} has no drift policy: the drift report compares live traffic "
+            "with the champion's training data under its DriftPolicy. Fix: add "
+            "drift=DriftPolicy(...) to its spec"
         )
-    spec = found[0]
     if rows is not None:
         assert spec.drift is not None
         policy = spec.drift.model_copy(update={"window_rows": rows, "min_rows": min(rows, 10)})

@@ -41,6 +41,7 @@ def build_definitions(
         raise SpecError(f"pipeline names {duplicates} are used twice; names must be unique")
     env = environment or Environment.from_env()
     from lockgate.assets import build_pipeline_definitions
+    from lockgate.discover import pipeline_metadata
 
     # one process per run locally: the multiprocess default starts a Python per step, which
     # costs ~6 s of imports each (a train run took 2.5 min instead of 1); production keeps
@@ -48,5 +49,10 @@ def build_definitions(
     executor = dg.in_process_executor if env.kind == "local" else None
     return dg.Definitions.merge(
         *(build_pipeline_definitions(p) for p in pipelines),
-        dg.Definitions(resources={**env.resources(), **(resources or {})}, executor=executor),
+        dg.Definitions(
+            resources={**env.resources(), **(resources or {})},
+            executor=executor,
+            # the specs, so `lockgate` commands find the pipelines as dagster finds the code
+            metadata=pipeline_metadata(list(pipelines)),
+        ),
     )

@@ -25,6 +25,7 @@ COMMANDS = [
     "aliases",
     "promote",
     "drift",
+    "pipelines",
 ]
 
 

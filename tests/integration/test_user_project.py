@@ -164,6 +164,35 @@ def test_lockgate_never_applies_to_a_feast_repo(project: Path) -> None:
         store.apply()
 
 
+def test_cli_finds_the_projects_pipelines_as_dagster_does(project: Path) -> None:
+    lockgate = str(BIN / "lockgate")
+    listed = _run([lockgate, "pipelines"], project)  # [tool.dagster] of its pyproject.toml
+    assert "module churn.definitions:" in listed
+    assert "churn  task=binary  trainer=lightgbm  feature_service=churn_v1" in listed
+    assert f"feature_repo={project / 'feature_repo'}" in listed
+    by_workspace = _run(
+        [lockgate, "pipelines", "-w", str(project / "workspace.yaml")], project.parent
+    )
+    assert "churn  task=binary" in by_workspace
+    applied = _run([lockgate, "apply"], project)
+    assert "is a Feast repository: run `feast apply` there" in applied
+    drift = subprocess.run(
+        [lockgate, "drift", "churn"], cwd=project, capture_output=True, text=True, timeout=300
+    )
+    assert drift.returncode == 2
+    assert "pipeline 'churn' has no drift policy" in drift.stderr
+    unknown = subprocess.run(
+        [lockgate, "drift", "nope"], cwd=project, capture_output=True, text=True, timeout=300
+    )
+    assert unknown.returncode == 2
+    assert "known pipelines: ['churn']" in unknown.stderr
+    nowhere = subprocess.run(
+        [lockgate, "pipelines"], cwd=project.parent, capture_output=True, text=True, timeout=300
+    )
+    assert nowhere.returncode == 2
+    assert "no code location found" in nowhere.stderr
+
+
 def test_init_refuses_a_folder_with_files(tmp_path: Path) -> None:
     from lockgate.scaffold import init_project
 
