@@ -80,9 +80,12 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
 
         sensors.append(make_feature_change_sensor(spec))
     monitoring = [spec.asset_key(a) for a in MONITORING_ASSETS if _has(spec, a)]
+    selection = dg.AssetSelection.groups(spec.name)
+    if spec.labels_asset_key is not None:  # the user's label asset is the first step
+        selection = selection | dg.AssetSelection.assets(spec.labels_asset_key)
     train = dg.define_asset_job(
         spec.train_job_name,
-        selection=dg.AssetSelection.groups(spec.name) - dg.AssetSelection.assets(*monitoring),
+        selection=selection - dg.AssetSelection.assets(*monitoring),
         description=f"Snapshot, validate, train, evaluate and (behind the gate) promote {spec.name}.",
         tags={"lockgate/pipeline": spec.name},
     )

@@ -14,9 +14,13 @@ __all__ = ["build_feature_snapshot", "build_snapshot_checks"]
 
 
 def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
-    """The ``[name, feature_snapshot]`` asset: point-in-time training frame, content-addressed."""
+    """The ``[name, feature_snapshot]`` asset: point-in-time training frame, content-addressed.
 
-    @dg.asset(
+    With ``LabelSource(asset=...)`` the user's label asset is its input, so the lineage graph
+    starts at the user's data.
+    """
+    label_key = spec.labels_asset_key
+    decorate = dg.asset(
         key=spec.asset_key("feature_snapshot"),
         group_name=spec.name,
         description=(
@@ -26,44 +30,75 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
         kinds={"feast", "parquet"},
         io_manager_key="lockgate_io",
         metadata={"feature_service": spec.feature_service, "label": spec.label},
+        ins={} if label_key is None else {"labels": dg.AssetIn(key=label_key)},
     )
-    def feature_snapshot(
-        context: dg.AssetExecutionContext, feast: FeastStore, artifacts: ArtifactRegistry
+
+    def snapshot(
+        context: dg.AssetExecutionContext,
+        feast: FeastStore,
+        artifacts: ArtifactRegistry,
+        labels: Any = None,
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.build import take_snapshot
 
-        ref, frame = take_snapshot(spec, feast.for_pipeline(spec), artifacts)
-        manifest = artifacts.snapshot_manifest(ref["frame_sha256"])
-        context.log.info(
-            f"snapshot {ref['frame_sha256'][:12]}: {ref['rows']} rows, "
-            f"{len(ref['features'])} features ({'new' if ref['created'] else 'already stored'})"
-        )
-        schema = dg.TableSchema(
-            columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
-        )
-        return dg.Output(
-            dict(ref),
-            metadata={
-                "dagster/row_count": ref["rows"],
-                "dagster/column_schema": schema,
-                "snapshot_sha256": ref["frame_sha256"],
-                "file_sha256": ref["file_sha256"],
-                "path": dg.MetadataValue.path(ref["uri"]),
-                "feature_service": spec.feature_service,
-                "features": dg.MetadataValue.json(ref["features"]),
-                "label_rate": manifest["label_rate"]
-                if manifest["label_rate"] is not None
-                else "n/a",
-                "time_range": " .. ".join(manifest["time_range"]),
-                "feast_registry_fingerprint": manifest["feast"]["registry"],
-                "feast_fingerprints": dg.MetadataValue.json(manifest["feast"]),
-                "labels_source": dg.MetadataValue.json(manifest["labels_source"]),
-                "newly_written": ref["created"],
-            },
-            data_version=dg.DataVersion(ref["frame_sha256"][:16]),
-        )
+        ref, frame = take_snapshot(spec, feast.for_pipeline(spec), artifacts, labels=labels)
+        return _snapshot_output(context, artifacts, ref, frame)
 
-    return feature_snapshot
+    if label_key is None:
+
+        @decorate
+        def feature_snapshot(
+            context: dg.AssetExecutionContext, feast: FeastStore, artifacts: ArtifactRegistry
+        ) -> dg.Output[dict[str, Any]]:
+            return snapshot(context, feast, artifacts)
+
+        return feature_snapshot
+
+    @decorate
+    def feature_snapshot_from_asset(
+        context: dg.AssetExecutionContext,
+        labels: Any,
+        feast: FeastStore,
+        artifacts: ArtifactRegistry,
+    ) -> dg.Output[dict[str, Any]]:
+        return snapshot(context, feast, artifacts, labels)
+
+    return feature_snapshot_from_asset
+
+
+def _snapshot_output(
+    context: dg.AssetExecutionContext,
+    artifacts: ArtifactRegistry,
+    ref: dict[str, Any],
+    frame: Any,
+) -> dg.Output[dict[str, Any]]:
+    manifest = artifacts.snapshot_manifest(ref["frame_sha256"])
+    context.log.info(
+        f"snapshot {ref['frame_sha256'][:12]}: {ref['rows']} rows, "
+        f"{len(ref['features'])} features ({'new' if ref['created'] else 'already stored'})"
+    )
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
+    )
+    return dg.Output(
+        dict(ref),
+        metadata={
+            "dagster/row_count": ref["rows"],
+            "dagster/column_schema": schema,
+            "snapshot_sha256": ref["frame_sha256"],
+            "file_sha256": ref["file_sha256"],
+            "path": dg.MetadataValue.path(ref["uri"]),
+            "feature_service": ref["feature_service"],
+            "features": dg.MetadataValue.json(ref["features"]),
+            "label_rate": manifest["label_rate"] if manifest["label_rate"] is not None else "n/a",
+            "time_range": " .. ".join(manifest["time_range"]),
+            "feast_registry_fingerprint": manifest["feast"]["registry"],
+            "feast_fingerprints": dg.MetadataValue.json(manifest["feast"]),
+            "labels_source": dg.MetadataValue.json(manifest["labels_source"]),
+            "newly_written": ref["created"],
+        },
+        data_version=dg.DataVersion(ref["frame_sha256"][:16]),
+    )
 
 
 def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:

@@ -124,18 +124,74 @@ def read_labels(spec: ModelPipeline, data_dir: Path) -> pd.DataFrame:
     return frame
 
 
+def labels_from_frame(spec: ModelPipeline, frame: Any) -> pd.DataFrame:
+    """The entity/label rows of a frame the user's label asset returned, checked.
+
+    Raises:
+        SchemaError: it is not a DataFrame, or a needed column is missing.
+        EmptyDataError: it has no rows.
+    """
+    import pandas as pd
+
+    source = spec.labels
+    columns = [*source.entity_columns, source.timestamp_column, spec.label]
+    if not isinstance(frame, pd.DataFrame):
+        raise SchemaError(
+            f"label asset {source.asset!r} of pipeline {spec.name!r} gave a "
+            f"{type(frame).__name__}: it must return a pandas DataFrame with columns {columns}. "
+            "Fix: return the entity/label frame from the asset"
+        )
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"label asset {source.asset!r} of pipeline {spec.name!r} lacks column(s) {missing}: "
+            f"its frame must have {columns} (it has {list(frame.columns)}). Fix: add them in "
+            "the asset, or correct LabelSource.entity_columns / timestamp_column / the label"
+        )
+    if frame.empty:
+        raise EmptyDataError(
+            f"label asset {source.asset!r} of pipeline {spec.name!r} returned no rows; a model "
+            "needs labelled entity rows. Fix: check the asset's query or filter"
+        )
+    return frame[columns].reset_index(drop=True)
+
+
 def take_snapshot(
-    spec: ModelPipeline, feast: FeastStore, artifacts: ArtifactRegistry
+    spec: ModelPipeline,
+    feast: FeastStore,
+    artifacts: ArtifactRegistry,
+    *,
+    labels: pd.DataFrame | None = None,
 ) -> tuple[SnapshotBuild, pd.DataFrame]:
     """Build the point-in-time training frame, store it content-addressed, return its reference.
 
-    Nothing is written unless the whole frame was built: a bad label file, an unknown feature
-    service or a missing column raises before the registry is touched.
+    ``labels`` is the frame of the user's label asset (``LabelSource.asset``); without it the
+    labels are read from their Parquet files. Nothing is written unless the whole frame was
+    built: a bad label file, an unknown feature service or a missing column raises before the
+    registry is touched.
     """
     from lockgate.resources.feast_store import source_fingerprint
 
     data_dir = feast.data_path
-    labels = read_labels(spec, data_dir)
+    if spec.labels.asset is not None:
+        if labels is None:
+            raise SchemaError(
+                f"pipeline {spec.name!r} takes its labels from asset {spec.labels.asset!r}, "
+                "but no frame was given. Fix: materialize the feature snapshot through Dagster "
+                "(the asset is its input)"
+            )
+        labels = labels_from_frame(spec, labels)
+        labels_source: dict[str, Any] = {
+            "asset": spec.labels.asset,
+            "rows": len(labels),
+            "sha256": frame_sha256(
+                canonical_frame(labels, sort_by=list(labels.columns)),
+                sort_by=list(labels.columns),
+            ),
+        }
+    else:
+        labels = read_labels(spec, data_dir)
+        labels_source = source_fingerprint(spec.labels_path(data_dir))
     # a label that does not fit the declared task fails here, before the (slow) Feast join
     check_labels(labels[spec.label], task=spec.task, label=spec.label)
     refs = feast.feature_refs(spec.feature_service)
@@ -181,7 +237,7 @@ def take_snapshot(
         "time_range": [str(ts.min()), str(ts.max())],
         "label_rate": _label_rate(canonical[spec.label]),
         "feast": feast.fingerprints(spec.feature_service),
-        "labels_source": source_fingerprint(spec.labels_path(data_dir)),  # metadata only
+        "labels_source": labels_source,  # metadata only
     }
     created = artifacts.put_snapshot(frame_sha, snapshot_parquet_bytes(canonical), manifest)
     stored = artifacts.snapshot_manifest(frame_sha)

@@ -100,7 +100,7 @@ class Environment:
         from lockgate.resources.artifacts import LocalArtifactRegistry
         from lockgate.resources.audit import AuditTrail
         from lockgate.resources.feast_store import FeastStore
-        from lockgate.resources.io_manager import JsonReferenceIOManager
+        from lockgate.resources.io_manager import JsonReferenceIOManager, ParquetFrameIOManager
         from lockgate.resources.serving import LocalServingStack, RemoteServingStack
 
         if self.kind == "local":
@@ -108,6 +108,7 @@ class Environment:
                 "feast": FeastStore(repo_dir=str(self.feast_dir), data_dir=str(self.data_dir)),
                 "artifacts": LocalArtifactRegistry(root=str(self.artifacts_dir)),
                 "lockgate_io": JsonReferenceIOManager(base_dir=str(self.refs_dir)),
+                "lockgate_frames": ParquetFrameIOManager(base_dir=str(self.refs_dir)),
                 "audit": AuditTrail(path=str(self.audit_path)),
                 "serving_stack": LocalServingStack(root=str(self.serving_dir)),
             }
@@ -117,6 +118,7 @@ class Environment:
             ),
             "artifacts": LocalArtifactRegistry(root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT")),
             "lockgate_io": JsonReferenceIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
+            "lockgate_frames": ParquetFrameIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
             "audit": AuditTrail(path=dg.EnvVar("LOCKGATE_AUDIT_PATH")),
             "serving_stack": RemoteServingStack(
                 triton_url=dg.EnvVar("LOCKGATE_TRITON_URL"),

@@ -519,7 +519,9 @@ def pipeline_fingerprint(spec: ModelPipeline, feast: Any) -> dict[str, Any]:
         project=feast.project_name,
         feature_service=spec.feature_service,
         data_dir=feast.data_path,
-        labels_dataset=_label(str(spec.labels_path(feast.data_path)), str(feast.data_path)),
+        labels_dataset=None
+        if spec.labels.asset is not None  # an asset's own materializations are Dagster's
+        else _label(str(spec.labels_path(feast.data_path)), str(feast.data_path)),
         repo_dir=feast.repo_path,
     )
 

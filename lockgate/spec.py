@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -26,7 +26,7 @@ from lockgate.canary import CanaryPolicy
 from lockgate.errors import SpecError
 from lockgate.gate import Gate
 from lockgate.project import caller_project_dir
-from lockgate.trainers import LightGBMTrainer, TorchTrainer
+from lockgate.trainers import TrainerSpec
 from lockgate.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 
 if TYPE_CHECKING:
@@ -108,21 +108,37 @@ class DataValidation(_Frozen):
 
 
 class LabelSource(_Frozen):
-    """Where the labelled entity rows come from: Parquet files (one file or a folder of them).
+    """Where the labelled entity rows come from: Parquet files, or a Dagster asset of yours.
 
     Attributes:
         path: a Parquet file or folder, relative to the project root
-            (:attr:`ModelPipeline.project_dir`) or absolute. None: ``dataset`` under the Feast
-            store's data folder.
-        dataset: folder name under the Feast store's data folder (used when ``path`` is None).
+            (:attr:`ModelPipeline.project_dir`) or absolute. None: ``asset``, else ``dataset``
+            under the Feast store's data folder.
+        asset: the key (``"a/b"`` or ``"labels"``) of your own Dagster asset that returns the
+            entity/label frame as a pandas DataFrame, so the lineage graph starts at your data.
+            The feature snapshot reads it as an input, and the pipeline's train job
+            materializes it first. Store it with ``io_manager_key="lockgate_frames"``
+            (Parquet, no pickle) or an IO manager of your own that loads DataFrames.
+        dataset: folder name under the Feast store's data folder (used when neither ``path``
+            nor ``asset`` is set).
         entity_columns: join keys passed to Feast (e.g. transaction, customer, merchant ids).
         timestamp_column: event time of each row; features are joined as of this time.
     """
 
     path: str | None = None
+    asset: str | None = None
     dataset: str = "labels"
     entity_columns: tuple[str, ...]
     timestamp_column: str = "event_timestamp"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LabelSource:
+        if self.path is not None and self.asset is not None:
+            raise ValueError(
+                f"labels name both path {self.path!r} and asset {self.asset!r}: the labels come "
+                "from one place. Fix: keep one of them"
+            )
+        return self
 
     @field_validator("entity_columns")
     @classmethod
@@ -182,11 +198,15 @@ class ModelPipeline(_Frozen):
         label: the label column of ``labels``.
         task: what the model predicts: ``"binary"`` (label 0/1, the probability of 1),
             ``"multiclass"`` (integer or string classes, one probability per class) or
-            ``"regression"`` (a finite number). Trainers, metrics, the gate and the label checks
-            follow it. Serving, drift and feedback are built for ``"binary"`` so far; the other
-            tasks train, are judged by the gate and become champion.
+            ``"regression"`` (a finite number). Everything follows it: trainers, metrics, the
+            gate and the label checks; Triton configs (output ``[1]`` or ``[k]``) and infra
+            validation; the gateway's prediction statistics and the canary's prediction PSI
+            (probabilities, the predicted class, or regression values on the champion's
+            deciles); prediction drift (numeric, or over the predicted classes); and label
+            feedback (labels of the task's type, its metrics, judged in the metric's
+            direction).
         labels: where the labelled entity rows come from.
-        trainer: ``LightGBMTrainer`` or ``TorchTrainer``.
+        trainer: any :class:`~lockgate.trainers.Trainer` (built-in, shipped or your own).
         validation: data-quality suite on the snapshot (blocking checks).
         split: train / held-out split.
         exclude_features: feature names of the service that the model must not use.
@@ -209,7 +229,7 @@ class ModelPipeline(_Frozen):
     label: str
     task: Literal["binary", "multiclass", "regression"] = "binary"
     labels: LabelSource
-    trainer: Annotated[LightGBMTrainer | TorchTrainer, Field(discriminator="kind")]
+    trainer: TrainerSpec
     validation: DataValidation = Field(default_factory=DataValidation)
     split: Split = Field(default_factory=Split)
     exclude_features: tuple[str, ...] = ()
@@ -261,14 +281,30 @@ class ModelPipeline(_Frozen):
             self.gate.check_task(self.task)
             # the gate's unset fields take the task's defaults (primary metric, deltas, slices)
             object.__setattr__(self, "gate", self.gate.for_task(self.task))
-        not_yet = [n for n in ("serving", "drift", "feedback") if getattr(self, n) is not None]
-        if self.task != "binary" and not_yet:
-            raise ValueError(
-                f"task {self.task!r} does not support {', '.join(not_yet)} yet: serving through "
-                "Triton, the canary's prediction checks, drift and feedback are built for "
-                "task='binary' so far. Fix: drop them for this pipeline (it still trains, is "
-                "gated and becomes champion), or use task='binary'"
-            )
+        if self.feedback is not None and self.task != "binary":
+            # unset: the gate's primary metric (the task's default primary without a gate)
+            from lockgate.metrics import default_primary, task_metric_names
+
+            metric = self.feedback.metric
+            if "metric" not in self.feedback.model_fields_set:
+                metric = self.gate.primary if self.gate is not None else None
+                metric = metric or default_primary(self.task)
+                feedback = self.feedback.model_copy(update={"metric": metric})
+                object.__setattr__(self, "feedback", feedback)
+            if metric not in task_metric_names(self.task):
+                raise ValueError(
+                    f"feedback.metric {metric!r} is not a {self.task} metric; rule: one of "
+                    f"{list(task_metric_names(self.task))}; fix: pass one of them, or leave "
+                    "metric unset to judge the gate's primary metric"
+                )
+        if self.feedback is not None and self.task == "binary":
+            from lockgate.feedback import LIVE_METRICS
+
+            if self.feedback.metric not in LIVE_METRICS:
+                raise ValueError(
+                    f"feedback.metric {self.feedback.metric!r} is not a binary live metric; "
+                    f"rule: one of {list(LIVE_METRICS)}; fix: pass one of them"
+                )
         if self.serving is not None and self.gate is None:
             raise ValueError(
                 "serving needs a gate: only a model that passed the gate may reach Triton; "
@@ -290,6 +326,15 @@ class ModelPipeline(_Frozen):
     def resolve_path(self, path: str | Path) -> Path:
         """``path`` resolved against :attr:`project_dir` (absolute paths stay as they are)."""
         return (Path(self.project_dir) / Path(path).expanduser()).resolve()
+
+    @property
+    def labels_asset_key(self) -> dg.AssetKey | None:
+        """The key of the user's label asset, when the labels come from one."""
+        import dagster as dg
+
+        return (
+            None if self.labels.asset is None else dg.AssetKey.from_user_string(self.labels.asset)
+        )
 
     def labels_path(self, data_dir: str | Path) -> Path:
         """Where the labels are: ``labels.path`` (project-relative), else ``data_dir/dataset``."""

@@ -1,8 +1,12 @@
-"""An IO manager for lockgate's assets: small JSON references, never pickles.
+"""IO managers for lockgate's assets and the user's frames: JSON and Parquet, never pickles.
 
 lockgate's assets hand each other references (a snapshot hash, a model version), while the data
-itself lives in the content-addressed artifact registry. This IO manager stores those references
-as JSON files under ``base_dir/<asset key path>.json``, written atomically.
+itself lives in the content-addressed artifact registry. :class:`JsonReferenceIOManager` stores
+those references as JSON files under ``base_dir/<asset key path>.json``, written atomically.
+
+:class:`ParquetFrameIOManager` (resource key ``lockgate_frames``) stores a user's DataFrame
+asset, such as the label frame of ``LabelSource(asset=...)``, as Parquet under
+``base_dir/frames/<asset key path>.parquet``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import dagster as dg
 
 from lockgate.errors import ArtifactNotFoundError
 
-__all__ = ["JsonReferenceIOManager"]
+__all__ = ["JsonReferenceIOManager", "ParquetFrameIOManager"]
 
 
 class JsonReferenceIOManager(dg.ConfigurableIOManager):
@@ -54,3 +58,45 @@ class JsonReferenceIOManager(dg.ConfigurableIOManager):
                 f"(no {path}); materialize it first, e.g. run the pipeline's train job"
             )
         return json.loads(path.read_text())
+
+
+class ParquetFrameIOManager(dg.ConfigurableIOManager):
+    """Stores a pandas DataFrame asset as one Parquet file (atomically), loads it back."""
+
+    base_dir: str
+    subdir: str = "frames"
+
+    def _path(self, key: dg.AssetKey) -> Path:
+        return Path(self.base_dir, self.subdir, *key.path).with_suffix(".parquet")
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        import pandas as pd
+
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(
+                f"asset {context.asset_key.to_user_string()} returned {type(obj).__name__}, "
+                "but io_manager_key='lockgate_frames' stores pandas DataFrames as Parquet. Fix: "
+                "return a DataFrame, or use another IO manager"
+            )
+        path = self._path(context.asset_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+        os.close(handle)
+        try:
+            obj.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        context.add_output_metadata({"rows": len(obj), "path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        import pandas as pd
+
+        path = self._path(context.asset_key)
+        if not path.exists():
+            raise ArtifactNotFoundError(
+                f"asset {context.asset_key.to_user_string()} has not been materialized yet "
+                f"(no {path}); materialize it first (the pipeline's train job does)"
+            )
+        return pd.read_parquet(path)

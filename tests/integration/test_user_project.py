@@ -304,3 +304,63 @@ def test_a_label_that_does_not_fit_the_task_fails_at_snapshot(
     assert not (env.artifacts_dir / "snapshots").exists() or not any(
         (env.artifacts_dir / "snapshots").iterdir()
     )
+
+
+def test_labels_from_the_teams_own_asset_start_the_lineage_graph(
+    project: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    from lockgate import LabelSource
+
+    @dg.asset(key=["crm", "churn_labels"], io_manager_key="lockgate_frames")
+    def churn_labels():  # type: ignore[no-untyped-def]  (a local pd: Dagster reads annotations)
+        """The team's own label query."""
+        return pd.read_parquet(project / "data" / "labels.parquet")
+
+    spec = _spec(project).model_copy(
+        update={
+            "labels": LabelSource(asset="crm/churn_labels", entity_columns=("customer_id",)),
+            "gate": None,
+        }
+    )
+    env = Environment.local(tmp_path / "home")
+    defs = dg.Definitions.merge(
+        build_definitions([spec], environment=env), dg.Definitions(assets=[churn_labels])
+    )
+    snapshot_key = spec.asset_key("feature_snapshot")
+    graph = defs.resolve_asset_graph()
+    assert graph.get(snapshot_key).parent_keys == {dg.AssetKey(["crm", "churn_labels"])}
+    job = defs.resolve_job_def(spec.train_job_name)
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        materialized = {
+            e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+        }
+        assert dg.AssetKey(["crm", "churn_labels"]) in materialized  # the job starts at it
+        snapshot = instance.get_latest_materialization_event(snapshot_key)
+        assert snapshot is not None
+        assert snapshot.asset_materialization is not None
+        source = snapshot.asset_materialization.metadata["labels_source"].value
+    frame = pd.read_parquet(project / "data" / "labels.parquet")
+    assert source["asset"] == "crm/churn_labels"
+    assert source["rows"] == len(frame)
+
+    wrong = spec.model_copy(
+        update={"labels": LabelSource(asset="crm/churn_labels", entity_columns=("account_id",))}
+    )
+    defs = dg.Definitions.merge(
+        build_definitions([wrong], environment=env), dg.Definitions(assets=[churn_labels])
+    )
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def(spec.train_job_name).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.to_string()
+    assert (
+        "label asset 'crm/churn_labels' of pipeline 'churn' lacks column(s) ['account_id']"
+        in message
+    )
