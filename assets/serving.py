@@ -3,6 +3,7 @@
 
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -11,7 +12,7 @@ from lockgate.assets.gate import passing_verdict
 from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import ServingStack
-from lockgate.spec import ModelPipeline
+from lockgate.spec import ModelPipeline, TritonTarget
 
 __all__ = ["build_rollout", "build_serving", "build_serving_checks"]
 
@@ -192,7 +193,7 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
         actor = f"dagster run {context.run_id}"
         serving_stack.ensure()
         champion = artifacts.alias(spec.name, "champion")
-        ensure_loaded(serving_stack, artifacts, spec.name, version)
+        ensure_loaded(serving_stack, artifacts, spec.name, version, target=spec.serving)
         existing = serving_stack.canary_state(spec.name)
         current = CanaryState.from_dict(existing) if existing else None
         if current is not None and current.running:
@@ -239,7 +240,7 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
             else:  # a rerun of the champion: no canary of a version that serves 100 % already
                 context.log.info(f"{version} is the champion and serves all traffic: unchanged")
             return _rollout_output(spec, {"champion": version, "status": "promoted"}, "champion")
-        ensure_loaded(serving_stack, artifacts, spec.name, champion)
+        ensure_loaded(serving_stack, artifacts, spec.name, champion, target=spec.serving)
         state = start(
             spec.canary, pipeline=spec.name, champion=champion, challenger=version, now=time.time()
         )
@@ -283,9 +284,19 @@ def _rollout_output(spec: ModelPipeline, state: dict[str, Any], phase: str) -> d
 
 
 def ensure_loaded(
-    stack: ServingStack, artifacts: ArtifactRegistry, pipeline: str, version: str
+    stack: ServingStack,
+    artifacts: ArtifactRegistry,
+    pipeline: str,
+    version: str,
+    *,
+    target: TritonTarget | None = None,
 ) -> str:
-    """Make sure ``version`` is written, hash-checked and loaded in the live Triton."""
+    """Make sure ``version`` is written, hash-checked and loaded in the live Triton.
+
+    A folder the serving asset already wrote (with the spec's ``target`` options) is loaded as
+    it is (``load_version`` checks every file against the lock record); only a missing folder
+    is written, with ``target``'s batch size and instances (default: TritonTarget's).
+    """
     from lockgate.serving import load_version, write_model_version
     from lockgate.triton_config import triton_model_name
 
@@ -293,7 +304,17 @@ def ensure_loaded(
     triton = stack.triton()
     if triton.is_ready(name):
         return name
-    write_model_version(artifacts, stack.repo_dir, pipeline=pipeline, version=version, target="cpu")
+    if not (Path(stack.repo_dir) / name).is_dir():
+        options = target or TritonTarget()
+        write_model_version(
+            artifacts,
+            stack.repo_dir,
+            pipeline=pipeline,
+            version=version,
+            target="cpu",
+            max_batch_size=options.max_batch_size,
+            instances=options.instances,
+        )
     load_version(triton=triton, registry=artifacts, pipeline=pipeline, version=version)
     return name
 

@@ -829,3 +829,23 @@ def test_kill_then_start_again(
     assert not triton.pid_file.exists()
     assert not triton.state_file.exists()
     assert isinstance(ServingError("x"), LockgateError)
+
+
+def test_ensure_loaded_loads_a_folder_written_with_the_specs_options(
+    server: LocalTritonServer, registry: LocalArtifactRegistry, versions: dict[str, Version]
+) -> None:
+    """After a restart the controller reloads the champion the serving asset wrote with the
+    spec's batch size, instead of refusing it for differing from the defaults."""
+    from types import SimpleNamespace
+
+    from lockgate.assets.serving import ensure_loaded
+
+    v = versions["flaky"]
+    write_model_version(
+        registry, server.repo_dir, pipeline=v.pipeline, version=v.version, max_batch_size=64
+    )
+    stack = SimpleNamespace(triton=lambda: server, repo_dir=server.repo_dir)
+    name = ensure_loaded(stack, registry, v.pipeline, v.version)  # type: ignore[arg-type]
+    assert name == v.name
+    assert server.is_ready(name)
+    server.unload(name)
