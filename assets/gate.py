@@ -13,63 +13,12 @@ from lockgate.resources.audit import AuditTrail
 from lockgate.spec import ModelPipeline
 
 __all__ = [
-    "INCUMBENT_RULES",
     "build_champion",
     "build_gate_checks",
     "build_gated_evaluation",
     "build_gold_set",
-    "judge",
     "passing_verdict",
 ]
-
-INCUMBENT_RULES = ("gate_vs_champion", "gate_significance", "gate_slices")
-"""Rules that judge whether the challenger may *replace* the champion."""
-
-
-def judge(report: dict[str, Any], gate: Any) -> list[Any]:
-    """The gate's verdicts on a report, with a rerun of the champion itself handled.
-
-    When the challenger is the champion (a rerun on unchanged code and data finds the version
-    that already serves), the report compares it with itself: every change is exactly 0. The
-    rules in :data:`INCUMBENT_RULES` judge a replacement of the champion, which this is not, so
-    they pass and say so (a "significant improvement" over itself cannot exist); the absolute
-    bounds, the sample size and the edge cases judge the model on its own and still apply.
-
-    Example:
-        A rerun of champion ``v1`` under ``Gate(require_significance=True)``: the report shows
-        ``v1`` vs ``v1`` with a change of 0, ``gate_significance`` passes with the message
-        "v1 is the champion itself, compared with itself (...)", and ``gate_absolute`` is judged
-        as for any other model (tests/integration/test_rerun.py has runnable cases).
-    """
-    from dataclasses import replace
-
-    from lockgate.gate import evaluate_gate
-
-    verdicts = evaluate_gate(report, gate)
-    champion = report.get("champion")
-    version = report["challenger"]["version"]
-    if champion is None or champion.get("version") != version:
-        return verdicts
-    out = []
-    for verdict in verdicts:
-        if verdict.rule not in INCUMBENT_RULES:
-            out.append(verdict)
-        elif verdict.passed:
-            out.append(replace(verdict, message=f"{verdict.message} ({version} is the champion)"))
-        else:
-            out.append(
-                replace(
-                    verdict,
-                    passed=True,
-                    failures=(),
-                    message=(
-                        f"{version} is the champion itself, compared with itself "
-                        f"({verdict.message}); {verdict.rule} judges a replacement of the "
-                        "champion, which a rerun of the champion is not"
-                    ),
-                )
-            )
-    return out
 
 
 def _gate(spec: ModelPipeline) -> Any:
@@ -328,12 +277,13 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
     ) -> Iterator[dg.AssetCheckResult]:
         from lockgate.build import load_trained_model
         from lockgate.evaluation import model_card
+        from lockgate.gate import evaluate_gate
 
         version, report_id = evaluation["version"], evaluation["report_id"]
         report = artifacts.read_json(
             f"{artifacts.report_prefix(spec.name, version)}/{report_id}.json"
         )
-        verdicts = judge(report, gate)
+        verdicts = evaluate_gate(report, gate)
         passed = all(v.passed for v in verdicts)
         lock = artifacts.lock_record(spec.name, version)
         load_trained_model(artifacts, spec.name, version)  # weights still match their hashes

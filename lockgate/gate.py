@@ -51,6 +51,7 @@ from lockgate.errors import SpecError
 
 __all__ = [
     "GATE_RULES",
+    "INCUMBENT_RULES",
     "METRICS",
     "Condition",
     "EdgeCase",
@@ -69,6 +70,8 @@ _HIGHER: dict[str, bool] = {
     for metric in _metrics.task_metric_names(task)
 }  # a metric name has one direction in every task that lists it
 _TASK_FIELDS = ("primary", "absolute", "min_delta", "slice_metric")
+INCUMBENT_RULES = ("gate_vs_champion", "gate_significance", "gate_slices")
+"""Rules that judge whether the challenger may *replace* the champion."""
 GATE_RULES = (
     "gate_sample_size",
     "gate_absolute",
@@ -648,4 +651,41 @@ def evaluate_gate(report: Mapping[str, Any], gate: Gate) -> list[RuleVerdict]:
         _edge_cases(report, gate),
     ]
     assert tuple(v.rule for v in verdicts) == GATE_RULES
-    return verdicts
+    return _champion_itself(report, verdicts)
+
+
+def _champion_itself(report: Mapping[str, Any], verdicts: list[RuleVerdict]) -> list[RuleVerdict]:
+    """A rerun of the champion, compared with itself, is no replacement of the champion.
+
+    When the challenger is the champion (a rerun on unchanged code and data), every change in
+    the report is exactly 0. The rules in :data:`INCUMBENT_RULES` judge a *replacement* of the
+    champion, so they pass and say why (a significant improvement over itself cannot exist);
+    the absolute bounds, the sample size and the edge cases judge the model on its own and still
+    apply.
+    """
+    from dataclasses import replace
+
+    champion = report.get("champion")
+    version = report["challenger"]["version"]
+    if champion is None or champion.get("version") != version:
+        return verdicts
+    out = []
+    for verdict in verdicts:
+        if verdict.rule not in INCUMBENT_RULES:
+            out.append(verdict)
+        elif verdict.passed:
+            out.append(replace(verdict, message=f"{verdict.message} ({version} is the champion)"))
+        else:
+            out.append(
+                replace(
+                    verdict,
+                    passed=True,
+                    failures=(),
+                    message=(
+                        f"{version} is the champion itself, compared with itself "
+                        f"({verdict.message}); {verdict.rule} judges a replacement of the "
+                        "champion, which a rerun of the champion is not"
+                    ),
+                )
+            )
+    return out
