@@ -21,7 +21,12 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
             f"{spec.trainer.kind} model trained on the snapshot, stored with its lock record "
             "(code commit, data snapshot hash, weights hash)."
         ),
-        kinds={spec.trainer.kind, "safetensors" if spec.trainer.kind == "torch" else "lightgbm"},
+        kinds={
+            spec.trainer.kind,
+            {"torch": "safetensors", "lightgbm": "lightgbm"}.get(
+                spec.trainer.kind, spec.trainer.kind
+            ),
+        },
         io_manager_key="lockgate_io",
         ins={"snapshot": dg.AssetIn(key=spec.asset_key("feature_snapshot"))},
         metadata={"trainer": spec.trainer.kind, "seed": spec.trainer.seed},

@@ -49,7 +49,16 @@ from lockgate.spec import (
     Split,
     TritonTarget,
 )
-from lockgate.trainers import LightGBMTrainer, TorchTrainer
+from lockgate.trainers import (
+    CustomModel,
+    CustomTrainer,
+    LightGBMTrainer,
+    TorchTrainer,
+    Trainer,
+    prepare_training,
+)
+from lockgate.trainers_sklearn import SklearnTrainer
+from lockgate.trainers_torch_module import TorchModuleTrainer
 from lockgate.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 
 __version__ = "0.1.0"
@@ -63,6 +72,8 @@ __all__ = [
     "ColumnRule",
     "Condition",
     "CorruptDataError",
+    "CustomModel",
+    "CustomTrainer",
     "DataError",
     "DataValidation",
     "DriftPolicy",
@@ -82,13 +93,17 @@ __all__ = [
     "ModelPipeline",
     "ReproductionError",
     "SchemaError",
+    "SklearnTrainer",
     "SliceSpec",
     "SpecError",
     "Split",
+    "TorchModuleTrainer",
     "TorchTrainer",
+    "Trainer",
     "TrainingError",
     "TritonTarget",
     "ValidationFailedError",
     "__version__",
     "build_definitions",
+    "prepare_training",
 ]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lockgate.errors import ArtifactNotFoundError, ReproductionError
 from lockgate.lock import environment_versions
 from lockgate.project import code_version, lockgate_code
+from lockgate.trainers import trainer_code_differences
 
 if TYPE_CHECKING:
     from lockgate.resources.artifacts import ArtifactRegistry
@@ -114,6 +115,7 @@ def reproduce(
     now = code_version(code_path)
     report.differences += code_differences(locked_code, now.as_dict(), record.get("lockgate"))
     report.differences += environment_differences(record["environment"], environment_versions())
+    report.differences += trainer_code_differences(record["trainer"])
 
     snapshot_sha = record["triad"]["data_snapshot_sha256"]
     try:

@@ -50,7 +50,10 @@ torch and lightgbm are imported inside functions only, so importing this module 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
+import inspect
 import io
 import itertools
 import json
@@ -59,7 +62,8 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeAlias
+from importlib import metadata as importlib_metadata
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +72,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -84,20 +90,29 @@ from lockgate.errors import (
     SpecError,
     TrainingError,
 )
+from lockgate.metrics import TASKS, Task
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "CONFIG_CLASS_KEY",
+    "CONFIG_CODE_KEY",
+    "CONFIG_LIBRARIES_KEY",
     "DEFAULT_LIGHTGBM_PARAMS",
     "MAX_CLASSES",
+    "MODEL_MANIFEST_FILE",
     "TASKS",
     "TRAINER_KINDS",
     "ClassLabel",
+    "CustomModel",
+    "CustomTrainer",
     "JsonScalar",
     "LightGBMModel",
     "LightGBMTrainer",
     "ModelOutput",
+    "PreparedData",
+    "Preprocessing",
     "Task",
     "TorchModel",
     "TorchTrainer",
@@ -105,18 +120,18 @@ __all__ = [
     "Trainer",
     "TrainerSpec",
     "check_labels",
+    "check_trainer",
+    "import_object",
+    "import_path",
     "model_output",
+    "prepare_training",
+    "source_sha256",
+    "trainer_code_differences",
     "trainer_from_config",
 ]
 
 JsonScalar: TypeAlias = StrictBool | StrictInt | StrictFloat | StrictStr
 """A LightGBM parameter value: bool, int, float or str (JSON scalars)."""
-
-Task: TypeAlias = Literal["binary", "multiclass", "regression"]
-"""What a model predicts: P(label 1), a distribution over classes, or a number."""
-
-TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
-"""The known tasks; ``"binary"`` is the default everywhere."""
 
 ClassLabel: TypeAlias = int | str
 """A multiclass label value: an integer or a string (one kind per model)."""
@@ -241,25 +256,301 @@ _LGB_OBJECTIVE_TASKS: dict[str, Task] = {
 
 
 # --------------------------------------------------------------------------------------------
-# Trainer specs
+# Trainer specs and the trainer protocol (helpers first: class definitions use them)
 # --------------------------------------------------------------------------------------------
 
 
-class _TrainerBase(BaseModel):
-    """Shared behaviour of the trainer specs."""
+CONFIG_CLASS_KEY = "class"
+"""Key of a trainer config naming the trainer class as ``"module:Class"``."""
+CONFIG_CODE_KEY = "code_sha256"
+"""Key of a trainer config mapping each of its code modules to the sha256 of its source file."""
+CONFIG_LIBRARIES_KEY = "libraries"
+"""Key of a trainer config mapping the libraries a trainer declares to their versions."""
+_IDENTITY_KEYS = (CONFIG_CLASS_KEY, CONFIG_CODE_KEY, CONFIG_LIBRARIES_KEY)
+
+_BUILTIN_TRAINER_PATHS: dict[str, str] = {
+    "lightgbm": f"{__name__}:LightGBMTrainer",
+    "torch": f"{__name__}:TorchTrainer",
+}
+_SHIPPED_TRAINERS: dict[str, str] = {
+    "sklearn": "lockgate.trainers_sklearn:SklearnTrainer",
+    "torch_module": "lockgate.trainers_torch_module:TorchModuleTrainer",
+}
+TRAINER_KINDS: tuple[str, ...] = tuple(sorted([*_BUILTIN_TRAINER_PATHS, *_SHIPPED_TRAINERS]))
+"""The trainer kinds lockgate ships (any other kind comes with its ``class``)."""
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def import_path(obj: Any) -> str:
+    """``"module:QualName"`` of a class or function, refusing what cannot be imported again.
+
+    Args:
+        obj: A class or function.
+
+    Returns:
+        The import path, e.g. ``"lockgate.trainers:LightGBMTrainer"``.
+
+    Raises:
+        SpecError: When ``obj`` lives in ``__main__`` or inside a function (``<locals>``).
+    """
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise SpecError(
+            f"{obj!r} has no module and qualified name; rule: trainers and models are classes "
+            f"importable as 'module:Class'; fix: define it as a class in a module"
+        )
+    if module == "__main__" or "<locals>" in qualname:
+        where = "the __main__ script" if module == "__main__" else "a function body"
+        raise SpecError(
+            f"{qualname!r} is defined in {where} ({module}:{qualname}); rule: reproduce and "
+            f"the Triton stub re-import trainers and models by 'module:Class'; fix: move it "
+            f"into a module of your project (e.g. my_project/trainers.py)"
+        )
+    return f"{module}:{qualname}"
+
+
+def import_object(path: str, *, what: str = "object") -> Any:
+    """Imports ``"module:QualName"`` (e.g. ``"sklearn.linear_model:LogisticRegression"``).
+
+    Args:
+        path: The import path.
+        what: What the object is, for messages (``"trainer class"``, ...).
+
+    Returns:
+        The object.
+
+    Raises:
+        SpecError: When the path is malformed, the module cannot be imported or lacks the name.
+    """
+    if not isinstance(path, str) or not re.fullmatch(
+        r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", path
+    ):
+        raise SpecError(
+            f"{what} {path!r} is not an import path; rule: 'package.module:Name'; fix: write "
+            f"e.g. 'my_project.trainers:MyTrainer'"
+        )
+    module_name, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise SpecError(
+            f"{what} {path!r} cannot be imported: module {module_name!r} fails with "
+            f"{type(exc).__name__}: {exc}; rule: the module must be importable where the model "
+            f"is trained, reproduced and served (the Triton stub uses the virtualenv's "
+            f"site-packages); fix: install the package that provides {module_name!r} (e.g. "
+            f"`pip install -e .` in your project) or correct the path"
+        ) from exc
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            raise SpecError(
+                f"{what} {path!r} cannot be imported: module {module_name!r} has no "
+                f"{qualname!r}; rule: 'module:Name' names an attribute of the module; fix: "
+                f"correct the name (the module defines "
+                f"{sorted(n for n in dir(obj) if not n.startswith('_'))[:12]})"
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+def source_sha256(module_name: str) -> str:
+    """Hex sha256 of the source file of a module: the identity of a trainer's code.
+
+    Args:
+        module_name: An importable module name.
+
+    Returns:
+        The sha256 of the bytes of its ``.py`` file.
+
+    Raises:
+        SpecError: When the module cannot be imported or has no source file.
+    """
+    try:
+        module = importlib.import_module(module_name)
+        path = inspect.getsourcefile(module)
+    except Exception as exc:
+        raise SpecError(
+            f"module {module_name!r} of a trainer cannot be imported ({type(exc).__name__}: "
+            f"{exc}); rule: trainer code is importable; fix: install it"
+        ) from exc
+    if path is None:
+        raise SpecError(
+            f"module {module_name!r} has no Python source file; rule: the lock record stores "
+            f"the sha256 of each trainer module's source; fix: define the trainer in a .py module"
+        )
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _library_version(name: str) -> str | None:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def _check_trainer_class(cls: type[Trainer]) -> None:
+    """Checks a Trainer subclass's ``kind`` and field names at class definition."""
+    field = cls.model_fields.get("kind")
+    if field is None:
+        return  # an abstract base such as CustomTrainer: instances need a kind (check_trainer)
+    kind = field.default
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise TypeError(
+            f"trainer class {cls.__qualname__} has kind={kind!r}; rule: a trainer declares "
+            f"`kind: Literal['my_kind'] = 'my_kind'` (lowercase letters, digits, '_'); fix: "
+            f"add that field"
+        )
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    if path in (f"{__name__}:LightGBMTrainer", f"{__name__}:TorchTrainer"):
+        return
+    owner_path = _BUILTIN_TRAINER_PATHS.get(kind) or _SHIPPED_TRAINERS.get(kind)
+    if owner_path is not None and path != owner_path:
+        owner = import_object(owner_path, what="trainer class")
+        if not issubclass(cls, owner):
+            raise TypeError(
+                f"trainer class {cls.__qualname__} uses kind {kind!r} of lockgate's "
+                f"{owner_path}; rule: a kind names one family of models (only that class and "
+                f"its subclasses use it); fix: give it a kind of its own"
+            )
+    reserved = [name for name in cls.model_fields if name in _IDENTITY_KEYS]
+    if reserved:
+        raise TypeError(
+            f"trainer class {cls.__qualname__} has field(s) {reserved}; rule: "
+            f"{list(_IDENTITY_KEYS)} are written by Trainer.config(); fix: rename them"
+        )
+
+
+def _checked_fit(fit: Any) -> Any:
+    """Wraps a trainer's ``fit`` so that its model is checked against the protocol."""
+
+    @functools.wraps(fit)
+    def checked(self: Trainer, *args: Any, **kwargs: Any) -> TrainedModel:
+        model = fit(self, *args, **kwargs)
+        _check_fitted(self, model)
+        return model
+
+    checked._lockgate_checked = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _check_fitted(trainer: Trainer, model: Any) -> None:
+    name = type(trainer).__qualname__
+    if not isinstance(model, TrainedModel):
+        raise TrainingError(
+            f"{name}.fit returned a {type(model).__name__}; rule: fit returns a TrainedModel "
+            f"(a CustomModel for a custom trainer); fix: return one"
+        )
+    if model.kind != trainer.kind:
+        raise TrainingError(
+            f"{name}.fit returned a {type(model).__qualname__} of kind {model.kind!r} but the "
+            f"trainer's kind is {trainer.kind!r}; rule: the lock record stores the trainer's "
+            f"kind and TrainedModel.load(kind, files) rebuilds the model from it; fix: give "
+            f"trainer and model the same kind"
+        )
+    builtin = _MODELS.get(model.kind)
+    if builtin is not None:
+        if type(model) is not builtin:
+            raise TrainingError(
+                f"{name}.fit returned a {type(model).__qualname__}; rule: models of kind "
+                f"{model.kind!r} load as {builtin.__name__} exactly, so a subclass would be "
+                f"evaluated and served as the stock class; fix: return a {builtin.__name__}, or "
+                f"a CustomModel with a kind of its own"
+            )
+    elif not isinstance(model, CustomModel):
+        raise TrainingError(
+            f"{name}.fit returned a {type(model).__qualname__}, not a CustomModel; rule: "
+            f"models of custom kinds subclass CustomModel (it writes the manifest that "
+            f"TrainedModel.load needs); fix: derive the model class from CustomModel"
+        )
+    else:
+        import_path(type(model))
+
+
+class Trainer(BaseModel):
+    """Base of every trainer spec: the protocol a trainer satisfies (see "Trainer protocol").
+
+    A trainer is a frozen pydantic model with a ``kind`` (a ``Literal`` default: lowercase
+    letters, digits and ``_``), a ``seed`` and :meth:`fit`. :meth:`config` is what the lock
+    record stores and :func:`trainer_from_config` rebuilds it from. Built-in trainers
+    (:class:`LightGBMTrainer`, :class:`TorchTrainer`) keep the config they always had; any other
+    class (a :class:`CustomTrainer`, or a subclass of a built-in one) adds its identity:
+    ``class`` (``"module:Class"``) and ``code_sha256`` (the sha256 of the source file of each
+    module its code lives in), so ``reproduce`` re-imports the same class and names the module
+    whose code changed (:func:`trainer_code_differences`).
+
+    Every ``fit`` of a subclass is checked on return: it must give a :class:`TrainedModel` of the
+    trainer's own ``kind`` that :meth:`TrainedModel.load` rebuilds as the same class, so what is
+    trained is what is evaluated, reproduced and served.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if TYPE_CHECKING:
+        kind: str
+        seed: int
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Checks the subclass's kind and wraps its ``fit`` with the return-value check."""
+        super().__pydantic_init_subclass__(**kwargs)
+        _check_trainer_class(cls)
+        fit = cls.__dict__.get("fit")
+        if fit is not None and not getattr(fit, "_lockgate_checked", False):
+            type.__setattr__(cls, "fit", _checked_fit(fit))
+
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        features: Sequence[str],
+        label: str,
+        task: Task = "binary",
+    ) -> TrainedModel:
+        """Fits a model on ``frame`` (every trainer implements it).
+
+        Args:
+            frame: Training rows.
+            features: Feature columns, in the order the model uses them.
+            label: Label column (see :func:`check_labels` for each task's rules).
+            task: One of :data:`TASKS`.
+
+        Returns:
+            The trained model, of this trainer's ``kind``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement fit()")
+
+    def code_modules(self) -> tuple[str, ...]:
+        """The modules whose source is this trainer's code (their sha256 go into :meth:`config`).
+
+        Returns:
+            The module of the trainer's class; trainers that import more user code (e.g. a
+            network class named in a field) add those modules.
+        """
+        return (type(self).__module__,)
 
     def config(self) -> dict[str, Any]:
         """The complete spec as a JSON-able dict; :func:`trainer_from_config` rebuilds it.
 
         Returns:
-            Every field, ``kind`` included, with tuples as lists.
+            Every field, ``kind`` included, with tuples as lists; for a class other than the
+            built-in :class:`LightGBMTrainer` and :class:`TorchTrainer` also ``class``
+            (``"module:Class"``), ``code_sha256`` (module name -> sha256 of its source file)
+            and, when the class lists them in ``libraries``, ``libraries`` (distribution name ->
+            installed version).
         """
-        return self.model_dump(mode="json")
+        cfg = self.model_dump(mode="json")
+        if type(self) in _BUILTIN_TRAINERS:
+            return cfg
+        cfg[CONFIG_CLASS_KEY] = import_path(type(self))
+        cfg[CONFIG_CODE_KEY] = {name: source_sha256(name) for name in self.code_modules()}
+        libraries = getattr(type(self), "libraries", ())
+        if libraries:
+            cfg[CONFIG_LIBRARIES_KEY] = {name: _library_version(name) for name in libraries}
+        return cfg
 
 
-class LightGBMTrainer(_TrainerBase):
+class LightGBMTrainer(Trainer):
     """Gradient-boosted trees with LightGBM, bit-identical under ``seed``.
 
     ``params`` are merged over :data:`DEFAULT_LIGHTGBM_PARAMS` (aliases are renamed to
@@ -393,7 +684,7 @@ class LightGBMTrainer(_TrainerBase):
         return LightGBMModel(model_text=model_text, preprocessor=preprocessor)
 
 
-class TorchTrainer(_TrainerBase):
+class TorchTrainer(Trainer):
     """A ReLU multilayer perceptron trained with AdamW, with a head per task.
 
     Numeric features are median-imputed and standardised; categorical features are one-hot
@@ -551,22 +842,102 @@ class TorchTrainer(_TrainerBase):
         return TorchModel(weights=weights, architecture=architecture, preprocessor=preprocessor)
 
 
-Trainer: TypeAlias = LightGBMTrainer | TorchTrainer
-"""Any trainer spec."""
+_BUILTIN_TRAINERS: dict[type[Trainer], str] = {LightGBMTrainer: "lightgbm", TorchTrainer: "torch"}
+_TRAINERS: dict[str, type[Trainer]] = {"lightgbm": LightGBMTrainer, "torch": TorchTrainer}
 
-TrainerSpec = Annotated[Trainer, Field(discriminator="kind")]
-"""A trainer spec field in a pydantic model, told apart by ``kind``."""
 
-_TRAINERS: dict[str, type[LightGBMTrainer] | type[TorchTrainer]] = {
-    "lightgbm": LightGBMTrainer,
-    "torch": TorchTrainer,
-}
-TRAINER_KINDS: tuple[str, ...] = tuple(sorted(_TRAINERS))
-"""The known trainer kinds."""
+class CustomTrainer(Trainer):
+    """Base class of a trainer outside the two built-in ones ("bring your own trainer").
+
+    Subclass it in an importable module of your project (not ``__main__``, not inside a
+    function: ``reproduce`` and the Triton stub re-import it by ``"module:Class"``), give it
+    ``kind: Literal["my_kind"] = "my_kind"`` (lowercase letters, digits and ``_``; not a kind
+    lockgate ships), fields with defaults for every setting (a ``seed`` field is inherited), and
+    a ``fit`` that returns a :class:`CustomModel` of the same ``kind``. Optionally list the
+    distributions whose versions matter in ``libraries`` (a ``ClassVar``): :meth:`config`
+    records them and :func:`trainer_code_differences` reports changes.
+
+    Example:
+        >>> class MeanTrainer(CustomTrainer):  # doctest: +SKIP
+        ...     kind: Literal["mean"] = "mean"
+        ...
+        ...     def fit(self, frame, *, features, label, task="binary"):
+        ...         data = prepare_training(frame, features=features, label=label,
+        ...                                 task=task, kind=self.kind)
+        ...         return MeanModel(mean=float(data.y.mean()), preprocessing=data.preprocessing)
+
+    Attributes:
+        seed: Seed of every random choice of the trainer.
+        libraries: Distribution names recorded with their versions in :meth:`config`.
+    """
+
+    seed: int = Field(default=0, ge=0, le=_MAX_SEED)
+    libraries: ClassVar[tuple[str, ...]] = ()
+
+
+TrainerSpec = Annotated[
+    Trainer,
+    PlainValidator(lambda value: check_trainer(value)),
+    PlainSerializer(lambda trainer: trainer.config(), return_type=dict),
+]
+"""A trainer field in a pydantic model: any :class:`Trainer` (or its config dict), checked by
+:func:`check_trainer`; it serializes as :meth:`Trainer.config`."""
+
+
+def check_trainer(value: Any) -> Trainer:
+    """Accepts a trainer for a pipeline spec, or refuses it with the rule and the fix.
+
+    A built-in trainer passes as is. Any other :class:`Trainer` subclass (a
+    :class:`CustomTrainer`, or a subclass of :class:`LightGBMTrainer` / :class:`TorchTrainer`)
+    must be importable by ``"module:Class"`` and round-trip through :meth:`Trainer.config` and
+    :func:`trainer_from_config` to an equal trainer of the same class: that is what ``reproduce``
+    and the model's lock record rely on. A config dict is rebuilt with
+    :func:`trainer_from_config`.
+
+    Args:
+        value: A trainer, or a trainer config dict.
+
+    Returns:
+        The trainer.
+
+    Raises:
+        SpecError: When the value is not a trainer, its class cannot be re-imported, or its
+            config does not rebuild it.
+    """
+    if isinstance(value, Mapping):
+        return trainer_from_config(value)
+    if not isinstance(value, Trainer):
+        raise SpecError(
+            f"trainer {value!r} is a {type(value).__name__}; rule: a Trainer (LightGBMTrainer, "
+            f"TorchTrainer, SklearnTrainer, TorchModuleTrainer or a CustomTrainer subclass) or "
+            f"its config dict; fix: pass e.g. LightGBMTrainer(seed=7)"
+        )
+    if type(value) in _BUILTIN_TRAINERS:
+        return value
+    if "kind" not in type(value).model_fields:
+        raise SpecError(
+            f"trainer {type(value).__qualname__} has no kind; rule: a trainer declares "
+            f"`kind: Literal['my_kind'] = 'my_kind'`; fix: add that field"
+        )
+    path = import_path(type(value))
+    rebuilt = trainer_from_config(value.config())
+    if type(rebuilt) is not type(value) or rebuilt != value:
+        raise SpecError(
+            f"trainer {path} does not rebuild from its config (rebuilt: "
+            f"{type(rebuilt).__qualname__} {rebuilt!r}); rule: reproduce rebuilds the trainer "
+            f"from the config in the lock record, so every setting must be a field; fix: turn "
+            f"attributes set outside the fields into pydantic fields"
+        )
+    return value
 
 
 def trainer_from_config(cfg: Mapping[str, Any]) -> Trainer:
-    """Rebuilds a trainer spec from :meth:`LightGBMTrainer.config` / :meth:`TorchTrainer.config`.
+    """Rebuilds a trainer from :meth:`Trainer.config` (e.g. the ``trainer`` of a lock record).
+
+    Resolution: a ``class`` key (``"module:Class"``) is imported; otherwise ``kind`` names a
+    trainer lockgate ships (:data:`TRAINER_KINDS`). The identity keys (``class``,
+    ``code_sha256``, ``libraries``) are not fields; a changed ``code_sha256`` does not stop the
+    rebuild (:func:`trainer_code_differences` reports it).
 
     Args:
         cfg: A config dict with a ``kind`` key.
@@ -575,7 +946,8 @@ def trainer_from_config(cfg: Mapping[str, Any]) -> Trainer:
         The trainer spec, equal to the one that produced ``cfg``.
 
     Raises:
-        SpecError: For an unknown kind or invalid fields.
+        SpecError: For an unknown kind, an import path that cannot be imported or names no
+            trainer of that kind, or invalid fields.
     """
     if not isinstance(cfg, Mapping):
         raise SpecError(
@@ -583,14 +955,36 @@ def trainer_from_config(cfg: Mapping[str, Any]) -> Trainer:
             f"'kind' key; fix: pass the dict returned by trainer.config()"
         )
     kind = cfg.get("kind")
-    trainer_cls = _TRAINERS.get(kind) if isinstance(kind, str) else None
-    if trainer_cls is None:
+    path = cfg.get(CONFIG_CLASS_KEY)
+    trainer_cls: Any
+    if path is not None:
+        trainer_cls = import_object(path, what="trainer class")
+        if not (isinstance(trainer_cls, type) and issubclass(trainer_cls, Trainer)):
+            raise SpecError(
+                f"trainer class {path!r} is a {type(trainer_cls).__name__}, not a Trainer "
+                f"subclass; rule: 'class' names a lockgate Trainer (e.g. a CustomTrainer "
+                f"subclass); fix: point it at your trainer class"
+            )
+        declared = trainer_cls.model_fields["kind"].default
+        if declared != kind:
+            raise SpecError(
+                f"trainer class {path!r} has kind {declared!r} but the config says {kind!r}; "
+                f"rule: the config's kind is the class's; fix: correct 'kind' or 'class'"
+            )
+    elif isinstance(kind, str) and kind in _TRAINERS:
+        trainer_cls = _TRAINERS[kind]
+    elif isinstance(kind, str) and kind in _SHIPPED_TRAINERS:
+        trainer_cls = import_object(_SHIPPED_TRAINERS[kind], what="trainer class")
+    else:
         raise SpecError(
             f"trainer kind {kind!r} is unknown; rule: kind must be one of "
-            f"{list(TRAINER_KINDS)}; fix: set 'kind' to one of them"
+            f"{list(TRAINER_KINDS)}, or the config names its trainer class with "
+            f"'{CONFIG_CLASS_KEY}': 'module:Class'; fix: set 'kind' to one of them or add "
+            f"'{CONFIG_CLASS_KEY}'"
         )
+    fields = {key: value for key, value in cfg.items() if key not in _IDENTITY_KEYS}
     try:
-        return trainer_cls.model_validate(dict(cfg))
+        return cast(Trainer, trainer_cls.model_validate(fields))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
@@ -600,6 +994,37 @@ def trainer_from_config(cfg: Mapping[str, Any]) -> Trainer:
             f"trainer config of kind {kind!r} is invalid: {problems}; rule: fields must match "
             f"{trainer_cls.__name__}; fix: correct or remove those fields"
         ) from exc
+
+
+def trainer_code_differences(cfg: Mapping[str, Any]) -> list[str]:
+    """What differs between a locked trainer config's code identity and the code now (pure read).
+
+    Args:
+        cfg: The ``trainer`` of a lock record.
+
+    Returns:
+        One line per trainer module whose source sha256 changed (or that cannot be imported
+        now) and per declared library whose version changed; empty for built-in trainers.
+    """
+    diffs: list[str] = []
+    code = cfg.get(CONFIG_CODE_KEY) if isinstance(cfg, Mapping) else None
+    for module_name, locked in sorted((code or {}).items()):
+        try:
+            now = source_sha256(module_name)
+        except SpecError as exc:
+            diffs.append(f"trainer code module {module_name!r} cannot be read now: {exc}")
+            continue
+        if now != locked:
+            diffs.append(
+                f"trainer code module {module_name!r} sha256 {str(locked)[:12]} locked, "
+                f"{now[:12]} now (its source file changed)"
+            )
+    libraries = cfg.get(CONFIG_LIBRARIES_KEY) if isinstance(cfg, Mapping) else None
+    for name, locked in sorted((libraries or {}).items()):
+        now_version = _library_version(name)
+        if now_version != locked:
+            diffs.append(f"trainer library {name} {locked} locked, {now_version} now")
+    return diffs
 
 
 # --------------------------------------------------------------------------------------------
@@ -669,7 +1094,7 @@ class TrainedModel:
     kind: ClassVar[str]
     weights_file: ClassVar[str]
 
-    def __init__(self, *, preprocessor: _Preprocessor) -> None:
+    def __init__(self, *, preprocessor: Preprocessing) -> None:
         """Stores the fitted preprocessing.
 
         Args:
@@ -796,6 +1221,32 @@ class TrainedModel:
     def _predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
         raise NotImplementedError
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuses a subclass of a built-in model class that keeps the built-in kind.
+
+        ``TrainedModel.load("lightgbm", files)`` rebuilds a :class:`LightGBMModel` exactly (and
+        ``"torch"`` a :class:`TorchModel`): a subclass with changed behaviour under that kind
+        would be silently replaced by the stock class when it is evaluated, reproduced or
+        served. Give it a kind of its own and derive it from :class:`CustomModel` instead.
+        """
+        super().__init_subclass__(**kwargs)
+        builtin = next(
+            (
+                base.__name__
+                for base in cls.__mro__[1:]
+                if base.__module__ == __name__ and base.__name__ in _BUILTIN_MODEL_NAMES
+            ),
+            None,
+        )
+        if builtin is not None and cls.__module__ != __name__:
+            raise TypeError(
+                f"model class {cls.__qualname__} subclasses {builtin}; rule: models of kind "
+                f"'lightgbm' and 'torch' load as the built-in class exactly, so a subclass's "
+                f"behaviour would be ignored when the model is evaluated, reproduced or served; "
+                f"fix: derive it from CustomModel with a kind of its own (and a CustomTrainer "
+                f"of that kind returning it)"
+            )
+
     @classmethod
     def load(cls, kind: str, files: Mapping[str, bytes]) -> TrainedModel:
         """Restores a model from :meth:`files`; predictions equal the original's exactly.
@@ -803,28 +1254,256 @@ class TrainedModel:
         Only safe parsers are used: JSON, LightGBM's text format and safetensors. For torch the
         TorchScript file is not needed (nor executed); when given, it is kept as is.
 
+        A model of another kind (a :class:`CustomModel`) carries ``lockgate_model.json``,
+        which names its class as ``"module:Class"``: that class is imported (its module must be
+        installed where the model is loaded), checked to be a :class:`CustomModel` of ``kind``,
+        and rebuilds the model from the files with its own safe parsers.
+
         Args:
-            kind: ``"lightgbm"`` or ``"torch"``.
+            kind: The trainer kind recorded with the model version (``"lightgbm"``,
+                ``"torch"``, ``"sklearn"``, ...).
             files: File name to bytes, as returned by :meth:`files`. Unknown names are ignored.
 
         Returns:
             The restored model.
 
         Raises:
-            SpecError: For an unknown kind.
+            SpecError: For an invalid kind, or a model class that cannot be imported.
             ArtifactIntegrityError: When a required file is missing or cannot be parsed.
         """
         model_cls = _MODELS.get(kind) if isinstance(kind, str) else None
-        if model_cls is None:
+        if model_cls is not None:
+            return model_cls._from_files(files)
+        if (
+            not isinstance(kind, str)
+            or not _KIND.match(kind)
+            or not isinstance(files, Mapping)
+            or MODEL_MANIFEST_FILE not in files
+        ):
             raise SpecError(
-                f"model kind {kind!r} is unknown; rule: kind must be one of "
-                f"{sorted(_MODELS)}; fix: pass the kind recorded with the model version"
+                f"model kind {kind!r} is unknown; rule: kind must be one of {sorted(_MODELS)}, "
+                f"or a custom kind whose files carry {MODEL_MANIFEST_FILE} (CustomModel writes "
+                f"it); fix: pass the kind recorded with the model version, and all its files"
             )
-        return model_cls._from_files(files)
+        manifest = _model_manifest(files, kind=kind)
+        custom = import_object(manifest["model"], what="model class")
+        if not (isinstance(custom, type) and issubclass(custom, CustomModel)):
+            raise SpecError(
+                f"model class {manifest['model']!r} named in {MODEL_MANIFEST_FILE} is not a "
+                f"CustomModel subclass; rule: custom models derive from CustomModel; fix: "
+                f"restore the model version from the registry"
+            )
+        if custom.kind != kind:
+            raise ArtifactIntegrityError(
+                f"model class {manifest['model']!r} has kind {custom.kind!r} but the model "
+                f"version was recorded with kind {kind!r}; rule: trainer and model share one "
+                f"kind; fix: load the files with the kind of their lock record"
+            )
+        return custom._from_files(files)
 
     @classmethod
     def _from_files(cls, files: Mapping[str, bytes]) -> TrainedModel:
         raise NotImplementedError
+
+
+_BUILTIN_MODEL_NAMES = ("LightGBMModel", "TorchModel")
+MODEL_MANIFEST_FILE = "lockgate_model.json"
+"""The manifest a :class:`CustomModel` adds to its files: format, kind and model class."""
+_MODEL_MANIFEST_FORMAT = "lockgate.model/1"
+
+
+def _model_manifest(files: Mapping[str, bytes], *, kind: str) -> dict[str, Any]:
+    found = _require_files(files, [MODEL_MANIFEST_FILE], kind=kind)
+    manifest = _parse_json(found[MODEL_MANIFEST_FILE], name=MODEL_MANIFEST_FILE)
+    if (
+        manifest.get("format") != _MODEL_MANIFEST_FORMAT
+        or manifest.get("kind") != kind
+        or not isinstance(manifest.get("model"), str)
+    ):
+        raise ArtifactIntegrityError(
+            f"{MODEL_MANIFEST_FILE} is {manifest!r}; rule: format {_MODEL_MANIFEST_FORMAT!r}, "
+            f"kind {kind!r} (the lock record's) and the model class as 'module:Class'; fix: "
+            f"load the files of one model version with the kind of its lock record"
+        )
+    return manifest
+
+
+class CustomModel(TrainedModel):
+    """Base class of the model a :class:`CustomTrainer` returns (the model protocol).
+
+    A subclass sets ``kind`` (the trainer's) and ``weights_file`` (the file whose sha256 is the
+    weights hash of the triad) as class attributes, and implements:
+
+    - :meth:`model_files`: its own files, name -> bytes, in safe formats only (JSON, text,
+      safetensors, ONNX, ...; never pickle), byte-identical when the trainer runs again with
+      the same seed on the same rows; they must include ``weights_file``;
+    - :meth:`from_model_files` (classmethod): the model again from those files, with safe
+      parsers only;
+    - :meth:`predict_matrix`: the float32 ``(n, d)`` matrix of :meth:`TrainedModel.preprocess`
+      -> float64 ``(n,)`` (binary: P(label 1); regression: label units) or ``(n, k)``
+      (multiclass: class probabilities in the order of :attr:`TrainedModel.classes`).
+
+    :meth:`files` adds ``preprocessing.json`` (the :class:`Preprocessing` from
+    :func:`prepare_training`, which serving uses to decode the wire) and
+    ``lockgate_model.json`` (format, kind, ``"module:Class"``) to :meth:`model_files`; the lock
+    record stores the sha256 of each. On Triton (python backend, CPU), the generated
+    ``model.py`` calls ``TrainedModel.load(kind, files)``, which imports the class named in the
+    manifest and calls :meth:`from_model_files`: the module must be installed in the
+    environment the stub uses (the virtualenv on ``PYTHONPATH``). Served predictions are
+    :meth:`TrainedModel.predict`, exactly as in-process.
+    """
+
+    kind: ClassVar[str]
+    weights_file: ClassVar[str]
+
+    def __init__(self, *, preprocessing: Preprocessing) -> None:
+        """Stores the fitted preprocessing.
+
+        Args:
+            preprocessing: From :func:`prepare_training` (or :meth:`from_model_files`).
+
+        Raises:
+            ArtifactIntegrityError: When the preprocessing was written for another kind.
+        """
+        if preprocessing.model_kind != self.kind:
+            raise ArtifactIntegrityError(
+                f"{PREPROCESSING_FILE} was written for a {preprocessing.model_kind!r} model; "
+                f"rule: it must match the model kind {self.kind!r}; fix: prepare the training "
+                f"data with kind={self.kind!r}, or load the files of one model version together"
+            )
+        super().__init__(preprocessor=preprocessing)
+        self._own_files: dict[str, bytes] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Checks ``kind`` and ``weights_file`` of a concrete subclass."""
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind is None:
+            return  # an intermediate base class
+        if not isinstance(kind, str) or not _KIND.match(kind) or kind in _BUILTIN_KINDS:
+            raise TypeError(
+                f"model class {cls.__qualname__} has kind={kind!r}; rule: lowercase letters, "
+                f"digits and '_', not a built-in kind {list(_BUILTIN_KINDS)}; fix: use the "
+                f"kind of its trainer"
+            )
+        weights = getattr(cls, "weights_file", None)
+        if not isinstance(weights, str) or weights in _RESERVED_FILES or not weights:
+            raise TypeError(
+                f"model class {cls.__qualname__} has weights_file={weights!r}; rule: the name "
+                f"of one of its own files (not {list(_RESERVED_FILES)}); fix: set it, e.g. "
+                f"weights_file = 'model.onnx'"
+            )
+
+    def model_files(self) -> dict[str, bytes]:
+        """The model's own files (without ``preprocessing.json`` and the manifest).
+
+        Returns:
+            File name -> bytes, including :attr:`weights_file`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement model_files()")
+
+    @classmethod
+    def from_model_files(
+        cls, files: Mapping[str, bytes], *, preprocessing: Preprocessing
+    ) -> CustomModel:
+        """Rebuilds the model from :meth:`model_files` (safe parsers only).
+
+        Args:
+            files: Every file of the model version (its own ones among them).
+            preprocessing: The parsed ``preprocessing.json``.
+
+        Returns:
+            The model.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not implement from_model_files()")
+
+    def predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
+        """Scores the preprocessed matrix (see the class docstring for shapes).
+
+        Args:
+            x: float32 ``(n, d)`` from :meth:`TrainedModel.preprocess`, ``n >= 1``.
+
+        Returns:
+            float64 ``(n,)`` or ``(n, k)`` by task.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict_matrix()")
+
+    def files(self) -> dict[str, bytes]:
+        """:meth:`model_files`, ``preprocessing.json`` and ``lockgate_model.json``.
+
+        Returns:
+            A new dict of file name to bytes.
+
+        Raises:
+            TrainingError: When :meth:`model_files` is not a dict of bytes holding
+                :attr:`weights_file`, or uses a reserved name.
+        """
+        own = self._files_once()
+        manifest = {
+            "format": _MODEL_MANIFEST_FORMAT,
+            "kind": self.kind,
+            "model": import_path(type(self)),
+        }
+        return {
+            **own,
+            PREPROCESSING_FILE: self._preprocessor.to_bytes(),
+            MODEL_MANIFEST_FILE: _json_bytes(manifest),
+        }
+
+    def _files_once(self) -> dict[str, bytes]:
+        if self._own_files is None:
+            own = self.model_files()
+            name = type(self).__qualname__
+            if not isinstance(own, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, bytes) for k, v in own.items()
+            ):
+                raise TrainingError(
+                    f"{name}.model_files() returned {type(own).__name__}; rule: a dict of file "
+                    f"name to bytes; fix: return e.g. {{'model.onnx': onnx_bytes}}"
+                )
+            clash = sorted(set(own) & set(_RESERVED_FILES))
+            if clash or self.weights_file not in own:
+                raise TrainingError(
+                    f"{name}.model_files() returned {sorted(own)}; rule: it holds "
+                    f"weights_file {self.weights_file!r} and none of {list(_RESERVED_FILES)} "
+                    f"(lockgate adds those); fix: return the model's own files only"
+                )
+            self._own_files = dict(own)
+        return dict(self._own_files)
+
+    def _weights_bytes(self) -> bytes:
+        return self._files_once()[self.weights_file]
+
+    def _predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
+        out = np.asarray(self.predict_matrix(x), dtype=np.float64)
+        n = x.shape[0]
+        expected = (n, self.output_width) if self.task == "multiclass" else (n,)
+        if out.shape != expected:
+            raise TrainingError(
+                f"{type(self).__qualname__}.predict_matrix returned shape {list(out.shape)} for "
+                f"{n} rows of a {self.task} model; rule: {list(expected)} (binary and "
+                f"regression (n,), multiclass (n, k)); fix: reshape the output"
+            )
+        return out
+
+    @classmethod
+    def _from_files(cls, files: Mapping[str, bytes]) -> CustomModel:
+        found = _require_files(files, [PREPROCESSING_FILE, cls.weights_file], kind=cls.kind)
+        _model_manifest(files, kind=cls.kind)
+        preprocessing = Preprocessing.from_bytes(found[PREPROCESSING_FILE])
+        model = cls.from_model_files(
+            {name: bytes(data) for name, data in files.items()}, preprocessing=preprocessing
+        )
+        if not isinstance(model, cls):
+            raise ArtifactIntegrityError(
+                f"{cls.__qualname__}.from_model_files returned a {type(model).__name__}; rule: "
+                f"it returns an instance of its class; fix: return cls(...)"
+            )
+        return model
+
+
+_BUILTIN_KINDS = ("lightgbm", "torch")
+_RESERVED_FILES = (PREPROCESSING_FILE, MODEL_MANIFEST_FILE, "model.py", "wire.json", "config.pbtxt")
 
 
 class LightGBMModel(TrainedModel):
@@ -833,7 +1512,7 @@ class LightGBMModel(TrainedModel):
     kind: ClassVar[str] = "lightgbm"
     weights_file: ClassVar[str] = LIGHTGBM_MODEL_FILE
 
-    def __init__(self, *, model_text: bytes, preprocessor: _Preprocessor) -> None:
+    def __init__(self, *, model_text: bytes, preprocessor: Preprocessing) -> None:
         """Parses the booster from LightGBM's text format.
 
         Args:
@@ -904,7 +1583,7 @@ class LightGBMModel(TrainedModel):
     @classmethod
     def _from_files(cls, files: Mapping[str, bytes]) -> LightGBMModel:
         found = _require_files(files, [LIGHTGBM_MODEL_FILE, PREPROCESSING_FILE], kind=cls.kind)
-        preprocessor = _Preprocessor.from_bytes(found[PREPROCESSING_FILE])
+        preprocessor = Preprocessing.from_bytes(found[PREPROCESSING_FILE])
         return cls(model_text=found[LIGHTGBM_MODEL_FILE], preprocessor=preprocessor)
 
 
@@ -925,7 +1604,7 @@ class TorchModel(TrainedModel):
         *,
         weights: bytes,
         architecture: Mapping[str, Any],
-        preprocessor: _Preprocessor,
+        preprocessor: Preprocessing,
         torchscript: bytes | None = None,
     ) -> None:
         """Builds the network and loads its weights with safetensors.
@@ -1042,7 +1721,7 @@ class TorchModel(TrainedModel):
         found = _require_files(
             files, [TORCH_WEIGHTS_FILE, PREPROCESSING_FILE, TORCH_ARCHITECTURE_FILE], kind=cls.kind
         )
-        preprocessor = _Preprocessor.from_bytes(found[PREPROCESSING_FILE])
+        preprocessor = Preprocessing.from_bytes(found[PREPROCESSING_FILE])
         architecture = _parse_json(found[TORCH_ARCHITECTURE_FILE], name=TORCH_ARCHITECTURE_FILE)
         torchscript = files.get(TORCH_SCRIPT_FILE)
         return cls(
@@ -1053,7 +1732,7 @@ class TorchModel(TrainedModel):
         )
 
 
-_MODELS: dict[str, type[LightGBMModel] | type[TorchModel]] = {
+_MODELS: dict[str, type[TrainedModel]] = {
     "lightgbm": LightGBMModel,
     "torch": TorchModel,
 }
@@ -1064,14 +1743,25 @@ _MODELS: dict[str, type[LightGBMModel] | type[TorchModel]] = {
 # --------------------------------------------------------------------------------------------
 
 
-class _Preprocessor:
-    """Feature preprocessing fitted on a training frame and stored as JSON.
+class Preprocessing:
+    """Feature preprocessing fitted on a training frame and stored as ``preprocessing.json``.
+
+    Every model uses one (custom models get it from :func:`prepare_training`): serving decodes
+    the wire format with its vocabularies, and :meth:`TrainedModel.preprocess` turns raw
+    columns into the model's float32 matrix with :meth:`transform`.
 
     Numeric (and bool) columns: NaN -> training median (0.0 when the column is all NaN); for
     torch also ``(x - mean) / scale``. Categorical (object, string, category) columns: values
     as strings, sorted vocabulary, unseen or missing -> ``unknown_code = len(vocabulary)``;
     LightGBM gets the code as one categorical column, torch a one-hot block of
-    ``len(vocabulary) + 1`` columns (the last one for unknown).
+    ``len(vocabulary) + 1`` columns (the last one for unknown). Custom kinds choose the
+    encoding (``one_hot``) and the standardisation (``standardize``) at fit time.
+
+    Attributes:
+        model_kind: The kind of the model it was fitted for.
+        features: The feature columns, in model order.
+        input_dim: Columns of the matrix :meth:`transform` builds.
+        task: The model's task; ``classes`` and ``output_width`` follow it.
 
     It also records the model's task: ``task`` (absent for binary) and, for multiclass, the
     sorted ``classes``.
@@ -1113,9 +1803,18 @@ class _Preprocessor:
         model_kind: str,
         task: Task = "binary",
         classes: Sequence[ClassLabel] = (),
-    ) -> _Preprocessor:
-        """Learns imputation values, scales and vocabularies from ``frame``."""
-        standardize = model_kind == "torch"
+        one_hot: bool | None = None,
+        standardize: bool | None = None,
+    ) -> Preprocessing:
+        """Learns imputation values, scales and vocabularies from ``frame``.
+
+        ``one_hot`` and ``standardize`` default to the built-in kinds' choices (both true for
+        ``"torch"``, both false otherwise).
+        """
+        if one_hot is None:
+            one_hot = model_kind == "torch"
+        if standardize is None:
+            standardize = model_kind == "torch"
         columns: list[dict[str, Any]] = []
         output_columns: list[str] = []
         for name in features:
@@ -1134,7 +1833,7 @@ class _Preprocessor:
                         "missing_count": int(len(strings) - len(present)),
                     }
                 )
-                if model_kind == "torch":
+                if one_hot:
                     output_columns += [f"{name}={v}" for v in vocabulary] + [f"{name}=<unknown>"]
                 else:
                     output_columns.append(name)
@@ -1168,7 +1867,7 @@ class _Preprocessor:
             "format": _PREPROCESSING_FORMAT,
             "model_kind": model_kind,
             "standardize": standardize,
-            "categorical_encoding": "one_hot" if model_kind == "torch" else "codes",
+            "categorical_encoding": "one_hot" if one_hot else "codes",
             "features": columns,
             "output_columns": output_columns,
             "input_dim": len(output_columns),
@@ -1229,14 +1928,19 @@ class _Preprocessor:
         return _json_bytes(self._spec)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> _Preprocessor:
+    def from_bytes(cls, data: bytes) -> Preprocessing:
         """Parses and checks ``preprocessing.json``."""
         spec = _parse_json(data, name=PREPROCESSING_FILE)
         try:
             if spec["format"] != _PREPROCESSING_FORMAT:
                 raise ValueError(f"format {spec['format']!r} is not {_PREPROCESSING_FORMAT!r}")
-            if spec["model_kind"] not in _MODELS:
-                raise ValueError(f"model_kind {spec['model_kind']!r} is unknown")
+            kind = spec["model_kind"]
+            if not isinstance(kind, str) or not _KIND.match(kind):
+                raise ValueError(f"model_kind {kind!r} is not a model kind")
+            if spec["categorical_encoding"] not in ("one_hot", "codes"):
+                raise ValueError(
+                    f"categorical_encoding {spec['categorical_encoding']!r} is unknown"
+                )
             for column in spec["features"]:
                 if not isinstance(column["name"], str):
                     raise ValueError(f"feature name {column['name']!r} is not a string")
@@ -1347,7 +2051,9 @@ def _prepare(
     label: str,
     model_kind: str,
     task: Task = "binary",
-) -> tuple[_Preprocessor, _Float32Matrix, _Float64Array]:
+    one_hot: bool | None = None,
+    standardize: bool | None = None,
+) -> tuple[Preprocessing, _Float32Matrix, _Float64Array]:
     """Validates the inputs, fits the preprocessing and builds ``(x, y)``.
 
     ``y`` is float64: 0/1 (binary), the index of each row's class in the sorted class list
@@ -1375,11 +2081,84 @@ def _prepare(
             f"model needs training rows; fix: check the snapshot's time range and filters"
         )
     y, classes = _encode_labels(frame[label], task=task, label=label)
-    preprocessor = _Preprocessor.fit(
-        frame, features=feature_list, model_kind=model_kind, task=task, classes=classes
+    preprocessor = Preprocessing.fit(
+        frame,
+        features=feature_list,
+        model_kind=model_kind,
+        task=task,
+        classes=classes,
+        one_hot=one_hot,
+        standardize=standardize,
     )
     x = preprocessor.transform(frame)
     return preprocessor, x, y
+
+
+class PreparedData(NamedTuple):
+    """What :func:`prepare_training` gives a custom trainer.
+
+    Attributes:
+        preprocessing: The fitted :class:`Preprocessing` (pass it to the model).
+        x: float32 ``(n, d)`` model input, C-contiguous.
+        y: float64 ``(n,)``: 0/1 (binary), the index of each row's class in
+            ``preprocessing.classes`` (multiclass), or the label value (regression).
+    """
+
+    preprocessing: Preprocessing
+    x: _Float32Matrix
+    y: _Float64Array
+
+
+def prepare_training(
+    frame: pd.DataFrame,
+    *,
+    features: Sequence[str],
+    label: str,
+    task: Task = "binary",
+    kind: str,
+    one_hot: bool = False,
+    standardize: bool = False,
+) -> PreparedData:
+    """Checks the training rows, fits the preprocessing and builds ``(x, y)`` for a custom trainer.
+
+    The same checks and preprocessing as the built-in trainers (labels per task as
+    :func:`check_labels`; numeric columns median-imputed; categorical columns as codes or
+    one-hot blocks with an unknown bucket), so serving decodes the wire for the model.
+
+    Args:
+        frame: Training rows.
+        features: Feature columns, in model order.
+        label: Label column.
+        task: One of :data:`TASKS`.
+        kind: The trainer's (and model's) kind, recorded in ``preprocessing.json``.
+        one_hot: One-hot blocks for categorical columns (else one code column each).
+        standardize: Standardise numeric columns with the training mean and scale.
+
+    Returns:
+        The fitted preprocessing, ``x`` and ``y``.
+
+    Raises:
+        SpecError: On an invalid feature list, task or kind.
+        SchemaError: When columns are missing or have an unusable dtype.
+        EmptyDataError: When ``frame`` has no rows.
+        DataError: When a numeric feature holds infinite values.
+        TrainingError: On labels that do not fit the task.
+    """
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise SpecError(
+            f"kind={kind!r} is not a model kind; rule: lowercase letters, digits and '_'; fix: "
+            f"pass the trainer's kind (kind=self.kind)"
+        )
+    preprocessing, x, y = _prepare(
+        frame,
+        features=features,
+        label=label,
+        model_kind=kind,
+        task=task,
+        one_hot=bool(one_hot),
+        standardize=bool(standardize),
+    )
+    return PreparedData(preprocessing, x, y)
 
 
 def _check_feature_list(features: Sequence[str], *, label: str) -> list[str]:

@@ -83,6 +83,7 @@ __all__ = [
     "PREPROCESSED_NAME",
     "TASKS",
     "TRITON_VERSION",
+    "check_model_kind",
     "cpu_config",
     "gpu_component_names",
     "gpu_config",
@@ -107,11 +108,13 @@ PREPROCESSED_NAME = "PREPROCESSED"
 TRITON_VERSION = "1"
 """The single Triton version directory of every lockgate model."""
 MODEL_KINDS = ("lightgbm", "torch")
-"""Model kinds the builders know."""
+"""The built-in model kinds (GPU ensembles exist for these; any other valid kind, e.g. a
+:class:`lockgate.trainers.CustomModel`'s ``"sklearn"``, is served on CPU by the python backend)."""
 FAULT_KEYS = ("error_rate", "seed", "sleep_ms")
 """Keys allowed in a fault-drill spec."""
 
 _PIPELINE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _VERSION = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _MAX_SLEEP_MS = 60_000
 _QUEUE_DELAY_US = 100
@@ -191,8 +194,7 @@ def model_io_names(*, kind: str, target: str) -> tuple[str, str]:
         ``(INPUT_NAME, OUTPUT_NAME)`` on every target: on GPU the served model is the
         ensemble, and FIL's fixed lower-case names stay inside it.
     """
-    _check_kind(kind)
-    _check_target(target)
+    check_model_kind(kind, target=target)
     return INPUT_NAME, OUTPUT_NAME
 
 
@@ -268,7 +270,8 @@ def cpu_config(
 
     Args:
         model_name: The Triton model name (:func:`triton_model_name`).
-        kind: ``"lightgbm"`` or ``"torch"`` (the parameter ``lockgate_kind`` ``model.py`` reads).
+        kind: The model kind (the parameter ``lockgate_kind`` ``model.py`` reads): built-in
+            ``"lightgbm"`` / ``"torch"`` or a custom kind.
         wire_width: ``F``, the width of the pipeline's wire matrix
             (:attr:`lockgate.wire.WireSchema.width`).
         task: The model's task, one of :data:`TASKS`.
@@ -386,6 +389,7 @@ def gpu_config(
         SpecError: For an invalid argument.
     """
     _check_common(model_name, kind, wire_width, max_batch_size, instances, width_name="wire_width")
+    check_model_kind(kind, target="gpu")
     _check_positive("n_features", n_features)
     _check_task_output(task, output_width)
     gpu_list = list(gpus) if not isinstance(gpus, str | bytes) else []
@@ -487,7 +491,7 @@ def parse_config(text: str) -> dict[str, Any]:
     return message
 
 
-def python_model_source() -> str:
+def python_model_source(kind: str | None = None) -> str:
     """Source of ``1/model.py`` for the python backend (both kinds, CPU and GPU ``-wire``).
 
     ``initialize`` puts ``PYTHONPATH``'s entries (with their ``.pth`` files, so an editable
@@ -507,14 +511,58 @@ def python_model_source() -> str:
     and torch runs one thread: one core per instance (OpenMP's default team makes single-row
     p99 ~10x worse); scale with instances.
 
+    A custom kind (a :class:`lockgate.trainers.CustomModel`, e.g. ``"sklearn"``) is added to
+    the file's ``MODEL_KINDS``; ``TrainedModel.load`` then imports the model class its
+    ``lockgate_model.json`` names, so that class's package must be installed in the
+    environment on the stub's ``PYTHONPATH``. Built-in kinds (and ``None``) give the bytes
+    lockgate always wrote, so model folders written before custom kinds existed still verify.
+
+    Args:
+        kind: The version's model kind; None or a built-in kind for the shared source.
+
     Returns:
-        Python source text; always the same bytes.
+        Python source text; the same bytes for the same kind.
+
+    Raises:
+        SpecError: For an invalid kind.
     """
+    kinds: tuple[str, ...] = MODEL_KINDS
+    if kind is not None and check_model_kind(kind) not in MODEL_KINDS:
+        kinds = (*MODEL_KINDS, kind)
     return (
         _MODEL_TEMPLATE.replace("@INPUT@", INPUT_NAME)
         .replace("@FAULT_KEYS@", repr(FAULT_KEYS))
-        .replace("@MODEL_KINDS@", repr(MODEL_KINDS))
+        .replace("@MODEL_KINDS@", repr(kinds))
     )
+
+
+def check_model_kind(kind: str, *, target: str = "cpu") -> str:
+    """Checks that a model kind can be served on ``target``.
+
+    Args:
+        kind: The lock record's trainer kind.
+        target: ``"cpu"`` (python backend: every kind) or ``"gpu"`` (FIL / libtorch
+            ensembles: the built-in kinds only).
+
+    Returns:
+        ``kind``.
+
+    Raises:
+        SpecError: For a malformed kind, or a custom kind on ``"gpu"``.
+
+    Example:
+        >>> check_model_kind("sklearn")
+        'sklearn'
+    """
+    _check_kind(kind)
+    _check_target(target)
+    if target == "gpu" and kind not in MODEL_KINDS:
+        raise SpecError(
+            f"model kind {kind!r} has no GPU serving path; rule: GPU ensembles run FIL "
+            f"(lightgbm) or libtorch (torch); custom kinds are served by the python backend on "
+            f"CPU; fix: serve the pipeline with TritonTarget(device='cpu')"
+        )
+    return kind
 
 
 # --------------------------------------------------------------------------------------------
@@ -523,10 +571,11 @@ def python_model_source() -> str:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in MODEL_KINDS:
+    if not isinstance(kind, str) or not _KIND.match(kind):
         raise SpecError(
-            f"model kind {kind!r} is unknown; rule: one of {list(MODEL_KINDS)}; fix: pass the "
-            "lock record's trainer kind"
+            f"model kind {kind!r} is unknown; rule: one of {list(MODEL_KINDS)} or a custom kind "
+            "(lowercase letters, digits and '_', as a CustomTrainer declares it); fix: pass "
+            "the lock record's trainer kind"
         )
 
 

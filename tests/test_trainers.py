@@ -594,8 +594,10 @@ def test_lightgbm_reserved_params(params: dict[str, Any], message: str) -> None:
 
 
 def test_trainer_from_config_errors() -> None:
-    with pytest.raises(SpecError, match=r"'sklearn' is unknown.*\['lightgbm', 'torch'\]"):
-        trainer_from_config({"kind": "sklearn"})
+    with pytest.raises(
+        SpecError, match=r"'xgboost' is unknown.*\['lightgbm', 'sklearn', 'torch', 'torch_module'\]"
+    ):
+        trainer_from_config({"kind": "xgboost"})
     with pytest.raises(SpecError, match="kind None is unknown"):
         trainer_from_config({})
     with pytest.raises(SpecError, match="epochs"):

@@ -224,7 +224,9 @@ def test_parse_config_reads_the_structure_protobuf_validates() -> None:
 
 def test_invalid_arguments_are_refused() -> None:
     with pytest.raises(SpecError, match="unknown"):
-        cpu_config(model_name=NAME, kind="xgboost", wire_width=3)
+        cpu_config(model_name=NAME, kind="XG-Boost", wire_width=3)
+    with pytest.raises(SpecError, match=r"no GPU serving path.*device='cpu'"):
+        gpu_config(model_name=NAME, kind="sklearn", wire_width=3, n_features=3)
     with pytest.raises(SpecError, match="wire_width"):
         cpu_config(model_name=NAME, kind="torch", wire_width=0)
     with pytest.raises(SpecError, match="n_features"):

@@ -1,0 +1,115 @@
+"""User code for the trainer-protocol tests (importable by path, as user code must be).
+
+Not a test module: a network for :class:`lockgate.TorchModuleTrainer`, a subclass of
+:class:`lockgate.LightGBMTrainer` that changes behaviour, and a minimal custom trainer whose
+model is stored as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lockgate.trainers import (
+    CustomModel,
+    CustomTrainer,
+    LightGBMModel,
+    LightGBMTrainer,
+    Preprocessing,
+    Task,
+    prepare_training,
+)
+
+
+class TinyNet(torch.nn.Module):
+    """``Linear -> ReLU -> Dropout -> Linear``: raw outputs ``(n, output_dim)``."""
+
+    def __init__(self, input_dim: int, output_dim: int, hidden: int = 8, dropout: float = 0.1):
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(input_dim, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(dropout),
+            torch.nn.Linear(hidden, output_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class ShallowLightGBMTrainer(LightGBMTrainer):
+    """A LightGBM subclass that changes behaviour: it always trains 3 rounds, whatever the spec."""
+
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        features: Sequence[str],
+        label: str,
+        task: Task = "binary",
+    ) -> LightGBMModel:
+        shallow = LightGBMTrainer(**{**self.model_dump(), "num_boost_round": 3})
+        return shallow.fit(frame, features=features, label=label, task=task)
+
+
+class BiasModel(CustomModel):
+    """Predicts the training label rate for every row (binary only); stored as JSON."""
+
+    kind: ClassVar[str] = "bias"
+    weights_file: ClassVar[str] = "bias.json"
+
+    def __init__(self, *, rate: float, preprocessing: Preprocessing) -> None:
+        super().__init__(preprocessing=preprocessing)
+        self.rate = rate
+
+    def model_files(self) -> dict[str, bytes]:
+        return {"bias.json": json.dumps({"rate": self.rate}).encode()}
+
+    @classmethod
+    def from_model_files(
+        cls, files: Mapping[str, bytes], *, preprocessing: Preprocessing
+    ) -> BiasModel:
+        return cls(rate=float(json.loads(files["bias.json"])["rate"]), preprocessing=preprocessing)
+
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        return np.full(x.shape[0], self.rate, dtype=np.float64)
+
+
+class BiasTrainer(CustomTrainer):
+    """A custom trainer: the label rate, shrunk towards 0.5 by ``prior_rows`` pseudo-rows."""
+
+    kind: Literal["bias"] = "bias"
+    prior_rows: int = 0
+
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        features: Sequence[str],
+        label: str,
+        task: Task = "binary",
+    ) -> BiasModel:
+        data = prepare_training(frame, features=features, label=label, task=task, kind=self.kind)
+        rate = (float(data.y.sum()) + 0.5 * self.prior_rows) / (len(data.y) + self.prior_rows)
+        return BiasModel(rate=rate, preprocessing=data.preprocessing)
+
+
+class WrongKindTrainer(CustomTrainer):
+    """Returns a model of another kind: refused when fit returns."""
+
+    kind: Literal["wrong"] = "wrong"
+
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        *,
+        features: Sequence[str],
+        label: str,
+        task: Task = "binary",
+    ) -> BiasModel:
+        return BiasTrainer().fit(frame, features=features, label=label, task=task)
