@@ -17,6 +17,7 @@ __all__ = [
     "compute_live_performance",
     "gold_estimate",
     "live_performance_metadata",
+    "version_classes",
 ]
 
 
@@ -56,6 +57,17 @@ def gold_estimate(
     return None, None
 
 
+def version_classes(artifacts: ArtifactRegistry, pipeline: str, version: str) -> tuple[Any, ...]:
+    """A version's class labels in output column order (empty for binary and regression), read
+    from its ``preprocessing.json`` in the registry."""
+    import json
+
+    from lockgate.trainers import model_output
+
+    files = artifacts.model_files(pipeline, version)
+    return tuple(model_output(json.loads(files["preprocessing.json"])).classes)
+
+
 def compute_live_performance(
     spec: ModelPipeline,
     *,
@@ -67,9 +79,11 @@ def compute_live_performance(
     """Live performance of the pipeline's versions, the champion judged, the report stored.
 
     Reads the gateway's prediction log (``stack.prediction_log_dir``) and the label files under
-    ``<data_dir>/<feedback.dataset>``, measures every version
-    (:func:`lockgate.feedback.live_performance`), judges the champion against its gold-set
-    estimate (:func:`lockgate.feedback.judge`) and stores the whole document in the registry
+    ``<data_dir>/<feedback.dataset>`` (labels of the pipeline's task), measures every version
+    with the task's metrics (:func:`lockgate.feedback.live_performance`; a multiclass model's
+    outputs are read in the champion's class order), judges the champion against its gold-set
+    estimate in the metric's direction (:func:`lockgate.feedback.judge`) and stores the whole
+    document in the registry
     as ``reports/<pipeline>/<champion>/live_performance-<id>.json`` (no champion:
     ``reports/<pipeline>/live_performance-<id>.json``). The id hashes everything but
     ``computed_at``, so the same labels and log give the same report key.
@@ -79,10 +93,15 @@ def compute_live_performance(
         performance, report_id, report_key, report_uri}``.
     """
     from lockgate.feedback import judge, live_performance
-    from lockgate.hashing import canonical_json, sha256_json
 
     policy = _policy(spec)
     feedback_dir = Path(data_dir) / policy.dataset
+    champion = artifacts.alias(spec.name, "champion")
+    classes: tuple[Any, ...] = ()
+    if spec.task == "multiclass" and champion is not None:
+        classes = version_classes(artifacts, spec.name, champion)
+    if spec.task == "multiclass" and not classes:
+        return _no_champion_document(spec, artifacts, feedback_dir, stack, policy)
     performance = live_performance(
         stack.prediction_log_dir,
         feedback_dir,
@@ -92,8 +111,9 @@ def compute_live_performance(
         metric=policy.metric,
         as_of=as_of,
         since=(as_of or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=policy.lookback_seconds),
+        task=spec.task,
+        classes=classes,
     )
-    champion = artifacts.alias(spec.name, "champion")
     estimate, source = (
         gold_estimate(artifacts, spec.name, champion, policy.metric) if champion else (None, None)
     )
@@ -101,8 +121,55 @@ def compute_live_performance(
         level, reason = "ok", f"{spec.name} has no champion: nothing to judge"
         evidence: dict[str, Any] = {"model": spec.name, "champion": None}
     else:
-        level, reason, evidence = judge(performance, champion, estimate, policy)
+        level, reason, evidence = judge(performance, champion, estimate, policy, task=spec.task)
     evidence["gold_report"] = source
+    return _store(spec, artifacts, feedback_dir, stack, policy, performance, champion, level,
+                  reason, evidence, estimate, source)  # fmt: skip
+
+
+def _no_champion_document(
+    spec: ModelPipeline,
+    artifacts: ArtifactRegistry,
+    feedback_dir: Path,
+    stack: ServingStack,
+    policy: Any,
+) -> dict[str, Any]:
+    """A multiclass pipeline without a champion: no class order to read outputs in."""
+    performance = {
+        "model": spec.name,
+        "task": spec.task,
+        "as_of": None,
+        "metric": policy.metric,
+        "window": policy.window,
+        "min_labels": policy.min_labels,
+        "labels": {"files": 0, "rows": 0, "duplicates": 0, "unique": 0, "matched": 0,
+                   "unknown_trace_ids": 0},
+        "predictions": {"live": 0, "skipped_shadow": 0, "skipped_errors": 0, "labelled": 0,
+                        "unlabelled": 0, "duplicate_trace_ids": 0},
+        "versions": {},
+    }  # fmt: skip
+    evidence: dict[str, Any] = {"model": spec.name, "champion": None, "gold_report": None}
+    reason = f"{spec.name} has no champion: nothing to judge"
+    return _store(spec, artifacts, feedback_dir, stack, policy, performance, None, "ok", reason,
+                  evidence, None, None)  # fmt: skip
+
+
+def _store(
+    spec: ModelPipeline,
+    artifacts: ArtifactRegistry,
+    feedback_dir: Path,
+    stack: ServingStack,
+    policy: Any,
+    performance: dict[str, Any],
+    champion: str | None,
+    level: str,
+    reason: str,
+    evidence: dict[str, Any],
+    estimate: float | None,
+    source: str | None,
+) -> dict[str, Any]:
+    from lockgate.hashing import canonical_json, sha256_json
+
     document: dict[str, Any] = {
         "pipeline": spec.name,
         "champion": champion,
@@ -138,22 +205,28 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def live_performance_metadata(document: dict[str, Any]) -> dict[str, Any]:
     """Materialization metadata: a markdown table per version, champion live vs gold, level."""
+    from lockgate.feedback import live_metrics
+
     performance = document["performance"]
     metric = performance["metric"]
     champion = document["champion"]
+    names = live_metrics(performance.get("task", "binary"))
     lines = [
         "| version | role | predictions | labelled | coverage | window n | positives | "
-        "mean score | roc_auc | pr_auc | log_loss | brier |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "mean score | " + " | ".join(names) + f" | {metric} 95% interval |",
+        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (len(names) + 1),
     ]
     for version, block in performance["versions"].items():
         role = "champion" if version == champion else ""
         m = block["metrics"]
+        interval = block.get("interval")
+        span = f"{interval[0]:.4f} to {interval[1]:.4f}" if interval else "-"
         lines.append(
             f"| {version} | {role} | {block['predictions']} | {block['labelled']} | "
             f"{_fmt(block['coverage'], 3)} | {block['n']} | {block['positives']} | "
-            f"{_fmt(block['mean_score'])} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | "
-            f"{_fmt(m['log_loss'])} | {_fmt(m['brier'])} |"
+            f"{_fmt(block['mean_score'])} | "
+            + " | ".join(_fmt(m.get(name)) for name in names)
+            + f" | {span} |"
         )
     undefined = [
         f"- {version} {name}: {why}"
@@ -171,6 +244,9 @@ def live_performance_metadata(document: dict[str, Any]) -> dict[str, Any]:
         f"champion_live_{metric}": evidence.get("live"),
         f"champion_gold_{metric}": document["gold"]["estimate"],
         f"champion_{metric}_drop": evidence.get("drop"),
+        f"champion_{metric}_direction": "higher is better"
+        if evidence.get("higher_is_better", True)
+        else "lower is better",
         "champion_window_labels": int(evidence.get("n") or 0),
         "labels_rows": labels["rows"],
         "labels_matched": labels["matched"],

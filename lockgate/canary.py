@@ -25,7 +25,11 @@ Statistics contract (:class:`VersionStats`, one per version; :meth:`VersionStats
 reads ``GET /admin/stats/{name}``): counters (``requests``, ``errors``, ``schema_violations``,
 ``shadow_requests``, ``prediction_histogram``) count from ``since`` (the gateway's window start:
 its start or the last ``POST /admin/stats/{name}/reset``); ``errors``, ``schema_violations`` and
-the histogram count every request the version received, live or shadow. Latencies (``p50_ms``,
+the histogram count every request the version received, live or shadow. What the prediction PSI
+compares follows the pipeline's task (``decide(..., task=)``, :func:`prediction_psi`): binary,
+the 10 fixed bins of P(label 1); multiclass, the k counts of the predicted class; regression,
+the value sketches (``prediction_sketch``, :mod:`lockgate.prediction_sketch`) on the deciles
+of the champion's. The sketch is a counter like the histogram and has a baseline too. Latencies (``p50_ms``,
 ``p99_ms``), ``mean_prediction`` and ``shadow_mean_abs_diff`` are taken as reported. The
 challenger is judged on the current step alone: the state keeps a ``baseline`` of its counters
 from when the step began and :func:`decide` subtracts it. When the window was reset meanwhile
@@ -88,6 +92,7 @@ from pydantic import (
     field_validator,
 )
 
+from lockgate import prediction_sketch
 from lockgate.errors import LockgateError
 
 __all__ = [
@@ -98,6 +103,7 @@ __all__ = [
     "Decision",
     "VersionStats",
     "decide",
+    "prediction_psi",
     "psi",
     "start",
 ]
@@ -175,11 +181,14 @@ class CanaryPolicy(BaseModel):
         max_error_rate_delta: limit on challenger error rate minus champion error rate; None
             waives it.
         max_prediction_psi: limit on the PSI between the champion's and the challenger's
-            prediction histograms (see :func:`psi`); None waives it.
+            prediction distributions (see :func:`prediction_psi`: probabilities, predicted
+            classes or regression values by task); None waives it.
         mode: ``"canary"``, ``"shadow"`` or ``"bluegreen"`` (see the module docstring).
         shadow_fraction: share of live requests mirrored to the challenger in a mirror window.
         max_shadow_mean_abs_diff: limit on the mean absolute difference between the
-            challenger's and the champion's predictions on mirrored requests; None waives it.
+            challenger's and the champion's predictions on mirrored requests (the largest
+            difference of a row's values for a multiclass model); in the label's units for a
+            regression model, so set it to that scale; None waives it.
         interval_seconds: the canary sensor's minimum interval between ticks (the Dagster
             daemon evaluates sensors at most every 5 s or so).
 
@@ -249,13 +258,17 @@ class VersionStats:
         p50_ms: median latency, None when not measured.
         p99_ms: 99th-percentile latency, None when not measured.
         mean_prediction: mean prediction, None when not measured.
-        prediction_histogram: prediction counts in the gateway's 10 fixed bins; empty when not
+        prediction_histogram: prediction counts in the gateway's bins (one-value outputs: 10 fixed
+            bins over [0, 1]; multiclass: k counts of the predicted class); empty when not
             reported.
         shadow_requests: mirrored requests received (challenger only).
         shadow_mean_abs_diff: mean absolute difference from the champion's prediction on the
             mirrored requests, None when not measured.
         since: epoch seconds from which the counters count (the gateway's window start), None
             when unknown.
+        prediction_sketch: ``(bin, count)`` pairs, sorted by bin, of the one-value outputs'
+            :mod:`lockgate.prediction_sketch` (what a regression model is compared by); empty
+            when not reported.
 
     Example:
         >>> VersionStats.from_dict({"requests": 10, "p99_ms": 12.5, "version": "v2"}).p99_ms
@@ -272,12 +285,14 @@ class VersionStats:
     shadow_requests: int = 0
     shadow_mean_abs_diff: float | None = None
     since: float | None = None
+    prediction_sketch: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         for name in _COUNTERS:
             object.__setattr__(self, name, _count(name, getattr(self, name)))
         hist = tuple(_count("prediction_histogram bin", v) for v in self.prediction_histogram)
         object.__setattr__(self, "prediction_histogram", hist)
+        object.__setattr__(self, "prediction_sketch", _sketch_pairs(self.prediction_sketch))
         for name in ("p50_ms", "p99_ms", "shadow_mean_abs_diff", "mean_prediction", "since"):
             value = getattr(self, name)
             if value is None:
@@ -306,6 +321,8 @@ class VersionStats:
             values["prediction_histogram"] = ()
         if "prediction_histogram" in values:
             values["prediction_histogram"] = tuple(values["prediction_histogram"])
+        if values.get("prediction_sketch") is None:
+            values.pop("prediction_sketch", None)
         for name in _COUNTERS:
             if values.get(name, 0) is None:
                 values[name] = 0
@@ -363,11 +380,17 @@ class VersionStats:
 
         hists = [h for h in (counts(live), counts(shadow)) if h]
         if len(hists) == 2 and len(hists[0]) != len(hists[1]):
+            # a series that saw no prediction reports the default 10 empty bins
+            hists = [h for h in hists if any(h)] or hists[:1]
+        if len(hists) == 2 and len(hists[0]) != len(hists[1]):
             raise CanaryError(
                 f"live and shadow prediction histograms of {version!r} have "
                 f"{len(hists[0])} and {len(hists[1])} bins; the gateway must use the same bins"
             )
         histogram = tuple(sum(col) for col in zip(*hists, strict=True)) if hists else ()
+        sketch: dict[int, int] = {}
+        for series in (live, shadow):
+            prediction_sketch.add(sketch, _sketch_map(num(series, "prediction", "sketch") or {}))
         weighted = [
             (int(num(s, "prediction", "count") or 0), num(s, "prediction", "mean"))
             for s in (live, shadow)
@@ -388,13 +411,36 @@ class VersionStats:
             shadow_requests=int(shadow.get("requests") or 0),
             shadow_mean_abs_diff=num(shadow, "abs_diff", "mean"),
             since=snapshot.get("since_unix"),
+            prediction_sketch=tuple(sorted(sketch.items())),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         out = asdict(self)
         out["prediction_histogram"] = list(self.prediction_histogram)
+        out["prediction_sketch"] = {str(k): c for k, c in self.prediction_sketch}
         return out
+
+
+def _sketch_map(value: Any) -> dict[int, int]:
+    """A sketch given as ``{"bin": count}`` (JSON) or ``(bin, count)`` pairs, as ints."""
+    items = value.items() if isinstance(value, Mapping) else value
+    out: dict[int, int] = {}
+    try:
+        for k, c in items:
+            if isinstance(k, (bool, float)):
+                raise ValueError(k)
+            out[int(k)] = out.get(int(k), 0) + _count("prediction_sketch count", c)
+    except (TypeError, ValueError) as exc:
+        raise CanaryError(
+            f"prediction_sketch {value!r} is not a map of integer bins to counts ({exc}); report "
+            "the gateway's prediction_sketch as it is, or leave it out"
+        ) from None
+    return out
+
+
+def _sketch_pairs(value: Any) -> tuple[tuple[int, int], ...]:
+    return tuple(sorted((k, c) for k, c in _sketch_map(value).items() if c))
 
 
 def _count(name: str, value: Any) -> int:
@@ -449,6 +495,47 @@ def psi(
     return value
 
 
+def prediction_psi(
+    champion: VersionStats, challenger: VersionStats, *, task: str = "binary"
+) -> float | None:
+    """PSI between the champion's and the challenger's predictions, per task.
+
+    ``"binary"``: the gateway's 10 fixed bins of P(label 1) over [0, 1]. ``"multiclass"``: the
+    distribution of the predicted class (the gateway's k argmax counts). ``"regression"``: both
+    :mod:`lockgate.prediction_sketch` sketches rebinned on the deciles of the champion's
+    (:func:`lockgate.prediction_sketch.quantile_keys`), the usual quantile-bin PSI at the
+    sketch's ~1 % resolution. The champion is ``expected`` (see :func:`psi`).
+
+    Returns:
+        The PSI, or None when either side reported nothing to compare.
+
+    Raises:
+        CanaryError: an unknown task, or histograms of different bin counts (multiclass
+            versions with different classes).
+
+    Example:
+        >>> a = VersionStats(prediction_sketch=((100, 50), (200, 50)))
+        >>> b = VersionStats(prediction_sketch=((100, 90), (200, 10)))
+        >>> round(prediction_psi(a, b, task="regression"), 3)
+        0.879
+    """
+    if task in ("binary", "multiclass"):
+        mine, theirs = challenger.prediction_histogram, champion.prediction_histogram
+        if not sum(mine) or not sum(theirs):
+            return None
+        return psi(theirs, mine)
+    if task != "regression":
+        raise CanaryError(
+            f"task {task!r} is unknown; rule: 'binary', 'multiclass' or 'regression' (the "
+            "pipeline's ModelPipeline.task); fix: pass the spec's task"
+        )
+    reference, current = dict(champion.prediction_sketch), dict(challenger.prediction_sketch)
+    if not sum(reference.values()) or not sum(current.values()):
+        return None
+    edges = prediction_sketch.quantile_keys(reference, bins=10)
+    return psi(prediction_sketch.rebin(reference, edges), prediction_sketch.rebin(current, edges))
+
+
 # state ------------------------------------------------------------------------------------------
 
 
@@ -501,7 +588,7 @@ class CanaryState(BaseModel):
     @field_validator("baseline")
     @classmethod
     def _known_counters(cls, value: dict[str, Any]) -> dict[str, Any]:
-        known = [*_COUNTERS, "prediction_histogram", "since"]
+        known = [*_COUNTERS, "prediction_histogram", "prediction_sketch", "since"]
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise ValueError(f"baseline keys {unknown} are unknown; use {known}")
@@ -517,6 +604,7 @@ class CanaryState(BaseModel):
                 _count(f"baseline {name}", value[name])
         for v in value.get("prediction_histogram", []):
             _count("baseline prediction_histogram bin", v)
+        _sketch_map(value.get("prediction_sketch") or {})
         return value
 
     @property
@@ -593,6 +681,8 @@ def _counters(stats: VersionStats | None, *, since: float | None = None) -> dict
         return {name: 0 for name in _COUNTERS} | {"prediction_histogram": [], "since": since}
     out: dict[str, Any] = {name: getattr(stats, name) for name in _COUNTERS}
     out["prediction_histogram"] = list(stats.prediction_histogram)
+    if stats.prediction_sketch:
+        out["prediction_sketch"] = {str(k): c for k, c in stats.prediction_sketch}
     out["since"] = stats.since
     return out
 
@@ -608,11 +698,15 @@ def _window(stats: VersionStats, baseline: Mapping[str, Any]) -> tuple[VersionSt
     hist_reset = bool(base_hist) and (
         len(base_hist) != len(hist) or any(h < b for h, b in zip(hist, base_hist, strict=False))
     )
-    if hist_reset or any(getattr(stats, name) < base[name] for name in _COUNTERS):
+    sketch = prediction_sketch.subtract(
+        dict(stats.prediction_sketch), _sketch_map(baseline.get("prediction_sketch") or {})
+    )
+    if hist_reset or sketch is None or any(getattr(stats, n) < base[n] for n in _COUNTERS):
         return stats, True
     if base_hist:
         hist = tuple(h - b for h, b in zip(hist, base_hist, strict=True))
     changes: dict[str, Any] = {name: getattr(stats, name) - base[name] for name in _COUNTERS}
+    changes["prediction_sketch"] = tuple(sorted(sketch.items()))
     return replace(stats, prediction_histogram=hist, **changes), False
 
 
@@ -639,6 +733,7 @@ def _checks(
     window: VersionStats,
     champion: VersionStats,
     metrics: dict[str, Any],
+    task: str = "binary",
 ) -> list[_Check]:
     m = policy.min_requests
     n = window.requests + window.shadow_requests
@@ -738,14 +833,19 @@ def _checks(
                 )
                 add(_Check("p99_ratio", "breach", text, ratio, policy.max_p99_ratio))
     if champion_ok and n >= m and policy.max_prediction_psi is not None:
-        mine, theirs = window.prediction_histogram, champion.prediction_histogram
+        what = "prediction_sketch" if task == "regression" else "prediction_histogram"
+        mine = window.prediction_sketch if task == "regression" else window.prediction_histogram
+        theirs = (
+            champion.prediction_sketch if task == "regression" else champion.prediction_histogram
+        )
         waive = "; report it or set max_prediction_psi=None"
-        if not sum(mine):
-            add(_Check("prediction_psi", "pending", f"challenger prediction_histogram{waive}"))
-        elif not sum(theirs):
-            add(_Check("prediction_psi", "pending", f"champion prediction_histogram{waive}"))
+        if not mine or not sum(c for c in _flat(mine)):
+            add(_Check("prediction_psi", "pending", f"challenger {what}{waive}"))
+        elif not theirs or not sum(c for c in _flat(theirs)):
+            add(_Check("prediction_psi", "pending", f"champion {what}{waive}"))
         else:
-            value = psi(theirs, mine)
+            value = prediction_psi(champion, window, task=task)
+            assert value is not None
             metrics["prediction_psi"] = value
             if value > policy.max_prediction_psi:
                 text = (
@@ -776,6 +876,11 @@ def _checks(
             )
             add(_Check("shadow_mean_abs_diff", "breach", text, diff, limit_diff))
     return found
+
+
+def _flat(counts: Sequence[Any]) -> list[int]:
+    """Counts of a histogram (ints) or of a sketch (``(bin, count)`` pairs)."""
+    return [c[1] if isinstance(c, tuple) else c for c in counts]
 
 
 def _measure(
@@ -904,6 +1009,7 @@ def decide(
     challenger: VersionStats,
     champion: VersionStats,
     now: float,
+    task: str = "binary",
 ) -> Decision:
     """One tick of the controller: hold, advance, promote or roll back (rules: module docstring).
 
@@ -913,10 +1019,14 @@ def decide(
         challenger: the gateway's stats for the challenger (cumulative counters).
         champion: the gateway's stats for the champion.
         now: epoch seconds.
+        task: the pipeline's task; it picks what the prediction PSI compares
+            (:func:`prediction_psi`): binary probabilities, multiclass predicted classes or
+            regression values.
 
     Raises:
         CanaryError: the state is finished, was started under another mode, or its step does
-            not exist in the policy; or the histograms have different bin counts.
+            not exist in the policy; or the histograms have different bin counts; or the task
+            is unknown.
 
     Example:
         >>> policy = CanaryPolicy(hold_seconds=60, min_requests=10, max_prediction_psi=None)
@@ -948,7 +1058,7 @@ def decide(
     if reset:
         state = state.model_copy(update={"baseline": _counters(None, since=challenger.since)})
     metrics = _measure(state, window, champion, now=now, reset=reset)
-    checks = _checks(policy, state, window, champion, metrics)
+    checks = _checks(policy, state, window, champion, metrics, task)
     where = _where(policy, state)
     breaches = [c for c in checks if c.status == "breach"]
     pending = [c for c in checks if c.status == "pending"]

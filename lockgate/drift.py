@@ -29,6 +29,11 @@ difference. Missing values are left out of every distribution metric.
 
 `DriftAccumulator` streams the current sample in batches (for a log larger than memory) and
 keeps only counts and sums per reference value; its results equal `frame_drift` on all rows.
+
+Prediction drift is feature drift of one column, ``prediction``, whose values follow the task
+(:func:`prediction_values`): binary, P(label 1) (numeric); regression, the predicted value
+(numeric: quantile bins of the reference predictions); multiclass, the predicted class
+(categorical: PSI, JSD and chi-square over the classes).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ __all__ = [
     "FeatureDrift",
     "feature_drift",
     "frame_drift",
+    "prediction_kind",
+    "prediction_values",
     "severity",
 ]
 
@@ -72,6 +79,72 @@ PValueMethod = Literal["asymp", "limit"]
 _KS_EXACT_MAX_N = 10_000  # scipy.stats._stats_py.MAX_AUTO_N
 _RANK: dict[str, int] = {"ok": 0, "warn": 1, "critical": 2}
 FloatArray = npt.NDArray[np.float64]
+
+
+def prediction_kind(task: str) -> Kind:
+    """How prediction drift treats a task's predictions: ``"categorical"`` for multiclass (the
+    predicted class), ``"numeric"`` for binary and regression.
+
+    Raises:
+        SpecError: For an unknown task.
+    """
+    if task not in ("binary", "multiclass", "regression"):
+        raise SpecError(
+            f"task {task!r} is unknown; rule: 'binary', 'multiclass' or 'regression'; fix: pass "
+            "the pipeline's ModelPipeline.task"
+        )
+    return "categorical" if task == "multiclass" else "numeric"
+
+
+def prediction_values(task: str, outputs: Any, classes: Sequence[Any] = ()) -> np.ndarray:
+    """What prediction drift compares, from a model's outputs (in-process or served).
+
+    Args:
+        task: ``"binary"``, ``"multiclass"`` or ``"regression"``.
+        outputs: ``(n,)`` or ``(n, 1)`` values (binary P(label 1), regression values), or the
+            ``(n, k)`` class probabilities of a multiclass model; NaN marks an unknown output.
+        classes: The multiclass model's class labels in column order.
+
+    Returns:
+        float64 ``(n,)`` for binary and regression (NaN kept: a missing value); for multiclass
+        an object array of the predicted class (argmax) as a string (``str(label)``, so integer
+        and string classes compare alike), None for a row holding NaN.
+
+    Raises:
+        SpecError: For an unknown task.
+        DataError: When the outputs' width does not fit the task or the classes.
+
+    Example:
+        >>> prediction_values("multiclass", [[0.2, 0.8], [0.9, 0.1]], ("a", "b")).tolist()
+        ['b', 'a']
+        >>> prediction_values("regression", [[3.5], [1.0]]).tolist()
+        [3.5, 1.0]
+    """
+    kind = prediction_kind(task)
+    arr = np.asarray(outputs, dtype=np.float64)
+    if kind == "numeric":
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise DataError(
+                f"{task} outputs have shape {arr.shape}; rule: one value per row; fix: pass the "
+                "model's predict() output or the served OUTPUT__0 rows"
+            )
+        return arr
+    k = len(classes)
+    if arr.ndim != 2 or k < 2 or arr.shape[1] != k:
+        raise DataError(
+            f"multiclass outputs have shape {arr.shape} for classes {list(classes)}; rule: one "
+            "probability per class and row, k >= 2; fix: pass the model's predict() output and "
+            "its classes"
+        )
+    names = np.asarray([str(c) for c in classes], dtype=object)
+    out = np.full(arr.shape[0], None, dtype=object)
+    if arr.shape[0] == 0:
+        return out
+    known = ~np.isnan(arr).any(axis=1)
+    out[known] = names[np.argmax(arr[known], axis=1)]
+    return out
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,9 @@ __all__ = [
     "feedback_watermark",
     "judge",
     "labels_for",
+    "live_metrics",
     "live_performance",
+    "metric_interval",
     "read_feedback",
     "write_feedback",
 ]
@@ -69,17 +71,40 @@ HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False, "brier":
 _OPTIONAL = ("row",)
 _LOG_COLUMNS = ["trace_id", "ts", "version", "shadow", "status", "outputs"]
 _SEP = "\x1f"  # joins trace id and row; the gateway's trace ids never contain it
+_TASKS = ("binary", "multiclass", "regression")
+_INTERVAL_RESAMPLES = 200  # bootstrap resamples of the judged metric's interval
+_INTERVAL_MAX_N = 5000  # larger windows get no interval (it would be narrow, and costly)
 
 Level = Literal["ok", "warn", "critical"]
 
 
-def feedback_schema(*, with_row: bool = False) -> pa.Schema:
-    """The Arrow schema of a feedback file (``row`` only when a request had several rows)."""
+def _label_type(task: str) -> pa.DataType:
+    import pyarrow as pa
+
+    _check_task(task)
+    return {"binary": pa.int8(), "regression": pa.float64(), "multiclass": pa.string()}[task]
+
+
+def _check_task(task: str) -> str:
+    if task not in _TASKS:
+        raise SpecError(
+            f"task={task!r} is unknown; rule: one of {list(_TASKS)}; fix: pass the pipeline's "
+            "ModelPipeline.task"
+        )
+    return task
+
+
+def feedback_schema(*, with_row: bool = False, task: str = "binary") -> pa.Schema:
+    """The Arrow schema of a feedback file (``row`` only when a request had several rows).
+
+    The label's type follows the task: int8 0/1 (binary), float64 (regression), string (the
+    class label as ``str(label)``, multiclass).
+    """
     import pyarrow as pa
 
     fields = [
         ("trace_id", pa.string()),
-        ("label", pa.int8()),
+        ("label", _label_type(task)),
         ("label_timestamp", pa.timestamp("us", tz="UTC")),
     ]
     if with_row:
@@ -91,8 +116,9 @@ def feedback_schema(*, with_row: bool = False) -> pa.Schema:
 # writing
 
 
-def _validated(frame: Any) -> pd.DataFrame:
-    """The frame checked and normalised (UTC microsecond timestamps, int8 labels)."""
+def _validated(frame: Any, task: str = "binary") -> pd.DataFrame:
+    """The frame checked and normalised (UTC microsecond timestamps, labels of the task's type:
+    int8 0/1, float64, or the class label as a string)."""
     import pandas as pd
 
     if not isinstance(frame, pd.DataFrame):
@@ -123,7 +149,27 @@ def _validated(frame: Any) -> pd.DataFrame:
             "fix: drop labels without a trace id"
         )
     label = frame["label"]
-    if label.dtype == bool:
+    labels: np.ndarray
+    if task == "regression":
+        values = pd.to_numeric(label, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values) | label.map(lambda v: isinstance(v, bool)).to_numpy(bool)
+        if bad.any():
+            examples = label[bad].head(3).tolist()
+            raise DataError(
+                f"label holds {int(bad.sum())} value(s) that are not finite numbers (e.g. "
+                f"{examples!r}); rule: a regression label is a finite number (no missing "
+                "values); fix: drop unlabelled rows"
+            )
+        labels = values
+    elif task == "multiclass":
+        bad = label.isna().to_numpy(bool)
+        if bad.any():
+            raise DataError(
+                f"label holds {int(bad.sum())} missing value(s); rule: a multiclass label is one "
+                "of the model's classes; fix: drop unlabelled rows"
+            )
+        labels = label.map(str).to_numpy(object)
+    elif label.dtype == bool:
         labels = label.to_numpy(np.int8)
     else:
         values = pd.to_numeric(label, errors="coerce").to_numpy(np.float64, na_value=np.nan)
@@ -170,7 +216,9 @@ def _validated(frame: Any) -> pd.DataFrame:
     return out
 
 
-def write_feedback(folder: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
+def write_feedback(
+    folder: str | os.PathLike[str], frame: pd.DataFrame, *, task: str = "binary"
+) -> Path:
     """Validate a frame of labels and add it to ``folder`` as a new Parquet file, atomically.
 
     The file is written under a hidden temp name, fsynced, renamed to
@@ -179,8 +227,11 @@ def write_feedback(folder: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
 
     Args:
         folder: the feedback folder (created if missing).
-        frame: columns ``trace_id`` (str), ``label`` (0/1), ``label_timestamp`` (tz-aware) and
-            optionally ``row`` (position in a batched request).
+        frame: columns ``trace_id`` (str), ``label``, ``label_timestamp`` (tz-aware) and
+            optionally ``row`` (position in a batched request). The label follows ``task``:
+            0/1 (binary), a finite number (regression), a class label (multiclass, stored as
+            ``str(label)``).
+        task: the pipeline's task (one folder holds the labels of one pipeline).
 
     Returns:
         The path of the new file.
@@ -196,9 +247,12 @@ def write_feedback(folder: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    clean = _validated(frame)
+    _check_task(task)
+    clean = _validated(frame, task)
     table = pa.Table.from_pandas(
-        clean, schema=feedback_schema(with_row="row" in clean.columns), preserve_index=False
+        clean,
+        schema=feedback_schema(with_row="row" in clean.columns, task=task),
+        preserve_index=False,
     )
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
@@ -264,7 +318,7 @@ def _aware(moment: dt.datetime, name: str) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
-def _read_file(path: Path) -> pa.Table:
+def _read_file(path: Path, task: str = "binary") -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -282,22 +336,27 @@ def _read_file(path: Path) -> pa.Table:
         or pa.types.is_large_string(table.schema.field("trace_id").type)
     )
     ts_type = None if missing else table.schema.field("label_timestamp").type
-    if (
-        not types_ok
-        or ts_type is None
-        or not pa.types.is_timestamp(ts_type)
-        or ts_type.tz is None
-        or not pa.types.is_integer(table.schema.field("label").type)
-    ):
+    label_type = None if missing else table.schema.field("label").type
+    label_ok = label_type is not None and (
+        pa.types.is_integer(label_type)
+        or (task == "regression" and pa.types.is_floating(label_type))
+        or (
+            task == "multiclass"
+            and (pa.types.is_string(label_type) or pa.types.is_large_string(label_type))
+        )
+    )
+    ts_ok = ts_type is not None and pa.types.is_timestamp(ts_type) and ts_type.tz is not None
+    if not types_ok or not ts_ok or not label_ok:
+        wanted = {"binary": "integer 0/1", "regression": "number", "multiclass": "string"}[task]
         raise SchemaError(
             f"feedback file {path} has schema {table.schema.to_string(show_schema_metadata=False)!r}"
-            f"; rule: trace_id string, label integer 0/1, label_timestamp tz-aware timestamp "
+            f"; rule: trace_id string, label {wanted} ({task}), label_timestamp tz-aware timestamp "
             "(missing: " + str(missing) + "); fix: move the file out of the folder and write its "
             "labels with lockgate.feedback.write_feedback"
         )
     columns = {
         "trace_id": table.column("trace_id").cast(pa.string()),
-        "label": table.column("label").cast(pa.int8()),
+        "label": table.column("label").cast(_label_type(task)),
         "label_timestamp": table.column("label_timestamp").cast(pa.timestamp("us", tz="UTC")),
         "row": (
             table.column("row").cast(pa.int32())
@@ -309,16 +368,18 @@ def _read_file(path: Path) -> pa.Table:
 
 
 def read_feedback(
-    folder: str | os.PathLike[str], *, as_of: dt.datetime | None = None
+    folder: str | os.PathLike[str], *, as_of: dt.datetime | None = None, task: str = "binary"
 ) -> pd.DataFrame:
     """Every label of the folder (known at ``as_of``), duplicates kept, in file order.
 
     Args:
         folder: the feedback folder.
         as_of: only labels with ``label_timestamp <= as_of`` (naive means UTC).
+        task: the pipeline's task: the label's type (see :func:`feedback_schema`).
 
     Returns:
-        Columns ``trace_id``, ``label`` (int8), ``label_timestamp`` (UTC), ``row`` (int32).
+        Columns ``trace_id``, ``label`` (int8, float64 or str by task), ``label_timestamp``
+        (UTC), ``row`` (int32).
 
     Raises:
         CorruptDataError: a file cannot be read.
@@ -327,14 +388,20 @@ def read_feedback(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tables = [_read_file(path) for path in feedback_files(folder)]
-    schema = feedback_schema(with_row=True)
+    _check_task(task)
+    tables = [_read_file(path, task) for path in feedback_files(folder)]
+    schema = feedback_schema(with_row=True, task=task)
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     if as_of is not None:
         limit = pa.scalar(_aware(as_of, "as_of"), pa.timestamp("us", tz="UTC"))
         table = table.filter(pc.less_equal(table.column("label_timestamp"), limit))
     frame = table.to_pandas()
-    frame["label"] = frame["label"].astype(np.int8)
+    if task == "binary":
+        frame["label"] = frame["label"].astype(np.int8)
+    elif task == "regression":
+        frame["label"] = frame["label"].astype(np.float64)
+    else:
+        frame["label"] = frame["label"].astype(object)
     return frame
 
 
@@ -342,21 +409,84 @@ def read_feedback(
 # live performance
 
 
-def _metric(name: str, y: np.ndarray, p: np.ndarray) -> tuple[float | None, str | None]:
+def _metric(
+    name: str, y: np.ndarray, p: np.ndarray, task: str = "binary"
+) -> tuple[float | None, str | None]:
     """One lockgate metric, or None and why it is undefined on these rows."""
     from lockgate import metrics
 
-    fn = {
-        "roc_auc": metrics.roc_auc,
-        "pr_auc": metrics.pr_auc,
-        "log_loss": metrics.log_loss,
-        "brier": metrics.brier,
-    }[name]
+    if task == "binary":
+        fn = {
+            "roc_auc": metrics.roc_auc,
+            "pr_auc": metrics.pr_auc,
+            "log_loss": metrics.log_loss,
+            "brier": metrics.brier,
+        }[name]
+        try:
+            value = fn(y, p)
+        except DataError as exc:  # one class only, or scores outside [0, 1]: said, not zeroed
+            return None, str(exc)
+        return float(value), None
     try:
-        value = fn(y, p)
-    except DataError as exc:  # one class only, or scores outside [0, 1]: said, not zeroed
+        value = metrics.metric_value(task, name, y, p)
+    except DataError as exc:  # one class only, a constant label, ...: said, not zeroed
         return None, str(exc)
     return float(value), None
+
+
+def live_metrics(task: str) -> tuple[str, ...]:
+    """The live metrics measured for a task: :data:`LIVE_METRICS` for binary, the task's
+    catalog (:func:`lockgate.metrics.task_metric_names`) otherwise.
+
+    Example:
+        >>> live_metrics("regression")
+        ('rmse', 'mae', 'r2')
+    """
+    from lockgate.metrics import task_metric_names
+
+    return LIVE_METRICS if _check_task(task) == "binary" else task_metric_names(task)
+
+
+def metric_interval(
+    task: str,
+    metric: str,
+    y: np.ndarray,
+    p: np.ndarray,
+    *,
+    resamples: int = _INTERVAL_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> list[float] | None:
+    """A percentile-bootstrap interval of ``metric`` on the labelled rows (seeded).
+
+    Rows are resampled with replacement; a resample on which the metric is undefined (one
+    class only) is skipped. A small live window gives a wide interval: this is what tells a
+    real decay from the noise of a few hundred labels.
+
+    Returns:
+        ``[low, high]``, or None when fewer than half of the resamples were defined.
+
+    Example:
+        >>> y = np.array([1.0, 2.0, 3.0, 4.0]); p = np.array([1.1, 1.9, 3.2, 3.8])
+        >>> low, high = metric_interval("regression", "mae", y, p)
+        >>> 0.0 <= low <= high <= 0.2
+        True
+    """
+    n = len(y)
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    values: list[float] = []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        value, _why = _metric(metric, y[idx], p[idx], task)
+        if value is not None and math.isfinite(value):
+            values.append(value)
+    if len(values) < resamples / 2:
+        return None
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return [float(low), float(high)]
 
 
 def _iso(micros: int) -> str:
@@ -372,7 +502,12 @@ def _version_block(
     labelled: int,
     invalid_scores: int,
     window: int,
+    task: str = "binary",
+    metric: str | None = None,
+    classes: Sequence[Any] = (),
 ) -> dict[str, Any]:
+    from lockgate.evaluation import encode_labels
+
     n = len(y)
     block: dict[str, Any] = {
         "predictions": predictions,
@@ -381,29 +516,43 @@ def _version_block(
         "invalid_scores": invalid_scores,
         "window": window,
         "n": n,
-        "positives": int(y.sum()) if n else 0,
-        "positive_rate": float(y.mean()) if n else None,
-        "mean_score": float(p.mean()) if n else None,
+        "positives": int(y.sum()) if n and task == "binary" else 0,
+        "positive_rate": float(y.mean()) if n and task == "binary" else None,
+        "mean_score": float(p.mean()) if n and task != "multiclass" else None,
         "window_start": _iso(int(ts.min())) if n else None,
         "window_end": _iso(int(ts.max())) if n else None,
         "metrics": {},
         "undefined": {},
     }
-    for name in LIVE_METRICS:
+    if task == "regression":
+        block["mean_label"] = float(y.mean()) if n else None
+    not_scored: str | None = None
+    if task == "multiclass" and n:
+        block["mean_score"] = float(p.max(axis=1).mean())  # the top-class probability
+        try:  # labels arrive as strings; the model's classes may be ints
+            y = encode_labels(y, [str(c) for c in classes])
+        except DataError as exc:
+            not_scored = str(exc)
+    for name in live_metrics(task):
         value: float | None = None
         why: str | None = "no labelled predictions of this version in the window"
         if n:
-            value, why = _metric(name, y, p)
+            value, why = (None, not_scored) if not_scored else _metric(name, y, p, task)
         block["metrics"][name] = value
         if why is not None:
             block["undefined"][name] = why
+    block["interval"] = None
+    measured = metric is not None and block["metrics"].get(metric) is not None
+    if measured and n and not_scored is None and n <= _INTERVAL_MAX_N:
+        assert metric is not None
+        block["interval"] = metric_interval(task, metric, y, p)
     return block
 
 
 class _Labels:
     """The deduplicated label set and, per label, the latest live prediction it matched."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(self, frame: pd.DataFrame, width: int = 1) -> None:
         import pandas as pd
 
         self.rows_read = len(frame)
@@ -424,10 +573,10 @@ class _Labels:
         self.duplicates = len(frame) - len(last)
         self.rowed = rowed
         self.index = pd.Index(last["key"].to_numpy())
-        self.y = frame["label"].to_numpy(np.int8)[last["pos"].to_numpy()]
+        self.y = frame["label"].to_numpy()[last["pos"].to_numpy()]
         size = len(last)
         self.best_ts = np.full(size, np.iinfo(np.int64).min, np.int64)
-        self.best_score = np.full(size, np.nan, np.float64)
+        self.best_score = np.full((size, width) if width > 1 else size, np.nan, np.float64)
         self.best_version = np.full(size, -1, np.int32)
         self.duplicate_predictions = 0
 
@@ -467,17 +616,23 @@ def live_performance(
     metric: str,
     as_of: dt.datetime | None = None,
     since: dt.datetime | None = None,
+    task: str = "binary",
+    classes: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Join delayed labels to the prediction log and measure each version's live performance.
 
     Only live answers count: shadow calls and non-200 records are skipped. The score of a
-    logged output row is its last value (``OUTPUT__0 [1]``: the probability of label 1). A
+    logged output row is its last value (``OUTPUT__0 [1]``: the probability of label 1 or the
+    regression value); for a multiclass model the whole row (``OUTPUT__0 [k]``, the class
+    probabilities in ``classes`` order; a row of another width is an invalid score). A
     label matches the row its ``trace_id`` (and ``row``) names; when a trace id was labelled
     twice the label with the latest ``label_timestamp`` wins (on a tie, the file later by
     name: :func:`write_feedback` names files by write time); when the log holds a trace id
     twice the latest prediction wins. Per version, the most recent ``window`` labelled
     predictions (by prediction time) are measured with :mod:`lockgate.metrics`; a metric
-    undefined on them (one class only) is None with the reason in ``undefined``.
+    undefined on them (one class only) is None with the reason in ``undefined``. The metrics
+    follow the task (:func:`live_metrics`), and the judged ``metric`` gets a 95 % bootstrap
+    ``interval`` when the window holds at most 5,000 labelled predictions.
 
     The log is streamed (:func:`lockgate.gateway.iter_prediction_log`, six columns); memory
     holds the label set and one batch, not the log. Every call scans the log from ``since``
@@ -490,19 +645,24 @@ def live_performance(
         model: the public model name (the pipeline).
         window: most recent labelled predictions measured per version.
         min_labels: labelled predictions needed to judge (reported as ``enough_labels``).
-        metric: the metric judged (one of :data:`LIVE_METRICS`; all four are computed).
+        metric: the metric judged (one of :func:`live_metrics` of the task; all are computed).
         as_of: only labels known at this time (``label_timestamp <= as_of``) and predictions
             made by then (naive means UTC); None: everything.
         since: only predictions made at or after this time (naive means UTC); None: the whole
             log. Labels of older predictions count as ``unknown_trace_ids``.
+        task: the pipeline's task (the labels' type, the metrics, the output width).
+        classes: the multiclass model's class labels in output column order (the champion's);
+            labels are matched to them as strings.
 
     Returns:
         A JSON-able report: ``model``, ``as_of``, ``metric``, ``window``, ``min_labels``,
         ``labels`` (files, rows, duplicates, unique, matched, unknown_trace_ids),
         ``predictions`` (live rows, skipped shadow and error records, labelled, unlabelled,
         duplicate_trace_ids) and ``versions``: per version ``predictions``, ``labelled``,
-        ``coverage``, ``n``, ``positives``, ``positive_rate``, ``mean_score``,
-        ``window_start``/``window_end``, ``metrics``, ``undefined``, ``enough_labels``.
+        ``coverage``, ``n``, ``positives``, ``positive_rate``, ``mean_score`` (multiclass: of
+        the top-class probability), ``mean_label`` (regression), ``window_start``/
+        ``window_end``, ``metrics``, ``undefined``, ``interval`` (of ``metric``, or None),
+        ``enough_labels``; and ``task``.
 
     Raises:
         SpecError: ``metric``, ``window`` or ``min_labels`` is invalid.
@@ -517,8 +677,18 @@ def live_performance(
 
     from lockgate.gateway import iter_prediction_log
 
-    if metric not in LIVE_METRICS:
-        raise SpecError(f"metric={metric!r} is not one of {LIVE_METRICS}; pick one of them")
+    names = live_metrics(task)
+    if metric not in names:
+        raise SpecError(
+            f"metric={metric!r} is not a live metric of task {task!r}; rule: one of "
+            f"{list(names)}; fix: pick one of them (FeedbackPolicy.metric)"
+        )
+    width = len(classes) if task == "multiclass" else 1
+    if task == "multiclass" and width < 2:
+        raise SpecError(
+            f"classes={list(classes)!r} for a multiclass model; rule: the k >= 2 class labels in "
+            "output column order; fix: pass the champion's TrainedModel.classes"
+        )
     if window < 1 or min_labels < 1:
         raise SpecError(
             f"window={window}, min_labels={min_labels}: both must be at least 1; e.g. "
@@ -528,8 +698,8 @@ def live_performance(
     if as_of is not None:
         as_of = _aware(as_of, "as_of")
         until = as_of + dt.timedelta(microseconds=1)
-    frame = read_feedback(feedback_dir, as_of=as_of)
-    labels = _Labels(frame)
+    frame = read_feedback(feedback_dir, as_of=as_of, task=task)
+    labels = _Labels(frame, width)
     del frame
     codes: dict[str, int] = {}
     predictions: dict[int, int] = {}
@@ -563,10 +733,7 @@ def live_performance(
         rows = pc.list_flatten(outputs)
         widths = pc.fill_null(pc.list_value_length(rows), 0).to_numpy().astype(np.int64)
         values = pc.list_flatten(rows).to_numpy(zero_copy_only=False).astype(np.float64)
-        ends = np.cumsum(widths) - 1
-        score = np.where(
-            widths > 0, values[np.clip(ends, 0, None)] if len(values) else np.nan, np.nan
-        )
+        score = _scores(values, widths, width)
         parent = np.repeat(np.arange(b.num_rows), lengths)
         row_pos = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         traces = b.column("trace_id").to_numpy(zero_copy_only=False).astype(object)
@@ -585,22 +752,29 @@ def live_performance(
     versions_out: dict[str, Any] = {}
     for version, code in sorted(codes.items()):
         mine = np.flatnonzero(labels.best_version == code)
-        finite = mine[np.isfinite(labels.best_score[mine])]
+        valid = np.isfinite(labels.best_score[mine])
+        finite = mine[valid.all(axis=1) if valid.ndim == 2 else valid]
         recent = finite[np.argsort(labels.best_ts[finite], kind="stable")][-window:]
+        y = labels.y[recent]
+        y = y.astype(np.int64 if task == "binary" else np.float64) if task != "multiclass" else y
         block = _version_block(
-            labels.y[recent].astype(np.int64),
+            y,
             labels.best_score[recent],
             labels.best_ts[recent],
             predictions=predictions.get(code, 0),
             labelled=len(mine),
             invalid_scores=len(mine) - len(finite),
             window=window,
+            task=task,
+            metric=metric,
+            classes=classes,
         )
         block["enough_labels"] = block["n"] >= min_labels and block["undefined"].get(metric) is None
         versions_out[version] = block
     n_matched = int(matched.sum())
     return {
         "model": model,
+        "task": task,
         "as_of": as_of.isoformat() if as_of is not None else None,
         "metric": metric,
         "window": window,
@@ -625,6 +799,22 @@ def live_performance(
     }
 
 
+def _scores(values: np.ndarray, widths: np.ndarray, width: int) -> np.ndarray:
+    """Per logged output row: its last value (``width`` 1), or its ``width`` values (rows of
+    another width are NaN)."""
+    if width == 1:
+        ends = np.cumsum(widths) - 1
+        return np.where(
+            widths > 0, values[np.clip(ends, 0, None)] if len(values) else np.nan, np.nan
+        )
+    out = np.full((len(widths), width), np.nan)
+    good = widths == width
+    if good.any():
+        starts = np.cumsum(widths) - widths
+        out[good] = values[starts[good][:, None] + np.arange(width)]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # judging
 
@@ -634,6 +824,8 @@ def judge(
     champion_version: str,
     gold_estimate: float | None,
     policy: FeedbackPolicy,
+    *,
+    task: str = "binary",
 ) -> tuple[Level, str, dict[str, Any]]:
     """The level of the champion's live performance under ``policy`` (pure).
 
@@ -641,17 +833,25 @@ def judge(
     ``max_drop`` or worse than ``min_value``; ``warn`` when worse by more than half of
     ``max_drop``; ``ok`` otherwise, and ``ok`` with the reason when the window holds fewer
     than ``min_labels`` labelled predictions or the metric is undefined on it. "Worse" follows
-    the metric: lower ROC AUC / PR AUC, higher log loss / Brier score.
+    the metric's direction for the task (:func:`lockgate.metrics.metric_direction`): lower ROC
+    AUC / PR AUC / accuracy / R2, higher log loss / Brier score / RMSE / MAE; ``drop`` is how
+    much worse, positive when worse. When the window's block carries a bootstrap ``interval``
+    (small windows, see :func:`live_performance`) the reason quotes it and the evidence holds
+    it as ``live_interval``.
 
     Args:
         performance: a :func:`live_performance` report.
         champion_version: the version the champion alias points at.
         gold_estimate: the champion's metric on the gold set (None: only ``min_value`` judges).
         policy: the pipeline's feedback policy.
+        task: the pipeline's task (the metric's direction).
 
     Returns:
         ``(level, reason, evidence)``; evidence is JSON-able (metric, live and gold values,
         drop, thresholds, window size and span).
+
+    Raises:
+        SpecError: the metric is not one of the task's.
 
     Example:
         >>> from lockgate.triggers import FeedbackPolicy
@@ -660,9 +860,15 @@ def judge(
         >>> judge(perf, "v1", 0.9, FeedbackPolicy(max_drop=0.05))[0]
         'critical'
     """
+    from lockgate.metrics import higher_is_better
+
     metric = policy.metric
-    higher = HIGHER_IS_BETTER[metric]
+    if task == "binary" and metric in HIGHER_IS_BETTER:
+        higher = HIGHER_IS_BETTER[metric]
+    else:
+        higher = higher_is_better(_check_task(task), metric)
     block = (performance.get("versions") or {}).get(champion_version) or {}
+    interval = block.get("interval")
     n = int(block.get("n") or 0)
     live = (block.get("metrics") or {}).get(metric)
     evidence: dict[str, Any] = {
@@ -682,6 +888,8 @@ def judge(
         "window_start": block.get("window_start"),
         "window_end": block.get("window_end"),
         "as_of": performance.get("as_of"),
+        "task": task,
+        "live_interval": interval,
     }
     if n < policy.min_labels:
         reason = (
@@ -694,10 +902,13 @@ def judge(
         return "ok", f"live {metric} of champion {champion_version} is undefined: {why}", evidence
     live = float(live)
     sign = "higher" if higher else "lower"
+    quoted = f"live {metric}={live:.4f}"
+    if interval:
+        quoted += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})"
     if gold_estimate is not None:
         drop = (gold_estimate - live) if higher else (live - gold_estimate)
         evidence["drop"] = drop
-        where = f"live {metric}={live:.4f} vs gold {gold_estimate:.4f} (worse by {drop:+.4f}, "
+        where = f"{quoted} vs gold {gold_estimate:.4f} (worse by {drop:+.4f}, "
         if drop > policy.max_drop:
             return (
                 "critical",
@@ -705,14 +916,14 @@ def judge(
                 evidence,
             )
     else:
-        drop, where = None, f"live {metric}={live:.4f} (no gold estimate, "
+        drop, where = None, f"{quoted} (no gold estimate, "
     if policy.min_value is not None and (
         live < policy.min_value if higher else live > policy.min_value
     ):
         bound = "below" if higher else "above"
         return (
             "critical",
-            f"live {metric}={live:.4f} is {bound} min_value={policy.min_value} on {n} labels",
+            f"{quoted} is {bound} min_value={policy.min_value} on {n} labels",
             evidence,
         )
     if drop is not None and drop > policy.max_drop / 2:

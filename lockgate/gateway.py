@@ -36,9 +36,17 @@ trace id is the client's ``x-lockgate-trace-id`` (else ``x-request-id``, else th
 ``id`` is echoed, ``model_name``/``model_version`` are the public name and the lockgate version.
 JSON bodies and the binary tensor extension (``Inference-Header-Content-Length``, what
 ``tritonclient`` sends by default) pass through unchanged; gzip/deflate request bodies are
-decompressed. Requests are checked before forwarding (one input ``INPUT__0``, FP32, ``[n, d]`` with
-``d`` from the upstream metadata, finite values): a violation is a 400 and a schema violation of the
-version it would have gone to.
+decompressed.
+
+Inputs: clients send the pipeline's **features by name**, one input per feature (numeric FP32 and
+other numeric types, categorical BYTES, shape ``[n]`` or ``[n, 1]``, JSON ``null`` for missing;
+:mod:`lockgate.named_inputs`), and the gateway encodes them into the wire matrix with the wire
+schema of the version it routes to (read once per version from the Triton model repository,
+``create_app(model_repository=...)``); model metadata lists those inputs. A request that breaks
+that contract is a 400 naming the feature and the fix, and is the client's fault: it never counts
+as an error or schema violation of the version. Requests may still send the wire tensor itself
+(one input ``INPUT__0``, FP32, ``[n, d]`` with ``d`` from the upstream metadata, finite values):
+a violation of that is a 400 and a schema violation of the version it would have gone to.
 
 Coalescing (:mod:`lockgate.coalesce`): once ``coalesce_inflight`` calls (default 2) are in flight
 to one upstream model, further requests for it wait at the gateway and go upstream as one merged
@@ -113,6 +121,9 @@ from lockgate.coalesce import (
 )
 from lockgate.errors import LockgateError
 from lockgate.fsutil import fsync_path
+from lockgate.named_inputs import FeatureContract, FeatureInputError, is_wire_request, wire_request
+from lockgate.prediction_sketch import key as _sketch_key
+from lockgate.prediction_sketch import keys as _sketch_keys
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -840,7 +851,9 @@ class _Window:
         self.latency = _Reservoir()
         self.pred_count = 0
         self.pred_sum = 0.0
-        self.pred_bins = [0] * 10
+        self.pred_bins = [0] * 10  # "probability": 10 bins over [0, 1]; "class": k argmax counts
+        self.pred_kind = ""  # "" until the first prediction, then "probability" or "class"
+        self.pred_sketch: dict[int, int] = {}  # one-value outputs: lockgate.prediction_sketch
         self.pred_out_of_range = 0
         self.diff_count = 0
         self.diff_sum = 0.0
@@ -859,10 +872,14 @@ class _Window:
             "prediction": {
                 "count": self.pred_count,
                 "mean": self.pred_sum / self.pred_count if self.pred_count else None,
+                "kind": self.pred_kind or None,
                 "histogram": {
-                    "edges": [round(i / 10, 1) for i in range(11)],
+                    "edges": (
+                        None if self.pred_kind == "class" else [round(i / 10, 1) for i in range(11)]
+                    ),
                     "counts": list(self.pred_bins),
                 },
+                "sketch": {str(k): c for k, c in sorted(self.pred_sketch.items())},
                 "out_of_range": self.pred_out_of_range,
             },
         }
@@ -922,26 +939,10 @@ class _Series:
         self.latency.observe(latency_s)
         w.latency.add(latency_s)
         if predictions is not None and predictions.size:
-            if predictions.size <= 8:  # the usual few rows: Python floats beat numpy reductions
-                values = predictions.tolist()
-                w.pred_count += len(values)
-                w.pred_sum += sum(values)
-                observe = self.prediction.observe
-                for p in values:
-                    observe(p)
-                    if 0.0 <= p <= 1.0:
-                        w.pred_bins[min(int(p * 10), 9)] += 1
-                    else:
-                        w.pred_out_of_range += 1
+            if predictions.ndim == 2 and predictions.shape[1] > 1:
+                _observe_classes(self.prediction, w, predictions)
             else:
-                self.prediction.observe_array(predictions)
-                w.pred_count += int(predictions.size)
-                w.pred_sum += float(predictions.sum())
-                ok = (predictions >= 0.0) & (predictions <= 1.0)
-                w.pred_out_of_range += int(predictions.size - ok.sum())
-                bins = np.minimum((predictions[ok] * 10).astype(np.int64), 9)
-                for i, c in enumerate(np.bincount(bins, minlength=10).tolist()):
-                    w.pred_bins[i] += c
+                _observe_values(self.prediction, w, predictions.reshape(-1))
         if diffs is not None and diffs.size:
             self.diff.observe_array(diffs)
             w.diff_count += int(diffs.size)
@@ -949,6 +950,79 @@ class _Series:
             w.diff_max = max(w.diff_max, float(diffs.max()))
             for d in diffs.tolist()[:64]:
                 w.diffs.add(d)
+
+
+def _observe_values(hist: _Histogram, w: _Window, predictions: np.ndarray) -> None:
+    """One value per row (binary P(label 1), a regression value): mean, 10 bins over [0, 1]
+    (values outside count as out of range) and the value sketch (any finite value)."""
+    if w.pred_kind == "class":  # the version changed width mid-window: not mixed in
+        w.pred_out_of_range += int(predictions.size)
+        return
+    w.pred_kind = "probability"
+    sketch = w.pred_sketch
+    if predictions.size <= 8:  # the usual few rows: Python floats beat numpy reductions
+        values = predictions.tolist()
+        w.pred_count += len(values)
+        w.pred_sum += sum(values)
+        observe = hist.observe
+        for p in values:
+            observe(p)
+            if 0.0 <= p <= 1.0:
+                w.pred_bins[min(int(p * 10), 9)] += 1
+            else:
+                w.pred_out_of_range += 1
+            if math.isfinite(p):
+                k = _sketch_key(p)
+                sketch[k] = sketch.get(k, 0) + 1
+        return
+    hist.observe_array(predictions)
+    w.pred_count += int(predictions.size)
+    w.pred_sum += float(predictions.sum())
+    ok = (predictions >= 0.0) & (predictions <= 1.0)
+    w.pred_out_of_range += int(predictions.size - ok.sum())
+    bins = np.minimum((predictions[ok] * 10).astype(np.int64), 9)
+    for i, c in enumerate(np.bincount(bins, minlength=10).tolist()):
+        w.pred_bins[i] += c
+    found, counts = np.unique(
+        _sketch_keys(predictions[np.isfinite(predictions)]), return_counts=True
+    )
+    for k, c in zip(found.tolist(), counts.tolist(), strict=True):
+        sketch[k] = sketch.get(k, 0) + c
+
+
+def _observe_classes(hist: _Histogram, w: _Window, outputs: np.ndarray) -> None:
+    """k class probabilities per row (multiclass): the histogram counts the predicted class
+    (argmax, k bins in column order); the mean and the Prometheus histogram take the top-class
+    probability. A row with a value outside [0, 1] (or NaN) is out of range and not counted."""
+    n, k = outputs.shape
+    if w.pred_kind == "probability" or (w.pred_kind == "class" and len(w.pred_bins) != k):
+        w.pred_out_of_range += n  # the version changed width mid-window: not mixed in
+        return
+    if w.pred_kind != "class":
+        w.pred_kind = "class"
+        w.pred_bins = [0] * k
+    ok = ((outputs >= 0.0) & (outputs <= 1.0)).all(axis=1)
+    w.pred_out_of_range += int(n - ok.sum())
+    good = outputs[ok]
+    if not good.shape[0]:
+        return
+    top = good.max(axis=1)
+    hist.observe_array(top)
+    w.pred_count += int(top.size)
+    w.pred_sum += float(top.sum())
+    for i, c in enumerate(np.bincount(good.argmax(axis=1), minlength=k).tolist()):
+        w.pred_bins[i] += c
+
+
+def _merged_bins(live: _Window, shadow: _Window) -> list[int]:
+    """The live and shadow histograms added; a window that saw no prediction adds nothing."""
+    if not shadow.pred_kind:
+        return list(live.pred_bins)
+    if not live.pred_kind:
+        return list(shadow.pred_bins)
+    if len(live.pred_bins) != len(shadow.pred_bins):
+        return list(live.pred_bins)  # widths differ (a misconfigured version): live wins
+    return [a + b for a, b in zip(live.pred_bins, shadow.pred_bins, strict=True)]
 
 
 class _Stats:
@@ -1071,7 +1145,8 @@ class _Stats:
         head(
             "lockgate_gateway_prediction",
             "histogram",
-            "Predicted probabilities (OUTPUT__0 values).",
+            "Predictions: OUTPUT__0 values of one-value outputs, the top-class probability of "
+            "multiclass outputs.",
         )
         for (m, v, sh), s in items:
             _hist_lines(lines, "lockgate_gateway_prediction", _labels(m, v, sh), s.prediction)
@@ -1138,9 +1213,16 @@ def _version_snapshot(live: _Window, shadow: _Window, role: str) -> dict[str, An
         "p99_ms": q[2],
         "latency_samples": len(samples),
         "mean_prediction": (live.pred_sum + shadow.pred_sum) / preds if preds else None,
-        "prediction_histogram": [
-            a + b for a, b in zip(live.pred_bins, shadow.pred_bins, strict=True)
-        ],
+        "prediction_histogram": _merged_bins(live, shadow),
+        "prediction_kind": live.pred_kind or shadow.pred_kind or None,
+        "prediction_sketch": {
+            str(k): c
+            for k, c in sorted(
+                (
+                    collections.Counter(live.pred_sketch) + collections.Counter(shadow.pred_sketch)
+                ).items()
+            )
+        },
         "prediction_out_of_range": live.pred_out_of_range + shadow.pred_out_of_range,
         "shadow_mean_abs_diff": shadow.diff_sum / shadow.diff_count if shadow.diff_count else None,
         "shadow_max_abs_diff": shadow.diff_max if shadow.diff_count else None,
@@ -2247,6 +2329,8 @@ class _ModelInfo:
     width: int  # d of INPUT__0 ([n, d]); -1 if the upstream accepts any width
     max_batch: int = 0  # rows one merged request may carry; 0: never coalesce
     outputs: tuple[str, ...] = ()  # the model's outputs (all of fixed item size if max_batch)
+    contract: FeatureContract | None = None  # named features (its wire.json), if known
+    no_contract: str = ""  # why there is none (said to clients that send named features)
 
 
 # What a request waiting to be merged is told: its rows of a merged answer, an error, "slot" (go
@@ -2297,9 +2381,20 @@ class GatewayApp:
              "error_rate", "schema_violation_rate",  # over live + shadow requests
              "retried_on_champion", # failed canary requests answered by the champion
              "p50_ms", "p90_ms", "p99_ms", "latency_samples",  # reservoir, live + shadow
-             "mean_prediction", "prediction_histogram" (10 counts), "prediction_out_of_range",
+             "mean_prediction", "prediction_histogram", "prediction_kind",
+             "prediction_sketch", "prediction_out_of_range",
              "shadow_mean_abs_diff", "shadow_max_abs_diff",
              "live": {...}, "shadow": {...}}}}   # the same figures split by kind
+
+    The prediction statistics follow the width of the version's ``OUTPUT__0`` answers (the
+    gateway needs no task: the answers' shape tells): one value per row (binary P(label 1), a
+    regression value) gives ``prediction_kind`` ``"probability"``, a ``prediction_histogram``
+    of 10 bins over [0, 1] (values outside count in ``prediction_out_of_range``) and the
+    value's mean, plus ``prediction_sketch``, the counts per :mod:`lockgate.prediction_sketch`
+    bin of every finite value (how the canary compares regression outputs, whatever their
+    scale); k values per row (multiclass probabilities) give ``"class"``: a histogram of k
+    counts of the predicted class (argmax, in column order), the mean of the top-class
+    probability, and rows with a value outside [0, 1] out of range. Live and shadow add up.
 
     Latency is measured from the request's arrival to the upstream answer being processed
     (before the log commit, whose cost ``lockgate_gateway_wal_commit_seconds`` shows). The
@@ -2326,8 +2421,10 @@ class GatewayApp:
         admin_token: str | None,
         verify_routes: bool,
         coalesce_inflight: int = 2,
+        model_repository: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.model_repository = model_repository
         self.log_dir = log_dir
         self.upstream_url = upstream_url
         self.upstream_timeout_s = upstream_timeout_s
@@ -2512,6 +2609,14 @@ class GatewayApp:
         meta["name"] = name
         if action == "":
             meta["versions"] = [version] if pinned or route is None else route.versions
+            info = await self._model_info_or_none(upstream_name) if _NAME_RE.match(name) else None
+            if info is not None and info.contract is not None:  # the public contract
+                meta["inputs"] = info.contract.metadata_inputs()
+                params = meta.get("parameters")
+                meta["parameters"] = {
+                    **(params if isinstance(params, dict) else {}),
+                    "lockgate_inputs": info.contract.metadata_note(),
+                }
         await _send(send, 200, _dumps(meta).encode())
 
     async def _upstream_ok(self, path: str) -> bool:
@@ -2593,7 +2698,42 @@ class GatewayApp:
         max_batch = 0
         if fixed and self.coalesce_inflight > 0:
             max_batch = await self._max_batch(upstream_name)
-        return _ModelInfo(width=width, max_batch=max_batch, outputs=names)
+        contract, no_contract = await self._contract(upstream_name, width)
+        return _ModelInfo(
+            width=width,
+            max_batch=max_batch,
+            outputs=names,
+            contract=contract,
+            no_contract=no_contract,
+        )
+
+    async def _contract(self, upstream_name: str, width: int) -> tuple[FeatureContract | None, str]:
+        """The version's named-feature contract from its ``wire.json``, or why there is none."""
+        repo = self.model_repository
+        if repo is None:
+            return None, (
+                "the gateway was started without --model-repository, so it knows no wire schema "
+                f"for {upstream_name}"
+            )
+        try:  # a thread: the repository may be on a network file system
+            contract = await asyncio.to_thread(FeatureContract.load, repo, upstream_name)
+        except (OSError, ValueError) as exc:  # SchemaError is a ValueError
+            logger.warning("no named-feature contract for %s: %s", upstream_name, exc)
+            return None, f"the wire schema of {upstream_name} is unreadable ({exc})"
+        if contract is None:
+            return None, f"{repo} has no {upstream_name}/1/wire.json"
+        if width not in (-1, contract.width):
+            logger.warning(
+                "wire.json of %s has %d features but the model takes %d; named features refused",
+                upstream_name,
+                contract.width,
+                width,
+            )
+            return None, (
+                f"the wire schema of {upstream_name} has {contract.width} features but the "
+                f"model takes {width}"
+            )
+        return contract, ""
 
     async def _max_batch(self, upstream_name: str) -> int:
         """The model's ``max_batch_size`` from its config (0 if unknown: never coalesce)."""
@@ -2715,13 +2855,24 @@ class GatewayApp:
                 name, version, routed_by, trace, None, None, status, msg, t0
             )
         series = self.stats.get(name, version, False)
+        named = False
         try:
-            request_id, inputs, header = _parse_request(body, ihcl, info.width)
+            request_id, inputs, header, named = _parse_request(body, ihcl, info, name, version)
         except _ViolationError as exc:
             series.observe(latency_s=0.0, error=None, violation=True, predictions=None)
             return await self._finish_error(
                 name, version, routed_by, trace, request_id, inputs, 400, str(exc), t0
             )
+        except FeatureInputError as exc:  # the client's fault: not counted against the version
+            return await self._finish_error(
+                name, version, routed_by, trace, request_id, None, 400, str(exc), t0
+            )
+        if named:  # forward the wire matrix the features were encoded into
+            body, hlen, header = wire_request(header, inputs)
+            fwd_headers = {
+                "Content-Type": "application/json",
+                "Inference-Header-Content-Length": str(hlen),
+            }
         # 2. forward, on its own or (under load) merged with other requests for this version
         merged: tuple[bytes, int | None, np.ndarray | None] | None = None
         plan = (
@@ -2749,7 +2900,11 @@ class GatewayApp:
             series.retries += 1
             series.window.retried += 1
             champion_info = await self._model_info_or_none(f"{name}-{route.champion}")
-            if champion_info is not None and champion_info.width in (-1, info.width):
+            if (
+                champion_info is not None
+                and champion_info.width in (-1, info.width)
+                and (not named or _same_contract(champion_info, info))
+            ):
                 version, routed_by = route.champion, "retry"
                 series = self.stats.get(name, version, False)
                 resp, err = await self._forward(name, version, body, fwd_headers)
@@ -2799,8 +2954,7 @@ class GatewayApp:
         except PredictionLogError as exc:
             series.observe(latency_s=latency, error="log", violation=False, predictions=None)
             return 503, _error_body(str(exc)), []
-        predictions = outputs[:, 0] if outputs is not None and outputs.ndim == 2 else outputs
-        series.observe(latency_s=latency, error=None, violation=False, predictions=predictions)
+        series.observe(latency_s=latency, error=None, violation=False, predictions=outputs)
         if mirror and route is not None and route.challenger is not None:
             self._start_shadow(
                 name,
@@ -3091,12 +3245,11 @@ class GatewayApp:
                     ):
                         diffs = np.abs(outputs - champion_out).reshape(outputs.shape[0], -1)
                         diffs = diffs.max(axis=1)
-                    preds = outputs[:, 0] if outputs is not None and outputs.ndim == 2 else outputs
                     series.observe(
                         latency_s=time.perf_counter() - t0,
                         error=None,
                         violation=False,
-                        predictions=preds,
+                        predictions=outputs,
                         diffs=diffs,
                     )
         except (_ReplyError, UpstreamError, ValueError, KeyError, TypeError) as exc:
@@ -3232,10 +3385,22 @@ class GatewayApp:
 # request / response helpers
 
 
+def _same_contract(a: _ModelInfo, b: _ModelInfo) -> bool:
+    """Whether two versions encode named features alike (the same wire schema)."""
+    return a.contract is not None and b.contract is not None and a.contract == b.contract
+
+
 def _parse_request(
-    body: bytes, ihcl: str | None, width: int
-) -> tuple[str | None, np.ndarray, dict[str, Any]]:
-    """Check one KServe v2 infer request against the contract; return (id, FP32 rows, header)."""
+    body: bytes, ihcl: str | None, info: _ModelInfo, name: str, version: str
+) -> tuple[str | None, np.ndarray, dict[str, Any], bool]:
+    """Check one KServe v2 infer request against the contract.
+
+    Returns:
+        (id, FP32 wire rows, header, named): ``named`` when the rows were encoded from named
+        features (a :class:`FeatureInputError` if they break that contract), else the request
+        is the wire tensor ``INPUT__0`` (a :class:`_ViolationError` if it breaks that one).
+    """
+    width = info.width
     try:
         if ihcl is not None:
             hlen = int(ihcl)
@@ -3254,14 +3419,21 @@ def _parse_request(
     rid = header.get("id")
     request_id = rid if isinstance(rid, str) else None
     inputs = header.get("inputs")
+    if info.contract is not None and not is_wire_request(inputs):
+        rows = info.contract.encode(inputs, body, hlen, model=f"{name} version {version}")
+        return request_id, rows, header, True
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise _ViolationError(
             f"request must have exactly one input {INPUT_NAME!r} (got "
-            f"{len(inputs) if isinstance(inputs, list) else 'no'} inputs)"
+            f"{len(inputs) if isinstance(inputs, list) else 'no'} inputs); named features "
+            f"need the version's wire schema, which is unknown: {info.no_contract}"
         )
     spec = inputs[0]
     if spec.get("name") != INPUT_NAME:
-        raise _ViolationError(f"input name {spec.get('name')!r} is not {INPUT_NAME!r}; rename it")
+        raise _ViolationError(
+            f"input name {spec.get('name')!r} is not {INPUT_NAME!r}; rename it (named features "
+            f"need the version's wire schema, which is unknown: {info.no_contract})"
+        )
     if spec.get("datatype") != "FP32":
         raise _ViolationError(
             f"input {INPUT_NAME} has datatype {spec.get('datatype')!r}; send FP32 (float32)"
@@ -3324,7 +3496,7 @@ def _parse_request(
             f"input {INPUT_NAME} has {bad} infinite value(s) (inf or beyond FP32 range); rule: "
             "values are finite, NaN marks a missing value; fix: clip or drop them"
         )
-    return request_id, arr, header
+    return request_id, arr, header, False
 
 
 def _response_header(resp: UpstreamResponse) -> tuple[dict[str, Any], int, bool]:
@@ -3467,6 +3639,7 @@ def create_app(
     admin_token: str | None = None,
     verify_routes: bool = True,
     coalesce_inflight: int = 2,
+    model_repository: str | os.PathLike[str] | None = None,
 ) -> GatewayApp:
     """Build the gateway ASGI app.
 
@@ -3498,6 +3671,11 @@ def create_app(
             (:mod:`lockgate.coalesce`); 0 never merges. Only models with ``max_batch_size > 0``
             and outputs of fixed item size are merged, and only requests whose answer the
             gateway rebuilds exactly.
+        model_repository: the Triton model repository the versions were written to; the
+            gateway reads each version's wire schema from it (``<pipeline>-<version>/1/wire.json``
+            or, on the GPU target, ``<pipeline>-<version>-wire/1/wire.json``; once per version)
+            so that clients can send named features (:mod:`lockgate.named_inputs`). Without
+            it, clients send the wire tensor ``INPUT__0`` themselves.
 
     Returns:
         The ASGI application; start it with the ASGI lifespan protocol (uvicorn does) or call
@@ -3554,6 +3732,7 @@ def create_app(
         admin_token=admin_token,
         verify_routes=verify_routes,
         coalesce_inflight=coalesce_inflight,
+        model_repository=None if model_repository is None else Path(model_repository),
     )
 
 
@@ -3648,6 +3827,12 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="upstream calls in flight per model version before requests are merged (0: never)",
     )
+    parser.add_argument(
+        "--model-repository",
+        type=Path,
+        help="the Triton model repository: each version's wire.json lets clients send named "
+        "features",
+    )
     parser.add_argument("--admin-token-env", help="name of an environment variable with the token")
     parser.add_argument("--no-verify-routes", action="store_true")
     parser.add_argument("--log-level", default="warning")
@@ -3680,6 +3865,7 @@ def main(argv: list[str] | None = None) -> int:
         admin_token=token,
         verify_routes=not args.no_verify_routes,
         coalesce_inflight=args.coalesce_inflight,
+        model_repository=args.model_repository,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -17,8 +17,12 @@ sensor both run:
 3. **Metrics**: :class:`lockgate.drift.DriftAccumulator` per watched feature (PSI, KS, JSD,
    Wasserstein; categorical PSI, JSD, chi-square; missing-value drift; the same numbers as
    :func:`lockgate.drift.frame_drift`), and prediction drift: the same metrics on the champion's
-   served scores vs its scores on the reference. A feature missing in every live row is listed
-   in ``missing_features`` and counts as critical.
+   served predictions vs its predictions on the reference, per task
+   (:func:`lockgate.drift.prediction_values`): binary P(label 1) and regression values as a
+   numeric column (bins at the reference predictions' quantiles), the multiclass predicted
+   class as a categorical one (PSI, JSD, chi-square over the classes; the report adds each
+   class's share). A feature missing in every live row is listed in ``missing_features`` and
+   counts as critical.
 4. **Level**: ``critical`` when at least ``min_critical_features`` features are critical or the
    prediction PSI reaches ``prediction_psi[1]``; ``warn`` when any feature or the prediction PSI
    is at warn; else ``ok``. Fewer than ``min_rows`` rows: ``insufficient``; no champion yet:
@@ -93,6 +97,7 @@ def log_fingerprint(log_dir: Any, model: str) -> str:
 def _reference(spec: ModelPipeline, artifacts: ArtifactRegistry, champion: str) -> dict[str, Any]:
     """The wire-encoded reference sample and the champion's scores on it (cached per version)."""
     from lockgate.build import load_snapshot_frame, load_trained_model
+    from lockgate.drift import prediction_values
     from lockgate.wire import encode, wire_schema_for_version
 
     record = artifacts.lock_record(spec.name, champion)
@@ -107,13 +112,20 @@ def _reference(spec: ModelPipeline, artifacts: ArtifactRegistry, champion: str) 
     if len(frame) > REFERENCE_ROWS:
         frame = frame.sample(n=REFERENCE_ROWS, random_state=0).sort_index()
     matrix = encode(frame, schema)
-    scores = load_trained_model(artifacts, spec.name, champion).predict_proba(frame)
+    model = load_trained_model(artifacts, spec.name, champion)
+    if model.task == "binary":
+        scores = np.asarray(model.predict_proba(frame), dtype=np.float64)
+    else:
+        scores = prediction_values(model.task, model.predict(frame), model.classes)
     codes = _category_names(frame, schema)
     ref = {
         "snapshot": sha,
         "schema": schema,
         "frame": _wire_frame(matrix, schema, codes),
-        "scores": np.asarray(scores, dtype=np.float64),
+        "scores": scores,
+        "task": model.task,
+        "classes": tuple(model.classes),
+        "width": int(model.output_width),
         "codes": codes,
         "rows": len(frame),
     }
@@ -175,11 +187,15 @@ def _window(
     *,
     now: float,
     feed: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+    output_width: int = 1,
 ) -> dict[str, Any]:
     """Streams the live rows of the window into ``feed(matrix, versions, scores)``.
 
-    With ``window_rows`` set, only the most recent ``window_rows`` rows are fed, once, at the
-    end (at most that many rows are held); without, every batch is fed as it is read.
+    ``scores`` holds the rows' outputs, ``(n, output_width)`` when ``output_width`` > 1 (a
+    multiclass model's probabilities), else ``(n,)``; NaN where a record's outputs do not
+    line up with its inputs or have another width. With ``window_rows`` set, only the most
+    recent ``window_rows`` rows are fed, once, at the end (at most that many rows are held);
+    without, every batch is fed as it is read.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -227,8 +243,15 @@ def _window(
             rows = rows.filter(pa.array(ok))
             versions = versions[ok]
         matrix = rows.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-        scores = np.full(len(matrix), np.nan)
-        if aligned.all():
+        shape = (len(matrix), output_width) if output_width > 1 else (len(matrix),)
+        scores = np.full(shape, np.nan)
+        if aligned.all() and output_width > 1:
+            out_rows = outputs.flatten()
+            out_width = pc.fill_null(pc.list_value_length(out_rows), 0).to_numpy()
+            if out_width.size == ok.size and (out_width == output_width).all():
+                values = out_rows.flatten().to_numpy(zero_copy_only=False)
+                scores = np.asarray(values, dtype=np.float64).reshape(-1, output_width)[ok]
+        elif aligned.all():
             out_rows = outputs.flatten()
             first = pc.list_element(out_rows, 0).to_numpy(zero_copy_only=False)
             scores = np.asarray(first, dtype=np.float64)[ok] if ok.size == first.size else scores
@@ -288,7 +311,7 @@ def compute_drift_report(
             schema.
     """
     from lockgate import plots
-    from lockgate.drift import DriftAccumulator, severity
+    from lockgate.drift import DriftAccumulator, prediction_kind, prediction_values, severity
     from lockgate.hashing import canonical_json, sha256_bytes
 
     policy = spec.drift
@@ -323,20 +346,28 @@ def compute_drift_report(
         ref["frame"], features=watched, bins=policy.bins, thresholds=thresholds,
         ks_pvalue_method="limit",
     )  # fmt: skip
+    task: str = ref["task"]
+    kind = prediction_kind(task)
     predictions = DriftAccumulator(
         pd.DataFrame({"prediction": ref["scores"]}), bins=policy.bins, thresholds=thresholds,
-        ks_pvalue_method="limit",
+        ks_pvalue_method="limit", kinds={"prediction": kind},
     )  # fmt: skip
     served_sum = [0.0]
 
     def feed(matrix: np.ndarray, versions: np.ndarray, scores: np.ndarray) -> None:
         features.update(_wire_frame(matrix, schema, ref["codes"])[watched])
-        served = scores[(versions == champion) & np.isfinite(scores)]
+        mine = scores[versions == champion]
+        values = prediction_values(task, mine, ref["classes"])
+        served = values[np.isfinite(values)] if kind == "numeric" else values[pd.notna(values)]
         if served.size:
             predictions.update({"prediction": served})
-            served_sum[0] += float(served.sum())
+            if kind == "numeric":
+                served_sum[0] += float(served.sum())
 
-    window = _window(spec, stack.prediction_log_dir, schema.width, now=now, feed=feed)
+    window = _window(
+        spec, stack.prediction_log_dir, schema.width, now=now, feed=feed,
+        output_width=ref["width"],
+    )  # fmt: skip
     n = window["rows"]
     first, last = window["first_ts"], window["last_ts"]
     base["reference"] = {"snapshot_sha256": ref["snapshot"], "rows": ref["rows"]}
@@ -383,8 +414,18 @@ def compute_drift_report(
         pred["severity"] = (
             "ok" if levels is None else severity(pred["psi"], warn=levels[0], critical=levels[1])
         )
-        pred["mean_reference"] = float(ref["scores"].mean())
-        pred["mean_current"] = served_sum[0] / predictions.n_current
+        pred["task"] = task
+        if kind == "numeric":
+            pred["mean_reference"] = float(np.nanmean(ref["scores"]))
+            pred["mean_current"] = served_sum[0] / predictions.n_current
+        else:  # the share of each predicted class, reference and live
+            hist = predictions.histogram("prediction")
+            pred["class_share_reference"] = dict(
+                zip(hist["categories"], hist["reference"], strict=True)
+            )
+            pred["class_share_current"] = dict(
+                zip(hist["categories"], hist["current"], strict=True)
+            )
         prediction = pred
     else:
         prediction = {
@@ -488,9 +529,15 @@ def drift_metadata(report: Mapping[str, Any], artifacts: ArtifactRegistry) -> di
     prediction = report.get("prediction") or {}
     if "psi" in prediction:
         meta["prediction_psi"] = float(prediction["psi"])
-        meta["prediction_mean"] = (
-            f"{prediction['mean_reference']:.4f} -> {prediction['mean_current']:.4f}"
-        )
+        if "mean_reference" in prediction:
+            meta["prediction_mean"] = (
+                f"{prediction['mean_reference']:.4f} -> {prediction['mean_current']:.4f}"
+            )
+        if "class_share_current" in prediction:
+            meta["predicted_class_share"] = ", ".join(
+                f"{c}: {prediction['class_share_reference'].get(c, 0.0):.3f} -> {share:.3f}"
+                for c, share in prediction["class_share_current"].items()
+            )
     if report.get("report_id"):
         prefix = f"drift/{report['pipeline']}/{report['report_id']}"
         for name in report.get("images", []):

@@ -51,13 +51,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lockgate.errors import DataError, EmptyDataError, LockgateError
+from lockgate.errors import DataError, EmptyDataError, LockgateError, SpecError
 from lockgate.fsutil import fsync_path
 from lockgate.hashing import canonical_json, sha256_bytes
+from lockgate.trainers import ModelOutput, model_output
 from lockgate.triton_config import (
     INPUT_NAME,
     OUTPUT_NAME,
     TRITON_VERSION,
+    check_model_kind,
     cpu_config,
     gpu_component_names,
     gpu_config,
@@ -154,10 +156,10 @@ def _all_files(lock_files: Mapping[str, str]) -> dict[str, str]:
     return {f"{TRITON_VERSION}/{name}": name for name in sorted(lock_files)}
 
 
-def _python_generated(config: str, schema: WireSchema) -> dict[str, bytes]:
+def _python_generated(config: str, schema: WireSchema, kind: str) -> dict[str, bytes]:
     return {
         _CONFIG_FILE: config.encode("utf-8"),
-        _MODEL_PY: python_model_source().encode("utf-8"),
+        _MODEL_PY: python_model_source(kind).encode("utf-8"),
         _PYCACHE_BLOCKER: b"",
         _WIRE_JSON: schema.to_json(),
     }
@@ -171,19 +173,32 @@ def _plan(
     n_features: int,
     schema: WireSchema,
     options: Mapping[str, Any],
+    output: ModelOutput,
 ) -> list[_Folder]:
-    """Every folder of a version for the recorded options, composing models first."""
+    """Every folder of a version for the recorded options, composing models first.
+
+    ``output`` (the task and output width, read from the version's own ``preprocessing.json``)
+    sets the output dims of every config: ``[1]`` for binary and regression, ``[k]`` for a
+    multiclass model of k classes.
+    """
     common = {
         "model_name": model_name,
         "kind": kind,
         "max_batch_size": options["max_batch_size"],
         "instances": options["instances"],
         "warmup": options["warmup"],
+        "task": output.task,
+        "output_width": output.width,
     }
     if options["target"] == "cpu":
         config = cpu_config(**common, wire_width=schema.width, fault=options["fault"])
         return [
-            _Folder(model_name, "served", _all_files(lock_files), _python_generated(config, schema))
+            _Folder(
+                model_name,
+                "served",
+                _all_files(lock_files),
+                _python_generated(config, schema, kind),
+            )
         ]
     if options["target"] != "gpu" or options["fault"]:
         raise ServingError(f"options {dict(options)!r} name no known target without faults")
@@ -195,7 +210,10 @@ def _plan(
     served_as = _LIBTORCH_FILE if kind == "torch" else _LIGHTGBM_FILE
     return [
         _Folder(
-            wire_name, "wire", _all_files(lock_files), _python_generated(configs[wire_name], schema)
+            wire_name,
+            "wire",
+            _all_files(lock_files),
+            _python_generated(configs[wire_name], schema, kind),
         ),
         _Folder(
             inner_name,
@@ -226,6 +244,18 @@ def _n_features(preprocessing: bytes, *, where: str) -> int:
     return value
 
 
+def _output(preprocessing: bytes, *, where: str) -> ModelOutput:
+    """The version's task and output width from its ``preprocessing.json``."""
+    try:
+        return model_output(json.loads(preprocessing))
+    except (LockgateError, ValueError) as exc:
+        raise ServingError(
+            f"{where} has no readable task in its preprocessing.json ({exc}); rule: the model's "
+            "preprocessing.json states its task and classes; fix: restore the model version in "
+            "the registry"
+        ) from exc
+
+
 def _wire_schema(
     registry: ArtifactRegistry, preprocessing: bytes, *, pipeline: str, version: str
 ) -> WireSchema:
@@ -242,12 +272,10 @@ def _wire_schema(
 
 def _kind(record: Mapping[str, Any], pipeline: str, version: str) -> str:
     kind = str(record.get("trainer", {}).get("kind"))
-    if kind not in ("lightgbm", "torch"):
-        raise ServingError(
-            f"{pipeline}/{version} was trained by {kind!r}; rule: Triton serving supports "
-            "'lightgbm' and 'torch'; fix: serve a version of a supported trainer"
-        )
-    return kind
+    try:
+        return check_model_kind(kind)
+    except SpecError as exc:
+        raise ServingError(f"{pipeline}/{version} cannot be served: {exc}") from exc
 
 
 def _manifest(
@@ -291,6 +319,7 @@ def _planned(
     n_features: int,
     schema: WireSchema,
     options: Mapping[str, Any],
+    output: ModelOutput,
 ) -> list[tuple[_Folder, dict[str, Any]]]:
     """Every folder of a version with the manifest it must carry (the writer writes these, the
     verifier expects them)."""
@@ -301,6 +330,7 @@ def _planned(
         n_features=n_features,
         schema=schema,
         options=options,
+        output=output,
     )
     return [
         (
@@ -421,7 +451,9 @@ def write_model_version(
     kind = _kind(record, pipeline, version)
     files = registry.model_files(pipeline, version)
     lock_files: dict[str, str] = dict(record["artifact"]["files"])
-    weights = _TORCHSCRIPT_FILE if kind == "torch" else _LIGHTGBM_FILE
+    weights = {"torch": _TORCHSCRIPT_FILE, "lightgbm": _LIGHTGBM_FILE}.get(
+        kind, record["artifact"]["weights_file"]
+    )
     required = [_PREPROCESSING_FILE, weights]
     missing = [name for name in required if name not in files]
     if missing:
@@ -433,6 +465,7 @@ def write_model_version(
     where = f"{pipeline}/{version}"
     n_features = _n_features(files[_PREPROCESSING_FILE], where=where)
     schema = _wire_schema(registry, files[_PREPROCESSING_FILE], pipeline=pipeline, version=version)
+    output = _output(files[_PREPROCESSING_FILE], where=where)
     options = _options(
         target=target,
         fault=fault,
@@ -450,6 +483,7 @@ def write_model_version(
         n_features=n_features,
         schema=schema,
         options=options,
+        output=output,
     )
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
@@ -624,6 +658,7 @@ def verify_model_folder(
         )
     preprocessing = _registry_file(registry, pipeline, version, _PREPROCESSING_FILE, lock_files)
     n_features = _n_features(preprocessing, where=f"{pipeline}/{version}")
+    output = _output(preprocessing, where=f"{pipeline}/{version}")
     schema = _wire_schema(registry, preprocessing, pipeline=pipeline, version=version)
     try:
         plan = _planned(
@@ -635,6 +670,7 @@ def verify_model_folder(
             n_features=n_features,
             schema=schema,
             options=options,
+            output=output,
         )
     except (LockgateError, KeyError, TypeError) as exc:
         raise ServingError(
@@ -884,6 +920,8 @@ class _WireClient:
             ) from exc
 
     def infer(self, x: npt.NDArray[np.float32], *, step: int) -> npt.NDArray[np.float32]:
+        """The model's outputs for the rows of ``x``, shape ``(n, width)``."""
+        width = 0
         if self.max_batch_size > 0:
             step = min(step, self.max_batch_size)
         parts: list[npt.NDArray[np.float32]] = []
@@ -899,14 +937,17 @@ class _WireClient:
                 ),
             )
             out = result.as_numpy(OUTPUT_NAME)
-            if out is None or out.size != chunk.shape[0]:
+            n = chunk.shape[0]
+            if out is None or out.size == 0 or out.size % n or (parts and out.size // n != width):
                 raise ServingError(
                     f"{self.model_name!r} returned {None if out is None else out.shape} for "
-                    f"{chunk.shape[0]} rows; rule: one probability per row; fix: check the "
-                    "model's config.pbtxt and model.py"
+                    f"{n} rows; rule: the same number of values (the output width: 1, or k "
+                    "class probabilities) for every row; fix: check the model's config.pbtxt "
+                    "and model.py"
                 )
-            parts.append(np.asarray(out, dtype=np.float32).reshape(-1))
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+            width = out.size // n
+            parts.append(np.asarray(out, dtype=np.float32).reshape(n, width))
+        return np.concatenate(parts) if parts else np.empty((0, 1), dtype=np.float32)
 
     def close(self) -> None:
         self._client.close()

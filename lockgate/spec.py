@@ -285,10 +285,10 @@ class ModelPipeline(_Frozen):
             # unset: the gate's primary metric (the task's default primary without a gate)
             from lockgate.metrics import default_primary, task_metric_names
 
-            metric = self.feedback.metric
+            metric: str = self.feedback.metric
             if "metric" not in self.feedback.model_fields_set:
-                metric = self.gate.primary if self.gate is not None else None
-                metric = metric or default_primary(self.task)
+                primary = self.gate.primary if self.gate is not None else None
+                metric = primary or default_primary(self.task)
                 feedback = self.feedback.model_copy(update={"metric": metric})
                 object.__setattr__(self, "feedback", feedback)
             if metric not in task_metric_names(self.task):

@@ -185,13 +185,19 @@ class FeedbackPolicy(_WindowPolicy):
     """Delayed labels -> live performance per version -> concept-drift trigger.
 
     Labels arrive as Parquet files under ``<data_dir>/<dataset>/`` with columns ``trace_id``
-    (returned by the gateway with each answer), ``label`` (0/1) and ``label_timestamp``.
+    (returned by the gateway with each answer), ``label`` (0/1; a number for regression, the
+    class label for multiclass) and ``label_timestamp``.
     They are joined to the prediction log by trace id (``live_performance`` asset,
     ``<name>_on_label_feedback`` sensor).
 
     Attributes:
         dataset: folder of the label files under the Feast data directory.
-        metric: live metric judged (``roc_auc``, ``pr_auc``, ``log_loss`` or ``brier``).
+        metric: live metric judged, one of the task's (:func:`lockgate.feedback.live_metrics`):
+            binary ``roc_auc``, ``pr_auc``, ``log_loss`` or ``brier``; multiclass
+            ``log_loss``, ``top1_accuracy``, ``macro_f1``, ``min_class_recall`` or
+            ``roc_auc_ovr``; regression ``rmse``, ``mae`` or ``r2``. Left unset, a multiclass
+            or regression pipeline judges its gate's primary metric (``log_loss``, ``rmse`` by
+            default); binary keeps ``roc_auc``.
         window: most recent labelled predictions per version in the rolling window.
         min_labels: labelled predictions (and at least one of each class) needed to judge.
         lookback_seconds: only predictions this recent are joined (bounds each tick's scan of
@@ -205,7 +211,11 @@ class FeedbackPolicy(_WindowPolicy):
     """
 
     dataset: str = "feedback"
-    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    metric: Literal[
+        "roc_auc", "pr_auc", "log_loss", "brier",  # binary (and log_loss multiclass)
+        "top1_accuracy", "macro_f1", "min_class_recall", "roc_auc_ovr",  # multiclass
+        "rmse", "mae", "r2",  # regression
+    ] = "roc_auc"  # fmt: skip
     window: int = Field(default=5000, ge=10)
     min_labels: int = Field(default=500, ge=10)
     lookback_seconds: float = Field(default=30 * 86400.0, gt=0)

@@ -197,6 +197,9 @@ class GatewayServer(Gateway):
         verify_routes: refuse routes naming versions the upstream does not serve.
         coalesce_inflight: upstream calls in flight per model version before further requests
             are merged into one call (0: never; see :mod:`lockgate.coalesce`).
+        model_repository: the Triton model repository the versions were written to; with it,
+            clients send named features and the gateway encodes them with each version's
+            ``wire.json`` (:mod:`lockgate.named_inputs`). None: clients send ``INPUT__0``.
         server: ``lean`` (lockgate's HTTP/1.1 server, :mod:`lockgate.http_server`) or
             ``uvicorn``; the same ASGI app runs under either.
         startup_timeout_s: how long :meth:`start` waits for the gateway to listen.
@@ -214,6 +217,7 @@ class GatewayServer(Gateway):
     segment_max_age_s: float = 60.0
     verify_routes: bool = True
     coalesce_inflight: int = Field(default=2, ge=0)
+    model_repository: str | None = None
     server: Literal["lean", "uvicorn"] = "lean"
     startup_timeout_s: float = 30.0
     stop_timeout_s: float = 15.0
@@ -311,6 +315,8 @@ class GatewayServer(Gateway):
             "--coalesce-inflight",
             str(self.coalesce_inflight),
         ]
+        if self.model_repository:
+            cmd += ["--model-repository", str(Path(self.model_repository).resolve())]
         if not self.retry_challenger_on_champion:
             cmd.append("--no-retry-challenger")
         if not self.verify_routes:

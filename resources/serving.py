@@ -116,6 +116,7 @@ class LocalServingStack(ServingStack):
             log_dir=str(self.prediction_log_dir),
             upstream_url=upstream,
             durability=self.durability,
+            model_repository=str(self.repo_dir),  # each version's wire.json: named features
         )
 
     def gateway(self) -> GatewayServer:

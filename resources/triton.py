@@ -287,14 +287,14 @@ class TritonServer(dg.ConfigurableResource, ABC):
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise ServingError(
                 f"{model_name!r} on {self.url} does not have one input and one output "
-                f"({exc}); rule: lockgate models take INPUT__0 [d] and return OUTPUT__0 [1]; "
+                f"({exc}); rule: lockgate models take INPUT__0 [d] and return OUTPUT__0 [W]; "
                 "fix: write the model folder with lockgate.serving.write_model_version"
             ) from exc
         self._io[model_name] = io
         return io
 
     def infer(self, model_name: str, matrix: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Scores a preprocessed float32 matrix; returns one probability per row.
+        """Scores a preprocessed float32 matrix; returns the model's outputs per row.
 
         Tensor names and the batch limit are read from the model's configuration (once per
         model), so the FIL backend's fixed ``input__0`` works too; a matrix larger than
@@ -306,7 +306,9 @@ class TritonServer(dg.ConfigurableResource, ABC):
                 ``TrainedModel.preprocess(frame)``.
 
         Returns:
-            Float32 array of shape ``(n,)``.
+            Float32 array of shape ``(n,)`` for a model of one output value per row (binary:
+            P(label 1); regression: the value), ``(n, k)`` for a multiclass model (class
+            probabilities in the model's ``classes`` order).
 
         Raises:
             ServingError: For a matrix of the wrong shape or with infinite values, or when
@@ -316,6 +318,7 @@ class TritonServer(dg.ConfigurableResource, ABC):
 
         x = np.ascontiguousarray(np.asarray(matrix, dtype=np.float32))
         io = self._model_io(model_name)
+        width = 0
         if x.ndim != 2 or x.shape[1] != io.n_features or np.isinf(x).any():
             raise ServingError(
                 f"matrix for {model_name!r} has shape {x.shape} (infinite values: "
@@ -335,14 +338,18 @@ class TritonServer(dg.ConfigurableResource, ABC):
             request = functools.partial(client.infer, model_name, inputs=[tensor], outputs=[wanted])
             result = self._call(f"infer with {model_name!r}", request)
             out = result.as_numpy(io.output_name)
-            if out is None or out.size != chunk.shape[0]:
+            n = chunk.shape[0]
+            if out is None or out.size == 0 or out.size % n or (parts and out.size // n != width):
                 raise ServingError(
                     f"{model_name!r} returned {None if out is None else out.shape} for "
-                    f"{chunk.shape[0]} rows; rule: one probability per row; fix: check the "
-                    "model's config.pbtxt and model.py"
+                    f"{n} rows; rule: the same number of values (the output width: 1, or k "
+                    "class probabilities) for every row; fix: check the model's config.pbtxt "
+                    "and model.py"
                 )
-            parts.append(np.asarray(out, dtype=np.float32).reshape(-1))
-        return np.concatenate(parts)
+            width = out.size // n
+            parts.append(np.asarray(out, dtype=np.float32).reshape(n, width))
+        merged = np.concatenate(parts)
+        return merged.reshape(-1) if merged.shape[1] == 1 else merged
 
 
 class RemoteTritonServer(TritonServer):

@@ -102,6 +102,7 @@ def run_canary_tick(
         challenger=_stats(snapshot, state.challenger),
         champion=_stats(snapshot, state.champion),
         now=now,
+        task=spec.task,
     )
     new = decision.state.to_dict()
     metrics = {"breaches": decision.breaches, **dict(decision.metrics or {})}

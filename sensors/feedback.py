@@ -191,6 +191,14 @@ def run_feedback_tick(
     return FeedbackTick("fire", reason, new_cursor, document, run_key, tags)
 
 
+def _direction(spec: ModelPipeline) -> str:
+    """``"higher"`` or ``"lower"``: which way the feedback metric is better for the task."""
+    from lockgate.metrics import metric_direction
+
+    assert spec.feedback is not None
+    return metric_direction(spec.task, spec.feedback.metric)
+
+
 def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
     """``<name>_on_label_feedback``: retrains when the champion's live metric decays.
 
@@ -211,7 +219,8 @@ def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
         minimum_interval_seconds=policy.interval_seconds,
         description=(
             f"Joins delayed labels to {spec.name}'s prediction log; retrains when the champion's "
-            f"live {policy.metric} falls more than {policy.max_drop} below its gold estimate "
+            f"live {policy.metric} is worse than its gold estimate by more than "
+            f"{policy.max_drop} ({_direction(spec)} is better) "
             f"{policy.consecutive} windows in a row."
         ),
         default_status=dg.DefaultSensorStatus.RUNNING,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pydantic
 import pytest
 
@@ -778,3 +779,133 @@ def test_stats_reset_at_each_step_is_understood() -> None:
         "since": HOUR,
     }
     assert "59m more of the 1h hold" in held.reason
+
+
+# ---- the prediction PSI per task -----------------------------------------------------------
+
+
+def _sketch_stats(values: np.ndarray, *, requests: int | None = None) -> VersionStats:
+    from lockgate import prediction_sketch
+
+    pairs = tuple(sorted(prediction_sketch.sketch(values).items()))
+    return VersionStats(
+        requests=len(values) if requests is None else requests,
+        p50_ms=2.0,
+        p99_ms=5.0,
+        prediction_sketch=pairs,
+    )
+
+
+def test_regression_psi_uses_the_champions_deciles_on_any_scale() -> None:
+    from lockgate.canary import prediction_psi
+
+    rng = np.random.default_rng(0)
+    champion = _sketch_stats(rng.normal(5000.0, 400.0, 4000))
+    same = _sketch_stats(rng.normal(5000.0, 400.0, 1000))
+    shifted = _sketch_stats(rng.normal(5600.0, 400.0, 1000))
+    assert prediction_psi(champion, same, task="regression") < 0.05
+    assert prediction_psi(champion, shifted, task="regression") > 1.0
+    # the binary bins over [0, 1] see nothing of these values
+    assert prediction_psi(champion, shifted, task="binary") is None
+    with pytest.raises(CanaryError, match="task 'ranking' is unknown"):
+        prediction_psi(champion, same, task="ranking")
+
+
+def test_decide_rolls_back_a_regression_challenger_whose_values_moved() -> None:
+    rng = np.random.default_rng(1)
+    policy = CanaryPolicy(hold_seconds=60, min_requests=100, max_prediction_psi=0.2)
+    state = start(policy, pipeline="p", champion="v1", challenger="v2", now=0.0)
+    champion = _sketch_stats(rng.normal(50.0, 5.0, 5000))
+    good = decide(
+        policy,
+        state,
+        challenger=_sketch_stats(rng.normal(50.0, 5.0, 500)),
+        champion=champion,
+        now=90.0,
+        task="regression",
+    )
+    assert good.action == "advance", good.reason
+    assert good.metrics["prediction_psi"] < 0.2
+    bad = decide(
+        policy,
+        state,
+        challenger=_sketch_stats(rng.normal(65.0, 5.0, 500)),
+        champion=champion,
+        now=90.0,
+        task="regression",
+    )
+    assert bad.action == "rollback"
+    assert bad.breaches[0]["metric"] == "prediction_psi"
+    # without a sketch the check waits and names it
+    empty = decide(
+        policy, state, challenger=VersionStats(requests=500, p99_ms=5.0), champion=champion,
+        now=90.0, task="regression",
+    )  # fmt: skip
+    assert empty.action == "hold"
+    assert "challenger prediction_sketch" in empty.reason
+
+
+def test_regression_sketch_is_judged_on_the_current_step_only() -> None:
+    rng = np.random.default_rng(2)
+    policy = CanaryPolicy(hold_seconds=0, min_requests=100, max_prediction_psi=0.2)
+    champion = _sketch_stats(rng.normal(50.0, 5.0, 5000))
+    old = rng.normal(80.0, 5.0, 400)  # a bad first step that is already behind us
+    step = decide(
+        policy,
+        start(policy, pipeline="p", champion="v1", challenger="v2", now=0.0,
+              baseline=_sketch_stats(old)),
+        challenger=_sketch_stats(np.concatenate([old, rng.normal(50.0, 5.0, 400)])),
+        champion=champion,
+        now=1.0,
+        task="regression",
+    )  # fmt: skip
+    assert step.action == "advance", step.reason
+    assert step.state.baseline["prediction_sketch"]  # the next step's baseline holds the sketch
+    assert CanaryState.from_dict(step.state.to_dict()) == step.state
+
+
+def test_multiclass_psi_compares_the_predicted_class_counts() -> None:
+    policy = CanaryPolicy(hold_seconds=0, min_requests=100, max_prediction_psi=0.2)
+    state = start(policy, pipeline="p", champion="v1", challenger="v2", now=0.0)
+    champion = VersionStats(requests=900, p99_ms=5.0, prediction_histogram=(300, 300, 300))
+    same = VersionStats(requests=300, p99_ms=5.0, prediction_histogram=(95, 105, 100))
+    one_class = VersionStats(requests=300, p99_ms=5.0, prediction_histogram=(280, 10, 10))
+    ok = decide(policy, state, challenger=same, champion=champion, now=1.0, task="multiclass")
+    assert ok.action == "advance", ok.reason
+    bad = decide(policy, state, challenger=one_class, champion=champion, now=1.0, task="multiclass")
+    assert bad.action == "rollback"
+    assert "prediction PSI" in bad.reason
+
+
+def test_from_gateway_adds_live_and_shadow_sketches_and_class_counts() -> None:
+    snap = {
+        "since_unix": 5.0,
+        "versions": {
+            "v2": {
+                "live": {
+                    "requests": 3,
+                    "prediction": {
+                        "count": 3,
+                        "mean": 0.5,
+                        "kind": "class",
+                        "histogram": {"edges": None, "counts": [1, 2, 0]},
+                        "sketch": {},
+                    },
+                },
+                "shadow": {  # saw nothing: the default ten empty bins
+                    "requests": 0,
+                    "prediction": {"count": 0, "histogram": {"counts": [0] * 10}},
+                },
+            },
+            "v3": {
+                "live": {"requests": 2, "prediction": {"sketch": {"10": 1, "-4": 1}}},
+                "shadow": {"requests": 1, "prediction": {"sketch": {"10": 2}}},
+            },
+        },
+    }
+    assert VersionStats.from_gateway(snap, version="v2").prediction_histogram == (1, 2, 0)
+    v3 = VersionStats.from_gateway(snap, version="v3")
+    assert v3.prediction_sketch == ((-4, 1), (10, 3))
+    assert v3.to_dict()["prediction_sketch"] == {"-4": 1, "10": 3}
+    with pytest.raises(CanaryError, match="prediction_sketch"):
+        VersionStats.from_dict({"prediction_sketch": {"x": 1}})

@@ -152,3 +152,53 @@ def test_frame_drift_kinds_and_schema() -> None:
         drift.frame_drift(ref, cur.drop(columns="c"))
     with pytest.raises(SchemaError, match="numeric in the reference"):
         drift.frame_drift(ref, cur.assign(x=cur["x"].astype(str)))
+
+
+# ---- prediction drift per task -------------------------------------------------------------
+
+
+def test_prediction_values_follow_the_task() -> None:
+    probs = np.asarray([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [np.nan, 0.5, 0.5]])
+    assert drift.prediction_values("multiclass", probs, (0, 1, 2)).tolist() == ["1", "0", None]
+    assert drift.prediction_values("regression", [[12.5], [-3.0]]).tolist() == [12.5, -3.0]
+    assert drift.prediction_values("binary", np.asarray([0.2, 0.9])).tolist() == [0.2, 0.9]
+    assert drift.prediction_kind("multiclass") == "categorical"
+    assert drift.prediction_kind("regression") == "numeric"
+    with pytest.raises(DataError, match="one probability per class"):
+        drift.prediction_values("multiclass", probs, ("a", "b"))
+    with pytest.raises(DataError, match="one value per row"):
+        drift.prediction_values("regression", probs)
+    with pytest.raises(SpecError, match="task 'ranking' is unknown"):
+        drift.prediction_kind("ranking")
+
+
+def test_multiclass_prediction_drift_is_categorical_over_the_predicted_class() -> None:
+    rng = np.random.default_rng(4)
+    classes = ("a", "b", "c")
+    reference = drift.prediction_values("multiclass", rng.dirichlet([1, 1, 1], 3000), classes)
+    same = drift.prediction_values("multiclass", rng.dirichlet([1, 1, 1], 1000), classes)
+    skewed = drift.prediction_values("multiclass", rng.dirichlet([6, 1, 1], 1000), classes)
+    acc = drift.DriftAccumulator(
+        pd.DataFrame({"prediction": reference}), kinds={"prediction": "categorical"}
+    )
+    acc.update({"prediction": same})
+    calm = acc.result()[0]
+    assert calm.kind == "categorical"
+    assert calm.psi < 0.02
+    acc = drift.DriftAccumulator(
+        pd.DataFrame({"prediction": reference}), kinds={"prediction": "categorical"}
+    )
+    acc.update({"prediction": skewed})
+    moved = acc.result()[0]
+    assert moved.psi > 0.25
+    assert moved.severity == "critical"
+
+
+def test_regression_prediction_drift_bins_on_the_reference_predictions() -> None:
+    rng = np.random.default_rng(5)
+    reference = drift.prediction_values("regression", rng.normal(800.0, 50.0, (4000, 1)))
+    shifted = drift.prediction_values("regression", rng.normal(900.0, 50.0, (1000, 1)))
+    result = drift.feature_drift(reference, shifted, feature="prediction")
+    assert result.kind == "numeric"
+    assert result.severity == "critical"
+    assert result.wasserstein == pytest.approx(100.0, rel=0.15)

@@ -13,6 +13,8 @@ MODULES = [
     "lockgate.lock",
     "lockgate.spec",
     "lockgate.trainers",
+    "lockgate.trainers_sklearn",
+    "lockgate.trainers_torch_module",
     "lockgate.metrics",
     "lockgate.validation",
     "lockgate.build",
@@ -40,6 +42,11 @@ MODULES = [
     "lockgate.sensors",
     "lockgate.mutations",
     "lockgate.sensors.feature_store",
+    "lockgate.named_inputs",
+    "lockgate.prediction_sketch",
+    "lockgate.project",
+    "lockgate.scaffold",
+    "lockgate.discover",
 ]
 
 

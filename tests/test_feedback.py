@@ -491,3 +491,164 @@ def test_judge_says_ok_and_why_without_enough_labels() -> None:
     level, reason, _ = judge(perf("roc_auc", None, why="single class"), "v1", 0.9, policy)
     assert level == "ok"
     assert "undefined: single class" in reason
+
+
+# ---- tasks other than binary ---------------------------------------------------------------
+
+
+def _log_outputs(log_dir: Path, version: str, outputs: np.ndarray, t0: dt.datetime) -> list[str]:
+    """One live answer of ``outputs[i]`` (a row of any width) per trace; returns the traces."""
+    traces = [f"task-{i}" for i in range(len(outputs))]
+
+    async def scenario() -> None:
+        log = PredictionLog(log_dir, durability="flush")
+        await log.start()
+        futures = []
+        for i, trace in enumerate(traces):
+            meta = {
+                "t": trace,
+                "ts": micros(t0 + dt.timedelta(seconds=i)),
+                "m": MODEL,
+                "v": version,
+                "rb": "single",
+                "st": 200,
+                "lat": 1.0,
+            }
+            out = np.asarray(outputs[i : i + 1], np.float32).reshape(1, -1)
+            futures.append(log.append(_encode_record(meta, np.zeros((1, WIDTH), np.float32), out)))
+        await asyncio.gather(*futures)
+        await log.close()
+
+    asyncio.run(scenario())
+    return traces
+
+
+def _stamps(n: int, t0: dt.datetime) -> pd.Series:
+    return pd.Series(pd.to_datetime([t0 + dt.timedelta(days=1)] * n, utc=True))
+
+
+def test_regression_feedback_measures_rmse_with_an_interval(tmp_path: Path) -> None:
+    from lockgate.feedback import judge, live_performance, read_feedback, write_feedback
+
+    rng = np.random.default_rng(0)
+    t0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    y = rng.normal(100.0, 20.0, 300)
+    pred = y + rng.normal(0.0, 5.0, 300)
+    traces = _log_outputs(tmp_path / "log", "v1", pred[:, None], t0)
+    frame = labels_for(list(zip(traces, range(300), strict=True)), y, _stamps(300, t0))
+    write_feedback(tmp_path / "fb", frame, task="regression")
+    back = read_feedback(tmp_path / "fb", task="regression")
+    np.testing.assert_allclose(back["label"].to_numpy(), y)
+    with pytest.raises(SchemaError, match="label integer 0/1"):  # binary readers refuse it
+        read_feedback(tmp_path / "fb")
+    perf = live_performance(
+        tmp_path / "log", tmp_path / "fb", MODEL, window=1000, min_labels=100, metric="rmse",
+        task="regression",
+    )  # fmt: skip
+    block = perf["versions"]["v1"]
+    expected = metrics.rmse(y, pred.astype(np.float32).astype(np.float64))
+    assert block["metrics"]["rmse"] == pytest.approx(expected, rel=1e-6)
+    assert set(block["metrics"]) == {"rmse", "mae", "r2"}
+    low, high = block["interval"]
+    assert low < expected < high
+    assert block["mean_label"] == pytest.approx(float(y.mean()))
+    # rmse is lower-is-better: a live rmse above the gold estimate is worse, by a positive drop
+    policy = FeedbackPolicy(metric="rmse", max_drop=1.0, min_labels=100)
+    level, reason, evidence = judge(perf, "v1", expected - 2.0, policy, task="regression")
+    assert level == "critical"
+    assert evidence["higher_is_better"] is False
+    assert evidence["drop"] == pytest.approx(2.0, rel=1e-3)
+    assert "worse by +2.0" in reason
+    assert "lower is better" in reason
+    assert "95% interval" in reason
+    level, _, evidence = judge(perf, "v1", expected + 2.0, policy, task="regression")
+    assert (level, round(evidence["drop"], 3)) == ("ok", -2.0)  # better than gold: no alarm
+
+
+def test_multiclass_feedback_reads_rows_in_class_order(tmp_path: Path) -> None:
+    from lockgate.feedback import live_performance, write_feedback
+
+    rng = np.random.default_rng(1)
+    t0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    classes = (3, 7, 9)  # integer classes: labels are matched as strings
+    probs = rng.dirichlet([2.0, 2.0, 2.0], 400)
+    truth = np.asarray(classes)[probs.argmax(axis=1)]
+    truth[:40] = 3  # some mistakes
+    traces = _log_outputs(tmp_path / "log", "v1", probs, t0)
+    frame = labels_for(list(zip(traces, range(400), strict=True)), truth, _stamps(400, t0))
+    write_feedback(tmp_path / "fb", frame, task="multiclass")
+    perf = live_performance(
+        tmp_path / "log", tmp_path / "fb", MODEL, window=1000, min_labels=100,
+        metric="top1_accuracy", task="multiclass", classes=classes,
+    )  # fmt: skip
+    block = perf["versions"]["v1"]
+    served = probs.astype(np.float32).astype(np.float64)
+    codes = np.searchsorted(classes, truth)
+    assert block["metrics"]["top1_accuracy"] == pytest.approx(
+        metrics.top1_accuracy(codes, served), rel=1e-9
+    )
+    assert block["metrics"]["log_loss"] == pytest.approx(
+        metrics.multiclass_log_loss(codes, served), rel=1e-5
+    )
+    assert block["interval"] is not None
+    assert block["positives"] == 0
+    assert block["positive_rate"] is None
+    # a label the model does not know: said, not zeroed
+    extra = labels_for([("task-0", 0)], [5], _stamps(1, t0))
+    write_feedback(tmp_path / "fb", extra, task="multiclass")
+    again = live_performance(
+        tmp_path / "log", tmp_path / "fb", MODEL, window=1000, min_labels=100,
+        metric="top1_accuracy", task="multiclass", classes=classes,
+    )  # fmt: skip
+    assert again["versions"]["v1"]["metrics"]["top1_accuracy"] is None
+    assert "not among the model's classes" in again["versions"]["v1"]["undefined"]["log_loss"]
+
+
+def test_feedback_refuses_labels_and_metrics_of_another_task(tmp_path: Path) -> None:
+    from lockgate.errors import SpecError
+    from lockgate.feedback import live_performance, write_feedback
+
+    t0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    frame = labels_for([("a", 0)], [float("nan")], _stamps(1, t0))
+    with pytest.raises(DataError, match="not finite numbers"):
+        write_feedback(tmp_path / "fb", frame, task="regression")
+    with pytest.raises(SpecError, match="not a live metric of task 'regression'"):
+        live_performance(
+            tmp_path, tmp_path, MODEL, window=10, min_labels=1, metric="roc_auc", task="regression"
+        )
+    with pytest.raises(SpecError, match="classes"):
+        live_performance(
+            tmp_path, tmp_path, MODEL, window=10, min_labels=1, metric="log_loss",
+            task="multiclass",
+        )  # fmt: skip
+
+
+def test_a_non_binary_spec_serves_and_judges_its_gates_primary_metric(tmp_path: Path) -> None:
+    from lockgate import Gate, GoldSet, LabelSource, LightGBMTrainer, ModelPipeline, TritonTarget
+    from lockgate.triggers import DriftPolicy
+
+    def spec(task: str, **over: Any) -> ModelPipeline:
+        return ModelPipeline(
+            name="shop",
+            feature_service="shop_v1",
+            label="y",
+            task=task,  # type: ignore[arg-type]
+            labels=LabelSource(entity_columns=("id",)),
+            trainer=LightGBMTrainer(seed=1),
+            gate=Gate(gold=GoldSet(key="id")),
+            serving=TritonTarget(device="cpu"),
+            drift=DriftPolicy(),
+            project_dir=str(tmp_path),
+            **over,
+        )
+
+    assert spec("regression", feedback=FeedbackPolicy()).feedback.metric == "rmse"  # type: ignore[union-attr]
+    assert spec("multiclass", feedback=FeedbackPolicy()).feedback.metric == "log_loss"  # type: ignore[union-attr]
+    assert spec("binary", feedback=FeedbackPolicy()).feedback.metric == "roc_auc"  # type: ignore[union-attr]
+    chosen = spec("regression", feedback=FeedbackPolicy(metric="mae"))
+    assert chosen.feedback is not None
+    assert chosen.feedback.metric == "mae"
+    with pytest.raises(ValueError, match=r"feedback\.metric 'roc_auc' is not a regression metric"):
+        spec("regression", feedback=FeedbackPolicy(metric="roc_auc"))
+    with pytest.raises(ValueError, match="not a binary live metric"):
+        spec("binary", feedback=FeedbackPolicy(metric="rmse"))

@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -41,7 +42,9 @@ from lockgate.gateway import (
     read_prediction_log,
     traffic_fraction,
 )
+from lockgate.named_inputs import FeatureContract, FeatureInputError
 from lockgate.resources.gateway import GatewayServer
+from lockgate.wire import WireSchema, encode
 
 WIDTH = 4
 MODEL = "fraud_lgbm"
@@ -62,6 +65,7 @@ class FakeModel:
     poison: float | None = None  # a row holding this value makes the whole call fail (400)
     rows: list[int] = field(default_factory=list)  # rows per infer call
     pooled: bool = False  # answers one row for the whole call (the mean of all its rows)
+    received: list[np.ndarray] = field(default_factory=list)  # INPUT__0 of each infer call
 
 
 @dataclass
@@ -134,6 +138,7 @@ class FakeTriton:
         else:
             x = np.asarray(spec["data"], dtype=np.float32).reshape(n, d)
         model.rows.append(n)
+        model.received.append(x.copy())
         if model.poison is not None and (x == np.float32(model.poison)).any():
             return 400, {}, b'{"error":"row holds the poison value"}'
         y = (x.mean(axis=1, keepdims=True) + np.float32(model.offset)).astype(np.float32)
@@ -992,6 +997,569 @@ def test_coalescing_off_and_unmergeable_requests_go_upstream_alone(tmp_path: Pat
     on = load("on")
     assert on.calls < 24  # the plain requests merged...
     assert on.rows.count(1) >= 12  # ...the ones with "priority" each went alone
+
+
+# ---------------------------------------------------------------------------------------------
+# named features (lockgate.named_inputs): the contract clients use
+
+SCHEMA = WireSchema.of(
+    [("amount", "numeric"), ("hour", "numeric"), ("plan", "categorical"), ("is_new", "numeric")]
+)
+FRAME = pd.DataFrame(
+    {
+        "amount": [12.5, None, 3e5],
+        "hour": [13, 2, 23],
+        "plan": ["pro", None, "basic"],
+        "is_new": [True, False, True],
+    }
+)
+
+
+def write_wire(repo: Path, *versions: str, schema: WireSchema = SCHEMA) -> Path:
+    """The wire.json lockgate writes into each version's Triton model folder."""
+    for version in versions:
+        folder = repo / f"{MODEL}-{version}" / "1"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "wire.json").write_bytes(schema.to_json())
+    return repo
+
+
+def named_inputs_json(frame: pd.DataFrame = FRAME) -> list[dict[str, Any]]:
+    """One JSON input per feature: FP64, INT64 as [n, 1] nested, BYTES and BOOL, null = missing."""
+    n = len(frame)
+    amount = [None if pd.isna(v) else float(v) for v in frame["amount"]]
+    plan = [None if pd.isna(v) else str(v) for v in frame["plan"]]
+    return [
+        {"name": "amount", "datatype": "FP64", "shape": [n], "data": amount},
+        {
+            "name": "hour",
+            "datatype": "INT64",
+            "shape": [n, 1],
+            "data": [[int(v)] for v in frame.hour],
+        },
+        {"name": "plan", "datatype": "BYTES", "shape": [n], "data": plan},
+        {
+            "name": "is_new",
+            "datatype": "BOOL",
+            "shape": [n],
+            "data": [bool(v) for v in frame.is_new],
+        },
+    ]
+
+
+def named_json(frame: pd.DataFrame = FRAME, **header: Any) -> bytes:
+    return json.dumps({"inputs": named_inputs_json(frame), **header}).encode()
+
+
+def bytes_tensor(values: list[str]) -> bytes:
+    """KServe binary BYTES: a 4-byte little-endian length, then the UTF-8 bytes, per element."""
+    return b"".join(struct.pack("<I", len(b)) + b for b in (v.encode() for v in values))
+
+
+def named_binary(
+    frame: pd.DataFrame, *, json_plan: bool = False, binary_output: bool = True
+) -> tuple[bytes, dict[str, str]]:
+    """Binary FP32, INT32, BYTES and BOOL tensors (the plan as JSON when asked: null travels)."""
+    n = len(frame)
+    tensors = [
+        ("amount", "FP32", frame["amount"].to_numpy(np.float32).tobytes()),
+        ("hour", "INT32", frame["hour"].to_numpy(np.int32).tobytes()),
+        ("plan", "BYTES", bytes_tensor([str(v) for v in frame["plan"]])),
+        ("is_new", "BOOL", frame["is_new"].to_numpy(bool).tobytes()),
+    ]
+    inputs: list[dict[str, Any]] = []
+    blobs = []
+    for name, datatype, raw in tensors:
+        if name == "plan" and json_plan:
+            plan = [None if pd.isna(v) else str(v) for v in frame["plan"]]
+            inputs.append({"name": name, "datatype": datatype, "shape": [n], "data": plan})
+            continue
+        spec = {"name": name, "datatype": datatype, "shape": [n]}
+        inputs.append({**spec, "parameters": {"binary_data_size": len(raw)}})
+        blobs.append(raw)
+    head = json.dumps(
+        {"inputs": inputs, "parameters": {"binary_data_output": binary_output}}
+    ).encode()
+    return head + b"".join(blobs), {"Inference-Header-Content-Length": str(len(head))}
+
+
+@pytest.mark.parametrize("n", [1, 3, 64, 65, 700])
+def test_named_inputs_encode_exactly_like_wire_encode_at_any_size(n: int) -> None:
+    rng = np.random.default_rng(n)
+    frame = pd.DataFrame(
+        {
+            "amount": rng.normal(0, 1e6, n),
+            "hour": rng.integers(-(2**31), 2**31, n),  # INT32 in binary, rounded to float32
+            "plan": rng.choice(["basic", "pro", "café", "", "x" * 300], n).astype(object),
+            "is_new": rng.random(n) < 0.3,
+        }
+    )
+    frame.loc[frame.index[::5], "amount"] = np.nan
+    frame.loc[frame.index[1::7], "plan"] = None
+    contract = FeatureContract(SCHEMA)
+    want = encode(frame, SCHEMA)
+    as_json = named_inputs_json(frame)
+    as_json[0]["data"] = [
+        float("nan") if v is None and i % 2 else v for i, v in enumerate(as_json[0]["data"])
+    ]
+    got = contract.encode(json.loads(json.dumps(as_json)), b"", 0, model="m")  # NaN and null
+    assert got.flags.c_contiguous
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    plain = frame.assign(plan=frame.plan.fillna("none"))
+    body, headers = named_binary(plain)
+    hlen = int(headers["Inference-Header-Content-Length"])
+    got = contract.encode(json.loads(body[:hlen])["inputs"], body, hlen, model="m")
+    np.testing.assert_array_equal(got, encode(plain, SCHEMA))
+    # other numeric datatypes, binary: FP16, UINT64, INT8 and FP64 all land as float32
+    for datatype, values in [
+        ("FP16", np.array([0.5, np.nan, -2.0], "<f2")),
+        ("UINT64", np.array([0, 2**63, 7], "<u8")),
+        ("INT8", np.array([-3, 0, 5], "i1")),
+        ("FP64", np.array([1e-3, np.nan, 3e38], "<f8")),
+    ]:
+        raw = values.tobytes()
+        spec = {"name": "amount", "datatype": datatype, "shape": [3]}
+        inputs = [
+            {**spec, "parameters": {"binary_data_size": len(raw)}},
+            *named_inputs_json(FRAME)[1:],
+        ]
+        out = contract.encode(inputs, raw, 0, model="m")
+        expected = encode(FRAME.assign(amount=values.astype(np.float64)), SCHEMA)
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("n", [3, 100])
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ([10**400], "beyond float32's range (first in row 0)"),
+        ([float("inf")], "beyond float32's range (first in row 0)"),
+        ([{"a": 1}], "got \"{'a': 1}\" (dict) in row 0"),
+        ([[1, 2]], "nested data that is not one value per row"),
+    ],
+)
+def test_named_inputs_refuse_bad_numbers_at_any_size(
+    n: int, values: list[Any], fragment: str
+) -> None:
+    frame = pd.concat([FRAME] * (n // 3 + 1)).head(n).reset_index(drop=True)
+    inputs = named_inputs_json(frame)
+    inputs[0]["data"] = values + inputs[0]["data"][len(values) :]
+    with pytest.raises(FeatureInputError) as caught:
+        FeatureContract(SCHEMA).encode(json.loads(json.dumps(inputs)), b"", 0, model="m")
+    assert fragment in str(caught.value)
+    assert "'amount'" in str(caught.value)
+
+
+def test_named_features_in_json_and_binary_are_encoded_like_wire_encode(tmp_path: Path) -> None:
+    fake = fake_pair()
+    repo = write_wire(tmp_path / "repo", "v1", "v2")
+    want = encode(FRAME, SCHEMA)
+    plain = FRAME.assign(plan=FRAME.plan.fillna("none"))  # binary BYTES cannot carry null
+
+    async def scenario() -> list[Resp]:
+        async with running(tmp_path, fake, model_repository=repo) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            path = f"/v2/models/{MODEL}/infer"
+            answers = [
+                await call(app, "POST", path, named_json(id="r1"), {"x-lockgate-trace-id": "j"})
+            ]
+            body, headers = named_binary(FRAME, json_plan=True)  # binary and JSON mixed
+            answers.append(await call(app, "POST", path, body, {**headers, "x-request-id": "m"}))
+            body, headers = named_binary(plain, binary_output=False)  # all binary, JSON answer
+            answers.append(await call(app, "POST", path, body, {**headers, "x-request-id": "b"}))
+            pinned = f"/v2/models/{MODEL}/versions/v2/infer"
+            answers.append(await call(app, "POST", pinned, named_json()))
+            return answers
+
+    json_answer, mixed, binary, pinned = asyncio.run(scenario())
+    received = fake.models[f"{MODEL}-v1"].received
+    assert len(received) == 3
+    np.testing.assert_array_equal(received[0], want)  # NaN where null was sent
+    np.testing.assert_array_equal(received[1], want)
+    np.testing.assert_array_equal(received[2], encode(plain, SCHEMA))
+    np.testing.assert_array_equal(fake.models[f"{MODEL}-v2"].received[0], want)
+    assert np.isnan(want[1, 0])
+    assert np.isnan(want[1, 2])
+    for r in (json_answer, mixed, binary, pinned):
+        assert r.status == 200, r.body
+    header = json_answer.json()
+    assert header["id"] == "r1"
+    assert header["model_name"] == MODEL
+    assert "inference-header-content-length" in mixed.headers  # the form the client asked for
+    assert "inference-header-content-length" not in binary.headers
+    np.testing.assert_allclose(binary.outputs(), encode(plain, SCHEMA).mean(axis=1, keepdims=True))
+    assert pinned.version == "v2"
+    log = read_prediction_log(tmp_path / "log", MODEL).set_index("trace_id")
+    np.testing.assert_array_equal(np.stack(log.loc["j"].inputs), want)  # the wire rows
+    np.testing.assert_array_equal(np.stack(log.loc["b"].inputs), encode(plain, SCHEMA))
+
+
+def _named(mutate: Callable[[list[dict[str, Any]]], Any]) -> Callable[[], tuple[bytes, dict]]:
+    def build() -> tuple[bytes, dict[str, str]]:
+        inputs = named_inputs_json()
+        mutate(inputs)
+        return json.dumps({"inputs": inputs}).encode(), {}
+
+    return build
+
+
+def _binary_bad(which: str) -> Callable[[], tuple[bytes, dict[str, str]]]:
+    def build() -> tuple[bytes, dict[str, str]]:
+        plain = FRAME.assign(plan=FRAME.plan.fillna("none"))
+        body, headers = named_binary(plain)
+        hlen = int(headers["Inference-Header-Content-Length"])
+        head = json.loads(body[:hlen])
+        blob = body[hlen:]
+        sizes = [i["parameters"]["binary_data_size"] for i in head["inputs"]]
+        amount, hour, plan, is_new = np.split(np.frombuffer(blob, np.uint8), np.cumsum(sizes)[:-1])
+        if which == "size":
+            head["inputs"][0]["parameters"]["binary_data_size"] = 8
+            amount = amount[:8]
+        elif which == "utf8":
+            plan = np.frombuffer(
+                bytes_tensor(["pro", "x", "basic"]).replace(b"x", b"\xff"), np.uint8
+            )
+        elif which == "short":
+            plan = np.frombuffer(bytes_tensor(["pro", "basic"]), np.uint8)
+            head["inputs"][2]["parameters"]["binary_data_size"] = len(plan)
+        elif which == "beyond":
+            head["inputs"][3]["parameters"]["binary_data_size"] = 999
+        new_head = json.dumps(head).encode()
+        parts = b"".join(a.tobytes() for a in (amount, hour, plan, is_new))
+        return new_head + parts, {"Inference-Header-Content-Length": str(len(new_head))}
+
+    return build
+
+
+NAMED_ERRORS: list[tuple[str, Callable[[], tuple[bytes, dict[str, str]]], list[str]]] = [
+    (
+        "unknown",
+        _named(lambda i: i[0].update(name="amout")),
+        ["'amout' is not a feature of fraud_lgbm version v", "did you mean 'amount'?", "fix:"],
+    ),
+    ("missing", _named(lambda i: i.pop(2)), ["lacks feature(s) 'plan' (BYTES)", "fix: add"]),
+    ("twice", _named(lambda i: i.append(dict(i[0]))), ["feature 'amount' is sent twice"]),
+    (
+        "bytes for numeric",
+        _named(lambda i: i[0].update(datatype="BYTES", data=["12.5", "1", "2"])),
+        ["feature 'amount'", "datatype 'BYTES'", "numeric feature is sent as FP32"],
+    ),
+    (
+        "numeric datatype for categorical",
+        _named(lambda i: i[2].update(datatype="FP32", data=[1, 2, 3])),
+        ["feature 'plan'", "is categorical but was sent as FP32", "datatype BYTES"],
+    ),
+    (
+        "number as category",
+        _named(lambda i: i[2].update(data=["pro", 3, None])),
+        ["categorical feature 'plan' got 3 (int) in row 1", 'e.g. "3"'],
+    ),
+    (
+        "string as number",
+        _named(lambda i: i[0].update(data=[12.5, "7", None])),
+        ["numeric feature 'amount' got '7' (str) in row 1", "not a string"],
+    ),
+    ("unknown datatype", _named(lambda i: i[0].update(datatype="FLOAT")), ["datatype 'FLOAT'"]),
+    (
+        "rows differ",
+        _named(lambda i: i[3].update(shape=[2], data=[True, False])),
+        ["feature 'is_new' has 2 rows but 'amount' has 3", "same number of rows"],
+    ),
+    (
+        "values for shape",
+        _named(lambda i: i[0].update(data=[1.0, 2.0])),
+        ["feature 'amount' has 2 value(s) for 3 row(s)"],
+    ),
+    ("shape", _named(lambda i: i[1].update(shape=[3, 2])), ["feature 'hour'", "shape [3, 2]"]),
+    (
+        "too many rows",
+        _named(lambda i: i[0].update(shape=[70_000])),
+        ["feature 'amount'", "1 <= n <= 65536"],
+    ),
+    (
+        "beyond float32",
+        _named(lambda i: i[0].update(data=[1e39, 1.0, 2.0])),
+        ["numeric feature 'amount'", "beyond float32's range"],
+    ),
+    (
+        "long string",
+        _named(lambda i: i[2].update(data=["x" * 2000, "a", "b"])),
+        ["feature 'plan' has a value longer than 1024 bytes in row 0"],
+    ),
+    (
+        "wire tensor with features",
+        _named(lambda i: i.append({"name": "INPUT__0", "datatype": "FP32", "shape": [3, 4]})),
+        ["'INPUT__0' came with other inputs"],
+    ),
+    ("no inputs", _named(lambda i: i.clear()), ["has no inputs", "amount (numeric)"]),
+    (
+        "shared memory",
+        _named(lambda i: i[2].update(parameters={"shared_memory_region": "r"})),
+        ["feature 'plan' uses shared memory"],
+    ),
+    ("binary size", _binary_bad("size"), ["'amount' has binary_data_size=8", "take 12 bytes"]),
+    ("binary utf-8", _binary_bad("utf8"), ["'plan' has a value that is not UTF-8 in row 1"]),
+    ("binary short", _binary_bad("short"), ["'plan' has binary_data_size=", "ends inside row 2"]),
+    (
+        "binary beyond",
+        _binary_bad("beyond"),
+        ["'is_new' has binary_data_size=999", "fits the body"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "build", "fragments"), NAMED_ERRORS, ids=[c[0] for c in NAMED_ERRORS]
+)
+def test_named_feature_errors_are_client_errors_never_counted_against_a_version(
+    tmp_path: Path,
+    case: str,
+    build: Callable[[], tuple[bytes, dict[str, str]]],
+    fragments: list[str],
+) -> None:
+    fake = fake_pair()
+    repo = write_wire(tmp_path / "repo", "v1", "v2")
+    traces = [f"bad-{i}" for i in range(8)]
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake, model_repository=repo) as app:
+            route = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.5}
+            await put_route(app, route)
+            for t in traces:
+                body, headers = build()
+                r = await call(
+                    app,
+                    "POST",
+                    f"/v2/models/{MODEL}/infer",
+                    body,
+                    {**headers, "x-lockgate-trace-id": t},
+                )
+                assert r.status == 400, (case, r.body)
+                for fragment in fragments:
+                    assert fragment in r.json()["error"], r.json()["error"]
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            for v in ("v1", "v2"):  # nothing for the canary to judge a version by
+                counted = stats["versions"][v]
+                assert (counted["requests"], counted["errors"], counted["schema_violations"]) == (
+                    0,
+                    0,
+                    0,
+                )
+            metrics = (await call(app, "GET", "/metrics")).body.decode()
+            assert _counter(metrics, "lockgate_gateway_requests_total") == 0
+
+    asyncio.run(scenario())
+    assert fake.models[f"{MODEL}-v1"].calls + fake.models[f"{MODEL}-v2"].calls == 0
+    log = read_prediction_log(tmp_path / "log", MODEL)
+    assert sorted(log.trace_id) == traces  # every refusal is in the log, as a 400
+    assert set(log.status) == {400}
+
+
+def test_model_metadata_lists_the_named_inputs(tmp_path: Path) -> None:
+    fake = fake_pair()
+    fake.models[f"{MODEL}-v3"] = FakeModel(0.2)  # written before wire.json existed
+    repo = write_wire(tmp_path / "repo", "v1", "v2")
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake, model_repository=repo) as app:
+            await put_route(
+                app, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0}
+            )
+            meta = (await call(app, "GET", f"/v2/models/{MODEL}")).json()
+            assert meta["name"] == MODEL
+            assert meta["inputs"] == [
+                {"name": "amount", "datatype": "FP32", "shape": [-1]},
+                {"name": "hour", "datatype": "FP32", "shape": [-1]},
+                {"name": "plan", "datatype": "BYTES", "shape": [-1]},
+                {"name": "is_new", "datatype": "FP32", "shape": [-1]},
+            ]
+            assert meta["outputs"] == [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 1]}]
+            note = meta["parameters"]["lockgate_inputs"]
+            assert "JSON null" in note
+            assert "INPUT__0 FP32 [n, 4]" in note
+            old = (await call(app, "GET", f"/v2/models/{MODEL}/versions/v3")).json()
+            assert old["inputs"] == [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, WIDTH]}]
+            assert "parameters" not in old
+            # a version without wire.json takes the wire tensor only, and says why
+            r = await call(app, "POST", f"/v2/models/{MODEL}/versions/v3/infer", named_json())
+            assert r.status == 400
+            assert f"has no {MODEL}-v3/1/wire.json" in r.json()["error"]
+
+    asyncio.run(scenario())
+
+
+def test_the_wire_tensor_still_works_next_to_named_features(tmp_path: Path) -> None:
+    fake = fake_pair()
+    repo = write_wire(tmp_path / "repo", "v1", "v2")
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake, model_repository=repo) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            r = await infer(app)
+            assert r.status == 200
+            np.testing.assert_allclose(r.outputs(), ROW.mean(axis=1, keepdims=True))
+            body, headers = binary_request(ROW)
+            assert (
+                await call(app, "POST", f"/v2/models/{MODEL}/infer", body, headers)
+            ).status == 200
+            bad = await infer(app, x=ROW[:, :3])  # the wire contract: still a violation
+            assert bad.status == 400
+            assert "this model takes 4" in bad.json()["error"]
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert stats["versions"]["v1"]["schema_violations"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_without_a_model_repository_named_features_are_refused_with_the_fix(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair()) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            r = await call(app, "POST", f"/v2/models/{MODEL}/infer", named_json())
+            assert r.status == 400
+            assert "without --model-repository" in r.json()["error"]
+
+    asyncio.run(scenario())
+
+
+def test_a_wire_schema_that_does_not_fit_the_model_is_not_used(tmp_path: Path) -> None:
+    wide = WireSchema.of([*[(c.name, c.kind) for c in SCHEMA.columns], ("extra", "numeric")])
+    repo = write_wire(tmp_path / "repo", "v1", schema=wide)
+    (repo / f"{MODEL}-v2" / "1").mkdir(parents=True)
+    (repo / f"{MODEL}-v2" / "1" / "wire.json").write_text("{not json")
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake_pair(), model_repository=repo) as app:
+            for version, fragment in (
+                ("v1", "has 5 features but the model takes 4"),
+                ("v2", "unreadable"),
+            ):
+                path = f"/v2/models/{MODEL}/versions/{version}/infer"
+                r = await call(app, "POST", path, named_json())
+                assert r.status == 400
+                assert fragment in r.json()["error"]
+                assert (await call(app, "POST", path, json_request(ROW))).status == 200
+
+    asyncio.run(scenario())
+
+
+def test_named_requests_are_coalesced_and_each_answered_with_its_own_rows(tmp_path: Path) -> None:
+    fake = fake_pair()
+    fake.models[f"{MODEL}-v1"].delay_s = 0.02  # calls overlap: later requests must queue
+    repo = write_wire(tmp_path / "repo", "v1")
+    rng = np.random.default_rng(7)
+    frames = []
+    for _ in range(48):
+        n = int(rng.integers(1, 4))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "amount": rng.normal(50, 10, n),
+                    "hour": rng.integers(0, 24, n),
+                    "plan": rng.choice(["basic", "plus", "pro"], n),
+                    "is_new": rng.random(n) < 0.5,
+                }
+            )
+        )
+
+    async def scenario() -> tuple[list[Resp], str]:
+        async with running(tmp_path, fake, model_repository=repo) as app:
+            await put_route(app, {"mode": "single", "champion": "v1"})
+            calls = []
+            for i, frame in enumerate(frames):
+                if i % 2:
+                    body, headers = named_binary(frame, binary_output=i % 4 == 1)
+                else:
+                    body, headers = named_json(frame, id=f"req-{i}"), {}
+                headers["x-lockgate-trace-id"] = f"t-{i}"
+                calls.append(call(app, "POST", f"/v2/models/{MODEL}/infer", body, headers))
+            answers = await asyncio.gather(*calls)
+            return answers, (await call(app, "GET", "/metrics")).body.decode()
+
+    answers, metrics = asyncio.run(scenario())
+    assert _counter(metrics, "lockgate_gateway_coalesced_calls_total") > 0
+    model = fake.models[f"{MODEL}-v1"]
+    assert model.calls < len(frames) / 2
+    assert sum(model.rows) == sum(len(f) for f in frames)
+    log = read_prediction_log(tmp_path / "log", MODEL).set_index("trace_id")
+    for i, (frame, r) in enumerate(zip(frames, answers, strict=True)):
+        assert r.status == 200, r.body
+        x = encode(frame, SCHEMA)
+        np.testing.assert_allclose(r.outputs(), x.mean(axis=1, keepdims=True), rtol=1e-6)
+        if i % 2 == 0:
+            assert r.json()["id"] == f"req-{i}"
+        np.testing.assert_array_equal(np.stack(log.loc[f"t-{i}"].inputs), x)
+
+
+def test_named_requests_are_mirrored_and_retried_as_their_wire_rows(tmp_path: Path) -> None:
+    fake = fake_pair()
+    repo = write_wire(tmp_path / "repo", "v1", "v2")
+    want = encode(FRAME, SCHEMA)
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake, model_repository=repo) as app:
+            shadow = {
+                "mode": "shadow",
+                "champion": "v1",
+                "challenger": "v2",
+                "shadow_fraction": 1.0,
+            }
+            await put_route(app, shadow)
+            r = await call(app, "POST", f"/v2/models/{MODEL}/infer", named_json())
+            assert r.status == 200
+            await app.drain_shadow()
+            np.testing.assert_array_equal(fake.models[f"{MODEL}-v2"].received[-1], want)
+            fake.models[f"{MODEL}-v2"].fail_status = 500
+            canary = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 1.0}
+            await put_route(app, canary)
+            r = await call(app, "POST", f"/v2/models/{MODEL}/infer", named_json())
+            assert r.status == 200, r.body
+            assert r.version == "v1"  # the failed challenger call, answered by the champion
+            np.testing.assert_array_equal(fake.models[f"{MODEL}-v1"].received[-1], want)
+
+    asyncio.run(scenario())
+
+
+def test_tritonclient_sends_named_features_through_the_gateway_process(
+    tmp_path: Path, fake_http: tuple[FakeTriton, str]
+) -> None:
+    import tritonclient.http as th
+
+    fake, url = fake_http
+    server = GatewayServer(
+        state_dir=str(tmp_path / "gw"),
+        log_dir=str(tmp_path / "log"),
+        upstream_url=url,
+        model_repository=str(write_wire(tmp_path / "repo", "v1", "v2")),
+    )
+    assert "--model-repository" in server.command()
+    plain = FRAME.assign(plan=FRAME.plan.fillna("none"), hour=FRAME.hour.astype(np.int64))
+    with server:
+        server.set_route(MODEL, {"mode": "single", "champion": "v1"})
+        client = th.InferenceServerClient(server.host_port)
+        try:
+            for binary in (True, False):
+                inputs = []
+                for name, column in plain.items():
+                    values = column.to_numpy(dtype=object if name == "plan" else None)
+                    datatype = {
+                        "amount": "FP64",
+                        "hour": "INT64",
+                        "plan": "BYTES",
+                        "is_new": "BOOL",
+                    }
+                    tensor = th.InferInput(str(name), [len(values)], datatype[str(name)])
+                    tensor.set_data_from_numpy(values, binary_data=binary)
+                    inputs.append(tensor)
+                out = client.infer(MODEL, inputs).as_numpy("OUTPUT__0")
+                x = encode(plain, SCHEMA)
+                np.testing.assert_allclose(out, x.mean(axis=1, keepdims=True), rtol=1e-6)
+                np.testing.assert_array_equal(fake.models[f"{MODEL}-v1"].received[-1], x)
+            names = [i["name"] for i in client.get_model_metadata(MODEL)["inputs"]]
+            assert names == ["amount", "hour", "plan", "is_new"]
+        finally:
+            client.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,28 +3,42 @@
 Two python-backend models side by side, ``fraud_lgbm-v1`` (row mean) and ``fraud_lgbm-v2`` (row
 mean + 0.1), DLPack in and out (the numpy bridge of the stub is broken under numpy 2). The
 gateway runs as a subprocess (GatewayServer); clients are unchanged ``tritonclient.http``.
+A real LightGBM ``churn`` version, written by lockgate into the same repository, is called with
+named features by the README's own ``tritonclient`` and ``curl`` examples.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import shutil
+import subprocess
 import textwrap
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import tritonclient.http as th
 import tritonclient.http.aio as tha
 from prometheus_client.parser import text_string_to_metric_families
 
 from lockgate.gateway import HttpUpstream, read_prediction_log, traffic_fraction
+from lockgate.hashing import sha256_bytes
+from lockgate.lock import CodeVersion, build_lock_record
+from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.gateway import GatewayServer
 from lockgate.resources.triton import LocalTritonServer
+from lockgate.serving import load_version, write_model_version
+from lockgate.trainers import LightGBMTrainer, TrainedModel
+from lockgate.wire import WireSchema, encode, wire_schema_for_version
 
 MODEL = "fraud_lgbm"
 WIDTH = 6
@@ -90,7 +104,10 @@ def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServ
 @pytest.fixture
 def gateway(tmp_path: Path, triton: LocalTritonServer) -> Iterator[GatewayServer]:
     server = GatewayServer(
-        state_dir=str(tmp_path / "gw"), log_dir=str(tmp_path / "log"), upstream_url=triton.url
+        state_dir=str(tmp_path / "gw"),
+        log_dir=str(tmp_path / "log"),
+        upstream_url=triton.url,
+        model_repository=triton.repo_dir,  # where lockgate writes versions (and wire.json)
     )
     with server:
         yield server
@@ -278,3 +295,138 @@ def test_concurrent_tritonclient_requests_are_coalesced_and_answered_exactly(
     for i, x in enumerate(xs):
         np.testing.assert_array_equal(np.stack(log.loc[f"coalesce-{i}"].inputs), x)
         np.testing.assert_array_equal(np.stack(log.loc[f"coalesce-{i}"].outputs), want[i])
+
+
+# ---- named features: the README's examples against a real LightGBM version -----------------
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+CHURN_FEATURES = ["tenure_months", "monthly_spend", "support_calls_30d", "plan"]
+SNAPSHOT = "c" * 64
+
+
+def readme_example(language: str) -> str:
+    """The code block of ``language`` in the README's "Calling a served model" section."""
+    section = README.split("## Calling a served model\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(rf"```{language}\n(.*?)```", section, re.S)
+    assert block is not None, f"README has no {language} example under 'Calling a served model'"
+    return block.group(1)
+
+
+def churn_frame(n: int, seed: int) -> pd.DataFrame:
+    """Rows like ``lockgate init``'s churn data: int64, float64 (NaN missing), object."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "tenure_months": rng.integers(1, 72, n),
+            "monthly_spend": np.round(rng.gamma(2.0, 30.0, n), 2),
+            "support_calls_30d": rng.poisson(1.5, n),
+            "plan": rng.choice(["basic", "plus", "pro"], n).astype(object),
+        }
+    )
+    frame.loc[::17, "monthly_spend"] = np.nan
+    score = frame["support_calls_30d"] - frame["tenure_months"] / 12 + (frame["plan"] == "basic")
+    frame["churned"] = (score + rng.normal(0, 1, n) > 0).astype(int)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def churn(
+    triton: LocalTritonServer, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, TrainedModel]:
+    """A LightGBM churn version in a real registry, written and loaded by lockgate."""
+    registry = LocalArtifactRegistry(root=str(tmp_path_factory.mktemp("churn") / "artifacts"))
+    frame = churn_frame(1200, seed=1)
+    trainer = LightGBMTrainer(seed=1, num_boost_round=20)
+    model = trainer.fit(frame, features=CHURN_FEATURES, label="churned")
+    files = model.files()
+    registry.put_snapshot(
+        SNAPSHOT,
+        b"not read by serving",
+        {"features": CHURN_FEATURES, "schema": {c: str(t) for c, t in frame.dtypes.items()}},
+    )
+    lock = build_lock_record(
+        pipeline="churn",
+        code=CodeVersion("c0ffee", False, "test"),
+        snapshot={"frame_sha256": SNAPSHOT},
+        trainer=trainer.config(),
+        features=CHURN_FEATURES,
+        label="churned",
+        split={"holdout_fraction": 0.2, "timestamp_column": "ts"},
+        weights_file=model.weights_file,
+        files={name: sha256_bytes(data) for name, data in files.items()},
+        environment={"python": "3.11", "packages": {}},
+    )
+    version = lock["version"]
+    registry.put_model_version("churn", version, files, lock)
+    assert triton.repo_dir is not None
+    write_model_version(registry, triton.repo_dir, pipeline="churn", version=version)
+    load_version(triton=triton, registry=registry, pipeline="churn", version=version)
+    schema = wire_schema_for_version(registry, "churn", version)
+    assert [c.kind for c in schema.columns] == ["numeric", "numeric", "numeric", "categorical"]
+    return version, model
+
+
+def test_readme_tritonclient_example_answers_what_the_model_predicts(
+    gateway: GatewayServer, churn: tuple[str, TrainedModel]
+) -> None:
+    version, model = churn
+    gateway.set_route("churn", {"mode": "single", "champion": version})
+    code = readme_example("python")
+    assert len([line for line in code.splitlines() if line.strip()]) == 5
+    rows = churn_frame(40, seed=9)[CHURN_FEATURES]
+    rows.loc[3, "plan"] = "enterprise"  # a plan the model never saw
+    namespace: dict[str, Any] = {"rows": rows}
+    exec(compile(code.replace("127.0.0.1:8080", gateway.host_port), "README.md", "exec"), namespace)
+    scores = namespace["scores"]
+    assert scores.shape == (40, 1)
+    np.testing.assert_array_equal(scores[:, 0], model.predict(rows).astype(np.float32))
+    meta = json.loads(
+        urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        .open(f"{gateway.url}/v2/models/churn")
+        .read()
+    )
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+        ("tenure_months", "FP32"),
+        ("monthly_spend", "FP32"),
+        ("support_calls_30d", "FP32"),
+        ("plan", "BYTES"),
+    ]
+    gateway.roll_log()
+    log = read_prediction_log(gateway.log_dir, "churn")  # the wire rows, as drift reads them
+    schema = [(c, "categorical" if c == "plan" else "numeric") for c in CHURN_FEATURES]
+    want = encode(rows, WireSchema.of(schema))
+    np.testing.assert_array_equal(np.stack(log.inputs.iloc[-1]), want)
+
+
+def test_readme_curl_example_answers_what_the_model_predicts(
+    gateway: GatewayServer, churn: tuple[str, TrainedModel]
+) -> None:
+    version, model = churn
+    gateway.set_route("churn", {"mode": "single", "champion": version})
+    command = readme_example("bash").replace("127.0.0.1:8080", gateway.host_port)
+    env = {**os.environ, "NO_PROXY": "*", "no_proxy": "*"}
+    if shutil.which("curl"):  # the exact command line of the README
+        done = subprocess.run(
+            ["bash", "-c", command], capture_output=True, env=env, timeout=60, check=True
+        )
+        answer = json.loads(done.stdout)
+    else:  # the same request without curl
+        payload = re.search(r"-d '(.*)'", command, re.S)
+        assert payload is not None
+        url = re.search(r"(http://\S+/infer)", command)
+        assert url is not None
+        request = urllib.request.Request(url.group(1), data=payload.group(1).encode())
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        answer = json.loads(opener.open(request).read())
+    rows = pd.DataFrame(
+        {
+            "tenure_months": [14, 3],
+            "monthly_spend": [59.9, np.nan],
+            "support_calls_30d": [0, 4],
+            "plan": ["pro", None],
+        }
+    )
+    assert answer["model_name"] == "churn"
+    assert answer["model_version"] == version
+    got = np.asarray(answer["outputs"][0]["data"], dtype=np.float32)
+    np.testing.assert_array_equal(got, model.predict(rows).astype(np.float32))
