@@ -444,9 +444,17 @@ def drift_cmd(
         )
     prediction = report.get("prediction") or {}
     if "psi" in prediction:
+        if "mean_reference" in prediction:  # binary and regression: the mean prediction
+            detail = f"mean {prediction['mean_reference']:.4f} -> {prediction['mean_current']:.4f}"
+        else:  # multiclass: the share of each predicted class
+            before = prediction.get("class_share_reference") or {}
+            detail = "classes " + ", ".join(
+                f"{c} {before.get(c, 0.0):.3f} -> {share:.3f}"
+                for c, share in (prediction.get("class_share_current") or {}).items()
+            )
         _say(
             f"  {'prediction':<26} {prediction['severity']:<8} PSI {prediction['psi']:.3f}  "
-            f"mean {prediction['mean_reference']:.4f} -> {prediction['mean_current']:.4f}"
+            f"{detail}"
         )
     if report.get("uri"):
         _say(f"  report: {report['uri']}")

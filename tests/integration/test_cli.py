@@ -225,4 +225,7 @@ def test_drift_command_reports_the_demo_traffic(demo_home: Path) -> None:
     assert {f["feature"] for f in report["features"]} >= {"age", "amount", "device_type"}
     missing = run("drift", "nope", home=demo_home, check=False)
     assert missing.returncode != 0
-    assert "not an example pipeline" in missing.stderr + missing.stdout
+    assert "pipeline 'nope' is not defined in module lockgate.pipelines.definitions" in (
+        missing.stderr
+    )
+    assert "known pipelines: ['fraud_lgbm', 'fraud_torch']" in missing.stderr

@@ -832,7 +832,7 @@ def test_kill_then_start_again(
 
 
 def test_ensure_loaded_loads_a_folder_written_with_the_specs_options(
-    server: LocalTritonServer, registry: LocalArtifactRegistry, versions: dict[str, Version]
+    server: LocalTritonServer, registry: LocalArtifactRegistry, frame: pd.DataFrame
 ) -> None:
     """After a restart the controller reloads the champion the serving asset wrote with the
     spec's batch size, instead of refusing it for differing from the defaults."""
@@ -840,7 +840,7 @@ def test_ensure_loaded_loads_a_folder_written_with_the_specs_options(
 
     from lockgate.assets.serving import ensure_loaded
 
-    v = versions["flaky"]
+    v = _store(registry, "fraud_lgbm", LightGBMTrainer(seed=9, num_boost_round=6), frame)
     write_model_version(
         registry, server.repo_dir, pipeline=v.pipeline, version=v.version, max_batch_size=64
     )
