@@ -80,7 +80,7 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
 
         sensors.append(make_feature_change_sensor(spec))
     monitoring = [spec.asset_key(a) for a in MONITORING_ASSETS if _has(spec, a)]
-    selection = dg.AssetSelection.groups(spec.name)
+    selection: dg.AssetSelection = dg.AssetSelection.groups(spec.name)
     if spec.labels_asset_key is not None:  # the user's label asset is the first step
         selection = selection | dg.AssetSelection.assets(spec.labels_asset_key)
     train = dg.define_asset_job(
