@@ -994,20 +994,16 @@ def bootstrap_ci(
         max_fpr=max_fpr,
     )
     n_used = _require_usable(valid, metric=metric, n_boot=int(n_boot), stratified=stratified)
-    used = reps[0, valid]
-    lower, upper = np.quantile(used, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return Interval(
+    return _interval_from(
+        reps[0],
+        valid,
         metric=metric,
         estimate=estimate,
-        lower=float(lower),
-        upper=float(upper),
         alpha=float(alpha),
-        se=float(np.std(used, ddof=1)),
         n=int(y_int.shape[0]),
         positives=int(y_int.sum()),
         n_boot=int(n_boot),
         n_used=n_used,
-        n_skipped=int(n_boot) - n_used,
         stratified=bool(stratified),
         seed=int(seed),
     )
@@ -1107,28 +1103,17 @@ def paired_bootstrap(
         max_fpr=max_fpr,
     )
     n_used = _require_usable(valid, metric=metric, n_boot=int(n_boot), stratified=stratified)
-    deltas = reps[0, valid] - reps[1, valid]
-    lower, upper = np.quantile(deltas, [alpha / 2.0, 1.0 - alpha / 2.0])
-    at_most_zero = int((deltas <= 0.0).sum())
-    at_least_zero = int((deltas >= 0.0).sum())
-    p_value = min(1.0, 2.0 * (min(at_most_zero, at_least_zero) + 1) / (n_used + 1))
-    return PairedComparison(
+    return _paired_from(
+        reps,
+        valid,
         metric=metric,
         higher_is_better=HIGHER_IS_BETTER[metric],
-        challenger=est_challenger,
-        champion=est_champion,
-        delta=est_challenger - est_champion,
-        lower=float(lower),
-        upper=float(upper),
-        p_value=float(p_value),
+        estimates=(est_challenger, est_champion),
         alpha=float(alpha),
-        se=float(np.std(deltas, ddof=1)),
         n=n,
         positives=int(y_int.sum()),
-        method="paired_bootstrap",
         n_boot=int(n_boot),
         n_used=n_used,
-        n_skipped=int(n_boot) - n_used,
         stratified=bool(stratified),
         seed=int(seed),
     )
