@@ -406,3 +406,28 @@ def test_the_scaffolded_project_is_served_and_answers_named_features(
         np.testing.assert_allclose(scores[:, 0], expected.astype(np.float32), rtol=0, atol=1e-6)
     finally:
         stack.stop()
+
+
+def test_a_scikit_learn_trainer_in_the_teams_project_trains_and_reproduces(
+    project: Path, tmp_path: Path
+) -> None:
+    from lockgate import SklearnTrainer
+
+    spec = _spec(project).model_copy(
+        update={
+            "name": "churn_sklearn",
+            "trainer": SklearnTrainer(
+                estimator="sklearn.ensemble:HistGradientBoostingClassifier",
+                params={"max_iter": 40},
+                seed=3,
+            ),
+        }
+    )
+    env = Environment.local(tmp_path / "home")
+    with dg.instance_for_test() as instance:
+        lock = _train(spec, env, instance)  # the first model passes the gate and is champion
+    assert lock["trainer"]["class"] == "lockgate.trainers_sklearn:SklearnTrainer"
+    assert "model.onnx" in lock["artifact"]["files"]
+    registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
+    report = reproduce(registry, spec.name, lock["version"])
+    assert report.verified, report.render()
