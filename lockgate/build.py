@@ -399,7 +399,7 @@ def evaluate_version(
 ) -> dict[str, Any]:
     """Score a model version on the held-out part of its snapshot."""
     from lockgate.evaluation import encode_labels, predict
-    from lockgate.metrics import task_metrics
+    from lockgate.tasks import task_metrics
 
     record = artifacts.lock_record(pipeline, version)
     task = record.get("task", "binary")

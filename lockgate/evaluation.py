@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lockgate import metrics as _metrics
+from lockgate import tasks as _tasks
 from lockgate.errors import DataError, SchemaError, SpecError
 from lockgate.gate import _HIGHER, EdgeCase, Gate, GoldSet, RuleVerdict, SliceSpec
 
@@ -275,7 +276,7 @@ def _metric_on(metric: str, y: np.ndarray, p: np.ndarray, *, task: str = "binary
         metric == "r2" and float(np.min(y)) == float(np.max(y))
     ):
         return None
-    return _metrics.metric_value(task, metric, y, p)
+    return _tasks.metric_value(task, metric, y, p)
 
 
 def _valid_predictions(scores: np.ndarray, task: str) -> tuple[bool, str]:
@@ -528,7 +529,7 @@ def _model_block(
         m: bootstrap_ci(
             y, scores, metric=m, n_boot=gate.n_boot, alpha=gate.alpha, seed=gate.seed, task=task
         ).to_dict()
-        for m in _metrics.task_metric_names(task)
+        for m in _tasks.task_metric_names(task)
     }
     block: dict[str, Any] = {"version": version, "metrics": metrics}
     if task == "binary":
@@ -622,7 +623,7 @@ def build_report(
     """
     from lockgate.stats import delong_test, paired_bootstrap
 
-    task = _metrics.check_task(task)
+    task = _tasks.check_task(task)
     gate = gate.for_task(task)
     if gold.empty:
         raise DataError(
@@ -652,7 +653,7 @@ def build_report(
         report["champion"] = _model_block(
             champion_version, y, scores["champion"], gate, task=task, classes=classes
         )
-        for metric in _metrics.task_metric_names(task):
+        for metric in _tasks.task_metric_names(task):
             paired = paired_bootstrap(
                 y,
                 scores["challenger"],

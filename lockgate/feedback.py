@@ -413,7 +413,7 @@ def _metric(
     name: str, y: np.ndarray, p: np.ndarray, task: str = "binary"
 ) -> tuple[float | None, str | None]:
     """One lockgate metric, or None and why it is undefined on these rows."""
-    from lockgate import metrics
+    from lockgate import metrics, tasks
 
     if task == "binary":
         fn = {
@@ -428,7 +428,7 @@ def _metric(
             return None, str(exc)
         return float(value), None
     try:
-        value = metrics.metric_value(task, name, y, p)
+        value = tasks.metric_value(task, name, y, p)
     except DataError as exc:  # one class only, a constant label, ...: said, not zeroed
         return None, str(exc)
     return float(value), None
@@ -436,13 +436,13 @@ def _metric(
 
 def live_metrics(task: str) -> tuple[str, ...]:
     """The live metrics measured for a task: :data:`LIVE_METRICS` for binary, the task's
-    catalog (:func:`lockgate.metrics.task_metric_names`) otherwise.
+    catalog (:func:`lockgate.tasks.task_metric_names`) otherwise.
 
     Example:
         >>> live_metrics("regression")
         ('rmse', 'mae', 'r2')
     """
-    from lockgate.metrics import task_metric_names
+    from lockgate.tasks import task_metric_names
 
     return LIVE_METRICS if _check_task(task) == "binary" else task_metric_names(task)
 
@@ -833,7 +833,7 @@ def judge(
     ``max_drop`` or worse than ``min_value``; ``warn`` when worse by more than half of
     ``max_drop``; ``ok`` otherwise, and ``ok`` with the reason when the window holds fewer
     than ``min_labels`` labelled predictions or the metric is undefined on it. "Worse" follows
-    the metric's direction for the task (:func:`lockgate.metrics.metric_direction`): lower ROC
+    the metric's direction for the task (:func:`lockgate.tasks.metric_direction`): lower ROC
     AUC / PR AUC / accuracy / R2, higher log loss / Brier score / RMSE / MAE; ``drop`` is how
     much worse, positive when worse. When the window's block carries a bootstrap ``interval``
     (small windows, see :func:`live_performance`) the reason quotes it and the evidence holds
@@ -860,7 +860,7 @@ def judge(
         >>> judge(perf, "v1", 0.9, FeedbackPolicy(max_drop=0.05))[0]
         'critical'
     """
-    from lockgate.metrics import higher_is_better
+    from lockgate.tasks import higher_is_better
 
     metric = policy.metric
     if task == "binary" and metric in HIGHER_IS_BETTER:

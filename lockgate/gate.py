@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lockgate import metrics as _metrics
+from lockgate import tasks as _tasks
 from lockgate.errors import SpecError
 
 __all__ = [
@@ -63,11 +63,11 @@ __all__ = [
 ]
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "recall_at_fpr")
-"""The binary metrics, in report order (every task's: :func:`lockgate.metrics.task_metric_names`)."""
+"""The binary metrics, in report order (every task's: :func:`lockgate.tasks.task_metric_names`)."""
 _HIGHER: dict[str, bool] = {
-    metric: _metrics.higher_is_better(task, metric)
-    for task in _metrics.TASKS
-    for metric in _metrics.task_metric_names(task)
+    metric: _tasks.higher_is_better(task, metric)
+    for task in _tasks.TASKS
+    for metric in _tasks.task_metric_names(task)
 }  # a metric name has one direction in every task that lists it
 _TASK_FIELDS = ("primary", "absolute", "min_delta", "slice_metric")
 INCUMBENT_RULES = ("gate_vs_champion", "gate_significance", "gate_slices")
@@ -88,7 +88,7 @@ class _Frozen(BaseModel):
 
 
 def _catalog_text() -> str:
-    return "; ".join(f"{t}: {list(_metrics.task_metric_names(t))}" for t in _metrics.TASKS)
+    return "; ".join(f"{t}: {list(_tasks.task_metric_names(t))}" for t in _tasks.TASKS)
 
 
 def _check_metric(value: str) -> str:
@@ -240,7 +240,7 @@ class Gate(_Frozen):
         if not self.compatible_tasks():
             named = sorted({metric for _, metric in self._named_metrics()})
             owners = {
-                m: [t for t in _metrics.TASKS if m in _metrics.task_metric_names(t)] for m in named
+                m: [t for t in _tasks.TASKS if m in _tasks.task_metric_names(t)] for m in named
             }
             raise ValueError(
                 f"the gate names metrics of different tasks ({owners}"
@@ -267,13 +267,13 @@ class Gate(_Frozen):
         ]
         return named
 
-    def compatible_tasks(self) -> tuple[_metrics.Task, ...]:
+    def compatible_tasks(self) -> tuple[_tasks.Task, ...]:
         """The tasks whose catalogs hold every metric this gate names (in :data:`TASKS` order)."""
         named = {metric for _, metric in self._named_metrics()}
         return tuple(
             task
-            for task in _metrics.TASKS
-            if named <= set(_metrics.task_metric_names(task))
+            for task in _tasks.TASKS
+            if named <= set(_tasks.task_metric_names(task))
             and (task == "binary" or self.comparison != "delong")
             and (
                 task != "multiclass"
@@ -295,8 +295,8 @@ class Gate(_Frozen):
             ...
             lockgate.errors.SpecError: Gate.min_delta names metric 'rmse', which task 'binary' ...
         """
-        task = _metrics.check_task(task)
-        allowed = list(_metrics.task_metric_names(task))
+        task = _tasks.check_task(task)
+        allowed = list(_tasks.task_metric_names(task))
         for field, metric in self._named_metrics():
             if metric not in allowed:
                 raise SpecError(
@@ -330,7 +330,7 @@ class Gate(_Frozen):
         if task == "binary":
             return self
         primary = self.primary if "primary" in self.model_fields_set else None
-        primary = primary or _metrics.default_primary(task)
+        primary = primary or _tasks.default_primary(task)
         defaults: dict[str, Any] = {
             "primary": primary,
             "absolute": {},

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from lockgate import metrics as _metrics
 from lockgate import stats as _stats
+from lockgate import tasks as _tasks
 from lockgate.errors import DataError, EmptyDataError, SpecError
 
 if TYPE_CHECKING:
@@ -334,7 +335,7 @@ def slice_delta_plot(
             :func:`lockgate.stats.slice_metrics` calls.
         metric: The metric's name (sets the direction and the axis label).
         title: The figure title (default: ``"<metric> by slice: challenger - champion"``).
-        task: The task whose catalog holds ``metric`` (:func:`lockgate.metrics.task_metric_names`).
+        task: The task whose catalog holds ``metric`` (:func:`lockgate.tasks.task_metric_names`).
 
     Returns:
         The PNG bytes (640 x 480).
@@ -369,7 +370,7 @@ def slice_delta_plot(
         labels.append(str(item[0]))
         champions.append(_finite_or_none(item[1], what=f"slices[{i}] champion value"))
         challengers.append(_finite_or_none(item[2], what=f"slices[{i}] challenger value"))
-    higher_is_better = _metrics.higher_is_better(task, metric)
+    higher_is_better = _tasks.higher_is_better(task, metric)
     sign = 1.0 if higher_is_better else -1.0
 
     def draw(fig: Figure) -> None:
@@ -694,7 +695,7 @@ def report_plots(report: Mapping[str, Any], y: Any, scores: Mapping[str, Any]) -
         >>> list(report_plots(report, [1.0, 2.0], {"challenger": [1.5, 2.5]}))
         ['residuals.png']
     """
-    task = _metrics.check_task(report.get("task", "binary"))
+    task = _tasks.check_task(report.get("task", "binary"))
     named = {f"challenger {report['challenger']['version']}": scores["challenger"]}
     if report.get("champion"):
         named[f"champion {report['champion']['version']}"] = scores["champion"]

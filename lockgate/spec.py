@@ -283,7 +283,7 @@ class ModelPipeline(_Frozen):
             object.__setattr__(self, "gate", self.gate.for_task(self.task))
         if self.feedback is not None and self.task != "binary":
             # unset: the gate's primary metric (the task's default primary without a gate)
-            from lockgate.metrics import default_primary, task_metric_names
+            from lockgate.tasks import default_primary, task_metric_names
 
             metric: str = self.feedback.metric
             if "metric" not in self.feedback.model_fields_set:

@@ -21,7 +21,7 @@ Conventions:
   :mod:`lockgate.metrics` on the resampled rows (exactly for ROC AUC and recall, to rounding
   for the others).
 - **Tasks.** Every function takes ``task`` (``"binary"`` by default, see
-  :data:`lockgate.metrics.TASKS`). Multiclass replicates are stratified by class (each class
+  :data:`lockgate.tasks.TASKS`). Multiclass replicates are stratified by class (each class
   resampled to its own count, so no class vanishes) and regression replicates are plain row
   resamples (``stratified`` has no effect: there are no classes). Their metrics are vectorised
   the same way: mean losses and hit rates are gathered per replicate, macro F1 and the worst
@@ -55,6 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lockgate import metrics as _metrics
+from lockgate import tasks as _tasks
 from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
 from lockgate.metrics import _as_labels, _as_scores
 
@@ -88,7 +89,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 """Direction of every binary metric: ``True`` when a higher value is better.
 
-The directions of every task's metrics are :func:`lockgate.metrics.higher_is_better`.
+The directions of every task's metrics are :func:`lockgate.tasks.higher_is_better`.
 """
 
 _FloatArray = npt.NDArray[np.float64]
@@ -398,8 +399,8 @@ class SliceResult:
 
 
 def _check_metric(metric: Any, task: str = "binary") -> str:
-    if _metrics.check_task(task) != "binary":
-        return _metrics._check_task_metric(task, metric)
+    if _tasks.check_task(task) != "binary":
+        return _tasks._check_task_metric(task, metric)
     if not isinstance(metric, str) or metric not in HIGHER_IS_BETTER:
         raise SpecError(
             f"metric={metric!r} is unknown; rule: the metric must be one of "
@@ -901,7 +902,7 @@ def _task_bootstrap(
     """Shared body of the non-binary bootstrap: labels, estimates, replicates, usable count."""
     labels, arrays = _prepare(task, y, preds, names)
     _require_defined_task(task, metric, labels)
-    estimates = [_metrics.metric_value(task, metric, labels, a) for a in arrays]
+    estimates = [_tasks.metric_value(task, metric, labels, a) for a in arrays]
     strat = bool(stratified) and task == "multiclass"
     reps, valid = _task_replicates(
         task, metric, labels, arrays, n_boot=int(n_boot), seed=int(seed), stratified=strat
@@ -942,7 +943,7 @@ def bootstrap_ci(
         task: ``"binary"``, ``"multiclass"`` (``y`` class indices, ``p`` probabilities
             ``(n, k)``, stratified by class) or ``"regression"`` (``p`` the predictions; plain
             row resampling whatever ``stratified`` says). ``metric`` must be one of the task's
-            (:func:`lockgate.metrics.task_metric_names`).
+            (:func:`lockgate.tasks.task_metric_names`).
 
     Returns:
         The :class:`Interval` (``positives`` is ``None`` unless binary).
@@ -1075,7 +1076,7 @@ def paired_bootstrap(
             reps_t,
             valid_t,
             metric=metric,
-            higher_is_better=_metrics.higher_is_better(task, metric),
+            higher_is_better=_tasks.higher_is_better(task, metric),
             estimates=(estimates[0], estimates[1]),
             alpha=float(alpha),
             n=int(labels.shape[0]),
@@ -1193,7 +1194,7 @@ def delong_test(
         >>> t.delta, t.z, t.p_value
         (0.0, 0.0, 1.0)
     """
-    if _metrics.check_task(task) != "binary" or any(
+    if _tasks.check_task(task) != "binary" or any(
         np.ndim(p) == 2 and np.shape(p)[1] > 1 for p in (p_a, p_b)
     ):
         raise SpecError(
@@ -1533,7 +1534,7 @@ def _task_slice_metric(
         return None, "single class: roc_auc_ovr needs at least two classes"
     if metric == "r2" and float(np.min(y)) == float(np.max(y)):
         return None, "constant target: r2 needs a target that varies"
-    return _metrics.metric_value(task, metric, y, p), None
+    return _tasks.metric_value(task, metric, y, p), None
 
 
 def slice_metrics(
@@ -1561,7 +1562,7 @@ def slice_metrics(
         p_col: The predicted-probability column (binary), the prediction column (regression),
             or for multiclass the k probability columns in class order.
         slice_cols: One column name or several; use :func:`bucketize` for numeric columns.
-        metric: One of the task's metrics (:func:`lockgate.metrics.task_metric_names`).
+        metric: One of the task's metrics (:func:`lockgate.tasks.task_metric_names`).
         min_rows: The fewest rows a slice needs for its metric to be reported (>= 1).
         max_fpr: The false-positive-rate bound of ``recall_at_fpr``.
         task: ``"binary"`` (default), ``"multiclass"`` or ``"regression"``.

@@ -90,7 +90,7 @@ from lockgate.errors import (
     SpecError,
     TrainingError,
 )
-from lockgate.metrics import TASKS, Task
+from lockgate.tasks import TASKS, Task
 
 if TYPE_CHECKING:
     import torch

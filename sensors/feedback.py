@@ -193,7 +193,7 @@ def run_feedback_tick(
 
 def _direction(spec: ModelPipeline) -> str:
     """``"higher"`` or ``"lower"``: which way the feedback metric is better for the task."""
-    from lockgate.metrics import metric_direction
+    from lockgate.tasks import metric_direction
 
     assert spec.feedback is not None
     return metric_direction(spec.task, spec.feedback.metric)

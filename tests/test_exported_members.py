@@ -16,6 +16,7 @@ MODULES = [
     "lockgate.trainers_sklearn",
     "lockgate.trainers_torch_module",
     "lockgate.metrics",
+    "lockgate.tasks",
     "lockgate.validation",
     "lockgate.build",
     "lockgate.reproduce",

@@ -150,7 +150,7 @@ def test_report_is_not_mutated() -> None:
 
 def _task_report(task: str, *, challenger: float, champion: float) -> dict:
     """A report of ``task`` whose primary metric is ``challenger`` vs ``champion``."""
-    from lockgate.metrics import default_primary, task_metric_names
+    from lockgate.tasks import default_primary, task_metric_names
 
     primary = default_primary(task)
 

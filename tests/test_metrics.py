@@ -265,7 +265,7 @@ def test_regression_metrics_equal_sklearn() -> None:
 
 
 def test_catalog_directions_and_primaries() -> None:
-    from lockgate.metrics import (
+    from lockgate.tasks import (
         TASKS,
         default_primary,
         higher_is_better,
@@ -306,7 +306,7 @@ def test_catalog_directions_and_primaries() -> None:
 
 
 def test_task_metrics_dispatches_per_task() -> None:
-    from lockgate.metrics import task_metrics
+    from lockgate.tasks import task_metrics
 
     y, p = _fixture(0, 200, ties=False, rate=0.3)
     assert task_metrics("binary", y, p) == {

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.calibration import calibration_curve
 
-from lockgate import metrics, stats
+from lockgate import metrics, stats, tasks
 from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
 from lockgate.stats import (
     HIGHER_IS_BETTER,
@@ -647,7 +647,7 @@ def test_task_interval_contains_the_estimate_and_is_deterministic(task: str, met
     ci = bootstrap_ci(y, p, metric=metric, task=task, n_boot=200, seed=3)
     assert ci.lower <= ci.estimate <= ci.upper
     assert ci.lower < ci.upper
-    assert ci.estimate == pytest.approx(metrics.metric_value(task, metric, y, p), abs=0)
+    assert ci.estimate == pytest.approx(tasks.metric_value(task, metric, y, p), abs=0)
     assert ci.positives is None
     assert ci.n_used == 200
     assert ci.stratified is (task == "multiclass")
@@ -673,7 +673,7 @@ def test_task_replicates_equal_metrics_on_the_resampled_rows(
     )
     assert valid.any()
     for r in np.flatnonzero(valid):
-        expected = metrics.metric_value(task, metric, y[rows[r]], p[rows[r]])
+        expected = tasks.metric_value(task, metric, y[rows[r]], p[rows[r]])
         assert reps[0, r] == pytest.approx(expected, abs=1e-9, rel=0), (metric, r)
 
 
