@@ -97,8 +97,7 @@ def read_parquet_dir(path: str | Path, *, columns: Sequence[str] | None = None) 
         what = "does not exist" if not folder.exists() else "holds no *.parquet file"
         raise EmptyDataError(
             f"Parquet folder {folder} {what}: at least one Parquet file is required. Fix: "
-            f"check the path, or write the data first (e.g. lockgate.examples."
-            f"generate_fraud_data)."
+            f"check the path, or write the data there first."
         )
     tables = [read_parquet_file(f, columns=columns) for f in files]
     first = tables[0].schema
