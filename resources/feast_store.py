@@ -117,19 +117,46 @@ class FeastStore(dg.ConfigurableResource):
 
     @property
     def project_name(self) -> str:
-        """The Feast project: from ``feature_store.yaml``, else ``project`` or ``lockgate``."""
-        return str(self.repo_config().project)
+        """The Feast project: from ``feature_store.yaml``, else ``project`` or ``lockgate``.
+
+        Read without importing Feast (seconds): sensors ask for it on every tick.
+        """
+        if not self.is_feast_repo:
+            return self.project or _DEFAULT_PROJECT
+        project = str(self._yaml().get("project", ""))
+        if self.project and self.project != project:
+            self._yaml_config()  # raises the mismatch with its fix
+        return project
 
     @property
     def registry_path(self) -> Path:
-        """The file registry (resolved as Feast resolves it: relative to the repository)."""
-        registry = self.repo_config().registry
-        path = registry if isinstance(registry, str) else registry.path
-        scheme = str(path).split("://", 1)[0] if "://" in str(path) else ""
-        if scheme and scheme != "file":
-            return Path(str(path))
-        path = str(path).removeprefix("file://")
+        """The file registry, resolved as Feast resolves it (relative to the repository).
+
+        Read without importing Feast, like :attr:`project_name`.
+        """
+        if not self.is_feast_repo:
+            return self.repo_path / "registry.db"
+        registry = self._yaml().get("registry", "")
+        path = str(registry.get("path", "") if isinstance(registry, dict) else registry)
+        if "://" in path and not path.startswith("file://"):
+            return Path(path)
+        path = path.removeprefix("file://")
         return Path(path) if os.path.isabs(path) else self.repo_path / path
+
+    def _yaml(self) -> dict[str, Any]:
+        """``feature_store.yaml`` as Feast reads it (``${VAR}`` expanded), as plain data."""
+        import yaml
+
+        path = self.repo_path / FEATURE_STORE_YAML
+        try:
+            data = yaml.safe_load(os.path.expandvars(path.read_text()))
+        except (OSError, yaml.YAMLError) as exc:
+            raise FeatureStoreError(
+                f"{path} cannot be read as YAML ({type(exc).__name__}: {exc}): it must be valid "
+                f"feature_store.yaml. Fix: correct it; `feast plan` in {self.repo_path} shows "
+                f"what Feast reads."
+            ) from exc
+        return data if isinstance(data, dict) else {}
 
     def source_path(self, uri: str) -> str:
         """A source's path or URI resolved as Feast resolves it (relative to the repository)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import textwrap
@@ -400,3 +401,40 @@ def test_usable_as_a_dagster_resource(applied: FeastStore) -> None:
     )
     assert result.success
     assert result.output_for_node("fraud_refs")[0] == "transaction_features:amount"
+
+
+def test_registry_and_project_are_read_without_importing_feast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feature-change sensor asks for them on every tick: importing Feast costs seconds."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(
+        "project: churn\nprovider: local\nregistry:\n  path: ${LG_TEST_REG}/registry.db\n"
+        "online_store:\n  type: sqlite\n  path: online.db\nentity_key_serialization_version: 3\n"
+    )
+    code = (
+        "import sys\n"
+        "from lockgate.resources.feast_store import FeastStore\n"
+        f"yaml_repo = FeastStore(repo_dir={str(repo)!r})\n"
+        f"in_code = FeastStore(repo_dir={str(tmp_path / 'code')!r}, project='p')\n"
+        "print(yaml_repo.registry_path, yaml_repo.project_name)\n"
+        "print(in_code.registry_path, in_code.project_name)\n"
+        "print('feast' in sys.modules)\n"
+    )
+    monkeypatch.setenv("LG_TEST_REG", "reg")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True
+    ).stdout.splitlines()
+    assert out == [
+        f"{repo / 'reg' / 'registry.db'} churn",
+        f"{tmp_path / 'code' / 'registry.db'} p",
+        "False",
+    ]
+    # and they agree with what Feast itself reads from the file
+    store = FeastStore(repo_dir=str(repo))
+    config = store.repo_config()
+    assert store.project_name == config.project
+    assert store.registry_path == repo / config.registry.path
