@@ -19,21 +19,32 @@ Each line is the canonical JSON of the whole entry followed by ``\\n``. Editing 
 that entry's ``hash``; removing, reordering or duplicating entries breaks a ``prev`` link or the
 ``seq`` sequence, so :meth:`AuditLog.verify` finds it and says where.
 
-One thing a chain cannot show on its own: dropping entries **from the end** leaves a shorter
-chain that is still valid. To detect that, publish the head somewhere the log's writer cannot
-rewrite (for instance as Dagster asset metadata on the run that appended it) and check it later
-with ``verify(expected_head=...)``; entries appended after the anchor are fine, losing the
-anchored entry or changing it is reported.
+A chain cannot show on its own that entries were dropped **from the end**, that the whole file
+was replaced by another valid chain, or that it was deleted. So every append also publishes the
+new head in a **witness** file beside the log, ``<log>.head``, signed with lockgate's signing key
+(HMAC-SHA256, :mod:`lockgate.signing`: ``$LOCKGATE_SIGNING_KEY`` or ``<home>/keys/signing.key``,
+by default the ``keys/signing.key`` two folders above the log). :meth:`AuditLog.verify` checks it
+by default: a log that ends before the witnessed head (``truncated``), whose entry at that seq
+has another hash (``head_mismatch``, a rewritten or replaced log), that is missing
+(``missing_log``), that has no witness (``no_witness``) or a witness the key did not sign
+(``witness_invalid``), or that has entries after the witnessed head (``unwitnessed``: appended
+without lockgate) does not verify; appends refuse to chain onto such a log. After review,
+:meth:`AuditLog.witness_head` (``lockgate audit witness``) signs the current head, e.g. for a
+log written before witnesses existed. A witness cannot tell a log rolled back *together with*
+an older copy of its witness: for that, publish the head elsewhere too and check it with
+``verify(expected_head=...)``; entries appended after that anchor are fine, losing the anchored
+entry or changing it is reported.
 
 Appends are safe across threads and processes: each takes an exclusive ``fcntl.flock`` on a
-sidecar file ``<log>.lock``, reads the last entry, writes the new line with a single ``write`` on
-an ``O_APPEND`` descriptor and ``fsync``\\ s it before releasing the lock. A crash mid-write leaves
+sidecar file ``<log>.lock``, reads the last entry and the witness, writes the new line with a
+single ``write`` on an ``O_APPEND`` descriptor, ``fsync``\\ s it, then replaces the witness
+(temp file + rename) before releasing the lock. A crash mid-write leaves
 a last line without its newline (a *torn* line): :meth:`AuditLog.verify` reports it,
 :meth:`AuditLog.append` refuses to chain onto it and :meth:`AuditLog.repair_torn_tail` fixes it.
 
 Example:
     >>> import tempfile, pathlib
-    >>> log = AuditLog(pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl")
+    >>> log = AuditLog(pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl", signing_key="k" * 32)
     >>> entry = log.append("promotion", pipeline="fraud", actor="alice", payload={"version": "v2"})
     >>> entry["seq"], entry["prev"] == GENESIS_HASH
     (0, True)
@@ -56,11 +67,13 @@ from typing import Any, Literal, NamedTuple
 
 from lockgate.errors import LockgateError
 from lockgate.hashing import canonical_json
+from lockgate.signing import KEY_ENV, SigningKey, load_signing_key
 
 __all__ = [
     "AUDIT_KINDS",
     "ENTRY_FIELDS",
     "GENESIS_HASH",
+    "WITNESS_FORMAT",
     "AuditEntryError",
     "AuditError",
     "AuditHead",
@@ -72,6 +85,9 @@ __all__ = [
 
 GENESIS_HASH = "0" * 64
 """The ``prev`` of the first entry."""
+
+WITNESS_FORMAT = "lockgate-audit-head-v1"
+"""The ``format`` of the witness file ``<log>.head``: the signed seq and hash of the head."""
 
 ENTRY_FIELDS = ("seq", "at", "kind", "pipeline", "actor", "payload", "prev", "hash")
 """The fields of every entry, in the order they are documented."""
@@ -99,6 +115,10 @@ Problem = Literal[
     "seq_mismatch",
     "truncated",
     "head_mismatch",
+    "missing_log",
+    "no_witness",
+    "witness_invalid",
+    "unwitnessed",
 ]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -107,6 +127,11 @@ _FIX_TAMPER = (
     "or move it aside and start a new log"
 )
 _FIX_TORN = "call AuditLog(path).repair_torn_tail(actor=...) and append again"
+_FIX_WITNESS = (
+    "review the entries with `lockgate audit show`; if they are genuine, sign the current head "
+    "with `lockgate audit witness` (AuditLog.witness_head), otherwise restore the log and its "
+    ".head file from a backup"
+)
 
 
 class AuditError(LockgateError):
@@ -161,7 +186,9 @@ class AuditVerification:
     ``malformed`` (missing/extra fields or wrong types), ``hash_mismatch`` (content edited),
     ``duplicate_entry``, ``entries_reordered``, ``entry_removed``, ``broken_link`` (``prev``
     does not match the previous entry's hash), ``seq_mismatch`` (seq renumbered),
-    ``truncated`` and ``head_mismatch`` (the published anchor is missing or differs).
+    ``truncated`` and ``head_mismatch`` (the witness or the published anchor is beyond the end,
+    or differs), ``missing_log`` (no log file), ``no_witness``, ``witness_invalid`` (not signed
+    by the configured key) and ``unwitnessed`` (entries after the witnessed head).
     """
 
     ok: bool
@@ -236,11 +263,18 @@ class AuditLog:
     """An append-only, hash-chained JSON-lines audit log at ``path``.
 
     The file and its parent folder are created by the first :meth:`append`; reading a log that
-    does not exist yet gives no entries.
+    does not exist yet gives no entries, verifying it reports ``missing_log``.
+
+    Args:
+        path: The log file.
+        signing_key: The key that signs the witness; None reads ``$LOCKGATE_SIGNING_KEY``, then
+            ``key_file``.
+        key_file: Default ``<log folder>/../keys/signing.key`` (``<home>/keys/signing.key`` for
+            ``<home>/audit/audit.jsonl``), created 0600 by the first append when missing.
 
     Example:
         >>> import tempfile, pathlib
-        >>> log = AuditLog(pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl")
+        >>> log = AuditLog(pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl", signing_key="k" * 32)
         >>> _ = log.append("rollback", pipeline="fraud", actor="canary", payload={"to": "v1"})
         >>> [e["kind"] for e in log.entries(pipeline="fraud")]
         ['rollback']
@@ -248,8 +282,20 @@ class AuditLog:
         0
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        signing_key: str | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+    ) -> None:
         self._path = Path(path)
+        self._secret = signing_key
+        self._key_file = (
+            Path(key_file)
+            if key_file is not None
+            else self._path.absolute().parent.parent / "keys" / "signing.key"
+        )
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self._path)!r})"
@@ -263,6 +309,16 @@ class AuditLog:
     def lock_path(self) -> Path:
         """The sidecar file that appends lock (``<log>.lock``)."""
         return self._path.with_name(f"{self._path.name}.lock")
+
+    @property
+    def witness_path(self) -> Path:
+        """The signed head, replaced by every append (``<log>.head``)."""
+        return self._path.with_name(f"{self._path.name}.head")
+
+    @property
+    def key_file(self) -> Path:
+        """The signing key file used when no key is given and ``$LOCKGATE_SIGNING_KEY`` is unset."""
+        return self._key_file
 
     # writing ----------------------------------------------------------------------------------
 
@@ -339,10 +395,13 @@ class AuditLog:
             cut = data.rfind(b"\n") + 1
             complete, tail = data[:cut], data[cut:]
             check = self._verify_bytes(complete, expected_head=None)
+            if check.ok and (complete or self.witness_path.exists()):
+                check = self._verify_bytes(complete, expected_head=None, witness=True)
             if not check.ok:
                 raise AuditIntegrityError(
                     f"cannot repair {self._path}: {check.message} Only a torn last line is "
-                    f"repaired automatically; {_FIX_TAMPER}",
+                    f"repaired automatically (a crash leaves the witness at the entry before "
+                    f"it); {_FIX_TAMPER}",
                     check,
                 )
             with_newline = self._verify_bytes(data + b"\n", expected_head=None)
@@ -350,6 +409,7 @@ class AuditLog:
                 self._write_line(b"\n")
                 entry = _parse(tail)
                 assert isinstance(entry, dict)
+                self._write_witness(AuditHead(entry["seq"], entry["hash"]))
                 return entry
             with open(self._path, "r+b") as handle:
                 handle.truncate(cut)
@@ -419,22 +479,48 @@ class AuditLog:
             return self._tail_head()
 
     def verify(
-        self, *, expected_head: AuditHead | tuple[int, str] | None = None
+        self, *, expected_head: AuditHead | tuple[int, str] | None = None, witness: bool = True
     ) -> AuditVerification:
-        """Check every line and link; report the first problem with its line and seq.
+        """Check every line and link, then the signed witness; report the first problem.
 
         Args:
-            expected_head: a head published earlier (see :meth:`head`). The entry with that seq
-                must still be in the log with that hash; entries appended since are fine.
-                Without it, entries removed from the end cannot be detected.
+            expected_head: a head published elsewhere (see :meth:`head`). The entry with that
+                seq must still be in the log with that hash; entries appended since are fine.
+            witness: check the witness file (``<log>.head``): the log must exist and end at the
+                head the last append signed. False checks the chain alone.
 
         Example:
-            >>> AuditLog("/nonexistent/audit.jsonl").verify().ok
-            True
+            >>> AuditLog("/nonexistent/audit.jsonl").verify().problem
+            'missing_log'
         """
         with self._locked(shared=True):
             data = self._read_all()
-        return self._verify_bytes(data, expected_head=expected_head)
+            return self._verify_bytes(data, expected_head=expected_head, witness=witness)
+
+    def witness_head(self) -> AuditHead:
+        """Sign the current head into the witness file, after checking the whole chain.
+
+        For a log written before lockgate signed its head, or after reviewing entries that were
+        appended without updating the witness (``unwitnessed``). Needs the signing key.
+
+        Raises:
+            AuditIntegrityError: the log is missing, torn or its chain does not verify.
+        """
+        with self._locked():
+            if not self._path.exists():
+                raise AuditIntegrityError(
+                    f"there is no audit log at {self._path} to witness; fix: restore it from a "
+                    "backup, or let the first append create it"
+                )
+            check = self._verify_bytes(self._read_all(), expected_head=None)
+            if not check.ok:
+                fix = _FIX_TORN if check.problem == "torn_line" else _FIX_TAMPER
+                raise AuditIntegrityError(
+                    f"refusing to sign the head of {self._path}: {check.message} Fix: {fix}.",
+                    check,
+                )
+            self._write_witness(check.head)
+            return check.head
 
     def verify_or_raise(
         self, *, expected_head: AuditHead | tuple[int, str] | None = None
@@ -450,6 +536,8 @@ class AuditLog:
         """
         result = self.verify(expected_head=expected_head)
         if not result.ok:
+            if "; fix: " in result.message:  # the witness problems name their own fix
+                raise AuditIntegrityError(result.message, result)
             fix = _FIX_TORN if result.problem == "torn_line" else _FIX_TAMPER
             raise AuditIntegrityError(f"{result.message} Fix: {fix}.", result)
         return result
@@ -511,6 +599,7 @@ class AuditLog:
         self, kind: str, *, pipeline: str, actor: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
         last = self._tail_head()
+        self._check_tail_witness(last)
         entry: dict[str, Any] = {
             "seq": last.seq + 1,
             "at": datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -522,7 +611,90 @@ class AuditLog:
         }
         entry["hash"] = entry_hash(entry)
         self._write_line(canonical_json(entry) + b"\n")
+        self._write_witness(AuditHead(entry["seq"], entry["hash"]))
         return entry
+
+    # the witness ------------------------------------------------------------------------------
+
+    def _key(self, *, create: bool) -> SigningKey | None:
+        return load_signing_key(key_file=self._key_file, secret=self._secret, create=create)
+
+    def _write_witness(self, head: AuditHead) -> None:
+        """Sign ``head`` into the witness file (temp file + rename); caller holds the lock."""
+        key = self._key(create=True)
+        assert key is not None
+        signed = canonical_json({"format": WITNESS_FORMAT, "seq": head.seq, "hash": head.hash})
+        document = {
+            "format": WITNESS_FORMAT,
+            "seq": head.seq,
+            "hash": head.hash,
+            "key_id": key.key_id,
+            "hmac": key.sign(WITNESS_FORMAT, signed),
+        }
+        tmp = self.witness_path.with_name(f".{self.witness_path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, canonical_json(document) + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.witness_path)
+
+    def _read_witness(self) -> tuple[AuditHead | None, str | None]:
+        """``(signed head, None)``, ``(None, None)`` when absent, ``(None, why)`` when invalid."""
+        try:
+            raw = self.witness_path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        try:
+            doc = _parse(raw)
+        except ValueError:
+            doc = None
+        seq = doc.get("seq") if isinstance(doc, dict) else None
+        digest = doc.get("hash") if isinstance(doc, dict) else None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("format") != WITNESS_FORMAT
+            or not isinstance(seq, int)
+            or isinstance(seq, bool)
+            or seq < -1
+            or not isinstance(digest, str)
+            or not _HEX64.fullmatch(digest)
+        ):
+            return None, f"its witness {self.witness_path} is not a {WITNESS_FORMAT} document"
+        key = self._key(create=False)
+        if key is None:
+            return None, (
+                f"no signing key checks its witness {self.witness_path} ({KEY_ENV} is unset and "
+                f"the key file {self._key_file} does not exist): set {KEY_ENV} to the key that "
+                "signed it, or restore the key file"
+            )
+        if doc.get("key_id") != key.key_id:
+            return None, (
+                f"its witness {self.witness_path} was signed with key {doc.get('key_id')}, the "
+                f"signing key from {key.source} is {key.key_id}: set {KEY_ENV} (or the key file) "
+                "to the key that signed it"
+            )
+        signed = canonical_json({"format": WITNESS_FORMAT, "seq": seq, "hash": digest})
+        if not key.verify(WITNESS_FORMAT, signed, doc.get("hmac")):
+            return None, (
+                f"its witness {self.witness_path} does not match its signature: it was forged "
+                "or edited"
+            )
+        return AuditHead(seq, digest), None
+
+    def _check_tail_witness(self, last: AuditHead) -> None:
+        """Refuse to append unless the witness signs exactly the last entry (or the log is new)."""
+        signed, why = self._read_witness()
+        if signed is not None and signed == last:
+            return
+        if signed is None and why is None and last.seq == -1 and not self._read_all():
+            return  # a new log: its first append writes the first witness
+        check = self._verify_bytes(self._read_all(), expected_head=None, witness=True)
+        fix = "" if "; fix: " in check.message else f" Fix: {_FIX_TAMPER}."
+        raise AuditIntegrityError(
+            f"refusing to append to {self._path}: {check.message}{fix}", check
+        )
 
     def _write_line(self, line: bytes) -> None:
         created = not self._path.exists()
@@ -588,7 +760,11 @@ class AuditLog:
         )
 
     def _verify_bytes(
-        self, data: bytes, *, expected_head: AuditHead | tuple[int, str] | None
+        self,
+        data: bytes,
+        *,
+        expected_head: AuditHead | tuple[int, str] | None,
+        witness: bool = False,
     ) -> AuditVerification:
         pieces = data.split(b"\n")
         lines, torn = pieces[:-1], pieces[-1]
@@ -718,6 +894,11 @@ class AuditLog:
                 "short, e.g. by a crash.",
             )
 
+        if witness:
+            problem = self._witness_problem(data, head, by_seq, len(lines))
+            if problem is not None:
+                return fail(*problem)
+
         if expected_head is not None:
             want_seq, want_hash = int(expected_head[0]), str(expected_head[1])
             if want_seq > head.seq:
@@ -745,3 +926,70 @@ class AuditLog:
             head=head,
             message=f"ok: {len(hashes)} entries, head seq {head.seq} hash {_short(head.hash)}",
         )
+
+    def _witness_problem(
+        self, data: bytes, head: AuditHead, by_seq: Mapping[int, tuple[int, str]], n_lines: int
+    ) -> tuple[Problem, int, int | None, str] | None:
+        """What the witness says is wrong with a chain that verified, or None."""
+        end = n_lines + 1
+        signed, why = self._read_witness()
+        why_fix = "restore the log and its .head file from a backup"
+        if not data and not self._path.exists():
+            if signed is not None or why is not None:
+                return (
+                    "missing_log",
+                    1,
+                    None,
+                    f"the log does not exist, but its witness {self.witness_path} does: the log "
+                    "was deleted; fix: restore it from a backup.",
+                )
+            return (
+                "missing_log",
+                1,
+                None,
+                "no audit log exists at this path: nothing was recorded here yet, the path is "
+                "wrong, or the log was deleted together with its witness; fix: check "
+                "LOCKGATE_HOME / LOCKGATE_AUDIT_PATH, or restore the log from a backup.",
+            )
+        if why is not None:
+            return ("witness_invalid", end, None, f"{why}; fix: {why_fix}.")
+        if signed is None:
+            return (
+                "no_witness",
+                end,
+                None,
+                f"the log has no witness {self.witness_path} (the head signed by the last "
+                "append): it was written before lockgate signed the head, or the witness was "
+                "deleted; fix: if the log is genuine (`lockgate audit show`), sign its head with "
+                "`lockgate audit witness`.",
+            )
+        if signed.seq > head.seq:
+            return (
+                "truncated",
+                end,
+                signed.seq,
+                f"the log ends at seq {head.seq} but its witness (the head signed by the last "
+                f"append) is seq {signed.seq} (hash {_short(signed.hash)}): the published head "
+                f"is seq {signed.seq}; entries were removed from the end or the file was "
+                f"replaced; fix: {why_fix}.",
+            )
+        if signed.seq >= 0 and by_seq[signed.seq][1] != signed.hash:
+            number, found = by_seq[signed.seq]
+            return (
+                "head_mismatch",
+                number,
+                signed.seq,
+                f"has hash {_short(found)} but its witness signed {_short(signed.hash)}: the log "
+                f"was rewritten or replaced after that entry was appended; fix: {why_fix}.",
+            )
+        if signed.seq < head.seq:
+            first = by_seq[signed.seq + 1][0]
+            return (
+                "unwitnessed",
+                first,
+                signed.seq + 1,
+                f"seqs {signed.seq + 1}..{head.seq} come after the head its witness signed (seq "
+                f"{signed.seq}): they were appended without lockgate, or a crash hit between an "
+                f"append and its witness; fix: {_FIX_WITNESS}.",
+            )
+        return None

@@ -8,7 +8,8 @@ never at import time. ``local`` (the embedded default) keeps everything under on
     feast/      Feast file registry and SQLite online store
     artifacts/  content-addressed registry: snapshots, model versions, reports
     refs/       asset outputs (JSON references between assets)
-    audit/      the hash-chained audit log
+    audit/      the hash-chained audit log and its signed head
+    keys/       signing.key: signs lock records and the audit head (0600, created on first use)
     serving/    Triton model repository, tritonserver and gateway state, prediction log
     dagster/    DAGSTER_HOME of the local Dagster instance
 
@@ -16,7 +17,8 @@ never at import time. ``local`` (the embedded default) keeps everything under on
 Dagster at run time (``dg.EnvVar``): ``LOCKGATE_DATA_DIR``, ``LOCKGATE_FEAST_DIR``,
 ``LOCKGATE_ARTIFACTS_ROOT``, ``LOCKGATE_REFS_DIR``, ``LOCKGATE_AUDIT_PATH`` (shared volumes in a
 cluster), and the serving services ``LOCKGATE_TRITON_URL``, ``LOCKGATE_GATEWAY_URL``,
-``LOCKGATE_MODEL_REPOSITORY``, ``LOCKGATE_CANARY_STATE_DIR``, ``LOCKGATE_PREDICTIONS_DIR``.
+``LOCKGATE_MODEL_REPOSITORY``, ``LOCKGATE_CANARY_STATE_DIR``, ``LOCKGATE_PREDICTIONS_DIR``, and
+the signing key ``LOCKGATE_SIGNING_KEY`` (a secret; required: no key file is created there).
 """
 
 from __future__ import annotations
@@ -116,10 +118,15 @@ class Environment:
             "feast": FeastStore(
                 repo_dir=dg.EnvVar("LOCKGATE_FEAST_DIR"), data_dir=dg.EnvVar("LOCKGATE_DATA_DIR")
             ),
-            "artifacts": LocalArtifactRegistry(root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT")),
+            "artifacts": LocalArtifactRegistry(
+                root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT"),
+                signing_key=dg.EnvVar("LOCKGATE_SIGNING_KEY"),
+            ),
             "lockgate_io": JsonReferenceIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
             "lockgate_frames": ParquetFrameIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
-            "audit": AuditTrail(path=dg.EnvVar("LOCKGATE_AUDIT_PATH")),
+            "audit": AuditTrail(
+                path=dg.EnvVar("LOCKGATE_AUDIT_PATH"), signing_key=dg.EnvVar("LOCKGATE_SIGNING_KEY")
+            ),
             "serving_stack": RemoteServingStack(
                 triton_url=dg.EnvVar("LOCKGATE_TRITON_URL"),
                 gateway_url=dg.EnvVar("LOCKGATE_GATEWAY_URL"),

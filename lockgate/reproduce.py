@@ -1,4 +1,9 @@
-"""Rebuild a model version from its lock record and verify the weights are bit-identical."""
+"""Rebuild a model version from its lock record and verify every file is bit-identical.
+
+A rebuild is verified when the weights and every other file the lock record lists (preprocessing,
+exports) hash as locked, and it produces no file the record lacks; any mismatch fails it. With
+``restore=True`` a verified rebuild writes back the version's missing or damaged files.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +31,15 @@ class ReproductionReport:
     expected_weights_sha256: str
     rebuilt_weights_sha256: str | None = None
     differences: list[str] = field(default_factory=list)
-    file_mismatches: dict[str, tuple[str, str]] = field(default_factory=dict)
+    file_mismatches: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    restored: list[str] | None = None
 
     @property
     def verified(self) -> bool:
-        """True when the rebuilt weights hash equals the locked one."""
-        return self.rebuilt_weights_sha256 == self.expected_weights_sha256
+        """True when the rebuilt weights and every other file hash as locked."""
+        return (
+            self.rebuilt_weights_sha256 == self.expected_weights_sha256 and not self.file_mismatches
+        )
 
     def render(self) -> str:
         """A human-readable summary."""
@@ -41,14 +49,29 @@ class ReproductionReport:
         for diff in self.differences:
             lines.append(f"  differs: {diff}")
         for name, (want, got) in sorted(self.file_mismatches.items()):
-            lines.append(f"  other file {name}: locked {want[:12]}, rebuilt {got[:12]}")
+            locked = want[:12] if want else "(not in the lock record)"
+            rebuilt = got[:12] if got else "(not rebuilt)"
+            lines.append(f"  file {name} differs: locked {locked}, rebuilt {rebuilt}")
         if self.verified:
-            lines.append("VERIFIED: the rebuilt weights are bit-identical to the locked version")
-        else:
             lines.append(
-                "NOT REPRODUCED: the rebuilt weights differ; the differences above are the "
+                "VERIFIED: the rebuilt weights and every other file are bit-identical to the "
+                "locked version"
+            )
+        else:
+            what = sorted(self.file_mismatches)
+            if self.rebuilt_weights_sha256 != self.expected_weights_sha256:
+                what = ["the weights", *what]
+            lines.append(
+                f"NOT REPRODUCED: {', '.join(what)} differ; the differences above are the "
                 "likely cause (check out the locked commit and install the locked versions)"
             )
+        if self.restored is not None:
+            if not self.verified:
+                lines.append("nothing restored: only a verified rebuild is written back")
+            elif self.restored:
+                lines.append(f"restored into the registry: {', '.join(self.restored)}")
+            else:
+                lines.append("nothing to restore: every stored file matches its lock record")
         return "\n".join(lines)
 
 
@@ -90,13 +113,22 @@ def code_differences(
 
 
 def reproduce(
-    artifacts: ArtifactRegistry, pipeline: str, version: str, *, code_path: str | Path | None = None
+    artifacts: ArtifactRegistry,
+    pipeline: str,
+    version: str,
+    *,
+    code_path: str | Path | None = None,
+    restore: bool = False,
 ) -> ReproductionReport:
     """Rebuild ``pipeline``/``version`` from its lock record and stored snapshot.
 
     The user's code is compared with the locked commit of the project it was built from
     (``code_path``, default the project folder recorded in the lock record), and lockgate's own
-    version and commit with the locked ones; each difference is reported by name.
+    version and commit with the locked ones; each difference is reported by name. Every file
+    the rebuild writes is compared with the lock record (see :attr:`ReproductionReport.verified`).
+
+    With ``restore``, a verified rebuild writes the version's missing or damaged files back into
+    the registry (:meth:`ArtifactRegistry.restore_model_files`); ``report.restored`` names them.
 
     Raises:
         ReproductionError: the rebuild cannot even start (the snapshot is gone or damaged).
@@ -139,9 +171,15 @@ def reproduce(
         task=record.get("task", "binary"),
     )
     report.rebuilt_weights_sha256 = lock["triad"]["weights_sha256"]
-    locked_files = record["artifact"]["files"]
-    for name, sha in lock["artifact"]["files"].items():
-        if name in locked_files and locked_files[name] != sha:
-            report.file_mismatches[name] = (locked_files[name], sha)
+    locked_files: dict[str, str] = record["artifact"]["files"]
+    rebuilt_files: dict[str, str] = lock["artifact"]["files"]
+    for name in sorted(set(locked_files) | set(rebuilt_files)):
+        want, got = locked_files.get(name), rebuilt_files.get(name)
+        if want != got:
+            report.file_mismatches[name] = (want, got)
+    if restore:
+        report.restored = (
+            artifacts.restore_model_files(pipeline, version, files) if report.verified else []
+        )
     del files
     return report

@@ -11,6 +11,7 @@ Layout (keys are ``/``-separated relative paths)::
     snapshots/<frame sha256>.json           its manifest (rows, schema, file sha256, fingerprints)
     validations/<frame sha256>.json         the data-quality verdict on that snapshot
     models/<pipeline>/<version>/lock.json   the lock record (lists every file with its sha256)
+    models/<pipeline>/<version>/lock.sig    its keyed signature (HMAC-SHA256, lockgate.signing)
     models/<pipeline>/<version>/<file>      weights and exports (LightGBM text, safetensors, ...)
     reports/<pipeline>/<version>/<name>     evaluation reports, plots, the model card
     verdicts/<pipeline>/<version>/<id>.json gate verdicts: the lock record's attestations
@@ -19,7 +20,11 @@ Layout (keys are ``/``-separated relative paths)::
                                             per-run measurements (infra validation latencies)
 
 Every group is written at once (temp folder + rename) and never changed afterwards; reading a
-model version re-hashes each file against its lock record, so a tampered file is refused.
+model version checks its lock record's signature, self-hash, triad and folder, and re-hashes
+each file against it, so a tampered file or a forged record is refused. The signing key is the
+``signing_key`` field, else ``$LOCKGATE_SIGNING_KEY``, else ``signing_key_file`` (default
+``<root>/../keys/signing.key``, i.e. ``<lockgate home>/keys/signing.key``, created 0600 by the
+first write); see :mod:`lockgate.signing`.
 
 Reruns on the same inputs store nothing new. Documents that carry run provenance (the run id,
 the time) are named by the sha256 of their content *without* those fields
@@ -50,9 +55,12 @@ from lockgate.errors import (
     ImmutableArtifactError,
 )
 from lockgate.hashing import canonical_json, sha256_bytes
-from lockgate.lock import verify_lock_record
+from lockgate.lock import check_lock_signature, sign_lock_bytes, verify_lock_record
+from lockgate.signing import KEY_ENV, SigningKey, load_signing_key
 
 __all__ = ["PROVENANCE_FIELDS", "ArtifactRegistry", "LocalArtifactRegistry", "content_id"]
+
+_RESERVED = ("lock.json", "lock.sig")
 
 PROVENANCE_FIELDS = frozenset({"at", "evaluated_at", "run_id"})
 """Fields that say which run wrote a document and when, not what it says."""
@@ -83,7 +91,18 @@ def _check_key(key: str) -> str:
 
 
 class ArtifactRegistry(dg.ConfigurableResource, ABC):
-    """Content-addressed, immutable store of snapshots and model versions."""
+    """Content-addressed, immutable store of snapshots and model versions.
+
+    Attributes:
+        signing_key: The key that signs lock records (production: a secret,
+            ``dg.EnvVar("LOCKGATE_SIGNING_KEY")``); None reads ``$LOCKGATE_SIGNING_KEY``, then
+            the key file.
+        signing_key_file: The key file when no key is given (default: ``keys/signing.key`` in
+            the folder above the registry, i.e. the lockgate home's), created 0600 on first write.
+    """
+
+    signing_key: str | None = None
+    signing_key_file: str | None = None
 
     # ---- storage primitives: what an object-storage implementation provides ----------------
 
@@ -285,22 +304,92 @@ class ArtifactRegistry(dg.ConfigurableResource, ABC):
         """Folder key of one model version."""
         return f"models/{_check_key(pipeline)}/{_check_key(version)}"
 
+    # signing ---------------------------------------------------------------------------------
+
+    def key_file(self) -> str:
+        """The signing key file used when no key is configured (``signing_key_file``)."""
+        if not self.signing_key_file:
+            raise ArtifactError(
+                f"{type(self).__name__} has no signing key file; rule: a registry reads its "
+                f"signing key from signing_key, {KEY_ENV} or signing_key_file; fix: set one"
+            )
+        return self.signing_key_file
+
+    def _key(self, *, create: bool, where: str) -> SigningKey:
+        key = load_signing_key(
+            key_file=self.key_file(), secret=self.signing_key or None, create=create
+        )
+        if key is None:
+            raise ArtifactIntegrityError(
+                f"cannot check the signature of {where}: no signing key is configured "
+                f"({KEY_ENV} is unset and the key file {self.key_file()} does not exist); rule: "
+                f"lock records are read with the key that signed them; fix: set {KEY_ENV} to "
+                "that key or restore the key file"
+            )
+        return key
+
+    # model versions, continued ---------------------------------------------------------------
+
     def put_model_version(
         self, pipeline: str, version: str, files: Mapping[str, bytes], lock: Mapping[str, Any]
     ) -> bool:
-        """Store a model version (its files plus ``lock.json``) once; False if already stored."""
-        if "lock.json" in files:
-            raise ArtifactError("a model file may not be named 'lock.json'; rename it")
+        """Store a model version (its files, ``lock.json`` and its signature ``lock.sig``) once.
+
+        The record must be the version's (:func:`lockgate.lock.verify_lock_record` with this
+        pipeline and version) and list exactly ``files`` with their sha256.
+
+        Returns:
+            False when the identical version is already stored.
+
+        Raises:
+            ArtifactIntegrityError: the record does not verify or does not list ``files``.
+            ImmutableArtifactError: the version is stored with other content.
+        """
+        reserved = sorted(set(files) & set(_RESERVED))
+        if reserved:
+            raise ArtifactError(f"a model file may not be named {reserved}; rename it")
+        verify_lock_record(lock, pipeline=pipeline, version=version)
+        listed = dict(lock["artifact"]["files"])
+        given = {name: sha256_bytes(data) for name, data in files.items()}
+        if listed != given:
+            differ = sorted(n for n in set(listed) | set(given) if listed.get(n) != given.get(n))
+            raise ArtifactIntegrityError(
+                f"the lock record of {pipeline}/{version} does not list the files given to store "
+                f"(they differ in {differ}); rule: the record lists every stored file with its "
+                "sha256; fix: build the record from these files (lockgate.build.train_version)"
+            )
         group = dict(files)
         group["lock.json"] = canonical_json(dict(lock))
+        key = self._key(create=True, where=f"{pipeline}/{version}")
+        group["lock.sig"] = canonical_json(sign_lock_bytes(group["lock.json"], key))
         return self.write_files_once(self.model_prefix(pipeline, version), group)
 
-    def has_model_version(self, pipeline: str, version: str) -> bool:
-        """Whether the version's lock record is stored."""
-        return self.exists(f"{self.model_prefix(pipeline, version)}/lock.json")
+    def sign_model_version(self, pipeline: str, version: str) -> tuple[dict[str, Any], bool]:
+        """Sign a stored version that has no ``lock.sig`` (written before lock records were signed).
 
-    def lock_record(self, pipeline: str, version: str) -> dict[str, Any]:
-        """The lock record of a model version."""
+        Checked first: the record's self-hash, triad and folder, and every file against it. A
+        version that is already signed is only verified.
+
+        Returns:
+            ``(the record, written)``; ``written`` is False when it was signed already.
+
+        Raises:
+            ArtifactIntegrityError: the record or a file does not verify; nothing is signed.
+        """
+        prefix = self.model_prefix(pipeline, version)
+        if self.exists(f"{prefix}/lock.sig"):
+            self.model_files(pipeline, version)
+            return self.lock_record(pipeline, version), False
+        raw = self._lock_bytes(pipeline, version)
+        record = self._parse_lock(raw, pipeline, version)
+        self._check_files(record, pipeline, version)
+        key = self._key(create=True, where=f"{pipeline}/{version}")
+        signature = canonical_json(sign_lock_bytes(raw, key))
+        if not self.swap_bytes(f"{prefix}/lock.sig", None, signature):
+            return self.lock_record(pipeline, version), False  # signed meanwhile: check that
+        return record, True
+
+    def _lock_bytes(self, pipeline: str, version: str) -> bytes:
         key = f"{self.model_prefix(pipeline, version)}/lock.json"
         if not self.exists(key):
             known = ", ".join(self.model_versions(pipeline)) or "none"
@@ -308,36 +397,123 @@ class ArtifactRegistry(dg.ConfigurableResource, ABC):
                 f"model version {version!r} of pipeline {pipeline!r} is not in the registry "
                 f"(known versions: {known}); list them with `lockgate versions {pipeline}`"
             )
-        record: dict[str, Any] = self.read_json(key)
-        verify_lock_record(record)
+        return self.read_bytes(key)
+
+    def _parse_lock(self, raw: bytes, pipeline: str, version: str) -> dict[str, Any]:
+        key = f"{self.model_prefix(pipeline, version)}/lock.json"
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise ArtifactIntegrityError(
+                f"{self.uri(key)} is not valid JSON ({exc}); the file was damaged or edited: "
+                "restore it from a backup of the registry"
+            ) from exc
+        if not isinstance(record, dict):
+            raise ArtifactIntegrityError(
+                f"{self.uri(key)} holds a JSON {type(record).__name__}, not a lock record; "
+                "restore it from a backup of the registry"
+            )
+        verify_lock_record(record, pipeline=pipeline, version=version)
         return record
+
+    def has_model_version(self, pipeline: str, version: str) -> bool:
+        """Whether the version's lock record is stored."""
+        return self.exists(f"{self.model_prefix(pipeline, version)}/lock.json")
+
+    def lock_record(self, pipeline: str, version: str) -> dict[str, Any]:
+        """The lock record of a model version, its signature and content checked.
+
+        Raises:
+            ArtifactNotFoundError: no such version.
+            ArtifactIntegrityError: the record is unsigned, signed with another key, forged or
+                edited, or it is another version's record.
+        """
+        raw = self._lock_bytes(pipeline, version)
+        where = f"{pipeline}/{version}"
+        sig_key = f"{self.model_prefix(pipeline, version)}/lock.sig"
+        if not self.exists(sig_key):
+            raise ArtifactIntegrityError(
+                f"the lock record of {where} is not signed ({self.uri(sig_key)} is missing): it "
+                "was written before lockgate signed lock records, or its signature was removed; "
+                "rule: only signed records are read; fix: check and sign it with `lockgate sign "
+                f"{pipeline} {version}` (needs the signing key), or restore lock.sig from a backup"
+            )
+        signature = self.read_json(sig_key)
+        check_lock_signature(signature, raw, self._key(create=False, where=where), where=where)
+        return self._parse_lock(raw, pipeline, version)
 
     def model_files(self, pipeline: str, version: str) -> dict[str, bytes]:
         """Every file of a model version, each checked against the sha256 in its lock record.
 
         Raises:
-            ArtifactIntegrityError: a file is missing or its content changed.
+            ArtifactIntegrityError: the record does not verify, or a file is missing or its
+                content changed.
         """
-        record = self.lock_record(pipeline, version)
+        return self._check_files(self.lock_record(pipeline, version), pipeline, version)
+
+    def _check_files(
+        self, record: Mapping[str, Any], pipeline: str, version: str
+    ) -> dict[str, bytes]:
         prefix = self.model_prefix(pipeline, version)
+        fix = (
+            f"rebuild the version and write back the files that match its lock record with "
+            f"`lockgate reproduce {pipeline} {version} --restore`, or restore them from a backup"
+        )
         files: dict[str, bytes] = {}
         for name, expected in sorted(record["artifact"]["files"].items()):
             key = f"{prefix}/{name}"
             if not self.exists(key):
                 raise ArtifactIntegrityError(
-                    f"{self.uri(key)} is listed in the lock record but missing; restore it or "
-                    f"rebuild the version with `lockgate reproduce {pipeline} {version}`"
+                    f"{self.uri(key)} is listed in the lock record but missing; fix: {fix}"
                 )
             data = self.read_bytes(key)
             actual = sha256_bytes(data)
             if actual != expected:
                 raise ArtifactIntegrityError(
                     f"{self.uri(key)} has sha256 {actual[:16]}, the lock record says "
-                    f"{expected[:16]}: the file was tampered with or damaged; do not serve it, "
-                    f"rebuild it with `lockgate reproduce {pipeline} {version}`"
+                    f"{expected[:16]}: the file was tampered with or damaged; do not serve it; "
+                    f"fix: {fix}"
                 )
             files[name] = data
         return files
+
+    def restore_model_files(
+        self, pipeline: str, version: str, files: Mapping[str, bytes]
+    ) -> list[str]:
+        """Write back the files of a version that are missing or damaged, from ``files``.
+
+        Only bytes whose sha256 equals the lock record's are written (a bit-identical rebuild,
+        see ``lockgate reproduce --restore``); intact files are left alone.
+
+        Returns:
+            The names written back, sorted.
+
+        Raises:
+            ArtifactIntegrityError: a missing or damaged file has no replacement with the locked
+                sha256 in ``files``; nothing after it is written.
+        """
+        record = self.lock_record(pipeline, version)
+        prefix = self.model_prefix(pipeline, version)
+        restored = []
+        for name, expected in sorted(record["artifact"]["files"].items()):
+            key = f"{prefix}/{name}"
+            current = self.read_bytes(key) if self.exists(key) else None
+            if current is not None and sha256_bytes(current) == expected:
+                continue
+            data = files.get(name)
+            if data is None or sha256_bytes(data) != expected:
+                got = "none" if data is None else sha256_bytes(data)[:16]
+                raise ArtifactIntegrityError(
+                    f"cannot restore {self.uri(key)}: the lock record says sha256 "
+                    f"{expected[:16]}, the replacement has {got}; rule: only the locked bytes are "
+                    "written back; fix: restore the file from a backup of the registry"
+                )
+            if not self.swap_bytes(key, current, data):
+                raise ArtifactIntegrityError(
+                    f"{self.uri(key)} changed while it was being restored; run the restore again"
+                )
+            restored.append(name)
+        return restored
 
     def model_versions(self, pipeline: str) -> list[str]:
         """Versions of ``pipeline`` that have a lock record, sorted."""
@@ -466,6 +642,13 @@ class LocalArtifactRegistry(ArtifactRegistry):
     """Artifact registry on a local folder; groups are written to a temp folder and renamed."""
 
     root: str
+
+    def key_file(self) -> str:
+        """``signing_key_file``, default ``keys/signing.key`` beside the registry's folder."""
+        if self.signing_key_file:
+            return self.signing_key_file
+        parent = os.path.dirname(os.path.abspath(self.root))
+        return os.path.join(parent, "keys", "signing.key")
 
     def swap_bytes(self, key: str, expected: bytes | None, data: bytes) -> bool:
         import fcntl

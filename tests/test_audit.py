@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -102,8 +105,10 @@ def test_empty_and_missing_logs(tmp_path: Path) -> None:
     assert log.entries() == []
     assert log.head() == AuditHead(-1, GENESIS_HASH)
     result = log.verify()
-    assert result.ok
+    assert not result.ok  # a missing log is an error, not "0 entries verified"
+    assert result.problem == "missing_log"
     assert result.entries == 0
+    assert log.verify(witness=False).ok  # the chain alone: empty
     assert not (tmp_path / "missing").exists()  # reading creates nothing
 
 
@@ -199,12 +204,13 @@ def test_removing_several_entries_is_found(tmp_path: Path) -> None:
     assert "3 entries were removed" in result.message
 
 
-def test_removing_the_last_entry_needs_the_anchor(tmp_path: Path) -> None:
+def test_removing_the_last_entry_is_found_by_an_anchor_too(tmp_path: Path) -> None:
     log = _log(tmp_path)
     anchor = log.head()
     _write(log, _lines(log)[:-1])
-    assert log.verify().ok  # a shorter chain is still a valid chain
-    result = log.verify(expected_head=anchor)
+    assert log.verify(witness=False).ok  # a shorter chain is still a valid chain
+    assert log.verify().problem == "truncated"  # the witness signed seq 4
+    result = log.verify(expected_head=anchor, witness=False)
     assert not result.ok
     assert result.problem == "truncated"
     assert result.seq == 4
@@ -226,7 +232,7 @@ def test_anchor_allows_later_appends_but_not_rewrites(tmp_path: Path) -> None:
     assert "rewritten" in result.message
 
 
-def test_rebuilt_chain_is_found_only_with_the_anchor(tmp_path: Path) -> None:
+def test_rebuilt_chain_is_found_by_the_anchor_and_the_witness(tmp_path: Path) -> None:
     """An attacker who rewrites and rehashes every entry after the anchor's is caught by it."""
     log = _log(tmp_path, 4)
     anchor = log.head()
@@ -235,8 +241,9 @@ def test_rebuilt_chain_is_found_only_with_the_anchor(tmp_path: Path) -> None:
     entries[3]["actor"] = "mallory"
     entries[3]["hash"] = entry_hash(entries[3])
     _write(log, [canonical_json(e) + b"\n" for e in entries])
-    assert log.verify().ok
-    assert log.verify(expected_head=anchor).problem == "head_mismatch"
+    assert log.verify(witness=False).ok
+    assert log.verify(expected_head=anchor, witness=False).problem == "head_mismatch"
+    assert log.verify().problem == "head_mismatch"
 
 
 def test_reordering_two_entries_is_found(tmp_path: Path) -> None:
@@ -307,9 +314,14 @@ def test_garbage_lines_are_found(tmp_path: Path, content: bytes, problem: str) -
 
 
 def _tear(log: AuditLog, keep: int) -> bytes:
-    """Simulate a crash mid-append: the last line loses all but ``keep`` bytes and its newline."""
+    """Simulate a crash mid-append: the last line loses all but ``keep`` bytes and its newline.
+
+    The crash hit before that append signed its head: the witness stays at the entry before.
+    """
     lines = _lines(log)
     torn = lines[-1][:keep]
+    _write(log, lines[:-1])
+    log.witness_head()
     _write(log, [*lines[:-1], torn])
     return torn
 
@@ -381,10 +393,10 @@ def test_repair_completes_an_entry_that_lost_only_its_newline(tmp_path: Path) ->
 
 def test_repair_refuses_a_tampered_log(tmp_path: Path) -> None:
     log = _log(tmp_path)
+    _tear(log, 10)
     lines = _lines(log)
     del lines[1]
     _write(log, lines)
-    _tear(log, 10)
     before = log.path.read_bytes()
     with pytest.raises(AuditIntegrityError, match="removed"):
         log.repair_torn_tail(actor="ops")
@@ -460,3 +472,136 @@ def test_shared_log_object_across_threads(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert log.verify().entries == 200
+
+
+# the published head: a witness signed with the lockgate key (issue 13, item 7) -------------------
+
+
+def _lockgate(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LOCKGATE_SIGNING_KEY"}
+    return subprocess.run(
+        [sys.executable, "-m", "lockgate.cli", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def _home_log(tmp_path: Path, count: int = 5) -> AuditLog:
+    """A log in a lockgate home's layout: <home>/audit/audit.jsonl, key in <home>/keys."""
+    home = tmp_path / "home"
+    log = AuditLog(home / "audit" / "audit.jsonl")
+    for i in range(count):
+        log.append("promotion", pipeline="fraud", actor="tester", payload={"i": i})
+    return log
+
+
+def test_truncating_the_tail_is_found_without_an_anchor(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    _write(log, _lines(log)[:-2])
+    result = log.verify()
+    assert not result.ok
+    assert result.problem == "truncated"
+    assert "ends at seq 2" in result.message
+    assert "witness" in result.message
+
+
+def test_rechaining_to_the_end_is_found_without_an_anchor(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    entries = [json.loads(line) for line in _lines(log)]
+    entries[2]["actor"] = "mallory"
+    prev = entries[1]["hash"]
+    for entry in entries[2:]:
+        entry["prev"] = prev
+        entry["hash"] = prev = entry_hash(entry)
+    _write(log, [canonical_json(e) + b"\n" for e in entries])
+    result = log.verify()
+    assert (result.problem, result.seq) == ("head_mismatch", 4)
+    assert "rewritten" in result.message
+
+
+def test_replacing_the_file_is_found(tmp_path: Path) -> None:
+    log = _log(tmp_path / "a")
+    other = _log(tmp_path / "b", 7)
+    log.path.write_bytes(other.path.read_bytes())
+    assert log.verify().problem == "head_mismatch"
+    log.path.write_bytes(b"")
+    assert log.verify().problem == "truncated"
+
+
+def test_a_deleted_or_missing_log_is_an_error(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    log.path.unlink()
+    result = log.verify()
+    assert (result.ok, result.problem) == (False, "missing_log")
+    assert "deleted" in result.message
+    never = AuditLog(tmp_path / "never" / "audit.jsonl").verify()
+    assert (never.ok, never.problem) == (False, "missing_log")
+    with pytest.raises(AuditIntegrityError, match="missing"):
+        AuditLog(tmp_path / "never" / "audit.jsonl").verify_or_raise()
+
+
+def test_a_forged_witness_is_refused(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    lines = _lines(log)
+    _write(log, lines[:-1])
+    head = json.loads(lines[-2])
+    witness = json.loads(log.witness_path.read_bytes())
+    witness.update(seq=head["seq"], hash=head["hash"])  # the head of the shorter log, no key
+    log.witness_path.write_bytes(canonical_json(witness))
+    result = log.verify()
+    assert result.problem == "witness_invalid"
+    assert "signature" in result.message
+    with pytest.raises(AuditIntegrityError, match="witness"):
+        log.append("rollback", pipeline="fraud", actor="mallory", payload={})
+
+
+def test_entries_appended_without_lockgate_are_found_and_refused(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    entries = [json.loads(line) for line in _lines(log)]
+    extra = {**entries[-1], "seq": 5, "prev": entries[-1]["hash"], "actor": "mallory"}
+    extra["hash"] = entry_hash(extra)
+    _write(log, [*_lines(log), canonical_json(extra) + b"\n"])
+    result = log.verify()
+    assert (result.problem, result.seq) == ("unwitnessed", 5)
+    with pytest.raises(AuditIntegrityError, match="lockgate audit witness"):
+        log.append("rollback", pipeline="fraud", actor="canary", payload={})
+    assert log.witness_head() == AuditHead(5, extra["hash"])  # after review: accepted
+    assert log.verify().ok
+
+
+def test_a_log_without_witness_names_the_fix(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    log.witness_path.unlink()
+    result = log.verify()
+    assert result.problem == "no_witness"
+    assert "lockgate audit witness" in result.message
+    log.witness_head()
+    assert log.verify().ok
+
+
+def test_cli_verify_finds_truncation_and_deletion(tmp_path: Path) -> None:
+    log = _home_log(tmp_path)
+    home = tmp_path / "home"
+    ok = _lockgate("audit", "verify", home=home)
+    assert ok.returncode == 0, ok.stderr
+    assert "5 entries verified" in ok.stdout
+    _write(log, _lines(log)[:-1])
+    cut = _lockgate("audit", "verify", home=home)
+    assert cut.returncode == 1
+    assert "published head is seq 4" in cut.stderr
+    log.path.unlink()
+    gone = _lockgate("audit", "verify", home=home)
+    assert gone.returncode == 1
+    assert "0 entries verified" not in gone.stdout
+    assert "deleted" in gone.stderr
+
+
+def test_cli_expected_head_garbage_is_named(tmp_path: Path) -> None:
+    _home_log(tmp_path, 2)
+    for garbage in ("garbage", "x:abc", "1:nothex"):
+        result = _lockgate("audit", "verify", "--expected-head", garbage, home=tmp_path / "home")
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "SEQ:HASH" in result.stderr

@@ -5,15 +5,20 @@ import subprocess
 import pytest
 
 from lockgate.errors import ArtifactIntegrityError
+from lockgate.hashing import canonical_json, sha256_json
 from lockgate.lock import (
     CodeVersion,
     build_lock_record,
+    check_lock_signature,
     code_version,
     environment_versions,
+    files_sha256,
     model_version_id,
+    sign_lock_bytes,
     verify_lock_record,
 )
 from lockgate.reproduce import environment_differences
+from lockgate.signing import SigningKey
 
 
 def _record(**over) -> dict:
@@ -35,26 +40,87 @@ def _record(**over) -> dict:
 
 def test_version_is_a_function_of_the_triad() -> None:
     a, b = _record(), _record()
+    files = {"model.txt": "e" * 64, "preprocessing.json": "d" * 64}
     assert (
         a["version"]
         == b["version"]
-        == model_version_id(code_commit="abc", snapshot_sha256="f" * 64, weights_sha256="e" * 64)
+        == model_version_id(
+            code_commit="abc",
+            snapshot_sha256="f" * 64,
+            weights_sha256="e" * 64,
+            files_sha256=files_sha256(files),
+        )
     )
     assert _record(code=CodeVersion("abd", False, "git"))["version"] != a["version"]
     assert _record(files={"model.txt": "0" * 64})["version"] != a["version"]
+    # every file is in the triad, not only the weights file
+    other = _record(files={"model.txt": "e" * 64, "preprocessing.json": "0" * 64})
+    assert other["version"] != a["version"]
     assert a["triad"] == {
         "code_commit": "abc",
         "data_snapshot_sha256": "f" * 64,
         "weights_sha256": "e" * 64,
+        "files_sha256": files_sha256(files),
     }
 
 
 def test_verify_detects_edits() -> None:
     record = _record()
     verify_lock_record(record)
+    verify_lock_record(record, pipeline="fraud", version=record["version"])
     edited = dict(record, label="other")
     with pytest.raises(ArtifactIntegrityError, match="edited"):
         verify_lock_record(edited)
+
+
+def _resealed(record: dict) -> dict:
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return dict(body, record_sha256=sha256_json(body))
+
+
+def test_the_triad_is_derived_from_the_record_not_trusted() -> None:
+    """A file's sha256 changed and the self-hash recomputed: the triad no longer matches."""
+    record = _record()
+    forged = dict(
+        record, artifact={**record["artifact"], "files": dict(record["artifact"]["files"])}
+    )
+    forged["artifact"]["files"]["preprocessing.json"] = "0" * 64
+    with pytest.raises(ArtifactIntegrityError, match=r"triad.*\['files_sha256'\]"):
+        verify_lock_record(_resealed(forged))
+    forged = dict(record, data={"frame_sha256": "1" * 64})
+    with pytest.raises(ArtifactIntegrityError, match="data_snapshot_sha256"):
+        verify_lock_record(_resealed(forged))
+
+
+def test_a_record_is_checked_against_its_folder() -> None:
+    record = _record()
+    with pytest.raises(ArtifactIntegrityError, match=r"folder of fraud/0123.*record of fraud/"):
+        verify_lock_record(record, pipeline="fraud", version="0123456789ab")
+    with pytest.raises(ArtifactIntegrityError, match="folder of churn/"):
+        verify_lock_record(record, pipeline="churn", version=record["version"])
+
+
+def test_schema_1_records_keep_their_version_ids() -> None:
+    record = _record()
+    old = {k: v for k, v in record.items() if k != "record_sha256"}
+    old["schema_version"] = 1
+    old["triad"] = {k: v for k, v in record["triad"].items() if k != "files_sha256"}
+    old["version"] = model_version_id(
+        code_commit="abc", snapshot_sha256="f" * 64, weights_sha256="e" * 64
+    )
+    verify_lock_record(_resealed(old), pipeline="fraud", version=old["version"])
+
+
+def test_lock_signature_detects_forgery_and_names_the_key() -> None:
+    key = SigningKey(b"k" * 32, source="test")
+    data = canonical_json(_record())
+    signature = sign_lock_bytes(data, key)
+    check_lock_signature(signature, data, key, where="fraud/v")
+    with pytest.raises(ArtifactIntegrityError, match="forged or edited"):
+        check_lock_signature(signature, data.replace(b'"y"', b'"z"'), key, where="fraud/v")
+    other = SigningKey(b"o" * 32, source="LOCKGATE_SIGNING_KEY")
+    with pytest.raises(ArtifactIntegrityError, match=f"signed with key {key.key_id}"):
+        check_lock_signature(signature, data, other, where="fraud/v")
 
 
 def test_code_version_reads_git_and_dirty_flag(tmp_path, monkeypatch) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from lockgate.errors import (
     ArtifactNotFoundError,
     ImmutableArtifactError,
 )
-from lockgate.hashing import sha256_bytes
+from lockgate.hashing import canonical_json, sha256_bytes
 from lockgate.lock import CodeVersion, build_lock_record
 from lockgate.resources.artifacts import LocalArtifactRegistry, content_id
 
@@ -44,8 +45,10 @@ def test_model_version_round_trip_and_immutability(registry: LocalArtifactRegist
     assert registry.put_model_version("fraud", version, files, lock) is False  # identical rerun
     assert registry.model_files("fraud", version) == files
     assert registry.model_versions("fraud") == [version]
-    with pytest.raises(ImmutableArtifactError, match="immutable"):
+    with pytest.raises(ArtifactIntegrityError, match="does not list the files"):
         registry.put_model_version("fraud", version, {**files, "model.txt": b"other"}, lock)
+    with pytest.raises(ImmutableArtifactError, match="immutable"):
+        registry.write_files_once(registry.model_prefix("fraud", version), {"model.txt": b"o"})
     assert registry.model_files("fraud", version)["model.txt"] == b"tree"
 
 
@@ -235,3 +238,186 @@ def test_renderings_keep_the_first_file(registry: LocalArtifactRegistry) -> None
     )
     assert written == ["r-pr.png"]
     assert registry.read_bytes("reports/fraud/v1/r-roc.png") == b"first"
+
+
+# signed lock records (issue 13, item 5) -------------------------------------------------------
+
+
+def _forge(registry: LocalArtifactRegistry, version: str, name: str, data: bytes) -> dict:
+    """Replace a model file, update its sha256 in the record and recompute the self-hash."""
+    from lockgate.hashing import sha256_json
+
+    folder = Path(registry.uri(registry.model_prefix("fraud", version)))
+    (folder / name).write_bytes(data)
+    record = json.loads((folder / "lock.json").read_bytes())
+    record["artifact"]["files"][name] = sha256_bytes(data)
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    record["record_sha256"] = sha256_json(body)
+    (folder / "lock.json").write_bytes(canonical_json(record))
+    return record
+
+
+def test_a_forged_file_with_a_rehashed_record_is_refused(registry: LocalArtifactRegistry) -> None:
+    files = {"model.txt": b"tree", "preprocessing.json": b'{"scale": 1}'}
+    lock = _lock(files)
+    registry.put_model_version("fraud", lock["version"], files, lock)
+    _forge(registry, lock["version"], "preprocessing.json", b'{"scale": 1000}')
+    with pytest.raises(ArtifactIntegrityError, match="does not match its signature"):
+        registry.model_files("fraud", lock["version"])
+
+
+def test_a_forger_who_also_fixes_the_triad_and_version_is_refused(
+    registry: LocalArtifactRegistry,
+) -> None:
+    """Every file is in the triad: a changed preprocessing file changes the version id."""
+    from lockgate.lock import files_sha256, model_version_id, verify_lock_record
+
+    files = {"model.txt": b"tree", "preprocessing.json": b'{"scale": 1}'}
+    lock = _lock(files)
+    forged = dict(lock, artifact=dict(lock["artifact"], files=dict(lock["artifact"]["files"])))
+    forged["artifact"]["files"]["preprocessing.json"] = sha256_bytes(b'{"scale": 1000}')
+    with pytest.raises(ArtifactIntegrityError, match=r"triad.*\['files_sha256'\]"):
+        verify_lock_record(forged | {"record_sha256": _rehash(forged)})
+    triad = dict(lock["triad"], files_sha256=files_sha256(forged["artifact"]["files"]))
+    forged["triad"] = triad
+    forged["version"] = model_version_id(
+        code_commit=triad["code_commit"],
+        snapshot_sha256=triad["data_snapshot_sha256"],
+        weights_sha256=triad["weights_sha256"],
+        files_sha256=triad["files_sha256"],
+    )
+    assert forged["version"] != lock["version"]
+    forged["record_sha256"] = _rehash(forged)
+    verify_lock_record(forged)  # self-consistent, but not the record of lock's folder:
+    with pytest.raises(ArtifactIntegrityError, match=f"record of fraud/{forged['version']}"):
+        verify_lock_record(forged, pipeline="fraud", version=lock["version"])
+
+
+def _rehash(record: dict) -> str:
+    from lockgate.hashing import sha256_json
+
+    return sha256_json({k: v for k, v in record.items() if k != "record_sha256"})
+
+
+def test_a_record_in_another_versions_folder_is_refused(registry: LocalArtifactRegistry) -> None:
+    a, b = _store_version(registry, b"a"), _store_version(registry, b"b")
+    root = Path(registry.root) / "models" / "fraud"
+    for name in ("lock.json", "lock.sig", "model.txt"):  # a's signed record and file into b's
+        (root / b / name).write_bytes((root / a / name).read_bytes())
+    assert registry.lock_record("fraud", a)["version"] == a
+    with pytest.raises(ArtifactIntegrityError, match=f"folder of fraud/{b} is the record of"):
+        registry.lock_record("fraud", b)
+    with pytest.raises(ArtifactIntegrityError, match="folder"):
+        registry.model_files("fraud", b)
+
+
+def test_signing_key_file_is_created_0600_beside_the_registry(
+    registry: LocalArtifactRegistry, monkeypatch
+) -> None:
+    monkeypatch.delenv("LOCKGATE_SIGNING_KEY", raising=False)
+    files = {"model.txt": b"a"}
+    lock = _lock(files)
+    version = lock["version"]
+    assert registry.put_model_version("fraud", version, files, lock) is True
+    key_file = Path(registry.root).parent / "keys" / "signing.key"
+    assert key_file.exists()
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    signature = json.loads(
+        (Path(registry.root) / "models" / "fraud" / version / "lock.sig").read_bytes()
+    )
+    assert signature["scheme"] == "hmac-sha256"
+    # the rebuild of the same version signs the same bytes: an identical rerun stays a no-op
+    assert registry.put_model_version("fraud", version, files, lock) is False
+
+
+def test_another_key_or_no_key_is_named(registry: LocalArtifactRegistry, monkeypatch) -> None:
+    monkeypatch.delenv("LOCKGATE_SIGNING_KEY", raising=False)
+    version = _store_version(registry, b"a")
+    monkeypatch.setenv("LOCKGATE_SIGNING_KEY", "x" * 40)
+    with pytest.raises(
+        ArtifactIntegrityError, match=r"signed with key \w{16}.*LOCKGATE_SIGNING_KEY"
+    ):
+        registry.lock_record("fraud", version)
+    monkeypatch.delenv("LOCKGATE_SIGNING_KEY")
+    (Path(registry.root).parent / "keys" / "signing.key").unlink()
+    with pytest.raises(ArtifactIntegrityError, match="no signing key is configured"):
+        registry.lock_record("fraud", version)
+
+
+def test_a_short_key_is_refused(registry: LocalArtifactRegistry, monkeypatch) -> None:
+    from lockgate.errors import SpecError
+
+    monkeypatch.setenv("LOCKGATE_SIGNING_KEY", "short")
+    with pytest.raises(SpecError, match="at least 32"):
+        _store_version(registry, b"a")
+
+
+def test_an_unsigned_record_names_the_fix_and_can_be_signed(
+    registry: LocalArtifactRegistry,
+) -> None:
+    version = _store_version(registry, b"a")
+    sig = Path(registry.root) / "models" / "fraud" / version / "lock.sig"
+    sig.unlink()
+    with pytest.raises(ArtifactIntegrityError, match=f"not signed.*lockgate sign fraud {version}"):
+        registry.lock_record("fraud", version)
+    _, written = registry.sign_model_version("fraud", version)
+    assert written is True
+    assert registry.model_files("fraud", version) == {"model.txt": b"a"}
+    assert registry.sign_model_version("fraud", version)[1] is False
+    # a record that was edited before it was signed is not signed
+    sig.unlink()
+    _forge(registry, version, "model.txt", b"evil")
+    with pytest.raises(ArtifactIntegrityError, match="triad"):
+        registry.sign_model_version("fraud", version)
+    assert not sig.exists()
+
+
+def test_a_record_that_does_not_list_the_files_is_not_stored(
+    registry: LocalArtifactRegistry,
+) -> None:
+    files = {"model.txt": b"tree"}
+    with pytest.raises(ArtifactIntegrityError, match=r"differ in \['model.txt'\]"):
+        registry.put_model_version(
+            "fraud", _lock(files)["version"], {"model.txt": b"x"}, _lock(files)
+        )
+    with pytest.raises(ArtifactIntegrityError, match="record of fraud/"):
+        registry.put_model_version("fraud", "0" * 12, files, _lock(files))
+
+
+def test_restore_writes_back_only_the_locked_bytes(registry: LocalArtifactRegistry) -> None:
+    files = {"model.txt": b"tree", "preprocessing.json": b"{}"}
+    lock = _lock(files)
+    registry.put_model_version("fraud", lock["version"], files, lock)
+    path = Path(registry.uri(f"{registry.model_prefix('fraud', lock['version'])}/model.txt"))
+    path.write_bytes(b"damaged")
+    with pytest.raises(ArtifactIntegrityError, match=r"reproduce fraud .* --restore"):
+        registry.model_files("fraud", lock["version"])
+    with pytest.raises(ArtifactIntegrityError, match="only the locked bytes"):
+        registry.restore_model_files("fraud", lock["version"], {"model.txt": b"other"})
+    assert registry.restore_model_files("fraud", lock["version"], files) == ["model.txt"]
+    assert registry.model_files("fraud", lock["version"]) == files
+    assert registry.restore_model_files("fraud", lock["version"], files) == []
+
+
+def test_cli_sign_signs_unsigned_records_of_a_home(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    registry = LocalArtifactRegistry(root=str(home / "artifacts"))
+    a, b = _store_version(registry, b"a"), _store_version(registry, b"b")
+    (home / "artifacts" / "models" / "fraud" / a / "lock.sig").unlink()
+    env = {k: v for k, v in os.environ.items() if k != "LOCKGATE_SIGNING_KEY"}
+    cmd = [sys.executable, "-m", "lockgate.cli"]
+    refused = subprocess.run(
+        [*cmd, "verify", "fraud", a, "--home", str(home)], capture_output=True, text=True, env=env
+    )
+    assert refused.returncode == 2
+    assert f"lockgate sign fraud {a}" in refused.stderr
+    signed = subprocess.run(
+        [*cmd, "sign", "fraud", "--home", str(home)], capture_output=True, text=True, env=env
+    )
+    assert signed.returncode == 0, signed.stderr
+    assert f"fraud/{a}: signed" in signed.stdout
+    assert f"fraud/{b}: already signed, verified" in signed.stdout
+    assert registry.model_files("fraud", a) == {"model.txt": b"a"}

@@ -1,0 +1,155 @@
+"""The signing key: HMAC-SHA256 signatures over lock records and the audit log's head.
+
+A content hash shows an accident; anyone who can write a file can recompute it. A keyed
+signature shows a forgery too: without the key, an edited lock record or a rewritten audit log
+cannot be signed again. lockgate signs two things with one key:
+
+- each model version's lock record (``lock.sig`` beside ``lock.json``), checked on every read;
+- the audit log's head (``<log>.head``), so that a truncated, replaced or deleted log is found.
+
+Where the key comes from, first match wins:
+
+1. the resource's ``signing_key`` field (production binds it to the secret
+   ``dg.EnvVar("LOCKGATE_SIGNING_KEY")``);
+2. the ``LOCKGATE_SIGNING_KEY`` environment variable (at least 32 characters);
+3. a key file, ``<lockgate home>/keys/signing.key``, created with mode 0600 (32 random bytes,
+   hex) when lockgate first signs something. Copy its content into ``LOCKGATE_SIGNING_KEY`` to
+   use the same key elsewhere: the text is the key.
+
+Example:
+    >>> key = SigningKey(b"k" * 32, source="a test")
+    >>> mac = key.sign("lockgate-example", b"data")
+    >>> key.verify("lockgate-example", b"data", mac), key.verify("lockgate-example", b"x", mac)
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from lockgate.errors import SpecError
+
+__all__ = [
+    "KEY_ENV",
+    "KEY_FILE",
+    "MIN_SECRET_CHARS",
+    "SigningKey",
+    "key_file_for_home",
+    "load_signing_key",
+]
+
+KEY_ENV = "LOCKGATE_SIGNING_KEY"
+"""The environment variable that holds the signing key (production: from a secret)."""
+
+KEY_FILE = Path("keys") / "signing.key"
+"""The key file, relative to the lockgate home."""
+
+MIN_SECRET_CHARS = 32
+"""The shortest key accepted."""
+
+_GENERATE = "python -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An HMAC-SHA256 key and where it was found (for error messages)."""
+
+    secret: bytes
+    source: str
+
+    @property
+    def key_id(self) -> str:
+        """16 hex digits that name the key without revealing it."""
+        return hashlib.sha256(b"lockgate-key-id\0" + self.secret).hexdigest()[:16]
+
+    def sign(self, purpose: str, data: bytes) -> str:
+        """Hex HMAC-SHA256 of ``data``, bound to ``purpose`` (a lock record is not a log head)."""
+        return hmac.new(self.secret, purpose.encode() + b"\0" + data, hashlib.sha256).hexdigest()
+
+    def verify(self, purpose: str, data: bytes, mac: object) -> bool:
+        """Whether ``mac`` is this key's signature of ``data`` for ``purpose`` (constant time)."""
+        return isinstance(mac, str) and hmac.compare_digest(self.sign(purpose, data), mac)
+
+
+def key_file_for_home(home: str | os.PathLike[str]) -> Path:
+    """The key file of a lockgate home: ``<home>/keys/signing.key``."""
+    return Path(home) / KEY_FILE
+
+
+def _from_secret(secret: str, source: str) -> SigningKey:
+    text = secret.strip()
+    if len(text) < MIN_SECRET_CHARS:
+        raise SpecError(
+            f"the signing key from {source} has {len(text)} characters; rule: at least "
+            f"{MIN_SECRET_CHARS}; fix: generate one with {_GENERATE}"
+        )
+    return SigningKey(text.encode("utf-8"), source=source)
+
+
+def _read_key_file(path: Path) -> SigningKey:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SpecError(
+            f"signing key file {path} has mode {mode:04o}; rule: only its owner may read it "
+            f"(0600); fix: chmod 600 {path}"
+        )
+    return _from_secret(path.read_text(encoding="utf-8"), f"key file {path}")
+
+
+def _create_key_file(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (secrets.token_hex(32) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # never replaces a key another process created meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def load_signing_key(
+    *,
+    key_file: str | os.PathLike[str],
+    secret: str | None = None,
+    create: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> SigningKey | None:
+    """The signing key: ``secret``, else ``$LOCKGATE_SIGNING_KEY``, else ``key_file``.
+
+    Args:
+        key_file: The key file to read (and to create when ``create``).
+        secret: An explicit key (a resource's ``signing_key`` field), used first.
+        create: Create ``key_file`` (mode 0600, 32 random bytes) when no key is found; for
+            writers. Readers pass False: a new key cannot verify old signatures.
+        environ: The environment to read (default ``os.environ``).
+
+    Returns:
+        The key, or None when there is none and ``create`` is False.
+
+    Raises:
+        SpecError: The key is shorter than 32 characters, or the key file is readable by others.
+    """
+    if secret:
+        return _from_secret(secret, "the resource's signing_key")
+    env = os.environ if environ is None else environ
+    if env.get(KEY_ENV):
+        return _from_secret(env[KEY_ENV], KEY_ENV)
+    path = Path(key_file)
+    if not path.exists():
+        if not create:
+            return None
+        _create_key_file(path)
+    return _read_key_file(path)
