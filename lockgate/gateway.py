@@ -28,8 +28,10 @@ Routing table per public model (``PUT /admin/routes/{name}``, persisted to
      "shadow_fraction": 0..1,   # shadow: share of champion traffic mirrored to the challenger
      "active": "champion" | "challenger"}   # bluegreen: who gets all traffic
 
-Weighted choices hash the trace id (BLAKE2b, salted per purpose and model), so a trace always
-lands on the same version, and raising a canary weight never moves a challenger trace back. The
+Weighted choices hash the trace id (BLAKE2b, salted per purpose and model, keyed with the
+gateway's secret ``state_dir/routing.key``), so a trace always lands on the same version of one
+gateway (across restarts), raising a canary weight never moves a challenger trace back, and a
+client that chooses its trace id still cannot choose its version. The
 trace id is the client's ``x-lockgate-trace-id`` (else ``x-request-id``, else the W3C
 ``traceparent`` trace id, else 128 random bits in hex); it comes back in the
 ``x-lockgate-trace-id`` header and in the response's ``parameters.lockgate_trace_id``; the KServe
@@ -45,8 +47,11 @@ schema of the version it routes to (read once per version from the Triton model 
 ``create_app(model_repository=...)``); model metadata lists those inputs. A request that breaks
 that contract is a 400 naming the feature and the fix, and is the client's fault: it never counts
 as an error or schema violation of the version. Requests may still send the wire tensor itself
-(one input ``INPUT__0``, FP32, ``[n, d]`` with ``d`` from the upstream metadata, finite values):
-a violation of that is a 400 and a schema violation of the version it would have gone to.
+(one input ``INPUT__0``, FP32, ``[n, d]`` with ``d`` from the upstream metadata, finite values,
+categorical columns holding wire codes when the wire schema is known): a violation of that is a
+400, and a schema violation of the version it went to only if the request fits another version
+of the route (the version's schema differs); a request no version takes is the client's fault
+and never counts against a version.
 
 Coalescing (:mod:`lockgate.coalesce`): once ``coalesce_inflight`` calls (default 2) are in flight
 to one upstream model, further requests for it wait at the gateway and go upstream as one merged
@@ -62,10 +67,14 @@ FP32 rows) that is made durable before the response is sent: ``fsync`` durabilit
 for ``fdatasync``, group-committed across concurrent requests (under load a commit waits up to
 ``commit_delay_s`` until half of the requests in flight have a record waiting) and run by a
 helper process (no GIL contention with the event loop); ``flush`` only waits for ``write``
-(survives a crash of the gateway, not of the machine). A background roller turns closed
-segments into Parquet files (``log_dir/<model>/date=YYYY-MM-DD/part-<seq>.parquet``, temp name +
-fsync + rename) and deletes a segment only once its parts are durable; at startup leftover
-segments are converted first. ``POST /admin/log/roll`` closes the active segment and rolls it
+(survives a crash of the gateway, not of the machine). A commit that fails (a full disk:
+``ENOSPC`` from the preallocation, a short ``pwrite`` or ``fdatasync``) is undone, the segment
+cut back to its last whole record, and its requests answered 503; the next commit writes after
+that record, so a full disk costs the requests it refused and no answered one. A background
+roller turns closed segments into Parquet files
+(``log_dir/<model>/date=YYYY-MM-DD/part-<seq>.parquet``, temp name + fsync + rename; a failed
+part's temp file is removed) and deletes a segment only once its parts are durable; at startup
+leftover segments are converted first. ``POST /admin/log/roll`` closes the active segment and rolls it
 now (before reading a log that must be complete in Parquet). Read both with
 :func:`read_prediction_log`.
 
@@ -82,6 +91,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -136,6 +146,7 @@ __all__ = [
     "MODES",
     "OUTPUT_NAME",
     "PREDICTION_BUCKETS",
+    "ROUTING_KEY_FILE",
     "GatewayApp",
     "GatewayError",
     "HttpUpstream",
@@ -187,13 +198,18 @@ PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DIFF_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 COMMIT_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,127}$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_TRACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# \Z, not $: "$" also matches before a final newline, which would let "name\n" through
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]{0,127}\Z")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_TRACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+_DIGITS_RE = re.compile(r"[0-9]{1,10}\Z")
+_REQUEST_TARGET_RE = re.compile(r"[!-~]+\Z")  # visible ASCII: no space, CR, LF or other bytes
+_HEADER_VALUE_RE = re.compile(r"[ -~]*\Z")  # visible ASCII and spaces
 _ROUTE_KEYS = ("mode", "champion", "challenger", "weight", "shadow_fraction", "active")
 _WAL_MAGIC = b"LGW2"  # binary record header; see _encode_record
 _WAL_MAGIC_V1 = b"LGW1"  # JSON record header of earlier gateways: still read, never written
 _PREALLOC_STEP = 8 << 20
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _FRAME = struct.Struct("<4sII")  # magic, payload length, crc32(payload)
 _META_LEN = struct.Struct("<I")  # version 1: length of the JSON header
 # ts (us), latency (ms), status, flags, byte lengths of trace/model/version/routed_by/request
@@ -407,25 +423,63 @@ def _parse_fraction(value: object, *, field: str, name: str) -> float:
     return float(value)
 
 
-def traffic_fraction(*, model: str, trace_id: str, purpose: str = "canary") -> float:
+def traffic_fraction(
+    *, model: str, trace_id: str, purpose: str = "canary", key: bytes = b""
+) -> float:
     """The deterministic position in [0, 1) of a trace for one routing decision.
 
     A canary request goes to the challenger when this is below ``weight``; a shadow request is
     mirrored when it is below ``shadow_fraction``. The purpose salts the hash so the two
-    decisions are independent.
+    decisions are independent. The gateway keys the hash with its secret routing key
+    (``state_dir/routing.key``), so a client that picks its trace id cannot pick its version.
 
     Args:
         model: the public model name.
         trace_id: the request's trace id.
         purpose: ``canary`` or ``shadow``.
+        key: the gateway's routing key (BLAKE2b key, at most 64 bytes; empty: unkeyed).
 
     Returns:
         A float in [0, 1), uniform over trace ids.
     """
     digest = hashlib.blake2b(
-        f"{model}\x00{trace_id}".encode(), digest_size=8, person=purpose.encode()[:16]
+        f"{model}\x00{trace_id}".encode(), digest_size=8, person=purpose.encode()[:16], key=key
     ).digest()
     return int.from_bytes(digest, "big") / 18446744073709551616.0
+
+
+ROUTING_KEY_FILE = "routing.key"
+
+
+def _routing_key(state_dir: Path) -> bytes:
+    """The gateway's secret routing key from ``state_dir/routing.key``, made on first use.
+
+    Kept with the routes, so a trace id lands on the same version across restarts; readable by
+    the gateway's user only. Clients never see it.
+    """
+    path = state_dir / ROUTING_KEY_FILE
+    if not path.exists():  # made once: a second gateway starting meanwhile keeps the first key
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        _atomic_write(tmp, (os.urandom(32).hex() + "\n").encode(), mode=0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        fsync_path(state_dir)
+    text = path.read_text().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if not 16 <= len(key) <= 64:
+        raise GatewayError(
+            f"{path} does not hold a routing key; rule: 16-64 random bytes as hex on one line; "
+            "fix: delete the file (the gateway makes a new key; canary traces may then change "
+            "version once)"
+        )
+    return key
 
 
 class _RouteTable:
@@ -481,10 +535,10 @@ def _mkdirs_durable(path: Path) -> None:
         fsync_path(d.parent)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     _mkdirs_durable(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:
@@ -659,6 +713,24 @@ class HttpUpstream:
         """
         loop = asyncio.get_running_loop()
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        unsafe = next(
+            (
+                v
+                for v, rule in (
+                    (path, _REQUEST_TARGET_RE),
+                    *((k, _REQUEST_TARGET_RE) for k in headers or ()),
+                    *((v, _HEADER_VALUE_RE) for v in (headers or {}).values()),
+                )
+                if not rule.match(v)
+            ),
+            None,
+        )
+        if unsafe is not None:  # CR/LF would split the request (smuggling)
+            raise GatewayError(
+                f"refusing to send {method} {path[:80]!r} upstream: {unsafe[:80]!r} holds "
+                "characters outside visible ASCII (CR, LF, control or non-ASCII characters); "
+                "validate names before building upstream requests"
+            )
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
         head = (
             f"{method} {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
@@ -1602,8 +1674,13 @@ def _roll_segment(path: Path, log_dir: Path) -> int:
         _mkdirs_durable(folder)
         final = folder / f"part-{seq:020d}.parquet"
         tmp = folder / f".part-{seq:020d}.parquet.tmp"
-        pq.write_table(rows, tmp, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS)
-        fsync_path(tmp)
+        try:
+            pq.write_table(rows, tmp, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS)
+            fsync_path(tmp)
+        except BaseException:  # e.g. a full disk: give the space back, retry the segment later
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         os.replace(tmp, final)
         fsync_path(folder)
     if not clean:
@@ -1693,6 +1770,7 @@ class PredictionLog:
         self._seg_path: Path | None = None
         self._seg_size = 0
         self._seg_alloc = 0
+        self._tail_dirty = False  # a failed write may have left bytes after _seg_size
         self._seg_started = 0.0
         self._last_seq = 0
         self._lock_fd = -1
@@ -1794,6 +1872,7 @@ class PredictionLog:
             not self._chunks
             and self._io_lock is not None
             and not self._io_lock.locked()
+            and self._fd >= 0
             and self._seg_size < self.segment_max_bytes
             and (self._syncer is None or self.stats.inflight <= 1)
         ):
@@ -1801,11 +1880,14 @@ class PredictionLog:
             # record once pwrite returns; with fsync and no other request in flight, blocking
             # the event loop for one fdatasync (~0.1-0.2 ms) delays nobody and saves the
             # round trip to the fsync helper.
+            start = self._seg_size
             try:
                 self._write((record,))
                 if self._syncer is not None:
                     os.fdatasync(self._fd)
             except OSError as exc:
+                if self._seg_size != start:  # written but not confirmed durable: not logged
+                    self._undo(start)
                 fut = self._loop.create_future()
                 fut.set_exception(self._commit_error(exc))
                 return fut
@@ -1891,13 +1973,27 @@ class PredictionLog:
             rotated = False
             try:
                 async with self._io_lock:
+                    if self._fd < 0:  # opening the next segment failed before (full disk)
+                        await self._io(self._open_segment)
+                    start = self._seg_size
                     self._write(chunks)
-                    if self._seg_size >= self.segment_max_bytes:
-                        await self._io(self._rotate)  # syncs the full segment before closing it
-                        rotated = True
-                    elif self._syncer is not None:
-                        assert self._seg_path is not None
-                        await self._syncer.sync(self._seg_path)
+                    try:
+                        if self._seg_size >= self.segment_max_bytes:
+                            # syncs the full segment before closing it
+                            await self._io(self._close_segment)
+                            rotated = True
+                        elif self._syncer is not None:
+                            assert self._seg_path is not None
+                            await self._syncer.sync(self._seg_path)
+                    except BaseException:
+                        if self._fd >= 0:  # not confirmed durable: these records are not logged
+                            self._undo(start)
+                        raise
+                    if rotated:  # the records are durable in the closed segment
+                        try:
+                            await self._io(self._open_segment)
+                        except OSError as exc:  # the next commit tries again
+                            logger.error("opening a new WAL segment failed: %s", exc)
             except Exception as exc:
                 err = self._commit_error(exc)
                 for w in waiters:
@@ -1963,38 +2059,98 @@ class PredictionLog:
     # -- file operations (event loop for write; I/O thread for the rest) ------------------
 
     def _write(self, chunks: list[bytes] | tuple[bytes, ...]) -> None:
+        """Append records at the end of the segment, all or nothing.
+
+        A write that fails part way (``ENOSPC`` after some bytes reached the file) is undone:
+        the file is cut back to where the write began, so the next records follow the last
+        whole one and no torn bytes ever sit between records. ``_seg_size`` moves only once
+        every byte is written.
+        """
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        end = self._seg_size + len(data)
-        if end > self._seg_alloc:
-            self._preallocate(end)
-        view = memoryview(data)
-        while view:
-            view = view[os.pwrite(self._fd, view, self._seg_size) :]
-            self._seg_size = end - len(view)
+        start = self._seg_size
+        end = start + len(data)
+        if self._fd < 0:
+            raise OSError(errno.EBADF, "no open WAL segment (opening one failed before)")
+        try:
+            if self._tail_dirty:
+                os.ftruncate(self._fd, start)  # what a failed write left after the last record
+                self._tail_dirty = False
+                self._seg_alloc = start
+            if end > self._seg_alloc:
+                self._preallocate(end)
+            view = memoryview(data)
+            pos = start
+            while view:
+                n = os.pwrite(self._fd, view, pos)
+                view = view[n:]
+                pos += n
+        except OSError:
+            self._undo(start)
+            raise
+        self._seg_size = end
+
+    def _undo(self, start: int) -> None:
+        """Forget everything after ``start``: a failed write or an unconfirmed ``fdatasync``.
+
+        The segment is cut back to ``start`` (giving the space back); if even that fails, the
+        next write cuts it first. Records before ``start`` were made durable by earlier commits.
+        """
+        self._seg_size = start
+        self._tail_dirty = True
+        try:
+            os.ftruncate(self._fd, start)
+        except OSError as exc:
+            logger.error(
+                "cannot cut WAL segment %s back to %d bytes: %s", self._seg_path, start, exc
+            )
+            return
+        self._tail_dirty = False
+        self._seg_alloc = start
 
     def _preallocate(self, end: int) -> None:
         """Reserve the next blocks: fdatasync then need not journal a size change per commit
         (about 100 us instead of 170 us per fsync on ext4 here). Zeros past the last record
-        read as the end of the segment."""
-        target = max(end, self._seg_alloc + min(_PREALLOC_STEP, self.segment_max_bytes))
-        try:
-            os.posix_fallocate(self._fd, self._seg_alloc, target - self._seg_alloc)
-        except OSError:  # not supported here: plain appends
-            self._seg_alloc = 1 << 62
+        read as the end of the segment.
+
+        On a nearly full disk the step is cut to what this write needs; when even that does not
+        fit, ``ENOSPC`` is raised (the commit fails, its requests get 503) and the next write
+        tries again. Only a file system without ``fallocate`` turns preallocation off.
+        """
+        step = self._seg_alloc + min(_PREALLOC_STEP, self.segment_max_bytes)
+        for target in (max(end, step), end):
+            try:
+                os.posix_fallocate(self._fd, self._seg_alloc, target - self._seg_alloc)
+            except OSError as exc:
+                if exc.errno in _NO_SPACE:
+                    if target > end:
+                        continue
+                    raise
+                self._seg_alloc = 1 << 62  # not supported here: plain appends
+                return
+            self._seg_alloc = target
             return
-        self._seg_alloc = target
 
     def _open_segment(self) -> None:
         seq = max(time.time_ns() // 1000, self._last_seq + 1)
         self._last_seq = seq
         self._active_seq = seq  # before the file exists: the roller must never touch it
         path = self.wal_dir / f"wal-{seq:020d}.log"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        self._seg_size = 0
-        self._seg_alloc = 0
-        self._preallocate(1)
-        os.fdatasync(self._fd)  # the preallocated size is durable
-        fsync_path(self.wal_dir)  # the segment's name is durable before any record is acked
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            self._fd = fd
+            self._seg_size = 0
+            self._seg_alloc = 0
+            self._tail_dirty = False
+            with contextlib.suppress(OSError):  # a full disk: the first write tries again
+                self._preallocate(1)
+            os.fdatasync(fd)  # the preallocated size is durable
+            fsync_path(self.wal_dir)  # the segment's name is durable before any record is acked
+        except BaseException:
+            self._fd = -1
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         self._seg_path = path
         self._seg_started = time.monotonic()
 
@@ -2422,6 +2578,7 @@ class GatewayApp:
         verify_routes: bool,
         coalesce_inflight: int = 2,
         model_repository: Path | None = None,
+        routing_key: bytes | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.model_repository = model_repository
@@ -2438,6 +2595,7 @@ class GatewayApp:
         self._merged_tasks: set[asyncio.Task[None]] = set()
         state_dir.mkdir(parents=True, exist_ok=True)
         self.routes = _RouteTable(state_dir)
+        self.routing_key = _routing_key(state_dir) if routing_key is None else routing_key
         self.stats = _Stats()
         self.log = PredictionLog(
             log_dir,
@@ -2569,13 +2727,19 @@ class GatewayApp:
     ) -> None:
         # /v2/models/{name}[/versions/{v}][/infer|/ready|/config]
         name = parts[2]
+        if not _NAME_RE.match(name):  # it becomes part of the upstream request line
+            raise _ReplyError(400, _bad_name(name))
         rest = parts[3:]
         pinned: str | None = None
         if len(rest) >= 2 and rest[0] == "versions":
             pinned = rest[1]
             rest = rest[2:]
             if not _VERSION_RE.match(pinned):
-                raise _ReplyError(400, f"version {pinned!r} is not a lockgate version id")
+                raise _ReplyError(
+                    400,
+                    f"version {pinned[:80]!r} is not a lockgate version id; use 1-128 characters "
+                    "from letters, digits, '.', '_' and '-', starting with a letter or digit",
+                )
         action = rest[0] if rest else ""
         if len(rest) > 1 or action not in ("", "infer", "ready", "config"):
             raise _ReplyError(404, f"no endpoint {method} {scope['path']}")
@@ -2609,7 +2773,7 @@ class GatewayApp:
         meta["name"] = name
         if action == "":
             meta["versions"] = [version] if pinned or route is None else route.versions
-            info = await self._model_info_or_none(upstream_name) if _NAME_RE.match(name) else None
+            info = await self._model_info_or_none(upstream_name)
             if info is not None and info.contract is not None:  # the public contract
                 meta["inputs"] = info.contract.metadata_inputs()
                 params = meta.get("parameters")
@@ -2788,7 +2952,11 @@ class GatewayApp:
             raise _ReplyError(404, _no_route(name))
         elif route.mode == "canary":
             routed_by = "canary"
-            if route.weight > 0.0 and traffic_fraction(model=name, trace_id=trace) < route.weight:
+            if (
+                route.weight > 0.0
+                and traffic_fraction(model=name, trace_id=trace, key=self.routing_key)
+                < route.weight
+            ):
                 version = route.challenger  # type: ignore[assignment]
             else:
                 version = route.champion
@@ -2796,7 +2964,9 @@ class GatewayApp:
             routed_by, version = "shadow", route.champion
             mirror = (
                 route.shadow_fraction > 0.0
-                and traffic_fraction(model=name, trace_id=trace, purpose="shadow")
+                and traffic_fraction(
+                    model=name, trace_id=trace, purpose="shadow", key=self.routing_key
+                )
                 < route.shadow_fraction
             )
         elif route.mode == "bluegreen":
@@ -2839,8 +3009,10 @@ class GatewayApp:
         request_id: str | None = None
         inputs: np.ndarray | None = None
         fwd_headers = {"Content-Type": "application/json"}
-        if ihcl is not None:
-            fwd_headers["Inference-Header-Content-Length"] = ihcl
+        if ihcl is not None:  # only plain digits pass _parse_request; forwarded as a number
+            fwd_headers["Inference-Header-Content-Length"] = (
+                str(int(ihcl)) if _DIGITS_RE.match(ihcl) else ihcl
+            )
         # 1. schema check against the target version's input width
         try:
             info = await self._model_info(f"{name}-{version}")
@@ -2859,7 +3031,10 @@ class GatewayApp:
         try:
             request_id, inputs, header, named = _parse_request(body, ihcl, info, name, version)
         except _ViolationError as exc:
-            series.observe(latency_s=0.0, error=None, violation=True, predictions=None)
+            # the version's fault only if the request fits another version of the route (its
+            # schema differs); a request no version takes is the client's: never counted
+            if routed_by != "pinned" and await self._fits_another(name, version, route, body, ihcl):
+                series.observe(latency_s=0.0, error=None, violation=True, predictions=None)
             return await self._finish_error(
                 name, version, routed_by, trace, request_id, inputs, 400, str(exc), t0
             )
@@ -2971,6 +3146,23 @@ class GatewayApp:
         if out_ihcl is not None:
             headers.append((b"inference-header-content-length", str(out_ihcl).encode()))
         return 200, out_body, headers
+
+    async def _fits_another(
+        self, name: str, version: str, route: Route | None, body: bytes, ihcl: str | None
+    ) -> bool:
+        """Whether a request ``version`` refused fits another version of the route."""
+        for other in route.versions if route is not None else ():
+            if other == version:
+                continue
+            info = await self._model_info_or_none(f"{name}-{other}")
+            if info is None:
+                continue
+            try:
+                _parse_request(body, ihcl, info, name, other)
+            except (_ViolationError, FeatureInputError):
+                continue
+            return True
+        return False
 
     async def _coalesced(
         self,
@@ -3175,8 +3367,10 @@ class GatewayApp:
         }
         if request_id is not None:
             meta["rid"] = request_id
-        with contextlib.suppress(PredictionLogError):
+        try:
             await self.log.append(_encode_record(meta, inputs, None))
+        except PredictionLogError as exc:  # an answer is a logged answer, errors included
+            return 503, _error_body(str(exc)), []
         return status, _error_body(message), [(b"x-lockgate-model-version", version.encode())]
 
     # -- shadow ---------------------------------------------------------------------------
@@ -3290,17 +3484,13 @@ class GatewayApp:
             if not _consteq(got, expected):
                 raise _ReplyError(401, "admin endpoints need 'Authorization: Bearer <admin token>'")
         sub = parts[1:]
+        if len(sub) >= 2 and sub[0] in ("routes", "stats") and not _NAME_RE.match(sub[1]):
+            raise _ReplyError(400, _bad_name(sub[1]))
         if sub == ["routes"] and method == "GET":
             await _send(send, 200, _dumps({"routes": self.routes.to_json()}).encode())
             return
         if len(sub) == 2 and sub[0] == "routes":
             name = sub[1]
-            if not _NAME_RE.match(name):
-                raise _ReplyError(
-                    400,
-                    f"model name {name!r} is invalid; use 1-128 characters from letters, digits, "
-                    "'_' and '.', starting with a letter or digit",
-                )
             if method == "GET":
                 route = self.routes.routes.get(name)
                 if route is None:
@@ -3401,19 +3591,20 @@ def _parse_request(
         is the wire tensor ``INPUT__0`` (a :class:`_ViolationError` if it breaks that one).
     """
     width = info.width
+    hlen = len(body) if ihcl is None else _header_length(ihcl, len(body))
     try:
-        if ihcl is not None:
-            hlen = int(ihcl)
-            if not 0 < hlen <= len(body):
-                raise _ViolationError(
-                    f"Inference-Header-Content-Length={ihcl} does not fit the {len(body)}-byte body"
-                )
-            header = _fast_loads(body[:hlen])
-        else:
-            hlen = len(body)
-            header = _fast_loads(body)
+        header = _fast_loads(body[:hlen] if hlen < len(body) else body)
     except (ValueError, TypeError) as exc:
-        raise _ViolationError(f"request body is not valid JSON ({exc})") from None
+        where = (
+            "request body"
+            if ihcl is None
+            else f"JSON header (the first {hlen} bytes, per Inference-Header-Content-Length)"
+        )
+        raise _ViolationError(
+            f"{where} is not valid JSON ({exc}); rule: a KServe v2 request is a JSON object "
+            "with 'inputs'; fix: send valid JSON"
+            + ("" if ihcl is None else " and the header's exact byte length")
+        ) from None
     if not isinstance(header, dict):
         raise _ViolationError("request body must be a JSON object with 'inputs'")
     rid = header.get("id")
@@ -3480,9 +3671,7 @@ def _parse_request(
                 f"input {INPUT_NAME} data is ragged; send {n}x{d} numbers"
             ) from None
         if raw.dtype.kind not in "iuf":
-            raise _ViolationError(
-                f"input {INPUT_NAME} data has {raw.dtype.kind!r}-kind values; send numbers only"
-            )
+            raise _ViolationError(_not_numbers(data))
         if raw.size != n * d:
             raise _ViolationError(
                 f"input {INPUT_NAME} has {raw.size} values for shape {shape}; send {n * d}"
@@ -3496,7 +3685,60 @@ def _parse_request(
             f"input {INPUT_NAME} has {bad} infinite value(s) (inf or beyond FP32 range); rule: "
             "values are finite, NaN marks a missing value; fix: clip or drop them"
         )
+    if info.contract is not None:  # categorical columns must hold codes (else a model error)
+        try:
+            info.contract.check_wire(arr, model=f"{name} version {version}")
+        except FeatureInputError as exc:
+            raise _ViolationError(str(exc)) from None
     return request_id, arr, header, False
+
+
+def _not_numbers(data: list[Any]) -> str:
+    """Why JSON ``data`` of the wire tensor is not all numbers, and how to send a missing value."""
+
+    def flat(values: list[Any]) -> Iterator[Any]:  # a stack, not recursion: any nesting depth
+        stack = [iter(values)]
+        while stack:
+            for v in stack[-1]:
+                if isinstance(v, list):
+                    stack.append(iter(v))
+                    break
+                yield v
+            else:
+                stack.pop()
+
+    at, bad = next(
+        (
+            (i, v)
+            for i, v in enumerate(flat(data))
+            if isinstance(v, bool) or not isinstance(v, int | float)
+        ),
+        (0, None),
+    )
+    what = "null" if bad is None else f"{type(bad).__name__} {str(bad)[:40]!r}"
+    return (
+        f"input {INPUT_NAME} data holds a JSON {what} at flat position {at}; rule: "
+        f"{INPUT_NAME} data is numbers only (no null, strings or booleans); fix: send a missing "
+        "value as NaN, which JSON cannot carry, so send the tensor as binary data "
+        "(tritonclient's default, binary_data=True) with NaN in it, or send the features by "
+        "name, where JSON null means missing (GET /v2/models/<name> lists them)"
+    )
+
+
+def _header_length(ihcl: str, body_len: int) -> int:
+    """The ``Inference-Header-Content-Length`` as a number of bytes, checked strictly.
+
+    Plain decimal digits only: Python's ``int`` would also take ``"24_5"``, ``" 24"`` or
+    ``"+24"``, which the model server refuses (the gateway forwards the length it checked).
+    """
+    if not _DIGITS_RE.match(ihcl) or not 0 < int(ihcl) <= body_len:
+        raise _ViolationError(
+            f"header Inference-Header-Content-Length={ihcl[:40]!r} is invalid; rule: the byte "
+            f"length of the request's JSON header, plain decimal digits between 1 and the body's "
+            f"{body_len} bytes; fix: send len(json_header) (tritonclient sets it for you), or "
+            "drop the header for an all-JSON body"
+        )
+    return int(ihcl)
 
 
 def _response_header(resp: UpstreamResponse) -> tuple[dict[str, Any], int, bool]:
@@ -3553,6 +3795,13 @@ def _upstream_error_text(resp: UpstreamResponse) -> str:
         pass
     text = resp.body[:500].decode("utf-8", "replace")
     return f"upstream HTTP {resp.status}: {text}" if text else f"upstream HTTP {resp.status}"
+
+
+def _bad_name(name: str) -> str:
+    return (
+        f"model name {name[:80]!r} is invalid; use 1-128 characters from letters, digits, '_' "
+        "and '.', starting with a letter or digit (the pipeline name, e.g. 'fraud_lgbm')"
+    )
 
 
 def _no_route(name: str) -> str:
@@ -3640,6 +3889,7 @@ def create_app(
     verify_routes: bool = True,
     coalesce_inflight: int = 2,
     model_repository: str | os.PathLike[str] | None = None,
+    routing_key: bytes | None = None,
 ) -> GatewayApp:
     """Build the gateway ASGI app.
 
@@ -3676,6 +3926,9 @@ def create_app(
             or, on the GPU target, ``<pipeline>-<version>-wire/1/wire.json``; once per version)
             so that clients can send named features (:mod:`lockgate.named_inputs`). Without
             it, clients send the wire tensor ``INPUT__0`` themselves.
+        routing_key: the secret that keys the canary and shadow hashes of trace ids (16-64
+            bytes; give replicas that must route alike the same one). None: the key in
+            ``state_dir/routing.key``, made at first start.
 
     Returns:
         The ASGI application; start it with the ASGI lifespan protocol (uvicorn does) or call
@@ -3710,6 +3963,11 @@ def create_app(
         )
     if commit_siblings < 1:
         raise GatewayError(f"commit_siblings={commit_siblings!r} must be at least 1")
+    if routing_key is not None and not 16 <= len(routing_key) <= 64:
+        raise GatewayError(
+            f"routing_key has {len(routing_key)} bytes; rule: 16-64 random bytes; fix: use "
+            "os.urandom(32)"
+        )
     if coalesce_inflight < 0:
         raise GatewayError(
             f"coalesce_inflight={coalesce_inflight!r} must be >= 0 (0 never merges requests)"
@@ -3733,6 +3991,7 @@ def create_app(
         verify_routes=verify_routes,
         coalesce_inflight=coalesce_inflight,
         model_repository=None if model_repository is None else Path(model_repository),
+        routing_key=routing_key,
     )
 
 
@@ -3834,6 +4093,11 @@ def main(argv: list[str] | None = None) -> int:
         "features",
     )
     parser.add_argument("--admin-token-env", help="name of an environment variable with the token")
+    parser.add_argument(
+        "--routing-key-env",
+        help="name of an environment variable with the routing key in hex (replicas that must "
+        "route alike); default: state_dir/routing.key",
+    )
     parser.add_argument("--no-verify-routes", action="store_true")
     parser.add_argument("--log-level", default="warning")
     parser.add_argument(
@@ -3850,6 +4114,15 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     token = os.environ.get(args.admin_token_env) if args.admin_token_env else None
+    routing_key = None
+    if args.routing_key_env:
+        try:
+            routing_key = bytes.fromhex(os.environ[args.routing_key_env])
+        except (KeyError, ValueError):
+            parser.error(
+                f"--routing-key-env {args.routing_key_env}: the variable must be set to 16-64 "
+                "bytes in hex (e.g. from `python -c 'import os; print(os.urandom(32).hex())'`)"
+            )
     app = create_app(
         state_dir=args.state_dir,
         log_dir=args.log_dir,
@@ -3866,6 +4139,7 @@ def main(argv: list[str] | None = None) -> int:
         verify_routes=not args.no_verify_routes,
         coalesce_inflight=args.coalesce_inflight,
         model_repository=args.model_repository,
+        routing_key=routing_key,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -53,7 +53,7 @@ import numpy as np
 from lockgate.coalesce import FIXED_DTYPES
 from lockgate.errors import DataError, SchemaError
 from lockgate.triton_config import INPUT_NAME, TRITON_VERSION
-from lockgate.wire import WIRE_FILE, WireSchema, code24
+from lockgate.wire import CODE_LIMIT, WIRE_FILE, WireSchema, code24
 
 __all__ = [
     "CATEGORICAL_DATATYPES",
@@ -324,6 +324,36 @@ class FeatureContract:
             bad = beyond[:, j]
             raise _beyond(self.schema.columns[j].name, int(bad.sum()), int(np.argmax(bad)))
         return np.ascontiguousarray(values, dtype=np.float32)
+
+    def check_wire(self, rows: np.ndarray, *, model: str) -> None:
+        """Refuses a wire matrix (a request's own ``INPUT__0``) whose categorical columns hold
+        values that are no wire code.
+
+        Args:
+            rows: The FP32 ``[n, width]`` matrix.
+            model: ``"<pipeline> version <v>"``, for the message.
+
+        Raises:
+            FeatureInputError: A categorical column holds a value that is not NaN and not an
+                integer in ``[0, 2**24)``.
+        """
+        columns = [j for j, c in enumerate(self.schema.columns) if c.kind == "categorical"]
+        if not columns or rows.ndim != 2 or rows.shape[1] != self.width:
+            return
+        x = rows[:, columns]
+        with np.errstate(invalid="ignore"):
+            ok = np.isnan(x) | ((x >= 0) & (x < CODE_LIMIT) & (x == np.floor(x)))
+        if ok.all():
+            return
+        r, c = (int(v) for v in np.argwhere(~ok)[0])
+        j = columns[c]
+        raise FeatureInputError(
+            f"{INPUT_NAME} column {j} ({self.schema.columns[j].name!r}) of {model} is "
+            f"categorical, but row {r} holds {float(x[r, c])!r} ({int((~ok).sum())} such "
+            "value(s)); rule: a categorical wire value is code24 of the string (an integer in "
+            "[0, 2**24)) or NaN for missing; fix: send the features by name (the category as a "
+            "BYTES string, null for missing) or build the matrix with lockgate.wire.encode"
+        )
 
     def _listing(self) -> str:
         names = [f"{c.name} ({_kind_text(c.kind)})" for c in self.schema.columns[:12]]

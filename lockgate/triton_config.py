@@ -897,8 +897,13 @@ def parse_fault(text):
     return fault
 
 
-def error_response(message):
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+def error_response(message, client_error=False):
+    """An error answer; a client's bad input is INVALID_ARG (HTTP 400), never a server error."""
+    if client_error:
+        error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+    else:
+        error = pb_utils.TritonError(message)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
 
 class TritonPythonModel:
@@ -992,7 +997,7 @@ class TritonPythonModel:
             try:
                 x = self.read_input(request)
             except Exception as exc:
-                responses[i] = error_response(f"{self.name}: {exc}")
+                responses[i] = error_response(f"{self.name}: {exc}", client_error=True)
                 continue
             rate = self.fault.get("error_rate", 0.0)
             if drill and rate and self.rng.random() < rate:

@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lockgate.gateway import (
     GatewayApp,
+    GatewayError,
     HttpUpstream,
     PredictionLog,
     RouteError,
@@ -385,8 +386,9 @@ def test_routing_is_deterministic_per_trace_and_monotone_in_weight(tmp_path: Pat
     low_again = asyncio.run(versions(0.2))  # a fresh app (restart) routes the same way
     high = asyncio.run(versions(0.6))
     assert low == low_again
+    key = bytes.fromhex((tmp_path / "state" / "routing.key").read_text())  # the gateway's secret
     for t in traces:
-        expected = "v2" if traffic_fraction(model=MODEL, trace_id=t) < 0.2 else "v1"
+        expected = "v2" if traffic_fraction(model=MODEL, trace_id=t, key=key) < 0.2 else "v1"
         assert low[t] == expected
         if low[t] == "v2":  # raising the weight never moves a challenger trace back
             assert high[t] == "v2"
@@ -464,7 +466,9 @@ def test_shadow_fraction_mirrors_the_hashed_share(tmp_path: Path) -> None:
             await gather_limited([infer(app, trace=t) for t in traces])
             await app.drain_shadow()
             expected = sum(
-                traffic_fraction(model=MODEL, trace_id=t, purpose="shadow") < 0.25 for t in traces
+                traffic_fraction(model=MODEL, trace_id=t, purpose="shadow", key=app.routing_key)
+                < 0.25
+                for t in traces
             )
             assert fake.models[f"{MODEL}-v2"].calls == expected
             assert abs(expected / 2000 - 0.25) < 0.03
@@ -622,7 +626,7 @@ def test_server_and_model_metadata_present_the_public_name(tmp_path: Path) -> No
         (lambda r: r.pop("inputs"), "exactly one input"),
     ],
 )
-def test_schema_violations_are_400_and_counted(
+def test_wire_violations_are_400_and_never_counted_against_a_version(
     tmp_path: Path, mutate: Callable[[dict[str, Any]], Any], fragment: str
 ) -> None:
     fake = fake_pair()
@@ -644,19 +648,43 @@ def test_schema_violations_are_400_and_counted(
                 )
                 assert r.status == 400, r.body
                 assert fragment in r.json()["error"], r.json()
-            expected = Counter(
-                "v2" if traffic_fraction(model=MODEL, trace_id=t) < 0.5 else "v1" for t in traces
-            )
             stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
-            for v in ("v1", "v2"):
-                assert stats["versions"][v]["schema_violations"] == expected[v]
+            for v in ("v1", "v2"):  # no version takes it: the client's fault
+                assert stats["versions"][v]["schema_violations"] == 0
                 assert stats["versions"][v]["errors"] == 0
             assert fake.models[f"{MODEL}-v1"].calls + fake.models[f"{MODEL}-v2"].calls == 0
 
     asyncio.run(scenario())
 
 
-def test_unreadable_bodies_are_schema_violations(tmp_path: Path) -> None:
+def test_a_request_only_the_champion_takes_is_a_violation_of_the_challenger(
+    tmp_path: Path,
+) -> None:
+    fake = fake_pair()
+    fake.models[f"{MODEL}-v2"].width = WIDTH + 1  # the challenger's schema differs
+
+    async def scenario() -> None:
+        async with running(tmp_path, fake) as app:
+            route = {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.5}
+            await put_route(app, route)
+            responses = await gather_limited([infer(app, trace=f"t{i}") for i in range(200)])
+            refused = [r for r in responses if r.status == 400]
+            assert refused
+            assert all(r.version == "v2" for r in refused)
+            assert all("this model takes 5" in r.json()["error"] for r in refused)
+            assert {r.status for r in responses if r.version == "v1"} == {200}
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert stats["versions"]["v2"]["schema_violations"] == len(refused)
+            assert stats["versions"]["v1"]["schema_violations"] == 0
+            pinned = await infer(app, x=np.ones((1, WIDTH + 2), np.float32), version="v2")
+            assert pinned.status == 400  # a pinned request is the client's choice: not counted
+            stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
+            assert stats["versions"]["v2"]["schema_violations"] == len(refused)
+
+    asyncio.run(scenario())
+
+
+def test_unreadable_bodies_are_client_errors(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(tmp_path, fake_pair()) as app:
             await put_route(app, {"mode": "single", "champion": "v1"})
@@ -692,7 +720,8 @@ def test_unreadable_bodies_are_schema_violations(tmp_path: Path) -> None:
             assert r.status == 400
             assert "binary_data_size" in r.json()["error"]
             stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
-            assert stats["versions"]["v1"]["schema_violations"] == 5
+            assert stats["versions"]["v1"]["schema_violations"] == 0
+            assert stats["versions"]["v1"]["errors"] == 0
 
     asyncio.run(scenario())
 
@@ -1396,18 +1425,29 @@ def test_the_wire_tensor_still_works_next_to_named_features(tmp_path: Path) -> N
     async def scenario() -> None:
         async with running(tmp_path, fake, model_repository=repo) as app:
             await put_route(app, {"mode": "single", "champion": "v1"})
-            r = await infer(app)
-            assert r.status == 200
-            np.testing.assert_allclose(r.outputs(), ROW.mean(axis=1, keepdims=True))
-            body, headers = binary_request(ROW)
+            x = encode(FRAME, SCHEMA)  # column 2 ('plan') holds wire codes
+            r = await infer(app, x=x)
+            assert r.status == 200, r.body
+            np.testing.assert_allclose(r.outputs(), x.mean(axis=1, keepdims=True))
+            body, headers = binary_request(x)
             assert (
                 await call(app, "POST", f"/v2/models/{MODEL}/infer", body, headers)
             ).status == 200
-            bad = await infer(app, x=ROW[:, :3])  # the wire contract: still a violation
+            bad = await infer(app, x=x[:, :3])  # the wire contract still holds
             assert bad.status == 400
             assert "this model takes 4" in bad.json()["error"]
+            for code in (0.5, -1.0, 2.0**24):  # a categorical column holds no code
+                wrong = x.copy()
+                wrong[1, 2] = code
+                bad = await infer(app, x=wrong)
+                assert bad.status == 400, bad.body
+                error = bad.json()["error"]
+                assert f"column 2 ('plan') of {MODEL} version v1 is categorical" in error
+                assert f"row 1 holds {code!r}" in error
+                assert "NaN for missing" in error
             stats = (await call(app, "GET", f"/admin/stats/{MODEL}")).json()
-            assert stats["versions"]["v1"]["schema_violations"] == 1
+            assert stats["versions"]["v1"]["schema_violations"] == 0  # the client's fault
+            assert stats["versions"]["v1"]["errors"] == 0
 
     asyncio.run(scenario())
 
@@ -2175,6 +2215,34 @@ def test_http_upstream_client_against_a_real_server(fake_http: tuple[FakeTriton,
     assert fake.models[f"{MODEL}-v1"].calls == 52
 
 
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        (f"/v2/models/{MODEL}\r\nX-Smuggled: 1-v1", {}),
+        (f"/v2/models/{MODEL} HTTP/1.1", {}),
+        ("/v2/models/fraud\u20ac-v1", {}),
+        (f"/v2/models/{MODEL}-v1", {"X-A": "1\r\nX-B: 2"}),
+        (f"/v2/models/{MODEL}-v1", {"X-A\n": "1"}),
+    ],
+)
+def test_http_upstream_refuses_to_send_a_request_line_that_could_be_split(
+    fake_http: tuple[FakeTriton, str], path: str, headers: dict[str, str]
+) -> None:
+    url = fake_http[1]
+
+    async def scenario() -> None:
+        up = HttpUpstream(url)
+        try:
+            with pytest.raises(GatewayError, match="characters outside visible ASCII"):
+                await up.request("GET", path, headers=headers)
+            ok = await up.request("GET", f"/v2/models/{MODEL}-v1", headers={"X-A": "a b"})
+            assert ok.status == 200
+        finally:
+            await up.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_tritonclient_works_unchanged_through_the_gateway(gateway: GatewayServer) -> None:
     import tritonclient.http as th
     from tritonclient.utils import InferenceServerException
@@ -2217,8 +2285,8 @@ def test_tritonclient_works_unchanged_through_the_gateway(gateway: GatewayServer
             client.infer(MODEL, [bad])
     finally:
         client.close()
-    stats = gateway.stats(MODEL)
-    assert stats["versions"]["v1"]["requests"] + stats["versions"]["v2"]["requests"] == 82
+    stats = gateway.stats(MODEL)  # the 400 is the client's fault: no version's request
+    assert stats["versions"]["v1"]["requests"] + stats["versions"]["v2"]["requests"] == 81
     assert "lockgate_gateway_requests_total" in gateway.metrics()
     assert gateway.reset_stats(MODEL)["reset"] is True
     rolled = gateway.roll_log()  # every answered request, the 400 included, is in Parquet now

@@ -10,6 +10,7 @@ named features by the README's own ``tritonclient`` and ``curl`` examples.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import re
@@ -203,8 +204,9 @@ def test_traffic_split_and_trace_ids_over_real_triton(gateway: GatewayServer) ->
 
     results = asyncio.run(load())
     assert [r[0] for r in results] == traces
+    key = bytes.fromhex((Path(gateway.state_dir) / "routing.key").read_text())  # its secret
     for trace, version, value in results:
-        expected = "v2" if traffic_fraction(model=MODEL, trace_id=trace) < 0.3 else "v1"
+        expected = "v2" if traffic_fraction(model=MODEL, trace_id=trace, key=key) < 0.3 else "v1"
         assert version == expected
         assert value == pytest.approx(0.5 + (0.1 if version == "v2" else 0.0), abs=1e-6)
     share = Counter(v for _, v, _ in results)["v2"] / len(results)
@@ -430,3 +432,128 @@ def test_readme_curl_example_answers_what_the_model_predicts(
     assert answer["model_version"] == version
     got = np.asarray(answer["outputs"][0]["data"], dtype=np.float32)
     np.testing.assert_array_equal(got, model.predict(rows).astype(np.float32))
+
+
+# ---- hardening: hostile names, bad codes and bad headers never reach Triton ------------------
+
+
+def _post(
+    url: str, target: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One request with the target sent exactly as given (percent escapes and all)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    try:
+        conn.request("POST", target, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_smuggling_model_names_never_reach_triton(gateway: GatewayServer) -> None:
+    gateway.set_route(MODEL, {"mode": "single", "champion": "v1"})
+    x = np.full((1, WIDTH), 0.5, np.float32)
+    tensor = {"name": "INPUT__0", "datatype": "FP32", "shape": [1, WIDTH], "data": x.tolist()}
+    body = json.dumps({"inputs": [tensor]}).encode()
+    names = [
+        f"{MODEL}-v1%0d%0aX-Smuggled:%201",
+        f"{MODEL}-v1%20HTTP/1.1%0d%0aHost:%20x%0d%0a%0d%0aGET%20",
+        f"{MODEL}%0a",
+        "fraud%E2%82%AC",
+    ]
+
+    async def load() -> list[tuple[str, int, bytes]]:
+        async def one(target: str) -> tuple[str, int, bytes]:
+            status, out = await asyncio.to_thread(_post, gateway.url, target, body)
+            return target, status, out
+
+        hostile = [f"/v2/models/{n}/versions/v1/infer" for n in names for _ in range(10)]
+        normal = [f"/v2/models/{MODEL}/infer"] * 20
+        return list(await asyncio.gather(*[one(t) for t in hostile + normal]))
+
+    results = asyncio.run(load())
+    for target, status, out in results:
+        if target == f"/v2/models/{MODEL}/infer":
+            assert status == 200, out
+            assert json.loads(out)["outputs"][0]["data"] == [pytest.approx(0.5)]
+        else:
+            assert status == 400, (target, status, out)
+            assert "is invalid; use 1-128 characters" in json.loads(out)["error"]
+    assert "Traceback" not in gateway.log_tail(200)
+
+
+def test_a_bad_categorical_code_is_a_client_error_not_a_triton_500(
+    gateway: GatewayServer, churn: tuple[str, TrainedModel]
+) -> None:
+    version, model = churn
+    gateway.set_route("churn", {"mode": "single", "champion": version})
+    rows = churn_frame(4, seed=3)[CHURN_FEATURES]
+    schema = WireSchema.of(
+        [(c, "categorical" if c == "plan" else "numeric") for c in CHURN_FEATURES]
+    )
+    x = encode(rows, schema)
+    good = {"name": "INPUT__0", "datatype": "FP32", "shape": list(x.shape), "data": x.tolist()}
+    status, out = _post(
+        gateway.url, "/v2/models/churn/infer", json.dumps({"inputs": [good]}).encode()
+    )
+    assert status == 200, out
+    np.testing.assert_array_equal(
+        np.asarray(json.loads(out)["outputs"][0]["data"], np.float32),
+        model.predict(rows).astype(np.float32),
+    )
+    x[2, 3] = 0.5  # the model's own category code, not code24 of the string
+    bad = {**good, "data": x.tolist()}
+    for i in range(20):
+        status, out = _post(
+            gateway.url,
+            "/v2/models/churn/infer",
+            json.dumps({"inputs": [bad]}).encode(),
+            {"x-lockgate-trace-id": f"bad-code-{i}"},
+        )
+        assert status == 400, out
+        error = json.loads(out)["error"]
+        assert "column 3 ('plan')" in error, error
+        assert "row 2 holds 0.5" in error, error
+    counted = gateway.stats("churn")["versions"][version]
+    assert (counted["errors"], counted["schema_violations"]) == (0, 0), counted
+
+
+def test_an_inference_header_length_python_reads_but_triton_does_not_is_a_400(
+    gateway: GatewayServer,
+) -> None:
+    gateway.set_route(MODEL, {"mode": "single", "champion": "v1"})
+    x = np.full((2, WIDTH), 0.25, np.float32)
+    raw = x.tobytes()
+    head = {
+        "id": "",
+        "inputs": [
+            {
+                "name": "INPUT__0",
+                "datatype": "FP32",
+                "shape": [2, WIDTH],
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        ],
+    }
+    head["id"] = "p" * (245 - len(json.dumps(head)))
+    header = json.dumps(head).encode()
+    assert len(header) == 245
+    status, out = _post(
+        gateway.url,
+        f"/v2/models/{MODEL}/infer",
+        header + raw,
+        {"Inference-Header-Content-Length": "245"},
+    )
+    assert status == 200, out
+    status, out = _post(  # int("24_5") == 245 in Python; Triton refuses it with a 500
+        gateway.url,
+        f"/v2/models/{MODEL}/infer",
+        header + raw,
+        {"Inference-Header-Content-Length": "24_5"},
+    )
+    assert status == 400, out
+    error = json.loads(out)["error"]
+    assert "header Inference-Header-Content-Length='24_5' is invalid" in error, error
+    counted = gateway.stats(MODEL)["versions"]["v1"]
+    assert (counted["errors"], counted["schema_violations"]) == (0, 0), counted
