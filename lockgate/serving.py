@@ -825,9 +825,11 @@ def _verify_folder(
     for rel, data in folder.generated.items():
         if actual[rel].read_bytes() != data:
             raise ServingError(
-                f"{actual[rel]} differs from what lockgate generates for "
-                f"{manifest['options']!r} and the version's wire schema: it was edited; rule: "
-                f"generated files are not edited by hand; fix: {_fix(pipeline, version)}"
+                f"{actual[rel]} differs from what lockgate generates for the options that "
+                f"{path / MANIFEST_FILE} records ({manifest['options']!r}) and the version's "
+                f"wire schema: {rel} was edited, or the manifest's options were; rule: "
+                f"generated files and manifests are not edited by hand; fix: "
+                f"{_fix(pipeline, version)}"
             )
     if actual[MANIFEST_FILE].read_bytes() != _manifest_bytes(expected_manifest):
         raise ServingError(

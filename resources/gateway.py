@@ -110,6 +110,20 @@ class Gateway(dg.ConfigurableResource, ABC):
         except (urllib.error.URLError, OSError, GatewayError):
             return False
 
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the gateway reaches the model behind a public name, pinned to ``version``
+        (``GET /v2/models/{name}[/versions/{v}]/ready``: the gateway asks its upstream).
+
+        Returns:
+            True when the gateway answers 200; False when it answers otherwise or is down.
+        """
+        path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/ready"
+        try:
+            with _NO_PROXY.open(f"{self.url}{path}", timeout=min(self.timeout_s, 10.0)) as reply:
+                return bool(reply.status == 200)
+        except (urllib.error.URLError, OSError, GatewayError):
+            return False
+
     def set_route(self, name: str, route: Mapping[str, Any]) -> dict[str, Any]:
         """Set the routing table of one public model (``PUT /admin/routes/{name}``).
 

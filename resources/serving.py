@@ -3,11 +3,16 @@
 Locally both run as child processes on 127.0.0.1 that outlive the Dagster run that started them
 (so the canary sensor and later runs attach to them through their PID/state files);
 :meth:`ServingStack.ensure` (re)starts whichever is down and points the gateway at Triton's
-current address. In production both are services (:class:`RemoteServingStack`).
+current address. Their ports are stable: configured, or chosen once and kept in
+``ports.json``, so a restarted Triton or gateway answers where clients were told to call. What
+was served is restored by :func:`lockgate.sensors.canary.restore_serving` (``lockgate serve
+start``, every controller tick); :meth:`ServingStack.probe` says what actually answers. In
+production both are services (:class:`RemoteServingStack`).
 
 Local layout under ``root``::
 
     repo/         Triton model repository (one folder per model version, written atomically)
+    ports.json    the ports kept across restarts (Triton http, grpc, metrics; gateway)
     triton/       tritonserver PID, state and log
     gateway/      gateway routes.json, PID, ready file and log
     predictions/  the gateway's prediction log (WAL + Parquet)
@@ -17,6 +22,7 @@ Local layout under ``root``::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -25,10 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
+from lockgate.errors import LockgateError
 from lockgate.resources._process import stop_process_group
 from lockgate.resources.gateway import Gateway, GatewayServer, RemoteGateway
-from lockgate.resources.triton import LocalTritonServer, RemoteTritonServer, TritonServer
+from lockgate.resources.triton import (
+    LocalTritonServer,
+    RemoteTritonServer,
+    TritonServer,
+    _free_port,
+    port_is_free,
+)
 
 __all__ = ["LocalServingStack", "RemoteServingStack", "ServingStack"]
 
@@ -67,6 +81,54 @@ class ServingStack(dg.ConfigurableResource, ABC):
     def sandbox(self) -> LocalTritonServer:
         """A fresh, unstarted tritonserver with its own empty repository, for infra validation."""
 
+    def probe(self) -> list[dict[str, Any]]:
+        """Whether every version a gateway route names answers, through both hops.
+
+        For each route and each of its versions: Triton runs one real inference
+        (:meth:`TritonServer.probe`: a wire row of missing values, straight to Triton, so it
+        never reaches the gateway's statistics or prediction log) and the gateway reaches the
+        version upstream (:meth:`Gateway.model_ready`, pinned to the version).
+
+        Returns:
+            ``[{"pipeline", "role" ("champion" | "challenger"), "version", "answering",
+            "ms", "problem"}]``, sorted by pipeline.
+        """
+        from lockgate.triton_config import triton_model_name
+
+        gateway, triton = self.gateway(), self.triton()
+        try:
+            routes = gateway.routes()
+        except LockgateError:
+            return []
+        found: list[dict[str, Any]] = []
+        for pipeline, route in sorted(routes.items()):
+            for role in ("champion", "challenger"):
+                version = route.get(role)
+                if not version:
+                    continue
+                row: dict[str, Any] = {
+                    "pipeline": pipeline,
+                    "role": role,
+                    "version": str(version),
+                    "answering": False,
+                    "ms": None,
+                    "problem": None,
+                }
+                try:
+                    row["ms"] = round(triton.probe(triton_model_name(pipeline, str(version))), 3)
+                except LockgateError as exc:
+                    row["problem"] = str(exc)
+                else:
+                    if gateway.model_ready(pipeline, str(version)):
+                        row["answering"] = True
+                    else:
+                        row["problem"] = (
+                            f"Triton answers, but the gateway at {gateway.url} does not reach "
+                            f"{pipeline}-{version} upstream; fix: `lockgate serve start`"
+                        )
+                found.append(row)
+        return found
+
     def canary_state(self, pipeline: str) -> dict[str, Any] | None:
         """The persisted canary state of ``pipeline`` (None: never started)."""
         path = self.state_dir / f"{pipeline}.json"
@@ -87,10 +149,24 @@ class ServingStack(dg.ConfigurableResource, ABC):
 
 
 class LocalServingStack(ServingStack):
-    """Both servers as local child processes under ``root`` (the embedded default)."""
+    """Both servers as local child processes under ``root`` (the embedded default).
+
+    Attributes:
+        root: folder of everything (see the module doc).
+        durability: the gateway's prediction-log durability (``fsync`` or ``flush``).
+        triton_http_port: Triton's HTTP port on 127.0.0.1; 0: chosen once, kept in
+            ``ports.json``.
+        triton_grpc_port: Triton's gRPC port (0: chosen once, kept).
+        triton_metrics_port: Triton's metrics port (0: chosen once, kept).
+        gateway_port: the gateway's port (0: chosen once, kept).
+    """
 
     root: str
     durability: str = "fsync"
+    triton_http_port: int = Field(default=0, ge=0, le=65535)
+    triton_grpc_port: int = Field(default=0, ge=0, le=65535)
+    triton_metrics_port: int = Field(default=0, ge=0, le=65535)
+    gateway_port: int = Field(default=0, ge=0, le=65535)
 
     @property
     def repo_dir(self) -> Path:
@@ -104,10 +180,86 @@ class LocalServingStack(ServingStack):
     def prediction_log_dir(self) -> Path:
         return Path(self.root) / "predictions"
 
+    @property
+    def ports_file(self) -> Path:
+        """``<root>/ports.json``: the ports chosen once and kept across restarts."""
+        return Path(self.root) / "ports.json"
+
+    def ports(self) -> dict[str, int]:
+        """``triton_http``, ``triton_grpc``, ``triton_metrics`` and ``gateway`` ports.
+
+        Configured ports win; the others are read from ``ports.json``, chosen (free ports) and
+        written there the first time. The file is created exclusively, so two processes
+        starting the stack at once agree on the same ports.
+        """
+        configured = {
+            "triton_http": self.triton_http_port,
+            "triton_grpc": self.triton_grpc_port,
+            "triton_metrics": self.triton_metrics_port,
+            "gateway": self.gateway_port,
+        }
+        kept = self._kept_ports()
+        if kept is None:
+            chosen: dict[str, int] = {}
+            for key, port in configured.items():
+                while not port or port in chosen.values():
+                    port = _free_port()
+                chosen[key] = port
+            kept = self._write_ports(chosen)
+        return {k: v or kept[k] for k, v in configured.items()}
+
+    def _kept_ports(self) -> dict[str, int] | None:
+        try:
+            raw = json.loads(self.ports_file.read_text())
+            return {
+                k: int(raw[k]) for k in ("triton_http", "triton_grpc", "triton_metrics", "gateway")
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write_ports(self, ports: dict[str, int], *, replace: bool = False) -> dict[str, int]:
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".tmp-ports-", dir=self.root)
+        with os.fdopen(handle, "w") as out:
+            json.dump(ports, out, sort_keys=True)
+            out.write("\n")
+        try:
+            if replace:
+                os.replace(tmp, self.ports_file)
+                return ports
+            with contextlib.suppress(FileExistsError):  # exclusive: the first writer wins
+                os.link(tmp, self.ports_file)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return self._kept_ports() or ports
+
+    def _repick_busy_ports(self, *keys: str) -> None:
+        """Kept (not configured) ports among ``keys`` that something else took meanwhile are
+        chosen again, so a start does not fail on a port lockgate picked by itself."""
+        kept = self._kept_ports()
+        if kept is None:
+            return
+        configured = {
+            "triton_http": self.triton_http_port,
+            "triton_grpc": self.triton_grpc_port,
+            "triton_metrics": self.triton_metrics_port,
+            "gateway": self.gateway_port,
+        }
+        busy = [k for k in keys if not configured[k] and not port_is_free(kept[k])]
+        if busy:
+            for key in busy:
+                kept[key] = _free_port()
+            self._write_ports(kept, replace=True)
+
     def triton(self) -> LocalTritonServer:
         self.repo_dir.mkdir(parents=True, exist_ok=True)
+        ports = self.ports()
         return LocalTritonServer(
-            repo_dir=str(self.repo_dir), work_dir=str(Path(self.root) / "triton")
+            repo_dir=str(self.repo_dir),
+            work_dir=str(Path(self.root) / "triton"),
+            fixed_http_port=ports["triton_http"],
+            fixed_grpc_port=ports["triton_grpc"],
+            fixed_metrics_port=ports["triton_metrics"],
         )
 
     def _gateway(self, upstream: str) -> GatewayServer:
@@ -117,6 +269,7 @@ class LocalServingStack(ServingStack):
             upstream_url=upstream,
             durability=self.durability,
             model_repository=str(self.repo_dir),  # each version's wire.json: named features
+            port=self.ports()["gateway"],
         )
 
     def gateway(self) -> GatewayServer:
@@ -132,16 +285,25 @@ class LocalServingStack(ServingStack):
             return None
 
     def ensure(self) -> dict[str, Any]:
-        started: dict[str, Any] = {"triton": False, "gateway": False}
+        started: dict[str, Any] = {"triton": False, "gateway": False, "reaped_stubs": 0}
         triton = self.triton()
         if not (triton.pid and triton.health()):  # started here, or by another process
+            reaped = 0
+            if triton.pid is None:  # crashed or stopped: its stubs go first, then its ports
+                reaped = triton.reap_orphaned_stubs()
+                self._repick_busy_ports("triton_http", "triton_grpc", "triton_metrics")
+                triton = self.triton()
             triton.start()
             started["triton"] = True
+            started["reaped_stubs"] = reaped + triton.reaped_stubs
         upstream = triton.url
         gateway = self._gateway(upstream)
         if gateway.running and self._upstream_file_url() != upstream and gateway.pid:
             stop_process_group(gateway.pid)  # pointed at a Triton that is gone: restart it
         if not (gateway.running and gateway.health()):
+            if not gateway.running:
+                self._repick_busy_ports("gateway")
+                gateway = self._gateway(upstream)
             gateway.start()
             started["gateway"] = True
             self._upstream_file().write_text(json.dumps({"url": upstream}))
@@ -156,10 +318,12 @@ class LocalServingStack(ServingStack):
         return LocalTritonServer(repo_dir=str(work / "repo"), work_dir=str(work / "server"))
 
     def stop(self) -> None:
-        """Stop the gateway, then Triton (``lockgate serve stop``)."""
+        """Stop the gateway, then Triton (``lockgate serve stop``); reap the stubs a crashed
+        Triton left behind. The ports stay kept for the next start."""
         for server in (self.gateway(), self.triton()):
             if server.pid:
                 stop_process_group(server.pid)
+        self.triton().reap_orphaned_stubs()
 
 
 class RemoteServingStack(ServingStack):

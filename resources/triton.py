@@ -52,12 +52,18 @@ from urllib.parse import urlsplit
 import dagster as dg
 import numpy as np
 import numpy.typing as npt
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from lockgate.resources._process import cmdline_contains, log_tail
 from lockgate.serving import ServingError
 
-__all__ = ["LocalTritonServer", "RemoteTritonServer", "TritonServer", "wheel_tritonserver"]
+__all__ = [
+    "LocalTritonServer",
+    "RemoteTritonServer",
+    "TritonServer",
+    "port_is_free",
+    "wheel_tritonserver",
+]
 
 _PID_FILE = "tritonserver.pid"
 _STATE_FILE = "tritonserver.json"
@@ -293,6 +299,35 @@ class TritonServer(dg.ConfigurableResource, ABC):
         self._io[model_name] = io
         return io
 
+    def probe(self, model_name: str) -> float:
+        """Runs one real inference (a wire row of missing values) and checks the answer.
+
+        What ``lockgate serve status`` asks of every routed version: ``/v2/health`` and model
+        readiness say a model is loaded, not that it answers.
+
+        Args:
+            model_name: Triton model name.
+
+        Returns:
+            The round trip in milliseconds.
+
+        Raises:
+            ServingError: When the server is unreachable, the model is not loaded, or it
+                answers with an error or with non-finite values.
+        """
+        io = self._model_io(model_name)
+        row = np.full((1, io.n_features), np.nan, dtype=np.float32)
+        started = time.perf_counter()
+        out = self.infer(model_name, row)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        if out.size == 0 or not np.isfinite(out).all():
+            raise ServingError(
+                f"{model_name!r} on {self.url} answered {out.tolist()} for one row of missing "
+                "values; rule: finite outputs for every row (missing values included); fix: "
+                f"{self._hint()}"
+            )
+        return elapsed
+
     def infer(self, model_name: str, matrix: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """Scores a preprocessed float32 matrix; returns the model's outputs per row.
 
@@ -420,6 +455,30 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``127.0.0.1:port`` now (``SO_REUSEADDR``, as servers
+    bind: connections of a server that just died do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _reap_stubs(pgid: int, *, timeout_s: float = 10.0) -> int:
+    """SIGKILLs the python-backend stubs left in process group ``pgid`` (a dead server's)."""
+    stubs = [p for p in _group_alive(pgid) if cmdline_contains(p, b"triton_python_backend_stub")]
+    for pid in stubs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while set(stubs) & set(_group_alive(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(stubs)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -464,6 +523,15 @@ class LocalTritonServer(TritonServer):
         exit_timeout_s: ``--exit-timeout-secs``: how long shutdown waits for in-flight work.
         startup_timeout_s: How long :meth:`start` waits for the server to become ready.
         log_verbose: ``--log-verbose`` level.
+        fixed_http_port: HTTP port on 127.0.0.1 (0: a free port chosen at each start).
+        fixed_grpc_port: gRPC port on 127.0.0.1 (0: a free port chosen at each start).
+        fixed_metrics_port: metrics port on 127.0.0.1 (0: a free port chosen at each start).
+            A fixed port must be free: :meth:`start` refuses, naming it, when it is not.
+
+    Crash leftovers: a server killed alone (SIGKILL, the OOM killer) leaves its python-backend
+    stubs running in its process group, each holding a model in memory. :meth:`start` reaps the
+    stubs of the server its stale PID file names before starting (``reaped_stubs`` says how
+    many); :meth:`reap_orphaned_stubs` does it on demand.
     """
 
     repo_dir: str
@@ -471,10 +539,14 @@ class LocalTritonServer(TritonServer):
     exit_timeout_s: int = 5
     startup_timeout_s: float = 60.0
     log_verbose: int = 0
+    fixed_http_port: int = Field(default=0, ge=0, le=65535)
+    fixed_grpc_port: int = Field(default=0, ge=0, le=65535)
+    fixed_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     _process: subprocess.Popen[bytes] | None = PrivateAttr(default=None)
     _ports: tuple[int, int, int] | None = PrivateAttr(default=None)
     _log_offset: int = PrivateAttr(default=0)
+    _reaped: int = PrivateAttr(default=0)
 
     # ---- addresses -----------------------------------------------------------------------------
 
@@ -614,7 +686,32 @@ class LocalTritonServer(TritonServer):
                 f"{self.state_file} does not describe it; rule: one server per work_dir; fix: "
                 f"stop that server (`kill {pid}`) or use another work_dir"
             )
+        self._reaped += _reap_stubs(pid)
         self._remove_state_files()  # left by a crash
+
+    @property
+    def reaped_stubs(self) -> int:
+        """Orphaned python-backend stubs this object has killed (see the class doc)."""
+        return self._reaped
+
+    def reap_orphaned_stubs(self) -> int:
+        """Kills the python-backend stubs a crashed server of this ``work_dir`` left behind.
+
+        Only when the PID file names a process that is no longer a tritonserver; only processes
+        of its process group whose command line is the python-backend stub.
+
+        Returns:
+            How many stubs were killed.
+        """
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+        if _is_tritonserver(pid):
+            return 0
+        reaped = _reap_stubs(pid)
+        self._reaped += reaped
+        return reaped
 
     def start(self) -> LocalTritonServer:
         """Starts the server and waits until it is live and ready.
@@ -651,8 +748,14 @@ class LocalTritonServer(TritonServer):
             )
         backends = self._backends()
         binary = wheel_tritonserver()["binary"]
+        fixed = (self.fixed_http_port, self.fixed_grpc_port, self.fixed_metrics_port)
+        self._check_fixed_ports(fixed)
         for _attempt in range(3):
-            ports = (_free_port(), _free_port(), _free_port())
+            ports = (
+                fixed[0] or _free_port(),
+                fixed[1] or _free_port(),
+                fixed[2] or _free_port(),
+            )
             if len(set(ports)) < 3:
                 continue
             command = [
@@ -702,7 +805,7 @@ class LocalTritonServer(TritonServer):
             in_use = "address already in use" in self.log_tail(200).lower()
             self._terminate(force=True)
             self._remove_state_files()
-            if not in_use:
+            if not in_use or all(fixed):
                 break
         raise ServingError(
             f"tritonserver for {self.repo_dir} did not become ready within "
@@ -710,6 +813,22 @@ class LocalTritonServer(TritonServer):
             f"with the wheel's python backend; fix: read {self.log_file}; its tail:\n"
             f"{self.log_tail(25)}"
         )
+
+    def _check_fixed_ports(self, fixed: tuple[int, int, int]) -> None:
+        named = [p for p in fixed if p]
+        if len(set(named)) < len(named):
+            raise ServingError(
+                f"the fixed ports (http, grpc, metrics) {fixed} repeat a port; rule: three "
+                "different ports (0: a free one); fix: configure distinct ports"
+            )
+        for what, port in zip(("http", "grpc", "metrics"), fixed, strict=True):
+            if port and not port_is_free(port):
+                raise ServingError(
+                    f"{what} port {port} on 127.0.0.1 is in use; rule: a fixed port is kept "
+                    f"across restarts, so it must be free when tritonserver starts; fix: stop "
+                    f"what listens there (`ss -ltnp 'sport = :{port}'`) or configure another "
+                    "port"
+                )
 
     def _wait_ready(self) -> bool:
         assert self._process is not None

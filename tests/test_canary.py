@@ -11,6 +11,7 @@ import pytest
 
 from lockgate.canary import (
     ACTIONS,
+    OVERRIDE_MARK,
     CanaryError,
     CanaryPolicy,
     CanaryState,
@@ -18,6 +19,7 @@ from lockgate.canary import (
     VersionStats,
     decide,
     psi,
+    serving_refusal,
     start,
 )
 
@@ -909,3 +911,74 @@ def test_from_gateway_adds_live_and_shadow_sketches_and_class_counts() -> None:
     assert v3.to_dict()["prediction_sketch"] == {"-4": 1, "10": 3}
     with pytest.raises(CanaryError, match="prediction_sketch"):
         VersionStats.from_dict({"prediction_sketch": {"x": 1}})
+
+
+# serving_refusal: only gated versions with their alias history entry serve ----------------------
+
+PASSED = {"passed": True, "rules": [{"rule": "gate_vs_champion", "passed": True}]}
+FAILED = {"passed": False, "rules": [{"rule": "gate_vs_champion", "passed": False}]}
+
+
+def _move(to: str, reason: str = "canary completed", alias: str = "champion") -> dict[str, object]:
+    return {"alias": alias, "from": None, "to": to, "reason": reason}
+
+
+def test_a_gated_champion_with_its_history_entry_serves() -> None:
+    history = [_move("v1"), _move("v2", alias="challenger"), _move("v2")]
+    assert serving_refusal("fraud", "v2", verdicts=[PASSED], history=history) is None
+    # a failed re-evaluation later does not take away the passing verdict it was promoted on
+    assert serving_refusal("fraud", "v2", verdicts=[PASSED, FAILED], history=history) is None
+
+
+def test_a_version_whose_gate_failed_is_refused_naming_the_rule_and_the_fix() -> None:
+    reason = serving_refusal("fraud", "v2", verdicts=[FAILED], history=[_move("v2")])
+    assert reason is not None
+    assert "fraud v2 has no passing gate verdict: its gate FAILED (gate_vs_champion)" in reason
+    assert "--override-gate" in reason
+    assert "no gate verdict at all" in str(serving_refusal("fraud", "v2", verdicts=[]))
+
+
+def test_an_alias_value_without_its_history_entry_is_a_hand_edit() -> None:
+    history = [_move("v1"), _move("v2", alias="challenger")]
+    reason = serving_refusal("fraud", "v2", verdicts=[PASSED], history=history)
+    assert reason is not None
+    assert "newest champion move in the alias history is to 'v1'" in reason
+    assert "hand edit" in reason
+    assert "no passing gate verdict" not in reason
+    both = serving_refusal("fraud", "v3", verdicts=[FAILED], history=history)
+    assert both is not None
+    assert both.index("no passing gate verdict") < both.index("; also fraud:champion names v3")
+    assert "is to None" in str(serving_refusal("fraud", "v1", verdicts=[PASSED], history=[]))
+
+
+def test_an_override_on_record_serves_only_the_version_it_moved() -> None:
+    override = _move("v2", reason=f"drill {OVERRIDE_MARK}")
+    assert serving_refusal("fraud", "v2", verdicts=[FAILED], history=[override]) is None
+    # the override of another version, or an older move, does not cover a hand-edited value
+    later = [override, _move("v1")]
+    assert serving_refusal("fraud", "v2", verdicts=[FAILED], history=later) is not None
+    assert serving_refusal("fraud", "v3", verdicts=[FAILED], history=[override]) is not None
+    # without a history (a canary challenger) only the verdicts count
+    assert serving_refusal("fraud", "v2", verdicts=[FAILED], history=None) is not None
+    assert serving_refusal("fraud", "v2", verdicts=[PASSED], history=None) is None
+
+
+def test_an_override_marker_written_by_hand_is_not_honoured_without_its_audit_entry() -> None:
+    """The alias history is a plain file: an override counts only when the hash-chained audit
+    log (signed head) recorded the `lockgate promote --override-gate` that made it."""
+    override = [_move("v2", reason=f"drill {OVERRIDE_MARK}")]
+    on_record = serving_refusal(
+        "fraud", "v2", verdicts=[FAILED], history=override, audited_overrides={"v2"}
+    )
+    assert on_record is None
+    forged = serving_refusal(
+        "fraud", "v2", verdicts=[FAILED], history=override, audited_overrides={"v1"}
+    )
+    assert forged is not None
+    assert "no passing gate verdict" in forged
+    assert "the audit log has no such promotion" in forged
+    # a passing verdict needs no override, audited or not
+    passed = serving_refusal(
+        "fraud", "v2", verdicts=[PASSED], history=override, audited_overrides=set()
+    )
+    assert passed is None

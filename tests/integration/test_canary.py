@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,8 +57,10 @@ def _store_version(
     *,
     pipeline: str = PIPELINE,
     features: list[str] = FEATURES,
+    passed: bool = True,
 ) -> str:
-    """Stores ``frame`` as a snapshot and a LightGBM version trained on it; returns the version."""
+    """Stores ``frame`` as a snapshot and a LightGBM version trained on it, with a gate verdict
+    (``passed``); returns the version."""
     sort_by = ["event_timestamp", "transaction_id"]
     sha = frame_sha256(frame, sort_by=sort_by)
     registry.put_snapshot(
@@ -80,7 +84,39 @@ def _store_version(
         holdout_fraction=0.2,
     )
     registry.put_model_version(pipeline, lock["version"], files, lock)
-    return str(lock["version"])
+    version = str(lock["version"])
+    _put_verdict(registry, pipeline, version, passed=passed)
+    return version
+
+
+def _put_verdict(
+    registry: LocalArtifactRegistry, pipeline: str, version: str, *, passed: bool
+) -> None:
+    """A gate verdict on ``version`` as the gate asset stores it, with the evaluation report it
+    names (only gated versions serve). The report holds no gold estimates (readers fall back
+    on the version's evaluation.json) and the verdict is dated early, so a test that stores its
+    own report and verdict later finds those."""
+    from lockgate.hashing import canonical_json
+
+    rule = {"rule": "gate_vs_champion", "passed": passed, "metric": "roc_auc"}
+    report = {"challenger": {"version": version, "metrics": {}}}
+    registry.put_report(pipeline, version, {f"report-{version}.json": canonical_json(report)})
+    registry.put_verdict(
+        pipeline,
+        version,
+        {
+            "pipeline": pipeline,
+            "version": version,
+            "lock_record_sha256": registry.lock_record(pipeline, version)["record_sha256"],
+            "report_id": f"report-{version}",
+            "champion": None,
+            "gold_sha256": "0" * 64,
+            "passed": passed,
+            "rules": [rule],
+            "evaluated_at": "2000-01-01T00:00:00+00:00",
+            "run_id": "test",
+        },
+    )
 
 
 def spec(canary: CanaryPolicy) -> ModelPipeline:
@@ -106,6 +142,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     frame = _frame()
     champion = _store_version(registry, frame, seed=1)
     challengers = [_store_version(registry, frame, seed=s) for s in (2, 3, 4, 5)]
+    gated = _store_version(registry, frame, seed=6, passed=False)  # its gate FAILED
     stack = LocalServingStack(root=str(root / "serving"), durability="fsync")
     audit = AuditTrail(path=str(root / "audit.jsonl"))
     matrix = encode(frame, wire_schema_for_version(registry, PIPELINE, champion))
@@ -115,6 +152,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         "audit": audit,
         "champion": champion,
         "challengers": challengers,
+        "gated": gated,
         "matrix": matrix,
     }
     stack.stop()
@@ -232,3 +270,77 @@ def test_tritonserver_killed_mid_canary(world) -> None:
     answered = {t for t in report.trace_ids if t and t != "None"}
     assert answered
     assert answered <= set(log["trace_id"])
+
+
+def _champion_serving_alone(world) -> ModelPipeline:
+    """No canary running; the world's champion is the champion of record and serves alone."""
+    from lockgate.sensors.canary import run_canary_tick
+
+    stack, registry = world["stack"], world["registry"]
+    stack.ensure()
+    raw = stack.canary_state(PIPELINE)
+    if raw is not None and raw["status"] == "running":
+        stack.save_canary_state(PIPELINE, {**raw, "status": "rolled_back", "weight": 0.0})
+    registry.move_alias(PIPELINE, "champion", world["champion"], actor="test", reason="setup")
+    pipeline = spec(FAST)
+    outcome = run_canary_tick(
+        pipeline, stack=stack, artifacts=registry, audit=world["audit"], actor="test"
+    )
+    assert outcome.action in ("idle", "restored"), outcome
+    return pipeline
+
+
+def test_hand_edited_champion_alias_is_refused_and_audited(world) -> None:
+    """A version whose gate FAILED, written into the alias file by hand, gets no traffic: the
+    controller keeps the champion of record serving, never loads the gated version, and
+    audits the refusal (once, not on every tick); a passing version written there by hand (no
+    alias history entry) is refused too."""
+    from lockgate.sensors.canary import run_canary_tick
+
+    stack, registry, audit = world["stack"], world["registry"], world["audit"]
+    champion, gated = world["champion"], world["gated"]
+    pipeline = _champion_serving_alone(world)
+    path = Path(registry.uri(f"aliases/{PIPELINE}.json"))
+    original = path.read_bytes()
+    try:
+        doc = json.loads(original)
+        doc["aliases"]["champion"] = gated  # the hand edit: no history entry, no audit entry
+        path.write_text(json.dumps(doc))
+        for _tick in range(2):
+            outcome = run_canary_tick(
+                pipeline, stack=stack, artifacts=registry, audit=audit, actor="test"
+            )
+            assert outcome.action == "refused", outcome
+            assert gated in outcome.reason
+            assert "no passing gate verdict" in outcome.reason
+            assert f"keeps serving {champion}" in outcome.reason
+        route = stack.gateway().routes()[PIPELINE]
+        assert (route["mode"], route["champion"]) == ("single", champion)
+        assert not stack.triton().is_ready(triton_model_name(PIPELINE, gated))
+        report = (
+            TrafficGenerator(stack.gateway().url, PIPELINE, world["matrix"], max_requests=40)
+            .start()
+            .wait(60)
+        )
+        assert report.errors == 0, report.error_messages
+        assert dict(report.by_version) == {champion: 40}
+        refusals = AuditLog(audit.path).entries(pipeline=PIPELINE, kind="serving_refused")
+        assert len(refusals) == 1  # the second tick refused again without a second entry
+        assert refusals[0]["payload"]["version"] == gated
+        assert refusals[0]["payload"]["serving"] == champion
+        assert "no passing gate verdict" in refusals[0]["payload"]["reason"]
+
+        passing = world["challengers"][3]
+        doc["aliases"]["champion"] = passing
+        path.write_text(json.dumps(doc))
+        outcome = run_canary_tick(
+            pipeline, stack=stack, artifacts=registry, audit=audit, actor="test"
+        )
+        assert outcome.action == "refused", outcome
+        assert "alias history" in outcome.reason
+        assert stack.gateway().routes()[PIPELINE]["champion"] == champion
+        refusals = AuditLog(audit.path).entries(pipeline=PIPELINE, kind="serving_refused")
+        assert [r["payload"]["version"] for r in refusals] == [gated, passing]
+        assert AuditLog(audit.path).verify().ok
+    finally:
+        path.write_bytes(original)

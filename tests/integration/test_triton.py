@@ -304,12 +304,14 @@ def test_bad_requests_are_answered_with_errors(
     assert np.isfinite(missing).all()
     preprocessed = versions["champion"].model.preprocess(_frame(3).dropna())
     preprocessed[:, 2] += 0.5  # not a code24: the old interface is refused, not misread
-    with pytest.raises(InferenceServerException, match="no code24"):
+    with pytest.raises(InferenceServerException, match="no code24") as refused:
         _infer(server, name, preprocessed)
+    assert refused.value.status() == "400"  # the client's input, not a server error
     infinite = _wire(_frame(3))
     infinite[1, 0] = np.inf
-    with pytest.raises(InferenceServerException, match="infinite"):
+    with pytest.raises(InferenceServerException, match="infinite") as refused:
         _infer(server, name, infinite)
+    assert refused.value.status() == "400"
     assert server.is_ready(name)
 
 
@@ -619,6 +621,11 @@ def _tamper(folder: Path, how: str, outside: Path) -> str:
         manifest["n_features"] += 1
         (folder / "lockgate.json").write_text(json.dumps(manifest))
         return "lockgate.json differs"
+    if how == "manifest_options_edited":  # what config.pbtxt is generated from: name both
+        manifest = json.loads((folder / "lockgate.json").read_text())
+        manifest["options"]["max_batch_size"] = 7
+        (folder / "lockgate.json").write_text(json.dumps(manifest))
+        return r"config.pbtxt was edited, or the manifest's options were"
     if how == "pyc_planted":
         (folder / "1" / "__pycache__").unlink()
         (folder / "1" / "__pycache__").mkdir()
@@ -642,6 +649,7 @@ def _tamper(folder: Path, how: str, outside: Path) -> str:
         "config_edited",
         "wire_edited",
         "manifest_edited",
+        "manifest_options_edited",
         "pyc_planted",
     ],
 )
@@ -849,3 +857,21 @@ def test_ensure_loaded_loads_a_folder_written_with_the_specs_options(
     assert name == v.name
     assert server.is_ready(name)
     server.unload(name)
+
+
+def test_a_fixed_port_in_use_is_refused_naming_it(tmp_path: Path) -> None:
+    """A configured port is kept across restarts; one taken by another process stops the start
+    before a server is spawned, with the port and how to free it in the message."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        triton = LocalTritonServer(
+            repo_dir=str(tmp_path / "repo"), work_dir=str(tmp_path / "work"), fixed_grpc_port=port
+        )
+        with pytest.raises(ServingError, match=f"grpc port {port} on 127.0.0.1 is in use"):
+            triton.start()
+        assert not triton.running
+        assert not triton.pid_file.exists()
