@@ -17,6 +17,7 @@ __all__ = [
     "compute_live_performance",
     "gold_estimate",
     "live_performance_metadata",
+    "live_vs_gold",
     "version_classes",
 ]
 
@@ -211,20 +212,21 @@ def live_performance_metadata(document: dict[str, Any]) -> dict[str, Any]:
     metric = performance["metric"]
     champion = document["champion"]
     names = live_metrics(performance.get("task", "binary"))
+    # narrow enough to read without scrolling (coverage and mean score stay in the report)
     lines = [
-        "| version | role | predictions | labelled | coverage | window n | positives | "
-        "mean score | " + " | ".join(names) + f" | {metric} 95% interval |",
-        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (len(names) + 1),
+        "| version | role | labelled / predictions | positives | "
+        + " | ".join(names)
+        + f" | {metric} 95% interval |",
+        "|---|---|---:|---:|" + "---:|" * (len(names) + 1),
     ]
     for version, block in performance["versions"].items():
         role = "champion" if version == champion else ""
         m = block["metrics"]
         interval = block.get("interval")
-        span = f"{interval[0]:.4f} to {interval[1]:.4f}" if interval else "-"
+        span = f"{interval[0]:.3f} to {interval[1]:.3f}" if interval else "-"
         lines.append(
-            f"| {version} | {role} | {block['predictions']} | {block['labelled']} | "
-            f"{_fmt(block['coverage'], 3)} | {block['n']} | {block['positives']} | "
-            f"{_fmt(block['mean_score'])} | "
+            f"| {version} | {role} | {block['labelled']} / {block['predictions']} | "
+            f"{block['positives']} | "
             + " | ".join(_fmt(m.get(name)) for name in names)
             + f" | {span} |"
         )
@@ -236,8 +238,14 @@ def live_performance_metadata(document: dict[str, Any]) -> dict[str, Any]:
     table = "\n".join(lines) + ("\n\nUndefined:\n" + "\n".join(undefined) if undefined else "")
     evidence = document["evidence"]
     labels = performance["labels"]
+    extra: dict[str, Any] = {}
+    live_interval = evidence.get("live_interval")
+    if live_interval:  # an interval as two numbers: Dagster plots them
+        extra[f"champion_live_{metric}_lower"] = dg.MetadataValue.float(float(live_interval[0]))
+        extra[f"champion_live_{metric}_upper"] = dg.MetadataValue.float(float(live_interval[1]))
     return {
         "level": document["level"],
+        "live_vs_gold": live_vs_gold(evidence),
         "reason": document["reason"],
         "champion": str(champion),
         "metric": metric,
@@ -256,7 +264,38 @@ def live_performance_metadata(document: dict[str, Any]) -> dict[str, Any]:
         "predictions_unlabelled": performance["predictions"]["unlabelled"],
         "versions": dg.MetadataValue.md(table),
         "report": dg.MetadataValue.path(document["report_uri"]),
+        **extra,
     }
+
+
+def live_vs_gold(evidence: dict[str, Any]) -> str:
+    """The champion's live metric against its gold-set estimate in words, by the metric's
+    direction: "better by" when the live value is better, "worse by" when it is worse.
+
+    Example:
+        >>> live_vs_gold({"metric": "roc_auc", "live": 0.80, "gold": 0.74, "drop": -0.06,
+        ...               "higher_is_better": True, "n": 5000, "positives": 37})
+        'live roc_auc 0.8000 vs gold 0.7400: better by 0.0600 (5000 labels, 37 positives)'
+    """
+    metric, live, gold = evidence.get("metric"), evidence.get("live"), evidence.get("gold")
+    if live is None:
+        return f"no live {metric} yet ({int(evidence.get('n') or 0)} labels in the window)"
+    text = f"live {metric} {float(live):.4f}"
+    interval = evidence.get("live_interval")
+    if interval:
+        text += f" (95% interval {interval[0]:.4f} to {interval[1]:.4f})"
+    if gold is not None:
+        drop = evidence.get("drop")
+        if drop is None:
+            higher = evidence.get("higher_is_better", True)
+            drop = (gold - live) if higher else (live - gold)
+        word = "worse" if drop > 0 else "better" if drop < 0 else "no different"
+        change = "" if drop == 0 else f" by {abs(float(drop)):.4f}"
+        text += f" vs gold {float(gold):.4f}: {word}{change}"
+    counts = f"{int(evidence.get('n') or 0)} labels"
+    if evidence.get("positives"):
+        counts += f", {int(evidence['positives'])} positives"
+    return f"{text} ({counts})"
 
 
 def build_live_performance(spec: ModelPipeline) -> dg.AssetsDefinition:

@@ -1,7 +1,6 @@
 """The gate: gold set, challenger-vs-champion evaluation, blocking verdicts, champion alias."""
 # no `from __future__ import annotations`: Dagster reads these annotations at definition time
 
-import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +16,12 @@ __all__ = [
     "build_gate_checks",
     "build_gated_evaluation",
     "build_gold_set",
+    "evaluation_views",
+    "link",
     "passing_verdict",
+    "records_table",
+    "run_verdict_tags",
+    "typed_metadata",
 ]
 
 
@@ -106,9 +110,123 @@ def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
     return gold_set
 
 
-def _image(png: bytes, title: str) -> dg.MetadataValue:
-    encoded = base64.b64encode(png).decode("ascii")
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+def typed_metadata(values: dict[str, Any]) -> dict[str, Any]:
+    """Plain values as typed Dagster metadata: floats as ``FloatMetadataValue`` (stored exactly),
+    ints as ``IntMetadataValue``, text as ``TextMetadataValue``, booleans as ``BoolMetadataValue``.
+    """
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, bool):
+            out[name] = dg.MetadataValue.bool(value)
+        elif isinstance(value, int):
+            out[name] = dg.MetadataValue.int(value)
+        elif isinstance(value, float):
+            out[name] = dg.MetadataValue.float(value)
+        else:
+            out[name] = dg.MetadataValue.text(str(value))
+    return out
+
+
+def run_verdict_tags(pipeline: str, version: str, verdicts: Any) -> dict[str, str]:
+    """The run tags that make a gate run read as a decision in Dagster's runs list."""
+    failed = [v for v in verdicts if not v.passed]
+    tags = {
+        "lockgate/pipeline": pipeline,
+        "lockgate/version": version,
+        "lockgate/verdict": "blocked" if failed else "passed",
+    }
+    if failed:
+        tags["lockgate/failed_rules"] = ",".join(v.rule for v in failed)
+        # Dagster shows a tag's value in full on the run page; the first rule's numbers
+        tags["lockgate/reason"] = f"{failed[0].rule}: {failed[0].message}"[:300]
+    return tags
+
+
+def link(uri: str) -> dg.MetadataValue:
+    """An artifact as a link: a URL where the store serves one, else its path."""
+    if uri.startswith(("http://", "https://")):
+        return dg.MetadataValue.url(uri)
+    return dg.MetadataValue.path(uri)
+
+
+def records_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
+    """Rows as a Dagster table (the UI renders tables in place, whatever their size); floats
+    rounded to 4 digits for reading, the exact values stay in the stored report."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, float):
+            return round(value, 4)
+        if value is None or isinstance(value, bool | int | str):
+            return value
+        return str(value)
+
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: cell(row.get(c)) for c in columns}) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in columns]),
+    )
+
+
+def evaluation_views(
+    report: dict[str, Any],
+    y: Any,
+    scores: dict[str, Any],
+    image_uris: dict[str, str],
+) -> dict[str, Any]:
+    """What the evaluation report shows on the asset page: small inline charts (binary: ROC,
+    precision-recall, calibration zoomed to the data), the slice and edge-case tables, and links
+    to the full PNGs in the artifact store. No image bytes go into Dagster's event log.
+    """
+    from lockgate import plots
+
+    views: dict[str, Any] = {}
+    challenger = report["challenger"]
+    champion = report.get("champion")
+    named = {f"challenger {challenger['version']}": scores["challenger"]}
+    if champion is not None and champion["version"] != challenger["version"]:
+        named[f"champion {champion['version']}"] = scores["champion"]
+    if y is not None and report.get("task", "binary") == "binary":
+        roc = {
+            f"{name} AUC {_metric(report, name, 'roc_auc')}": plots.roc_points(y, p)
+            for name, p in named.items()
+        }
+        views["plot_roc"] = dg.MetadataValue.md(
+            plots.inline_chart(roc, title="ROC curve", diagonal=True)
+        )
+        pr = {
+            f"{name} AP {_metric(report, name, 'pr_auc')}": plots.pr_points(y, p)
+            for name, p in named.items()
+        }
+        views["plot_pr"] = dg.MetadataValue.md(plots.inline_chart(pr, title="Precision-recall"))
+        curves = {name: plots.calibration_points(y, p) for name, p in named.items()}
+        extent = max(e for _, e in curves.values())
+        views["plot_calibration"] = dg.MetadataValue.md(
+            plots.inline_chart(
+                {n: c for n, (c, _) in curves.items()},
+                title="Calibration",
+                note=f"mean predicted vs observed rate, both axes 0 to {extent:.2g}",
+                x_max=extent,
+                y_max=extent,
+                diagonal=True,
+            )
+        )
+    if report.get("slices"):
+        views["slices"] = records_table(
+            report["slices"], ["slice", "value", "rows", "challenger", "champion", "delta"]
+        )
+    if report.get("edge_cases"):
+        views["edge_cases"] = records_table(
+            [c | {"outcome": "pass" if c["passed"] else "FAIL"} for c in report["edge_cases"]],
+            ["name", "outcome", "rows", "message"],
+        )
+    for name, uri in sorted(image_uris.items()):
+        views[f"png_{name.removesuffix('.png')}"] = link(uri)
+    return views
+
+
+def _metric(report: dict[str, Any], name: str, metric: str) -> str:
+    role = "challenger" if name.startswith("challenger") else "champion"
+    block = (report.get(role) or {}).get("metrics", {}).get(metric)
+    return "n/a" if block is None or block.get("estimate") is None else f"{block['estimate']:.3f}"
 
 
 def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
@@ -143,6 +261,14 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         version = weights["version"]
         # a rerun of the champion compares it with the champion: itself (every change is 0)
         champion_version = artifacts.alias(spec.name, "champion")
+        context.instance.add_run_tags(
+            context.run.run_id,
+            {
+                "lockgate/pipeline": spec.name,
+                "lockgate/version": version,
+                "lockgate/champion": champion_version or "none",
+            },
+        )
         frame = load_snapshot_frame(artifacts, gold["gold_sha256"])
         challenger = load_trained_model(artifacts, spec.name, version)
         champion = None
@@ -194,7 +320,6 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
             {f"{report_id}-{k}": v for k, v in images.items()},
             keep_existing=True,
         )
-        images = {k: artifacts.read_bytes(f"{prefix}/{report_id}-{k}") for k in images}
         key, report, written = artifacts.put_record_once(
             prefix,
             report | {"evaluated_at": datetime.now(UTC).isoformat(), "run_id": context.run_id},
@@ -221,18 +346,43 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
             "evaluated_at": str(report["evaluated_at"]),
             "evaluated_by_run": str(report["run_id"]),
         }
-        for metric, interval in mine.items():
-            metadata[metric] = interval["estimate"]
-            metadata[f"{metric}_ci"] = f"[{interval['lower']:.4f}, {interval['upper']:.4f}]"
+        # what the challenger was trained on, against the champion: a dropped feature is the
+        # first thing to see when a challenger is blocked
+        features = list(artifacts.lock_record(spec.name, version).get("features", []))
+        theirs = (
+            list(artifacts.lock_record(spec.name, champion_version).get("features", []))
+            if champion_version and champion_version != version
+            else features
+        )
+        metadata["features"] = len(features)
+        metadata["features_dropped_vs_champion"] = (
+            ", ".join(f for f in theirs if f not in features) or "none"
+        )
+        metadata["features_added_vs_champion"] = (
+            ", ".join(f for f in features if f not in theirs) or "none"
+        )
+        numbers: dict[str, Any] = {}
+        for metric, interval in mine.items():  # intervals as two numbers: Dagster plots them
+            for part, suffix in (("estimate", ""), ("lower", "_lower"), ("upper", "_upper")):
+                if interval.get(part) is not None:
+                    numbers[f"{metric}{suffix}"] = float(interval[part])
         for metric, comp in report["comparison"].items():
-            metadata[f"{metric}_delta_vs_champion"] = comp["delta"]
+            for part, suffix in (("delta", ""), ("lower", "_lower"), ("upper", "_upper")):
+                if comp.get(part) is not None:
+                    numbers[f"{metric}_delta_vs_champion{suffix}"] = float(comp[part])
+        metadata.update(typed_metadata(numbers))
         if report["largest_slice_gap"]:
             gap = report["largest_slice_gap"]
             metadata["largest_slice_gap"] = f"{gap['slice']}={gap['value']}: {gap['delta']:+.4f}"
-        metadata["slices"] = dg.MetadataValue.json(report["slices"])
-        metadata["edge_cases"] = dg.MetadataValue.json(report["edge_cases"])
-        for name, png in images.items():
-            metadata[f"plot_{name.removesuffix('.png')}"] = _image(png, name)
+            metadata["largest_slice_gap_delta"] = dg.MetadataValue.float(float(gap["delta"]))
+        metadata.update(
+            evaluation_views(
+                report,
+                frame[spec.label].to_numpy() if spec.task == "binary" else None,
+                scores,
+                {name: artifacts.uri(f"{prefix}/{report_id}-{name}") for name in images},
+            )
+        )
         context.log.info(
             f"{version} vs {champion_version or 'no champion'}"
             f"{' (itself: the champion)' if champion_version == version else ''}: "
@@ -276,7 +426,7 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         audit: AuditTrail,
     ) -> Iterator[dg.AssetCheckResult]:
         from lockgate.build import load_trained_model
-        from lockgate.evaluation import model_card
+        from lockgate.evaluation import check_description, gate_check_values, model_card
         from lockgate.gate import evaluate_gate
 
         version, report_id = evaluation["version"], evaluation["report_id"]
@@ -309,6 +459,7 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
             {f"{report_id}-model_card.md": model_card(report, lock, verdicts).encode()},
             keep_existing=True,
         )
+        card_key = f"{artifacts.report_prefix(spec.name, version)}/{report_id}-model_card.md"
         if written:
             audit.record(
                 "gate_verdict",
@@ -327,27 +478,35 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
                 f"gate verdict on {version} for report {report_id} is known: "
                 f"{verdict_key} of run {stored['run_id']} reused"
             )
+        failed = [v for v in verdicts if not v.passed]
+        # the run reads as a decision in the runs list: pipeline, version and verdict as tags
+        context.instance.add_run_tags(
+            context.run.run_id,
+            run_verdict_tags(spec.name, version, verdicts),
+        )
+        if failed:
+            context.log.warning(  # the numbers are in each check's description
+                f"gate verdict: {spec.name} {version} BLOCKED by "
+                f"{', '.join(v.rule for v in failed)}; it stays a challenger, champion "
+                f"{champion_version or 'none'} keeps serving"
+            )
+        else:
+            context.log.info(f"gate verdict: {spec.name} {version} passed every rule")
         for verdict in verdicts:
-            if not verdict.passed:
-                context.log.error(f"gate {verdict.rule} failed: {verdict.message}")
+            values = gate_check_values(verdict, report, gate)
             yield dg.AssetCheckResult(
                 asset_key=key,
                 check_name=verdict.rule,
                 passed=verdict.passed,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=verdict.message,
+                description=check_description(verdict),
                 metadata={
-                    "metric": str(verdict.metric),
-                    "actual": dg.MetadataValue.json(verdict.actual)
-                    if isinstance(verdict.actual, list | dict)
-                    else verdict.actual,
-                    "threshold": dg.MetadataValue.json(verdict.threshold)
-                    if isinstance(verdict.threshold, list | dict)
-                    else verdict.threshold,
+                    **typed_metadata(values),
                     "failures": dg.MetadataValue.json(list(verdict.failures)),
                     "challenger": version,
-                    "champion": str(champion_version),
+                    "champion": str(champion_version or "none"),
                     "verdict": verdict_key,
+                    "model_card": link(artifacts.uri(card_key)),
                     "reused": not written,
                 },
             )

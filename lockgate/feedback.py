@@ -908,7 +908,8 @@ def judge(
     if gold_estimate is not None:
         drop = (gold_estimate - live) if higher else (live - gold_estimate)
         evidence["drop"] = drop
-        where = f"{quoted} vs gold {gold_estimate:.4f} (worse by {drop:+.4f}, "
+        change = f"worse by {drop:.4f}" if drop > 0 else f"better by {-drop:.4f}"
+        where = f"{quoted} vs gold {gold_estimate:.4f} ({change}, "
         if drop > policy.max_drop:
             return (
                 "critical",

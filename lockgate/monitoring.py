@@ -35,7 +35,6 @@ the report's canonical JSON: the same window gives the same id.
 
 from __future__ import annotations
 
-import base64
 import collections
 import datetime as dt
 import threading
@@ -59,6 +58,7 @@ __all__ = [
     "REFERENCE_ROWS",
     "compute_drift_report",
     "drift_metadata",
+    "level_headline",
     "log_fingerprint",
 ]
 
@@ -464,7 +464,7 @@ def compute_drift_report(
     }
     if not store:
         return report
-    skip = ("report_id", "uri", "images", "generated_at")
+    skip = ("report_id", "uri", "images", "generated_at", "histograms")
     identity = {k: v for k, v in report.items() if k not in skip}
     report_id = sha256_bytes(canonical_json(identity))[:16]
     prefix = f"drift/{spec.name}/{report_id}"
@@ -472,11 +472,18 @@ def compute_drift_report(
     report["report_id"] = report_id
     report["uri"] = artifacts.uri(f"{prefix}/drift.json")
     report["images"] = sorted(f"{r.feature}.png" for r in worst)
+    report["histograms"] = {}  # bin shares of the plotted features, for the inline charts
     if artifacts.exists(f"{prefix}/drift.json"):  # the same window analysed again: stored
+        stored = artifacts.read_json(f"{prefix}/drift.json")
+        report["histograms"] = stored.get("histograms", {})
         return report
     images: dict[str, bytes] = {}
     for r in worst:
         hist = features.histogram(r.feature)
+        report["histograms"][r.feature] = {
+            "reference": [float(v) for v in hist["reference"]],
+            "current": [float(v) for v in hist["current"]],
+        }
         if hist["kind"] == "numeric":
             edges = hist["edges"]
             labels = [f"[{edges[i]:.4g}, {edges[i + 1]:.4g})" for i in range(len(edges) - 1)]
@@ -492,14 +499,42 @@ def compute_drift_report(
     return report
 
 
+_LEVEL_MARKS = {
+    "critical": "🔴 CRITICAL",
+    "warn": "🟠 WARN",
+    "ok": "🟢 OK",
+    "insufficient": "⚪ INSUFFICIENT DATA",
+    "no_champion": "⚪ NO CHAMPION",
+}
+
+
+def level_headline(report: Mapping[str, Any]) -> str:
+    """The report's level and reason on one line, marked so that it reads at a glance.
+
+    Example:
+        >>> level_headline({"level": "critical", "reason": "critical drift on age"})
+        '🔴 CRITICAL: critical drift on age'
+    """
+    mark = _LEVEL_MARKS.get(str(report["level"]), str(report["level"]).upper())
+    return f"{mark}: {report['reason']}"
+
+
 def drift_metadata(report: Mapping[str, Any], artifacts: ArtifactRegistry) -> dict[str, Any]:
-    """Dagster metadata for a drift report: level, table, evidence links and the plots."""
+    """Dagster metadata for a drift report: the level first, the feature table, small inline
+    histograms of the worst features and links to the stored report and PNGs.
+
+    Everything renders on the asset page without a modal (a table, markdown under Dagster's
+    1,000-character inline limit); no image bytes go into the event log.
+    """
     import dagster as dg
 
+    from lockgate import plots
+
     meta: dict[str, Any] = {
-        "analysed_at": str(report.get("generated_at")),
+        "severity": level_headline(report),
         "level": report["level"],
         "reason": report["reason"],
+        "analysed_at": str(report.get("generated_at")),
         "champion": str(report.get("champion")),
     }
     window = report.get("window") or {}
@@ -511,39 +546,63 @@ def drift_metadata(report: Mapping[str, Any], artifacts: ArtifactRegistry) -> di
     features = report.get("features") or []
     if features:
 
-        def fmt(value: Any) -> str:
-            return "" if value is None else f"{value:.4f}"
+        def number(value: Any) -> float | None:
+            return None if value is None else round(float(value), 4)
 
-        lines = [
-            "| feature | kind | severity | PSI | KS | JSD | Wasserstein | missing ref / cur |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for f in features:
-            lines.append(
-                f"| {f['feature']} | {f['kind']} | **{f['severity']}** | {fmt(f['psi'])} | "
-                f"{fmt(f['ks'])} | {fmt(f['jsd'])} | {fmt(f['wasserstein'])} | "
-                f"{f['missing_ref']:.3f} / {f['missing_cur']:.3f} |"
-            )
-        meta["features"] = dg.MetadataValue.md("\n".join(lines))
+        columns = ["feature", "severity", "kind", "psi", "ks", "jsd", "wasserstein",
+                   "missing_ref", "missing_cur"]  # fmt: skip
+        order = {"critical": 0, "warn": 1, "ok": 2}
+        rows = sorted(features, key=lambda f: order.get(f["severity"], 3))
+        meta["features"] = dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {
+                        "feature": f["feature"],
+                        "severity": str(f["severity"]).upper() if f["severity"] != "ok" else "ok",
+                        "kind": f["kind"],
+                        **{c: number(f.get(c)) for c in columns[3:]},
+                    }
+                )
+                for f in rows
+            ],
+            schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in columns]),
+        )
         meta["critical_features"] = ", ".join(report["critical_features"]) or "none"
+        meta["features_critical"] = len(report["critical_features"])
+        meta["features_warn"] = len(report.get("warn_features") or [])
     prediction = report.get("prediction") or {}
     if "psi" in prediction:
         meta["prediction_psi"] = float(prediction["psi"])
         if "mean_reference" in prediction:
-            meta["prediction_mean"] = (
-                f"{prediction['mean_reference']:.4f} -> {prediction['mean_current']:.4f}"
-            )
+            meta["prediction_mean_reference"] = float(prediction["mean_reference"])
+            meta["prediction_mean_current"] = float(prediction["mean_current"])
         if "class_share_current" in prediction:
             meta["predicted_class_share"] = ", ".join(
                 f"{c}: {prediction['class_share_reference'].get(c, 0.0):.3f} -> {share:.3f}"
                 for c, share in prediction["class_share_current"].items()
             )
+    severity = {f["feature"]: f["severity"] for f in features}
+    for feature, hist in (report.get("histograms") or {}).items():
+        n = len(hist["reference"])
+        if n < 2:
+            continue
+        top = max([*hist["reference"], *hist["current"], 1e-9])
+        meta[f"plot_{feature}"] = dg.MetadataValue.md(
+            plots.inline_chart(
+                {
+                    "training": [(i / (n - 1), v) for i, v in enumerate(hist["reference"])],
+                    f"live ({severity.get(feature, '?')})": [
+                        (i / (n - 1), v) for i, v in enumerate(hist["current"])
+                    ],
+                },
+                title=f"{feature}: share per bin",
+                y_max=top,
+            )
+        )
     if report.get("report_id"):
         prefix = f"drift/{report['pipeline']}/{report['report_id']}"
         for name in report.get("images", []):
-            png = artifacts.read_bytes(f"{prefix}/{name}")
-            encoded = base64.b64encode(png).decode("ascii")
-            meta[f"plot_{name.removesuffix('.png')}"] = dg.MetadataValue.md(
-                f"![{name}](data:image/png;base64,{encoded})"
+            meta[f"png_{name.removesuffix('.png')}"] = dg.MetadataValue.path(
+                artifacts.uri(f"{prefix}/{name}")
             )
     return meta

@@ -37,14 +37,21 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "INLINE_COLORS",
+    "INLINE_MARKDOWN_LIMIT",
+    "calibration_extent",
     "calibration_plot",
+    "calibration_points",
     "class_recall_plot",
     "confusion_matrix_plot",
     "drift_histogram_plot",
+    "inline_chart",
     "pr_plot",
+    "pr_points",
     "report_plots",
     "residual_plot",
     "roc_plot",
+    "roc_points",
     "slice_delta_plot",
 ]
 
@@ -264,10 +271,14 @@ def calibration_plot(
         for name, p in models.items()
     }
 
+    extent = calibration_extent(curves, models)
+
     def draw(fig: Figure) -> None:
         top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        top.plot([0, 1], [0, 1], linestyle="--", color=_NEUTRAL, linewidth=1, label="perfect")
-        hist_edges = np.linspace(0.0, 1.0, 41)
+        top.plot(
+            [0, extent], [0, extent], linestyle="--", color=_NEUTRAL, linewidth=1, label="perfect"
+        )
+        hist_edges = np.linspace(0.0, extent, 41)
         for name, cal in curves.items():
             (line,) = top.plot(
                 cal.mean_predicted,
@@ -278,18 +289,20 @@ def calibration_plot(
                 label=f"{name} (ECE {cal.ece:.3f})",
             )
             bottom.hist(
-                models[name],
+                np.minimum(models[name], extent),  # the rare scores above: in the last bin
                 bins=hist_edges,
                 histtype="step",
                 log=True,
                 color=line.get_color(),
                 linewidth=1.2,
             )
+        pad = extent * 0.01
         top.set(
-            xlim=(-0.01, 1.01),
-            ylim=(-0.01, 1.01),
+            xlim=(-pad, extent + pad),
+            ylim=(-pad, extent + pad),
             ylabel="Observed positive rate",
-            title=f"{title} ({strategy} bins={bins}, n={y_int.shape[0]:,})",
+            title=f"{title} ({strategy} bins={bins}, n={y_int.shape[0]:,})"
+            + (f", zoomed to [0, {extent:.2g}]" if extent < 1.0 else ""),
         )
         top.grid(alpha=0.3)
         top.legend(loc="upper left", fontsize=9)
@@ -297,6 +310,164 @@ def calibration_plot(
         bottom.grid(alpha=0.3)
 
     return _render(draw)
+
+
+def calibration_extent(curves: Mapping[str, Any], models: Mapping[str, _FloatArray]) -> float:
+    """The upper end of a calibration plot's axes: where the data are, not always 1.
+
+    At a 2 % base rate every bin's mean prediction and observed rate lie in [0, 0.13]; on a
+    0-1 axis they are one clump in a corner. The extent is the largest bin coordinate or
+    99.9th percentile of the predictions, with 10 % headroom, at least 0.01 and at most 1 (both
+    axes share it, so the diagonal stays the perfect-calibration line).
+
+    Example:
+        >>> from lockgate.stats import calibration
+        >>> y, p = np.array([0] * 9 + [1]), np.linspace(0.01, 0.1, 10)  # a 10 % base rate
+        >>> round(calibration_extent({"m": calibration(y, p, bins=1)}, {"m": p}), 3)
+        0.11
+    """
+    top = 0.0
+    for cal in curves.values():
+        top = max(top, *cal.mean_predicted, *cal.observed_rate)
+    for p in models.values():
+        if p.size:
+            top = max(top, float(np.quantile(p, 0.999)))
+    return float(min(1.0, max(0.01, top * 1.1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# inline charts: tiny SVG line charts short enough for Dagster's UI to render in place
+
+INLINE_MARKDOWN_LIMIT = 1000
+"""Dagster's UI renders a markdown metadata value in place only below this many characters
+(``MetadataEntry.tsx``: ``mdStr.length < 1000``); a longer one becomes a "[Show Markdown]"
+link to a modal. Its markdown sanitizer allows ``data:`` image sources."""
+
+INLINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+"""Line colors of :func:`inline_chart` in series order: blue, orange, green, red."""
+_COLOR_NAMES = ("blue", "orange", "green", "red")
+
+
+def _thin(points: Sequence[tuple[float, float]], keep: int) -> list[tuple[float, float]]:
+    """At most ``keep`` points of a curve, evenly spaced by index, first and last kept."""
+    if len(points) <= keep:
+        return list(points)
+    idx = np.unique(np.linspace(0, len(points) - 1, keep).round().astype(int))
+    return [points[i] for i in idx]
+
+
+def inline_chart(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    title: str,
+    x_max: float = 1.0,
+    y_max: float = 1.0,
+    diagonal: bool = False,
+    points: int = 32,
+    limit: int = INLINE_MARKDOWN_LIMIT,
+    note: str = "",
+) -> str:
+    """A small line chart as markdown that Dagster's UI shows in place, with a legend line.
+
+    Each series is a polyline in an SVG ``data:`` URI (coordinates scaled to a 100 x 60 box and
+    rounded: a glance, not a measurement; the PNG beside it in the artifact store is the
+    precise plot). Series are thinned until the markdown is shorter than ``limit``.
+
+    Args:
+        series: Legend text to ``(x, y)`` points, in color order (:data:`INLINE_COLORS`,
+            at most four).
+        title: The image's alt text.
+        x_max: The x value at the right edge (data beyond it are clipped).
+        y_max: The y value at the top edge.
+        diagonal: Draw the dashed ``y = x`` line (ROC chance, perfect calibration).
+        points: Most points per series before thinning for the limit.
+        limit: Length the markdown must stay under.
+        note: Text after the legend, e.g. the axes' range.
+
+    Returns:
+        ``![title](data:image/svg+xml,...)`` and a line naming each color.
+
+    Raises:
+        SpecError: No series, more than four, or no way to fit under ``limit``.
+
+    Example:
+        >>> md = inline_chart({"model": [(0, 0), (0.2, 0.7), (1, 1)]}, title="ROC", diagonal=True)
+        >>> md.startswith("![ROC](data:image/svg+xml,") and len(md) < 1000
+        True
+    """
+    from urllib.parse import quote
+
+    if not series or len(series) > len(INLINE_COLORS):
+        raise SpecError(
+            f"inline_chart got {len(series)} series; rule: 1 to {len(INLINE_COLORS)} lines fit "
+            "a glance; fix: pass fewer models"
+        )
+    legend = " · ".join(f"{_COLOR_NAMES[i]}: {name}" for i, name in enumerate(series))
+    if note:
+        legend += f" ({note})"
+    keep = points
+    while keep >= 2:
+        body = []
+        if diagonal:
+            end_x, end_y = 100 * min(1.0, y_max / x_max), 60 - 60 * min(1.0, x_max / y_max)
+            body.append(
+                f"<path d='M0,60L{end_x:.0f},{end_y:.0f}' stroke='%23999' stroke-dasharray='2'/>"
+            )
+        for i, values in enumerate(series.values()):
+            coords = []
+            for x, y in _thin(list(values), keep):
+                cx = 100 * min(max(float(x) / x_max, 0.0), 1.0)
+                cy = 60 - 60 * min(max(float(y) / y_max, 0.0), 1.0)
+                coords.append(f"{cx:.0f},{cy:.0f}")
+            body.append(
+                f"<polyline points='{','.join(coords)}' fill='none' "
+                f"stroke='{INLINE_COLORS[i].replace('#', '%23')}'/>"
+            )
+        svg = (
+            "<svg xmlns='http://www.w3.org/2000/svg' viewBox='-1 -1 102 62' width='240' "
+            "height='144'><rect x='-1' y='-1' width='102' height='62' fill='%23fff' "
+            "stroke='%23ccc'/>" + "".join(body) + "</svg>"
+        )
+        uri = "data:image/svg+xml," + quote(svg, safe="/:=',.%-")
+        markdown = f"![{title}]({uri})\n\n{legend}"
+        if len(markdown) < limit:
+            return markdown
+        keep = keep * 2 // 3
+    raise SpecError(
+        f"inline chart {title!r} does not fit {limit} characters even with 2 points per line; "
+        "fix: shorten the legend"
+    )
+
+
+def roc_points(y: Any, p: Any) -> list[tuple[float, float]]:
+    """The ROC curve's ``(false positive rate, true positive rate)`` points, from (0, 0)."""
+    y_int, models = _models(y, {"m": p}, unit_interval=False)
+    _stats._require_defined(y_int, metric="roc_auc")
+    tps, fps = _curve(y_int, models["m"])
+    positives, negatives = int(y_int.sum()), int(y_int.shape[0] - y_int.sum())
+    return [(0.0, 0.0)] + [
+        (float(f) / negatives, float(t) / positives) for t, f in zip(tps, fps, strict=True)
+    ]
+
+
+def pr_points(y: Any, p: Any) -> list[tuple[float, float]]:
+    """The precision-recall curve's ``(recall, precision)`` points, highest threshold first."""
+    y_int, models = _models(y, {"m": p}, unit_interval=False)
+    _stats._require_defined(y_int, metric="roc_auc")
+    tps, fps = _curve(y_int, models["m"])
+    positives = int(y_int.sum())
+    return [(float(t) / positives, float(t) / float(t + f)) for t, f in zip(tps, fps, strict=True)]
+
+
+def calibration_points(
+    y: Any, p: Any, *, bins: int = 10
+) -> tuple[list[tuple[float, float]], float]:
+    """A reliability curve's ``(mean predicted, observed rate)`` per quantile bin, and the
+    extent of its axes (:func:`calibration_extent`)."""
+    y_int, models = _models(y, {"m": p}, unit_interval=True)
+    cal = _stats.calibration(y_int, models["m"], bins=bins, strategy="quantile")
+    points = list(zip(map(float, cal.mean_predicted), map(float, cal.observed_rate), strict=True))
+    return points, calibration_extent({"m": cal}, models)
 
 
 def _finite_or_none(value: Any, *, what: str) -> float | None:

@@ -136,7 +136,7 @@ def _column_expectations(column: str, rule: ColumnRule) -> list[tuple[Any, str, 
                 gxe.ExpectColumnValuesToBeBetween(
                     column=column, min_value=rule.min, max_value=rule.max
                 ),
-                f"values in [{rule.min}, {rule.max}]",
+                _range_text(rule.min, rule.max),
                 f"find the rows of {column!r} out of range at the source, or widen min/max",
             )
         )
@@ -266,3 +266,12 @@ def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) ->
         )
         for name in check_names(validation)
     ]
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    """``values >= 0``, ``values <= 5``, ``values in [0, 5]``: no Python reprs for open ends."""
+    if low is None:
+        return f"values <= {high:g}"
+    if high is None:
+        return f"values >= {low:g}"
+    return f"values in [{low:g}, {high:g}]"

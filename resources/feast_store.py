@@ -51,6 +51,7 @@ __all__ = [
     "FEATURE_STORE_YAML",
     "FeastStore",
     "canonical_spec",
+    "close_query_engines",
     "source_fingerprint",
     "spec_sha256",
 ]
@@ -706,9 +707,38 @@ def _utc_us(series: pd.Series, what: str) -> pd.Series:
     return series.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
+def close_query_engines() -> None:
+    """Disconnect ibis' default DuckDB backend, which Feast's offline store leaves open.
+
+    A DuckDB connection still open when the interpreter exits makes DuckDB's nanobind bindings
+    print ~100 "nanobind: leaked instance/type/function" lines (nanobind's leak check runs after
+    Python has torn the module down). Registered at exit after the first offline query; safe
+    to call any time no query runs (the next query opens a new connection).
+    """
+    import sys
+
+    ibis = sys.modules.get("ibis")
+    if ibis is None:
+        return
+    backend = getattr(ibis.options, "default_backend", None)
+    if backend is not None:
+        with contextlib.suppress(Exception):
+            backend.disconnect()
+        ibis.options.default_backend = None
+
+
+_EXIT_HOOK = threading.Event()
+
+
 @contextlib.contextmanager
 def _quiet_ibis() -> Iterator[None]:
-    """Hides ibis' DeprecationWarning about duckdb's fetch_arrow_table (noise on every query)."""
+    """Hides ibis' DeprecationWarning about duckdb's fetch_arrow_table (noise on every query),
+    and closes the query engine at interpreter exit (see :func:`close_query_engines`)."""
+    if not _EXIT_HOOK.is_set():
+        import atexit
+
+        _EXIT_HOOK.set()
+        atexit.register(close_query_engines)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=".*fetch_arrow_table", category=DeprecationWarning

@@ -338,3 +338,29 @@ def test_a_gate_that_does_not_fit_the_task_is_refused_by_the_report() -> None:
     good, bad = _task_models("regression")
     with pytest.raises(SpecError, match="task 'regression'"):
         _task_report("regression", good, bad, absolute={"roc_auc": 0.7})
+
+
+def test_edge_case_messages_round_numbers_and_name_the_rule() -> None:
+    good, bad = _task_models("regression")
+    cases = (
+        EdgeCase(
+            name="web", expect="not_worse_than_champion", metric="rmse", threshold=0.0, min_rows=1
+        ),
+        EdgeCase(name="finite", min_rows=1),
+    )
+    frame = _task_frame("regression")
+    worse, fine = run_edge_cases(
+        cases,
+        frame,
+        label="label",
+        challenger=bad,
+        champion=good,
+        gold_mean_score=1.0,
+        task="regression",
+    )
+    assert not worse["passed"]
+    change = f"{worse['actual']:+.4f}"
+    assert worse["message"] == (
+        f"web: rmse change vs champion {change} (breaks rmse no more than 0.0 worse than champion)"
+    )
+    assert fine["message"].startswith("finite: valid predictions (meets ")

@@ -558,11 +558,13 @@ def test_regression_feedback_measures_rmse_with_an_interval(tmp_path: Path) -> N
     assert level == "critical"
     assert evidence["higher_is_better"] is False
     assert evidence["drop"] == pytest.approx(2.0, rel=1e-3)
-    assert "worse by +2.0" in reason
+    assert "worse by 2.0" in reason
     assert "lower is better" in reason
     assert "95% interval" in reason
-    level, _, evidence = judge(perf, "v1", expected + 2.0, policy, task="regression")
+    level, reason, evidence = judge(perf, "v1", expected + 2.0, policy, task="regression")
     assert (level, round(evidence["drop"], 3)) == ("ok", -2.0)  # better than gold: no alarm
+    assert "better by 2.0" in reason  # said as such, never "worse by -2.0"
+    assert "worse by" not in reason
 
 
 def test_multiclass_feedback_reads_rows_in_class_order(tmp_path: Path) -> None:

@@ -208,3 +208,35 @@ def test_task_plot_input_errors() -> None:
         residual_plot([1.0], {})
     with pytest.raises(SpecError, match="metric='roc_auc' is unknown for task 'regression'"):
         slice_delta_plot(SLICES, metric="roc_auc", task="regression")
+
+
+def test_calibration_zooms_to_the_data_at_a_low_base_rate() -> None:
+    from lockgate.plots import calibration_points
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.0, 0.1, 5000)  # a 2 % base rate model: every score below 0.1
+    y = (rng.uniform(size=5000) < p).astype(int)
+    points, extent = calibration_points(y, p)
+    assert 0.1 <= extent < 0.2  # not a 0-1 axis with every point in one corner
+    assert all(x <= extent and r <= extent for x, r in points)
+    _check_png(calibration_plot(y, {"m": p}))
+
+
+def test_inline_charts_fit_dagsters_inline_limit_and_carry_no_png() -> None:
+    from urllib.parse import unquote
+
+    from lockgate.plots import INLINE_MARKDOWN_LIMIT, inline_chart, pr_points, roc_points
+
+    y, scores = _data()
+    roc = {f"{name} AUC": roc_points(y, p) for name, p in scores.items()}
+    md = inline_chart(roc, title="ROC curve", diagonal=True)
+    assert len(md) < INLINE_MARKDOWN_LIMIT
+    assert md.startswith("![ROC curve](data:image/svg+xml,")
+    svg = unquote(md.split("(", 1)[1].split(")", 1)[0].removeprefix("data:image/svg+xml,"))
+    assert svg.count("<polyline") == 2
+    assert " " not in md.split("(", 1)[1].split(")", 1)[0]  # one markdown link destination
+    assert md.endswith("blue: challenger AUC · orange: champion AUC")
+    assert "base64" not in md
+    many = {"m": pr_points(y, scores["challenger"]) * 20}  # thinned until it fits
+    assert len(inline_chart(many, title="PR", points=500)) < INLINE_MARKDOWN_LIMIT
+    assert roc_points([0, 1], [0.2, 0.8])[0] == (0.0, 0.0)

@@ -89,3 +89,13 @@ def test_missing_column_fails_instead_of_passing_silently() -> None:
     assert not outcome.passed
     assert outcome.failures[0]["expectation"] == "expect_column_to_exist"
     assert "'country' missing" in outcome.failures[0]["observed"]
+
+
+def test_an_open_ended_range_reads_as_a_bound_not_a_python_none() -> None:
+    suite = DataValidation(columns={"amount": ColumnRule(dtype="float", min=0.0)})
+    frame = pd.DataFrame({"amount": [1.0, -3.0, 2.0], "y": [0, 1, 0]})
+    (outcome,) = [o for o in run_suite(frame, suite, label="y") if o.name == "column_amount"]
+    assert not outcome.passed
+    (failure,) = outcome.failures
+    assert failure["threshold"] == "values >= 0"
+    assert "None" not in str(outcome.metadata())

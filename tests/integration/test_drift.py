@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate import Environment
-from lockgate.loop import DagsterDaemon
-from lockgate.monitoring import compute_drift_report
+from lockgate import DagsterDaemon, Environment
+from lockgate.monitoring import compute_drift_report, drift_metadata
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import LocalServingStack
@@ -149,6 +148,15 @@ def test_drift_report_separates_same_and_shifted_traffic(world: dict) -> None:
     assert "age.png" in shifted["images"]
     png = world["registry"].read_bytes(f"drift/{PIPELINE}/{shifted['report_id']}/age.png")
     assert png.startswith(b"\x89PNG")
+    # on the asset page: the level first, a table and charts in place, no PNG bytes inline
+    meta = drift_metadata(shifted, world["registry"])
+    assert next(iter(meta)) == "severity"
+    assert meta["severity"].startswith("🔴 CRITICAL: critical drift on")
+    assert isinstance(meta["features"], dg.TableMetadataValue)
+    assert meta["features"].records[0].data["severity"] == "CRITICAL"
+    assert len(meta["plot_age"].value) < 1000  # Dagster renders it in place
+    assert meta["png_age"].value.endswith("age.png")
+    assert "base64" not in json.dumps({k: str(v) for k, v in meta.items()})
 
 
 def test_too_few_rows_is_insufficient_not_ok(world: dict) -> None:

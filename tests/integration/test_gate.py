@@ -20,11 +20,11 @@ from lockgate import (
     build_definitions,
 )
 from lockgate.evaluation import gold_mask
-from lockgate.examples import FraudDataConfig, generate_fraud_data
 from lockgate.gate import GATE_RULES
-from lockgate.pipelines.feature_repo import fraud_feast_store
-from lockgate.pipelines.fraud import FRAUD_EDGE_CASES, FRAUD_LABELS, FRAUD_VALIDATION
 from lockgate.resources.artifacts import LocalArtifactRegistry
+from pipelines.feature_repo import fraud_feast_store
+from pipelines.fraud import FRAUD_EDGE_CASES, FRAUD_LABELS, FRAUD_VALIDATION
+from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
 
 KEY_FEATURES = ("amount", "is_foreign", "is_new_device", "tx_count_1d", "amount_sum_1d")
 GATE = Gate(
@@ -149,7 +149,8 @@ def test_worse_challenger_is_blocked_with_its_numbers(env, instance) -> None:
     assert failed["passed"] is False
     assert failed["metric"] == "roc_auc"
     assert failed["actual"] < 0
-    assert failed["threshold"] == "change >= 0.0"
+    assert failed["threshold"] == 0.0
+    assert failed["description"].startswith("BLOCKED by gate_vs_champion: roc_auc: challenger")
     assert "challenger 0." in failed["description"]
     assert "vs champion 0." in failed["description"]
     materialized = {
@@ -194,9 +195,10 @@ def test_better_overall_but_worse_on_a_slice_is_blocked(env, instance, gate_data
     assert better["actual"] > 0  # better overall
     slices = results["gate_slices"]
     assert slices["passed"] is False
-    assert slices["metric"] == "roc_auc[device_type=android_app]"
+    assert slices["metric"] == "roc_auc_largest_slice_drop"
+    assert slices["worst_slice"] == "device_type=android_app"
     assert slices["actual"] > 0.05
-    assert slices["threshold"] == "drop <= 0.05"
+    assert slices["threshold"] == 0.05
     assert [r for r, v in results.items() if not v["passed"]] == ["gate_slices"]
     assert champion(env) == incumbent
 
@@ -211,7 +213,10 @@ def test_a_tie_within_noise_is_not_promoted_when_significance_is_required(env, i
     assert results["gate_vs_champion"]["passed"]
     significance = results["gate_significance"]
     assert significance["passed"] is False
-    delta, lower, upper = significance["actual"]
+    delta, lower, upper = (
+        significance[k] for k in ("improvement", "improvement_lower", "improvement_upper")
+    )
+    assert significance["actual"] == lower
     assert lower <= 0 <= upper
     assert abs(delta) < 0.01
     assert "not significant" in significance["description"]
