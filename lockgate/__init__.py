@@ -19,7 +19,11 @@ Example:
 
 from __future__ import annotations
 
+from lockgate.assets.feedback import compute_live_performance
+from lockgate.audit import AuditLog
 from lockgate.canary import CanaryPolicy
+from lockgate.daemon import DagsterDaemon
+from lockgate.dataio import read_parquet_dir, read_parquet_file
 from lockgate.definitions import build_definitions
 from lockgate.environment import Environment
 from lockgate.errors import (
@@ -40,7 +44,10 @@ from lockgate.errors import (
     TrainingError,
     ValidationFailedError,
 )
+from lockgate.feedback import labels_for, write_feedback
 from lockgate.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec
+from lockgate.resources.artifacts import ArtifactRegistry, LocalArtifactRegistry
+from lockgate.resources.feast_store import FeastStore
 from lockgate.spec import (
     ColumnRule,
     DataValidation,
@@ -49,6 +56,7 @@ from lockgate.spec import (
     Split,
     TritonTarget,
 )
+from lockgate.traffic import TrafficGenerator, TrafficReport, drive_canary
 from lockgate.trainers import (
     CustomModel,
     CustomTrainer,
@@ -68,18 +76,22 @@ __all__ = [
     "ArtifactError",
     "ArtifactIntegrityError",
     "ArtifactNotFoundError",
+    "ArtifactRegistry",
+    "AuditLog",
     "CanaryPolicy",
     "ColumnRule",
     "Condition",
     "CorruptDataError",
     "CustomModel",
     "CustomTrainer",
+    "DagsterDaemon",
     "DataError",
     "DataValidation",
     "DriftPolicy",
     "EdgeCase",
     "EmptyDataError",
     "Environment",
+    "FeastStore",
     "FeatureChangePolicy",
     "FeatureStoreError",
     "FeedbackPolicy",
@@ -89,6 +101,7 @@ __all__ = [
     "ImmutableArtifactError",
     "LabelSource",
     "LightGBMTrainer",
+    "LocalArtifactRegistry",
     "LockgateError",
     "ModelPipeline",
     "ReproductionError",
@@ -99,11 +112,19 @@ __all__ = [
     "Split",
     "TorchModuleTrainer",
     "TorchTrainer",
+    "TrafficGenerator",
+    "TrafficReport",
     "Trainer",
     "TrainingError",
     "TritonTarget",
     "ValidationFailedError",
     "__version__",
     "build_definitions",
+    "compute_live_performance",
+    "drive_canary",
+    "labels_for",
     "prepare_training",
+    "read_parquet_dir",
+    "read_parquet_file",
+    "write_feedback",
 ]

@@ -87,50 +87,6 @@ def init_cmd(directory: str, name: str | None) -> None:
     )
 
 
-@cli.command("generate-data")
-@_home_option
-@click.option("--days", type=int, default=30, show_default=True, help="Days to write.")
-@click.option("--append", is_flag=True, help="Append days after the last day written.")
-@click.option("--seed", type=int, default=None, help="Generator seed (default: the config's).")
-@click.option(
-    "--covariate-drift",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Strength of the customer-age shift in the new days (0 = none, 1 = strong).",
-)
-@click.option(
-    "--concept-drift",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Strength of the change in what makes a transaction fraud (0 = none).",
-)
-def generate_data(
-    home: str | None,
-    days: int,
-    append: bool,
-    seed: int | None,
-    covariate_drift: float,
-    concept_drift: float,
-) -> None:
-    """Write (or append) days of synthetic card transactions, day by day as Parquet."""
-    from lockgate.examples import FraudDataConfig, generate_fraud_data
-
-    env = _env(home)
-    config = None if seed is None else FraudDataConfig(seed=seed)
-    summary = generate_fraud_data(
-        env.data_dir,
-        days=days,
-        config=config,
-        append=append,
-        covariate_drift=covariate_drift,
-        concept_drift=concept_drift,
-        progress=_say,
-    )
-    _say(f"data written to {env.data_dir}: {summary}")
-
-
 @cli.command("apply")
 @_home_option
 @_location_options
@@ -249,9 +205,11 @@ def promote_cmd(
     """Make VERSION the champion of PIPELINE by hand (first model, or an audited override)."""
     import getpass
 
+    from lockgate.canary import OVERRIDE_MARK  # what the controller accepts as an override
     from lockgate.errors import GateFailedError
 
     registry = _registry(_env(home))
+    actor = f"{getpass.getuser()} (lockgate promote)"
     verdicts = registry.verdicts(pipeline, version)
     latest = verdicts[-1] if verdicts else None
     if latest is not None and not latest["passed"] and not override_gate:
@@ -265,10 +223,24 @@ def promote_cmd(
         pipeline,
         "champion",
         version,
-        actor=f"{getpass.getuser()} (lockgate promote)",
-        reason=reason + (" [gate overridden]" if latest and not latest["passed"] else ""),
+        actor=actor,
+        reason=reason + (f" {OVERRIDE_MARK}" if latest and not latest["passed"] else ""),
         expected=previous,
         evidence={"verdict": latest["report_id"] if latest else None},
+    )
+    # a person's decision lands in the hash-chained log like the controller's; an override is
+    # honoured by the canary controller only when it is recorded here
+    _env(home).resources()["audit"].record(
+        "promotion",
+        pipeline=pipeline,
+        actor=actor,
+        payload={
+            "from": previous,
+            "to": version,
+            "reason": reason,
+            "override": bool(latest and not latest["passed"]),
+            "by": "lockgate promote",
+        },
     )
     _say(f"{pipeline} champion: {previous} -> {version}")
 
@@ -278,27 +250,59 @@ def audit_group() -> None:
     """The hash-chained audit log of gate verdicts, validations, traffic steps and promotions."""
 
 
+def _parse_head(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    import re
+
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    well_formed = re.fullmatch(r"-?\d+", seq) and re.fullmatch(r"[0-9a-f]{64}", digest)
+    if not well_formed or int(seq) < -1:
+        raise click.BadParameter(
+            f"{value!r} is not SEQ:HASH (a seq >= -1, a colon, 64 lowercase hex digits); use "
+            "the head `lockgate audit verify` printed, e.g. 12:3f2a...",
+            ctx=ctx,
+            param=param,
+        )
+    return (int(seq), digest)
+
+
 @audit_group.command("verify")
 @_home_option
 @click.option(
     "--expected-head",
     default=None,
-    help="SEQ:HASH published earlier; also detects a truncated tail.",
+    callback=_parse_head,
+    help="SEQ:HASH published elsewhere; checked besides the signed witness (<log>.head).",
 )
-def audit_verify_cmd(home: str | None, expected_head: str | None) -> None:
-    """Check every entry's hash and link; exit 1 naming the first edited, removed or moved one."""
+def audit_verify_cmd(home: str | None, expected_head: tuple[int, str] | None) -> None:
+    """Check every entry's hash and link and the signed head; exit 1 naming the first problem.
+
+    The head that the last append signed (``<log>.head``) must still be the log's: a truncated,
+    rewritten, replaced or deleted log fails.
+    """
     from lockgate.audit import AuditLog
 
     log = AuditLog(_env(home).audit_path)
-    anchor = None
-    if expected_head:
-        seq, _, digest = expected_head.partition(":")
-        anchor = (int(seq), digest)
-    result = log.verify(expected_head=anchor)
+    result = log.verify(expected_head=expected_head)
     if not result.ok:
         click.echo(f"audit log {log.path} FAILED verification: {result.message}", err=True)
         sys.exit(1)
-    _say(f"audit log {log.path}: {result.entries} entries verified, head {result.head}")
+    _say(
+        f"audit log {log.path}: {result.entries} entries verified, head "
+        f"{result.head.seq}:{result.head.hash} (signed in {log.witness_path.name})"
+    )
+
+
+@audit_group.command("witness")
+@_home_option
+def audit_witness_cmd(home: str | None) -> None:
+    """Sign the log's current head (a log from before signed heads, or after reviewing it)."""
+    from lockgate.audit import AuditLog
+
+    log = AuditLog(_env(home).audit_path)
+    head = log.witness_head()
+    _say(f"audit log {log.path}: head seq {head.seq} hash {head.hash} signed in {log.witness_path}")
 
 
 @audit_group.command("show")
@@ -324,29 +328,120 @@ def serve_group() -> None:
 @serve_group.command("start")
 @_home_option
 def serve_start_cmd(home: str | None) -> None:
-    """Start (or attach to) tritonserver and the gateway; print their addresses."""
-    stack = Environment.resources(_env(home))["serving_stack"]
-    info = stack.ensure()
+    """Start (or attach to) tritonserver and the gateway on their kept ports; restore every
+    pipeline's champion and running canary; exit 1 when one does not answer."""
+    import getpass
+
+    from lockgate.sensors.canary import restore_serving
+
+    since = time.perf_counter()
+    resources = Environment.resources(_env(home))
+    stack = resources["serving_stack"]
+    restored = restore_serving(
+        stack,
+        artifacts=resources["artifacts"],
+        audit=resources["audit"],
+        actor=f"{getpass.getuser()} (lockgate serve start)",
+        since=since,
+    )
+    info = restored["started"]
     _say(f"tritonserver {info['triton_url']}  gateway {info['gateway_url']}")
+    if info.get("reaped_stubs"):
+        _say(f"  reaped {info['reaped_stubs']} python-backend stub(s) a crashed tritonserver left")
+    failed = False
+    for row in restored["pipelines"]:
+        if row["action"] in ("none", "refused"):
+            _say(f"  {row['pipeline']}: {row['reason']}")
+            continue
+        text = f"  {row['pipeline']}: champion {row['champion']}"
+        if row["challenger"]:
+            text += f" + canary {row['challenger']} at {row['weight']:.0%}"
+        if row["action"] == "restored":
+            text += f", restored in {row['recovery_s']:.2f} s (champion answering; all: "
+            text += f"{row['full_recovery_s']:.2f} s; loaded: {', '.join(row['loaded']) or 'none'}"
+            text += f"; route set: {row['route_changed']})"
+        text += ", answering" if row["answering"] else f", NOT answering: {row['problems']}"
+        _say(text)
+        failed = failed or not row["answering"]
+    if failed:
+        sys.exit(1)
+
+
+@serve_group.command("supervise")
+@_home_option
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds per check.")
+@click.option(
+    "--max-backoff", type=float, default=60.0, show_default=True, help="Longest retry wait."
+)
+def serve_supervise_cmd(home: str | None, interval: float, max_backoff: float) -> None:
+    """Keep the stack serving without the Dagster daemon: restart what dies (backoff on
+    failures), reload champions and canaries; runs until SIGTERM or Ctrl-C."""
+    import getpass
+    import signal
+
+    from lockgate.sensors.canary import supervise
+
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    resources = Environment.resources(_env(home))
+
+    def report(event: dict[str, Any]) -> None:
+        if event["event"] == "failed":
+            _say(f"recovery FAILED ({event['why']}): {event.get('error', event.get('pipelines'))}")
+            return
+        for row in event["pipelines"]:
+            if row["action"] == "restored":
+                _say(
+                    f"{event['why']}: {row['pipeline']} champion {row['champion']} answering "
+                    f"{row['recovery_s']:.2f} s after the check"
+                )
+
+    _say(f"supervising the serving stack every {interval:g} s (Ctrl-C to stop)")
+    supervise(
+        resources["serving_stack"],
+        artifacts=resources["artifacts"],
+        audit=resources["audit"],
+        actor=f"{getpass.getuser()} (lockgate serve supervise)",
+        interval_s=interval,
+        max_backoff_s=max_backoff,
+        should_stop=lambda: bool(stopping),
+        report=report,
+    )
+    _say("supervisor stopped; the servers keep running")
 
 
 @serve_group.command("status")
 @_home_option
 def serve_status_cmd(home: str | None) -> None:
-    """Say what runs, what each gateway route sends where, and running canaries."""
+    """Say what runs and what answers (one real inference per routed version), what each
+    gateway route sends where, and canaries; exit 1 when a server or a routed version is down."""
     stack = Environment.resources(_env(home))["serving_stack"]
     triton, gateway = stack.triton(), stack.gateway()
-    _say(f"tritonserver: {'up ' + triton.url if triton.pid else 'down'}")
-    _say(f"gateway:      {'up ' + gateway.url if gateway.running else 'down'}")
-    if gateway.running:
+    triton_up, gateway_up = triton.health(), gateway.health()  # local or remote alike
+    _say(f"tritonserver: {'up ' + triton.url if triton_up else 'down'}")
+    _say(f"gateway:      {'up ' + gateway.url if gateway_up else 'down'}")
+    if triton_up:
+        _say(f"  loaded: {', '.join(triton.loaded()) or 'nothing'}")
+    failed = not (triton_up and gateway_up)
+    if gateway_up:
         for name, route in sorted(gateway.routes().items()):
             _say(f"  route {name}: {json.dumps(route, sort_keys=True)}")
+        for row in stack.probe():  # one real inference per routed version
+            what = f"  {row['pipeline']} {row['role']} {row['version']}"
+            if row["answering"]:
+                _say(f"{what}: answering ({row['ms']:.1f} ms)")
+            else:
+                _say(f"{what}: NOT answering: {row['problem']}")
+                failed = True
     for path in sorted(stack.state_dir.glob("*.json")):
         state = json.loads(path.read_text())
         _say(
             f"  canary {state['pipeline']}: {state['status']} {state['challenger']} at "
             f"{state['weight']:.0%} (champion {state['champion']})"
         )
+    if failed:
+        sys.exit(1)
 
 
 @serve_group.command("stop")
@@ -362,26 +457,47 @@ def serve_stop_cmd(home: str | None) -> None:
 @click.argument("pipeline")
 @click.argument("version")
 def verify_cmd(home: str | None, pipeline: str, version: str) -> None:
-    """Check every stored file of PIPELINE VERSION against its lock record."""
+    """Check the signed lock record of PIPELINE VERSION and every stored file against it."""
     registry = _registry(_env(home))
     files = registry.model_files(pipeline, version)
-    _say(f"{pipeline}/{version}: {len(files)} files match their lock record")
+    _say(f"{pipeline}/{version}: signed lock record; {len(files)} files match it")
+
+
+@cli.command("sign")
+@_home_option
+@click.argument("pipeline")
+@click.argument("versions", nargs=-1)
+def sign_cmd(home: str | None, pipeline: str, versions: tuple[str, ...]) -> None:
+    """Sign lock records written before lockgate signed them (default: every version).
+
+    Each record and every file is checked first; a record that does not verify is not signed.
+    """
+    registry = _registry(_env(home))
+    for version in versions or registry.model_versions(pipeline):
+        _, written = registry.sign_model_version(pipeline, version)
+        _say(f"{pipeline}/{version}: {'signed' if written else 'already signed, verified'}")
 
 
 @cli.command("reproduce")
 @_home_option
 @click.argument("pipeline")
 @click.argument("version")
-def reproduce_cmd(home: str | None, pipeline: str, version: str) -> None:
-    """Rebuild PIPELINE VERSION from its lock record and verify the weights are bit-identical.
+@click.option(
+    "--restore",
+    is_flag=True,
+    help="When verified, write the version's missing or damaged files back into the registry.",
+)
+def reproduce_cmd(home: str | None, pipeline: str, version: str, restore: bool) -> None:
+    """Rebuild PIPELINE VERSION from its lock record and verify every file is bit-identical.
 
-    Exits 0 when verified, 1 when the rebuilt weights differ (the differences are listed).
+    Exits 0 when verified, 1 when the weights or any other file differ (the differences are
+    listed).
     """
     from lockgate.reproduce import reproduce
 
     started = time.perf_counter()
     _say(f"rebuilding {pipeline}/{version} from its lock record ...")
-    report = reproduce(_registry(_env(home)), pipeline, version)
+    report = reproduce(_registry(_env(home)), pipeline, version, restore=restore)
     _say(report.render())
     _say(f"({time.perf_counter() - started:.1f} s)")
     if not report.verified:
@@ -458,29 +574,6 @@ def drift_cmd(
         )
     if report.get("uri"):
         _say(f"  report: {report['uri']}")
-
-
-@cli.command("demo")
-@_home_option
-@click.option("--days", type=int, default=30, show_default=True, help="Days of data.")
-@click.option(
-    "--pipeline",
-    "only",
-    multiple=True,
-    help="Run only these pipelines (default: all example pipelines).",
-)
-@click.option(
-    "--keep-serving", is_flag=True, help="Leave tritonserver and the gateway running afterwards."
-)
-def demo_cmd(home: str | None, days: int, only: tuple[str, ...], keep_serving: bool) -> None:
-    """The main job: data, Feast, Dagster runs, the gate, Triton, then the closed loop.
-
-    The loop runs on a real dagster-daemon: drift is injected into live traffic, and the
-    sensors detect it, retrain, gate, validate in Triton, canary to 100 % and promote.
-    """
-    from lockgate.demo import run_demo
-
-    run_demo(_env(home), days=days, only=only, say=_say, keep_serving=keep_serving)
 
 
 def main(argv: list[str] | None = None) -> None:

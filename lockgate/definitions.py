@@ -28,7 +28,7 @@ def build_definitions(
     ``feast`` store of your own) and adds any other.
 
     Example:
-        >>> from lockgate.pipelines.fraud import PIPELINES
+        >>> from pipelines.fraud import PIPELINES
         >>> defs = build_definitions(PIPELINES, environment=Environment.local("/tmp/lg"))
         >>> sorted(job.name for job in defs.resolve_all_job_defs())[:1]
         ['__ASSET_JOB']

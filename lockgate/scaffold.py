@@ -17,6 +17,7 @@ Layout of ``lockgate init DIR`` (package name ``NAME``, default the folder's nam
     DIR/NAME/pipelines.py          the ModelPipeline spec
     DIR/NAME/definitions.py        Definitions for Dagster
     DIR/NAME/generate_data.py      synthetic rows: feature_repo/data/*.parquet, data/labels.parquet
+                                   (labels for binary, regression and multiclass models)
 """
 
 from __future__ import annotations
@@ -164,9 +165,13 @@ def defs() -> dg.Definitions:
 _GENERATE = '''\
 """Synthetic churn data: Feast source rows and labels. Replace with your own tables.
 
-Run from the project folder: `python -m {name}.generate_data`.
+Run from the project folder: `python -m {name}.generate_data [--days N]`. The labels file holds
+one label per task, each following the features: `churned` (binary), `spend_next` (next
+month's spend, regression) and `segment` (`loyal`, `steady` or `at_risk`, multiclass). The same
+seed with more days writes the same first days and appends the new ones: new data arriving.
 """
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +183,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 def generate(customers: int = 3000, days: int = 20, seed: int = 0) -> None:
     """Writes feature_repo/data/customer_activity.parquet and data/labels.parquet."""
     rng = np.random.default_rng(seed)
+    noise = np.random.default_rng([seed, 1])  # the regression and multiclass labels' noise
     start = pd.Timestamp("2026-01-01", tz="UTC")
     ids = np.arange(customers, dtype=np.int64)
     tenure = rng.integers(1, 72, customers)
@@ -203,12 +209,19 @@ def generate(customers: int = 3000, days: int = 20, seed: int = 0) -> None:
             picked = rng.choice(ids, customers // 10, replace=False)
             logit = -1.5 + 0.45 * calls[picked] - 0.04 * tenure[picked] - 0.01 * spend[picked]
             churned = rng.random(len(picked)) < 1.0 / (1.0 + np.exp(-logit))
+            pro = plans[picked] == "pro"
+            spend_next = 15 + 1.2 * spend[picked] + 6 * calls[picked] + 10 * pro
+            spend_next = np.round(spend_next + noise.normal(0, 8, len(picked)), 2)
+            score = calls[picked] - tenure[picked] / 12 + noise.normal(0, 0.7, len(picked))
+            segment = np.where(score > 1.0, "at_risk", np.where(score > -1.5, "steady", "loyal"))
             labels.append(
                 pd.DataFrame(
                     {{
                         "customer_id": picked,
                         "event_timestamp": ts + pd.Timedelta(hours=12),
                         "churned": churned.astype(np.int64),
+                        "spend_next": spend_next,
+                        "segment": segment,
                     }}
                 )
             )
@@ -220,11 +233,16 @@ def generate(customers: int = 3000, days: int = 20, seed: int = 0) -> None:
     (PROJECT / "data").mkdir(parents=True, exist_ok=True)
     features.to_parquet(PROJECT / "feature_repo" / "data" / "customer_activity.parquet")
     label_frame.to_parquet(PROJECT / "data" / "labels.parquet")
-    print(f"wrote {{len(features)}} feature rows and {{len(label_frame)}} labels")
+    print(f"wrote {{len(features)}} feature rows and {{len(label_frame)}} labels ({{days}} days)")
 
 
 if __name__ == "__main__":
-    generate()
+    parser = argparse.ArgumentParser(description="Write synthetic churn data.")
+    parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument("--days", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    generate(customers=args.customers, days=args.days, seed=args.seed)
 '''
 
 _README = """\
@@ -239,8 +257,9 @@ dagster dev -w workspace.yaml             # open the UI, materialize {name}_trai
 ```
 
 - Features: `feature_repo/` is a plain Feast repository. Point its sources at your tables.
-- Labels: `data/labels.parquet` with `customer_id`, `event_timestamp` and `churned`
-  (`LabelSource(path=...)` takes a Parquet file or folder, relative to this project).
+- Labels: `data/labels.parquet` with `customer_id`, `event_timestamp` and one column per label:
+  `churned` (binary), `spend_next` (regression), `segment` (multiclass). `LabelSource(path=...)`
+  takes a Parquet file or folder, relative to this project.
 - Each model version's lock record names this project's git commit: commit your code.
 """
 

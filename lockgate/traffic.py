@@ -70,6 +70,37 @@ class TrafficGenerator:
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
 
+    @classmethod
+    def for_frame(
+        cls,
+        url: str,
+        model: str,
+        frame: Any,
+        *,
+        artifacts: ArtifactRegistry,
+        version: str | None = None,
+        **options: Any,
+    ) -> TrafficGenerator:
+        """Send the rows of a feature ``frame`` (a DataFrame by feature name) to ``model``.
+
+        The rows are encoded once with the wire schema of ``version`` (default: the champion),
+        the format the gateway routes; ``options`` are :meth:`__init__`'s keywords.
+
+        Raises:
+            SpecError: ``model`` has no champion and no ``version`` was given.
+        """
+        from lockgate.errors import SpecError
+        from lockgate.wire import encode, wire_schema_for_version
+
+        version = version or artifacts.alias(model, "champion")
+        if version is None:
+            raise SpecError(
+                f"pipeline {model!r} has no champion to encode traffic for; train it first "
+                "or pass version="
+            )
+        matrix = encode(frame, wire_schema_for_version(artifacts, model, version))
+        return cls(url, model, matrix, **options)
+
     def _run(self, offset: int) -> None:
         import tritonclient.http as th
 

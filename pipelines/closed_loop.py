@@ -2,48 +2,54 @@
 
 :class:`LoopSettings` shortens the production policies of one example pipeline so the whole
 loop fits in a couple of minutes (sensor intervals of a second, canary holds of two seconds, a
-drift window of a few thousand requests); they are written to ``<LOCKGATE_HOME>/loop.json`` and
-read by the code location ``lockgate.pipelines.loop`` (location name ``lockgate-loop``, pinned:
-run-key de-duplication is scoped to it). :class:`DagsterDaemon` runs ``dagster-daemon run`` on
-that location against the local instance, in its own process group. :func:`run_closed_loop`
-is the quick-start job's last phase: it injects drift, sends live traffic through the gateway
-and watches the system react on its own, then prints the timeline.
+drift window of a few thousand requests). While the loop runs they are in
+``<LOCKGATE_HOME>/loop.json``, which the example's one code location (``pipelines.definitions``,
+the location ``workspace.yaml`` loads) reads: the loop's pipeline gets the loop's policies and
+the other pipelines' sensors stand still. So the daemon's runs belong to the location the
+Dagster UI opens, and each run links back to its sensor tick. :func:`run_closed_loop` is the
+quick-start job's last phase: it injects drift, sends live traffic through the gateway and
+watches the system react on its own, then prints the timeline; the settings file is removed
+when it ends, and the location is back to the production policies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lockgate.canary import CanaryPolicy
-from lockgate.environment import Environment
-from lockgate.errors import LockgateError, SpecError
-from lockgate.triggers import DriftPolicy, FeedbackPolicy
+from lockgate import (
+    AuditLog,
+    CanaryPolicy,
+    DagsterDaemon,
+    DriftPolicy,
+    Environment,
+    FeedbackPolicy,
+    LockgateError,
+    SpecError,
+    TrafficGenerator,
+    compute_live_performance,
+    labels_for,
+    read_parquet_dir,
+    write_feedback,
+)
 
 __all__ = [
-    "LOOP_LOCATION",
     "SETTINGS_FILE",
-    "DagsterDaemon",
     "LoopSettings",
     "loop_pipelines",
     "read_settings",
     "run_closed_loop",
-    "write_loop_workspace",
     "write_settings",
 ]
 
-LOOP_LOCATION = "lockgate-loop"
-"""Code location name of the loop (pinned: run keys and cursors are scoped to it)."""
+EXAMPLE_ROOT = Path(__file__).resolve().parent.parent
+"""The folder ``pipelines`` imports from, with the ``workspace.yaml`` the daemon loads."""
 
 SETTINGS_FILE = "loop.json"
 """Settings file of the loop location, under ``LOCKGATE_HOME``."""
@@ -102,15 +108,15 @@ def write_settings(env: Environment, settings: LoopSettings) -> Path:
     return path
 
 
-def read_settings(env: Environment) -> LoopSettings:
-    """The loop location's settings (defaults when the file is absent).
+def read_settings(env: Environment) -> LoopSettings | None:
+    """The settings of the loop running in ``env`` (None: no loop runs).
 
     Raises:
         SpecError: the file is not valid settings JSON.
     """
     path = env.home / SETTINGS_FILE
     if not path.exists():
-        return LoopSettings()
+        return None
     try:
         return LoopSettings.model_validate_json(path.read_text())
     except ValueError as exc:
@@ -119,10 +125,17 @@ def read_settings(env: Environment) -> LoopSettings:
         ) from exc
 
 
-def loop_pipelines(settings: LoopSettings) -> list[Any]:
-    """The pipeline of the loop location: the example with the loop's policies."""
-    from lockgate.pipelines.fraud import PIPELINES
+def loop_pipelines(settings: LoopSettings | None) -> list[Any]:
+    """The example's pipelines as the code location serves them.
 
+    Without a loop (``settings`` None) they are as written. During the loop, its pipeline has
+    the loop's policies and the feature-change trigger off (the loop appends the drift itself),
+    and the other pipelines' drift, feedback and feature-change sensors are off.
+    """
+    from pipelines.fraud import PIPELINES
+
+    if settings is None:
+        return list(PIPELINES)
     found = [p for p in PIPELINES if p.name == settings.pipeline]
     if not found:
         raise SpecError(
@@ -133,148 +146,32 @@ def loop_pipelines(settings: LoopSettings) -> list[Any]:
     gate = spec.gate
     if settings.gate_absolute is not None and gate is not None:
         gate = gate.model_copy(update={"absolute": {**gate.absolute, **settings.gate_absolute}})
-    return [
-        spec.model_copy(
-            update={
-                "canary": settings.canary,
-                "drift": settings.drift,
-                "feedback": settings.feedback,
-                "feature_changes": None,
-                "gate": gate,
-            }
-        )
-    ]
-
-
-def write_loop_workspace(env: Environment) -> Path:
-    """A workspace file that loads the loop location; returns its path."""
-    path = env.home / "loop_workspace.yaml"
-    path.write_text(
-        "load_from:\n"
-        "  - python_module:\n"
-        "      module_name: lockgate.pipelines.loop\n"
-        f"      location_name: {LOOP_LOCATION}\n"
+    looped = spec.model_copy(
+        update={
+            "canary": settings.canary,
+            "drift": settings.drift,
+            "feedback": settings.feedback,
+            "feature_changes": None,
+            "gate": gate,
+        }
     )
-    return path
+    still = {"drift": None, "feedback": None, "feature_changes": None}
+    return [looped if p.name == spec.name else p.model_copy(update=still) for p in PIPELINES]
 
 
-class DagsterDaemon:
-    """``dagster-daemon run`` on a workspace, in its own process group, logging to a file.
-
-    Example:
-        >>> # with DagsterDaemon(env, workspace) as daemon: ...  (stopped by PID on exit)
-    """
-
-    def __init__(
-        self,
-        env: Environment,
-        workspace: Path,
-        *,
-        log_path: Path | None = None,
-        extra_env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        """Describes the daemon; nothing starts before :meth:`start`.
-
-        Args:
-            env: its ``DAGSTER_HOME`` is ``env.dagster_home``, its ``LOCKGATE_HOME`` ``env.home``.
-            workspace: the workspace file of the code locations it serves.
-            log_path: where its output goes (default ``<home>/logs/dagster-daemon.log``).
-            extra_env: more environment variables for it and its code servers.
-            cwd: its working directory (default ``env.home``).
-        """
-        self.env, self.workspace = env, workspace
-        self.log_path = log_path or env.home / "logs" / "dagster-daemon.log"
-        self.extra_env = dict(extra_env or {})
-        self.cwd = cwd or env.home
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, timeout_s: float = 90.0) -> DagsterDaemon:
-        """Start the daemon and wait until its sensor daemon has sent a heartbeat.
-
-        Raises:
-            LockgateError: it exited or sent no heartbeat in time (the message has its log).
-        """
-        exe = Path(sys.executable).with_name("dagster-daemon")
-        if not exe.exists():
-            raise LockgateError(
-                f"{exe} does not exist: dagster is not installed beside {sys.executable}; "
-                "run scripts/setup.sh"
-            )
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(
-            os.environ,
-            DAGSTER_HOME=str(self.env.dagster_home),
-            LOCKGATE_HOME=str(self.env.home),
-            DAGSTER_DISABLE_TELEMETRY="1",
-            **self.extra_env,
-        )
-        started = time.time()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(exe), "run", "-w", str(self.workspace)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(self.cwd),
-                start_new_session=True,
-            )
-        from dagster import DagsterInstance
-
-        with DagsterInstance.from_config(str(self.env.dagster_home)) as instance:
-            while time.time() - started < timeout_s:
-                if self.process.poll() is not None:
-                    raise LockgateError(
-                        f"dagster-daemon exited with {self.process.returncode} at start; its "
-                        f"log {self.log_path} ends with:\n{self.log_tail()}"
-                    )
-                beats = instance.get_daemon_heartbeats()
-                sensor = beats.get("SENSOR")
-                if sensor is not None and sensor.timestamp >= started:
-                    return self
-                time.sleep(0.5)
-        self.stop()
-        raise LockgateError(
-            f"dagster-daemon sent no sensor heartbeat within {timeout_s:.0f} s; its log "
-            f"{self.log_path} ends with:\n{self.log_tail()}"
-        )
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of the daemon's log."""
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, *, timeout_s: float = 30.0) -> None:
-        """SIGTERM the daemon's process group (it starts code servers), SIGKILL if it lingers."""
-        from lockgate.resources._process import stop_process_group
-
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        stop_process_group(process.pid, timeout_s=timeout_s)
-        process.wait(timeout=10)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group at once (a crash, for tests)."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-    def __enter__(self) -> DagsterDaemon:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+@contextlib.contextmanager
+def _loop_running(env: Environment, settings: LoopSettings) -> Iterator[None]:
+    """The loop's settings in place for the code location while the loop runs."""
+    path = write_settings(env, settings)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _traffic_frame(env: Environment, spec: Any, days: int) -> Any:
     """Feature rows of the last ``days`` days of transactions (what live clients send)."""
     import pandas as pd
-
-    from lockgate.dataio import read_parquet_dir
 
     labels = read_parquet_dir(env.data_dir / spec.labels.dataset)
     ts = labels[spec.labels.timestamp_column]
@@ -291,15 +188,11 @@ def _traffic_frame(env: Environment, spec: Any, days: int) -> Any:
 
 @contextlib.contextmanager
 def _traffic(env: Environment, spec: Any, frame: Any) -> Iterator[Any]:
-    from lockgate.traffic import TrafficGenerator
-    from lockgate.wire import encode, wire_schema_for_version
-
     resources = env.resources()
-    champion = resources["artifacts"].alias(spec.name, "champion")
-    schema = wire_schema_for_version(resources["artifacts"], spec.name, champion)
-    matrix = encode(frame, schema)
     url = resources["serving_stack"].gateway().url
-    with TrafficGenerator(url, spec.name, matrix, threads=2, keep_trace_ids=True) as traffic:
+    with TrafficGenerator.for_frame(
+        url, spec.name, frame, artifacts=resources["artifacts"], threads=2, keep_trace_ids=True
+    ) as traffic:
         yield traffic
 
 
@@ -339,9 +232,6 @@ def _feedback(
     env: Environment, spec: Any, frame: Any, report: Any, mark: Callable[[str], None]
 ) -> dict[str, Any]:
     """The delayed labels of the served requests come back: join them and measure each version."""
-    from lockgate.assets.feedback import compute_live_performance
-    from lockgate.feedback import labels_for, write_feedback
-
     policy = spec.feedback
     labels = labels_for(report.trace_rows, frame[spec.label], frame["label_timestamp"])
     write_feedback(env.data_dir / policy.dataset, labels)
@@ -385,12 +275,10 @@ def run_closed_loop(
     """
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-    from lockgate.audit import AuditLog
-    from lockgate.examples import generate_fraud_data
+    from pipelines.fraud_data import generate_fraud_data
 
-    settings = settings or read_settings(env)
-    write_settings(env, settings)
-    (spec,) = loop_pipelines(settings)
+    settings = settings or LoopSettings()
+    (spec,) = [p for p in loop_pipelines(settings) if p.name == settings.pipeline]
     resources = env.resources()
     registry = resources["artifacts"]
     champion = registry.alias(spec.name, "champion")
@@ -412,10 +300,14 @@ def run_closed_loop(
     )
     generate_fraud_data(env.data_dir, days=drift_days, append=True, covariate_drift=1.0)
     frame = _traffic_frame(env, spec, days=min(3, drift_days))
-    workspace = write_loop_workspace(env)
+    workspace = EXAMPLE_ROOT / "workspace.yaml"  # the location the Dagster UI opens
     outcome: str | None = None
     run_ids: list[str] = []
-    with DagsterDaemon(env, workspace) as daemon, _traffic(env, spec, frame) as traffic:
+    with (
+        _loop_running(env, settings),
+        DagsterDaemon(env, workspace, cwd=EXAMPLE_ROOT) as daemon,
+        _traffic(env, spec, frame) as traffic,
+    ):
         mark(f"dagster-daemon up (pid {daemon.process.pid if daemon.process else '?'}); live "
              f"traffic from the drifted days flows through the gateway")  # fmt: skip
         with DagsterInstance.from_config(str(env.dagster_home)) as instance:
@@ -468,9 +360,12 @@ def run_closed_loop(
                         run_ids.append(run.run_id)
                         mark(f"the daemon launched train run {run.run_id[:8]}")
                     if run.status == DagsterRunStatus.FAILURE and outcome is None:
+                        # that run's own verdict (an earlier gated run must not hide a crash)
                         failed_gate = any(
-                            e["kind"] == "gate_verdict" and not e["payload"].get("passed")
-                            for e in audit.entries(pipeline=spec.name)[-3:]
+                            e["kind"] == "gate_verdict"
+                            and not e["payload"].get("passed")
+                            and e.get("actor") == f"dagster run {run.run_id}"
+                            for e in audit.entries(kind="gate_verdict", pipeline=spec.name)
                         )
                         if not failed_gate:
                             raise LockgateError(

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lockgate.environment import Environment
-from lockgate.errors import LockgateError, SpecError
+from lockgate import Environment, LockgateError, SpecError
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "progress_line", "progress_logger", "run_demo"]
 
 DemoResult = dict[str, Any]
 
@@ -31,6 +33,109 @@ def _prepare_dagster_home(path: Path) -> None:
         config.write_text(_DAGSTER_YAML)
 
 
+# ---------------------------------------------------------------------------------------------
+# the main job's terminal output: progress, verdicts, real errors in full, no library noise
+
+_INDENT = "      "
+
+
+def progress_line(meta: Mapping[str, Any], level: int) -> str | None:
+    """One terminal line for a Dagster log record of the main job, or None to stay quiet.
+
+    ``meta`` is the record's ``dagster_meta`` (``dagster_event``, ``step_key``,
+    ``orig_message``). Steps print when they start and finish (with their duration); messages
+    of the pipeline's own code print at INFO and above; a failed gate check prints its
+    description (the rule and its numbers). A step stopped by failed blocking checks is the
+    gate's expected decision: it prints as a verdict, without a stack trace. Every other step
+    failure prints its error in full, stack trace included. Dagster's engine chatter (DEBUG
+    events, resource and log-capture events) stays out.
+    """
+    event = meta.get("dagster_event")
+    step = meta.get("step_key") or ""
+    if event is None:
+        message = str(meta.get("orig_message", ""))
+        if level < logging.INFO:
+            return None
+        if message.startswith("Dependencies for step"):  # downstream of a stopped step
+            return f"{_INDENT}{step} not run: a step it depends on stopped"
+        return f"{_INDENT}  {step}: {message}".rstrip()
+    kind = event.event_type_value
+    if kind == "STEP_START":
+        return f"{_INDENT}{step} ..."
+    if kind == "STEP_SUCCESS":
+        seconds = event.event_specific_data.duration_ms / 1000
+        return f"{_INDENT}{step} done in {seconds:.1f} s"
+    if kind == "ASSET_CHECK_EVALUATION":
+        evaluation = event.event_specific_data
+        if evaluation.passed:
+            return None
+        return f"{_INDENT}  check {evaluation.check_name}: {evaluation.description}"
+    if kind == "STEP_FAILURE":
+        error = event.event_specific_data.error
+        if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+            # Dagster's message: "<n> blocking asset checks failed ...:\n<asset>: <c1>,<c2>"
+            failed = [line.split(": ", 1)[-1] for line in error.message.strip().splitlines()[1:]]
+            checks = ", ".join(c for line in failed for c in line.split(",")) or "see above"
+            return f"{_INDENT}{step}: stopped by the gate, a verdict and not a crash ({checks})"
+        text = error.to_string() if error is not None else event.message or "no error recorded"
+        return f"{_INDENT}{step} FAILED:\n{text}"
+    if event.is_run_failure:  # its step failures printed above, in full where they crashed
+        return None
+    if level >= logging.ERROR:  # a resource that failed to start, an engine error: in full
+        error = getattr(event.event_specific_data, "error", None)
+        return f"{_INDENT}{event.message}" + (f"\n{error.to_string()}" if error else "")
+    return None
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(level=logging.DEBUG)
+        self._say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None)
+        if meta is None:
+            line = record.getMessage() if record.levelno >= logging.WARNING else None
+        else:
+            line = progress_line(meta, record.levelno)
+        if line:
+            self._say(line)
+
+
+def progress_logger(say: Callable[[str], None]) -> Any:
+    """A Dagster logger for the main job's terminal: :func:`progress_line` for every record.
+
+    It replaces Dagster's console logger on the demo's jobs (``job.with_logger_defs`` and the
+    logger's key under ``loggers`` in the run config: Dagster starts only the loggers the run
+    config names); the runs' full event logs still go to the Dagster instance, where the UI
+    reads them.
+    """
+    import dagster as dg
+
+    @dg.logger(
+        config_schema=None, description="lockgate demo progress: steps, verdicts, real errors"
+    )
+    def progress(_context: Any) -> logging.Logger:
+        log = logging.getLogger(f"lockgate.demo.progress.{id(say)}")
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        log.handlers = [_ProgressHandler(say)]
+        return log
+
+    return progress
+
+
+@contextlib.contextmanager
+def _quiet_main_job() -> Iterator[None]:
+    """No BetaWarning for Dagster's beta ``data_version`` argument the assets use (lockgate closes
+    the DuckDB connection Feast leaves open at exit itself)."""
+    from dagster import BetaWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=BetaWarning)
+        yield
+
+
 def _read_ref(env: Environment, pipeline: str, asset: str) -> dict[str, Any]:
     path = env.refs_dir / pipeline / f"{asset}.json"
     result: dict[str, Any] = json.loads(path.read_text())
@@ -42,7 +147,7 @@ DEMO_WEAK_EXCLUDES = ("amount", "is_foreign", "is_new_device", "tx_count_1d", "a
 
 
 def _registry(env: Environment) -> Any:
-    from lockgate.resources.artifacts import LocalArtifactRegistry
+    from lockgate import LocalArtifactRegistry
 
     return LocalArtifactRegistry(root=str(env.artifacts_dir))
 
@@ -94,8 +199,17 @@ def _gated_result(env: Environment, pipeline: str, run_id: str, seconds: float) 
     return result
 
 
+def _blocked_line(job: str, run_id: str, seconds: float, result: DemoResult) -> str:
+    rules = ", ".join(r["rule"] for r in result.get("failed_rules", [])) or "no verdict"
+    return (
+        f"{_INDENT}{job}: run {run_id[:8]} BLOCKED by the gate in {seconds:.1f} s (failed: "
+        f"{rules}); version {result['version']} stays a challenger, champion "
+        f"{result['champion']} keeps serving"
+    )
+
+
 def _loop_phase(env: Environment, spec: Any, say: Callable[[str], None]) -> DemoResult:
-    from lockgate.loop import LoopSettings, run_closed_loop
+    from pipelines.closed_loop import LoopSettings, run_closed_loop
 
     say(f"[5/5] the closed loop on a real Dagster daemon: live traffic drifts; {spec.name} must "
         "detect it, retrain, gate, validate in Triton, canary and promote on its own")  # fmt: skip
@@ -120,12 +234,24 @@ def run_demo(
 
     Returns one summary per pipeline; raises LockgateError if a run failed.
     """
+    with _quiet_main_job():
+        return _run_demo(env, days=days, only=only, say=say, keep_serving=keep_serving)
+
+
+def _run_demo(
+    env: Environment,
+    *,
+    days: int,
+    only: Sequence[str],
+    say: Callable[[str], None],
+    keep_serving: bool,
+) -> list[DemoResult]:
     from dagster import DagsterInstance
 
-    from lockgate.definitions import build_definitions
-    from lockgate.examples import generate_fraud_data
-    from lockgate.pipelines.feature_repo import fraud_feast_store
-    from lockgate.pipelines.fraud import PIPELINES
+    from lockgate import build_definitions
+    from pipelines.feature_repo import fraud_feast_store
+    from pipelines.fraud import PIPELINES
+    from pipelines.fraud_data import generate_fraud_data
 
     pipelines = [p for p in PIPELINES if not only or p.name in only]
     unknown = sorted(set(only) - {p.name for p in PIPELINES})
@@ -139,7 +265,9 @@ def run_demo(
 
     say(f"[1/5] example data in {env.data_dir}")
     if (env.data_dir / "labels").exists():
-        say("      already there (add days with `lockgate generate-data --append --days N`)")
+        say(
+            "      already there (add days with `python -m pipelines generate-data --append --days N`)"
+        )
     else:
         generate_fraud_data(env.data_dir, days=days, progress=lambda m: say(f"      {m}"))
 
@@ -150,17 +278,23 @@ def run_demo(
     say(f"[3/5] Dagster runs (DAGSTER_HOME={env.dagster_home})")
     defs = build_definitions(pipelines, environment=env, resources={"feast": feast})
     instance = DagsterInstance.get()
+    # only the loggers named in the run config run: Dagster's console logger stays off
+    loggers = {"lockgate_progress": progress_logger(say)}
+    progress_config: dict[str, Any] = {"loggers": {"lockgate_progress": {}}}
     results: list[DemoResult] = []
     for spec in pipelines:
         started = time.perf_counter()
-        job = defs.resolve_job_def(spec.train_job_name)
+        job = defs.resolve_job_def(spec.train_job_name).with_logger_defs(loggers)
         run = job.execute_in_process(
-            instance=instance, raise_on_error=False, tags={"lockgate/source": "demo"}
+            instance=instance,
+            raise_on_error=False,
+            run_config=progress_config,
+            tags={"lockgate/source": "demo"},
         )
         seconds = time.perf_counter() - started
         if not run.success and _gated(env, spec.name):
             results.append(_gated_result(env, spec.name, run.run_id, seconds))
-            say(f"      {spec.train_job_name}: run {run.run_id[:8]} gated in {seconds:.1f} s")
+            say(_blocked_line(spec.train_job_name, run.run_id, seconds, results[-1]))
             continue
         if not run.success:
             failed = [e.message for e in run.all_events if e.is_failure]
@@ -178,12 +312,17 @@ def run_demo(
             f"[4/5] a challenger for {spec.name} trained without {', '.join(DEMO_WEAK_EXCLUDES)}"
             " meets the gate"
         )
-        job = build_definitions(
-            [spec], environment=env, resources={"feast": feast}
-        ).resolve_job_def(spec.train_job_name)
+        job = (
+            build_definitions([spec], environment=env, resources={"feast": feast})
+            .resolve_job_def(spec.train_job_name)
+            .with_logger_defs(loggers)
+        )
         started = time.perf_counter()
         run = job.execute_in_process(
-            instance=instance, raise_on_error=False, tags={"lockgate/source": "demo-challenger"}
+            instance=instance,
+            raise_on_error=False,
+            run_config=progress_config,
+            tags={"lockgate/source": "demo-challenger"},
         )
         seconds = time.perf_counter() - started
         if run.success:
@@ -195,7 +334,7 @@ def run_demo(
             failed = [e.message for e in run.all_events if e.is_failure]
             raise LockgateError(f"run {run.run_id} failed before the gate: {failed[:3]}")
         results.append(_gated_result(env, spec.name, run.run_id, seconds))
-        say(f"      {spec.train_job_name}: run {run.run_id[:8]} gated in {seconds:.1f} s")
+        say(_blocked_line(spec.train_job_name, run.run_id, seconds, results[-1]))
         if gated[0].serving is not None and gated[0].drift is not None:
             results.append(_loop_phase(env, gated[0], say))
 

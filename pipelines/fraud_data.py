@@ -69,8 +69,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lockgate.dataio import read_parquet_file
-from lockgate.errors import CorruptDataError, DataError, SpecError
+from lockgate import CorruptDataError, DataError, SpecError, read_parquet_file
 
 __all__ = [
     "CATEGORIES",
@@ -449,7 +448,7 @@ def _resolve_config(
 
 def _write_manifest(root: Path, cfg: FraudDataConfig, history: list[dict[str, Any]]) -> None:
     body = {
-        "generator": "lockgate.examples.fraud_data",
+        "generator": "pipelines.fraud_data",
         "format": _MANIFEST_FORMAT,
         "config": cfg.to_json(),
         "days": history,

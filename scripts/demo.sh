@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export DAGSTER_DISABLE_TELEMETRY=1
-exec .venv/bin/lockgate demo "$@"
+exec .venv/bin/python -m pipelines demo "$@"

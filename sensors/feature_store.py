@@ -141,7 +141,7 @@ def make_feature_change_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
     and a job named ``spec.train_job_name`` in the same definitions.
 
     Example:
-        >>> from lockgate.pipelines.fraud import PIPELINES
+        >>> from pipelines.fraud import PIPELINES
         >>> make_feature_change_sensor(PIPELINES[0]).name
         'fraud_lgbm_on_feature_change'
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from lockgate import cli
 from lockgate.discover import CodeLocation
-from lockgate.pipelines.fraud import fraud_lgbm
+from pipelines.fraud import fraud_lgbm
 
 
 def _report(prediction: dict[str, Any]) -> dict[str, Any]:

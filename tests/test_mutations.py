@@ -15,9 +15,9 @@ import pytest
 
 from lockgate import FeatureChangePolicy, mutations
 from lockgate.errors import FeatureStoreError
-from lockgate.examples import FraudDataConfig, generate_fraud_data
-from lockgate.pipelines.feature_repo import FRAUD_DEFINITIONS
 from lockgate.resources.feast_store import FeastStore
+from pipelines.feature_repo import FRAUD_DEFINITIONS
+from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
 
 TINY = FraudDataConfig(seed=3, n_customers=50, n_merchants=20, tx_per_day=60)
 VIEWS = ["customer_profile", "customer_velocity", "merchant_risk", "transaction_features"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lockgate.pipelines.feature_repo.fraud import (
+from pipelines.feature_repo.fraud import (
     ENTITY_COLUMNS,
     FEATURE_SERVICES,
     FEATURE_VIEW_TABLES,
@@ -17,8 +17,7 @@ from lockgate.pipelines.feature_repo.fraud import (
 )
 
 if TYPE_CHECKING:
-    from lockgate.environment import Environment
-    from lockgate.resources.feast_store import FeastStore
+    from lockgate import Environment, FeastStore
 
 __all__ = [
     "ENTITY_COLUMNS",
@@ -29,7 +28,7 @@ __all__ = [
     "fraud_feature_objects",
 ]
 
-FRAUD_DEFINITIONS = "lockgate.pipelines.feature_repo.fraud:fraud_feature_objects"
+FRAUD_DEFINITIONS = "pipelines.feature_repo.fraud:fraud_feature_objects"
 """Import path of the function returning the example's Feast objects."""
 
 
@@ -40,7 +39,7 @@ def fraud_feast_store(env: Environment) -> FeastStore:
     and ``lockgate apply``); a team with a Feast repository names it in
     ``ModelPipeline(feature_repo=...)`` instead.
     """
-    from lockgate.resources.feast_store import FeastStore
+    from lockgate import FeastStore
 
     return FeastStore(
         repo_dir=str(env.feast_dir), data_dir=str(env.data_dir), definitions=FRAUD_DEFINITIONS

@@ -1,7 +1,7 @@
 """Feast objects of the card-fraud example: entities, file sources, feature views, services.
 
 Sources are the daily Parquet folders written by
-:func:`lockgate.examples.fraud_data.generate_fraud_data`. Each ``FileSource`` points at a
+:func:`pipelines.fraud_data.generate_fraud_data`. Each ``FileSource`` points at a
 *folder* (absolute path): the DuckDB offline store reads every ``*.parquet`` below it as one
 table (recursively), and the path stays valid as days are appended.
 

@@ -15,7 +15,7 @@ import pytest
 
 from lockgate.dataio import read_parquet_dir
 from lockgate.errors import CorruptDataError, DataError, SpecError
-from lockgate.examples import (
+from pipelines.fraud_data import (
     MANIFEST_NAME,
     TABLES,
     FraudDataConfig,
@@ -180,7 +180,7 @@ def test_labels_match_transactions_and_arrive_late(eight_days: Path) -> None:
 
 
 def test_categorical_values_are_known(eight_days: Path) -> None:
-    from lockgate.examples import CATEGORIES, COUNTRIES, DEVICE_TYPES
+    from pipelines.fraud_data import CATEGORIES, COUNTRIES, DEVICE_TYPES
 
     tx = _table(eight_days, "transactions")
     assert set(tx["tx_country"]) <= set(COUNTRIES)

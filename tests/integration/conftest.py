@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 
 from lockgate import Environment
-from lockgate.examples import FraudDataConfig, generate_fraud_data
-from lockgate.pipelines.feature_repo import fraud_feast_store
+from pipelines.feature_repo import fraud_feast_store
+from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
 
 SMALL = FraudDataConfig(seed=11, n_customers=2000, n_merchants=100, tx_per_day=3000)
 DAYS = 10

@@ -1,4 +1,5 @@
-"""The console command end to end: the demo through a real Dagster instance, then reproduce."""
+"""The console command end to end: the example's demo through a real Dagster instance, then
+lockgate's commands on what it built (reproduce, verify, aliases, promote)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ import pytest
 from lockgate.audit import AuditLog
 from lockgate.resources.artifacts import LocalArtifactRegistry
 
+REPO = Path(__file__).resolve().parents[2]
 LOCKGATE = [sys.executable, "-m", "lockgate.cli"]
+EXAMPLE = [sys.executable, "-m", "pipelines"]  # the fraud example's own commands
+EXAMPLE_COMMANDS = ["demo", "generate-data"]
 COMMANDS = [
-    "demo",
-    "generate-data",
+    "init",
     "apply",
     "versions",
     "show",
     "verify",
+    "sign",
     "reproduce",
     "aliases",
     "promote",
@@ -29,10 +33,13 @@ COMMANDS = [
 ]
 
 
-def run(*args: str, home: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    *args: str, home: Path | None = None, check: bool = True, prog: list[str] = LOCKGATE
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, DAGSTER_DISABLE_TELEMETRY="1")
-    cmd = [*LOCKGATE, *args] + (["--home", str(home)] if home else [])
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    cmd = [*prog, *args] + (["--home", str(home)] if home else [])
+    # from the repository root, where the example's package `pipelines` imports from
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
@@ -42,13 +49,24 @@ def run(*args: str, home: Path | None = None, check: bool = True) -> subprocess.
 def test_every_command_has_help(command: str) -> None:
     out = run(command, "--help").stdout
     assert "Usage:" in out
+    assert "--home" in out or command == "init"
+
+
+@pytest.mark.parametrize("command", EXAMPLE_COMMANDS)
+def test_the_examples_commands_are_its_own(command: str) -> None:
+    """The example's data generator and main job belong to the example, not to `lockgate`."""
+    out = run(command, "--help", prog=EXAMPLE).stdout
+    assert "Usage: python -m pipelines" in out
     assert "--home" in out
+    refused = run(command, "--help", check=False)
+    assert refused.returncode != 0
+    assert f"No such command '{command}'" in refused.stderr
 
 
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("demo") / "home"
-    out = run("demo", "--days", "10", home=home).stdout
+    out = run("demo", "--days", "10", home=home, prog=EXAMPLE).stdout
     assert "fraud_lgbm_train: run" in out
     assert "fraud_torch_train: run" in out
     assert "dagster dev -w workspace.yaml" in out
@@ -187,6 +205,15 @@ def test_aliases_and_an_audited_manual_promotion(demo_home: Path) -> None:
         last = registry.aliases("fraud_lgbm")["history"][-1]
         assert (last["from"], last["to"]) == (champion, gated)
         assert last["reason"] == "drill [gate overridden]"
+        # a person's promotion is audited like the controller's, the override named
+        (entry,) = [
+            e
+            for e in AuditLog(demo_home / "audit" / "audit.jsonl").entries(kind="promotion")
+            if e["payload"].get("to") == gated
+        ]
+        assert entry["payload"]["override"] is True
+        assert entry["payload"]["from"] == champion
+        assert entry["actor"].endswith("(lockgate promote)")
     finally:
         run("promote", "fraud_lgbm", champion, "--reason", "restore", home=demo_home)
 
@@ -225,7 +252,5 @@ def test_drift_command_reports_the_demo_traffic(demo_home: Path) -> None:
     assert {f["feature"] for f in report["features"]} >= {"age", "amount", "device_type"}
     missing = run("drift", "nope", home=demo_home, check=False)
     assert missing.returncode != 0
-    assert "pipeline 'nope' is not defined in module lockgate.pipelines.definitions" in (
-        missing.stderr
-    )
+    assert "pipeline 'nope' is not defined in module pipelines.definitions" in (missing.stderr)
     assert "known pipelines: ['fraud_lgbm', 'fraud_torch']" in missing.stderr

@@ -14,14 +14,13 @@ import dagster as dg
 import pytest
 from dagster._core.scheduler.instigation import SensorInstigatorData, TickStatus
 
-from lockgate import Environment, FeatureChangePolicy, build_definitions
+from lockgate import DagsterDaemon, Environment, FeatureChangePolicy, build_definitions
 from lockgate.audit import AuditLog
 from lockgate.errors import FeatureStoreError, SpecError
-from lockgate.examples import generate_fraud_data
-from lockgate.loop import DagsterDaemon
-from lockgate.pipelines.feature_repo import fraud_feast_store
 from lockgate.resources.feast_store import FeastStore
 from lockgate.sensors.feature_store import make_feature_change_sensor
+from pipelines.feature_repo import fraud_feast_store
+from pipelines.fraud_data import generate_fraud_data
 
 from .specs import lgbm_spec
 

@@ -26,7 +26,6 @@ from lockgate.feedback import labels_for, write_feedback
 from lockgate.gateway import PredictionLog, _encode_record
 from lockgate.hashing import canonical_json
 from lockgate.metrics import roc_auc
-from lockgate.pipelines.feature_repo import FRAUD_DEFINITIONS
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
@@ -34,6 +33,7 @@ from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.feedback import make_feedback_sensor
 from lockgate.triggers import FeedbackPolicy
 from lockgate.wire import encode, wire_schema_for_version
+from pipelines.feature_repo import FRAUD_DEFINITIONS
 
 from .specs import served_spec
 from .test_canary import PIPELINE, _frame, _store_version

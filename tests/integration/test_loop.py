@@ -15,11 +15,11 @@ import tritonclient.http as th
 from lockgate import Environment
 from lockgate.audit import AuditLog
 from lockgate.definitions import build_definitions
-from lockgate.demo import _prepare_dagster_home
-from lockgate.loop import LoopSettings, run_closed_loop
-from lockgate.pipelines.feature_repo import fraud_feast_store
-from lockgate.pipelines.fraud import fraud_lgbm
 from lockgate.wire import encode, wire_schema_for_version
+from pipelines.closed_loop import SETTINGS_FILE, LoopSettings, read_settings, run_closed_loop
+from pipelines.demo import _prepare_dagster_home
+from pipelines.feature_repo import fraud_feast_store
+from pipelines.fraud import fraud_lgbm
 
 
 @pytest.fixture
@@ -76,6 +76,12 @@ def test_a_drift_retrain_that_fails_the_gate_leaves_the_champion_serving(
         (run,) = instance.get_runs(filters=RunsFilter(tags={"lockgate/trigger": "drift"}))
         assert run.status == DagsterRunStatus.FAILURE
         assert run.tags["dagster/run_key"].startswith("drift:")
+        # the daemon ran the location the documented workspace.yaml loads, so the UI opens it
+        assert run.remote_job_origin is not None
+        assert run.remote_job_origin.location_name == "lockgate"
+    # the loop's demo-sized policies are gone with the loop: the location is as written again
+    assert not (env.home / SETTINGS_FILE).exists()
+    assert read_settings(env) is None
 
     # the champion still answers live traffic through the gateway
     stack = env.resources()["serving_stack"]

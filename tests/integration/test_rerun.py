@@ -19,8 +19,8 @@ import pytest
 from lockgate import Environment, LightGBMTrainer, ModelPipeline, build_definitions
 from lockgate.audit import AuditLog
 from lockgate.gate import GATE_RULES, INCUMBENT_RULES, Gate, GoldSet, SliceSpec, evaluate_gate
-from lockgate.pipelines.fraud import FRAUD_LABELS
 from lockgate.resources.artifacts import LocalArtifactRegistry
+from pipelines.fraud import FRAUD_LABELS
 
 from .specs import lgbm_spec, served_spec
 from .test_gate import GATE, checks

@@ -10,13 +10,13 @@ import numpy as np
 
 from lockgate import Environment, SklearnTrainer, build_definitions
 from lockgate.build import load_snapshot_frame, load_trained_model
-from lockgate.pipelines.fraud import FRAUD_LABELS
 from lockgate.reproduce import reproduce
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.serving import LocalServingStack
 from lockgate.spec import ModelPipeline
 from lockgate.triton_config import triton_model_name
 from lockgate.wire import encode, wire_schema_for_version
+from pipelines.fraud import FRAUD_LABELS
 
 from .specs import served_spec
 

@@ -16,13 +16,13 @@ import pytest
 
 from lockgate.dataio import read_parquet_dir
 from lockgate.errors import EmptyDataError, FeatureStoreError, SchemaError
-from lockgate.examples import FraudDataConfig, generate_fraud_data
-from lockgate.pipelines.feature_repo import (
+from lockgate.resources.feast_store import FeastStore, canonical_spec, source_fingerprint
+from pipelines.feature_repo import (
     ENTITY_COLUMNS,
     FEATURE_VIEW_TABLES,
     FRAUD_DEFINITIONS,
 )
-from lockgate.resources.feast_store import FeastStore, canonical_spec, source_fingerprint
+from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
 
 SMALL = FraudDataConfig(seed=8, n_customers=300, n_merchants=40, tx_per_day=400)
 DAYS = 8
@@ -81,7 +81,7 @@ def variant_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             """
             from datetime import timedelta
 
-            from lockgate.pipelines.feature_repo.fraud import fraud_feature_objects
+            from pipelines.feature_repo.fraud import fraud_feature_objects
 
 
             def longer_ttl(data_dir):

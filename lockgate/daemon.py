@@ -1,0 +1,135 @@
+"""``dagster-daemon run`` as a managed process: what runs the sensors of a code location.
+
+:class:`DagsterDaemon` starts the daemon on a workspace file against an environment's Dagster
+instance, in its own process group, waits for the sensor daemon's first heartbeat, and stops the
+whole group (the daemon and its code servers) by PID. Drills, the example's closed loop and the
+tests of every sensor run on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from lockgate.environment import Environment
+from lockgate.errors import LockgateError
+
+__all__ = ["DagsterDaemon"]
+
+
+class DagsterDaemon:
+    """``dagster-daemon run`` on a workspace, in its own process group, logging to a file.
+
+    Example:
+        >>> # with DagsterDaemon(env, workspace) as daemon: ...  (stopped by PID on exit)
+    """
+
+    def __init__(
+        self,
+        env: Environment,
+        workspace: Path,
+        *,
+        log_path: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        """Describes the daemon; nothing starts before :meth:`start`.
+
+        Args:
+            env: its ``DAGSTER_HOME`` is ``env.dagster_home``, its ``LOCKGATE_HOME`` ``env.home``.
+            workspace: the workspace file of the code locations it serves.
+            log_path: where its output goes (default ``<home>/logs/dagster-daemon.log``).
+            extra_env: more environment variables for it and its code servers.
+            cwd: its working directory (default ``env.home``).
+        """
+        self.env, self.workspace = env, workspace
+        self.log_path = log_path or env.home / "logs" / "dagster-daemon.log"
+        self.extra_env = dict(extra_env or {})
+        self.cwd = cwd or env.home
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout_s: float = 90.0) -> DagsterDaemon:
+        """Start the daemon and wait until its sensor daemon has sent a heartbeat.
+
+        Raises:
+            LockgateError: it exited or sent no heartbeat in time (the message has its log).
+        """
+        exe = Path(sys.executable).with_name("dagster-daemon")
+        if not exe.exists():
+            raise LockgateError(
+                f"{exe} does not exist: dagster is not installed beside {sys.executable}; "
+                "run scripts/setup.sh"
+            )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(
+            os.environ,
+            DAGSTER_HOME=str(self.env.dagster_home),
+            LOCKGATE_HOME=str(self.env.home),
+            DAGSTER_DISABLE_TELEMETRY="1",
+            **self.extra_env,
+        )
+        started = time.time()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(exe), "run", "-w", str(self.workspace)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(self.cwd),
+                start_new_session=True,
+            )
+        from dagster import DagsterInstance
+
+        with DagsterInstance.from_config(str(self.env.dagster_home)) as instance:
+            while time.time() - started < timeout_s:
+                if self.process.poll() is not None:
+                    raise LockgateError(
+                        f"dagster-daemon exited with {self.process.returncode} at start; its "
+                        f"log {self.log_path} ends with:\n{self.log_tail()}"
+                    )
+                beats = instance.get_daemon_heartbeats()
+                sensor = beats.get("SENSOR")
+                if sensor is not None and sensor.timestamp >= started:
+                    return self
+                time.sleep(0.5)
+        self.stop()
+        raise LockgateError(
+            f"dagster-daemon sent no sensor heartbeat within {timeout_s:.0f} s; its log "
+            f"{self.log_path} ends with:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the daemon's log."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, *, timeout_s: float = 30.0) -> None:
+        """SIGTERM the daemon's process group (it starts code servers), SIGKILL if it lingers."""
+        from lockgate.resources._process import stop_process_group
+
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        stop_process_group(process.pid, timeout_s=timeout_s)
+        process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once (a crash, for tests)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def __enter__(self) -> DagsterDaemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
