@@ -285,8 +285,14 @@ class _FakeTensor:
 
 
 class _FakeError:
-    def __init__(self, message: str) -> None:
+    """pb_utils.TritonError: a message and a code (INTERNAL unless given)."""
+
+    INTERNAL = "INTERNAL"
+    INVALID_ARG = "INVALID_ARG"
+
+    def __init__(self, message: str, code: str = "INTERNAL") -> None:
         self.message = message
+        self.code = code
 
 
 class _FakeResponse:
@@ -428,6 +434,8 @@ def test_model_py_batches_requests_and_isolates_bad_ones(
     assert "infinite" in responses[3].error.message
     assert "no input 'INPUT__0'" in responses[4].error.message
     assert "no code24" in responses[5].error.message
+    # the client's bad input is INVALID_ARG (HTTP 400 from Triton), never an internal error
+    assert {responses[i].error.code for i in (1, 3, 4, 5)} == {"INVALID_ARG"}
     (warmup,) = served.execute([_request(np.zeros((1, schema.width)))])
     assert warmup.error is None  # zeros: numeric 0, unknown category
 
