@@ -1,8 +1,8 @@
 """Latency and throughput of Triton called directly vs through the lockgate gateway.
 
 One run, the same load for each target: a small python-backend model (row mean, FP32 [1, d]) on
-the wheel's tritonserver, the gateway in front of it (``GatewayServer``: lockgate's lean HTTP
-server on uvloop, one process), and a closed-loop load generator: ``--clients`` concurrent
+the wheel's tritonserver, the gateway in front of it (``GatewayServer``: uvicorn with
+httptools on uvloop, one process), and a closed-loop load generator: ``--clients`` concurrent
 connections, each sending the next request as soon as the previous answer arrived, for
 ``--duration`` seconds after a warm-up. Requests are what ``tritonclient.http`` sends by default
 (JSON header + binary tensor, binary output). The targets alternate (direct, gateway, direct,
@@ -16,8 +16,7 @@ more CPU per request than the gateway itself and measure the client).
 Gateway targets: ``gateway`` (fsync group commit and coalescing, the defaults), ``gateway-solo``
 (the same with coalescing off, ``coalesce_inflight=0``: every request goes upstream on its own),
 ``gateway-c<N>`` (``coalesce_inflight=N``), ``gateway-flush`` (WAL written to the OS before
-answering, no fdatasync), ``gateway-uvicorn`` (the default gateway under uvicorn instead of
-lockgate's lean HTTP server). Each gateway rotates its WAL every ``--segment-age``
+answering, no fdatasync). Each gateway rotates its WAL every ``--segment-age``
 seconds (default 2): a window then pays for rolling its own records to Parquet, as a steady
 state would (the warm-up's records roll inside the window, about as many as the window's last
 segment that rolls after it); before each window every gateway rolls what it holds
@@ -203,7 +202,7 @@ def main() -> None:
     parser.add_argument(
         "--targets",
         nargs="+",
-        default=["direct", "gateway", "gateway-solo", "gateway-flush", "gateway-uvicorn", "floor"],
+        default=["direct", "gateway", "gateway-solo", "gateway-flush", "floor"],
         help="what to load",
     )
     parser.add_argument(
@@ -272,7 +271,6 @@ def main() -> None:
                 log_dir=str(root / target / "log"),
                 upstream_url=triton.url,
                 durability=durability,
-                server="uvicorn" if target.endswith("-uvicorn") else "lean",
                 segment_max_age_s=args.segment_age,
                 coalesce_inflight=_coalesce_inflight(target),
             )

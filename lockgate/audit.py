@@ -95,10 +95,13 @@ ENTRY_FIELDS = ("seq", "at", "kind", "pipeline", "actor", "payload", "prev", "ha
 AUDIT_KINDS = (
     "audit_repair",
     "canary_step",
+    "gateway_admin",
     "gate_verdict",
     "promotion",
     "retrain_requested",
     "rollback",
+    "serving_refused",
+    "serving_restored",
     "validation",
 )
 """The kinds lockgate itself writes; other non-empty kinds are accepted too."""

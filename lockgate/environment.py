@@ -112,7 +112,11 @@ class Environment:
                 "lockgate_io": JsonReferenceIOManager(base_dir=str(self.refs_dir)),
                 "lockgate_frames": ParquetFrameIOManager(base_dir=str(self.refs_dir)),
                 "audit": AuditTrail(path=str(self.audit_path)),
-                "serving_stack": LocalServingStack(root=str(self.serving_dir)),
+                # the gateway's admin changes go to their own witnessed log beside the home's
+                "serving_stack": LocalServingStack(
+                    root=str(self.serving_dir),
+                    audit_path=str(self.audit_path.parent / "gateway.jsonl"),
+                ),
             }
         return {
             "feast": FeastStore(
@@ -131,6 +135,8 @@ class Environment:
                 triton_url=dg.EnvVar("LOCKGATE_TRITON_URL"),
                 gateway_url=dg.EnvVar("LOCKGATE_GATEWAY_URL"),
                 model_repository=dg.EnvVar("LOCKGATE_MODEL_REPOSITORY"),
+                gateway_admin_url=dg.EnvVar("LOCKGATE_GATEWAY_ADMIN_URL"),
+                gateway_admin_token=dg.EnvVar("LOCKGATE_GATEWAY_ADMIN_TOKEN"),
                 canary_state_dir=dg.EnvVar("LOCKGATE_CANARY_STATE_DIR"),
                 predictions_dir=dg.EnvVar("LOCKGATE_PREDICTIONS_DIR"),
             ),

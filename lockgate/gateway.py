@@ -14,10 +14,22 @@ Endpoints::
     GET  /v2/models/{name}[/versions/{v}]/config            upstream config, public name
     POST /v2/models/{name}[/versions/{v}]/infer             inference (v pins a lockgate version)
     GET  /metrics                                           Prometheus text exposition
+
+Admin endpoints, served only on the **admin listener** (its own port, 127.0.0.1 by default; the
+inference port answers 404 naming it), each with ``Authorization: Bearer <admin token>``
+(compared in constant time; a missing header is 401, a wrong token 403)::
+
     GET  /admin/routes | /admin/routes/{name}               routing tables
     PUT  /admin/routes/{name}    DELETE /admin/routes/{name}
     GET  /admin/stats/{name}     POST /admin/stats/{name}/reset
     POST /admin/log/roll                                    close the WAL segment, roll to Parquet
+
+The state-changing calls (PUT/DELETE routes, stats reset, log roll) must state who acts in an
+``x-lockgate-actor`` header; each one that succeeds is appended to the audit log
+(:class:`lockgate.audit.AuditLog`, kind ``gateway_admin``) with that actor and the token's
+identity (``sha256:<first 12 hex digits>`` of the token). ``python -m lockgate.gateway`` refuses
+to start without a non-empty token (``--admin-token-env`` or ``--admin-token-file``) or without
+an audit log (``--audit-log``).
 
 Routing table per public model (``PUT /admin/routes/{name}``, persisted to
 ``state_dir/routes.json``)::
@@ -79,9 +91,12 @@ now (before reading a log that must be complete in Parquet). Read both with
 :func:`read_prediction_log`.
 
 Run it with ``python -m lockgate.gateway --state-dir S --log-dir L --upstream-url URL --port 0
---ready-file F`` (uvloop; lockgate's lean HTTP/1.1 server from :mod:`lockgate.http_server`,
-or ``--server uvicorn``), or through :class:`lockgate.resources.gateway.GatewayServer`. The app
-itself is plain ASGI 3 and runs under any ASGI server.
+--ready-file F --admin-token-env LOCKGATE_GATEWAY_ADMIN_TOKEN --audit-log A`` (uvicorn with
+httptools on uvloop, bounded by :class:`ServerLimits`: URL 414, head 431, slow head or body 408,
+a connection cap that closes the oldest idle connection first; the body limit holds after
+decompression), or through :class:`lockgate.resources.gateway.GatewayServer`. The app itself is
+plain ASGI 3 and runs under any ASGI server (serve ``app.admin`` on a listener of its own for
+the admin endpoints).
 """
 
 from __future__ import annotations
@@ -93,7 +108,6 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
-import gzip
 import hashlib
 import json
 import logging
@@ -121,6 +135,7 @@ from urllib.parse import urlsplit
 import httptools
 import numpy as np
 
+from lockgate.audit import AuditLog
 from lockgate.coalesce import (
     FIXED_DTYPES,
     OutputPart,
@@ -154,6 +169,7 @@ __all__ = [
     "PredictionLogError",
     "Route",
     "RouteError",
+    "ServerLimits",
     "Upstream",
     "UpstreamError",
     "UpstreamResponse",
@@ -2579,8 +2595,13 @@ class GatewayApp:
         coalesce_inflight: int = 2,
         model_repository: Path | None = None,
         routing_key: bytes | None = None,
+        audit_log: AuditLog | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.audit_log = audit_log
+        self.admin_port: int | None = None  # the admin listener's port, once bound (main())
+        self.admin_url: str | None = None
+        self.admin = _AdminApp(self)
         self.model_repository = model_repository
         self.log_dir = log_dir
         self.upstream_url = upstream_url
@@ -2649,6 +2670,10 @@ class GatewayApp:
         """Serve one ASGI connection scope."""
         kind = scope["type"]
         if kind == "http":
+            server = scope.get("server")
+            if self.admin_port is not None and server and server[1] == self.admin_port:
+                await self._admin_http(scope, receive, send)
+                return
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -2683,14 +2708,19 @@ class GatewayApp:
                 await self._v2_misc(parts, method, send)
                 return
             if parts[0] == "admin":
-                await self._admin(parts, method, scope, receive, send)
-                return
+                where = self.admin_url or "the admin listener (--admin-port)"
+                raise _ReplyError(
+                    404,
+                    "admin endpoints are not served on the inference port; rule: they are "
+                    f"served only on the admin port; fix: call them on {where} with "
+                    "'Authorization: Bearer <admin token>'",
+                )
             if parts == ["metrics"] and method == "GET":
                 await _send(
                     send, 200, self.stats.exposition(), content_type=b"text/plain; version=0.0.4"
                 )
                 return
-            raise _ReplyError(404, f"no endpoint {method} {path}; see /v2, /admin/routes, /metrics")
+            raise _ReplyError(404, f"no endpoint {method} {path}; see /v2, /metrics")
         except _ReplyError as r:
             await _send_error(send, r.status, r.message)
         except UpstreamError as exc:
@@ -2978,12 +3008,7 @@ class GatewayApp:
         try:
             body = await _read_body(receive, self.max_body_bytes)
             if encoding in ("gzip", "deflate"):
-                try:
-                    body = gzip.decompress(body) if encoding == "gzip" else zlib.decompress(body)
-                except (OSError, zlib.error, EOFError) as exc:
-                    raise _ReplyError(
-                        400, f"request body is not valid {encoding} ({exc})"
-                    ) from None
+                body = await _inflate_body(body, encoding, self.max_body_bytes)
             elif encoding not in (None, "identity"):
                 raise _ReplyError(415, f"Content-Encoding {encoding!r} is not supported; use gzip")
             status, out_body, out_headers = await self._serve_infer(
@@ -3475,15 +3500,95 @@ class GatewayApp:
 
     # -- admin ----------------------------------------------------------------------------
 
+    async def _admin_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one request of the admin listener: ``/admin/*`` behind the token."""
+        path: str = scope["path"]
+        method: str = scope["method"]
+        parts = path.strip("/").split("/")
+        try:
+            if parts == ["v2", "health", "live"] and method == "GET":
+                await _send(send, 200, b"")
+                return
+            if parts[0] != "admin":
+                raise _ReplyError(
+                    404,
+                    f"no endpoint {method} {path} on the admin port; rule: it serves /admin/* "
+                    "only; fix: send inference and metadata calls to the inference port",
+                )
+            self._check_admin_token(scope)
+            await self._admin(parts, method, scope, receive, send)
+        except _ReplyError as r:
+            await _send_error(send, r.status, r.message)
+        except UpstreamError as exc:
+            await _send_error(send, exc.status, str(exc))
+        except Exception as exc:  # a bug: answer in KServe form rather than a bare 500
+            logger.exception("unhandled error on admin %s %s", method, path)
+            with contextlib.suppress(Exception):
+                await _send_error(send, 500, f"internal gateway error: {type(exc).__name__}")
+
+    def _check_admin_token(self, scope: Scope) -> None:
+        if not self.admin_token:
+            raise _ReplyError(
+                403,
+                "this gateway has no admin token, so its admin endpoints refuse every call; "
+                "rule: admin calls need a token; fix: start it with --admin-token-env or "
+                "--admin-token-file (create_app(admin_token=...))",
+            )
+        got = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        if not got:
+            raise _ReplyError(
+                401,
+                "admin endpoints need 'Authorization: Bearer <admin token>'; fix: send the "
+                "token the gateway was started with (local stack: <serving>/gateway/admin.token)",
+            )
+        if not _consteq(got, f"Bearer {self.admin_token}".encode()):
+            raise _ReplyError(
+                403, "the admin token is wrong; fix: send the token the gateway was started with"
+            )
+
+    @property
+    def admin_token_id(self) -> str:
+        """The token's identity in the audit log: ``sha256:<first 12 hex digits>``."""
+        return _token_id(self.admin_token or "")
+
+    async def _audit_admin(
+        self, scope: Scope, action: str, pipeline: str, payload: dict[str, Any]
+    ) -> None:
+        """Append one state-changing admin call to the audit log (kind ``gateway_admin``)."""
+        actor = _admin_actor(scope)
+        if self.audit_log is None:
+            logger.warning("admin %s on %s by %s: no audit log configured", action, pipeline, actor)
+            return
+        client = scope.get("client")
+        body = {
+            "action": action,
+            "token_id": self.admin_token_id,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+            **payload,
+        }
+        try:
+            await asyncio.to_thread(
+                self.audit_log.append, "gateway_admin", pipeline=pipeline, actor=actor, payload=body
+            )
+        except Exception as exc:
+            logger.exception("audit append failed for admin %s on %s", action, pipeline)
+            raise _ReplyError(
+                500,
+                f"admin {action} on {pipeline!r} was applied but could not be audited ({exc}); "
+                f"fix: repair the audit log {self.audit_log.path} (`lockgate audit verify`)",
+            ) from None
+
     async def _admin(
         self, parts: list[str], method: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        if self.admin_token is not None:
-            expected = f"Bearer {self.admin_token}".encode()
-            got = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not _consteq(got, expected):
-                raise _ReplyError(401, "admin endpoints need 'Authorization: Bearer <admin token>'")
         sub = parts[1:]
+        changes = (
+            (len(sub) == 2 and sub[0] == "routes" and method in ("PUT", "DELETE"))
+            or (sub == ["log", "roll"] and method == "POST")
+            or (len(sub) == 3 and sub[0] == "stats" and sub[2] == "reset" and method == "POST")
+        )
+        if changes:
+            _admin_actor(scope)  # refuse before anything changes
         if len(sub) >= 2 and sub[0] in ("routes", "stats") and not _NAME_RE.match(sub[1]):
             raise _ReplyError(400, _bad_name(sub[1]))
         if sub == ["routes"] and method == "GET":
@@ -3498,11 +3603,18 @@ class GatewayApp:
                 await _send(send, 200, _dumps({"name": name, "route": route.to_json()}).encode())
                 return
             if method == "PUT":
-                await self._put_route(name, receive, send)
+                await self._put_route(name, scope, receive, send)
                 return
             if method == "DELETE":
+                previous = self.routes.routes.get(name)
                 if not self.routes.delete(name):
                     raise _ReplyError(404, _no_route(name))
+                await self._audit_admin(
+                    scope,
+                    "route_delete",
+                    name,
+                    {"previous": previous.to_json() if previous is not None else None},
+                )
                 await _send(send, 200, _dumps({"name": name, "deleted": True}).encode())
                 return
             raise _ReplyError(405, f"method {method} not allowed on /admin/routes/{name}")
@@ -3526,17 +3638,19 @@ class GatewayApp:
                     500, f"rolling the prediction log failed ({exc}); the segments stay in _wal"
                 ) from None
             body = {"segments": segments, "records": records}
+            await self._audit_admin(scope, "log_roll", "*", dict(body))
             await _send(send, 200, _dumps(body).encode())
             return
         if len(sub) == 3 and sub[0] == "stats" and sub[2] == "reset" and method == "POST":
             since = self.stats.reset(sub[1])
+            await self._audit_admin(scope, "stats_reset", sub[1], {"since": _iso(since)})
             await _send(
                 send, 200, _dumps({"model": sub[1], "reset": True, "since": _iso(since)}).encode()
             )
             return
         raise _ReplyError(404, f"no admin endpoint {method} {scope['path']}")
 
-    async def _put_route(self, name: str, receive: Receive, send: Send) -> None:
+    async def _put_route(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive, 1 << 20)
         try:
             raw = json.loads(body)
@@ -3561,6 +3675,7 @@ class GatewayApp:
                     raise _ReplyError(
                         409, f"route for {name!r} refused: version {v!r} is not servable ({exc})"
                     ) from None
+        previous = self.routes.routes.get(name)
         try:
             self.routes.set(name, route)
         except OSError as exc:
@@ -3568,6 +3683,15 @@ class GatewayApp:
                 500, f"route could not be saved to {self.routes.path} ({exc})"
             ) from None
         logger.info("route %s -> %s", name, route.to_json())
+        await self._audit_admin(
+            scope,
+            "route_put",
+            name,
+            {
+                "route": route.to_json(),
+                "previous": previous.to_json() if previous is not None else None,
+            },
+        )
         await _send(send, 200, _dumps({"name": name, "route": route.to_json()}).encode())
 
 
@@ -3831,6 +3955,46 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
 
 
+_INFLATE_STEP = 1 << 20
+
+
+async def _inflate_body(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decompress a ``gzip`` or ``deflate`` (zlib) request body, at most ``limit`` bytes out.
+
+    Inflates in steps of at most 1 MiB of output, stops as soon as the output passes ``limit``
+    (413: a small body that inflates to gigabytes costs at most ``limit`` bytes of memory) and
+    lets other requests run between steps.
+    """
+    wbits = 31 if encoding == "gzip" else 15
+    inflater = zlib.decompressobj(wbits)
+    out = bytearray()
+    data = body
+    try:
+        while True:
+            chunk = inflater.decompress(data, min(_INFLATE_STEP, limit + 1 - len(out)))
+            out += chunk
+            if len(out) > limit:
+                raise _ReplyError(
+                    413,
+                    f"request body inflates ({encoding}) to more than {limit} bytes; rule: "
+                    "max_body_bytes holds after decompression; fix: send smaller batches",
+                )
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                data = inflater.unused_data
+                if not data:
+                    return bytes(out)
+                if encoding != "gzip":
+                    raise _ReplyError(400, "request body has data after its deflate stream")
+                inflater = zlib.decompressobj(wbits)  # gzip: the next member
+            elif not data and not chunk:
+                raise _ReplyError(400, f"request body is not valid {encoding} (truncated)")
+            if len(out) >= _INFLATE_STEP:
+                await asyncio.sleep(0)
+    except zlib.error as exc:
+        raise _ReplyError(400, f"request body is not valid {encoding} ({exc})") from None
+
+
 async def _send(
     send: Send,
     status: int,
@@ -3854,6 +4018,51 @@ def _consteq(a: bytes, b: bytes) -> bool:
     import hmac
 
     return hmac.compare_digest(a, b)
+
+
+ACTOR_HEADER = "x-lockgate-actor"
+"""The header in which a state-changing admin call states who acts (recorded in the audit log)."""
+
+
+def _token_id(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def _admin_actor(scope: Scope) -> str:
+    raw = next((v for k, v in scope["headers"] if k == ACTOR_HEADER.encode()), b"")
+    actor = raw.decode("utf-8", "replace").strip()
+    if not actor or len(actor) > 200 or not actor.isprintable():
+        raise _ReplyError(
+            400,
+            f"admin changes need an {ACTOR_HEADER!r} header naming who acts (1-200 printable "
+            f"characters), got {actor[:40]!r}; rule: every admin change is audited with its "
+            f"actor; fix: send e.g. '{ACTOR_HEADER}: alice' (lockgate's clients send it)",
+        )
+    return actor
+
+
+class _AdminApp:
+    """The admin endpoints of a :class:`GatewayApp` as their own ASGI app (the admin listener).
+
+    It shares the gateway's state; the gateway's own lifespan starts and stops that state, so
+    this app ignores lifespan events.
+    """
+
+    def __init__(self, gateway: GatewayApp) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection scope on the admin listener."""
+        if scope["type"] == "http":
+            await self.gateway._admin_http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
 
 
 def _lockgate_version() -> str:
@@ -3890,6 +4099,7 @@ def create_app(
     coalesce_inflight: int = 2,
     model_repository: str | os.PathLike[str] | None = None,
     routing_key: bytes | None = None,
+    audit_log: str | os.PathLike[str] | AuditLog | None = None,
 ) -> GatewayApp:
     """Build the gateway ASGI app.
 
@@ -3914,7 +4124,8 @@ def create_app(
             that make a commit worth holding.
         max_shadow_inflight: concurrent shadow calls at most; more are dropped and counted.
         max_body_bytes: largest accepted request body.
-        admin_token: if set, ``/admin/*`` requires ``Authorization: Bearer <token>``.
+        admin_token: the bearer token of the admin endpoints (``app.admin``, the admin
+            listener); None or empty: every admin call is refused (403).
         verify_routes: ``PUT /admin/routes`` checks that every version is served upstream.
         coalesce_inflight: upstream calls in flight per model version before further requests
             wait at the gateway and go upstream merged into one call as soon as one returns
@@ -3929,6 +4140,11 @@ def create_app(
         routing_key: the secret that keys the canary and shadow hashes of trace ids (16-64
             bytes; give replicas that must route alike the same one). None: the key in
             ``state_dir/routing.key``, made at first start.
+        audit_log: where state-changing admin calls are audited (a path or an
+            :class:`lockgate.audit.AuditLog`; a path signs its witness with the key
+            :class:`~lockgate.audit.AuditLog` finds: ``$LOCKGATE_SIGNING_KEY`` or
+            ``<log folder>/../keys/signing.key``). None: not audited (in-process use only;
+            ``python -m lockgate.gateway`` requires one).
 
     Returns:
         The ASGI application; start it with the ASGI lifespan protocol (uvicorn does) or call
@@ -3992,6 +4208,11 @@ def create_app(
         coalesce_inflight=coalesce_inflight,
         model_repository=None if model_repository is None else Path(model_repository),
         routing_key=routing_key,
+        audit_log=(
+            AuditLog(audit_log)
+            if audit_log is not None and not isinstance(audit_log, AuditLog)
+            else audit_log
+        ),
     )
 
 
@@ -4040,24 +4261,422 @@ class _CoalescingTransport:
         self._held = None
         self._transport.abort()
 
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
-def _http_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol with :class:`_CoalescingTransport` under it."""
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one client may cost the gateway's HTTP server (``python -m lockgate.gateway``).
+
+    Attributes:
+        max_connections: open client connections at most; at the cap a new connection closes
+            the oldest idle keep-alive connection, or is answered 503 when none is idle.
+        max_url_bytes: longest request target (414 while it still arrives).
+        max_header_bytes: largest request head without the URL: request line and header lines
+            together (431 while they still arrive).
+        header_timeout_s: a request head must arrive whole within this many seconds of its
+            first byte (408, then closed: slow-header clients).
+        body_timeout_s: a request body must arrive whole within this many seconds of its head
+            (408, then closed).
+        keepalive_timeout_s: a connection with no request in progress is closed after this
+            many seconds (also one that never sends a byte).
+    """
+
+    max_connections: int = 4096
+    max_url_bytes: int = 8192
+    max_header_bytes: int = 32768
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keepalive_timeout_s: float = 75.0
+
+    def __post_init__(self) -> None:
+        for name, low in (
+            ("max_connections", 1),
+            ("max_url_bytes", 256),
+            ("max_header_bytes", 1024),
+        ):
+            if getattr(self, name) < low:
+                raise GatewayError(
+                    f"{name}={getattr(self, name)!r} must be at least {low}; fix: pass "
+                    f"--{name.replace('_', '-')} {low} or more"
+                )
+        for name in ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise GatewayError(
+                    f"{name}={getattr(self, name)!r} must be > 0 seconds; fix: pass "
+                    f"--{name.replace('_', '-')} with a positive number"
+                )
+
+
+def _refusal(status: int, message: str) -> bytes:
+    """A whole error response that closes the connection."""
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+    body = _error_body(message)
+    return (
+        STATUS_LINE[status]
+        + b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+        + b"connection: close\r\n\r\n"
+        + body
+    )
+
+
+def _url_rule(limit: int) -> str:
+    return f"request URL exceeds {limit} bytes; rule: max_url_bytes; fix: send the data in the body"
+
+
+def _header_rule(limit: int) -> str:
+    return (
+        f"request header fields exceed {limit} bytes; rule: max_header_bytes bounds the request "
+        "head; fix: send fewer or shorter headers"
+    )
+
+
+def _http_protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with :class:`_CoalescingTransport` under it and ``limits``.
+
+    uvicorn bounds none of a request head, the time it or a body may take, nor the connections
+    (``limit_concurrency`` answers 503 to busy and idle alike); this counts the bytes of a head
+    as they arrive (URL in ``on_url``, the head as read), arms a timer only when a head or a
+    body spans reads, and keeps the idle keep-alive connections in age order so that the
+    oldest goes first at the connection cap.
+    """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            wrapped = _CoalescingTransport(transport, asyncio.get_running_loop())
-            super().connection_made(wrapped)  # type: ignore[arg-type]
+    idle: dict[Any, None] = {}  # connections with no request in progress, oldest first
+    evicting: set[Any] = set()  # closed for the cap, not yet lost
+    linger_s = 2.0
 
-    return CoalescingHttpToolsProtocol
+    class _LimitError(Exception):
+        pass
+
+    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.url = b""
+            self._in_head = True  # no request in progress, or its head is
+            self._head_bytes = 0  # bytes read since the head in progress began (at least)
+            self._counted = False  # whether _head_bytes saw the head in progress from its start
+            self._limit: tuple[int, str] | None = None
+            self._refused = False
+            self._head_timer: asyncio.TimerHandle | None = None
+            self._body_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            wrapped = _CoalescingTransport(transport, self.loop)
+            super().connection_made(wrapped)  # type: ignore[arg-type]
+            if len(self.connections) - len(evicting) > limits.max_connections:
+                oldest = next(iter(idle), None)
+                if oldest is None:
+                    self._refuse(
+                        503,
+                        f"the gateway holds max_connections={limits.max_connections} busy "
+                        "connections; retry later, or raise --max-connections",
+                    )
+                    return
+                del idle[oldest]
+                evicting.add(oldest)
+                oldest.transport.close()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            idle[self] = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            idle.pop(self, None)
+            evicting.discard(self)
+            self._cancel_timers()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.timeout_keep_alive_task is not None:  # armed: nothing else in progress
+                idle[self] = None
+
+        def _cancel_timers(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return  # lingering after a refusal: read and drop
+            self._unset_keepalive_if_required()
+            idle.pop(self, None)
+            if self._in_head:
+                self._head_bytes += len(data)
+                self._counted = True
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._unsupported_upgrade_warning()
+                return
+            except httptools.HttpParserError:
+                if self._limit is not None:
+                    self._refuse(*self._limit)
+                else:
+                    self.logger.warning("Invalid HTTP request received.")
+                    self.send_400_response("Invalid HTTP request received.")
+                return
+            if self._in_head:
+                if self._head_bytes == 0:
+                    return  # nothing of a next request yet
+                if len(self.url) > limits.max_url_bytes:
+                    self._refuse(414, _url_rule(limits.max_url_bytes))
+                elif self._head_bytes - len(self.url) > limits.max_header_bytes:
+                    self._refuse(431, _header_rule(limits.max_header_bytes))
+                elif self._head_timer is None:
+                    self._head_timer = self.loop.call_later(
+                        limits.header_timeout_s, self._head_timeout
+                    )
+            elif self._body_timer is None:
+                self._body_timer = self.loop.call_later(
+                    limits.body_timeout_s, self._body_timeout, self.cycle
+                )
+
+        def on_headers_complete(self) -> None:
+            if len(self.url) > limits.max_url_bytes:
+                self._limit = (414, _url_rule(limits.max_url_bytes))
+                raise _LimitError
+            if (
+                not self._counted or self._head_bytes - len(self.url) > limits.max_header_bytes
+            ) and (sum(len(k) + len(v) + 4 for k, v in self.headers) > limits.max_header_bytes):
+                self._limit = (431, _header_rule(limits.max_header_bytes))
+                raise _LimitError
+            self._in_head = False
+            self._head_bytes = 0
+            self._counted = False  # a next request in this read began after the count
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_head = True
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+            super().on_message_complete()
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            self._refuse(
+                408,
+                f"request head not received whole within {limits.header_timeout_s} s; rule: "
+                "header_timeout_s; fix: send the request line and headers at once",
+            )
+
+        def _body_timeout(self, cycle: Any) -> None:
+            self._body_timer = None
+            if cycle is not self.cycle or self._in_head or self.transport.is_closing():
+                return
+            if self.flow.read_paused:  # the app does not read yet: not the client's delay
+                self._body_timer = self.loop.call_later(
+                    limits.body_timeout_s, self._body_timeout, cycle
+                )
+                return
+            if cycle.response_started:
+                self.transport.close()
+                return
+            cycle.disconnected = True  # the app reads a disconnect and its answer is dropped
+            cycle.message_event.set()
+            self._refuse(
+                408,
+                f"request body not received whole within {limits.body_timeout_s} s of its "
+                "head; rule: body_timeout_s; fix: send the body at once, or in smaller "
+                "requests",
+            )
+
+        def _refuse(self, status: int, message: str) -> None:
+            """Answer ``status`` and close (after the client stopped sending, or linger_s)."""
+            self._refused = True
+            self._cancel_timers()
+            self._unset_keepalive_if_required()
+            idle.pop(self, None)
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete and not cycle.disconnected:
+                cycle.keep_alive = False  # an earlier request's answer: close after it
+                self.flow.pause_reading()
+                return
+            self.transport.write(_refusal(status, message))
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(linger_s, self.transport.close)
+            else:
+                self.transport.close()
+
+    return LimitedHttpToolsProtocol
+
+
+ADMIN_TOKEN_ENV = "LOCKGATE_GATEWAY_ADMIN_TOKEN"
+"""The environment variable lockgate's clients and the local stack pass the admin token in."""
+
+
+def _add_admin_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("admin listener")
+    group.add_argument(
+        "--admin-host",
+        default="127.0.0.1",
+        help="address of the admin listener (default 127.0.0.1: reachable from this machine only)",
+    )
+    group.add_argument(
+        "--admin-port", type=int, default=0, help="port of the admin listener (0 picks a free one)"
+    )
+    group.add_argument(
+        "--admin-token-env",
+        help=f"name of an environment variable with the admin bearer token (e.g. {ADMIN_TOKEN_ENV}, "
+        "set from a secret)",
+    )
+    group.add_argument(
+        "--admin-token-file", type=Path, help="file with the admin bearer token (mode 0600)"
+    )
+    group.add_argument(
+        "--audit-log",
+        type=Path,
+        required=True,
+        help="the lockgate audit log (audit.jsonl) every admin change is appended to; its "
+        "witness is signed with $LOCKGATE_SIGNING_KEY or <log folder>/../keys/signing.key",
+    )
+
+
+def _admin_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The admin token from ``--admin-token-env`` / ``--admin-token-file``; exits without one."""
+    if bool(args.admin_token_env) == bool(args.admin_token_file):
+        parser.error(
+            "the admin API needs a token; rule: give exactly one of --admin-token-env NAME or "
+            f"--admin-token-file PATH; fix: e.g. `--admin-token-env {ADMIN_TOKEN_ENV}` with the "
+            "variable set from a secret (the local serving stack generates one for you)"
+        )
+    if args.admin_token_env:
+        token = os.environ.get(args.admin_token_env, "").strip()
+        where = f"the environment variable {args.admin_token_env}"
+    else:
+        try:
+            token = args.admin_token_file.read_text().strip()
+        except OSError as exc:
+            parser.error(f"--admin-token-file {args.admin_token_file} cannot be read ({exc})")
+        where = f"the file {args.admin_token_file}"
+    if len(token) < 16:
+        parser.error(
+            f"{where} holds {'no' if not token else 'a too short'} admin token; rule: at least "
+            "16 characters (unset or empty tokens are refused, never treated as 'no auth'); "
+            "fix: set it to e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+    return token
+
+
+def _bind_admin(app: GatewayApp, host: str, port: int, inference_port: int) -> socket.socket:
+    """Bind and listen on the admin socket; record its address on ``app``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    app.admin_port = sock.getsockname()[1]
+    if app.admin_port == inference_port:  # only possible with SO_REUSEPORT tricks
+        raise GatewayError(f"admin port {app.admin_port} equals the inference port; use another")
+    app.admin_url = f"http://{host}:{app.admin_port}"
+    return sock
+
+
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The HTTP server's limits (:class:`ServerLimits`) and the body limit."""
+    defaults = ServerLimits()
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=64 << 20,
+        help="largest request body, also after decompression (413)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="open client connections at most; at the cap the oldest idle one is closed, or a "
+        "new one is answered 503 when none is idle",
+    )
+    parser.add_argument(
+        "--max-url-bytes", type=int, default=defaults.max_url_bytes, help="longest URL (414)"
+    )
+    parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=defaults.max_header_bytes,
+        help="largest request head without the URL (431)",
+    )
+    parser.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=defaults.header_timeout_s,
+        help="a request head arrives whole within this of its first byte (408)",
+    )
+    parser.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=defaults.body_timeout_s,
+        help="a request body arrives whole within this of its head (408)",
+    )
+    parser.add_argument(
+        "--keepalive-timeout-s",
+        type=float,
+        default=defaults.keepalive_timeout_s,
+        help="a connection with no request in progress is closed after this",
+    )
+
+
+def _server_limits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerLimits:
+    try:
+        return ServerLimits(
+            max_connections=args.max_connections,
+            max_url_bytes=args.max_url_bytes,
+            max_header_bytes=args.max_header_bytes,
+            header_timeout_s=args.header_timeout_s,
+            body_timeout_s=args.body_timeout_s,
+            keepalive_timeout_s=args.keepalive_timeout_s,
+        )
+    except GatewayError as exc:
+        parser.error(str(exc))
+
+
+def _fit_open_files(limits: ServerLimits, spare: int = 256) -> ServerLimits:
+    """Raise the soft open-file limit to hold ``max_connections`` + ``spare`` descriptors (WAL,
+    Parquet, upstream connections); where the hard limit is lower, lower the cap to fit."""
+    import resource
+
+    need = limits.max_connections + spare
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft < need:
+            fitted = max(1, soft - spare)
+            logger.warning(
+                "max_connections=%d needs %d open files but RLIMIT_NOFILE is %d (hard %d): "
+                "serving with max_connections=%d; raise `ulimit -n` to keep the setting",
+                limits.max_connections,
+                need,
+                soft,
+                hard,
+                fitted,
+            )
+            return replace(limits, max_connections=fitted)
+    return limits
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the gateway on uvloop: lockgate's lean HTTP/1.1 server (default) or uvicorn.
+    """Run the gateway on uvicorn (httptools, uvloop) with :class:`ServerLimits`.
 
     Args:
         argv: command-line arguments (default ``sys.argv[1:]``).
@@ -4092,7 +4711,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the Triton model repository: each version's wire.json lets clients send named "
         "features",
     )
-    parser.add_argument("--admin-token-env", help="name of an environment variable with the token")
+    _add_admin_arguments(parser)
     parser.add_argument(
         "--routing-key-env",
         help="name of an environment variable with the routing key in hex (replicas that must "
@@ -4100,20 +4719,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-verify-routes", action="store_true")
     parser.add_argument("--log-level", default="warning")
-    parser.add_argument(
-        "--server",
-        choices=["lean", "uvicorn"],
-        default="lean",
-        help="HTTP server: lockgate's lean HTTP/1.1 server (default) or uvicorn",
-    )
+    _add_server_arguments(parser)
     args = parser.parse_args(argv)
+    limits = _server_limits(args, parser)
 
     import uvloop
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    token = os.environ.get(args.admin_token_env) if args.admin_token_env else None
+    token = _admin_token(args, parser)
     routing_key = None
     if args.routing_key_env:
         try:
@@ -4140,35 +4755,29 @@ def main(argv: list[str] | None = None) -> int:
         coalesce_inflight=args.coalesce_inflight,
         model_repository=args.model_repository,
         routing_key=routing_key,
+        audit_log=args.audit_log,
+        max_body_bytes=args.max_body_bytes,
     )
+    limits = _fit_open_files(limits)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     port = sock.getsockname()[1]
+    admin_sock = _bind_admin(app, args.admin_host, args.admin_port, port)
 
     def ready() -> None:
         if args.ready_file is not None:
             info = {"pid": os.getpid(), "port": port, "url": f"http://{args.host}:{port}"}
+            info |= {"admin_port": app.admin_port, "admin_url": app.admin_url}
             _atomic_write(args.ready_file, json.dumps(info).encode())
-
-    if args.server == "lean":
-        from lockgate.http_server import LeanServer
-
-        lean = LeanServer(app, max_body_bytes=app.max_body_bytes)
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            try:
-                runner.run(lean.serve(sock, on_ready=ready))
-            except Exception:
-                logger.exception("gateway failed")
-                return 1
-        return 0 if lean.started else 1
 
     import uvicorn
 
     config = uvicorn.Config(
         app,
         loop="none",
-        http=_http_protocol(),
+        http=_http_protocol(limits),
+        timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         log_level=args.log_level,
@@ -4182,7 +4791,7 @@ def main(argv: list[str] | None = None) -> int:
     server = uvicorn.Server(config)
 
     async def serve() -> None:
-        task = asyncio.create_task(server.serve(sockets=[sock]))
+        task = asyncio.create_task(server.serve(sockets=[sock, admin_sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started:

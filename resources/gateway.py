@@ -1,13 +1,17 @@
 """The lockgate gateway as a Dagster resource: a local process, or a gateway run elsewhere.
 
 :class:`Gateway` is the admin client every variant shares (routes, stats, health, metrics, over
-the gateway's HTTP admin API). :class:`GatewayServer` also runs the gateway
-(``python -m lockgate.gateway``: uvloop, the lean HTTP/1.1 server or uvicorn, one worker) as a
+the gateway's HTTP admin API, which listens on its own port, 127.0.0.1 by default, and needs the
+bearer token; each call states its actor in ``x-lockgate-actor`` and the gateway audits every
+change). :class:`GatewayServer` also runs the gateway
+(``python -m lockgate.gateway``: uvicorn on uvloop with bounded requests, one worker) as a
 child process on 127.0.0.1; :class:`RemoteGateway` points at an existing one (production).
 
 Files of a :class:`GatewayServer` under ``state_dir``: ``routes.json`` (the routing tables, kept
-by the gateway), ``gateway.pid``, ``gateway.ready.json`` (``{pid, port, url}``, written once the
-gateway listens) and ``gateway.log`` (its output, appended by every start).
+by the gateway), ``gateway.pid``, ``gateway.ready.json`` (``{pid, port, url, admin_port,
+admin_url}``, written once the gateway listens), ``gateway.log`` (its output, appended by every
+start) and ``admin.token`` (mode 0600: the admin token, generated at the first start unless
+``admin_token`` is given; every lockgate client of this state_dir reads it).
 
 Example:
     >>> server = GatewayServer(state_dir="/tmp/gw", log_dir="/tmp/gw/log",
@@ -19,9 +23,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,12 +38,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from lockgate.gateway import GatewayError, RouteError
+from lockgate.gateway import ACTOR_HEADER, ADMIN_TOKEN_ENV, GatewayError, RouteError
 from lockgate.resources._process import cmdline_contains, log_tail
 
 __all__ = ["Gateway", "GatewayServer", "RemoteGateway"]
@@ -44,6 +51,7 @@ __all__ = ["Gateway", "GatewayServer", "RemoteGateway"]
 _PID_FILE = "gateway.pid"
 _READY_FILE = "gateway.ready.json"
 _LOG_FILE = "gateway.log"
+_TOKEN_FILE = "admin.token"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -51,21 +59,56 @@ def _http_url(url: str) -> str:
     return url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
 
 
+def default_actor() -> str:
+    """Who acts when a caller names nobody: ``user@host (program)``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return f"{user}@{socket.gethostname()} ({program})"
+
+
 class Gateway(dg.ConfigurableResource, ABC):
     """Admin client of a lockgate gateway.
 
     Attributes:
-        admin_token: bearer token of the admin endpoints, if the gateway requires one.
+        admin_token: bearer token of the admin endpoints; None: the variant's default
+            (:class:`GatewayServer`: its ``admin.token`` file; :class:`RemoteGateway`:
+            ``$LOCKGATE_GATEWAY_ADMIN_TOKEN``).
+        actor: who acts, sent with every admin call and recorded in the audit log with each
+            change; None: ``user@host (program)``.
         timeout_s: timeout of each admin HTTP call, in seconds.
     """
 
     admin_token: str | None = None
+    actor: str | None = None
     timeout_s: float = 30.0
 
     @property
     @abstractmethod
     def url(self) -> str:
-        """Base URL of the gateway, e.g. ``http://127.0.0.1:8080``."""
+        """Base URL of the gateway's inference listener, e.g. ``http://127.0.0.1:8080``."""
+
+    @property
+    @abstractmethod
+    def admin_url(self) -> str:
+        """Base URL of the gateway's admin listener, e.g. ``http://127.0.0.1:8081``."""
+
+    def token(self) -> str:
+        """The admin token this client sends.
+
+        Raises:
+            GatewayError: no token is configured (the message says where to put one).
+        """
+        token = (self.admin_token or os.environ.get(ADMIN_TOKEN_ENV, "")).strip()
+        if not token:
+            raise GatewayError(
+                "no admin token for the gateway; rule: its admin API needs a bearer token; fix: "
+                f"set {ADMIN_TOKEN_ENV} (from the secret the gateway was started with) or pass "
+                "admin_token="
+            )
+        return token
 
     @property
     def host_port(self) -> str:
@@ -76,11 +119,12 @@ class Gateway(dg.ConfigurableResource, ABC):
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        base = self.admin_url
+        request = urllib.request.Request(f"{base}{path}", data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        if self.admin_token:
-            request.add_header("Authorization", f"Bearer {self.admin_token}")
+        request.add_header("Authorization", f"Bearer {self.token()}")
+        request.add_header(ACTOR_HEADER, self.actor or default_actor())
         try:
             with _NO_PROXY.open(request, timeout=self.timeout_s) as response:
                 raw = response.read()
@@ -93,12 +137,12 @@ class Gateway(dg.ConfigurableResource, ABC):
             if exc.code == 400 and path.startswith("/admin/routes/"):
                 raise RouteError(message) from None
             raise GatewayError(
-                f"gateway {self.url} answered {method} {path} with HTTP {exc.code}: {message}"
+                f"gateway admin {base} answered {method} {path} with HTTP {exc.code}: {message}"
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             raise GatewayError(
-                f"gateway {self.url} is unreachable for {method} {path} ({exc}); start it "
-                "(GatewayServer.start()) or fix its URL"
+                f"gateway admin {base} is unreachable for {method} {path} ({exc}); start it "
+                "(GatewayServer.start()) or fix its admin URL"
             ) from None
         return json.loads(raw) if raw else None
 
@@ -180,15 +224,29 @@ class RemoteGateway(Gateway):
     """A gateway run elsewhere (a Kubernetes service); no process management.
 
     Attributes:
-        gateway_url: ``http(s)://host:port`` or ``host:port`` of the gateway.
+        gateway_url: ``http(s)://host:port`` or ``host:port`` of the gateway's inference port.
+        gateway_admin_url: the same for its admin port (a service only the control plane
+            reaches); None: ``$LOCKGATE_GATEWAY_ADMIN_URL``.
     """
 
     gateway_url: str
+    gateway_admin_url: str | None = None
 
     @property
     def url(self) -> str:
         """Base URL of the gateway."""
         return _http_url(self.gateway_url)
+
+    @property
+    def admin_url(self) -> str:
+        """Base URL of the gateway's admin listener."""
+        url = self.gateway_admin_url or os.environ.get("LOCKGATE_GATEWAY_ADMIN_URL", "")
+        if not url:
+            raise GatewayError(
+                f"no admin URL for the gateway {self.url}; rule: its admin API listens on its "
+                "own port; fix: set LOCKGATE_GATEWAY_ADMIN_URL or gateway_admin_url="
+            )
+        return _http_url(url)
 
 
 def _is_gateway(pid: int) -> bool:
@@ -203,6 +261,10 @@ class GatewayServer(Gateway):
         log_dir: folder of the prediction log.
         upstream_url: the KServe v2 model server (``host:port`` or ``http://host:port``).
         port: port to bind on 127.0.0.1 (0: a free one, chosen by the gateway itself).
+        admin_port: port of the admin listener on 127.0.0.1 (0: a free one).
+        audit_path: the audit log every admin change is appended to; None:
+            ``<state_dir>/audit/audit.jsonl`` (its witness key ``<state_dir>/keys/signing.key``
+            unless ``$LOCKGATE_SIGNING_KEY`` is set).
         durability: ``fsync`` (fdatasync before answering) or ``flush`` (OS write only).
         upstream_timeout_s: timeout of one upstream inference call.
         retry_challenger_on_champion: answer failed canary challenger requests from the champion.
@@ -214,8 +276,11 @@ class GatewayServer(Gateway):
         model_repository: the Triton model repository the versions were written to; with it,
             clients send named features and the gateway encodes them with each version's
             ``wire.json`` (:mod:`lockgate.named_inputs`). None: clients send ``INPUT__0``.
-        server: ``lean`` (lockgate's HTTP/1.1 server, :mod:`lockgate.http_server`) or
-            ``uvicorn``; the same ASGI app runs under either.
+        max_body_bytes: largest request body, also after gzip/deflate decompression (413).
+        max_connections, max_url_bytes, max_header_bytes, header_timeout_s, body_timeout_s,
+            keepalive_timeout_s: the HTTP server's limits
+            (:class:`lockgate.gateway.ServerLimits`: 503 or the oldest idle connection closed
+            at the cap, 414, 431, 408).
         startup_timeout_s: how long :meth:`start` waits for the gateway to listen.
         stop_timeout_s: how long :meth:`stop` waits after SIGTERM before SIGKILL.
     """
@@ -224,6 +289,8 @@ class GatewayServer(Gateway):
     log_dir: str
     upstream_url: str
     port: int = 0
+    admin_port: int = 0
+    audit_path: str | None = None
     durability: str = "fsync"
     upstream_timeout_s: float = 30.0
     retry_challenger_on_champion: bool = True
@@ -232,7 +299,13 @@ class GatewayServer(Gateway):
     verify_routes: bool = True
     coalesce_inflight: int = Field(default=2, ge=0)
     model_repository: str | None = None
-    server: Literal["lean", "uvicorn"] = "lean"
+    max_body_bytes: int = Field(default=64 << 20, ge=1024)
+    max_connections: int = Field(default=4096, ge=1)
+    max_url_bytes: int = Field(default=8192, ge=256)
+    max_header_bytes: int = Field(default=32768, ge=1024)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)
     startup_timeout_s: float = 30.0
     stop_timeout_s: float = 15.0
 
@@ -256,6 +329,56 @@ class GatewayServer(Gateway):
     def log_file(self) -> Path:
         """``<state_dir>/gateway.log``."""
         return Path(self.state_dir) / _LOG_FILE
+
+    @property
+    def token_file(self) -> Path:
+        """``<state_dir>/admin.token`` (mode 0600): the generated admin token."""
+        return Path(self.state_dir) / _TOKEN_FILE
+
+    @property
+    def audit_file(self) -> Path:
+        """The audit log the gateway appends admin changes to."""
+        if self.audit_path:
+            return Path(self.audit_path)
+        return Path(self.state_dir) / "audit" / "audit.jsonl"
+
+    def token(self) -> str:
+        """``admin_token`` if given, else the token in ``admin.token`` (made by :meth:`start`)."""
+        if self.admin_token:
+            return self.admin_token.strip()
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError:
+            token = ""
+        if not token:
+            raise GatewayError(
+                f"no admin token in {self.token_file}; rule: the local gateway generates it at "
+                "start; fix: start it (`lockgate serve start`) or pass admin_token="
+            )
+        return token
+
+    def _ensure_token_file(self) -> None:
+        """Create ``admin.token`` (0600, random) unless it holds a token; exclusive, so two
+        processes starting at once agree on one token."""
+        path = self.token_file
+        with contextlib.suppress(OSError):
+            if path.read_text().strip():
+                os.chmod(path, 0o600)
+                return
+        tmp = path.with_name(f".{_TOKEN_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            if path.exists():  # empty or unreadable: replace it
+                os.replace(tmp, path)
+            else:
+                with contextlib.suppress(FileExistsError):  # the first writer wins
+                    os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @property
     def pid(self) -> int | None:
@@ -283,6 +406,17 @@ class GatewayServer(Gateway):
                 "after start(); fix: call start() (or use it as a context manager)"
             )
         return str(info["url"])
+
+    @property
+    def admin_url(self) -> str:
+        """``http://127.0.0.1:<admin port>`` from the ready file."""
+        info = self._ready_info()
+        if info is None or not info.get("admin_url"):
+            raise GatewayError(
+                f"the gateway of {self.state_dir} is not running; rule: its admin address exists "
+                "only after start(); fix: call start() (or use it as a context manager)"
+            )
+        return str(info["admin_url"])
 
     def _ready_info(self) -> dict[str, Any] | None:
         try:
@@ -324,10 +458,28 @@ class GatewayServer(Gateway):
             str(self.segment_max_bytes),
             "--segment-max-age-s",
             str(self.segment_max_age_s),
-            "--server",
-            self.server,
+            "--max-body-bytes",
+            str(self.max_body_bytes),
+            "--max-connections",
+            str(self.max_connections),
+            "--max-url-bytes",
+            str(self.max_url_bytes),
+            "--max-header-bytes",
+            str(self.max_header_bytes),
+            "--header-timeout-s",
+            str(self.header_timeout_s),
+            "--body-timeout-s",
+            str(self.body_timeout_s),
+            "--keepalive-timeout-s",
+            str(self.keepalive_timeout_s),
             "--coalesce-inflight",
             str(self.coalesce_inflight),
+            "--admin-host",
+            "127.0.0.1",
+            "--admin-port",
+            str(self.admin_port),
+            "--audit-log",
+            str(self.audit_file.resolve()),
         ]
         if self.model_repository:
             cmd += ["--model-repository", str(Path(self.model_repository).resolve())]
@@ -336,7 +488,9 @@ class GatewayServer(Gateway):
         if not self.verify_routes:
             cmd.append("--no-verify-routes")
         if self.admin_token:
-            cmd += ["--admin-token-env", "LOCKGATE_GATEWAY_ADMIN_TOKEN"]
+            cmd += ["--admin-token-env", ADMIN_TOKEN_ENV]
+        else:
+            cmd += ["--admin-token-file", str(self.token_file.resolve())]
         return cmd
 
     def _check_pid_file(self) -> None:
@@ -370,8 +524,12 @@ class GatewayServer(Gateway):
         self._check_pid_file()
         self.ready_file.unlink(missing_ok=True)
         env = dict(os.environ)
+        env.pop(ADMIN_TOKEN_ENV, None)
         if self.admin_token:
-            env["LOCKGATE_GATEWAY_ADMIN_TOKEN"] = self.admin_token
+            env[ADMIN_TOKEN_ENV] = self.admin_token
+        else:
+            self._ensure_token_file()
+        self.audit_file.parent.mkdir(parents=True, exist_ok=True)
         command = self.command()
         with open(self.log_file, "ab") as log:
             self._log_offset = log.tell()

@@ -12,9 +12,10 @@ production both are services (:class:`RemoteServingStack`).
 Local layout under ``root``::
 
     repo/         Triton model repository (one folder per model version, written atomically)
-    ports.json    the ports kept across restarts (Triton http, grpc, metrics; gateway)
-    triton/       tritonserver PID, state and log
-    gateway/      gateway routes.json, PID, ready file and log
+    ports.json    the ports kept across restarts (Triton http, grpc, metrics; gateway, its admin)
+    triton/       tritonserver PID, state, log and model-control secret (0600)
+    gateway/      gateway routes.json, PID, ready file, log and admin.token (0600)
+    audit/        gateway.jsonl: the gateway's audit log of admin changes (hash-chained)
     predictions/  the gateway's prediction log (WAL + Parquet)
     canary/       canary controller state per pipeline
     sandbox/      repositories and servers of infra validation (temporary)
@@ -55,8 +56,9 @@ class ServingStack(dg.ConfigurableResource, ABC):
         """The model server that serves live traffic."""
 
     @abstractmethod
-    def gateway(self) -> Gateway:
-        """The gateway every client talks to."""
+    def gateway(self, *, actor: str | None = None) -> Gateway:
+        """The gateway every client talks to, as the admin client of ``actor`` (who acts in
+        the audit log; None: ``user@host (program)``)."""
 
     @abstractmethod
     def ensure(self) -> dict[str, Any]:
@@ -159,6 +161,15 @@ class LocalServingStack(ServingStack):
         triton_grpc_port: Triton's gRPC port (0: chosen once, kept).
         triton_metrics_port: Triton's metrics port (0: chosen once, kept).
         gateway_port: the gateway's port (0: chosen once, kept).
+        gateway_admin_port: the gateway's admin port on 127.0.0.1 (0: chosen once, kept).
+        audit_path: the audit log the gateway appends admin changes to; None:
+            ``<root>/audit/gateway.jsonl`` (its witness signed with ``$LOCKGATE_SIGNING_KEY``,
+            else the key two folders above the log, :class:`lockgate.audit.AuditLog`'s rule:
+            ``<root>/keys/signing.key``; ``<home>/audit/gateway.jsonl`` uses the home's key).
+
+    The gateway's admin token is generated at its first start into ``<root>/gateway/admin.token``
+    (mode 0600); every lockgate client of this stack (the canary controller, ``lockgate serve``,
+    the sensors) reads it from there through :meth:`gateway`.
     """
 
     root: str
@@ -167,6 +178,8 @@ class LocalServingStack(ServingStack):
     triton_grpc_port: int = Field(default=0, ge=0, le=65535)
     triton_metrics_port: int = Field(default=0, ge=0, le=65535)
     gateway_port: int = Field(default=0, ge=0, le=65535)
+    gateway_admin_port: int = Field(default=0, ge=0, le=65535)
+    audit_path: str | None = None
 
     @property
     def repo_dir(self) -> Path:
@@ -186,19 +199,20 @@ class LocalServingStack(ServingStack):
         return Path(self.root) / "ports.json"
 
     def ports(self) -> dict[str, int]:
-        """``triton_http``, ``triton_grpc``, ``triton_metrics`` and ``gateway`` ports.
+        """``triton_http``, ``triton_grpc``, ``triton_metrics``, ``gateway`` and ``gateway_admin``
+        ports.
 
         Configured ports win; the others are read from ``ports.json``, chosen (free ports) and
         written there the first time. The file is created exclusively, so two processes
         starting the stack at once agree on the same ports.
         """
-        configured = {
-            "triton_http": self.triton_http_port,
-            "triton_grpc": self.triton_grpc_port,
-            "triton_metrics": self.triton_metrics_port,
-            "gateway": self.gateway_port,
-        }
+        configured = self._configured_ports()
         kept = self._kept_ports()
+        if kept is not None and "gateway_admin" not in kept:  # kept before the admin listener
+            port = self.gateway_admin_port
+            while not port or port in kept.values():
+                port = _free_port()
+            kept = self._write_ports({**kept, "gateway_admin": port}, replace=True)
         if kept is None:
             chosen: dict[str, int] = {}
             for key, port in configured.items():
@@ -208,12 +222,24 @@ class LocalServingStack(ServingStack):
             kept = self._write_ports(chosen)
         return {k: v or kept[k] for k, v in configured.items()}
 
+    def _configured_ports(self) -> dict[str, int]:
+        return {
+            "triton_http": self.triton_http_port,
+            "triton_grpc": self.triton_grpc_port,
+            "triton_metrics": self.triton_metrics_port,
+            "gateway": self.gateway_port,
+            "gateway_admin": self.gateway_admin_port,
+        }
+
     def _kept_ports(self) -> dict[str, int] | None:
         try:
             raw = json.loads(self.ports_file.read_text())
-            return {
+            kept = {
                 k: int(raw[k]) for k in ("triton_http", "triton_grpc", "triton_metrics", "gateway")
             }
+            if "gateway_admin" in raw:
+                kept["gateway_admin"] = int(raw["gateway_admin"])
+            return kept
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -239,12 +265,7 @@ class LocalServingStack(ServingStack):
         kept = self._kept_ports()
         if kept is None:
             return
-        configured = {
-            "triton_http": self.triton_http_port,
-            "triton_grpc": self.triton_grpc_port,
-            "triton_metrics": self.triton_metrics_port,
-            "gateway": self.gateway_port,
-        }
+        configured = self._configured_ports()
         busy = [k for k in keys if not configured[k] and not port_is_free(kept[k])]
         if busy:
             for key in busy:
@@ -262,18 +283,21 @@ class LocalServingStack(ServingStack):
             fixed_metrics_port=ports["triton_metrics"],
         )
 
-    def _gateway(self, upstream: str) -> GatewayServer:
+    def _gateway(self, upstream: str, actor: str | None = None) -> GatewayServer:
         return GatewayServer(
+            actor=actor,
             state_dir=str(Path(self.root) / "gateway"),
             log_dir=str(self.prediction_log_dir),
             upstream_url=upstream,
             durability=self.durability,
             model_repository=str(self.repo_dir),  # each version's wire.json: named features
             port=self.ports()["gateway"],
+            admin_port=self.ports()["gateway_admin"],
+            audit_path=self.audit_path or str(Path(self.root) / "audit" / "gateway.jsonl"),
         )
 
-    def gateway(self) -> GatewayServer:
-        return self._gateway(self._upstream_file_url() or "127.0.0.1:1")
+    def gateway(self, *, actor: str | None = None) -> GatewayServer:
+        return self._gateway(self._upstream_file_url() or "127.0.0.1:1", actor)
 
     def _upstream_file(self) -> Path:
         return Path(self.root) / "gateway" / "upstream.json"
@@ -298,11 +322,13 @@ class LocalServingStack(ServingStack):
             started["reaped_stubs"] = reaped + triton.reaped_stubs
         upstream = triton.url
         gateway = self._gateway(upstream)
-        if gateway.running and self._upstream_file_url() != upstream and gateway.pid:
-            stop_process_group(gateway.pid)  # pointed at a Triton that is gone: restart it
+        stale = self._upstream_file_url() != upstream  # pointed at a Triton that is gone
+        stale = stale or not (gateway._ready_info() or {}).get("admin_url")  # no admin listener
+        if gateway.running and stale and gateway.pid:
+            stop_process_group(gateway.pid)  # restart it
         if not (gateway.running and gateway.health()):
             if not gateway.running:
-                self._repick_busy_ports("gateway")
+                self._repick_busy_ports("gateway", "gateway_admin")
                 gateway = self._gateway(upstream)
             gateway.start()
             started["gateway"] = True
@@ -327,11 +353,20 @@ class LocalServingStack(ServingStack):
 
 
 class RemoteServingStack(ServingStack):
-    """Services run elsewhere (Kubernetes): nothing to start, state on a shared volume."""
+    """Services run elsewhere (Kubernetes): nothing to start, state on a shared volume.
+
+    The gateway's admin API is its own service (``gateway_admin_url``, None:
+    ``$LOCKGATE_GATEWAY_ADMIN_URL``) and needs the admin token (``gateway_admin_token``, None:
+    ``$LOCKGATE_GATEWAY_ADMIN_TOKEN``; give both from a secret, e.g. ``dg.EnvVar``). Triton's
+    model-control calls send ``triton_control_header`` with its secret (None:
+    ``$LOCKGATE_TRITON_CONTROL_SECRET``) when Triton runs with ``--http-restricted-api``.
+    """
 
     triton_url: str
     gateway_url: str
     model_repository: str
+    gateway_admin_url: str | None = None
+    gateway_admin_token: str | None = None
     canary_state_dir: str
     predictions_dir: str
 
@@ -350,8 +385,13 @@ class RemoteServingStack(ServingStack):
     def triton(self) -> RemoteTritonServer:
         return RemoteTritonServer(server_url=self.triton_url, repo_dir=self.model_repository)
 
-    def gateway(self) -> RemoteGateway:
-        return RemoteGateway(gateway_url=self.gateway_url)
+    def gateway(self, *, actor: str | None = None) -> RemoteGateway:
+        return RemoteGateway(
+            actor=actor,
+            gateway_url=self.gateway_url,
+            gateway_admin_url=self.gateway_admin_url,
+            admin_token=self.gateway_admin_token,
+        )
 
     def ensure(self) -> dict[str, Any]:
         return {"triton": False, "gateway": False}

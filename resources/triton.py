@@ -6,6 +6,15 @@ control: ``load`` / ``unload`` / ``is_ready`` / ``loaded`` / ``infer`` / ``healt
 :class:`LocalTritonServer` also runs the ``tritonserver`` binary shipped in the
 ``nvidia-pytriton`` wheel (python backend only); :class:`RemoteTritonServer` manages no process.
 
+Model control is lockgate's alone: :class:`LocalTritonServer` runs Triton with its
+model-repository API (load, unload, repository index) restricted, over HTTP
+(``--http-restricted-api=model-repository:<header>=<secret>``) and gRPC
+(``--grpc-restricted-protocol=...``), to requests that carry the header
+``lockgate-model-control`` with a random secret kept in ``<work_dir>/model-control.secret``
+(mode 0600); lockgate's own calls send it (:meth:`TritonServer.control_headers`), any other
+client's load or unload is refused (inference, health and metadata stay open). A remote Triton
+started the same way gets the secret from ``$LOCKGATE_TRITON_CONTROL_SECRET``.
+
 Loads are verified: :meth:`TritonServer.load` runs the ``verify`` callable it is given before
 Triton sees the model, and :func:`lockgate.serving.load_version` passes
 :func:`lockgate.serving.verify_model_folder` (the folder re-hashed against the lock record).
@@ -32,6 +41,7 @@ import functools
 import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -68,6 +78,11 @@ __all__ = [
 _PID_FILE = "tritonserver.pid"
 _STATE_FILE = "tritonserver.json"
 _LOG_FILE = "tritonserver.log"
+_CONTROL_FILE = "model-control.secret"
+CONTROL_HEADER = "lockgate-model-control"
+"""The header whose secret Triton's restricted model-repository API requires."""
+CONTROL_SECRET_ENV = "LOCKGATE_TRITON_CONTROL_SECRET"
+"""Where a remote Triton's model-control secret comes from (set it from a secret)."""
 
 
 class _ModelIO:
@@ -90,10 +105,12 @@ class TritonServer(dg.ConfigurableResource, ABC):
             reachable from here; :func:`lockgate.serving.load_version` then refuses to load,
             since it cannot verify the folder).
         timeout_s: Network timeout of each HTTP call, in seconds.
+        control_header: The header Triton's restricted model-repository API checks.
     """
 
     repo_dir: str | None = None
     timeout_s: float = 60.0
+    control_header: str = CONTROL_HEADER
 
     _clients: list[Any] = PrivateAttr(default_factory=list)
     _local: threading.local = PrivateAttr(default_factory=threading.local)
@@ -166,6 +183,15 @@ class TritonServer(dg.ConfigurableResource, ABC):
     def _hint(self) -> str:
         return "read the server log and the model's config.pbtxt"
 
+    def _control_secret(self) -> str | None:
+        return os.environ.get(CONTROL_SECRET_ENV, "").strip() or None
+
+    def control_headers(self) -> dict[str, str]:
+        """The header that opens Triton's restricted model-repository API (load, unload, index);
+        empty when no secret is configured (an unrestricted server)."""
+        secret = self._control_secret()
+        return {self.control_header: secret} if secret else {}
+
     # ---- API ---------------------------------------------------------------------------------
 
     def health(self) -> bool:
@@ -191,7 +217,10 @@ class TritonServer(dg.ConfigurableResource, ABC):
             verify()
         self._io.pop(model_name, None)
         client = self._client()
-        self._call(f"load model {model_name!r}", lambda: client.load_model(model_name))
+        headers = self.control_headers()
+        self._call(
+            f"load model {model_name!r}", lambda: client.load_model(model_name, headers=headers)
+        )
         if not self.is_ready(model_name):
             raise ServingError(
                 f"Triton at {self.url} loaded {model_name!r} but it is not ready; fix: "
@@ -227,7 +256,9 @@ class TritonServer(dg.ConfigurableResource, ABC):
         client = self._client()
         self._call(
             f"unload model {model_name!r}",
-            lambda: client.unload_model(model_name, unload_dependents=True),
+            lambda: client.unload_model(
+                model_name, unload_dependents=True, headers=self.control_headers()
+            ),
         )
         if not wait:
             return
@@ -252,7 +283,10 @@ class TritonServer(dg.ConfigurableResource, ABC):
 
     def _index(self) -> list[dict[str, Any]]:
         client = self._client()
-        index = self._call("list its repository", lambda: client.get_model_repository_index())
+        headers = self.control_headers()
+        index = self._call(
+            "list its repository", lambda: client.get_model_repository_index(headers=headers)
+        )
         return list(index or [])
 
     def is_ready(self, model_name: str) -> bool:
@@ -393,9 +427,16 @@ class RemoteTritonServer(TritonServer):
     Attributes:
         server_url: ``host:port``, ``http://host:port`` or ``https://host:port`` of its HTTP
             endpoint.
+        control_secret: the secret of its restricted model-repository API (Triton started
+            with ``--http-restricted-api=model-repository:lockgate-model-control=<secret>``);
+            None: ``$LOCKGATE_TRITON_CONTROL_SECRET``, else no header is sent.
     """
 
     server_url: str
+    control_secret: str | None = None
+
+    def _control_secret(self) -> str | None:
+        return (self.control_secret or "").strip() or super()._control_secret()
 
     @property
     def url(self) -> str:
@@ -631,6 +672,32 @@ class LocalTritonServer(TritonServer):
     def _hint(self) -> str:
         return f"read {self.log_file}; its tail: {self.log_tail(12)!r}"
 
+    @property
+    def control_file(self) -> Path:
+        """``<work_dir>/model-control.secret`` (mode 0600): the model-control secret."""
+        return Path(self.work_dir) / _CONTROL_FILE
+
+    def _control_secret(self) -> str | None:
+        try:
+            return self.control_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    def _ensure_control_secret(self) -> str:
+        """The kept secret, made (random, 0600) when missing."""
+        secret = self._control_secret()
+        if secret is not None:
+            return secret
+        path = self.control_file
+        tmp = path.with_name(f".{_CONTROL_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+        os.replace(tmp, path)
+        secret = self._control_secret()
+        assert secret is not None
+        return secret
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the log (since this object's start, if it started it).
 
@@ -748,6 +815,7 @@ class LocalTritonServer(TritonServer):
             )
         backends = self._backends()
         binary = wheel_tritonserver()["binary"]
+        control = f"model-repository:{self.control_header}={self._ensure_control_secret()}"
         fixed = (self.fixed_http_port, self.fixed_grpc_port, self.fixed_metrics_port)
         self._check_fixed_ports(fixed)
         for _attempt in range(3):
@@ -763,6 +831,8 @@ class LocalTritonServer(TritonServer):
                 f"--model-repository={Path(self.repo_dir).resolve()}",
                 f"--backend-directory={backends.resolve()}",
                 "--model-control-mode=explicit",
+                f"--http-restricted-api={control}",
+                f"--grpc-restricted-protocol={control}",
                 "--strict-readiness=false",
                 "--disable-auto-complete-config",
                 "--http-address=127.0.0.1",
@@ -777,7 +847,10 @@ class LocalTritonServer(TritonServer):
             ]
             with open(self.log_file, "ab") as log:
                 self._log_offset = log.tell()
-                log.write(f"==== lockgate start {time.ctime()}: {' '.join(command)}\n".encode())
+                shown = " ".join(command).replace(
+                    control, f"model-repository:{self.control_header}=***"
+                )
+                log.write(f"==== lockgate start {time.ctime()}: {shown}\n".encode())
                 log.flush()
                 self._process = subprocess.Popen(
                     command,

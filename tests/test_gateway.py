@@ -222,13 +222,30 @@ class Resp:
         return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
 async def call(
     app: GatewayApp,
     method: str,
     path: str,
     body: bytes = b"",
     headers: Mapping[str, str] | None = None,
+    *,
+    admin_auth: bool = True,
+    inference_port: bool = False,
 ) -> Resp:
+    """One request to the app; ``/admin`` paths go to the admin listener's app (``app.admin``)
+    with the app's token and an actor, unless ``admin_auth`` is False (or ``inference_port``)."""
+    target: Any = app
+    if path.startswith("/admin") and not inference_port:
+        target = app.admin
+        if admin_auth:
+            given = {k.lower() for k in headers or {}}
+            extra = {"x-lockgate-actor": "test"}
+            if app.admin_token and "authorization" not in given:
+                extra["authorization"] = f"Bearer {app.admin_token}"
+            headers = {**extra, **(headers or {})}
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -260,7 +277,7 @@ async def call(
         else:
             chunks.append(msg.get("body", b""))
 
-    await app(scope, receive, send)
+    await target(scope, receive, send)
     return Resp(status, out_headers, b"".join(chunks))
 
 
@@ -303,6 +320,7 @@ def fake_pair() -> FakeTriton:
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, fake: FakeTriton, **kw: Any) -> AsyncIterator[GatewayApp]:
     kw.setdefault("durability", "fsync")
+    kw.setdefault("admin_token", ADMIN_TOKEN)
     app = create_app(
         state_dir=tmp_path / "state", log_dir=tmp_path / "log", upstream=AsgiUpstream(fake), **kw
     )
@@ -814,6 +832,7 @@ def test_unreachable_upstream_is_502(tmp_path: Path) -> None:
             log_dir=tmp_path / "l",
             upstream_url=f"http://127.0.0.1:{port}",
             verify_routes=False,
+            admin_token=ADMIN_TOKEN,
         )
         await app.startup()
         try:
@@ -1669,9 +1688,25 @@ def test_admin_errors_for_unserved_versions_bad_json_and_names(tmp_path: Path) -
 def test_admin_token(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running(tmp_path, fake_pair(), admin_token="s3cret") as app:
-            assert (await call(app, "GET", "/admin/routes")).status == 401
+            assert (await call(app, "GET", "/admin/routes", admin_auth=False)).status == 401
+            wrong = {"authorization": "Bearer s3cre"}
+            assert (
+                await call(app, "GET", "/admin/routes", headers=wrong, admin_auth=False)
+            ).status == 403
             ok = await call(app, "GET", "/admin/routes", headers={"authorization": "Bearer s3cret"})
             assert ok.status == 200
+            put = await call(
+                app,
+                "PUT",
+                f"/admin/routes/{MODEL}",
+                json.dumps({"mode": "single", "champion": "v1"}).encode(),
+                {"authorization": "Bearer s3cret", "x-lockgate-actor": "t"},
+                inference_port=True,
+            )
+            assert put.status == 404
+            assert "admin port" in put.json()["error"]
+            good = {"authorization": "Bearer s3cret"}
+            assert (await call(app, "GET", "/admin/routes", headers=good)).json() == {"routes": {}}
 
     asyncio.run(scenario())
 
@@ -1884,7 +1919,10 @@ def test_wal_segments_roll_to_parquet_while_serving(tmp_path: Path, durability: 
 def test_admin_log_roll_puts_every_answered_request_in_parquet_now(tmp_path: Path) -> None:
     async def scenario() -> None:
         idle = create_app(
-            state_dir=tmp_path / "idle", log_dir=tmp_path / "idle-log", upstream_url="h:1"
+            state_dir=tmp_path / "idle",
+            log_dir=tmp_path / "idle-log",
+            upstream_url="h:1",
+            admin_token=ADMIN_TOKEN,
         )
         refused = await call(idle, "POST", "/admin/log/roll")
         assert refused.status == 503
@@ -2159,15 +2197,10 @@ def fake_http() -> Iterator[tuple[FakeTriton, str]]:
         sock.close()
 
 
-@pytest.fixture(params=["lean", "uvicorn"])
-def gateway(
-    tmp_path: Path, fake_http: tuple[FakeTriton, str], request: pytest.FixtureRequest
-) -> Iterator[GatewayServer]:
+@pytest.fixture
+def gateway(tmp_path: Path, fake_http: tuple[FakeTriton, str]) -> Iterator[GatewayServer]:
     server = GatewayServer(
-        state_dir=str(tmp_path / "gw"),
-        log_dir=str(tmp_path / "log"),
-        upstream_url=fake_http[1],
-        server=request.param,
+        state_dir=str(tmp_path / "gw"), log_dir=str(tmp_path / "log"), upstream_url=fake_http[1]
     )
     server.start()
     try:

@@ -242,7 +242,11 @@ def test_model_names_are_validated_on_every_path_before_going_upstream(
             ("GET", f"/admin/stats/{name}"),
             ("POST", f"/admin/stats/{name}/reset"),
         ]:
-            status, _, out = _http(server.url, method, target, body if method == "POST" else b"")
+            admin = target.startswith("/admin")  # the admin listener, with token and actor
+            url = server.admin_url if admin else server.url
+            auth = {"Authorization": f"Bearer {server.token()}", "x-lockgate-actor": "t"}
+            data = body if method == "POST" else b""
+            status, _, out = _http(url, method, target, data, auth if admin else None)
             assert status == 400, (method, target, status, out)
             error = json.loads(out)["error"]
             assert "is invalid; use 1-128 characters" in error, error

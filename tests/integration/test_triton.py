@@ -483,7 +483,7 @@ def test_gpu_ensemble_routes_the_wire_through_the_python_step_in_a_real_triton(
     (inner / "1" / "model.py").write_text(_FIL_STAND_IN)
     client = httpclient.InferenceServerClient(url=server.url)
     try:
-        client.load_model(v.name)  # the ensemble; Triton loads its composing models
+        client.load_model(v.name, headers=server.control_headers())  # the ensemble and its parts
         for name in (v.name, f"{v.name}-wire", f"{v.name}-model"):
             assert client.is_model_ready(name)
         rows = frame.head(300)
@@ -540,7 +540,7 @@ def test_multiclass_and_regression_lightgbm_serve_what_they_predict(
         (folder / "1" / file_name).write_bytes(data)
     client = httpclient.InferenceServerClient(url=server.url)
     try:
-        client.load_model(name)
+        client.load_model(name, headers=server.control_headers())
         assert client.is_model_ready(name)
         x = encode(rows, schema)
         parts = []
