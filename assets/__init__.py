@@ -15,7 +15,7 @@ from lockgate.assets.gate import (
 )
 from lockgate.assets.serving import build_rollout, build_serving, build_serving_checks
 from lockgate.assets.snapshot import build_feature_snapshot, build_snapshot_checks
-from lockgate.assets.weights import build_model_weights
+from lockgate.assets.weights import build_model_registry, build_model_weights
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -32,12 +32,14 @@ __all__ = [
     "build_gated_evaluation",
     "build_gold_set",
     "build_live_performance",
+    "build_model_registry",
     "build_model_weights",
     "build_pipeline_definitions",
     "build_rollout",
     "build_serving",
     "build_serving_checks",
     "build_snapshot_checks",
+    "monitor_job_name",
 ]
 
 
@@ -65,20 +67,7 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
         assets += [build_serving(spec), build_rollout(spec)]
         checks.append(build_serving_checks(spec))
         sensors.append(make_canary_sensor(spec))
-    if spec.drift is not None:
-        from lockgate.sensors.drift import make_drift_sensor
-
-        assets.append(build_drift_report(spec))
-        sensors.append(make_drift_sensor(spec))
-    if spec.feedback is not None:
-        from lockgate.sensors.feedback import make_feedback_sensor
-
-        assets.append(build_live_performance(spec))
-        sensors.append(make_feedback_sensor(spec))
-    if spec.feature_changes is not None:
-        from lockgate.sensors.feature_store import make_feature_change_sensor
-
-        sensors.append(make_feature_change_sensor(spec))
+    assets.append(build_model_registry(spec))
     monitoring = [spec.asset_key(a) for a in MONITORING_ASSETS if _has(spec, a)]
     selection: dg.AssetSelection = dg.AssetSelection.groups(spec.name)
     if spec.labels_asset_key is not None:  # the user's label asset is the first step
@@ -89,7 +78,43 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
         description=f"Snapshot, validate, train, evaluate and (behind the gate) promote {spec.name}.",
         tags={"lockgate/pipeline": spec.name},
     )
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[train], sensors=sensors)
+    # each monitoring asset a sensor records on its ticks, as a job of its own: the sensor
+    # names it as a target, so the UI lists the sensor as that asset's automation, and a user
+    # can recompute the report on demand
+    monitors = {
+        asset: dg.define_asset_job(
+            monitor_job_name(spec, asset),
+            selection=dg.AssetSelection.assets(spec.asset_key(asset)),
+            description=(
+                f"Recompute {spec.name}'s {asset} now (its sensor records one on every tick)."
+            ),
+            tags={"lockgate/pipeline": spec.name},
+        )
+        for asset in MONITORING_ASSETS
+        if _has(spec, asset)
+    }
+    if spec.drift is not None:
+        from lockgate.sensors.drift import make_drift_sensor
+
+        assets.append(build_drift_report(spec))
+        sensors.append(make_drift_sensor(spec, jobs=[train, monitors["drift_report"]]))
+    if spec.feedback is not None:
+        from lockgate.sensors.feedback import make_feedback_sensor
+
+        assets.append(build_live_performance(spec))
+        sensors.append(make_feedback_sensor(spec, jobs=[train, monitors["live_performance"]]))
+    if spec.feature_changes is not None:
+        from lockgate.sensors.feature_store import make_feature_change_sensor
+
+        sensors.append(make_feature_change_sensor(spec))
+    jobs = [train, *monitors.values()]
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors)
+
+
+def monitor_job_name(spec: ModelPipeline, asset: str) -> str:
+    """``<name>_<asset>``: the job that recomputes one monitoring asset (``drift_report``,
+    ``live_performance``)."""
+    return f"{spec.name}_{asset}"
 
 
 def _has(spec: ModelPipeline, asset: str) -> bool:

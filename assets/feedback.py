@@ -301,10 +301,20 @@ def live_vs_gold(evidence: dict[str, Any]) -> str:
 def build_live_performance(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, live_performance]`` asset: per-version live metrics from delayed labels."""
     policy = _policy(spec)
+    # what it reads: the champion's gold estimate (evaluation_report), the gateway's
+    # prediction log of the served versions (rollout) and the user's label asset, if any
+    deps = [spec.asset_key("evaluation_report")]
+    if spec.serving is not None:
+        deps.append(spec.asset_key("rollout"))
+    elif spec.gate is not None:
+        deps.append(spec.asset_key("champion"))
+    if spec.labels_asset_key is not None:
+        deps.append(spec.labels_asset_key)
 
     @dg.asset(
         key=spec.asset_key("live_performance"),
         group_name=spec.name,
+        deps=deps,
         description=(
             f"Live {policy.metric} of each served version: delayed labels joined to the "
             "gateway's prediction log by trace id, the champion judged against its gold set."

@@ -9,6 +9,7 @@ import dagster as dg
 
 from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
+from lockgate.resources.serving import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = [
@@ -255,7 +256,7 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
     ) -> dg.Output[dict[str, Any]]:
         from lockgate import plots
         from lockgate.build import load_snapshot_frame, load_trained_model
-        from lockgate.evaluation import build_report
+        from lockgate.evaluation import build_report, comparison_rows
         from lockgate.resources.artifacts import content_id
 
         version = weights["version"]
@@ -361,6 +362,15 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         metadata["features_added_vs_champion"] = (
             ", ".join(f for f in features if f not in theirs) or "none"
         )
+        # challenger and champion side by side: metrics with intervals, features, params
+        metadata["vs_champion"] = records_table(
+            comparison_rows(
+                report,
+                artifacts.lock_record(spec.name, version),
+                artifacts.lock_record(spec.name, champion_version) if champion_version else None,
+            ),
+            ["aspect", "name", "challenger", "champion", "change"],
+        )
         numbers: dict[str, Any] = {}
         for metric, interval in mine.items():  # intervals as two numbers: Dagster plots them
             for part, suffix in (("estimate", ""), ("lower", "_lower"), ("upper", "_upper")):
@@ -424,7 +434,9 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         evaluation: dict[str, Any],
         artifacts: ArtifactRegistry,
         audit: AuditTrail,
+        serving_stack: ServingStack,
     ) -> Iterator[dg.AssetCheckResult]:
+        from lockgate.assets.weights import model_registry_event
         from lockgate.build import load_trained_model
         from lockgate.evaluation import check_description, gate_check_values, model_card
         from lockgate.gate import evaluate_gate
@@ -492,6 +504,15 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
             )
         else:
             context.log.info(f"gate verdict: {spec.name} {version} passed every rule")
+        # the registry view shows the verdict now: a blocked run never reaches model_registry
+        context.op_execution_context.log_event(
+            model_registry_event(
+                spec,
+                artifacts,
+                canary=serving_stack.canary_state(spec.name) if spec.serving else None,
+                reason=f"gate verdict on {version}: {'passed' if passed else 'blocked'}",
+            )
+        )
         for verdict in verdicts:
             values = gate_check_values(verdict, report, gate)
             yield dg.AssetCheckResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -421,6 +422,9 @@ def serve_status_cmd(home: str | None) -> None:
     triton_up, gateway_up = triton.health(), gateway.health()  # local or remote alike
     _say(f"tritonserver: {'up ' + triton.url if triton_up else 'down'}")
     _say(f"gateway:      {'up ' + gateway.url if gateway_up else 'down'}")
+    if gateway_up:
+        with contextlib.suppress(LockgateError):  # a remote gateway without its admin URL
+            _say(f"  admin: {gateway.admin_url} (bearer token; changes audited)")
     if triton_up:
         _say(f"  loaded: {', '.join(triton.loaded()) or 'nothing'}")
     failed = not (triton_up and gateway_up)

@@ -54,6 +54,7 @@ ASSET_NAMES = (
     "rollout",
     "drift_report",
     "live_performance",
+    "model_registry",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -10,7 +10,20 @@ import dagster as dg
 from lockgate.resources.audit import AuditTrail
 from lockgate.spec import ModelPipeline
 
-__all__ = ["audit_retrain_once", "inflight_retrain", "request_retrain", "sensor_instance"]
+__all__ = [
+    "audit_retrain_once",
+    "inflight_retrain",
+    "link_triggered_runs",
+    "pending_link",
+    "request_retrain",
+    "retrain_tags",
+    "sensor_instance",
+    "sensor_targets",
+]
+
+_TAG_CHARS = 1000
+PENDING_LINK_SECONDS = 86_400.0
+"""How long a requested run is looked for before its report stops waiting for the link."""
 
 _ACTIVE = (
     dg.DagsterRunStatus.QUEUED,
@@ -74,8 +87,15 @@ def request_retrain(
     evidence: Mapping[str, Any],
     actor: str,
     tags: Mapping[str, str] | None = None,
+    evidence_uri: str | None = None,
+    tick_reason: str | None = None,
+    sensor: str | None = None,
 ) -> dg.RunRequest:
-    """A run request of the pipeline's train job, with its audit entry written exactly once."""
+    """A run request of the pipeline's train job, with its audit entry written exactly once.
+
+    Its tags (:func:`retrain_tags`) link the run to what caused it: the trigger, the reason,
+    the evidence's location and the tick's whole decision.
+    """
     audit_retrain_once(
         audit,
         spec,
@@ -86,10 +106,118 @@ def request_retrain(
     return dg.RunRequest(
         run_key=run_key,
         job_name=spec.train_job_name,
-        tags={
-            "lockgate/pipeline": spec.name,
-            "lockgate/trigger": trigger,
-            "lockgate/reason": reason[:1000],
-            **dict(tags or {}),
-        },
+        tags=retrain_tags(
+            spec,
+            trigger=trigger,
+            reason=reason,
+            evidence=evidence_uri,
+            tick_reason=tick_reason,
+            sensor=sensor,
+            extra=tags,
+        ),
     )
+
+
+def retrain_tags(
+    spec: ModelPipeline,
+    *,
+    trigger: str,
+    reason: str,
+    evidence: str | None = None,
+    tick_reason: str | None = None,
+    sensor: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The run tags of a sensor-requested retrain, the same keys for every trigger.
+
+    ``lockgate/pipeline``, ``lockgate/trigger``, ``lockgate/reason`` (what was found),
+    ``lockgate/evidence`` (the stored report or record it was found in), ``lockgate/tick_reason``
+    (the tick's whole decision: level, trigger state) and ``lockgate/sensor``; Dagster adds
+    ``dagster/sensor_name``, ``dagster/tick`` and ``dagster/run_key``. Values are cut to 1,000
+    characters.
+
+    Example:
+        >>> from pipelines.fraud import PIPELINES
+        >>> sorted(retrain_tags(PIPELINES[0], trigger="drift", reason="psi 0.4", evidence="/r.json"))
+        ['lockgate/evidence', 'lockgate/pipeline', 'lockgate/reason', 'lockgate/trigger']
+    """
+    tags = {
+        "lockgate/pipeline": spec.name,
+        "lockgate/trigger": trigger,
+        "lockgate/reason": reason[:_TAG_CHARS],
+    }
+    if evidence:
+        tags["lockgate/evidence"] = evidence[:_TAG_CHARS]
+    if tick_reason:
+        tags["lockgate/tick_reason"] = tick_reason[:_TAG_CHARS]
+    if sensor:
+        tags["lockgate/sensor"] = sensor
+    tags.update({k: str(v)[:_TAG_CHARS] for k, v in (extra or {}).items()})
+    return tags
+
+
+def sensor_targets(spec: ModelPipeline, jobs: Sequence[Any] | None) -> dict[str, Any]:
+    """The ``@dg.sensor`` target arguments: the given jobs (the train job and the monitoring
+    job whose assets the sensor records, so the UI lists the sensor on those assets), else the
+    train job by name."""
+    if jobs:
+        names = [j.name for j in jobs]
+        if spec.train_job_name not in names:
+            from lockgate.errors import SpecError
+
+            raise SpecError(
+                f"sensor jobs {names} of {spec.name} lack its train job {spec.train_job_name}; "
+                "rule: a retrain sensor targets the train job; fix: pass it in jobs"
+            )
+        return {"jobs": list(jobs)}
+    return {"job_name": spec.train_job_name}
+
+
+def pending_link(run_key: str, report: str, now: float) -> dict[str, Any]:
+    """A cursor entry: the report whose requested run is to be linked once it exists."""
+    return {"run_key": run_key, "report": report, "at": now}
+
+
+def link_triggered_runs(
+    instance: dg.DagsterInstance | None,
+    spec: ModelPipeline,
+    asset: str,
+    pending: Sequence[Mapping[str, Any]],
+    *,
+    now: float,
+) -> tuple[list[dg.AssetObservation], list[dict[str, Any]]]:
+    """Observations on ``[name, asset]`` linking each report to the run it triggered.
+
+    The run of a request exists only after the tick (the daemon launches it), so the tick that
+    requests it keeps a :func:`pending_link` in its cursor and a later tick finds the run by its
+    ``dagster/run_key`` tag. Returns the observations and the entries still pending (dropped
+    after :data:`PENDING_LINK_SECONDS`; all kept when there is no instance).
+    """
+    if instance is None:
+        return [], [dict(p) for p in pending]
+    found: list[dg.AssetObservation] = []
+    still: list[dict[str, Any]] = []
+    for entry in pending:
+        runs = instance.get_runs(
+            filters=dg.RunsFilter(tags={"dagster/run_key": str(entry["run_key"])}), limit=1
+        )
+        if runs:
+            run = runs[0]
+            found.append(
+                dg.AssetObservation(
+                    asset_key=spec.asset_key(asset),
+                    description=(
+                        f"report {entry['report']} triggered run {run.run_id} "
+                        f"({run.job_name}, run key {entry['run_key']})"
+                    ),
+                    metadata={
+                        "triggered_run": dg.MetadataValue.dagster_run(run.run_id),
+                        "triggered_job": run.job_name,
+                        "run_key": str(entry["run_key"]),
+                        "report": dg.MetadataValue.path(str(entry["report"])),
+                    },
+                )
+            )
+        elif now - float(entry.get("at", now)) < PENDING_LINK_SECONDS:
+            still.append(dict(entry))
+    return found, still

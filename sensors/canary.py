@@ -133,7 +133,7 @@ def _refuse(
     from lockgate.assets.serving import apply_route, ensure_loaded
     from lockgate.hashing import canonical_json, sha256_bytes
 
-    gateway = stack.gateway()
+    gateway = stack.gateway(actor=actor)
     route = gateway.routes().get(pipeline)
     routed = str(route["champion"]) if route and route.get("champion") else None
     keep = _champion_of_record(artifacts, audit, pipeline, routed=routed)
@@ -389,7 +389,7 @@ def _restore_one(
     def route_to(desired: dict[str, Any]) -> None:
         if route is None or any(route.get(k) != v for k, v in desired.items()):
             try:
-                stack.gateway().set_route(pipeline, desired)
+                stack.gateway(actor=actor).set_route(pipeline, desired)
             except LockgateError as exc:
                 result["problems"].append(f"route {desired}: {exc}")
             else:
@@ -596,7 +596,11 @@ def make_canary_sensor(
         context.log.info(f"{spec.name}: {outcome.action}: {outcome.reason}")
         if not outcome.transition:
             return dg.SkipReason(f"{outcome.action}: {outcome.reason}")
+        from lockgate.assets.weights import model_registry_event
+
         state = outcome.state or {}
+        # the champion as it is after this tick (a promotion has just moved it)
+        champion = artifacts.alias(spec.name, "champion") or state.get("champion")
         return dg.SensorResult(
             asset_events=[
                 dg.AssetMaterialization(
@@ -605,12 +609,19 @@ def make_canary_sensor(
                     metadata={
                         "action": outcome.action,
                         "reason": outcome.reason,
-                        "champion": str(state.get("champion")),
+                        "champion": str(champion),
+                        "previous_champion": str(state.get("champion")),
                         "challenger": str(state.get("challenger")),
                         "weight": float(state.get("weight") or 0.0),
                         "status": str(state.get("status")),
                     },
-                )
+                ),
+                model_registry_event(
+                    spec,
+                    artifacts,
+                    canary=serving_stack.canary_state(spec.name),
+                    reason=f"{outcome.action}: {outcome.reason}",
+                ),
             ]
         )
 

@@ -33,7 +33,7 @@ import dagster as dg
 from lockgate.errors import SpecError
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
-from lockgate.sensors._retrain import audit_retrain_once
+from lockgate.sensors._retrain import audit_retrain_once, retrain_tags
 from lockgate.spec import ModelPipeline
 
 __all__ = ["FeatureChangeTick", "make_feature_change_sensor", "run_feature_change_tick"]
@@ -172,11 +172,16 @@ def make_feature_change_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
             text = f"{text[: _TAG_CHARS - 20].rstrip()} ... ({len(tick.mutations)} mutations)"
         request = dg.RunRequest(
             run_key=tick.run_key,
-            tags={
-                "lockgate/trigger": TRIGGER,
-                "lockgate/pipeline": spec.name,
-                "lockgate/mutations": text,
-            },
+            tags=retrain_tags(
+                spec,
+                trigger=TRIGGER,
+                reason=text,
+                # the full mutation list and fingerprint are in this audit entry
+                evidence=f"{audit.path} (retrain_requested, run_key {tick.run_key})",
+                tick_reason=f"{len(tick.mutations)} mutation(s) of {spec.feature_service}",
+                sensor=spec.feature_change_sensor_name,
+                extra={"lockgate/mutations": text},
+            ),
         )
         return dg.SensorResult(run_requests=[request], cursor=tick.cursor)
 

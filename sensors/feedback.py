@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,15 @@ from lockgate.resources.artifacts import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
 from lockgate.resources.serving import ServingStack
-from lockgate.sensors._retrain import audit_retrain_once, inflight_retrain, sensor_instance
+from lockgate.sensors._retrain import (
+    audit_retrain_once,
+    inflight_retrain,
+    link_triggered_runs,
+    pending_link,
+    retrain_tags,
+    sensor_instance,
+    sensor_targets,
+)
 from lockgate.spec import ModelPipeline
 
 __all__ = ["FeedbackTick", "make_feedback_sensor", "run_feedback_tick"]
@@ -51,6 +60,7 @@ class FeedbackTick:
         document: the live-performance document (see ``compute_live_performance``).
         run_key: the run key of the retrain request when ``action == "fire"``.
         tags: the run tags of the retrain request.
+        links: observations linking earlier reports to the runs they triggered.
     """
 
     action: str
@@ -59,6 +69,7 @@ class FeedbackTick:
     document: dict[str, Any] | None = None
     run_key: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    links: list[dg.AssetObservation] = field(default_factory=list)
 
 
 def _read_cursor(raw: str | None, sensor: str) -> dict[str, Any]:
@@ -120,12 +131,22 @@ def run_feedback_tick(
         raise ValueError(f"pipeline {spec.name!r} has no feedback policy")
     now = time.time() if now is None else now
     old = _read_cursor(cursor, spec.feedback_sensor_name)
+    # the runs that earlier reports requested exist now: link them, whatever this tick decides
+    links, pending = link_triggered_runs(
+        instance, spec, "live_performance", old.get("pending_runs", []), now=now
+    )
+    kept = None  # a skip keeps the cursor, unless a link was made
+    if pending != old.get("pending_runs", pending):
+        old = {**old, "pending_runs": pending}
+        kept = old
     champion = artifacts.alias(spec.name, "champion")
     if champion is None:
         return FeedbackTick(
             "skip",
             f"{spec.name} has no champion alias in {artifacts.uri(f'aliases/{spec.name}.json')}: "
             "live performance is judged against the champion",
+            kept,
+            links=links,
         )
     canary = stack.canary_state(spec.name) or {}
     if canary.get("status") == "running":
@@ -133,6 +154,8 @@ def run_feedback_tick(
             "skip",
             f"canary of {canary.get('challenger')} against champion {champion} is running "
             f"(state in {stack.state_dir}): traffic is split, judged once it ends",
+            kept,
+            links=links,
         )
     running = inflight_retrain(instance, spec)
     if running is not None:
@@ -140,6 +163,8 @@ def run_feedback_tick(
             "skip",
             f"train run {running} of {spec.train_job_name} is queued or running: its model may "
             f"replace champion {champion}, judged once it ends",
+            kept,
+            links=links,
         )
     folder = Path(data_dir) / policy.dataset
     mark = feedback_watermark(folder)
@@ -149,6 +174,8 @@ def run_feedback_tick(
             "skip",
             f"no new labels in {folder} since the last judged window ({mark['files']} files, "
             f"{mark['bytes']} bytes unchanged) and champion {champion} unchanged",
+            kept,
+            links=links,
         )
     document = compute_live_performance(spec, stack=stack, artifacts=artifacts, data_dir=data_dir)
     state = TriggerState.from_dict(old.get("trigger"))
@@ -160,18 +187,25 @@ def run_feedback_tick(
         "champion": champion,
         "trigger": state.to_dict(),
         "report": document["report_key"],
+        "pending_runs": pending,
     }
     reason = f"{document['level']}: {document['reason']}; trigger: {decision.reason}"
     if not decision.fire:
-        return FeedbackTick("judged", reason, new_cursor, document)
+        return FeedbackTick("judged", reason, new_cursor, document, links=links)
     digest = sha256_json({"evidence": document["evidence"], "fired": state.fired})[:16]
     run_key = f"{TRIGGER}:{digest}"
-    tags = {
-        "lockgate/trigger": TRIGGER,
-        "lockgate/pipeline": spec.name,
-        "lockgate/evidence": document["report_uri"],
-        "lockgate/reason": document["reason"][:1000],
-    }
+    tags = retrain_tags(
+        spec,
+        trigger=TRIGGER,
+        reason=document["reason"],
+        evidence=document["report_uri"],
+        tick_reason=reason,
+        sensor=spec.feedback_sensor_name,
+    )
+    new_cursor["pending_runs"] = [
+        *pending,
+        pending_link(run_key, document["report_uri"], now),
+    ][-20:]
     audit_retrain_once(
         audit,
         spec,
@@ -188,7 +222,7 @@ def run_feedback_tick(
             "job": spec.train_job_name,
         },
     )
-    return FeedbackTick("fire", reason, new_cursor, document, run_key, tags)
+    return FeedbackTick("fire", reason, new_cursor, document, run_key, tags, links)
 
 
 def _direction(spec: ModelPipeline) -> str:
@@ -199,8 +233,14 @@ def _direction(spec: ModelPipeline) -> str:
     return metric_direction(spec.task, spec.feedback.metric)
 
 
-def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
+def make_feedback_sensor(
+    spec: ModelPipeline, *, jobs: Sequence[Any] | None = None
+) -> dg.SensorDefinition:
     """``<name>_on_label_feedback``: retrains when the champion's live metric decays.
+
+    ``jobs``: the train job and the monitoring job (``<name>_live_performance``, which holds
+    ``live_performance``) when the definitions have it: the sensor then shows as the
+    asset's automation in the UI. Default: the train job by name.
 
     Example:
         >>> # defs = dg.Definitions(sensors=[make_feedback_sensor(spec)], ...)
@@ -224,7 +264,7 @@ def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
             f"{policy.consecutive} windows in a row."
         ),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        job_name=spec.train_job_name,
+        **sensor_targets(spec, jobs),
     )
     def feedback_sensor(
         context: dg.SensorEvaluationContext,
@@ -244,20 +284,32 @@ def make_feedback_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
             instance=sensor_instance(context),
         )
         context.log.info(f"{spec.name}: {tick.action}: {tick.reason}")
-        if tick.document is None:
+        if tick.document is None and not tick.links and tick.cursor is None:
             return dg.SkipReason(tick.reason)
-        cursor = json.dumps(tick.cursor, sort_keys=True)
-        events = [
+        cursor = json.dumps(tick.cursor, sort_keys=True) if tick.cursor is not None else None
+        if tick.document is None:  # a skip that linked earlier reports to their runs
+            return dg.SensorResult(skip_reason=tick.reason, cursor=cursor, asset_events=tick.links)
+        metadata = live_performance_metadata(tick.document)
+        if tick.run_key is not None:
+            metadata["retrain_run_key"] = tick.run_key
+            metadata["retrain"] = (
+                f"requested {spec.train_job_name} (run key {tick.run_key}); the next tick "
+                "links the run"
+            )
+        events: list[dg.AssetMaterialization | dg.AssetObservation] = [
+            *tick.links,
             dg.AssetMaterialization(
                 asset_key=spec.asset_key("live_performance"),
                 description=tick.document["reason"],
-                metadata=live_performance_metadata(tick.document),
-            )
+                metadata=metadata,
+            ),
         ]
         if tick.run_key is None:
             return dg.SensorResult(skip_reason=tick.reason, cursor=cursor, asset_events=events)
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=tick.run_key, tags=tick.tags)],
+            run_requests=[
+                dg.RunRequest(run_key=tick.run_key, job_name=spec.train_job_name, tags=tick.tags)
+            ],
             cursor=cursor,
             asset_events=events,
         )

@@ -72,7 +72,12 @@ def test_invalid_rules_are_refused() -> None:
 def test_to_definitions_builds_assets_checks_and_job() -> None:
     defs = _spec().to_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"fraud/feature_snapshot", "fraud/model_weights", "fraud/evaluation_report"}
+    assert keys == {
+        "fraud/feature_snapshot",
+        "fraud/model_weights",
+        "fraud/evaluation_report",
+        "fraud/model_registry",
+    }
     assert defs.resolve_job_def("fraud_train").name == "fraud_train"
     checks = {c.name for c in defs.resolve_asset_graph().asset_check_keys}
     assert "row_count" in checks

@@ -141,7 +141,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     registry = LocalArtifactRegistry(root=str(root / "artifacts"))
     frame = _frame()
     champion = _store_version(registry, frame, seed=1)
-    challengers = [_store_version(registry, frame, seed=s) for s in (2, 3, 4, 5)]
+    challengers = [_store_version(registry, frame, seed=s) for s in (2, 3, 4, 5, 7)]
     gated = _store_version(registry, frame, seed=6, passed=False)  # its gate FAILED
     stack = LocalServingStack(root=str(root / "serving"), durability="fsync")
     audit = AuditTrail(path=str(root / "audit.jsonl"))
@@ -344,3 +344,38 @@ def test_hand_edited_champion_alias_is_refused_and_audited(world) -> None:
         assert AuditLog(audit.path).verify().ok
     finally:
         path.write_bytes(original)
+
+
+def test_the_canary_sensor_records_the_new_champion_and_the_registry(world) -> None:
+    """The sensor (not only the tick) reports each transition: the rollout names the champion
+    as it is after the tick (the new one on promotion, the old one kept as previous), and the
+    model registry view is recorded with every move."""
+    import dagster as dg
+
+    from lockgate.sensors.canary import make_canary_sensor
+
+    challenger = world["challengers"][4]
+    pipeline = _begin(world, challenger)
+    sensor = make_canary_sensor(pipeline)
+    stack, registry = world["stack"], world["registry"]
+    context = dg.build_sensor_context(
+        resources={"serving_stack": stack, "artifacts": registry, "audit": world["audit"]}
+    )
+    rollouts: list[dict[str, str]] = []
+    registries = 0
+    with TrafficGenerator(stack.gateway().url, PIPELINE, world["matrix"]):
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any(r["action"] == "promote" for r in rollouts):
+            result = sensor(context)
+            if isinstance(result, dg.SensorResult):
+                for event in result.asset_events:
+                    if event.asset_key == pipeline.asset_key("rollout"):
+                        rollouts.append({k: str(v.value) for k, v in event.metadata.items()})
+                    elif event.asset_key == pipeline.asset_key("model_registry"):
+                        registries += 1
+            time.sleep(0.3)
+    assert [r["action"] for r in rollouts] == ["advance", "advance", "advance", "promote"]
+    promoted = rollouts[-1]
+    assert promoted["champion"] == challenger  # not the version it replaced
+    assert promoted["previous_champion"] == world["champion"]
+    assert registries == len(rollouts)  # the registry view moves with every transition

@@ -187,6 +187,11 @@ def test_sensor_fires_once_on_sustained_drift_and_respects_cooldown(world: dict)
         assert request.job_name == spec.train_job_name
         assert request.tags["lockgate/trigger"] == "drift"
         assert set(request.tags["lockgate/drift_features"].split(",")) == {"age", "device"}
+        # the run links back to the evidence and the tick's decision; the report names the run
+        assert request.tags["lockgate/evidence"] == second.report["uri"]
+        assert request.tags["lockgate/tick_reason"] == second.reason[:1000]
+        assert request.tags["lockgate/sensor"] == spec.drift_sensor_name
+        assert second.metadata["retrain_run_key"] == request.run_key
         entries = world["audit"].log().entries(pipeline=PIPELINE, kind="retrain_requested")
         assert [e["payload"]["run_key"] for e in entries] == [request.run_key]
         assert entries[0]["payload"]["drift_report"] == second.report["uri"]
@@ -197,18 +202,31 @@ def test_sensor_fires_once_on_sustained_drift_and_respects_cooldown(world: dict)
         assert again.run_request.run_key == request.run_key
         assert len(world["audit"].log().entries(pipeline=PIPELINE, kind="retrain_requested")) == 1
 
+        # the daemon launches the request (here: a stand-in run with its run key); the next
+        # tick links the report to that run with an observation on drift_report
+        @dg.asset(name="launched_retrain")
+        def launched() -> int:
+            return 1
+
+        run = dg.materialize(
+            [launched], instance=instance, tags={"dagster/run_key": request.run_key}
+        )
         # flapping: ok and critical windows alternate; the cooldown allows no second retrain
         cursor = second.cursor
         fired = 0
+        linked = []
         for i, shift in enumerate((0.0, 20.0, 0.0, 20.0, 20.0)):
             web = 0.8 if shift else 1 / 3
             _send(world, _frame(2000, seed=10 + i, age_shift=shift, web_share=web), 600)
             tick = _tick(world, cursor, instance, spec)
             cursor = tick.cursor
+            linked += [o.metadata["triggered_run"].value for o in tick.links]
             fired += tick.run_request is not None
             if shift and tick.report is not None and tick.report["level"] == "critical":
                 assert tick.run_request is None, tick.reason
         assert fired == 0
+        assert linked == [run.run_id]  # linked once
+        assert cursor["pending_runs"] == []
         assert "cooldown" in tick.reason
         assert cursor["trigger"]["fired"] == 1
 

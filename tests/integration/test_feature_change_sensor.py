@@ -135,7 +135,12 @@ def test_definition_change_requests_one_run_and_audits_it(ticker: Ticker, env: E
     assert request.tags == {
         "lockgate/trigger": "feature_change",
         "lockgate/pipeline": "fraud_lgbm",
+        "lockgate/reason": "feature view customer_profile definition changed",
         "lockgate/mutations": "feature view customer_profile definition changed",
+        # the run links back to its evidence and the sensor's decision
+        "lockgate/evidence": (f"{env.audit_path} (retrain_requested, run_key {request.run_key})"),
+        "lockgate/tick_reason": "1 mutation(s) of fraud_v1",
+        "lockgate/sensor": "fraud_lgbm_on_feature_change",
     }
     (entry,) = retrains(env)
     assert entry["payload"]["run_key"] == request.run_key

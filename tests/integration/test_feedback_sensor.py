@@ -215,6 +215,12 @@ def test_sensor_fires_once_after_consecutive_collapsed_windows_then_cools_down(
     assert request.run_key.startswith("label_feedback:")
     assert request.tags["lockgate/trigger"] == "label_feedback"
     assert request.tags["lockgate/pipeline"] == PIPELINE
+    assert request.job_name == SPEC.train_job_name
+    # the run links back to the tick's decision; the report names the run it requests
+    assert "critical 2 windows in a row" in request.tags["lockgate/tick_reason"]
+    assert request.tags["lockgate/sensor"] == SPEC.feedback_sensor_name
+    assert result.asset_events[0].metadata["retrain_run_key"].value == request.run_key
+    assert json.loads(result.cursor)["pending_runs"][0]["run_key"] == request.run_key
     evidence_uri = request.tags["lockgate/evidence"]
     stored = json.loads(Path(evidence_uri).read_text())
     assert stored["level"] == "critical"
