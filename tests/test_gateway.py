@@ -2175,9 +2175,9 @@ def test_one_gateway_per_log_dir(tmp_path: Path) -> None:
 # over HTTP: fake upstream under uvicorn, the gateway as a subprocess
 
 
-@pytest.fixture
-def fake_http() -> Iterator[tuple[FakeTriton, str]]:
-    fake = fake_pair()
+@contextlib.contextmanager
+def serve_fake(fake: FakeTriton) -> Iterator[str]:
+    """The fake KServe v2 server on a 127.0.0.1 port, under uvicorn in a thread; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -2190,11 +2190,18 @@ def fake_http() -> Iterator[tuple[FakeTriton, str]]:
         time.sleep(0.01)
     assert server.started
     try:
-        yield fake, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture
+def fake_http() -> Iterator[tuple[FakeTriton, str]]:
+    fake = fake_pair()
+    with serve_fake(fake) as url:
+        yield fake, url
 
 
 @pytest.fixture

@@ -14,17 +14,13 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import uvicorn
 
 from lockgate.gateway import HttpUpstream, iter_prediction_log, traffic_fraction
 from lockgate.resources.gateway import GatewayServer
@@ -39,6 +35,7 @@ from .test_gateway import (
     binary_request,
     fake_pair,
     json_request,
+    serve_fake,
     write_wire,
 )
 
@@ -47,22 +44,8 @@ from .test_gateway import (
 def upstream() -> Iterator[tuple[FakeTriton, str]]:
     """The fake KServe v2 server on a 127.0.0.1 port, under uvicorn in a thread."""
     fake = fake_pair()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(fake, log_level="error", lifespan="on", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started
-    try:
-        yield fake, f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_fake(fake) as url:
+        yield fake, url
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 
 from lockgate.resources.gateway import GatewayServer
 
-from .test_gateway import MODEL, WIDTH, FakeTriton, fake_pair, json_request
+from .test_gateway import MODEL, WIDTH, FakeTriton, fake_pair, json_request, serve_fake
 
 BOUND_S = 30.0  # how long a test waits for an answer at most: a bound, not an assertion
 
@@ -34,22 +33,8 @@ BOUND_S = 30.0  # how long a test waits for an answer at most: a bound, not an a
 def upstream() -> Iterator[tuple[FakeTriton, str]]:
     """The fake KServe v2 server on a 127.0.0.1 port, under uvicorn in a thread."""
     fake = fake_pair()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(fake, log_level="error", lifespan="on", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started
-    try:
-        yield fake, f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_fake(fake) as url:
+        yield fake, url
 
 
 def _gateway(tmp_path: Path, upstream_url: str, **limits: object) -> GatewayServer:
