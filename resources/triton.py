@@ -171,6 +171,14 @@ class TritonServer(dg.ConfigurableResource, ABC):
         try:
             return fn()
         except InferenceServerException as exc:
+            if "restricted" in str(exc.message()):
+                raise ServingError(
+                    f"Triton at {self.url} refused to {what}: its model-repository API is "
+                    f"restricted ({exc.message()}); rule: only lockgate, holding the "
+                    f"model-control secret, loads and lists models; fix: give this client the "
+                    f"secret (control_secret=, or ${CONTROL_SECRET_ENV} from the secret the "
+                    "server was started with)"
+                ) from exc
             raise ServingError(
                 f"Triton at {self.url} refused to {what}: {exc.message()}; fix: {self._hint()}"
             ) from exc

@@ -271,7 +271,16 @@ def test_remote_resource_reaches_the_same_server(
     server: LocalTritonServer, registry: LocalArtifactRegistry, versions: dict[str, Version]
 ) -> None:
     _serve(server, registry, versions["champion"])
-    remote = RemoteTritonServer(server_url=f"http://{server.url}", repo_dir=server.repo_dir)
+    without = RemoteTritonServer(server_url=f"http://{server.url}", repo_dir=server.repo_dir)
+    try:  # the model-repository API is restricted to holders of the secret, and says so
+        with pytest.raises(ServingError, match="LOCKGATE_TRITON_CONTROL_SECRET"):
+            without.loaded()
+    finally:
+        without.close()
+    secret = server.control_headers()[server.control_header]
+    remote = RemoteTritonServer(
+        server_url=f"http://{server.url}", repo_dir=server.repo_dir, control_secret=secret
+    )
     try:
         assert remote.health()
         assert remote.http_port == server.http_port

@@ -12,8 +12,14 @@ from lockgate.resources.serving import LocalServingStack
 def test_ports_are_chosen_once_and_kept(tmp_path: Path) -> None:
     stack = LocalServingStack(root=str(tmp_path / "serving"))
     first = stack.ports()
-    assert set(first) == {"triton_http", "triton_grpc", "triton_metrics", "gateway"}
-    assert len(set(first.values())) == 4
+    assert set(first) == {
+        "triton_http",
+        "triton_grpc",
+        "triton_metrics",
+        "gateway",
+        "gateway_admin",
+    }
+    assert len(set(first.values())) == 5
     again = LocalServingStack(root=str(tmp_path / "serving"))  # another process, later
     assert again.ports() == first
     assert json.loads(stack.ports_file.read_text()) == first
