@@ -39,76 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = "benchlet"
-FEATURES = ["amount", "hour", "device"]
-
-
-def _frame(n: int = 4000, seed: int = 3) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    amount = rng.lognormal(3, 1, n)
-    hour = rng.integers(0, 24, n)
-    device = rng.choice(["ios", "web", "pos"], n)
-    logit = -4 + 0.02 * amount + (hour < 5) * 1.5 + (device == "web")
-    return pd.DataFrame(
-        {
-            "transaction_id": [f"t{i}" for i in range(n)],
-            "event_timestamp": pd.date_range("2024-01-01", periods=n, freq="min", tz="UTC"),
-            "amount": amount,
-            "hour": hour.astype("int64"),
-            "device": device,
-            "is_fraud": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64"),
-        }
-    )
-
-
-def _store_version(registry: Any, frame: pd.DataFrame, seed: int) -> str:
-    """A LightGBM version with a passing gate verdict (only gated versions serve)."""
-    from lockgate.build import snapshot_parquet_bytes, train_version
-    from lockgate.hashing import frame_sha256
-    from lockgate.trainers import LightGBMTrainer
-
-    sort_by = ["event_timestamp", "transaction_id"]
-    sha = frame_sha256(frame, sort_by=sort_by)
-    registry.put_snapshot(
-        sha,
-        snapshot_parquet_bytes(frame),
-        {
-            "rows": len(frame),
-            "sort_by": sort_by,
-            "features": FEATURES,
-            "schema": {c: str(t) for c, t in frame.dtypes.items()},
-        },
-    )
-    lock, files, _ = train_version(
-        pipeline=PIPELINE,
-        snapshot={"frame_sha256": sha},
-        frame=frame,
-        trainer_config=LightGBMTrainer(seed=seed, num_boost_round=30).config(),
-        features=FEATURES,
-        label="is_fraud",
-        timestamp_column="event_timestamp",
-        holdout_fraction=0.2,
-    )
-    version = str(lock["version"])
-    registry.put_model_version(PIPELINE, version, files, lock)
-    registry.put_verdict(
-        PIPELINE,
-        version,
-        {
-            "pipeline": PIPELINE,
-            "version": version,
-            "lock_record_sha256": lock["record_sha256"],
-            "report_id": f"bench-{version}",
-            "passed": True,
-            "rules": [],
-            "evaluated_at": "2026-12-02T00:00:00+00:00",
-            "run_id": "bench",
-        },
-    )
-    return version
 
 
 def _lockgate(home: Path, *args: str) -> subprocess.Popen[str]:
@@ -214,9 +147,11 @@ def main() -> None:
     home = work / "home"
     env = Environment.local(home)
     registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
-    frame = _frame()
-    champion = _store_version(registry, frame, seed=1)
-    challenger = _store_version(registry, frame, seed=2)
+    from _versions import example_frame, store_version
+
+    frame = example_frame()
+    champion = store_version(registry, frame, seed=1, pipeline=PIPELINE)
+    challenger = store_version(registry, frame, seed=2, pipeline=PIPELINE)
     registry.move_alias(PIPELINE, "champion", champion, actor="bench", reason="first model")
     audit = AuditTrail(path=str(env.audit_path))
     stack = LocalServingStack(root=str(env.serving_dir))
