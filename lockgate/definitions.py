@@ -28,10 +28,17 @@ def build_definitions(
     ``feast`` store of your own) and adds any other.
 
     Example:
-        >>> from pipelines.fraud import PIPELINES
-        >>> defs = build_definitions(PIPELINES, environment=Environment.local("/tmp/lg"))
-        >>> sorted(job.name for job in defs.resolve_all_job_defs())[:1]
-        ['__ASSET_JOB']
+        >>> from lockgate import LabelSource, LightGBMTrainer, ModelPipeline
+        >>> churn = ModelPipeline(
+        ...     name="churn",
+        ...     feature_service="churn_v1",
+        ...     label="churned",
+        ...     labels=LabelSource(entity_columns=("customer_id",)),
+        ...     trainer=LightGBMTrainer(seed=7),
+        ... )
+        >>> defs = build_definitions([churn], environment=Environment.local("/tmp/lg"))
+        >>> "churn_train" in {job.name for job in defs.resolve_all_job_defs()}
+        True
     """
     import dagster as dg
 
