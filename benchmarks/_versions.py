@@ -35,9 +35,9 @@ def example_frame(n: int = 4000, seed: int = 3) -> pd.DataFrame:
 
 def store_version(registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: str) -> str:
     """A LightGBM version with a passing gate verdict (only gated versions serve)."""
-    from lockgate.build import snapshot_parquet_bytes, train_version
-    from lockgate.hashing import frame_sha256
-    from lockgate.trainers import LightGBMTrainer
+    from lockgate.lineage.hashing import frame_sha256
+    from lockgate.lineage.steps import snapshot_parquet_bytes, train_version
+    from lockgate.training.trainers import LightGBMTrainer
 
     sort_by = ["event_timestamp", "transaction_id"]
     sha = frame_sha256(frame, sort_by=sort_by)

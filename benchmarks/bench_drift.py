@@ -1,6 +1,6 @@
 """Drift engine vs plain scipy vs Evidently: 20 numeric features, 1M reference vs 1M current rows.
 
-Times lockgate.drift (PSI, KS, JSD, Wasserstein for every feature) against plain scipy
+Times lockgate.monitoring.drift (PSI, KS, JSD, Wasserstein for every feature) against plain scipy
 (``ks_2samp`` + ``wasserstein_distance`` + ``jensenshannon`` on ``np.histogram`` of the same
 bins) and against Evidently's ``DataDriftPreset`` run once per stattest (``psi``, ``ks``,
 ``jensenshannon``, ``wasserstein``) on the same data, checks the values, prints a table and
@@ -146,7 +146,7 @@ def _compare_evidently(
     evidently: dict[str, Any],
 ) -> dict[str, Any]:
     """Per stattest: lockgate's value in Evidently's convention vs Evidently's value."""
-    from lockgate import drift
+    from lockgate.monitoring import drift
 
     ev = {m: evidently["methods"][m]["values"] for m in EVIDENTLY_METHODS}
     same_bins: dict[str, list[tuple[float, float]]] = {"psi": [], "jensenshannon": []}
@@ -196,7 +196,7 @@ def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--evidently-worker":
         _evidently_worker(sys.argv[2], sys.argv[3])
         return
-    from lockgate import drift
+    from lockgate.monitoring import drift
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)

@@ -52,7 +52,7 @@ import numpy as np
 import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockgate.gateway import HttpUpstream
+from lockgate.gateway.app import HttpUpstream
 from lockgate.resources.gateway import GatewayServer
 from lockgate.resources.triton import LocalTritonServer
 

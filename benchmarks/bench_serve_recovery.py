@@ -110,7 +110,7 @@ def _kill_triton(stack: Any) -> int:
 
 def _open_canary(stack: Any, registry: Any, audit: Any, champion: str, challenger: str) -> None:
     from lockgate.assets.serving import apply_route, ensure_loaded
-    from lockgate.canary import CanaryPolicy, start
+    from lockgate.serving.canary import CanaryPolicy, start
 
     ensure_loaded(stack, registry, PIPELINE, champion)
     ensure_loaded(stack, registry, PIPELINE, challenger)
@@ -127,14 +127,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from lockgate import Environment
-    from lockgate.audit import AuditLog
+    from lockgate.audit.log import AuditLog
     from lockgate.resources.artifacts import LocalArtifactRegistry
     from lockgate.resources.audit import AuditTrail
     from lockgate.resources.serving import LocalServingStack
     from lockgate.sensors.canary import run_canary_tick
+    from lockgate.serving.wire import wire_schema_for_version
     from lockgate.spec import LabelSource, ModelPipeline
-    from lockgate.trainers import LightGBMTrainer
-    from lockgate.wire import wire_schema_for_version
+    from lockgate.training.trainers import LightGBMTrainer
 
     spec = ModelPipeline(  # what the tick reads: name, canary policy, task
         name=PIPELINE,

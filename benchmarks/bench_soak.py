@@ -26,7 +26,7 @@ reloaded every routed version (one restorer at a time: a tick's own ``ensure()``
 supervisor's restart on the same kept ports).
 
 At the end the load stops, the supervisor gets SIGTERM, the gateway rolls its log, and the
-prediction log (:func:`lockgate.gateway.iter_prediction_log`) is compared with what clients
+prediction log (:func:`lockgate.gateway.app.iter_prediction_log`) is compared with what clients
 saw: every answered 2xx trace id must be logged (``lost`` must be 0). Also reported: errors by
 kind, the 503s refused while the disk was full, answered non-2xx requests missing from the log,
 logged requests no client saw answered (cut by a kill), canary ticks by action and the
@@ -241,7 +241,7 @@ class Controller:
 
     def open_canary(self) -> None:
         from lockgate.assets.serving import apply_route, ensure_loaded
-        from lockgate.canary import start
+        from lockgate.serving.canary import start
 
         ensure_loaded(self.stack, self.registry, PIPELINE, self.challenger)
         state = start(
@@ -307,7 +307,7 @@ def _sigkill(pid: int) -> None:
 
 
 def _all_routed_loaded(stack: Any) -> bool:
-    from lockgate.triton_config import triton_model_name
+    from lockgate.serving.triton_config import triton_model_name
 
     try:
         triton, gateway = stack.triton(), stack.gateway()
@@ -386,15 +386,15 @@ def main() -> None:
         sys.exit(NO_MOUNT)
 
     from lockgate import Environment
-    from lockgate.audit import AuditLog
-    from lockgate.canary import CanaryPolicy
-    from lockgate.gateway import iter_prediction_log
+    from lockgate.audit.log import AuditLog
+    from lockgate.gateway.app import iter_prediction_log
     from lockgate.resources.artifacts import LocalArtifactRegistry
     from lockgate.resources.audit import AuditTrail
     from lockgate.resources.serving import LocalServingStack
+    from lockgate.serving.canary import CanaryPolicy
+    from lockgate.serving.wire import encode, wire_schema_for_version
     from lockgate.spec import LabelSource, ModelPipeline
-    from lockgate.trainers import LightGBMTrainer
-    from lockgate.wire import encode, wire_schema_for_version
+    from lockgate.training.trainers import LightGBMTrainer
 
     policy = CanaryPolicy(  # holds at 10 % all along: the canary runs through every fault
         steps=(10, 100),

@@ -1,4 +1,4 @@
-"""Timings of lockgate.stats on a synthetic scored set (default: 100k rows, 1000 replicates).
+"""Timings of lockgate.evaluation.stats on a synthetic scored set (default: 100k rows, 1000 replicates).
 
 Prints the best and median wall time of each call over ``--repeats`` runs; records nothing.
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from lockgate import stats
+from lockgate.evaluation import stats
 
 
 def _data(rows: int, prevalence: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

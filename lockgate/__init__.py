@@ -19,11 +19,11 @@ Example:
 
 from __future__ import annotations
 
+from lockgate._util.dataio import read_parquet_dir, read_parquet_file
+from lockgate._util.legacy_modules import install as _install_legacy_modules
 from lockgate.assets.feedback import compute_live_performance
-from lockgate.audit import AuditLog
-from lockgate.canary import CanaryPolicy
+from lockgate.audit.log import AuditLog
 from lockgate.daemon import DagsterDaemon
-from lockgate.dataio import read_parquet_dir, read_parquet_file
 from lockgate.definitions import build_definitions
 from lockgate.environment import Environment
 from lockgate.errors import (
@@ -44,10 +44,12 @@ from lockgate.errors import (
     TrainingError,
     ValidationFailedError,
 )
-from lockgate.feedback import labels_for, write_feedback
-from lockgate.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec
+from lockgate.evaluation.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec
+from lockgate.monitoring.feedback import labels_for, write_feedback
+from lockgate.monitoring.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 from lockgate.resources.artifacts import ArtifactRegistry, LocalArtifactRegistry
 from lockgate.resources.feast_store import FeastStore
+from lockgate.serving.canary import CanaryPolicy
 from lockgate.spec import (
     ColumnRule,
     DataValidation,
@@ -57,7 +59,9 @@ from lockgate.spec import (
     TritonTarget,
 )
 from lockgate.traffic import TrafficGenerator, TrafficReport, drive_canary
-from lockgate.trainers import (
+from lockgate.training.sklearn_trainer import SklearnTrainer
+from lockgate.training.torch_module_trainer import TorchModuleTrainer
+from lockgate.training.trainers import (
     CustomModel,
     CustomTrainer,
     LightGBMTrainer,
@@ -65,11 +69,11 @@ from lockgate.trainers import (
     Trainer,
     prepare_training,
 )
-from lockgate.trainers_sklearn import SklearnTrainer
-from lockgate.trainers_torch_module import TorchModuleTrainer
-from lockgate.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 
 __version__ = "0.1.0"
+
+# lock records and model repositories written before the subpackages name the old module paths
+_install_legacy_modules()
 
 __all__ = [
     "AliasConflictError",

@@ -206,8 +206,8 @@ def promote_cmd(
     """Make VERSION the champion of PIPELINE by hand (first model, or an audited override)."""
     import getpass
 
-    from lockgate.canary import OVERRIDE_MARK  # what the controller accepts as an override
     from lockgate.errors import GateFailedError
+    from lockgate.serving.canary import OVERRIDE_MARK  # what the controller accepts as an override
 
     registry = _registry(_env(home))
     actor = f"{getpass.getuser()} (lockgate promote)"
@@ -282,7 +282,7 @@ def audit_verify_cmd(home: str | None, expected_head: tuple[int, str] | None) ->
     The head that the last append signed (``<log>.head``) must still be the log's: a truncated,
     rewritten, replaced or deleted log fails.
     """
-    from lockgate.audit import AuditLog
+    from lockgate.audit.log import AuditLog
 
     log = AuditLog(_env(home).audit_path)
     result = log.verify(expected_head=expected_head)
@@ -299,7 +299,7 @@ def audit_verify_cmd(home: str | None, expected_head: tuple[int, str] | None) ->
 @_home_option
 def audit_witness_cmd(home: str | None) -> None:
     """Sign the log's current head (a log from before signed heads, or after reviewing it)."""
-    from lockgate.audit import AuditLog
+    from lockgate.audit.log import AuditLog
 
     log = AuditLog(_env(home).audit_path)
     head = log.witness_head()
@@ -312,7 +312,7 @@ def audit_witness_cmd(home: str | None) -> None:
 @click.option("--kind", default=None, help="Only entries of this kind (e.g. rollback).")
 def audit_show_cmd(home: str | None, pipeline: str | None, kind: str | None) -> None:
     """Print audit entries, oldest first."""
-    from lockgate.audit import AuditLog
+    from lockgate.audit.log import AuditLog
 
     for entry in AuditLog(_env(home).audit_path).entries(pipeline=pipeline, kind=kind):
         _say(
@@ -497,7 +497,7 @@ def reproduce_cmd(home: str | None, pipeline: str, version: str, restore: bool) 
     Exits 0 when verified, 1 when the weights or any other file differ (the differences are
     listed).
     """
-    from lockgate.reproduce import reproduce
+    from lockgate.lineage.reproduce import reproduce
 
     started = time.perf_counter()
     _say(f"rebuilding {pipeline}/{version} from its lock record ...")
@@ -531,7 +531,7 @@ def drift_cmd(
     """
     from lockgate.discover import find_pipeline
     from lockgate.errors import SpecError
-    from lockgate.monitoring import compute_drift_report
+    from lockgate.monitoring.drift_report import compute_drift_report
 
     env = _env(home)
     spec, _ = find_pipeline(_locations(home, module, workspace), pipeline)

@@ -112,7 +112,7 @@ class DagsterDaemon:
 
     def stop(self, *, timeout_s: float = 30.0) -> None:
         """SIGTERM the daemon's process group (it starts code servers), SIGKILL if it lingers."""
-        from lockgate.resources._process import stop_process_group
+        from lockgate._util.process import stop_process_group
 
         process, self.process = self.process, None
         if process is None or process.poll() is not None:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lockgate.canary import CanaryPolicy
 from lockgate.errors import SpecError
-from lockgate.gate import Gate
-from lockgate.project import caller_project_dir
-from lockgate.trainers import TrainerSpec
-from lockgate.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
+from lockgate.evaluation.gate import Gate
+from lockgate.lineage.project import caller_project_dir
+from lockgate.monitoring.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
+from lockgate.serving.canary import CanaryPolicy
+from lockgate.training.trainers import TrainerSpec
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -207,7 +207,7 @@ class ModelPipeline(_Frozen):
             feedback (labels of the task's type, its metrics, judged in the metric's
             direction).
         labels: where the labelled entity rows come from.
-        trainer: any :class:`~lockgate.trainers.Trainer` (built-in, shipped or your own).
+        trainer: any :class:`~lockgate.training.trainers.Trainer` (built-in, shipped or your own).
         validation: data-quality suite on the snapshot (blocking checks).
         split: train / held-out split.
         exclude_features: feature names of the service that the model must not use.
@@ -284,7 +284,7 @@ class ModelPipeline(_Frozen):
             object.__setattr__(self, "gate", self.gate.for_task(self.task))
         if self.feedback is not None and self.task != "binary":
             # unset: the gate's primary metric (the task's default primary without a gate)
-            from lockgate.tasks import default_primary, task_metric_names
+            from lockgate.tasks.catalog import default_primary, task_metric_names
 
             metric: str = self.feedback.metric
             if "metric" not in self.feedback.model_fields_set:
@@ -299,7 +299,7 @@ class ModelPipeline(_Frozen):
                     "metric unset to judge the gate's primary metric"
                 )
         if self.feedback is not None and self.task == "binary":
-            from lockgate.feedback import LIVE_METRICS
+            from lockgate.monitoring.feedback import LIVE_METRICS
 
             if self.feedback.metric not in LIVE_METRICS:
                 raise ValueError(

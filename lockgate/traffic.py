@@ -32,7 +32,7 @@ class TrafficReport:
 
     With ``keep_trace_ids``, ``trace_ids`` lists the trace id of every answered request and
     ``trace_rows`` pairs it with the rows it carried: ``(trace_id, first_row, n_rows)`` into
-    the generator's matrix, what :func:`lockgate.feedback.labels_for` turns into labels.
+    the generator's matrix, what :func:`lockgate.monitoring.feedback.labels_for` turns into labels.
     """
 
     sent: int = 0
@@ -90,7 +90,7 @@ class TrafficGenerator:
             SpecError: ``model`` has no champion and no ``version`` was given.
         """
         from lockgate.errors import SpecError
-        from lockgate.wire import encode, wire_schema_for_version
+        from lockgate.serving.wire import encode, wire_schema_for_version
 
         version = version or artifacts.alias(model, "champion")
         if version is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.audit import (
+from lockgate.audit.log import (
     ENTRY_FIELDS,
     GENESIS_HASH,
     AuditEntryError,
@@ -22,7 +22,7 @@ from lockgate.audit import (
     AuditLog,
     entry_hash,
 )
-from lockgate.hashing import canonical_json
+from lockgate.lineage.hashing import canonical_json
 
 
 def _log(tmp_path: Path, count: int = 5) -> AuditLog:

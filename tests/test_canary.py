@@ -9,7 +9,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from lockgate.canary import (
+from lockgate.serving.canary import (
     ACTIONS,
     OVERRIDE_MARK,
     CanaryError,
@@ -714,7 +714,7 @@ def _series(
 
 
 def _snapshot(since: float, champion: int, challenger: int, shadow: int = 0) -> dict:
-    """The shape of ``GET /admin/stats/{name}`` (lockgate.gateway)."""
+    """The shape of ``GET /admin/stats/{name}`` (lockgate.gateway.app)."""
     challenger_entry = {**_series(challenger), "role": "challenger"}
     if shadow:
         challenger_entry["shadow"] = {
@@ -787,7 +787,7 @@ def test_stats_reset_at_each_step_is_understood() -> None:
 
 
 def _sketch_stats(values: np.ndarray, *, requests: int | None = None) -> VersionStats:
-    from lockgate import prediction_sketch
+    from lockgate.gateway import prediction_sketch
 
     pairs = tuple(sorted(prediction_sketch.sketch(values).items()))
     return VersionStats(
@@ -799,7 +799,7 @@ def _sketch_stats(values: np.ndarray, *, requests: int | None = None) -> Version
 
 
 def test_regression_psi_uses_the_champions_deciles_on_any_scale() -> None:
-    from lockgate.canary import prediction_psi
+    from lockgate.serving.canary import prediction_psi
 
     rng = np.random.default_rng(0)
     champion = _sketch_stats(rng.normal(5000.0, 400.0, 4000))

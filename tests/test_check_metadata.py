@@ -9,9 +9,9 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from assets.gate import run_verdict_tags, typed_metadata
-from lockgate.evaluation import check_description, gate_check_values
-from lockgate.gate import GATE_RULES, EdgeCase, Gate, GoldSet, SliceSpec, evaluate_gate
+from lockgate.assets.gate import run_verdict_tags, typed_metadata
+from lockgate.evaluation.gate import GATE_RULES, EdgeCase, Gate, GoldSet, SliceSpec, evaluate_gate
+from lockgate.evaluation.report import check_description, gate_check_values
 
 GATE = Gate(
     gold=GoldSet(key="id"),
@@ -176,8 +176,8 @@ def test_run_tags_name_pipeline_version_and_verdict() -> None:
 
 
 def test_evaluation_views_render_in_place_and_carry_no_image_bytes() -> None:
-    from assets.gate import evaluation_views
-    from lockgate.plots import INLINE_MARKDOWN_LIMIT
+    from lockgate.assets.gate import evaluation_views
+    from lockgate.evaluation.plots import INLINE_MARKDOWN_LIMIT
     from tests.test_evaluation import _task_models, _task_report
 
     good, bad = _task_models("regression")

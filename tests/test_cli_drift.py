@@ -42,7 +42,7 @@ def test_drift_prints_the_prediction_line_of_every_task(
     location = CodeLocation(source="module m", pipelines={fraud_lgbm.name: fraud_lgbm})
     monkeypatch.setattr(cli, "_locations", lambda *args: [location])
     monkeypatch.setattr(
-        "lockgate.monitoring.compute_drift_report", lambda *a, **k: _report(prediction)
+        "lockgate.monitoring.drift_report.compute_drift_report", lambda *a, **k: _report(prediction)
     )
     result = CliRunner().invoke(cli.cli, ["drift", "fraud_lgbm", "--home", str(tmp_path)])
     assert result.exit_code == 0, result.output

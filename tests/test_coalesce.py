@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lockgate.coalesce import answer, merged_request, plan_of, split_response
+from lockgate.gateway.coalesce import answer, merged_request, plan_of, split_response
 
 OUTS = ("OUTPUT__0", "LABEL")
 

@@ -1,4 +1,4 @@
-"""Tests of lockgate.dataio: reading Parquet folders with helpful errors."""
+"""Tests of lockgate._util.dataio: reading Parquet folders with helpful errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lockgate.dataio import list_parquet_files, read_parquet_dir, read_parquet_file
+from lockgate._util.dataio import list_parquet_files, read_parquet_dir, read_parquet_file
 from lockgate.errors import CorruptDataError, EmptyDataError, SchemaError
 
 

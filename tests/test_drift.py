@@ -1,4 +1,4 @@
-"""Tests of lockgate.drift against scipy and hand-checked values."""
+"""Tests of lockgate.monitoring.drift against scipy and hand-checked values."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from scipy import stats as sps
 from scipy.spatial import distance as spd
 
-from lockgate import drift
 from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
+from lockgate.monitoring import drift
 
 
 @pytest.mark.parametrize("seed", range(30))

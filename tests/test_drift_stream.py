@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate import drift
-from lockgate.drift import DriftAccumulator, FeatureDrift, feature_drift, frame_drift
 from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
+from lockgate.monitoring import drift
+from lockgate.monitoring.drift import DriftAccumulator, FeatureDrift, feature_drift, frame_drift
 
 EXACT = (
     "feature",

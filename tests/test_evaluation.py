@@ -7,15 +7,15 @@ import pandas as pd
 import pytest
 
 from lockgate.errors import SchemaError
-from lockgate.evaluation import (
+from lockgate.evaluation.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec, evaluate_gate
+from lockgate.evaluation.report import (
     apply_edge_case,
     build_report,
     gold_mask,
     model_card,
     run_edge_cases,
 )
-from lockgate.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec, evaluate_gate
-from lockgate.trainers import LightGBMTrainer
+from lockgate.training.trainers import LightGBMTrainer
 
 
 def _frame(n: int = 4000, seed: int = 0) -> pd.DataFrame:

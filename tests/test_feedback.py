@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate import metrics
 from lockgate.errors import CorruptDataError, DataError, EmptyDataError, SchemaError
-from lockgate.feedback import (
+from lockgate.gateway.app import PredictionLog, _encode_record, read_prediction_log
+from lockgate.monitoring.feedback import (
     feedback_files,
     feedback_watermark,
     judge,
@@ -23,10 +23,10 @@ from lockgate.feedback import (
     read_feedback,
     write_feedback,
 )
-from lockgate.gateway import PredictionLog, _encode_record, read_prediction_log
+from lockgate.monitoring.triggers import FeedbackPolicy
 from lockgate.resources.gateway import GatewayServer
+from lockgate.tasks import metrics
 from lockgate.traffic import TrafficGenerator
-from lockgate.triggers import FeedbackPolicy
 from tests.test_gateway import MODEL as GATEWAY_MODEL
 from tests.test_gateway import WIDTH as GATEWAY_WIDTH
 from tests.test_gateway import fake_http, gateway  # noqa: F401  (fixtures: fake upstream, gateway)
@@ -528,7 +528,7 @@ def _stamps(n: int, t0: dt.datetime) -> pd.Series:
 
 
 def test_regression_feedback_measures_rmse_with_an_interval(tmp_path: Path) -> None:
-    from lockgate.feedback import judge, live_performance, read_feedback, write_feedback
+    from lockgate.monitoring.feedback import judge, live_performance, read_feedback, write_feedback
 
     rng = np.random.default_rng(0)
     t0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -568,7 +568,7 @@ def test_regression_feedback_measures_rmse_with_an_interval(tmp_path: Path) -> N
 
 
 def test_multiclass_feedback_reads_rows_in_class_order(tmp_path: Path) -> None:
-    from lockgate.feedback import live_performance, write_feedback
+    from lockgate.monitoring.feedback import live_performance, write_feedback
 
     rng = np.random.default_rng(1)
     t0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -608,7 +608,7 @@ def test_multiclass_feedback_reads_rows_in_class_order(tmp_path: Path) -> None:
 
 def test_feedback_refuses_labels_and_metrics_of_another_task(tmp_path: Path) -> None:
     from lockgate.errors import SpecError
-    from lockgate.feedback import live_performance, write_feedback
+    from lockgate.monitoring.feedback import live_performance, write_feedback
 
     t0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
     frame = labels_for([("a", 0)], [float("nan")], _stamps(1, t0))
@@ -627,7 +627,7 @@ def test_feedback_refuses_labels_and_metrics_of_another_task(tmp_path: Path) -> 
 
 def test_a_non_binary_spec_serves_and_judges_its_gates_primary_metric(tmp_path: Path) -> None:
     from lockgate import Gate, GoldSet, LabelSource, LightGBMTrainer, ModelPipeline, TritonTarget
-    from lockgate.triggers import DriftPolicy
+    from lockgate.monitoring.triggers import DriftPolicy
 
     def spec(task: str, **over: Any) -> ModelPipeline:
         return ModelPipeline(

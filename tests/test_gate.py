@@ -7,7 +7,7 @@ import copy
 import pydantic
 import pytest
 
-from lockgate.gate import GATE_RULES, EdgeCase, Gate, GoldSet, SliceSpec, evaluate_gate
+from lockgate.evaluation.gate import GATE_RULES, EdgeCase, Gate, GoldSet, SliceSpec, evaluate_gate
 
 GOLD = GoldSet(key="transaction_id")
 
@@ -150,7 +150,7 @@ def test_report_is_not_mutated() -> None:
 
 def _task_report(task: str, *, challenger: float, champion: float) -> dict:
     """A report of ``task`` whose primary metric is ``challenger`` vs ``champion``."""
-    from lockgate.tasks import default_primary, task_metric_names
+    from lockgate.tasks.catalog import default_primary, task_metric_names
 
     primary = default_primary(task)
 

@@ -30,7 +30,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockgate.gateway import (
+from lockgate.gateway.app import (
     GatewayApp,
     GatewayError,
     HttpUpstream,
@@ -43,9 +43,9 @@ from lockgate.gateway import (
     read_prediction_log,
     traffic_fraction,
 )
-from lockgate.named_inputs import FeatureContract, FeatureInputError
+from lockgate.gateway.named_inputs import FeatureContract, FeatureInputError
 from lockgate.resources.gateway import GatewayServer
-from lockgate.wire import WireSchema, encode
+from lockgate.serving.wire import WireSchema, encode
 
 WIDTH = 4
 MODEL = "fraud_lgbm"
@@ -1052,7 +1052,7 @@ def test_coalescing_off_and_unmergeable_requests_go_upstream_alone(tmp_path: Pat
 
 
 # ---------------------------------------------------------------------------------------------
-# named features (lockgate.named_inputs): the contract clients use
+# named features (lockgate.gateway.named_inputs): the contract clients use
 
 SCHEMA = WireSchema.of(
     [("amount", "numeric"), ("hour", "numeric"), ("plan", "categorical"), ("is_new", "numeric")]
@@ -1986,7 +1986,7 @@ def test_leftover_wal_segment_is_recovered_at_startup(tmp_path: Path) -> None:
 
 
 def _roll_records(tmp_path: Path, data: bytes) -> tuple[Path, int]:
-    from lockgate.gateway import _roll_segment
+    from lockgate.gateway.app import _roll_segment
 
     wal = tmp_path / "log" / "_wal"
     wal.mkdir(parents=True, exist_ok=True)
@@ -2451,7 +2451,7 @@ def test_fsync_helper_is_restarted_after_it_dies(tmp_path: Path) -> None:
 
 
 def test_coalescing_transport_sends_headers_and_body_together() -> None:
-    from lockgate.gateway import _CoalescingTransport
+    from lockgate.gateway.app import _CoalescingTransport
 
     class Recorder:
         def __init__(self) -> None:

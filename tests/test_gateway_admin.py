@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
 from lockgate.resources.gateway import GatewayServer
 from lockgate.resources.serving import LocalServingStack
 
@@ -142,7 +142,7 @@ def _gateway_command(tmp_path: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "lockgate.gateway",
+        "lockgate.gateway.app",
         "--state-dir",
         str(tmp_path / "s"),
         "--log-dir",

@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from lockgate.gateway import HttpUpstream, iter_prediction_log, traffic_fraction
+from lockgate.gateway.app import HttpUpstream, iter_prediction_log, traffic_fraction
 from lockgate.resources.gateway import GatewayServer
-from lockgate.wire import encode
+from lockgate.serving.wire import encode
 
 from .test_gateway import (
     FRAME,

@@ -165,7 +165,7 @@ def test_a_gzip_bomb_is_refused_413_with_bounded_memory(
 
 
 def test_inflating_stops_at_the_limit_and_checks_the_stream() -> None:
-    from lockgate.gateway import _inflate_body, _ReplyError
+    from lockgate.gateway.app import _inflate_body, _ReplyError
 
     data = json.dumps({"x": list(range(2000))}).encode()
 
@@ -392,7 +392,7 @@ def test_the_connection_cap_fits_the_open_file_limit() -> None:
     not; in a child process, whose limits the test may lower for good."""
     code = (
         "import resource\n"
-        "from lockgate.gateway import ServerLimits, _fit_open_files\n"
+        "from lockgate.gateway.app import ServerLimits, _fit_open_files\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))\n"
         "print(_fit_open_files(ServerLimits(max_connections=600)).max_connections,\n"

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lockgate.errors import SchemaError
-from lockgate.hashing import canonical_json, frame_sha256, sha256_bytes, sha256_file
+from lockgate.lineage.hashing import canonical_json, frame_sha256, sha256_bytes, sha256_file
 
 
 def _frame() -> pd.DataFrame:

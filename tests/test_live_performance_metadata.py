@@ -6,9 +6,9 @@ from typing import Any
 
 import dagster as dg
 
-from assets.feedback import live_performance_metadata, live_vs_gold
-from lockgate.feedback import judge
-from lockgate.triggers import FeedbackPolicy
+from lockgate.assets.feedback import live_performance_metadata, live_vs_gold
+from lockgate.monitoring.feedback import judge
+from lockgate.monitoring.triggers import FeedbackPolicy
 
 
 def _performance(live: float, interval: list[float] | None) -> dict[str, Any]:

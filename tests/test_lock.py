@@ -5,8 +5,8 @@ import subprocess
 import pytest
 
 from lockgate.errors import ArtifactIntegrityError
-from lockgate.hashing import canonical_json, sha256_json
-from lockgate.lock import (
+from lockgate.lineage.hashing import canonical_json, sha256_json
+from lockgate.lineage.lock import (
     CodeVersion,
     build_lock_record,
     check_lock_signature,
@@ -17,8 +17,8 @@ from lockgate.lock import (
     sign_lock_bytes,
     verify_lock_record,
 )
-from lockgate.reproduce import environment_differences
-from lockgate.signing import SigningKey
+from lockgate.lineage.reproduce import environment_differences
+from lockgate.lineage.signing import SigningKey
 
 
 def _record(**over) -> dict:

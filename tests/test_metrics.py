@@ -1,4 +1,4 @@
-"""Tests of lockgate.metrics against scikit-learn and hand-computed values."""
+"""Tests of lockgate.tasks.metrics against scikit-learn and hand-computed values."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from sklearn import metrics as skm
 
 from lockgate.errors import DataError, EmptyDataError, SpecError
-from lockgate.metrics import (
+from lockgate.tasks.metrics import (
     brier,
     classification_metrics,
     log_loss,
@@ -192,7 +192,7 @@ def test_bad_parameters() -> None:
 
 def test_module_imports_no_torch_or_lightgbm() -> None:
     code = (
-        "import sys, lockgate.metrics; "
+        "import sys, lockgate.tasks.metrics; "
         "bad = [m for m in ('torch', 'lightgbm') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -218,7 +218,7 @@ def _multiclass(seed: int, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize(("seed", "n", "k"), [(0, 500, 3), (1, 60, 5), (2, 2000, 4), (3, 8, 2)])
 def test_multiclass_metrics_equal_sklearn(seed: int, n: int, k: int) -> None:
-    from lockgate.metrics import multiclass_metrics, per_class_recall
+    from lockgate.tasks.metrics import multiclass_metrics, per_class_recall
 
     y, p = _multiclass(seed, n, k)
     got = multiclass_metrics(y, p)
@@ -238,7 +238,7 @@ def test_multiclass_metrics_equal_sklearn(seed: int, n: int, k: int) -> None:
 
 
 def test_multiclass_macro_f1_and_auc_with_a_class_absent_from_y() -> None:
-    from lockgate.metrics import macro_f1, roc_auc_ovr
+    from lockgate.tasks.metrics import macro_f1, roc_auc_ovr
 
     y, p = _multiclass(4, 300, 4)
     keep = y != 3
@@ -251,7 +251,7 @@ def test_multiclass_macro_f1_and_auc_with_a_class_absent_from_y() -> None:
 
 
 def test_regression_metrics_equal_sklearn() -> None:
-    from lockgate.metrics import interval_coverage, regression_metrics
+    from lockgate.tasks.metrics import interval_coverage, regression_metrics
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=700) * 10 + 50
@@ -265,7 +265,7 @@ def test_regression_metrics_equal_sklearn() -> None:
 
 
 def test_catalog_directions_and_primaries() -> None:
-    from lockgate.tasks import (
+    from lockgate.tasks.catalog import (
         TASKS,
         default_primary,
         higher_is_better,
@@ -306,7 +306,7 @@ def test_catalog_directions_and_primaries() -> None:
 
 
 def test_task_metrics_dispatches_per_task() -> None:
-    from lockgate.tasks import task_metrics
+    from lockgate.tasks.catalog import task_metrics
 
     y, p = _fixture(0, 200, ties=False, rate=0.3)
     assert task_metrics("binary", y, p) == {
@@ -323,7 +323,7 @@ def test_task_metrics_dispatches_per_task() -> None:
 
 
 def test_multiclass_and_regression_input_errors() -> None:
-    from lockgate.metrics import macro_f1, multiclass_log_loss, r2, rmse, roc_auc_ovr
+    from lockgate.tasks.metrics import macro_f1, multiclass_log_loss, r2, rmse, roc_auc_ovr
 
     y, p = _multiclass(0, 50, 3)
     with pytest.raises(DataError, match="sums to"):

@@ -372,7 +372,7 @@ def test_standalone_registry_class_parses_like_feasts_own(feast: FeastStore) -> 
 def test_fingerprinting_does_not_import_feast(feast: FeastStore) -> None:
     code = (
         "import sys\n"
-        "from lockgate.mutations import fingerprint\n"
+        "from lockgate.monitoring.mutations import fingerprint\n"
         f"fp = fingerprint(registry_path={str(feast.registry_path)!r}, project='lockgate', "
         f"feature_service='fraud_v1', data_dir={feast.data_dir!r}, labels_dataset='labels')\n"
         "assert sorted(fp['views'])[0] == 'customer_profile'\n"

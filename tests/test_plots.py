@@ -1,4 +1,4 @@
-"""Tests of lockgate.plots: valid, deterministic 640 x 480 PNGs and no leaked matplotlib state."""
+"""Tests of lockgate.evaluation.plots: valid, deterministic 640 x 480 PNGs and no leaked matplotlib state."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lockgate.errors import DataError, EmptyDataError, SpecError
-from lockgate.plots import calibration_plot, pr_plot, roc_plot, slice_delta_plot
+from lockgate.evaluation.plots import calibration_plot, pr_plot, roc_plot, slice_delta_plot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -79,7 +79,7 @@ def test_plots_leak_no_matplotlib_state() -> None:
 
 def test_import_is_cheap_and_rendering_skips_pyplot() -> None:
     code = (
-        "import sys, numpy as np, lockgate.plots as lp;"
+        "import sys, numpy as np, lockgate.evaluation.plots as lp;"
         "print('matplotlib' in sys.modules);"
         "lp.roc_plot([0, 1, 0, 1], {'a': [0.1, 0.9, 0.3, 0.4]});"
         "print('matplotlib.pyplot' in sys.modules)"
@@ -143,7 +143,7 @@ def _regression_data(n: int = 800) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 
 def _render_tasks() -> list[bytes]:
-    from lockgate.plots import class_recall_plot, confusion_matrix_plot, residual_plot
+    from lockgate.evaluation.plots import class_recall_plot, confusion_matrix_plot, residual_plot
 
     y_m, p_m = _multiclass_data()
     y_r, p_r = _regression_data()
@@ -164,7 +164,7 @@ def test_task_plots_are_valid_deterministic_pngs() -> None:
 
 
 def test_report_plots_pick_the_plots_of_the_task() -> None:
-    from lockgate.plots import report_plots
+    from lockgate.evaluation.plots import report_plots
 
     slices = [{"slice": "device", "value": "ios", "challenger": 0.8, "champion": 0.7}]
 
@@ -199,7 +199,7 @@ def test_report_plots_pick_the_plots_of_the_task() -> None:
 
 
 def test_task_plot_input_errors() -> None:
-    from lockgate.plots import class_recall_plot, residual_plot
+    from lockgate.evaluation.plots import class_recall_plot, residual_plot
 
     y_m, p_m = _multiclass_data()
     with pytest.raises(DataError, match="3 columns but classes has 2"):
@@ -211,7 +211,7 @@ def test_task_plot_input_errors() -> None:
 
 
 def test_calibration_zooms_to_the_data_at_a_low_base_rate() -> None:
-    from lockgate.plots import calibration_points
+    from lockgate.evaluation.plots import calibration_points
 
     rng = np.random.default_rng(3)
     p = rng.uniform(0.0, 0.1, 5000)  # a 2 % base rate model: every score below 0.1
@@ -225,7 +225,7 @@ def test_calibration_zooms_to_the_data_at_a_low_base_rate() -> None:
 def test_inline_charts_fit_dagsters_inline_limit_and_carry_no_png() -> None:
     from urllib.parse import unquote
 
-    from lockgate.plots import INLINE_MARKDOWN_LIMIT, inline_chart, pr_points, roc_points
+    from lockgate.evaluation.plots import INLINE_MARKDOWN_LIMIT, inline_chart, pr_points, roc_points
 
     y, scores = _data()
     roc = {f"{name} AUC": roc_points(y, p) for name, p in scores.items()}

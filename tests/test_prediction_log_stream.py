@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from lockgate.gateway import (
+from lockgate.gateway.app import (
     PredictionLog,
     PredictionLogError,
     _encode_record,

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from lockgate import prediction_sketch as ps
-from lockgate.gateway import _Series, _version_snapshot, _Window
+from lockgate.gateway import prediction_sketch as ps
+from lockgate.gateway.app import _Series, _version_snapshot, _Window
 
 
 def _observe(series: _Series, outputs: np.ndarray) -> None:

@@ -1,4 +1,4 @@
-"""Tests of lockgate.stats: bootstrap intervals, paired tests, DeLong, calibration and slices."""
+"""Tests of lockgate.evaluation.stats: bootstrap intervals, paired tests, DeLong, calibration and slices."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from sklearn.calibration import calibration_curve
 
-from lockgate import metrics, stats, tasks
 from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
-from lockgate.stats import (
+from lockgate.evaluation import stats
+from lockgate.evaluation.stats import (
     HIGHER_IS_BETTER,
     bootstrap_ci,
     bucketize,
@@ -24,6 +24,8 @@ from lockgate.stats import (
     paired_bootstrap,
     slice_metrics,
 )
+from lockgate.tasks import catalog as tasks
+from lockgate.tasks import metrics
 
 METRICS = sorted(HIGHER_IS_BETTER)
 

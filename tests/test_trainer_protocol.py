@@ -24,16 +24,16 @@ from lockgate import (
     TorchModuleTrainer,
     TorchTrainer,
 )
-from lockgate.build import train_version
 from lockgate.errors import SpecError, TrainingError
-from lockgate.trainers import (
+from lockgate.lineage.steps import train_version
+from lockgate.serving.triton_config import python_model_source
+from lockgate.training.trainers import (
     LightGBMModel,
     TrainedModel,
     Trainer,
     trainer_code_differences,
     trainer_from_config,
 )
-from lockgate.triton_config import python_model_source
 from tests.trainer_plugins import BiasTrainer, ShallowLightGBMTrainer, WrongKindTrainer
 
 FEATURES = ["num", "count", "city"]

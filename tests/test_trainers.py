@@ -1,4 +1,4 @@
-"""Tests of lockgate.trainers: learning, bit-identical determinism, safe files, errors."""
+"""Tests of lockgate.training.trainers: learning, bit-identical determinism, safe files, errors."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from lockgate.errors import (
     SpecError,
     TrainingError,
 )
-from lockgate.metrics import roc_auc
-from lockgate.trainers import (
+from lockgate.tasks.metrics import roc_auc
+from lockgate.training.trainers import (
     DEFAULT_LIGHTGBM_PARAMS,
     MAX_CLASSES,
     LightGBMModel,
@@ -200,7 +200,7 @@ def test_identical_bytes_across_processes(models: dict[str, TrainedModel]) -> No
     script = FRAME_CODE + textwrap.dedent(
         """
         import hashlib, json, sys
-        from lockgate.trainers import trainer_from_config
+        from lockgate.training.trainers import trainer_from_config
 
         configs = json.loads(sys.argv[1])
         frame = make_frame().iloc[:2200].reset_index(drop=True)
@@ -616,7 +616,7 @@ def test_specs_are_frozen() -> None:
 
 def test_module_import_is_cheap() -> None:
     code = (
-        "import sys, lockgate.trainers; "
+        "import sys, lockgate.training.trainers; "
         "bad = [m for m in ('torch', 'lightgbm', 'safetensors') if m in sys.modules]; "
         "assert not bad, bad"
     )

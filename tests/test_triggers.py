@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from lockgate.errors import SpecError
-from lockgate.triggers import DriftPolicy, FeedbackPolicy, TriggerState, step
+from lockgate.monitoring.triggers import DriftPolicy, FeedbackPolicy, TriggerState, step
 
 
 def run(levels: list[str], *, consecutive: int = 2, cooldown: float = 100.0, dt: float = 10.0):

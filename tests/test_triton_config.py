@@ -22,8 +22,7 @@ from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInstanceGroup
 
 from lockgate.errors import SchemaError, SpecError
-from lockgate.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
-from lockgate.triton_config import (
+from lockgate.serving.triton_config import (
     FIL_INPUT_NAME,
     FIL_OUTPUT_NAME,
     INPUT_NAME,
@@ -40,7 +39,8 @@ from lockgate.triton_config import (
     split_triton_model_name,
     triton_model_name,
 )
-from lockgate.wire import WIRE_FILE, WireSchema, code24, encode
+from lockgate.serving.wire import WIRE_FILE, WireSchema, code24, encode
+from lockgate.training.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
 
 NAME = "fraud_lgbm-1df59d62da45"
 
@@ -259,8 +259,8 @@ def test_model_source_is_deterministic_and_uses_dlpack() -> None:
     compile(source, "model.py", "exec")
     assert "from_dlpack" in source
     assert ".as_numpy(" not in source  # broken under numpy 2 in the stub
-    assert "from lockgate.trainers import TrainedModel" in source  # one preprocessing
-    assert "from lockgate.wire import" in source
+    assert "from lockgate.training.trainers import TrainedModel" in source  # one preprocessing
+    assert "from lockgate.serving.wire import" in source
     assert "self.model.predict(frame).reshape(-1, self.output_width)" in source  # any task
     assert "predict_proba" not in source
 
@@ -430,7 +430,7 @@ def test_model_py_batches_requests_and_isolates_bad_ones(
         assert tensor.array.shape == (rows.stop - rows.start, 1)
         np.testing.assert_allclose(tensor.array[:, 0], expected[rows], rtol=0, atol=1e-7)
     assert "shape [2, 2]" in responses[1].error.message
-    assert "lockgate.wire.encode" in responses[1].error.message
+    assert "lockgate.serving.wire.encode" in responses[1].error.message
     assert "infinite" in responses[3].error.message
     assert "no input 'INPUT__0'" in responses[4].error.message
     assert "no code24" in responses[5].error.message
@@ -452,7 +452,7 @@ def test_model_py_as_the_gpu_wire_step_returns_the_preprocessed_matrix(
     assert tensor.name == PREPROCESSED_NAME
     if kind == "lightgbm":
         np.testing.assert_array_equal(tensor.array, model.preprocess(rows))
-    else:  # standardised from float32(amount): float32 rounding (see lockgate.wire)
+    else:  # standardised from float32(amount): float32 rounding (see lockgate.serving.wire)
         np.testing.assert_allclose(tensor.array, model.preprocess(rows), rtol=0, atol=1e-6)
 
 

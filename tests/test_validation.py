@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lockgate.features.validation import check_names, run_suite
 from lockgate.spec import ColumnRule, DataValidation
-from lockgate.validation import check_names, run_suite
 
 SUITE = DataValidation(
     min_rows=5,

@@ -15,8 +15,7 @@ import pytest
 
 from lockgate.errors import DataError, SchemaError
 from lockgate.resources.artifacts import LocalArtifactRegistry
-from lockgate.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
-from lockgate.wire import (
+from lockgate.serving.wire import (
     CODE_LIMIT,
     WireColumn,
     WireDecoder,
@@ -26,6 +25,7 @@ from lockgate.wire import (
     encode,
     wire_schema_for_version,
 )
+from lockgate.training.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
 
 FEATURES = ["amount", "hour", "is_foreign", "channel", "country"]
 
@@ -115,7 +115,7 @@ def test_schema_from_manifest_classifies_dtypes_and_round_trips() -> None:
     assert [c.kind for c in schema.columns] == ["numeric"] * 4 + ["categorical"] * 3
     text = schema.to_json()
     assert text.endswith(b"\n")
-    assert json.loads(text)["format"] == "lockgate.wire/1"
+    assert json.loads(text)["format"] == "lockgate.serving.wire/1"
     assert WireSchema.from_json(text) == schema
     assert WireSchema.from_dict(schema.to_dict()) == schema
     assert hash(schema) == hash(WireSchema.from_json(text))  # frozen, hashable
@@ -320,8 +320,8 @@ def test_decode_errors_are_named(models: dict[str, TrainedModel]) -> None:
 
 
 def test_wire_schema_for_version_reads_the_snapshot_manifest(tmp_path: Any) -> None:
-    from lockgate.hashing import sha256_bytes
-    from lockgate.lock import CodeVersion, build_lock_record
+    from lockgate.lineage.hashing import sha256_bytes
+    from lockgate.lineage.lock import CodeVersion, build_lock_record
 
     registry = LocalArtifactRegistry(root=str(tmp_path / "artifacts"))
     frame = _frame(200)

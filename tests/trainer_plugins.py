@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lockgate.trainers import (
+from lockgate.training.trainers import (
     CustomModel,
     CustomTrainer,
     LightGBMModel,

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lockgate.dataio import read_parquet_dir
+from lockgate._util.dataio import read_parquet_dir
 from lockgate.errors import CorruptDataError, DataError, SpecError
 from pipelines.fraud_data import (
     MANIFEST_NAME,

@@ -115,7 +115,7 @@ def test_nan_flood_blocks_training(env, instance, monkeypatch) -> None:
     assert evaluation.metadata["metric"].value == "expect_column_values_to_not_be_null"
     assert LocalRegistryView(env).models() == []
     # and a later run that tries to train on that snapshot directly is refused as well
-    from lockgate.build import require_validated
+    from lockgate.lineage.steps import require_validated
     from lockgate.resources.artifacts import LocalArtifactRegistry
 
     reg = LocalArtifactRegistry(root=str(env.artifacts_dir))

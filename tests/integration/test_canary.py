@@ -12,19 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.audit import AuditLog
-from lockgate.build import snapshot_parquet_bytes, train_version
-from lockgate.canary import CanaryPolicy, CanaryState
-from lockgate.hashing import frame_sha256
+from lockgate.audit.log import AuditLog
+from lockgate.lineage.hashing import frame_sha256
+from lockgate.lineage.steps import snapshot_parquet_bytes, train_version
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import LocalServingStack
-from lockgate.serving import load_version, write_model_version
+from lockgate.serving.canary import CanaryPolicy, CanaryState
+from lockgate.serving.model_repository import load_version, write_model_version
+from lockgate.serving.triton_config import triton_model_name
+from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import ModelPipeline
 from lockgate.traffic import TrafficGenerator, drive_canary
-from lockgate.trainers import LightGBMTrainer
-from lockgate.triton_config import triton_model_name
-from lockgate.wire import encode, wire_schema_for_version
+from lockgate.training.trainers import LightGBMTrainer
 
 from .specs import served_spec
 
@@ -96,7 +96,7 @@ def _put_verdict(
     names (only gated versions serve). The report holds no gold estimates (readers fall back
     on the version's evaluation.json) and the verdict is dated early, so a test that stores its
     own report and verdict later finds those."""
-    from lockgate.hashing import canonical_json
+    from lockgate.lineage.hashing import canonical_json
 
     rule = {"rule": "gate_vs_champion", "passed": passed, "metric": "roc_auc"}
     report = {"challenger": {"version": version, "metrics": {}}}
@@ -161,7 +161,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 def _begin(world, challenger: str, *, fault: str | None = None, policy=FAST) -> ModelPipeline:
     """Champion serving, challenger loaded beside it (optionally with a fault drill), canary on."""
     from lockgate.assets.serving import apply_route, ensure_loaded
-    from lockgate.canary import start
+    from lockgate.serving.canary import start
 
     stack, registry = world["stack"], world["registry"]
     stack.ensure()
@@ -241,7 +241,7 @@ def test_bad_challenger_is_rolled_back_and_clients_see_no_errors(world, fault, b
 
 
 def test_tritonserver_killed_mid_canary(world) -> None:
-    from lockgate.gateway import read_prediction_log
+    from lockgate.gateway.app import read_prediction_log
 
     stack = world["stack"]
     pipeline = _begin(

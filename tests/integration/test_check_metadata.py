@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from lockgate.gate import GATE_RULES
+from lockgate.evaluation.gate import GATE_RULES
 
 from .test_gate import KEY_FEATURES, champion, env, gate_data, spec, train  # noqa: F401
 

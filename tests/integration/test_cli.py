@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
 from lockgate.resources.artifacts import LocalArtifactRegistry
 
 REPO = Path(__file__).resolve().parents[2]

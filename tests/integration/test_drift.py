@@ -16,16 +16,16 @@ import pandas as pd
 import pytest
 
 from lockgate import DagsterDaemon, Environment
-from lockgate.monitoring import compute_drift_report, drift_metadata
+from lockgate.monitoring.drift_report import compute_drift_report, drift_metadata
+from lockgate.monitoring.triggers import DriftPolicy
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.canary import run_canary_tick
 from lockgate.sensors.drift import make_drift_sensor, run_drift_tick
+from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import ModelPipeline
 from lockgate.traffic import TrafficGenerator
-from lockgate.triggers import DriftPolicy
-from lockgate.wire import encode, wire_schema_for_version
 
 from .specs import served_spec
 from .test_canary import _store_version

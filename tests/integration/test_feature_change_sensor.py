@@ -15,7 +15,7 @@ import pytest
 from dagster._core.scheduler.instigation import SensorInstigatorData, TickStatus
 
 from lockgate import DagsterDaemon, Environment, FeatureChangePolicy, build_definitions
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
 from lockgate.errors import FeatureStoreError, SpecError
 from lockgate.resources.feast_store import FeastStore
 from lockgate.sensors.feature_store import make_feature_change_sensor

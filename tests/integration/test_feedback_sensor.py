@@ -20,19 +20,19 @@ import pandas as pd
 import pytest
 
 from lockgate.assets.feedback import build_live_performance, gold_estimate
-from lockgate.audit import AuditLog
-from lockgate.build import load_trained_model
-from lockgate.feedback import labels_for, write_feedback
-from lockgate.gateway import PredictionLog, _encode_record
-from lockgate.hashing import canonical_json
-from lockgate.metrics import roc_auc
+from lockgate.audit.log import AuditLog
+from lockgate.gateway.app import PredictionLog, _encode_record
+from lockgate.lineage.hashing import canonical_json
+from lockgate.lineage.steps import load_trained_model
+from lockgate.monitoring.feedback import labels_for, write_feedback
+from lockgate.monitoring.triggers import FeedbackPolicy
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.feast_store import FeastStore
 from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.feedback import make_feedback_sensor
-from lockgate.triggers import FeedbackPolicy
-from lockgate.wire import encode, wire_schema_for_version
+from lockgate.serving.wire import encode, wire_schema_for_version
+from lockgate.tasks.metrics import roc_auc
 from pipelines.feature_repo import FRAUD_DEFINITIONS
 
 from .specs import served_spec

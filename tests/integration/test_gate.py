@@ -19,8 +19,8 @@ from lockgate import (
     SliceSpec,
     build_definitions,
 )
-from lockgate.evaluation import gold_mask
-from lockgate.gate import GATE_RULES
+from lockgate.evaluation.gate import GATE_RULES
+from lockgate.evaluation.report import gold_mask
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from pipelines.feature_repo import fraud_feast_store
 from pipelines.fraud import FRAUD_EDGE_CASES, FRAUD_LABELS, FRAUD_VALIDATION

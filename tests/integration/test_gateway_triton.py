@@ -31,15 +31,15 @@ import tritonclient.http as th
 import tritonclient.http.aio as tha
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockgate.gateway import HttpUpstream, read_prediction_log, traffic_fraction
-from lockgate.hashing import sha256_bytes
-from lockgate.lock import CodeVersion, build_lock_record
+from lockgate.gateway.app import HttpUpstream, read_prediction_log, traffic_fraction
+from lockgate.lineage.hashing import sha256_bytes
+from lockgate.lineage.lock import CodeVersion, build_lock_record
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.gateway import GatewayServer
 from lockgate.resources.triton import LocalTritonServer
-from lockgate.serving import load_version, write_model_version
-from lockgate.trainers import LightGBMTrainer, TrainedModel
-from lockgate.wire import WireSchema, encode, wire_schema_for_version
+from lockgate.serving.model_repository import load_version, write_model_version
+from lockgate.serving.wire import WireSchema, encode, wire_schema_for_version
+from lockgate.training.trainers import LightGBMTrainer, TrainedModel
 
 MODEL = "fraud_lgbm"
 WIDTH = 6

@@ -13,9 +13,9 @@ import pytest
 import tritonclient.http as th
 
 from lockgate import Environment
-from lockgate.audit import AuditLog
+from lockgate.audit.log import AuditLog
 from lockgate.definitions import build_definitions
-from lockgate.wire import encode, wire_schema_for_version
+from lockgate.serving.wire import encode, wire_schema_for_version
 from pipelines.closed_loop import SETTINGS_FILE, LoopSettings, read_settings, run_closed_loop
 from pipelines.demo import _prepare_dagster_home
 from pipelines.feature_repo import fraud_feast_store
@@ -86,7 +86,7 @@ def test_a_drift_retrain_that_fails_the_gate_leaves_the_champion_serving(
     # the champion still answers live traffic through the gateway
     stack = env.resources()["serving_stack"]
     schema = wire_schema_for_version(registry, "fraud_lgbm", champion)
-    from lockgate.build import load_snapshot_frame
+    from lockgate.lineage.steps import load_snapshot_frame
 
     record = registry.lock_record("fraud_lgbm", champion)
     rows = load_snapshot_frame(registry, record["triad"]["data_snapshot_sha256"]).head(8)

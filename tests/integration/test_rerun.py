@@ -17,8 +17,15 @@ import dagster as dg
 import pytest
 
 from lockgate import Environment, LightGBMTrainer, ModelPipeline, build_definitions
-from lockgate.audit import AuditLog
-from lockgate.gate import GATE_RULES, INCUMBENT_RULES, Gate, GoldSet, SliceSpec, evaluate_gate
+from lockgate.audit.log import AuditLog
+from lockgate.evaluation.gate import (
+    GATE_RULES,
+    INCUMBENT_RULES,
+    Gate,
+    GoldSet,
+    SliceSpec,
+    evaluate_gate,
+)
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from pipelines.fraud import FRAUD_LABELS
 

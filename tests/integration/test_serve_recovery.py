@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 
 from lockgate import Environment
-from lockgate.audit import AuditLog
-from lockgate.canary import start
+from lockgate.audit.log import AuditLog
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.resources.serving import LocalServingStack
+from lockgate.serving.canary import start
+from lockgate.serving.triton_config import triton_model_name
+from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.traffic import TrafficGenerator
-from lockgate.triton_config import triton_model_name
-from lockgate.wire import encode, wire_schema_for_version
 
 from .test_canary import FAST, PIPELINE, _frame, _store_version, spec
 

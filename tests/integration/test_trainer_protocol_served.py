@@ -9,13 +9,13 @@ import dagster as dg
 import numpy as np
 
 from lockgate import Environment, SklearnTrainer, build_definitions
-from lockgate.build import load_snapshot_frame, load_trained_model
-from lockgate.reproduce import reproduce
+from lockgate.lineage.reproduce import reproduce
+from lockgate.lineage.steps import load_snapshot_frame, load_trained_model
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.serving import LocalServingStack
+from lockgate.serving.triton_config import triton_model_name
+from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import ModelPipeline
-from lockgate.triton_config import triton_model_name
-from lockgate.wire import encode, wire_schema_for_version
 from pipelines.fraud import FRAUD_LABELS
 
 from .specs import served_spec
@@ -51,8 +51,8 @@ def test_a_sklearn_onnx_pipeline_is_trained_gated_served_and_reproduced(
 
         lock = registry.lock_record(spec.name, champion)
         assert lock["trainer"]["kind"] == "sklearn"
-        assert lock["trainer"]["class"] == "lockgate.trainers_sklearn:SklearnTrainer"
-        assert set(lock["trainer"]["code_sha256"]) == {"lockgate.trainers_sklearn"}
+        assert lock["trainer"]["class"] == "lockgate.training.sklearn_trainer:SklearnTrainer"
+        assert set(lock["trainer"]["code_sha256"]) == {"lockgate.training.sklearn_trainer"}
         assert lock["artifact"]["weights_file"] == "model.onnx"
 
         frame = load_snapshot_frame(registry, lock["triad"]["data_snapshot_sha256"])

@@ -3,7 +3,7 @@
 One server per module (started once, stopped and checked gone at the end); tests that kill or
 restart a server start their own. Every model is a real LightGBM or torch model in a real
 artifact registry, with the snapshot manifest its wire schema comes from; requests carry the
-pipeline's wire matrix (lockgate.wire) over HTTP through tritonclient.
+pipeline's wire matrix (lockgate.serving.wire) over HTTP through tritonclient.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from lockgate.errors import LockgateError
-from lockgate.hashing import sha256_bytes
-from lockgate.lock import CodeVersion, build_lock_record
+from lockgate.lineage.hashing import sha256_bytes
+from lockgate.lineage.lock import CodeVersion, build_lock_record
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.triton import LocalTritonServer, RemoteTritonServer, TritonServer
-from lockgate.serving import (
+from lockgate.serving.model_repository import (
     ServingError,
     infra_validate,
     load_version,
@@ -34,15 +34,15 @@ from lockgate.serving import (
     verify_model_folder,
     write_model_version,
 )
-from lockgate.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
-from lockgate.triton_config import (
+from lockgate.serving.triton_config import (
     INPUT_NAME,
     OUTPUT_NAME,
     cpu_config,
     python_model_source,
     triton_model_name,
 )
-from lockgate.wire import WireSchema, encode, wire_schema_for_version
+from lockgate.serving.wire import WireSchema, encode, wire_schema_for_version
+from lockgate.training.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
 
 FEATURES = ["amount", "hour", "channel"]
 SNAPSHOT = "a" * 64

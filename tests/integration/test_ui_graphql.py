@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources._process import stop_process_group
+from lockgate._util.process import stop_process_group
 from pipelines.demo import _prepare_dagster_home
 from pipelines.fraud import PIPELINES
 

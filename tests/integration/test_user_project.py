@@ -20,7 +20,7 @@ import pytest
 
 from lockgate import Environment, build_definitions
 from lockgate.errors import FeatureStoreError, SpecError
-from lockgate.reproduce import reproduce
+from lockgate.lineage.reproduce import reproduce
 from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.feast_store import FeastStore
 
@@ -376,7 +376,7 @@ def test_the_scaffolded_project_is_served_and_answers_named_features(
     import tritonclient.http as http
     import tritonclient.utils as tu
 
-    from lockgate.build import load_trained_model
+    from lockgate.lineage.steps import load_trained_model
 
     module = importlib.import_module("churn.pipelines")
     importlib.reload(module)
@@ -426,7 +426,7 @@ def test_a_scikit_learn_trainer_in_the_teams_project_trains_and_reproduces(
     env = Environment.local(tmp_path / "home")
     with dg.instance_for_test() as instance:
         lock = _train(spec, env, instance)  # the first model passes the gate and is champion
-    assert lock["trainer"]["class"] == "lockgate.trainers_sklearn:SklearnTrainer"
+    assert lock["trainer"]["class"] == "lockgate.training.sklearn_trainer:SklearnTrainer"
     assert "model.onnx" in lock["artifact"]["files"]
     registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
     report = reproduce(registry, spec.name, lock["version"])

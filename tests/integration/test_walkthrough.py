@@ -159,7 +159,7 @@ def test_the_walkthrough_runs_outside_the_repository(
 ) -> None:
     import dagster as dg
 
-    from lockgate.build import load_trained_model
+    from lockgate.lineage.steps import load_trained_model
     from lockgate.resources.artifacts import LocalArtifactRegistry
     from lockgate.resources.serving import LocalServingStack
 

@@ -12,8 +12,8 @@ from lockgate.errors import (
     ArtifactNotFoundError,
     ImmutableArtifactError,
 )
-from lockgate.hashing import canonical_json, sha256_bytes
-from lockgate.lock import CodeVersion, build_lock_record
+from lockgate.lineage.hashing import canonical_json, sha256_bytes
+from lockgate.lineage.lock import CodeVersion, build_lock_record
 from lockgate.resources.artifacts import LocalArtifactRegistry, content_id
 
 
@@ -245,7 +245,7 @@ def test_renderings_keep_the_first_file(registry: LocalArtifactRegistry) -> None
 
 def _forge(registry: LocalArtifactRegistry, version: str, name: str, data: bytes) -> dict:
     """Replace a model file, update its sha256 in the record and recompute the self-hash."""
-    from lockgate.hashing import sha256_json
+    from lockgate.lineage.hashing import sha256_json
 
     folder = Path(registry.uri(registry.model_prefix("fraud", version)))
     (folder / name).write_bytes(data)
@@ -270,7 +270,7 @@ def test_a_forger_who_also_fixes_the_triad_and_version_is_refused(
     registry: LocalArtifactRegistry,
 ) -> None:
     """Every file is in the triad: a changed preprocessing file changes the version id."""
-    from lockgate.lock import files_sha256, model_version_id, verify_lock_record
+    from lockgate.lineage.lock import files_sha256, model_version_id, verify_lock_record
 
     files = {"model.txt": b"tree", "preprocessing.json": b'{"scale": 1}'}
     lock = _lock(files)
@@ -294,7 +294,7 @@ def test_a_forger_who_also_fixes_the_triad_and_version_is_refused(
 
 
 def _rehash(record: dict) -> str:
-    from lockgate.hashing import sha256_json
+    from lockgate.lineage.hashing import sha256_json
 
     return sha256_json({k: v for k, v in record.items() if k != "record_sha256"})
 

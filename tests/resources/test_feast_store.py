@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.dataio import read_parquet_dir
+from lockgate._util.dataio import read_parquet_dir
 from lockgate.errors import EmptyDataError, FeatureStoreError, SchemaError
 from lockgate.resources.feast_store import FeastStore, canonical_spec, source_fingerprint
 from pipelines.feature_repo import (

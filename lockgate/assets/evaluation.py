@@ -1,0 +1,58 @@
+"""evaluation_report asset: the model version scored on the held-out part of its snapshot."""
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
+
+from typing import Any
+
+import dagster as dg
+
+from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.spec import ModelPipeline
+
+__all__ = ["build_evaluation_report"]
+
+
+def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
+    """The ``[name, evaluation_report]`` asset: held-out metrics of the latest model version."""
+
+    @dg.asset(
+        key=spec.asset_key("evaluation_report"),
+        group_name=spec.name,
+        description="Held-out ROC AUC, PR AUC, log loss and Brier score of the model version.",
+        kinds={"json"},
+        io_manager_key="lockgate_io",
+        ins={
+            "weights": dg.AssetIn(key=spec.asset_key("model_weights")),
+            "snapshot": dg.AssetIn(key=spec.asset_key("feature_snapshot")),
+        },
+    )
+    def evaluation_report(
+        context: dg.AssetExecutionContext,
+        weights: dict[str, Any],
+        snapshot: dict[str, Any],
+        artifacts: ArtifactRegistry,
+    ) -> dg.Output[dict[str, Any]]:
+        from lockgate.lineage.hashing import canonical_json
+        from lockgate.lineage.steps import evaluate_version, load_snapshot_frame
+
+        version = weights["version"]
+        frame = load_snapshot_frame(artifacts, weights["snapshot_sha256"], verify_content=False)
+        report = evaluate_version(artifacts, spec.name, version, frame)
+        artifacts.put_report(spec.name, version, {"evaluation.json": canonical_json(report)})
+        metrics = report["metrics"]
+        context.log.info(
+            f"version {version}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        )
+        return dg.Output(
+            {"pipeline": spec.name, "version": version, "metrics": metrics},
+            metadata={
+                "version": version,
+                "holdout_rows": report["rows"],
+                "holdout_time_range": " .. ".join(report["time_range"]),
+                **{k: float(v) for k, v in metrics.items()},
+                "report": dg.MetadataValue.path(
+                    artifacts.uri(f"reports/{spec.name}/{version}/evaluation.json")
+                ),
+            },
+        )
+
+    return evaluation_report

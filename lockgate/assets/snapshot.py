@@ -1,0 +1,156 @@
+"""feature_snapshot asset and its blocking data-quality checks."""
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.resources.feast_store import FeastStore
+from lockgate.spec import ModelPipeline
+
+__all__ = ["build_feature_snapshot", "build_snapshot_checks"]
+
+
+def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
+    """The ``[name, feature_snapshot]`` asset: point-in-time training frame, content-addressed.
+
+    With ``LabelSource(asset=...)`` the user's label asset is its input, so the lineage graph
+    starts at the user's data.
+    """
+    label_key = spec.labels_asset_key
+    decorate = dg.asset(
+        key=spec.asset_key("feature_snapshot"),
+        group_name=spec.name,
+        description=(
+            f"Point-in-time training frame from Feast service '{spec.feature_service}', "
+            "stored once as content-addressed Parquet."
+        ),
+        kinds={"feast", "parquet"},
+        io_manager_key="lockgate_io",
+        metadata={"feature_service": spec.feature_service, "label": spec.label},
+        ins={} if label_key is None else {"labels": dg.AssetIn(key=label_key)},
+    )
+
+    def snapshot(
+        context: dg.AssetExecutionContext,
+        feast: FeastStore,
+        artifacts: ArtifactRegistry,
+        labels: Any = None,
+    ) -> dg.Output[dict[str, Any]]:
+        from lockgate.lineage.steps import take_snapshot
+
+        ref, frame = take_snapshot(spec, feast.for_pipeline(spec), artifacts, labels=labels)
+        return _snapshot_output(context, artifacts, ref, frame)
+
+    if label_key is None:
+
+        @decorate
+        def feature_snapshot(
+            context: dg.AssetExecutionContext, feast: FeastStore, artifacts: ArtifactRegistry
+        ) -> dg.Output[dict[str, Any]]:
+            return snapshot(context, feast, artifacts)
+
+        return feature_snapshot
+
+    @decorate
+    def feature_snapshot_from_asset(
+        context: dg.AssetExecutionContext,
+        labels: Any,
+        feast: FeastStore,
+        artifacts: ArtifactRegistry,
+    ) -> dg.Output[dict[str, Any]]:
+        return snapshot(context, feast, artifacts, labels)
+
+    return feature_snapshot_from_asset
+
+
+def _snapshot_output(
+    context: dg.AssetExecutionContext,
+    artifacts: ArtifactRegistry,
+    ref: dict[str, Any],
+    frame: Any,
+) -> dg.Output[dict[str, Any]]:
+    manifest = artifacts.snapshot_manifest(ref["frame_sha256"])
+    context.log.info(
+        f"snapshot {ref['frame_sha256'][:12]}: {ref['rows']} rows, "
+        f"{len(ref['features'])} features ({'new' if ref['created'] else 'already stored'})"
+    )
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
+    )
+    return dg.Output(
+        dict(ref),
+        metadata={
+            "dagster/row_count": ref["rows"],
+            "dagster/column_schema": schema,
+            "snapshot_sha256": ref["frame_sha256"],
+            "file_sha256": ref["file_sha256"],
+            "path": dg.MetadataValue.path(ref["uri"]),
+            "feature_service": ref["feature_service"],
+            "features": dg.MetadataValue.json(ref["features"]),
+            "label_rate": manifest["label_rate"] if manifest["label_rate"] is not None else "n/a",
+            "time_range": " .. ".join(manifest["time_range"]),
+            "feast_registry_fingerprint": manifest["feast"]["registry"],
+            "feast_fingerprints": dg.MetadataValue.json(manifest["feast"]),
+            "labels_source": dg.MetadataValue.json(manifest["labels_source"]),
+            "newly_written": ref["created"],
+        },
+        data_version=dg.DataVersion(ref["frame_sha256"][:16]),
+    )
+
+
+def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
+    """Blocking Great Expectations checks on the snapshot, one per concern of the spec's suite."""
+    from lockgate.features.validation import check_names
+
+    key = spec.asset_key("feature_snapshot")
+    specs = [
+        dg.AssetCheckSpec(name, asset=key, blocking=True, description=f"data quality: {name}")
+        for name in check_names(spec.validation)
+    ]
+
+    @dg.multi_asset_check(
+        specs=specs,
+        name=f"{spec.name}_data_quality",
+        ins={"snapshot": dg.AssetIn(key=key)},
+        compute_kind="great_expectations",
+    )
+    def data_quality(
+        context: dg.AssetCheckExecutionContext,
+        snapshot: dict[str, Any],
+        artifacts: ArtifactRegistry,
+    ) -> Iterator[dg.AssetCheckResult]:
+        from lockgate.features.validation import run_suite
+        from lockgate.lineage.steps import load_snapshot_frame
+
+        frame_sha = snapshot["frame_sha256"]
+        frame = load_snapshot_frame(artifacts, frame_sha, verify_content=False)
+        outcomes = run_suite(frame, spec.validation, label=spec.label)
+        artifacts.put_validation(
+            frame_sha,
+            {
+                "snapshot_sha256": frame_sha,
+                "passed": all(o.passed for o in outcomes),
+                "checks": [
+                    {"name": o.name, "passed": o.passed, "failures": o.failures} for o in outcomes
+                ],
+            },
+        )
+        for outcome in outcomes:
+            if not outcome.passed:
+                context.log.error(f"data quality {outcome.name} failed: {outcome.failures}")
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name=outcome.name,
+                passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=outcome.description,
+                metadata={
+                    k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
+                    for k, v in outcome.metadata().items()
+                },
+            )
+
+    return data_quality

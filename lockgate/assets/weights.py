@@ -1,0 +1,323 @@
+"""model_weights asset: train, lock and store one model version."""
+# no `from __future__ import annotations`: Dagster reads these annotations at definition time
+
+from typing import Any
+
+import dagster as dg
+
+from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.resources.serving import ServingStack
+from lockgate.spec import ModelPipeline
+
+__all__ = [
+    "build_model_registry",
+    "build_model_weights",
+    "model_registry_event",
+    "model_registry_metadata",
+    "model_registry_rows",
+]
+
+
+def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
+    """The ``[name, model_weights]`` asset: a model version locked to its triad."""
+
+    @dg.asset(
+        key=spec.asset_key("model_weights"),
+        group_name=spec.name,
+        description=(
+            f"{spec.trainer.kind} model trained on the snapshot, stored with its lock record "
+            "(code commit, data snapshot hash, weights hash)."
+        ),
+        kinds={
+            spec.trainer.kind,
+            {"torch": "safetensors", "lightgbm": "lightgbm"}.get(
+                spec.trainer.kind, spec.trainer.kind
+            ),
+        },
+        io_manager_key="lockgate_io",
+        ins={"snapshot": dg.AssetIn(key=spec.asset_key("feature_snapshot"))},
+        metadata={"trainer": spec.trainer.kind, "seed": spec.trainer.seed},
+    )
+    def model_weights(
+        context: dg.AssetExecutionContext, snapshot: dict[str, Any], artifacts: ArtifactRegistry
+    ) -> dg.Output[dict[str, Any]]:
+        from lockgate.lineage.steps import load_snapshot_frame, require_validated, train_version
+
+        frame_sha = snapshot["frame_sha256"]
+        require_validated(artifacts, frame_sha)
+        frame = load_snapshot_frame(artifacts, frame_sha)
+        manifest = artifacts.snapshot_manifest(frame_sha)
+        lock, files, _ = train_version(
+            pipeline=spec.name,
+            snapshot={
+                k: manifest[k]
+                for k in ("frame_sha256", "file_sha256", "rows", "feature_service", "feature_refs")
+            }
+            | {"feast": manifest["feast"], "labels_source": manifest["labels_source"]},
+            frame=frame,
+            trainer_config=spec.trainer.config(),
+            features=[f for f in snapshot["features"] if f not in spec.exclude_features],
+            label=spec.label,
+            timestamp_column=snapshot["timestamp_column"],
+            holdout_fraction=spec.split.holdout_fraction,
+            gold=spec.gate.gold.model_dump() if spec.gate is not None else None,
+            code_path=spec.project_dir,
+            task=spec.task,
+        )
+        version = lock["version"]
+        if artifacts.has_model_version(spec.name, version):
+            context.log.info(f"model version {version} already stored: identical triad")
+            lock = artifacts.lock_record(spec.name, version)
+        else:
+            artifacts.put_model_version(spec.name, version, files, lock)
+        if spec.gate is not None:
+            artifacts.move_alias(
+                spec.name,
+                "challenger",
+                version,
+                actor=f"dagster run {context.run_id}",
+                reason="newly trained model version awaits the gate",
+            )
+        triad = lock["triad"]
+        lock_uri = artifacts.uri(f"{artifacts.model_prefix(spec.name, version)}/lock.json")
+        context.log.info(f"model version {version}: weights {triad['weights_sha256'][:12]}")
+        return dg.Output(
+            {
+                "pipeline": spec.name,
+                "version": version,
+                "weights_sha256": triad["weights_sha256"],
+                "snapshot_sha256": triad["data_snapshot_sha256"],
+                "code_commit": triad["code_commit"],
+            },
+            metadata={
+                "version": version,
+                "code_commit": triad["code_commit"],
+                "code_dirty": str(lock["code"]["dirty"]),
+                "code_source": str(lock["code"]["source"]),
+                "lockgate": dg.MetadataValue.json(lock.get("lockgate") or {}),
+                "data_snapshot_sha256": triad["data_snapshot_sha256"],
+                "weights_sha256": triad["weights_sha256"],
+                "trainer": dg.MetadataValue.json(lock["trainer"]),
+                "train_rows": lock["split"]["train_rows"],
+                # what the model reads: a dropped feature is visible without opening the lock
+                "feature_count": len(lock.get("features") or []),
+                "features": ", ".join(lock.get("features") or []) or "none",
+                "files": dg.MetadataValue.json(lock["artifact"]["files"]),
+                "environment": dg.MetadataValue.json(lock["environment"]),
+                "lock_record": dg.MetadataValue.path(lock_uri),
+                "reproduce": f"lockgate reproduce {spec.name} {version}",
+            },
+            data_version=dg.DataVersion(version),
+        )
+
+    return model_weights
+
+
+def _traffic(
+    version: str, champion: str | None, canary: dict[str, Any] | None, served: bool
+) -> float | None:
+    """The share of live requests ``version`` answers, in percent (None: not served here)."""
+    if not served:
+        return None
+    state = canary or {}
+    if state.get("status") == "running" and version in (
+        state.get("champion"),
+        state.get("challenger"),
+    ):
+        weight = float(state.get("weight") or 0.0)  # shadow phase: 0, the challenger mirrors
+        share = weight if version == state.get("challenger") else 1.0 - weight
+        return round(100.0 * share, 2)
+    return 100.0 if version == champion else 0.0
+
+
+def model_registry_rows(
+    artifacts: ArtifactRegistry,
+    pipeline: str,
+    *,
+    canary: dict[str, Any] | None = None,
+    served: bool = False,
+    gated: bool = True,
+) -> list[dict[str, Any]]:
+    """Every model version of ``pipeline``, newest first: triad, gate verdict, role, traffic.
+
+    Args:
+        artifacts: the registry (lock records, verdicts, aliases).
+        pipeline: the pipeline name.
+        canary: the persisted canary state (``ServingStack.canary_state``), if any.
+        served: whether the pipeline serves live traffic (traffic shares are then numbers).
+        gated: whether the pipeline has a gate (a version without a verdict is then
+            ``pending``, else ``ungated``).
+
+    Returns:
+        One dict per version: ``version, role, traffic_pct, verdict, failed_rules, trained_at,
+        code_commit, data_snapshot, weights, features``. ``role`` is ``champion``,
+        ``challenger`` (the challenger alias, or the version a running canary tries),
+        ``previous champion`` or empty; ``verdict`` is the latest gate verdict's ``passed`` /
+        ``blocked``, or ``pending`` (not judged yet) or ``ungated``.
+    """
+    state = artifacts.aliases(pipeline)
+    champion = state["aliases"].get("champion")
+    challenger = state["aliases"].get("challenger")
+    if canary and canary.get("status") == "running":
+        challenger = canary.get("challenger") or challenger
+    former = {h["from"] for h in state["history"] if h["alias"] == "champion" and h["from"]}
+    rows = []
+    for version in artifacts.model_versions(pipeline):
+        lock = artifacts.lock_record(pipeline, version)
+        verdicts = artifacts.verdicts(pipeline, version)
+        if verdicts:
+            latest = verdicts[-1]
+            verdict = "passed" if latest.get("passed") else "blocked"
+            failed = ",".join(r["rule"] for r in latest.get("rules", []) if not r.get("passed"))
+        else:
+            verdict = "pending" if gated else "ungated"
+            failed = ""
+        role = (
+            "champion"
+            if version == champion
+            else "challenger"
+            if version == challenger
+            else "previous champion"
+            if version in former
+            else ""
+        )
+        triad = lock["triad"]
+        rows.append(
+            {
+                "version": version,
+                "role": role,
+                "traffic_pct": _traffic(version, champion, canary, served),
+                "verdict": verdict,
+                "failed_rules": failed,
+                "trained_at": str(lock.get("created_at", "")),
+                "code_commit": str(triad["code_commit"])[:12]
+                + ("+dirty" if (lock.get("code") or {}).get("dirty") else ""),
+                "data_snapshot": str(triad["data_snapshot_sha256"])[:12],
+                "weights": str(triad["weights_sha256"])[:12],
+                "features": len(lock.get("features") or []),
+            }
+        )
+    rows.sort(key=lambda r: (r["trained_at"], r["version"]), reverse=True)
+    return rows
+
+
+REGISTRY_COLUMNS = [
+    "version",
+    "role",
+    "traffic_pct",
+    "verdict",
+    "failed_rules",
+    "trained_at",
+    "code_commit",
+    "data_snapshot",
+    "weights",
+    "features",
+]
+
+
+def model_registry_metadata(
+    artifacts: ArtifactRegistry,
+    pipeline: str,
+    *,
+    canary: dict[str, Any] | None = None,
+    served: bool = False,
+    gated: bool = True,
+    reason: str = "",
+) -> dict[str, Any]:
+    """The registry view as Dagster metadata: a table of versions (newest first) and the roles
+    at a glance. ``reason`` says what changed (shown on the materialization)."""
+    from lockgate.assets.gate import records_table
+
+    rows = model_registry_rows(artifacts, pipeline, canary=canary, served=served, gated=gated)
+    champion = next((r for r in rows if r["role"] == "champion"), None)
+    challenger = next((r for r in rows if r["role"] == "challenger"), None)
+    metadata: dict[str, Any] = {
+        "versions": records_table(rows, REGISTRY_COLUMNS),
+        "champion": champion["version"] if champion else "none",
+        "challenger": challenger["version"] if challenger else "none",
+        "version_count": dg.MetadataValue.int(len(rows)),
+        "aliases": dg.MetadataValue.path(artifacts.uri(f"aliases/{pipeline}.json")),
+    }
+    if served and champion is not None and champion["traffic_pct"] is not None:
+        metadata["champion_traffic_pct"] = dg.MetadataValue.float(float(champion["traffic_pct"]))
+    if served and challenger is not None and challenger["traffic_pct"] is not None:
+        metadata["challenger_traffic_pct"] = dg.MetadataValue.float(
+            float(challenger["traffic_pct"])
+        )
+    if reason:
+        metadata["changed_because"] = reason[:1000]
+    return metadata
+
+
+def model_registry_event(
+    spec: ModelPipeline,
+    artifacts: ArtifactRegistry,
+    *,
+    canary: dict[str, Any] | None = None,
+    reason: str = "",
+) -> dg.AssetMaterialization:
+    """A ``[name, model_registry]`` materialization of the registry as it is now.
+
+    For whoever moves an alias or the traffic outside the train job's last step: the gate
+    checks (a blocked challenger), the canary controller (advance, promotion, rollback). A
+    sensor returns it in ``SensorResult(asset_events=[...])``; an op logs it with
+    ``context.log_event``.
+
+    Example:
+        >>> # SensorResult(asset_events=[model_registry_event(spec, artifacts,
+        >>> #     canary=stack.canary_state(spec.name), reason="promoted v2")])
+    """
+    return dg.AssetMaterialization(
+        asset_key=spec.asset_key("model_registry"),
+        description=(reason or "model registry of " + spec.name)[:2000],
+        metadata=model_registry_metadata(
+            artifacts,
+            spec.name,
+            canary=canary,
+            served=spec.serving is not None,
+            gated=spec.gate is not None,
+            reason=reason,
+        ),
+    )
+
+
+def build_model_registry(spec: ModelPipeline) -> dg.AssetsDefinition:
+    """The ``[name, model_registry]`` asset: every version with its triad, verdict and role."""
+    deps = [spec.asset_key("model_weights"), spec.asset_key("evaluation_report")]
+    if spec.serving is not None:
+        deps.append(spec.asset_key("rollout"))
+    elif spec.gate is not None:
+        deps.append(spec.asset_key("champion"))
+
+    @dg.asset(
+        key=spec.asset_key("model_registry"),
+        group_name=spec.name,
+        deps=deps,
+        kinds={"lockgate"},
+        description=(
+            "Every model version, newest first: code commit, data snapshot and weights hashes, "
+            "gate verdict, champion/challenger role and traffic share (re-recorded on every "
+            "promotion and rollback)."
+        ),
+    )
+    def model_registry(
+        context: dg.AssetExecutionContext,
+        artifacts: ArtifactRegistry,
+        serving_stack: ServingStack,
+    ) -> dg.MaterializeResult[Any]:
+        canary = serving_stack.canary_state(spec.name) if spec.serving is not None else None
+        metadata = model_registry_metadata(
+            artifacts,
+            spec.name,
+            canary=canary,
+            served=spec.serving is not None,
+            gated=spec.gate is not None,
+            reason=f"train run {context.run.run_id}",
+        )
+        context.log.info(
+            f"{spec.name} registry: {metadata['version_count'].value} versions, champion "
+            f"{metadata['champion']}, challenger {metadata['challenger']}"
+        )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return model_registry

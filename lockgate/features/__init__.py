@@ -1,0 +1,1 @@
+"""Feature data: the data-quality suite a snapshot must pass (Great Expectations)."""

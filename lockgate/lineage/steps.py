@@ -1,0 +1,428 @@
+"""The steps of a model's life as plain functions: snapshot, train, evaluate.
+
+Dagster assets call these; so does ``lockgate reproduce``, which is why training takes everything
+it needs from a lock record and a stored snapshot, never from the current spec.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lockgate.errors import (
+    ArtifactIntegrityError,
+    CorruptDataError,
+    EmptyDataError,
+    SchemaError,
+    ValidationFailedError,
+)
+from lockgate.lineage.hashing import canonical_frame, frame_sha256, sha256_bytes
+from lockgate.lineage.lock import build_lock_record, environment_versions
+from lockgate.lineage.project import code_version, lockgate_code
+from lockgate.training.trainers import Task, TrainedModel, check_labels, trainer_from_config
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lockgate.resources.artifacts import ArtifactRegistry
+    from lockgate.resources.feast_store import FeastStore
+    from lockgate.spec import ModelPipeline
+
+__all__ = [
+    "ModelBuild",
+    "SnapshotBuild",
+    "evaluate_version",
+    "load_snapshot_frame",
+    "load_trained_model",
+    "normalise_dtypes",
+    "snapshot_parquet_bytes",
+    "split_frame",
+    "take_snapshot",
+    "train_version",
+]
+
+Progress = Callable[[str], None]
+
+
+class SnapshotBuild(dict[str, Any]):
+    """Reference to a stored snapshot (JSON-able): frame_sha256, rows, features, ..."""
+
+
+class ModelBuild(dict[str, Any]):
+    """Reference to a stored model version (JSON-able): pipeline, version, weights_sha256, ..."""
+
+
+def snapshot_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Parquet bytes of a canonical frame, written with fixed settings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", row_group_size=1 << 20)
+    return buffer.getvalue()
+
+
+def normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Plain numpy dtypes for Feast's nullable ones.
+
+    Nullable integers and booleans become int64 / bool when they hold no missing value and
+    float64 (NaN for missing) when they do; nullable strings become object. Trainers, the
+    data-quality suite and the snapshot's Parquet schema then see one representation.
+    """
+    import pandas as pd
+
+    out = {}
+    for name, column in frame.items():
+        dtype = column.dtype
+        if isinstance(dtype, pd.StringDtype):
+            out[name] = column.astype(object).where(column.notna(), None)
+        elif pd.api.types.is_extension_array_dtype(dtype) and (
+            pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+        ):
+            if column.isna().any():
+                out[name] = column.astype("float64")
+            else:
+                out[name] = column.astype("int64" if pd.api.types.is_integer_dtype(dtype) else bool)
+        else:
+            out[name] = column
+    return pd.DataFrame(out, index=frame.index)
+
+
+def read_labels(spec: ModelPipeline, data_dir: Path) -> pd.DataFrame:
+    """The pipeline's labelled entity rows: a Parquet file, or every Parquet file of a folder.
+
+    Raises:
+        EmptyDataError: the labels are missing or hold no rows.
+        SchemaError: a needed column is missing.
+        CorruptDataError: a file is not readable Parquet.
+    """
+    from lockgate._util.dataio import read_parquet_dir, read_parquet_file
+
+    source = spec.labels
+    columns = [*source.entity_columns, source.timestamp_column, spec.label]
+    path = spec.labels_path(data_dir)
+    where = "labels.path" if source.path is not None else "labels.dataset"
+    if path.is_file():
+        frame = read_parquet_file(path, columns=columns).to_pandas()
+    elif path.is_dir():
+        frame = read_parquet_dir(path, columns=columns)
+    else:
+        raise EmptyDataError(
+            f"the labels of pipeline {spec.name!r} are missing: {where} resolves to {str(path)!r}, "
+            "which does not exist; a model needs labelled entity rows (entity columns "
+            f"{list(source.entity_columns)}, {source.timestamp_column!r}, {spec.label!r}). Fix: "
+            "write a Parquet file or folder there, or point the LabelSource at yours"
+        )
+    if frame.empty:
+        raise EmptyDataError(
+            f"the labels of pipeline {spec.name!r} at {str(path)!r} have no rows; a model needs "
+            "labelled entity rows. Fix: load labelled data there first"
+        )
+    return frame
+
+
+def labels_from_frame(spec: ModelPipeline, frame: Any) -> pd.DataFrame:
+    """The entity/label rows of a frame the user's label asset returned, checked.
+
+    Raises:
+        SchemaError: it is not a DataFrame, or a needed column is missing.
+        EmptyDataError: it has no rows.
+    """
+    import pandas as pd
+
+    source = spec.labels
+    columns = [*source.entity_columns, source.timestamp_column, spec.label]
+    if not isinstance(frame, pd.DataFrame):
+        raise SchemaError(
+            f"label asset {source.asset!r} of pipeline {spec.name!r} gave a "
+            f"{type(frame).__name__}: it must return a pandas DataFrame with columns {columns}. "
+            "Fix: return the entity/label frame from the asset"
+        )
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"label asset {source.asset!r} of pipeline {spec.name!r} lacks column(s) {missing}: "
+            f"its frame must have {columns} (it has {list(frame.columns)}). Fix: add them in "
+            "the asset, or correct LabelSource.entity_columns / timestamp_column / the label"
+        )
+    if frame.empty:
+        raise EmptyDataError(
+            f"label asset {source.asset!r} of pipeline {spec.name!r} returned no rows; a model "
+            "needs labelled entity rows. Fix: check the asset's query or filter"
+        )
+    return frame[columns].reset_index(drop=True)
+
+
+def take_snapshot(
+    spec: ModelPipeline,
+    feast: FeastStore,
+    artifacts: ArtifactRegistry,
+    *,
+    labels: pd.DataFrame | None = None,
+) -> tuple[SnapshotBuild, pd.DataFrame]:
+    """Build the point-in-time training frame, store it content-addressed, return its reference.
+
+    ``labels`` is the frame of the user's label asset (``LabelSource.asset``); without it the
+    labels are read from their Parquet files. Nothing is written unless the whole frame was
+    built: a bad label file, an unknown feature service or a missing column raises before the
+    registry is touched.
+    """
+    from lockgate.resources.feast_store import source_fingerprint
+
+    data_dir = feast.data_path
+    if spec.labels.asset is not None:
+        if labels is None:
+            raise SchemaError(
+                f"pipeline {spec.name!r} takes its labels from asset {spec.labels.asset!r}, "
+                "but no frame was given. Fix: materialize the feature snapshot through Dagster "
+                "(the asset is its input)"
+            )
+        labels = labels_from_frame(spec, labels)
+        labels_source: dict[str, Any] = {
+            "asset": spec.labels.asset,
+            "rows": len(labels),
+            "sha256": frame_sha256(
+                canonical_frame(labels, sort_by=list(labels.columns)),
+                sort_by=list(labels.columns),
+            ),
+        }
+    else:
+        labels = read_labels(spec, data_dir)
+        labels_source = source_fingerprint(spec.labels_path(data_dir))
+    # a label that does not fit the declared task fails here, before the (slow) Feast join
+    check_labels(labels[spec.label], task=spec.task, label=spec.label)
+    refs = feast.feature_refs(spec.feature_service)
+    frame = feast.historical_features(feature_service=spec.feature_service, entity_df=labels)
+    feature_names = [ref.split(":", 1)[-1] for ref in refs]
+    unknown_excluded = sorted(set(spec.exclude_features) - set(feature_names))
+    if unknown_excluded:
+        raise SchemaError(
+            f"exclude_features names {unknown_excluded} which feature service "
+            f"{spec.feature_service!r} does not provide ({feature_names}); fix the spec"
+        )
+    # the snapshot holds every feature of the service; exclude_features only narrows the model
+    features = feature_names
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise SchemaError(
+            f"Feast returned no column for features {missing} of service "
+            f"{spec.feature_service!r}; re-apply the feature repo or fix the feature view"
+        )
+    if frame.empty:
+        raise EmptyDataError(
+            f"the point-in-time join for {spec.feature_service!r} returned no rows; check that "
+            "the label rows' entity keys exist in the feature sources"
+        )
+    keep = [*spec.labels.entity_columns, spec.labels.timestamp_column, spec.label, *features]
+    frame = normalise_dtypes(frame[keep])
+    sort_by = [spec.labels.timestamp_column, *spec.labels.entity_columns]
+    canonical = canonical_frame(frame, sort_by=sort_by)
+    frame_sha = frame_sha256(canonical, sort_by=sort_by)
+    ts = canonical[spec.labels.timestamp_column]
+    manifest = {
+        "pipeline": spec.name,
+        "rows": len(canonical),
+        "schema": {c: str(t) for c, t in canonical.dtypes.items()},
+        "sort_by": sort_by,
+        "feature_service": spec.feature_service,
+        "feature_refs": list(refs),
+        "features": features,
+        "label": spec.label,
+        "task": spec.task,
+        "entity_columns": list(spec.labels.entity_columns),
+        "timestamp_column": spec.labels.timestamp_column,
+        "time_range": [str(ts.min()), str(ts.max())],
+        "label_rate": _label_rate(canonical[spec.label]),
+        "feast": feast.fingerprints(spec.feature_service),
+        "labels_source": labels_source,  # metadata only
+    }
+    created = artifacts.put_snapshot(frame_sha, snapshot_parquet_bytes(canonical), manifest)
+    stored = artifacts.snapshot_manifest(frame_sha)
+    ref = SnapshotBuild(
+        frame_sha256=frame_sha,
+        file_sha256=stored["file_sha256"],
+        rows=len(canonical),
+        features=features,
+        label=spec.label,
+        timestamp_column=spec.labels.timestamp_column,
+        entity_columns=list(spec.labels.entity_columns),
+        feature_service=spec.feature_service,
+        created=created,
+        uri=artifacts.uri(artifacts.snapshot_key(frame_sha)),
+    )
+    return ref, canonical
+
+
+def _label_rate(labels: pd.Series) -> float | None:
+    import pandas as pd
+
+    numeric = pd.to_numeric(labels, errors="coerce")
+    return float(numeric.mean()) if numeric.notna().any() else None
+
+
+def load_snapshot_frame(
+    artifacts: ArtifactRegistry, frame_sha: str, *, verify_content: bool = True
+) -> pd.DataFrame:
+    """Read a stored snapshot, checking the file hash and (by default) the frame hash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = artifacts.read_snapshot_bytes(frame_sha)
+    try:
+        frame = pq.read_table(pa.BufferReader(data)).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptDataError(
+            f"snapshot {frame_sha[:12]} cannot be read as Parquet ({exc}); restore it or "
+            "materialize the snapshot again"
+        ) from exc
+    if verify_content:
+        manifest = artifacts.snapshot_manifest(frame_sha)
+        actual = frame_sha256(frame, sort_by=manifest["sort_by"])
+        if actual != frame_sha:
+            raise ArtifactIntegrityError(
+                f"snapshot {frame_sha[:12]} holds a frame whose content hash is {actual[:12]}; "
+                "the snapshot was altered: materialize it again from the source data"
+            )
+    return frame
+
+
+def split_frame(
+    frame: pd.DataFrame, *, timestamp_column: str, holdout_fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-based split: rows at or after the (1 - holdout_fraction) time quantile are held out.
+
+    Rows sharing the boundary timestamp all go to the held-out part, so no timestamp is on both
+    sides.
+    """
+    if frame.empty:
+        raise EmptyDataError("cannot split an empty frame; the snapshot has no rows")
+    ordered = frame.sort_values(timestamp_column, kind="mergesort").reset_index(drop=True)
+    cut = int(len(ordered) * (1.0 - holdout_fraction))
+    cut = min(max(cut, 1), len(ordered) - 1) if len(ordered) > 1 else 1
+    boundary = ordered[timestamp_column].iloc[min(cut, len(ordered) - 1)]
+    train = ordered[ordered[timestamp_column] < boundary]
+    holdout = ordered[ordered[timestamp_column] >= boundary]
+    if train.empty or holdout.empty:
+        raise EmptyDataError(
+            f"the time split at {boundary} leaves {len(train)} training and {len(holdout)} "
+            "held-out rows; snapshot more days of data or change split.holdout_fraction"
+        )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def train_version(
+    *,
+    pipeline: str,
+    snapshot: Mapping[str, Any],
+    frame: pd.DataFrame,
+    trainer_config: Mapping[str, Any],
+    features: Sequence[str],
+    label: str,
+    timestamp_column: str,
+    holdout_fraction: float,
+    gold: Mapping[str, Any] | None = None,
+    code_path: str | Path | None = None,
+    task: Task = "binary",
+) -> tuple[dict[str, Any], dict[str, bytes], TrainedModel]:
+    """Fit a model on the training part of ``frame``; return (lock record, files, model).
+
+    ``code_path`` is the user's project (:attr:`ModelPipeline.project_dir`): its git commit is
+    the code of the triad.
+
+    The training part is the rows before the time split, minus the gold rows when ``gold``
+    (a :class:`~lockgate.evaluation.gate.GoldSet` as a dict) is given.
+    """
+    train, _ = split_frame(
+        frame, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
+    )
+    if gold is not None:
+        from lockgate.evaluation.gate import GoldSet
+        from lockgate.evaluation.report import gold_mask
+
+        train = train[~gold_mask(train, GoldSet(**gold))].reset_index(drop=True)
+    trainer = trainer_from_config(dict(trainer_config))
+    model = trainer.fit(train, features=list(features), label=label, task=task)
+    files = model.files()
+    lock = build_lock_record(
+        pipeline=pipeline,
+        code=code_version(code_path),
+        project_dir=str(code_path) if code_path is not None else None,
+        lockgate=lockgate_code(),
+        task=task,
+        snapshot=snapshot,
+        trainer=trainer.config(),
+        features=features,
+        label=label,
+        split={
+            "kind": "time",
+            "timestamp_column": timestamp_column,
+            "holdout_fraction": holdout_fraction,
+            "train_rows": len(train),
+            "gold": dict(gold) if gold is not None else None,
+        },
+        weights_file=model.weights_file,
+        files={name: sha256_bytes(data) for name, data in files.items()},
+        environment=environment_versions(),
+    )
+    return lock, files, model
+
+
+def require_validated(artifacts: ArtifactRegistry, frame_sha: str) -> dict[str, Any]:
+    """The snapshot's passed data-quality verdict; raises if it is missing or failed."""
+    verdict = artifacts.validation(frame_sha)
+    if verdict is None:
+        raise ValidationFailedError(
+            f"snapshot {frame_sha[:12]} has no data-quality verdict; run its checks first "
+            "(materialize feature_snapshot with its checks, e.g. the pipeline's train job)"
+        )
+    if not verdict.get("passed"):
+        failed = [c["name"] for c in verdict.get("checks", []) if not c["passed"]]
+        raise ValidationFailedError(
+            f"snapshot {frame_sha[:12]} failed data-quality checks {failed}; training on it is "
+            "refused: fix the data (see the checks in the UI) and snapshot again"
+        )
+    return verdict
+
+
+def load_trained_model(artifacts: ArtifactRegistry, pipeline: str, version: str) -> TrainedModel:
+    """Load a model version, every file verified against its lock record."""
+    record = artifacts.lock_record(pipeline, version)
+    files = artifacts.model_files(pipeline, version)
+    return TrainedModel.load(record["trainer"]["kind"], files)
+
+
+def evaluate_version(
+    artifacts: ArtifactRegistry, pipeline: str, version: str, frame: pd.DataFrame
+) -> dict[str, Any]:
+    """Score a model version on the held-out part of its snapshot."""
+    from lockgate.evaluation.report import encode_labels, predict
+    from lockgate.tasks.catalog import task_metrics
+
+    record = artifacts.lock_record(pipeline, version)
+    task = record.get("task", "binary")
+    split = record["split"]
+    _, holdout = split_frame(
+        frame,
+        timestamp_column=split["timestamp_column"],
+        holdout_fraction=split["holdout_fraction"],
+    )
+    model = load_trained_model(artifacts, pipeline, version)
+    classes = model.classes if task == "multiclass" else None
+    scores = predict(model, holdout, task=task, classes=classes, name=f"version {version}")
+    labels = holdout[record["label"]]
+    y = encode_labels(labels, classes) if classes is not None else labels.to_numpy()
+    metrics = task_metrics(task, y, scores)
+    ts = holdout[split["timestamp_column"]]
+    return {
+        "pipeline": pipeline,
+        "version": version,
+        "dataset": "holdout",
+        "task": task,
+        "snapshot_sha256": record["triad"]["data_snapshot_sha256"],
+        "rows": len(holdout),
+        "time_range": [str(ts.min()), str(ts.max())],
+        "metrics": metrics,
+    }
