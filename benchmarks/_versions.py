@@ -37,7 +37,7 @@ def store_version(registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: st
     """A LightGBM version with a passing gate verdict (only gated versions serve)."""
     from lockgate.lineage.hashing import frame_sha256
     from lockgate.lineage.steps import snapshot_parquet_bytes, train_version
-    from lockgate.training.trainers import LightGBMTrainer
+    from lockgate.training import LightGBMTrainer
 
     sort_by = ["event_timestamp", "transaction_id"]
     sha = frame_sha256(frame, sort_by=sort_by)

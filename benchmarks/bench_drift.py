@@ -146,7 +146,7 @@ def _compare_evidently(
     evidently: dict[str, Any],
 ) -> dict[str, Any]:
     """Per stattest: lockgate's value in Evidently's convention vs Evidently's value."""
-    from lockgate.monitoring import drift
+    from lockgate.monitoring import drift_measures as drift
 
     ev = {m: evidently["methods"][m]["values"] for m in EVIDENTLY_METHODS}
     same_bins: dict[str, list[tuple[float, float]]] = {"psi": [], "jensenshannon": []}
@@ -158,8 +158,12 @@ def _compare_evidently(
         p_ref, p_cur = _evidently_bins(r, q)
         # lockgate's PSI formula with Evidently's fill; the eps floor never binds (fill < eps).
         filled_ref, filled_cur = _evidently_fill(p_ref), _evidently_fill(p_cur)
-        same_bins["psi"].append((drift._psi(filled_ref, filled_cur, 1e-300), ev["psi"][c]))
-        same_bins["jensenshannon"].append((drift._jsd(p_ref, p_cur), ev["jensenshannon"][c]))
+        same_bins["psi"].append(
+            (drift.population_stability_index(filled_ref, filled_cur, 1e-300), ev["psi"][c])
+        )
+        same_bins["jensenshannon"].append(
+            (drift.jensen_shannon_distance(p_ref, p_cur), ev["jensenshannon"][c])
+        )
         own["psi"].append((engine[c].psi, ev["psi"][c]))
         own["jensenshannon"].append((engine[c].jsd, ev["jensenshannon"][c]))
         ks.append((engine[c].ks_pvalue, ev["ks"][c]))

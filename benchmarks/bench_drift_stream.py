@@ -79,7 +79,7 @@ def _build_log(args: argparse.Namespace, log_dir: Path) -> tuple[int, int]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from lockgate.gateway.app import LOG_ROW_GROUP_ROWS, prediction_log_schema
+    from lockgate.gateway.predlog import LOG_ROW_GROUP_ROWS, prediction_log_schema
 
     schema = prediction_log_schema()
     day0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -128,7 +128,7 @@ def _child(log_dir: str, reference: str, out: str, batch_records: int) -> None:
     """Streams the log into a DriftAccumulator; writes results, timings and own peak RSS."""
     import pandas as pd
 
-    from lockgate.gateway.app import iter_prediction_log
+    from lockgate.gateway.predlog import iter_prediction_log
     from lockgate.monitoring.drift import DriftAccumulator
 
     t0 = time.perf_counter()

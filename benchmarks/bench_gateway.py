@@ -52,9 +52,9 @@ import numpy as np
 import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockgate.gateway.app import HttpUpstream
-from lockgate.resources.gateway import GatewayServer
-from lockgate.resources.triton import LocalTritonServer
+from lockgate.gateway.process import GatewayServer
+from lockgate.gateway.upstream import HttpUpstream
+from lockgate.serving.triton_server import LocalTritonServer
 
 MODEL = "bench"
 VERSION = "v1"

@@ -87,7 +87,7 @@ def build_registry(repo: Path, data: Path, views: int) -> None:
 
 def check_registry(repo: Path, data: Path, views: int) -> int:
     """Opens the registry with Feast itself; returns the service's view count."""
-    from lockgate.resources.feast_store import FeastStore
+    from lockgate.features.store import FeastStore
 
     store = FeastStore(repo_dir=str(repo), data_dir=str(data), project=PROJECT).store()
     service = store.get_feature_service(SERVICE)
@@ -127,8 +127,8 @@ def main() -> None:
     import dagster as dg
 
     from lockgate import FeatureChangePolicy, LabelSource, LightGBMTrainer, ModelPipeline, mutations
+    from lockgate.features.store import FeastStore
     from lockgate.resources.audit import AuditTrail
-    from lockgate.resources.feast_store import FeastStore
     from lockgate.sensors.feature_store import make_feature_change_sensor
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_sensor_tick_"))

@@ -128,13 +128,13 @@ def main() -> None:
 
     from lockgate import Environment
     from lockgate.audit.log import AuditLog
-    from lockgate.resources.artifacts import LocalArtifactRegistry
+    from lockgate.lineage.registry import LocalArtifactRegistry
     from lockgate.resources.audit import AuditTrail
-    from lockgate.resources.serving import LocalServingStack
     from lockgate.sensors.canary import run_canary_tick
+    from lockgate.serving.stack import LocalServingStack
     from lockgate.serving.wire import wire_schema_for_version
     from lockgate.spec import LabelSource, ModelPipeline
-    from lockgate.training.trainers import LightGBMTrainer
+    from lockgate.training import LightGBMTrainer
 
     spec = ModelPipeline(  # what the tick reads: name, canary policy, task
         name=PIPELINE,

@@ -3,7 +3,7 @@
 One run, two server processes side by side, each a trivial ASGI app (reads the body, answers
 ``ok``) under uvicorn on uvloop: ``plain`` is uvicorn's ``HttpToolsProtocol`` with the gateway's
 coalescing transport only, ``limited`` is the protocol the gateway serves with
-(``lockgate.gateway.app._http_protocol(ServerLimits())``: URL, head and connection caps, head, body
+(``lockgate.gateway.server.http_protocol(ServerLimits())``: URL, head and connection caps, head, body
 and keep-alive timers). A closed loop of ``--clients`` connections (lockgate's ``HttpUpstream`` on
 uvloop, 200-byte POST bodies) loads them in turn, ``--rounds`` times; the number is the server
 process's CPU (user + system) per request, median over rounds. The app does nothing, so the
@@ -50,7 +50,8 @@ def _serve(kind: str, port: int) -> None:
     import uvloop
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from lockgate.gateway.app import ServerLimits, _CoalescingTransport, _http_protocol
+    from lockgate.gateway.server import ServerLimits, _CoalescingTransport
+    from lockgate.gateway.server import http_protocol as _http_protocol
 
     class Plain(HttpToolsProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -78,7 +79,7 @@ def _cpu_s(pid: int) -> float:
 
 
 async def _load(port: int, pid: int, clients: int, seconds: float) -> tuple[float, float]:
-    from lockgate.gateway.app import HttpUpstream
+    from lockgate.gateway.upstream import HttpUpstream
 
     up = HttpUpstream(f"127.0.0.1:{port}", max_connections=clients, timeout_s=30)
     state = {"n": 0, "stop": False, "record": False}

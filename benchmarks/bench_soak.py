@@ -26,7 +26,7 @@ reloaded every routed version (one restorer at a time: a tick's own ``ensure()``
 supervisor's restart on the same kept ports).
 
 At the end the load stops, the supervisor gets SIGTERM, the gateway rolls its log, and the
-prediction log (:func:`lockgate.gateway.app.iter_prediction_log`) is compared with what clients
+prediction log (:func:`lockgate.gateway.predlog.iter_prediction_log`) is compared with what clients
 saw: every answered 2xx trace id must be logged (``lost`` must be 0). Also reported: errors by
 kind, the 503s refused while the disk was full, answered non-2xx requests missing from the log,
 logged requests no client saw answered (cut by a kill), canary ticks by action and the
@@ -387,14 +387,14 @@ def main() -> None:
 
     from lockgate import Environment
     from lockgate.audit.log import AuditLog
-    from lockgate.gateway.app import iter_prediction_log
-    from lockgate.resources.artifacts import LocalArtifactRegistry
+    from lockgate.gateway.predlog import iter_prediction_log
+    from lockgate.lineage.registry import LocalArtifactRegistry
     from lockgate.resources.audit import AuditTrail
-    from lockgate.resources.serving import LocalServingStack
     from lockgate.serving.canary import CanaryPolicy
+    from lockgate.serving.stack import LocalServingStack
     from lockgate.serving.wire import encode, wire_schema_for_version
     from lockgate.spec import LabelSource, ModelPipeline
-    from lockgate.training.trainers import LightGBMTrainer
+    from lockgate.training import LightGBMTrainer
 
     policy = CanaryPolicy(  # holds at 10 % all along: the canary runs through every fault
         steps=(10, 100),

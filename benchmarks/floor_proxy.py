@@ -18,7 +18,7 @@ from pathlib import Path
 import httptools
 import uvloop
 
-from lockgate.gateway.app import HttpUpstream
+from lockgate.gateway.upstream import HttpUpstream
 
 
 class _Proxy(asyncio.Protocol):

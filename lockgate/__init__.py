@@ -45,10 +45,10 @@ from lockgate.errors import (
     ValidationFailedError,
 )
 from lockgate.evaluation.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec
+from lockgate.features.store import FeastStore
+from lockgate.lineage.registry import ArtifactRegistry, LocalArtifactRegistry
 from lockgate.monitoring.feedback import labels_for, write_feedback
 from lockgate.monitoring.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
-from lockgate.resources.artifacts import ArtifactRegistry, LocalArtifactRegistry
-from lockgate.resources.feast_store import FeastStore
 from lockgate.serving.canary import CanaryPolicy
 from lockgate.spec import (
     ColumnRule,
@@ -59,12 +59,12 @@ from lockgate.spec import (
     TritonTarget,
 )
 from lockgate.traffic import TrafficGenerator, TrafficReport, drive_canary
-from lockgate.training.sklearn_trainer import SklearnTrainer
-from lockgate.training.torch_module_trainer import TorchModuleTrainer
-from lockgate.training.trainers import (
+from lockgate.training import (
     CustomModel,
     CustomTrainer,
     LightGBMTrainer,
+    SklearnTrainer,
+    TorchModuleTrainer,
     TorchTrainer,
     Trainer,
     prepare_training,

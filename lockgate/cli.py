@@ -27,7 +27,7 @@ def _env(home: str | None) -> Environment:
 
 
 def _registry(env: Environment) -> Any:
-    from lockgate.resources.artifacts import LocalArtifactRegistry
+    from lockgate.lineage.registry import LocalArtifactRegistry
 
     return LocalArtifactRegistry(root=str(env.artifacts_dir))
 

@@ -8,15 +8,14 @@ tests of every sensor run on it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from lockgate._util.process import ManagedProcess, log_tail
 from lockgate.environment import Environment
 from lockgate.errors import LockgateError
 
@@ -52,7 +51,12 @@ class DagsterDaemon:
         self.log_path = log_path or env.home / "logs" / "dagster-daemon.log"
         self.extra_env = dict(extra_env or {})
         self.cwd = cwd or env.home
-        self.process: subprocess.Popen[bytes] | None = None
+        self._proc = ManagedProcess(log_file=self.log_path)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The ``dagster-daemon`` child process while started (None before and after)."""
+        return self._proc.process
 
     def start(self, *, timeout_s: float = 90.0) -> DagsterDaemon:
         """Start the daemon and wait until its sensor daemon has sent a heartbeat.
@@ -75,29 +79,28 @@ class DagsterDaemon:
             **self.extra_env,
         )
         started = time.time()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(exe), "run", "-w", str(self.workspace)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(self.cwd),
-                start_new_session=True,
-            )
+        self._proc.log_file = self.log_path
+        process = self._proc.start(
+            [str(exe), "run", "-w", str(self.workspace)], env=env, cwd=self.cwd
+        )
         from dagster import DagsterInstance
 
         with DagsterInstance.from_config(str(self.env.dagster_home)) as instance:
-            while time.time() - started < timeout_s:
-                if self.process.poll() is not None:
-                    raise LockgateError(
-                        f"dagster-daemon exited with {self.process.returncode} at start; its "
-                        f"log {self.log_path} ends with:\n{self.log_tail()}"
-                    )
-                beats = instance.get_daemon_heartbeats()
-                sensor = beats.get("SENSOR")
-                if sensor is not None and sensor.timestamp >= started:
-                    return self
-                time.sleep(0.5)
+
+            def heartbeat() -> bool:
+                sensor = instance.get_daemon_heartbeats().get("SENSOR")
+                return sensor is not None and sensor.timestamp >= started
+
+            ready = self._proc.wait_ready(
+                heartbeat, timeout_s=timeout_s, interval_s=0.5, clock=time.time
+            )
+            if not ready and process.poll() is not None:
+                raise LockgateError(
+                    f"dagster-daemon exited with {process.returncode} at start; its "
+                    f"log {self.log_path} ends with:\n{self.log_tail()}"
+                )
+            if ready:
+                return self
         self.stop()
         raise LockgateError(
             f"dagster-daemon sent no sensor heartbeat within {timeout_s:.0f} s; its log "
@@ -108,25 +111,15 @@ class DagsterDaemon:
         """The last lines of the daemon's log."""
         if not self.log_path.exists():
             return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_path, lines=lines)
 
     def stop(self, *, timeout_s: float = 30.0) -> None:
         """SIGTERM the daemon's process group (it starts code servers), SIGKILL if it lingers."""
-        from lockgate._util.process import stop_process_group
-
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        stop_process_group(process.pid, timeout_s=timeout_s)
-        process.wait(timeout=10)
+        self._proc.stop(timeout_s=timeout_s, term_group=True, sweep_s=None)
 
     def kill(self) -> None:
         """SIGKILL the whole process group at once (a crash, for tests)."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        self._proc.stop(timeout_s=0.0, force=True, sweep_s=None)
 
     def __enter__(self) -> DagsterDaemon:
         return self.start()

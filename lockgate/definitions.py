@@ -1,4 +1,9 @@
-"""Turn pipeline specs plus an environment into one ``dg.Definitions``."""
+"""Turn pipeline specs plus an environment into one ``dg.Definitions``.
+
+Importing this module also lends every spec its Dagster view (:class:`DagsterSpecView`, installed
+with :func:`lockgate.spec.install_dagster_view`): the spec is core and never imports Dagster,
+while ``spec.asset_key(...)`` and ``spec.to_definitions()`` return Dagster objects.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from lockgate.environment import Environment
 from lockgate.errors import SpecError
+from lockgate.spec import install_dagster_view
 
 if TYPE_CHECKING:
     import dagster as dg
 
     from lockgate.spec import ModelPipeline
 
-__all__ = ["build_definitions"]
+__all__ = ["DagsterSpecView", "build_definitions"]
 
 
 def build_definitions(
@@ -63,3 +69,32 @@ def build_definitions(
             metadata=pipeline_metadata(list(pipelines)),
         ),
     )
+
+
+class DagsterSpecView:
+    """A spec's Dagster objects: ``dg.AssetKey`` for its assets, ``dg.Definitions`` for it."""
+
+    def asset_key(self, path: Sequence[str]) -> dg.AssetKey:
+        """``dg.AssetKey(path)``."""
+        import dagster as dg
+
+        return dg.AssetKey(list(path))
+
+    def asset_key_from_string(self, value: str) -> dg.AssetKey:
+        """``dg.AssetKey.from_user_string(value)``."""
+        import dagster as dg
+
+        return dg.AssetKey.from_user_string(value)
+
+    def definitions(
+        self,
+        spec: ModelPipeline,
+        *,
+        environment: Environment | None,
+        resources: Mapping[str, Any] | None,
+    ) -> dg.Definitions:
+        """:func:`build_definitions` of this one pipeline."""
+        return build_definitions([spec], environment=environment, resources=resources)
+
+
+install_dagster_view(DagsterSpecView())

@@ -96,14 +96,23 @@ class Environment:
         return self.home / "dagster"
 
     def resources(self) -> dict[str, Any]:
-        """Resource key -> implementation; the same keys in every environment."""
+        """Resource key -> implementation; the same keys in every environment.
+
+        ``local`` binds the plain registry, Feast store and serving stack (usable as they are,
+        outside Dagster too); ``production`` binds their Dagster resources, whose configuration
+        Dagster reads from environment variables at run time and which hand assets and sensors
+        the same plain objects.
+        """
         import dagster as dg
 
-        from lockgate.resources.artifacts import LocalArtifactRegistry
+        from lockgate.features.store import FeastStore
+        from lockgate.lineage.registry import LocalArtifactRegistry
+        from lockgate.resources.artifacts import LocalArtifactRegistryResource
         from lockgate.resources.audit import AuditTrail
-        from lockgate.resources.feast_store import FeastStore
+        from lockgate.resources.feast_store import FeastStoreResource
         from lockgate.resources.io_manager import JsonReferenceIOManager, ParquetFrameIOManager
-        from lockgate.resources.serving import LocalServingStack, RemoteServingStack
+        from lockgate.resources.serving import RemoteServingStackResource
+        from lockgate.serving.stack import LocalServingStack
 
         if self.kind == "local":
             return {
@@ -119,10 +128,10 @@ class Environment:
                 ),
             }
         return {
-            "feast": FeastStore(
+            "feast": FeastStoreResource(
                 repo_dir=dg.EnvVar("LOCKGATE_FEAST_DIR"), data_dir=dg.EnvVar("LOCKGATE_DATA_DIR")
             ),
-            "artifacts": LocalArtifactRegistry(
+            "artifacts": LocalArtifactRegistryResource(
                 root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT"),
                 signing_key=dg.EnvVar("LOCKGATE_SIGNING_KEY"),
             ),
@@ -131,7 +140,7 @@ class Environment:
             "audit": AuditTrail(
                 path=dg.EnvVar("LOCKGATE_AUDIT_PATH"), signing_key=dg.EnvVar("LOCKGATE_SIGNING_KEY")
             ),
-            "serving_stack": RemoteServingStack(
+            "serving_stack": RemoteServingStackResource(
                 triton_url=dg.EnvVar("LOCKGATE_TRITON_URL"),
                 gateway_url=dg.EnvVar("LOCKGATE_GATEWAY_URL"),
                 model_repository=dg.EnvVar("LOCKGATE_MODEL_REPOSITORY"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -27,21 +27,21 @@ from lockgate.evaluation.gate import Gate
 from lockgate.lineage.project import caller_project_dir
 from lockgate.monitoring.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 from lockgate.serving.canary import CanaryPolicy
-from lockgate.training.trainers import TrainerSpec
+from lockgate.training import TrainerSpec
 
 if TYPE_CHECKING:
-    import dagster as dg
-
-    from lockgate.environment import Environment
+    from collections.abc import Sequence
 
 __all__ = [
     "ASSET_NAMES",
     "ColumnRule",
+    "DagsterView",
     "DataValidation",
     "LabelSource",
     "ModelPipeline",
     "Split",
     "TritonTarget",
+    "install_dagster_view",
 ]
 
 ASSET_NAMES = (
@@ -57,6 +57,50 @@ ASSET_NAMES = (
     "model_registry",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class DagsterView(Protocol):
+    """What the Dagster layer lends a spec: its asset keys and its definitions.
+
+    The spec is core and never imports Dagster; :mod:`lockgate.definitions` installs the view
+    (:func:`install_dagster_view`) when :mod:`lockgate` is imported, so that
+    :meth:`ModelPipeline.asset_key` returns a ``dg.AssetKey`` and
+    :meth:`ModelPipeline.to_definitions` a ``dg.Definitions``.
+    """
+
+    def asset_key(self, path: Sequence[str]) -> Any:
+        """The asset key with these path parts."""
+
+    def asset_key_from_string(self, value: str) -> Any:
+        """The asset key a user string (``"a/b"``) names."""
+
+    def definitions(
+        self,
+        spec: ModelPipeline,
+        *,
+        environment: Any | None,
+        resources: Mapping[str, Any] | None,
+    ) -> Any:
+        """One pipeline's definitions, with the environment's resources bound."""
+
+
+_DAGSTER_VIEW: list[DagsterView] = []
+
+
+def install_dagster_view(view: DagsterView) -> None:
+    """Lend specs the Dagster layer's asset keys and definitions (the last view installed wins)."""
+    _DAGSTER_VIEW[:] = [view]
+
+
+def _dagster_view() -> DagsterView:
+    if not _DAGSTER_VIEW:
+        # lockgate/__init__.py imports lockgate.definitions, which installs the view: only a
+        # partially imported package gets here
+        raise RuntimeError(
+            "lockgate's Dagster layer is not loaded, so a spec has no asset keys or definitions; "
+            "fix: import lockgate (its __init__ installs the view) before asking a spec for them"
+        )
+    return _DAGSTER_VIEW[0]
 
 
 class _Frozen(BaseModel):
@@ -207,7 +251,7 @@ class ModelPipeline(_Frozen):
             feedback (labels of the task's type, its metrics, judged in the metric's
             direction).
         labels: where the labelled entity rows come from.
-        trainer: any :class:`~lockgate.training.trainers.Trainer` (built-in, shipped or your own).
+        trainer: any :class:`~lockgate.training.Trainer` (built-in, shipped or your own).
         validation: data-quality suite on the snapshot (blocking checks).
         split: train / held-out split.
         exclude_features: feature names of the service that the model must not use.
@@ -329,13 +373,11 @@ class ModelPipeline(_Frozen):
         return (Path(self.project_dir) / Path(path).expanduser()).resolve()
 
     @property
-    def labels_asset_key(self) -> dg.AssetKey | None:
-        """The key of the user's label asset, when the labels come from one."""
-        import dagster as dg
-
-        return (
-            None if self.labels.asset is None else dg.AssetKey.from_user_string(self.labels.asset)
-        )
+    def labels_asset_key(self) -> Any:
+        """The key (a ``dg.AssetKey``) of the user's label asset, when the labels come from one."""
+        if self.labels.asset is None:
+            return None
+        return _dagster_view().asset_key_from_string(self.labels.asset)
 
     def labels_path(self, data_dir: str | Path) -> Path:
         """Where the labels are: ``labels.path`` (project-relative), else ``data_dir/dataset``."""
@@ -348,10 +390,8 @@ class ModelPipeline(_Frozen):
         """The Feast repository folder, resolved; None when the environment's store is used."""
         return self.resolve_path(self.feature_repo) if self.feature_repo is not None else None
 
-    def asset_key(self, asset: str) -> dg.AssetKey:
-        """The asset key ``[name, asset]`` of one of this pipeline's assets."""
-        import dagster as dg
-
+    def asset_key(self, asset: str) -> Any:
+        """The asset key (a ``dg.AssetKey``) ``[name, asset]`` of one of this pipeline's assets."""
         needs_gate = asset in ("gold_set", "champion") and self.gate is None
         if (
             asset not in ASSET_NAMES
@@ -366,7 +406,7 @@ class ModelPipeline(_Frozen):
                 "and rollout only with serving, drift_report only with drift, live_performance "
                 "only with feedback)"
             )
-        return dg.AssetKey([self.name, asset])
+        return _dagster_view().asset_key([self.name, asset])
 
     @property
     def canary_sensor_name(self) -> str:
@@ -396,15 +436,13 @@ class ModelPipeline(_Frozen):
     def to_definitions(
         self,
         *,
-        environment: Environment | None = None,
+        environment: Any | None = None,
         resources: Mapping[str, Any] | None = None,
-    ) -> dg.Definitions:
-        """This pipeline's assets, checks and jobs, with the environment's resources bound.
+    ) -> Any:
+        """This pipeline's assets, checks and jobs (a ``dg.Definitions``), resources bound.
 
-        ``environment`` defaults to :meth:`Environment.from_env`; ``resources`` replaces the
-        environment's resources of the same keys; several pipelines are combined with
-        :func:`lockgate.build_definitions`.
+        ``environment`` (a :class:`lockgate.Environment`) defaults to
+        :meth:`Environment.from_env`; ``resources`` replaces the environment's resources of the
+        same keys; several pipelines are combined with :func:`lockgate.build_definitions`.
         """
-        from lockgate.definitions import build_definitions
-
-        return build_definitions([self], environment=environment, resources=resources)
+        return _dagster_view().definitions(self, environment=environment, resources=resources)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from lockgate.resources.artifacts import ArtifactRegistry
+    from lockgate.lineage.registry import ArtifactRegistry
     from lockgate.resources.audit import AuditTrail
-    from lockgate.resources.serving import ServingStack
     from lockgate.sensors.canary import TickOutcome
+    from lockgate.serving.stack import ServingStack
     from lockgate.spec import ModelPipeline
 
 __all__ = ["TrafficGenerator", "TrafficReport", "drive_canary"]

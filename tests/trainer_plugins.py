@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lockgate.training.trainers import (
+from lockgate.training import (
     CustomModel,
     CustomTrainer,
     LightGBMModel,

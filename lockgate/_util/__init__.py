@@ -3,3 +3,5 @@
 Nothing here is public API; :func:`lockgate.read_parquet_dir` and :func:`lockgate.read_parquet_file`
 are re-exported by the top-level package.
 """
+
+__all__: list[str] = []

@@ -7,7 +7,7 @@ reproduce and load. A finder on :data:`sys.meta_path` maps each old path to the 
 holds its code (the same module object, so classes compare equal); nothing else imports through
 it. Old names that are now packages (``lockgate.gateway``, ``lockgate.serving``, ...) import as
 the package; their old contents are reached through :data:`PACKAGE_ALIASES` by the resolver of
-``module:Class`` paths (:func:`lockgate.training.trainers.import_object`).
+``module:Class`` paths (:func:`lockgate.training.import_paths.import_object`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ MOVED_MODULES: dict[str, str] = {
     "lockgate.reproduce": "lockgate.lineage.reproduce",
     "lockgate.build": "lockgate.lineage.steps",
     "lockgate.metrics": "lockgate.tasks.metrics",
-    "lockgate.trainers": "lockgate.training.trainers",
+    "lockgate.trainers": "lockgate.training",
+    "lockgate.training.trainers": "lockgate.training",
     "lockgate.trainers_sklearn": "lockgate.training.sklearn_trainer",
     "lockgate.trainers_torch_module": "lockgate.training.torch_module_trainer",
     "lockgate.stats": "lockgate.evaluation.stats",

@@ -4,8 +4,8 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
-from lockgate.resources.serving import ServingStack
+from lockgate.lineage.registry import ArtifactRegistry
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = ["build_drift_report"]
@@ -27,10 +27,11 @@ def build_drift_report(spec: ModelPipeline) -> dg.AssetsDefinition:
     )
     def drift_report(
         context: dg.AssetExecutionContext,
-        serving_stack: ServingStack,
-        artifacts: ArtifactRegistry,
+        serving_stack: dg.ResourceParam[ServingStack],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.MaterializeResult[Any]:
-        from lockgate.monitoring.drift_report import compute_drift_report, drift_metadata
+        from lockgate.assets.drift_metadata import drift_metadata
+        from lockgate.monitoring.drift_report import compute_drift_report
 
         report = compute_drift_report(spec, stack=serving_stack, artifacts=artifacts)
         context.log.info(f"{spec.name} drift: {report['level']}: {report['reason']}")

@@ -5,7 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.spec import ModelPipeline
 
 __all__ = ["build_evaluation_report"]
@@ -29,7 +29,7 @@ def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         weights: dict[str, Any],
         snapshot: dict[str, Any],
-        artifacts: ArtifactRegistry,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.lineage.hashing import canonical_json
         from lockgate.lineage.steps import evaluate_version, load_snapshot_frame

@@ -7,9 +7,9 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
-from lockgate.resources.feast_store import FeastStore
-from lockgate.resources.serving import ServingStack
+from lockgate.features.store import FeastStore
+from lockgate.lineage.registry import ArtifactRegistry
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = [
@@ -63,7 +63,7 @@ def version_classes(artifacts: ArtifactRegistry, pipeline: str, version: str) ->
     from its ``preprocessing.json`` in the registry."""
     import json
 
-    from lockgate.training.trainers import model_output
+    from lockgate.training import model_output
 
     files = artifacts.model_files(pipeline, version)
     return tuple(model_output(json.loads(files["preprocessing.json"])).classes)
@@ -323,9 +323,9 @@ def build_live_performance(spec: ModelPipeline) -> dg.AssetsDefinition:
     )
     def live_performance(
         context: dg.AssetExecutionContext,
-        serving_stack: ServingStack,
-        artifacts: ArtifactRegistry,
-        feast: FeastStore,
+        serving_stack: dg.ResourceParam[ServingStack],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
+        feast: dg.ResourceParam[FeastStore],
     ) -> dg.MaterializeResult:
         document = compute_live_performance(
             spec,

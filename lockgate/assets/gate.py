@@ -7,9 +7,9 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import ServingStack
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = [
@@ -70,7 +70,9 @@ def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
         ins={"snapshot": dg.AssetIn(key=spec.asset_key("feature_snapshot"))},
     )
     def gold_set(
-        context: dg.AssetExecutionContext, snapshot: dict[str, Any], artifacts: ArtifactRegistry
+        context: dg.AssetExecutionContext,
+        snapshot: dict[str, Any],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.evaluation.report import gold_mask
         from lockgate.lineage.hashing import canonical_frame, frame_sha256
@@ -252,12 +254,13 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         weights: dict[str, Any],
         gold: dict[str, Any],
-        artifacts: ArtifactRegistry,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.evaluation import plots
-        from lockgate.evaluation.report import build_report, comparison_rows
+        from lockgate.evaluation.comparison_table import comparison_rows
+        from lockgate.evaluation.report import build_report
+        from lockgate.lineage.registry import content_id
         from lockgate.lineage.steps import load_snapshot_frame, load_trained_model
-        from lockgate.resources.artifacts import content_id
 
         version = weights["version"]
         # a rerun of the champion compares it with the champion: itself (every change is 0)
@@ -432,13 +435,14 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
     def gate_checks(
         context: dg.AssetCheckExecutionContext,
         evaluation: dict[str, Any],
-        artifacts: ArtifactRegistry,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
         audit: AuditTrail,
-        serving_stack: ServingStack,
+        serving_stack: dg.ResourceParam[ServingStack],
     ) -> Iterator[dg.AssetCheckResult]:
         from lockgate.assets.weights import model_registry_event
+        from lockgate.evaluation.check_metadata import check_description, gate_check_values
         from lockgate.evaluation.gate import evaluate_gate
-        from lockgate.evaluation.report import check_description, gate_check_values, model_card
+        from lockgate.evaluation.model_card import model_card
         from lockgate.lineage.steps import load_trained_model
 
         version, report_id = evaluation["version"], evaluation["report_id"]
@@ -549,7 +553,7 @@ def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
     def champion(
         context: dg.AssetExecutionContext,
         evaluation: dict[str, Any],
-        artifacts: ArtifactRegistry,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
         audit: AuditTrail,
     ) -> dg.Output[dict[str, Any]]:
 

@@ -9,9 +9,9 @@ from typing import Any
 import dagster as dg
 
 from lockgate.assets.gate import passing_verdict
-from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import ServingStack
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline, TritonTarget
 
 __all__ = ["build_rollout", "build_serving", "build_serving_checks"]
@@ -40,8 +40,8 @@ def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         evaluation: dict[str, Any],
         gold: dict[str, Any],
-        artifacts: ArtifactRegistry,
-        serving_stack: ServingStack,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
+        serving_stack: dg.ResourceParam[ServingStack],
         audit: AuditTrail,
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.lineage.steps import load_snapshot_frame
@@ -177,8 +177,8 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         serving: dict[str, Any],
         evaluation: dict[str, Any],
-        artifacts: ArtifactRegistry,
-        serving_stack: ServingStack,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
+        serving_stack: dg.ResourceParam[ServingStack],
         audit: AuditTrail,
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.errors import GateFailedError

@@ -6,8 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
-from lockgate.resources.feast_store import FeastStore
+from lockgate.features.store import FeastStore
+from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.spec import ModelPipeline
 
 __all__ = ["build_feature_snapshot", "build_snapshot_checks"]
@@ -48,7 +48,9 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
 
         @decorate
         def feature_snapshot(
-            context: dg.AssetExecutionContext, feast: FeastStore, artifacts: ArtifactRegistry
+            context: dg.AssetExecutionContext,
+            feast: dg.ResourceParam[FeastStore],
+            artifacts: dg.ResourceParam[ArtifactRegistry],
         ) -> dg.Output[dict[str, Any]]:
             return snapshot(context, feast, artifacts)
 
@@ -58,8 +60,8 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
     def feature_snapshot_from_asset(
         context: dg.AssetExecutionContext,
         labels: Any,
-        feast: FeastStore,
-        artifacts: ArtifactRegistry,
+        feast: dg.ResourceParam[FeastStore],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
         return snapshot(context, feast, artifacts, labels)
 
@@ -120,7 +122,7 @@ def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
     def data_quality(
         context: dg.AssetCheckExecutionContext,
         snapshot: dict[str, Any],
-        artifacts: ArtifactRegistry,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> Iterator[dg.AssetCheckResult]:
         from lockgate.features.validation import run_suite
         from lockgate.lineage.steps import load_snapshot_frame

@@ -5,8 +5,8 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
-from lockgate.resources.serving import ServingStack
+from lockgate.lineage.registry import ArtifactRegistry
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = [
@@ -39,7 +39,9 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
         metadata={"trainer": spec.trainer.kind, "seed": spec.trainer.seed},
     )
     def model_weights(
-        context: dg.AssetExecutionContext, snapshot: dict[str, Any], artifacts: ArtifactRegistry
+        context: dg.AssetExecutionContext,
+        snapshot: dict[str, Any],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.lineage.steps import load_snapshot_frame, require_validated, train_version
 
@@ -302,8 +304,8 @@ def build_model_registry(spec: ModelPipeline) -> dg.AssetsDefinition:
     )
     def model_registry(
         context: dg.AssetExecutionContext,
-        artifacts: ArtifactRegistry,
-        serving_stack: ServingStack,
+        artifacts: dg.ResourceParam[ArtifactRegistry],
+        serving_stack: dg.ResourceParam[ServingStack],
     ) -> dg.MaterializeResult[Any]:
         canary = serving_stack.canary_state(spec.name) if spec.serving is not None else None
         metadata = model_registry_metadata(

@@ -50,6 +50,9 @@ Example:
     (0, True)
     >>> log.verify().ok
     True
+
+The entry format and the chain's verification are :mod:`~lockgate.audit.chain`, the witness
+:mod:`~lockgate.audit.witness`; the public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -57,17 +60,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
-from lockgate.errors import LockgateError
+from lockgate.audit.chain import (
+    AUDIT_KINDS,
+    ENTRY_FIELDS,
+    FIX_TAMPER,
+    FIX_TORN,
+    GENESIS_HASH,
+    WITNESS_FORMAT,
+    AuditEntryError,
+    AuditError,
+    AuditHead,
+    AuditIntegrityError,
+    AuditVerification,
+    Problem,
+    entry_hash,
+    parse_line,
+    shape_problem,
+    verify_chain,
+)
+from lockgate.audit.witness import read_witness, witness_problem, write_witness
 from lockgate.lineage.hashing import canonical_json
-from lockgate.lineage.signing import KEY_ENV, SigningKey, load_signing_key
+from lockgate.lineage.signing import SigningKey, load_signing_key
 
 __all__ = [
     "AUDIT_KINDS",
@@ -82,184 +101,6 @@ __all__ = [
     "AuditVerification",
     "entry_hash",
 ]
-
-GENESIS_HASH = "0" * 64
-"""The ``prev`` of the first entry."""
-
-WITNESS_FORMAT = "lockgate-audit-head-v1"
-"""The ``format`` of the witness file ``<log>.head``: the signed seq and hash of the head."""
-
-ENTRY_FIELDS = ("seq", "at", "kind", "pipeline", "actor", "payload", "prev", "hash")
-"""The fields of every entry, in the order they are documented."""
-
-AUDIT_KINDS = (
-    "audit_repair",
-    "canary_step",
-    "gateway_admin",
-    "gate_verdict",
-    "promotion",
-    "retrain_requested",
-    "rollback",
-    "serving_refused",
-    "serving_restored",
-    "validation",
-)
-"""The kinds lockgate itself writes; other non-empty kinds are accepted too."""
-
-Problem = Literal[
-    "torn_line",
-    "invalid_json",
-    "malformed",
-    "hash_mismatch",
-    "duplicate_entry",
-    "entries_reordered",
-    "entry_removed",
-    "broken_link",
-    "seq_mismatch",
-    "truncated",
-    "head_mismatch",
-    "missing_log",
-    "no_witness",
-    "witness_invalid",
-    "unwitnessed",
-]
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_FIX_TAMPER = (
-    "never edit the log by hand: restore it from a backup whose chain verifies, "
-    "or move it aside and start a new log"
-)
-_FIX_TORN = "call AuditLog(path).repair_torn_tail(actor=...) and append again"
-_FIX_WITNESS = (
-    "review the entries with `lockgate audit show`; if they are genuine, sign the current head "
-    "with `lockgate audit witness` (AuditLog.witness_head), otherwise restore the log and its "
-    ".head file from a backup"
-)
-
-
-class AuditError(LockgateError):
-    """The audit log refused an operation."""
-
-
-class AuditEntryError(AuditError, ValueError):
-    """An entry to append is invalid (empty kind, payload not a JSON object, ...)."""
-
-
-class AuditIntegrityError(AuditError):
-    """The log does not verify: it was edited, cut short or torn by a crash.
-
-    Attributes:
-        verification: the :class:`AuditVerification` naming the first problem, when known.
-    """
-
-    def __init__(self, message: str, verification: AuditVerification | None = None) -> None:
-        super().__init__(message)
-        self.verification = verification
-
-
-class AuditHead(NamedTuple):
-    """The last entry of a log: publish it elsewhere to detect a truncated tail later.
-
-    An empty log's head is ``AuditHead(-1, GENESIS_HASH)``.
-
-    Example:
-        >>> AuditHead(seq=3, hash="ab" * 32).seq
-        3
-    """
-
-    seq: int
-    hash: str
-
-
-@dataclass(frozen=True)
-class AuditVerification:
-    """Outcome of :meth:`AuditLog.verify`.
-
-    Attributes:
-        ok: True when every line verifies (and the anchor, when one was given).
-        path: the log file.
-        entries: entries that verified before the first problem (all of them when ``ok``).
-        head: seq and hash of the last entry that verified (``(-1, GENESIS_HASH)`` if none).
-        problem: machine-readable code of the first problem, None when ``ok``.
-        line: 1-based line number of the first problem.
-        seq: the seq found on that line, when it could be read.
-        message: one sentence on what is wrong and what to do; ``"ok: ..."`` when ``ok``.
-
-    Problem codes: ``torn_line`` (last line cut short, no newline), ``invalid_json``,
-    ``malformed`` (missing/extra fields or wrong types), ``hash_mismatch`` (content edited),
-    ``duplicate_entry``, ``entries_reordered``, ``entry_removed``, ``broken_link`` (``prev``
-    does not match the previous entry's hash), ``seq_mismatch`` (seq renumbered),
-    ``truncated`` and ``head_mismatch`` (the witness or the published anchor is beyond the end,
-    or differs), ``missing_log`` (no log file), ``no_witness``, ``witness_invalid`` (not signed
-    by the configured key) and ``unwitnessed`` (entries after the witnessed head).
-    """
-
-    ok: bool
-    path: str
-    entries: int
-    head: AuditHead
-    problem: Problem | None = None
-    line: int | None = None
-    seq: int | None = None
-    message: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (the head as ``{"seq", "hash"}``)."""
-        return {
-            "ok": self.ok,
-            "path": self.path,
-            "entries": self.entries,
-            "head": {"seq": self.head.seq, "hash": self.head.hash},
-            "problem": self.problem,
-            "line": self.line,
-            "seq": self.seq,
-            "message": self.message,
-        }
-
-
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    """Hex sha256 of the canonical JSON of every field of ``entry`` except ``hash``.
-
-    Example:
-        >>> e = {"seq": 0, "at": "t", "kind": "k", "pipeline": "p", "actor": "a",
-        ...      "payload": {}, "prev": GENESIS_HASH}
-        >>> len(entry_hash(e))
-        64
-    """
-    return hashlib.sha256(
-        canonical_json({k: v for k, v in entry.items() if k != "hash"})
-    ).hexdigest()
-
-
-def _short(digest: object) -> str:
-    return f"{str(digest)[:12]}…"
-
-
-def _shape_problem(entry: object) -> str | None:
-    """Why a parsed line is not a well-formed entry, or None."""
-    if not isinstance(entry, dict):
-        return f"is JSON {type(entry).__name__}, not an object"
-    missing = [f for f in ENTRY_FIELDS if f not in entry]
-    extra = sorted(set(entry) - set(ENTRY_FIELDS))
-    if missing or extra:
-        return f"has missing fields {missing} / unexpected fields {extra}"
-    seq = entry["seq"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        return f"has seq {seq!r}, not a non-negative integer"
-    for name in ("at", "kind", "pipeline", "actor"):
-        if not isinstance(entry[name], str) or not entry[name]:
-            return f"has {name} {entry[name]!r}, not a non-empty string"
-    if not isinstance(entry["payload"], dict):
-        return f"has payload of type {type(entry['payload']).__name__}, not a JSON object"
-    for name in ("prev", "hash"):
-        if not isinstance(entry[name], str) or not _HEX64.fullmatch(entry[name]):
-            return f"has {name} {entry[name]!r}, not 64 lowercase hex digits"
-    return None
-
-
-def _parse(raw: bytes) -> object:
-    """The JSON value of a line; raises ValueError when it is not JSON."""
-    return json.loads(raw.decode("utf-8"))
 
 
 class AuditLog:
@@ -404,13 +245,13 @@ class AuditLog:
                 raise AuditIntegrityError(
                     f"cannot repair {self._path}: {check.message} Only a torn last line is "
                     f"repaired automatically (a crash leaves the witness at the entry before "
-                    f"it); {_FIX_TAMPER}",
+                    f"it); {FIX_TAMPER}",
                     check,
                 )
             with_newline = self._verify_bytes(data + b"\n", expected_head=None)
             if with_newline.ok:
                 self._write_line(b"\n")
-                entry = _parse(tail)
+                entry = parse_line(tail)
                 assert isinstance(entry, dict)
                 self._write_witness(AuditHead(entry["seq"], entry["hash"]))
                 return entry
@@ -449,14 +290,14 @@ class AuditLog:
         found: list[dict[str, Any]] = []
         for number, raw in enumerate(lines, start=1):
             try:
-                entry = _parse(raw)
+                entry = parse_line(raw)
             except ValueError:
                 entry = None
-            why = _shape_problem(entry) if entry is not None else "is not valid JSON"
+            why = shape_problem(entry) if entry is not None else "is not valid JSON"
             if why is not None:
                 raise AuditIntegrityError(
                     f"{self._path} line {number} {why}; run AuditLog(path).verify() for the "
-                    f"first problem; {_FIX_TAMPER}"
+                    f"first problem; {FIX_TAMPER}"
                 )
             assert isinstance(entry, dict)
             if (pipeline is None or entry["pipeline"] == pipeline) and (
@@ -517,7 +358,7 @@ class AuditLog:
                 )
             check = self._verify_bytes(self._read_all(), expected_head=None)
             if not check.ok:
-                fix = _FIX_TORN if check.problem == "torn_line" else _FIX_TAMPER
+                fix = FIX_TORN if check.problem == "torn_line" else FIX_TAMPER
                 raise AuditIntegrityError(
                     f"refusing to sign the head of {self._path}: {check.message} Fix: {fix}.",
                     check,
@@ -541,7 +382,7 @@ class AuditLog:
         if not result.ok:
             if "; fix: " in result.message:  # the witness problems name their own fix
                 raise AuditIntegrityError(result.message, result)
-            fix = _FIX_TORN if result.problem == "torn_line" else _FIX_TAMPER
+            fix = FIX_TORN if result.problem == "torn_line" else FIX_TAMPER
             raise AuditIntegrityError(f"{result.message} Fix: {fix}.", result)
         return result
 
@@ -626,65 +467,13 @@ class AuditLog:
         """Sign ``head`` into the witness file (temp file + rename); caller holds the lock."""
         key = self._key(create=True)
         assert key is not None
-        signed = canonical_json({"format": WITNESS_FORMAT, "seq": head.seq, "hash": head.hash})
-        document = {
-            "format": WITNESS_FORMAT,
-            "seq": head.seq,
-            "hash": head.hash,
-            "key_id": key.key_id,
-            "hmac": key.sign(WITNESS_FORMAT, signed),
-        }
-        tmp = self.witness_path.with_name(f".{self.witness_path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, canonical_json(document) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.witness_path)
+        write_witness(self.witness_path, head, key)
 
     def _read_witness(self) -> tuple[AuditHead | None, str | None]:
         """``(signed head, None)``, ``(None, None)`` when absent, ``(None, why)`` when invalid."""
-        try:
-            raw = self.witness_path.read_bytes()
-        except FileNotFoundError:
-            return None, None
-        try:
-            doc = _parse(raw)
-        except ValueError:
-            doc = None
-        seq = doc.get("seq") if isinstance(doc, dict) else None
-        digest = doc.get("hash") if isinstance(doc, dict) else None
-        if (
-            not isinstance(doc, dict)
-            or doc.get("format") != WITNESS_FORMAT
-            or not isinstance(seq, int)
-            or isinstance(seq, bool)
-            or seq < -1
-            or not isinstance(digest, str)
-            or not _HEX64.fullmatch(digest)
-        ):
-            return None, f"its witness {self.witness_path} is not a {WITNESS_FORMAT} document"
-        key = self._key(create=False)
-        if key is None:
-            return None, (
-                f"no signing key checks its witness {self.witness_path} ({KEY_ENV} is unset and "
-                f"the key file {self._key_file} does not exist): set {KEY_ENV} to the key that "
-                "signed it, or restore the key file"
-            )
-        if doc.get("key_id") != key.key_id:
-            return None, (
-                f"its witness {self.witness_path} was signed with key {doc.get('key_id')}, the "
-                f"signing key from {key.source} is {key.key_id}: set {KEY_ENV} (or the key file) "
-                "to the key that signed it"
-            )
-        signed = canonical_json({"format": WITNESS_FORMAT, "seq": seq, "hash": digest})
-        if not key.verify(WITNESS_FORMAT, signed, doc.get("hmac")):
-            return None, (
-                f"its witness {self.witness_path} does not match its signature: it was forged "
-                "or edited"
-            )
-        return AuditHead(seq, digest), None
+        return read_witness(
+            self.witness_path, load_key=lambda: self._key(create=False), key_file=self._key_file
+        )
 
     def _check_tail_witness(self, last: AuditHead) -> None:
         """Refuse to append unless the witness signs exactly the last entry (or the log is new)."""
@@ -694,7 +483,7 @@ class AuditLog:
         if signed is None and why is None and last.seq == -1 and not self._read_all():
             return  # a new log: its first append writes the first witness
         check = self._verify_bytes(self._read_all(), expected_head=None, witness=True)
-        fix = "" if "; fix: " in check.message else f" Fix: {_FIX_TAMPER}."
+        fix = "" if "; fix: " in check.message else f" Fix: {FIX_TAMPER}."
         raise AuditIntegrityError(
             f"refusing to append to {self._path}: {check.message}{fix}", check
         )
@@ -745,18 +534,18 @@ class AuditLog:
         entry: object = None
         if chunk.endswith(b"\n"):
             try:
-                entry = _parse(chunk[:-1])
+                entry = parse_line(chunk[:-1])
             except ValueError:
                 entry = None
         if (
             entry is not None
-            and _shape_problem(entry) is None
+            and shape_problem(entry) is None
             and isinstance(entry, dict)
             and entry_hash(entry) == entry["hash"]
         ):
             return AuditHead(entry["seq"], entry["hash"])
         check = self._verify_bytes(self._read_all(), expected_head=None)
-        fix = _FIX_TORN if check.problem == "torn_line" else _FIX_TAMPER
+        fix = FIX_TORN if check.problem == "torn_line" else FIX_TAMPER
         raise AuditIntegrityError(
             f"refusing to chain onto the last entry of {self._path}: {check.message} Fix: {fix}.",
             check,
@@ -769,230 +558,30 @@ class AuditLog:
         expected_head: AuditHead | tuple[int, str] | None,
         witness: bool = False,
     ) -> AuditVerification:
-        pieces = data.split(b"\n")
-        lines, torn = pieces[:-1], pieces[-1]
-        parsed: list[object] = []
-        seq_lines: dict[int, list[int]] = {}
-        for number, raw in enumerate(lines, start=1):
-            try:
-                value = _parse(raw)
-            except ValueError:
-                value = None
-            parsed.append(value)
-            if isinstance(value, dict) and isinstance(value.get("seq"), int):
-                seq_lines.setdefault(value["seq"], []).append(number)
+        def check(
+            head: AuditHead, by_seq: Mapping[int, tuple[int, str]], n_lines: int
+        ) -> tuple[Problem, int, int | None, str] | None:
+            return self._witness_problem(data, head, by_seq, n_lines)
 
-        head = AuditHead(-1, GENESIS_HASH)
-        hashes: dict[str, int] = {}  # hash -> line
-        by_seq: dict[int, tuple[int, str]] = {}  # seq -> (line, hash)
-        path = str(self._path)
-
-        def fail(problem: Problem, line: int, seq: int | None, message: str) -> AuditVerification:
-            return AuditVerification(
-                ok=False,
-                path=path,
-                entries=len(hashes),
-                head=head,
-                problem=problem,
-                line=line,
-                seq=seq,
-                message=f"{path} line {line}"
-                + (f" (seq {seq})" if seq is not None else "")
-                + f": {message}",
-            )
-
-        for number, value in enumerate(parsed, start=1):
-            if value is None:
-                return fail("invalid_json", number, None, "is not valid JSON.")
-            why = _shape_problem(value)
-            if why is not None:
-                seq = value.get("seq") if isinstance(value, dict) else None
-                return fail("malformed", number, seq if isinstance(seq, int) else None, f"{why}.")
-            assert isinstance(value, dict)
-            seq, prev, digest = value["seq"], value["prev"], value["hash"]
-            if entry_hash(value) != digest:
-                return fail(
-                    "hash_mismatch",
-                    number,
-                    seq,
-                    f"the content does not match its hash {_short(digest)}: a field was edited "
-                    "after the entry was written.",
-                )
-            expected = head.seq + 1
-            if seq != expected or prev != head.hash:
-                if digest in hashes:
-                    return fail(
-                        "duplicate_entry",
-                        number,
-                        seq,
-                        f"repeats line {hashes[digest]} exactly: an entry was duplicated.",
-                    )
-                if seq == expected:
-                    return fail(
-                        "broken_link",
-                        number,
-                        seq,
-                        f"prev {_short(prev)} does not match the hash {_short(head.hash)} of the "
-                        "entry before it: that entry was replaced or the chain was rebuilt.",
-                    )
-                if prev == head.hash:
-                    return fail(
-                        "seq_mismatch",
-                        number,
-                        seq,
-                        f"links to the entry before it but has seq {seq} where {expected} was "
-                        "expected: the entry was renumbered.",
-                    )
-                if seq > expected:
-                    later = [
-                        (s, n)
-                        for s in range(expected, seq)
-                        for n in seq_lines.get(s, [])
-                        if n > number
-                    ]
-                    if later:
-                        s, n = later[0]
-                        return fail(
-                            "entries_reordered",
-                            number,
-                            seq,
-                            f"comes where seq {expected} was expected, and seq {s} appears later "
-                            f"at line {n}: entries were reordered.",
-                        )
-                    missing = seq - expected
-                    gone = (
-                        f"seq {expected} is" if missing == 1 else f"seqs {expected}..{seq - 1} are"
-                    )
-                    return fail(
-                        "entry_removed",
-                        number,
-                        seq,
-                        f"comes where seq {expected} was expected and {gone} nowhere in the log; "
-                        f"its prev "
-                        f"{_short(prev)} does not match the entry before it: "
-                        f"{missing} entr{'y was' if missing == 1 else 'ies were'} removed.",
-                    )
-                return fail(
-                    "seq_mismatch",
-                    number,
-                    seq,
-                    f"has seq {seq} where {expected} was expected and does not link to the entry "
-                    "before it: entries were reordered or forged.",
-                )
-            hashes[digest] = number
-            by_seq[seq] = (number, digest)
-            head = AuditHead(seq, digest)
-
-        if torn:
-            try:
-                value = _parse(torn)
-            except ValueError:
-                value = None
-            seq = value.get("seq") if isinstance(value, dict) else None
-            return fail(
-                "torn_line",
-                len(lines) + 1,
-                seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-                f"is incomplete ({len(torn)} bytes without a trailing newline): a write was cut "
-                "short, e.g. by a crash.",
-            )
-
-        if witness:
-            problem = self._witness_problem(data, head, by_seq, len(lines))
-            if problem is not None:
-                return fail(*problem)
-
-        if expected_head is not None:
-            want_seq, want_hash = int(expected_head[0]), str(expected_head[1])
-            if want_seq > head.seq:
-                return fail(
-                    "truncated",
-                    len(lines) + 1,
-                    want_seq,
-                    f"the log ends at seq {head.seq} but the published head is seq {want_seq} "
-                    f"(hash {_short(want_hash)}): entries were removed from the end.",
-                )
-            if want_seq >= 0:
-                number, found = by_seq[want_seq]
-                if found != want_hash:
-                    return fail(
-                        "head_mismatch",
-                        number,
-                        want_seq,
-                        f"has hash {_short(found)} but the published head says "
-                        f"{_short(want_hash)}: the log was rewritten after the head was published.",
-                    )
-        return AuditVerification(
-            ok=True,
-            path=path,
-            entries=len(hashes),
-            head=head,
-            message=f"ok: {len(hashes)} entries, head seq {head.seq} hash {_short(head.hash)}",
+        return verify_chain(
+            data,
+            path=str(self._path),
+            expected_head=expected_head,
+            witness=check if witness else None,
         )
 
     def _witness_problem(
         self, data: bytes, head: AuditHead, by_seq: Mapping[int, tuple[int, str]], n_lines: int
     ) -> tuple[Problem, int, int | None, str] | None:
         """What the witness says is wrong with a chain that verified, or None."""
-        end = n_lines + 1
         signed, why = self._read_witness()
-        why_fix = "restore the log and its .head file from a backup"
-        if not data and not self._path.exists():
-            if signed is not None or why is not None:
-                return (
-                    "missing_log",
-                    1,
-                    None,
-                    f"the log does not exist, but its witness {self.witness_path} does: the log "
-                    "was deleted; fix: restore it from a backup.",
-                )
-            return (
-                "missing_log",
-                1,
-                None,
-                "no audit log exists at this path: nothing was recorded here yet, the path is "
-                "wrong, or the log was deleted together with its witness; fix: check "
-                "LOCKGATE_HOME / LOCKGATE_AUDIT_PATH, or restore the log from a backup.",
-            )
-        if why is not None:
-            return ("witness_invalid", end, None, f"{why}; fix: {why_fix}.")
-        if signed is None:
-            return (
-                "no_witness",
-                end,
-                None,
-                f"the log has no witness {self.witness_path} (the head signed by the last "
-                "append): it was written before lockgate signed the head, or the witness was "
-                "deleted; fix: if the log is genuine (`lockgate audit show`), sign its head with "
-                "`lockgate audit witness`.",
-            )
-        if signed.seq > head.seq:
-            return (
-                "truncated",
-                end,
-                signed.seq,
-                f"the log ends at seq {head.seq} but its witness (the head signed by the last "
-                f"append) is seq {signed.seq} (hash {_short(signed.hash)}): the published head "
-                f"is seq {signed.seq}; entries were removed from the end or the file was "
-                f"replaced; fix: {why_fix}.",
-            )
-        if signed.seq >= 0 and by_seq[signed.seq][1] != signed.hash:
-            number, found = by_seq[signed.seq]
-            return (
-                "head_mismatch",
-                number,
-                signed.seq,
-                f"has hash {_short(found)} but its witness signed {_short(signed.hash)}: the log "
-                f"was rewritten or replaced after that entry was appended; fix: {why_fix}.",
-            )
-        if signed.seq < head.seq:
-            first = by_seq[signed.seq + 1][0]
-            return (
-                "unwitnessed",
-                first,
-                signed.seq + 1,
-                f"seqs {signed.seq + 1}..{head.seq} come after the head its witness signed (seq "
-                f"{signed.seq}): they were appended without lockgate, or a crash hit between an "
-                f"append and its witness; fix: {_FIX_WITNESS}.",
-            )
-        return None
+        return witness_problem(
+            data,
+            head,
+            by_seq,
+            n_lines,
+            signed=signed,
+            why=why,
+            log_path=self._path,
+            witness_path=self.witness_path,
+        )

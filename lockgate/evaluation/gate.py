@@ -53,6 +53,7 @@ __all__ = [
     "GATE_RULES",
     "INCUMBENT_RULES",
     "METRICS",
+    "METRIC_HIGHER_IS_BETTER",
     "Condition",
     "EdgeCase",
     "Gate",
@@ -64,11 +65,13 @@ __all__ = [
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "recall_at_fpr")
 """The binary metrics, in report order (every task's: :func:`lockgate.tasks.catalog.task_metric_names`)."""
-_HIGHER: dict[str, bool] = {
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
     metric: _tasks.higher_is_better(task, metric)
     for task in _tasks.TASKS
     for metric in _tasks.task_metric_names(task)
-}  # a metric name has one direction in every task that lists it
+}
+"""Every catalog metric's name -> whether a higher value is better (a name has one direction in
+every task that lists it)."""
 _TASK_FIELDS = ("primary", "absolute", "min_delta", "slice_metric")
 INCUMBENT_RULES = ("gate_vs_champion", "gate_significance", "gate_slices")
 """Rules that judge whether the challenger may *replace* the champion."""
@@ -92,7 +95,7 @@ def _catalog_text() -> str:
 
 
 def _check_metric(value: str) -> str:
-    if value not in _HIGHER:
+    if value not in METRIC_HIGHER_IS_BETTER:
         raise ValueError(
             f"metric {value!r} is unknown; rule: a gate metric must be in the catalog of a task "
             f"({_catalog_text()}); fix: use one of those names"
@@ -349,7 +352,7 @@ class Gate(_Frozen):
     @staticmethod
     def bound(metric: str, value: float) -> tuple[str, float]:
         """('min', v) for higher-is-better metrics, ('max', v) for lower-is-better ones."""
-        return ("min" if _HIGHER[metric] else "max", value)
+        return ("min" if METRIC_HIGHER_IS_BETTER[metric] else "max", value)
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ class RuleVerdict:
 
 def _improvement(metric: str, challenger: float, champion: float) -> float:
     """Change in the metric's good direction: positive means the challenger is better."""
-    return challenger - champion if _HIGHER[metric] else champion - challenger
+    return challenger - champion if METRIC_HIGHER_IS_BETTER[metric] else champion - challenger
 
 
 def _sample_size(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
@@ -522,7 +525,7 @@ def _significance(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
         return _bootstrap_verdict("gate_significance", gate, report)
     comparison = report["comparison"][gate.primary]
     lower, upper = comparison["lower"], comparison["upper"]
-    improvement_lower = lower if _HIGHER[gate.primary] else -upper
+    improvement_lower = lower if METRIC_HIGHER_IS_BETTER[gate.primary] else -upper
     ok = improvement_lower > 0
     return RuleVerdict(
         rule="gate_significance",

@@ -1,6 +1,6 @@
-"""``python -m lockgate.gateway``: run the gateway (see :func:`lockgate.gateway.app.main`)."""
+"""``python -m lockgate.gateway``: run the gateway (see :func:`lockgate.gateway.cli.main`)."""
 
-from lockgate.gateway.app import main
+from lockgate.gateway.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

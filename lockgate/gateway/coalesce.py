@@ -13,7 +13,8 @@ server's queue, where they would have waited anyway.
 This module holds the pure parts, unit-tested on their own: which requests may be merged (a
 request whose answer the gateway can rebuild exactly; anything else goes upstream on its own),
 the merged request, the split of the merged answer and the per-client answer, in the JSON or
-binary form the client asked for. The queue and the calls live in :mod:`lockgate.gateway.app`.
+binary form the client asked for. The queue and the calls live in
+:mod:`lockgate.gateway.merge_queue`.
 
 Only models whose rows are independent may be coalesced; Triton's own dynamic batcher makes the
 same assumption for any model with ``max_batch_size > 0``, which is the rule used here.

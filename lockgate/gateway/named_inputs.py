@@ -6,7 +6,7 @@ with the wire schema of the version it routes the request to; the model server s
 ``INPUT__0`` as before. The wire format stays internal. This module holds the pure parts,
 unit-tested on their own: the contract of one served version (:class:`FeatureContract`), the
 decoding of a request's inputs into the wire matrix, the request the gateway forwards, and the
-inputs model metadata lists. The gateway (:mod:`lockgate.gateway.app`) finds the schema of a version
+inputs model metadata lists. The gateway (:mod:`lockgate.gateway.models`) finds the schema of a version
 in the Triton model repository it was written to (``<repo>/<pipeline>-<version>/1/wire.json``,
 on the GPU target ``<repo>/<pipeline>-<version>-wire/1/wire.json``) and caches it per version.
 

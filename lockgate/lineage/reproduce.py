@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from lockgate.errors import ArtifactNotFoundError, ReproductionError
 from lockgate.lineage.lock import environment_versions
 from lockgate.lineage.project import code_version, lockgate_code
-from lockgate.training.trainers import trainer_code_differences
+from lockgate.training import trainer_code_differences
 
 if TYPE_CHECKING:
-    from lockgate.resources.artifacts import ArtifactRegistry
+    from lockgate.lineage.registry import ArtifactRegistry
 
 __all__ = ["ReproductionReport", "code_differences", "environment_differences", "reproduce"]
 

@@ -21,13 +21,13 @@ from lockgate.errors import (
 from lockgate.lineage.hashing import canonical_frame, frame_sha256, sha256_bytes
 from lockgate.lineage.lock import build_lock_record, environment_versions
 from lockgate.lineage.project import code_version, lockgate_code
-from lockgate.training.trainers import Task, TrainedModel, check_labels, trainer_from_config
+from lockgate.training import Task, TrainedModel, check_labels, trainer_from_config
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from lockgate.resources.artifacts import ArtifactRegistry
-    from lockgate.resources.feast_store import FeastStore
+    from lockgate.features.store import FeastStore
+    from lockgate.lineage.registry import ArtifactRegistry
     from lockgate.spec import ModelPipeline
 
 __all__ = [
@@ -170,7 +170,7 @@ def take_snapshot(
     built: a bad label file, an unknown feature service or a missing column raises before the
     registry is touched.
     """
-    from lockgate.resources.feast_store import source_fingerprint
+    from lockgate.features.store import source_fingerprint
 
     data_dir = feast.data_path
     if spec.labels.asset is not None:

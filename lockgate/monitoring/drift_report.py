@@ -48,8 +48,8 @@ import pandas as pd
 from lockgate.errors import SpecError
 
 if TYPE_CHECKING:
-    from lockgate.resources.artifacts import ArtifactRegistry
-    from lockgate.resources.serving import ServingStack
+    from lockgate.lineage.registry import ArtifactRegistry
+    from lockgate.serving.stack import ServingStack
     from lockgate.serving.wire import WireSchema
     from lockgate.spec import ModelPipeline
 
@@ -57,7 +57,6 @@ __all__ = [
     "LEVELS",
     "REFERENCE_ROWS",
     "compute_drift_report",
-    "drift_metadata",
     "level_headline",
     "log_fingerprint",
 ]
@@ -200,7 +199,7 @@ def _window(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from lockgate.gateway.app import iter_prediction_log
+    from lockgate.gateway.predlog import iter_prediction_log
 
     policy = spec.drift
     assert policy is not None
@@ -522,92 +521,3 @@ def level_headline(report: Mapping[str, Any]) -> str:
     """
     mark = _LEVEL_MARKS.get(str(report["level"]), str(report["level"]).upper())
     return f"{mark}: {report['reason']}"
-
-
-def drift_metadata(report: Mapping[str, Any], artifacts: ArtifactRegistry) -> dict[str, Any]:
-    """Dagster metadata for a drift report: the level first, the feature table, small inline
-    histograms of the worst features and links to the stored report and PNGs.
-
-    Everything renders on the asset page without a modal (a table, markdown under Dagster's
-    1,000-character inline limit); no image bytes go into the event log.
-    """
-    import dagster as dg
-
-    from lockgate.evaluation import plots
-
-    meta: dict[str, Any] = {
-        "severity": level_headline(report),
-        "level": report["level"],
-        "reason": report["reason"],
-        "analysed_at": str(report.get("generated_at")),
-        "champion": str(report.get("champion")),
-    }
-    window = report.get("window") or {}
-    meta["window_rows"] = int(window.get("rows", 0))
-    if report.get("uri"):
-        meta["report"] = dg.MetadataValue.path(str(report["uri"]))
-    if report.get("reference"):
-        meta["reference_snapshot"] = str(report["reference"]["snapshot_sha256"])
-    features = report.get("features") or []
-    if features:
-
-        def number(value: Any) -> float | None:
-            return None if value is None else round(float(value), 4)
-
-        columns = ["feature", "severity", "kind", "psi", "ks", "jsd", "wasserstein",
-                   "missing_ref", "missing_cur"]  # fmt: skip
-        order = {"critical": 0, "warn": 1, "ok": 2}
-        rows = sorted(features, key=lambda f: order.get(f["severity"], 3))
-        meta["features"] = dg.MetadataValue.table(
-            records=[
-                dg.TableRecord(
-                    {
-                        "feature": f["feature"],
-                        "severity": str(f["severity"]).upper() if f["severity"] != "ok" else "ok",
-                        "kind": f["kind"],
-                        **{c: number(f.get(c)) for c in columns[3:]},
-                    }
-                )
-                for f in rows
-            ],
-            schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in columns]),
-        )
-        meta["critical_features"] = ", ".join(report["critical_features"]) or "none"
-        meta["features_critical"] = len(report["critical_features"])
-        meta["features_warn"] = len(report.get("warn_features") or [])
-    prediction = report.get("prediction") or {}
-    if "psi" in prediction:
-        meta["prediction_psi"] = float(prediction["psi"])
-        if "mean_reference" in prediction:
-            meta["prediction_mean_reference"] = float(prediction["mean_reference"])
-            meta["prediction_mean_current"] = float(prediction["mean_current"])
-        if "class_share_current" in prediction:
-            meta["predicted_class_share"] = ", ".join(
-                f"{c}: {prediction['class_share_reference'].get(c, 0.0):.3f} -> {share:.3f}"
-                for c, share in prediction["class_share_current"].items()
-            )
-    severity = {f["feature"]: f["severity"] for f in features}
-    for feature, hist in (report.get("histograms") or {}).items():
-        n = len(hist["reference"])
-        if n < 2:
-            continue
-        top = max([*hist["reference"], *hist["current"], 1e-9])
-        meta[f"plot_{feature}"] = dg.MetadataValue.md(
-            plots.inline_chart(
-                {
-                    "training": [(i / (n - 1), v) for i, v in enumerate(hist["reference"])],
-                    f"live ({severity.get(feature, '?')})": [
-                        (i / (n - 1), v) for i, v in enumerate(hist["current"])
-                    ],
-                },
-                title=f"{feature}: share per bin",
-                y_max=top,
-            )
-        )
-    if report.get("report_id"):
-        prefix = f"drift/{report['pipeline']}/{report['report_id']}"
-        for name in report.get("images", []):
-            meta[f"png_{name.removesuffix('.png')}"] = dg.MetadataValue.path(
-                artifacts.uri(f"{prefix}/{name}")
-            )
-    return meta

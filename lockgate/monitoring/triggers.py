@@ -43,8 +43,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lockgate._util.durations import parse_duration
 from lockgate.errors import SpecError
-from lockgate.serving.canary import _parse_duration
 
 __all__ = [
     "DriftPolicy",
@@ -65,7 +65,7 @@ class _Policy(BaseModel):
     @field_validator("cooldown_seconds", "lookback_seconds", mode="before", check_fields=False)
     @classmethod
     def _duration_string(cls, value: Any) -> Any:
-        return _parse_duration(value) if isinstance(value, str) else value
+        return parse_duration(value) if isinstance(value, str) else value
 
 
 def _pair(name: str, value: tuple[float, float]) -> tuple[float, float]:

@@ -1,176 +1,38 @@
-"""The serving stack: the Triton model server and the gateway in front of it, as one resource.
+"""The serving stack as Dagster resources: thin wrappers that hold the configuration and hand
+assets and sensors a plain :class:`~lockgate.serving.stack.ServingStack`.
 
-Locally both run as child processes on 127.0.0.1 that outlive the Dagster run that started them
-(so the canary sensor and later runs attach to them through their PID/state files);
-:meth:`ServingStack.ensure` (re)starts whichever is down and points the gateway at Triton's
-current address. Their ports are stable: configured, or chosen once and kept in
-``ports.json``, so a restarted Triton or gateway answers where clients were told to call. What
-was served is restored by :func:`lockgate.sensors.canary.restore_serving` (``lockgate serve
-start``, every controller tick); :meth:`ServingStack.probe` says what actually answers. In
-production both are services (:class:`RemoteServingStack`).
-
-Local layout under ``root``::
-
-    repo/         Triton model repository (one folder per model version, written atomically)
-    ports.json    the ports kept across restarts (Triton http, grpc, metrics; gateway, its admin)
-    triton/       tritonserver PID, state, log and model-control secret (0600)
-    gateway/      gateway routes.json, PID, ready file, log and admin.token (0600)
-    audit/        gateway.jsonl: the gateway's audit log of admin changes (hash-chained)
-    predictions/  the gateway's prediction log (WAL + Parquet)
-    canary/       canary controller state per pipeline
-    sandbox/      repositories and servers of infra validation (temporary)
+The stacks themselves (Triton + gateway, local processes or remote services) live in
+:mod:`lockgate.serving.stack`; these factories only exist so Dagster can configure them
+(``dg.EnvVar`` in production). Assets and sensors annotate the parameter
+``serving_stack: dg.ResourceParam[ServingStack]``, so a plain stack bound directly (the local
+environment, tests) works the same.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
-from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any
-
 import dagster as dg
+from dagster._config.pythonic_config import ConfigurableResourceFactory
+from dagster._core.definitions.resource_annotation import TreatAsResourceParam
 from pydantic import Field
 
-from lockgate._util.process import stop_process_group
-from lockgate.errors import LockgateError
-from lockgate.resources.gateway import Gateway, GatewayServer, RemoteGateway
-from lockgate.resources.triton import (
-    LocalTritonServer,
-    RemoteTritonServer,
-    TritonServer,
-    _free_port,
-    port_is_free,
-)
+from lockgate.serving.stack import LocalServingStack, RemoteServingStack, ServingStack
 
-__all__ = ["LocalServingStack", "RemoteServingStack", "ServingStack"]
+__all__ = [
+    "LocalServingStack",
+    "LocalServingStackResource",
+    "RemoteServingStack",
+    "RemoteServingStackResource",
+    "ServingStack",
+]
 
-
-class ServingStack(dg.ConfigurableResource, ABC):
-    """Triton + gateway + the state the canary controller keeps between ticks."""
-
-    @abstractmethod
-    def triton(self) -> TritonServer:
-        """The model server that serves live traffic."""
-
-    @abstractmethod
-    def gateway(self, *, actor: str | None = None) -> Gateway:
-        """The gateway every client talks to, as the admin client of ``actor`` (who acts in
-        the audit log; None: ``user@host (program)``)."""
-
-    @abstractmethod
-    def ensure(self) -> dict[str, Any]:
-        """Make sure both are up; returns what was (re)started."""
-
-    @property
-    @abstractmethod
-    def repo_dir(self) -> Path:
-        """The live model repository."""
-
-    @property
-    @abstractmethod
-    def state_dir(self) -> Path:
-        """Where canary state files live."""
-
-    @property
-    @abstractmethod
-    def prediction_log_dir(self) -> Path:
-        """The gateway's prediction log."""
-
-    @abstractmethod
-    def sandbox(self) -> LocalTritonServer:
-        """A fresh, unstarted tritonserver with its own empty repository, for infra validation."""
-
-    def probe(self) -> list[dict[str, Any]]:
-        """Whether every version a gateway route names answers, through both hops.
-
-        For each route and each of its versions: Triton runs one real inference
-        (:meth:`TritonServer.probe`: a wire row of missing values, straight to Triton, so it
-        never reaches the gateway's statistics or prediction log) and the gateway reaches the
-        version upstream (:meth:`Gateway.model_ready`, pinned to the version).
-
-        Returns:
-            ``[{"pipeline", "role" ("champion" | "challenger"), "version", "answering",
-            "ms", "problem"}]``, sorted by pipeline.
-        """
-        from lockgate.serving.triton_config import triton_model_name
-
-        gateway, triton = self.gateway(), self.triton()
-        try:
-            routes = gateway.routes()
-        except LockgateError:
-            return []
-        found: list[dict[str, Any]] = []
-        for pipeline, route in sorted(routes.items()):
-            for role in ("champion", "challenger"):
-                version = route.get(role)
-                if not version:
-                    continue
-                row: dict[str, Any] = {
-                    "pipeline": pipeline,
-                    "role": role,
-                    "version": str(version),
-                    "answering": False,
-                    "ms": None,
-                    "problem": None,
-                }
-                try:
-                    row["ms"] = round(triton.probe(triton_model_name(pipeline, str(version))), 3)
-                except LockgateError as exc:
-                    row["problem"] = str(exc)
-                else:
-                    if gateway.model_ready(pipeline, str(version)):
-                        row["answering"] = True
-                    else:
-                        row["problem"] = (
-                            f"Triton answers, but the gateway at {gateway.url} does not reach "
-                            f"{pipeline}-{version} upstream; fix: `lockgate serve start`"
-                        )
-                found.append(row)
-        return found
-
-    def canary_state(self, pipeline: str) -> dict[str, Any] | None:
-        """The persisted canary state of ``pipeline`` (None: never started)."""
-        path = self.state_dir / f"{pipeline}.json"
-        if not path.exists():
-            return None
-        state: dict[str, Any] = json.loads(path.read_text())
-        return state
-
-    def save_canary_state(self, pipeline: str, state: dict[str, Any]) -> None:
-        """Persist the canary state atomically (a daemon restart resumes from it)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.state_dir)
-        with os.fdopen(handle, "w") as out:
-            json.dump(state, out, sort_keys=True, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.state_dir / f"{pipeline}.json")
+# A parameter annotated with the plain class (``serving_stack: ServingStack``, as when it was a
+# ConfigurableResource) is still a resource parameter, whether a plain object or a resource below
+# is bound; ``dg.ResourceParam[ServingStack]`` says the same explicitly.
+TreatAsResourceParam.register(ServingStack)  # type: ignore[type-abstract]
 
 
-class LocalServingStack(ServingStack):
-    """Both servers as local child processes under ``root`` (the embedded default).
-
-    Attributes:
-        root: folder of everything (see the module doc).
-        durability: the gateway's prediction-log durability (``fsync`` or ``flush``).
-        triton_http_port: Triton's HTTP port on 127.0.0.1; 0: chosen once, kept in
-            ``ports.json``.
-        triton_grpc_port: Triton's gRPC port (0: chosen once, kept).
-        triton_metrics_port: Triton's metrics port (0: chosen once, kept).
-        gateway_port: the gateway's port (0: chosen once, kept).
-        gateway_admin_port: the gateway's admin port on 127.0.0.1 (0: chosen once, kept).
-        audit_path: the audit log the gateway appends admin changes to; None:
-            ``<root>/audit/gateway.jsonl`` (its witness signed with ``$LOCKGATE_SIGNING_KEY``,
-            else the key two folders above the log, :class:`lockgate.audit.log.AuditLog`'s rule:
-            ``<root>/keys/signing.key``; ``<home>/audit/gateway.jsonl`` uses the home's key).
-
-    The gateway's admin token is generated at its first start into ``<root>/gateway/admin.token``
-    (mode 0600); every lockgate client of this stack (the canary controller, ``lockgate serve``,
-    the sensors) reads it from there through :meth:`gateway`.
-    """
+class LocalServingStackResource(ConfigurableResourceFactory[ServingStack]):
+    """A :class:`~lockgate.serving.stack.LocalServingStack` (same fields)."""
 
     root: str
     durability: str = "fsync"
@@ -181,186 +43,14 @@ class LocalServingStack(ServingStack):
     gateway_admin_port: int = Field(default=0, ge=0, le=65535)
     audit_path: str | None = None
 
-    @property
-    def repo_dir(self) -> Path:
-        return Path(self.root) / "repo"
-
-    @property
-    def state_dir(self) -> Path:
-        return Path(self.root) / "canary"
-
-    @property
-    def prediction_log_dir(self) -> Path:
-        return Path(self.root) / "predictions"
-
-    @property
-    def ports_file(self) -> Path:
-        """``<root>/ports.json``: the ports chosen once and kept across restarts."""
-        return Path(self.root) / "ports.json"
-
-    def ports(self) -> dict[str, int]:
-        """``triton_http``, ``triton_grpc``, ``triton_metrics``, ``gateway`` and ``gateway_admin``
-        ports.
-
-        Configured ports win; the others are read from ``ports.json``, chosen (free ports) and
-        written there the first time. The file is created exclusively, so two processes
-        starting the stack at once agree on the same ports.
-        """
-        configured = self._configured_ports()
-        kept = self._kept_ports()
-        if kept is not None and "gateway_admin" not in kept:  # kept before the admin listener
-            port = self.gateway_admin_port
-            while not port or port in kept.values():
-                port = _free_port()
-            kept = self._write_ports({**kept, "gateway_admin": port}, replace=True)
-        if kept is None:
-            chosen: dict[str, int] = {}
-            for key, port in configured.items():
-                while not port or port in chosen.values():
-                    port = _free_port()
-                chosen[key] = port
-            kept = self._write_ports(chosen)
-        return {k: v or kept[k] for k, v in configured.items()}
-
-    def _configured_ports(self) -> dict[str, int]:
-        return {
-            "triton_http": self.triton_http_port,
-            "triton_grpc": self.triton_grpc_port,
-            "triton_metrics": self.triton_metrics_port,
-            "gateway": self.gateway_port,
-            "gateway_admin": self.gateway_admin_port,
-        }
-
-    def _kept_ports(self) -> dict[str, int] | None:
-        try:
-            raw = json.loads(self.ports_file.read_text())
-            kept = {
-                k: int(raw[k]) for k in ("triton_http", "triton_grpc", "triton_metrics", "gateway")
-            }
-            if "gateway_admin" in raw:
-                kept["gateway_admin"] = int(raw["gateway_admin"])
-            return kept
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def _write_ports(self, ports: dict[str, int], *, replace: bool = False) -> dict[str, int]:
-        Path(self.root).mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-ports-", dir=self.root)
-        with os.fdopen(handle, "w") as out:
-            json.dump(ports, out, sort_keys=True)
-            out.write("\n")
-        try:
-            if replace:
-                os.replace(tmp, self.ports_file)
-                return ports
-            with contextlib.suppress(FileExistsError):  # exclusive: the first writer wins
-                os.link(tmp, self.ports_file)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return self._kept_ports() or ports
-
-    def _repick_busy_ports(self, *keys: str) -> None:
-        """Kept (not configured) ports among ``keys`` that something else took meanwhile are
-        chosen again, so a start does not fail on a port lockgate picked by itself."""
-        kept = self._kept_ports()
-        if kept is None:
-            return
-        configured = self._configured_ports()
-        busy = [k for k in keys if not configured[k] and not port_is_free(kept[k])]
-        if busy:
-            for key in busy:
-                kept[key] = _free_port()
-            self._write_ports(kept, replace=True)
-
-    def triton(self) -> LocalTritonServer:
-        self.repo_dir.mkdir(parents=True, exist_ok=True)
-        ports = self.ports()
-        return LocalTritonServer(
-            repo_dir=str(self.repo_dir),
-            work_dir=str(Path(self.root) / "triton"),
-            fixed_http_port=ports["triton_http"],
-            fixed_grpc_port=ports["triton_grpc"],
-            fixed_metrics_port=ports["triton_metrics"],
-        )
-
-    def _gateway(self, upstream: str, actor: str | None = None) -> GatewayServer:
-        return GatewayServer(
-            actor=actor,
-            state_dir=str(Path(self.root) / "gateway"),
-            log_dir=str(self.prediction_log_dir),
-            upstream_url=upstream,
-            durability=self.durability,
-            model_repository=str(self.repo_dir),  # each version's wire.json: named features
-            port=self.ports()["gateway"],
-            admin_port=self.ports()["gateway_admin"],
-            audit_path=self.audit_path or str(Path(self.root) / "audit" / "gateway.jsonl"),
-        )
-
-    def gateway(self, *, actor: str | None = None) -> GatewayServer:
-        return self._gateway(self._upstream_file_url() or "127.0.0.1:1", actor)
-
-    def _upstream_file(self) -> Path:
-        return Path(self.root) / "gateway" / "upstream.json"
-
-    def _upstream_file_url(self) -> str | None:
-        try:
-            return str(json.loads(self._upstream_file().read_text())["url"])
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def ensure(self) -> dict[str, Any]:
-        started: dict[str, Any] = {"triton": False, "gateway": False, "reaped_stubs": 0}
-        triton = self.triton()
-        if not (triton.pid and triton.health()):  # started here, or by another process
-            reaped = 0
-            if triton.pid is None:  # crashed or stopped: its stubs go first, then its ports
-                reaped = triton.reap_orphaned_stubs()
-                self._repick_busy_ports("triton_http", "triton_grpc", "triton_metrics")
-                triton = self.triton()
-            triton.start()
-            started["triton"] = True
-            started["reaped_stubs"] = reaped + triton.reaped_stubs
-        upstream = triton.url
-        gateway = self._gateway(upstream)
-        stale = self._upstream_file_url() != upstream  # pointed at a Triton that is gone
-        stale = stale or not (gateway._ready_info() or {}).get("admin_url")  # no admin listener
-        if gateway.running and stale and gateway.pid:
-            stop_process_group(gateway.pid)  # restart it
-        if not (gateway.running and gateway.health()):
-            if not gateway.running:
-                self._repick_busy_ports("gateway", "gateway_admin")
-                gateway = self._gateway(upstream)
-            gateway.start()
-            started["gateway"] = True
-            self._upstream_file().write_text(json.dumps({"url": upstream}))
-        started["triton_url"], started["gateway_url"] = upstream, gateway.url
-        return started
-
-    def sandbox(self) -> LocalTritonServer:
-        base = Path(self.root) / "sandbox"
-        base.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="sandbox-", dir=base))
-        (work / "repo").mkdir()
-        return LocalTritonServer(repo_dir=str(work / "repo"), work_dir=str(work / "server"))
-
-    def stop(self) -> None:
-        """Stop the gateway, then Triton (``lockgate serve stop``); reap the stubs a crashed
-        Triton left behind. The ports stay kept for the next start."""
-        for server in (self.gateway(), self.triton()):
-            if server.pid:
-                stop_process_group(server.pid)
-        self.triton().reap_orphaned_stubs()
+    def create_resource(self, context: dg.InitResourceContext) -> LocalServingStack:
+        """The plain stack, configured like this resource."""
+        return LocalServingStack(**{k: getattr(self, k) for k in LocalServingStack.model_fields})
 
 
-class RemoteServingStack(ServingStack):
-    """Services run elsewhere (Kubernetes): nothing to start, state on a shared volume.
-
-    The gateway's admin API is its own service (``gateway_admin_url``, None:
-    ``$LOCKGATE_GATEWAY_ADMIN_URL``) and needs the admin token (``gateway_admin_token``, None:
-    ``$LOCKGATE_GATEWAY_ADMIN_TOKEN``; give both from a secret, e.g. ``dg.EnvVar``). Triton's
-    model-control calls send ``triton_control_header`` with its secret (None:
-    ``$LOCKGATE_TRITON_CONTROL_SECRET``) when Triton runs with ``--http-restricted-api``.
-    """
+class RemoteServingStackResource(ConfigurableResourceFactory[ServingStack]):
+    """A :class:`~lockgate.serving.stack.RemoteServingStack` (same fields; give the URLs, the
+    admin token and the folders from the environment with ``dg.EnvVar``)."""
 
     triton_url: str
     gateway_url: str
@@ -370,33 +60,6 @@ class RemoteServingStack(ServingStack):
     canary_state_dir: str
     predictions_dir: str
 
-    @property
-    def repo_dir(self) -> Path:
-        return Path(self.model_repository)
-
-    @property
-    def state_dir(self) -> Path:
-        return Path(self.canary_state_dir)
-
-    @property
-    def prediction_log_dir(self) -> Path:
-        return Path(self.predictions_dir)
-
-    def triton(self) -> RemoteTritonServer:
-        return RemoteTritonServer(server_url=self.triton_url, repo_dir=self.model_repository)
-
-    def gateway(self, *, actor: str | None = None) -> RemoteGateway:
-        return RemoteGateway(
-            actor=actor,
-            gateway_url=self.gateway_url,
-            gateway_admin_url=self.gateway_admin_url,
-            admin_token=self.gateway_admin_token,
-        )
-
-    def ensure(self) -> dict[str, Any]:
-        return {"triton": False, "gateway": False}
-
-    def sandbox(self) -> LocalTritonServer:
-        work = Path(tempfile.mkdtemp(prefix="lockgate-sandbox-"))
-        (work / "repo").mkdir()
-        return LocalTritonServer(repo_dir=str(work / "repo"), work_dir=str(work / "server"))
+    def create_resource(self, context: dg.InitResourceContext) -> RemoteServingStack:
+        """The plain stack of the remote services."""
+        return RemoteServingStack(**{k: getattr(self, k) for k in RemoteServingStack.model_fields})

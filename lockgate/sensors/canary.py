@@ -26,9 +26,9 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import ServingStack
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = [
@@ -582,8 +582,8 @@ def make_canary_sensor(
     )
     def canary_sensor(
         context: dg.SensorEvaluationContext,
-        serving_stack: ServingStack,
-        artifacts: ArtifactRegistry,
+        serving_stack: dg.ResourceParam[ServingStack],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
         audit: AuditTrail,
     ) -> dg.SensorResult | dg.SkipReason:
         outcome = run_canary_tick(

@@ -24,9 +24,8 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import ServingStack
 from lockgate.sensors._retrain import (
     inflight_retrain,
     link_triggered_runs,
@@ -35,6 +34,7 @@ from lockgate.sensors._retrain import (
     sensor_instance,
     sensor_targets,
 )
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = ["DriftTick", "make_drift_sensor", "run_drift_tick"]
@@ -65,9 +65,9 @@ def run_drift_tick(
     now: float | None = None,
 ) -> DriftTick:
     """One tick of the drift sensor (see the module docstring)."""
+    from lockgate.assets.drift_metadata import drift_metadata
     from lockgate.monitoring.drift_report import (
         compute_drift_report,
-        drift_metadata,
         log_fingerprint,
     )
     from lockgate.monitoring.triggers import TriggerState
@@ -188,8 +188,8 @@ def make_drift_sensor(
     )
     def drift_sensor(
         context: dg.SensorEvaluationContext,
-        serving_stack: ServingStack,
-        artifacts: ArtifactRegistry,
+        serving_stack: dg.ResourceParam[ServingStack],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
         audit: AuditTrail,
     ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}

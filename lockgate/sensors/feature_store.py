@@ -31,8 +31,8 @@ from typing import Any
 import dagster as dg
 
 from lockgate.errors import SpecError
+from lockgate.features.store import FeastStore
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.feast_store import FeastStore
 from lockgate.sensors._retrain import audit_retrain_once, retrain_tags
 from lockgate.spec import ModelPipeline
 
@@ -161,7 +161,7 @@ def make_feature_change_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def feature_change_sensor(
-        context: dg.SensorEvaluationContext, feast: FeastStore, audit: AuditTrail
+        context: dg.SensorEvaluationContext, feast: dg.ResourceParam[FeastStore], audit: AuditTrail
     ) -> dg.SensorResult:
         tick = run_feature_change_tick(spec, feast=feast, audit=audit, cursor=context.cursor)
         context.log.info(f"{spec.name}: {tick.reason}")

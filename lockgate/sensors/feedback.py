@@ -29,10 +29,9 @@ from typing import Any
 
 import dagster as dg
 
-from lockgate.resources.artifacts import ArtifactRegistry
+from lockgate.features.store import FeastStore
+from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.feast_store import FeastStore
-from lockgate.resources.serving import ServingStack
 from lockgate.sensors._retrain import (
     audit_retrain_once,
     inflight_retrain,
@@ -42,6 +41,7 @@ from lockgate.sensors._retrain import (
     sensor_instance,
     sensor_targets,
 )
+from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = ["FeedbackTick", "make_feedback_sensor", "run_feedback_tick"]
@@ -268,10 +268,10 @@ def make_feedback_sensor(
     )
     def feedback_sensor(
         context: dg.SensorEvaluationContext,
-        serving_stack: ServingStack,
-        artifacts: ArtifactRegistry,
+        serving_stack: dg.ResourceParam[ServingStack],
+        artifacts: dg.ResourceParam[ArtifactRegistry],
         audit: AuditTrail,
-        feast: FeastStore,
+        feast: dg.ResourceParam[FeastStore],
     ) -> dg.SensorResult | dg.SkipReason:
         tick = run_feedback_tick(
             spec,

@@ -9,12 +9,12 @@ with the single Triton version ``1``), the same on every target::
     input   INPUT__0   TYPE_FP32  dims [F]   the pipeline's wire matrix, batch implicit
     output  OUTPUT__0  TYPE_FP32  dims [W]   TrainedModel.predict, one row per input row
 
-The output width ``W`` follows the model's task (:attr:`lockgate.training.trainers.TrainedModel.task`,
+The output width ``W`` follows the model's task (:attr:`lockgate.training.TrainedModel.task`,
 ``output_width``): ``[1]`` for ``"binary"`` (the probability of label 1) and ``"regression"``
 (the predicted value in label units), ``[k]`` for ``"multiclass"`` (the class probabilities in
 the order of ``TrainedModel.classes``). The builders take ``task`` and ``output_width``
 (binary and ``1`` by default, so binary configs are what they were before tasks existed);
-:func:`lockgate.training.trainers.model_output` reads both from a version's ``preprocessing.json``.
+:func:`lockgate.training.model_output` reads both from a version's ``preprocessing.json``.
 
 Clients send **raw** feature values in the pipeline's wire format (:mod:`lockgate.serving.wire`: one
 column per feature of the feature service, numeric values as they are, categorical values as
@@ -22,7 +22,7 @@ column per feature of the feature service, numeric values as they are, categoric
 matrix is the same for every version of the pipeline, so a canary gateway can route a request
 to the champion or the challenger. Each served version decodes it with its own vocabulary
 (``1/wire.json`` next to the model files) and scores it with
-:meth:`lockgate.training.trainers.TrainedModel.predict`, the single source of truth for
+:meth:`lockgate.training.TrainedModel.predict`, the single source of truth for
 preprocessing. The output is FP32 on every target: compare it with ``predict`` (float64,
 reshaped to ``(n, W)``) with a tolerance (1e-5 is ample for probabilities, whose float32
 rounding is below 6e-8; a regression value needs a tolerance relative to its magnitude).
@@ -62,16 +62,20 @@ Faults start after the warmup samples (Triton runs them through ``execute`` befo
 ready; a failed warmup would fail the load). The warmup sample is a zero matrix of width ``F``:
 it decodes to numeric 0 and categorical code 0, which no vocabulary string is expected to have
 (unknown category).
+
+The ``config.pbtxt`` reader is :mod:`~lockgate.serving.pbtxt` and the ``model.py`` source
+:mod:`~lockgate.serving.triton_model_template`; :func:`parse_config` is re-exported here.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from lockgate.errors import SpecError
-from lockgate.training.trainers import TASKS
+from lockgate.serving.pbtxt import parse_config
+from lockgate.serving.triton_model_template import PYTHON_MODEL_TEMPLATE
+from lockgate.training import TASKS
 
 __all__ = [
     "FAULT_KEYS",
@@ -109,7 +113,7 @@ TRITON_VERSION = "1"
 """The single Triton version directory of every lockgate model."""
 MODEL_KINDS = ("lightgbm", "torch")
 """The built-in model kinds (GPU ensembles exist for these; any other valid kind, e.g. a
-:class:`lockgate.training.trainers.CustomModel`'s ``"sklearn"``, is served on CPU by the python backend)."""
+:class:`lockgate.training.CustomModel`'s ``"sklearn"``, is served on CPU by the python backend)."""
 FAULT_KEYS = ("error_rate", "seed", "sleep_ms")
 """Keys allowed in a fault-drill spec."""
 
@@ -276,7 +280,7 @@ def cpu_config(
             (:attr:`lockgate.serving.wire.WireSchema.width`).
         task: The model's task, one of :data:`TASKS`.
         output_width: ``W``: 1 for ``"binary"`` and ``"regression"``, the number of classes
-            (>= 2) for ``"multiclass"`` (:attr:`lockgate.training.trainers.TrainedModel.output_width`).
+            (>= 2) for ``"multiclass"`` (:attr:`lockgate.training.TrainedModel.output_width`).
         max_batch_size: Largest batch Triton hands one ``execute`` call (> 0).
         instances: Model instances (``KIND_CPU`` stub processes).
         warmup: Add a one-row zero-data warmup sample, so the first real request is not slow.
@@ -463,34 +467,6 @@ def gpu_config(
     return {wire_name: wire, inner_name: inner, model_name: ensemble}
 
 
-def parse_config(text: str) -> dict[str, Any]:
-    """Parses Triton's protobuf text format into plain dicts and lists (for tests and tools).
-
-    Scalars become str (quoted), int, float, bool or the enum name (``KIND_CPU``); a field seen
-    once is a value, a field repeated (or written ``[ ... ]``) is a list. This is a structural
-    reader, not a validator: ``google.protobuf.text_format.Parse(text, ModelConfig())`` with
-    ``tritonclient.grpc.model_config_pb2.ModelConfig`` validates against Triton's schema.
-
-    Args:
-        text: Protobuf text such as :func:`cpu_config` returns.
-
-    Returns:
-        The message as a dict.
-
-    Raises:
-        SpecError: When the text is not well-formed protobuf text.
-
-    Example:
-        >>> parse_config('name: "m" max_batch_size: 8 input [ { dims: [ 3 ] } ]')
-        {'name': 'm', 'max_batch_size': 8, 'input': [{'dims': [3]}]}
-    """
-    tokens = _tokenize(text)
-    message, end = _parse_message(tokens, 0, closing=None)
-    if end != len(tokens):
-        raise SpecError(f"config text has trailing tokens after position {end}: {tokens[end]!r}")
-    return message
-
-
 def python_model_source(kind: str | None = None) -> str:
     """Source of ``1/model.py`` for the python backend (both kinds, CPU and GPU ``-wire``).
 
@@ -511,7 +487,7 @@ def python_model_source(kind: str | None = None) -> str:
     and torch runs one thread: one core per instance (OpenMP's default team makes single-row
     p99 ~10x worse); scale with instances.
 
-    A custom kind (a :class:`lockgate.training.trainers.CustomModel`, e.g. ``"sklearn"``) is added to
+    A custom kind (a :class:`lockgate.training.CustomModel`, e.g. ``"sklearn"``) is added to
     the file's ``MODEL_KINDS``; ``TrainedModel.load`` then imports the model class its
     ``lockgate_model.json`` names, so that class's package must be installed in the
     environment on the stub's ``PYTHONPATH``. Built-in kinds (and ``None``) give the bytes
@@ -530,7 +506,7 @@ def python_model_source(kind: str | None = None) -> str:
     if kind is not None and check_model_kind(kind) not in MODEL_KINDS:
         kinds = (*MODEL_KINDS, kind)
     return (
-        _MODEL_TEMPLATE.replace("@INPUT@", INPUT_NAME)
+        PYTHON_MODEL_TEMPLATE.replace("@INPUT@", INPUT_NAME)
         .replace("@FAULT_KEYS@", repr(FAULT_KEYS))
         .replace("@MODEL_KINDS@", repr(kinds))
     )
@@ -591,7 +567,7 @@ def _check_task_output(task: str, output_width: int) -> None:
     if task not in TASKS:
         raise SpecError(
             f"task {task!r} is unknown; rule: one of {list(TASKS)}; fix: pass the model's "
-            "TrainedModel.task (lockgate.training.trainers.model_output reads it from preprocessing.json)"
+            "TrainedModel.task (lockgate.training.model_output reads it from preprocessing.json)"
         )
     _check_positive("output_width", output_width)
     if task == "multiclass" and output_width < 2:
@@ -716,317 +692,3 @@ def _config_text(
             f"parameters {{ key: {_quote(key)} value {{ string_value: {_quote(value)} }} }}"
         )
     return "\n".join(lines) + "\n"
-
-
-_TOKEN = re.compile(
-    r'\s+|#[^\n]*|"(?:[^"\\]|\\.)*"|[{}\[\]:,;<>]|[A-Za-z0-9_.+\-]+',
-)
-
-
-def _tokenize(text: str) -> list[str]:
-    tokens: list[str] = []
-    pos = 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None:
-            raise SpecError(
-                f"config text has an unexpected character {text[pos]!r} at offset {pos}; rule: "
-                "protobuf text format; fix: correct the config"
-            )
-        token = match.group(0)
-        if not token.isspace() and not token.startswith("#"):
-            tokens.append(token)
-        pos = match.end()
-    return tokens
-
-
-def _scalar(token: str) -> Any:
-    if token.startswith('"'):
-        return re.sub(r"\\(.)", r"\1", token[1:-1])
-    if token in ("true", "false"):
-        return token == "true"
-    try:
-        return int(token)
-    except ValueError:
-        pass
-    try:
-        return float(token)
-    except ValueError:
-        return token  # an enum name
-
-
-def _add(message: dict[str, Any], key: str, value: Any, *, as_list: bool) -> None:
-    if key in message:
-        current = message[key]
-        if not isinstance(current, list):
-            current = [current]
-        message[key] = current + (value if as_list else [value])
-    else:
-        message[key] = value
-
-
-def _parse_value(tokens: list[str], pos: int) -> tuple[Any, int]:
-    token = tokens[pos]
-    if token in ("{", "<"):
-        return _parse_message(tokens, pos + 1, closing="}" if token == "{" else ">")
-    return _scalar(token), pos + 1
-
-
-def _parse_message(tokens: list[str], pos: int, *, closing: str | None) -> tuple[Any, int]:
-    message: dict[str, Any] = {}
-    try:
-        while pos < len(tokens) and tokens[pos] != closing:
-            key = tokens[pos]
-            pos += 1
-            if tokens[pos] == ":":
-                pos += 1
-            if tokens[pos] == "[":
-                pos += 1
-                items: list[Any] = []
-                while tokens[pos] != "]":
-                    value, pos = _parse_value(tokens, pos)
-                    items.append(value)
-                    if tokens[pos] == ",":
-                        pos += 1
-                _add(message, key, items, as_list=True)
-                pos += 1
-            else:
-                value, pos = _parse_value(tokens, pos)
-                _add(message, key, value, as_list=False)
-            if pos < len(tokens) and tokens[pos] in (",", ";"):
-                pos += 1
-    except IndexError:
-        raise SpecError(
-            "config text ends inside a message or list; rule: balanced braces and brackets; "
-            "fix: correct the config"
-        ) from None
-    if closing is not None:
-        if pos >= len(tokens):
-            raise SpecError(f"config text misses a closing {closing!r}")
-        pos += 1
-    return message, pos
-
-
-# --------------------------------------------------------------------------------------------
-# model.py template (python backend)
-# --------------------------------------------------------------------------------------------
-
-_MODEL_TEMPLATE = '''\
-"""Triton python-backend model generated by lockgate (both model kinds). Do not edit.
-
-lockgate verifies this file, config.pbtxt, wire.json and the model files before every load.
-Requests carry the pipeline's wire matrix (lockgate.serving.wire); this version decodes it with its
-own vocabulary and scores it with TrainedModel.predict, [n, output_width] (or, with the
-parameter lockgate_output=preprocessed, returns TrainedModel.preprocess for a GPU ensemble). Tensors move
-through DLPack only: with numpy 2 the stub's as_numpy() and Tensor(name, ndarray) are broken.
-"""
-
-import json
-import os
-import random
-import site
-import sys
-import time
-
-# One OpenMP thread per instance unless the server says otherwise: LightGBM's default team
-# makes single-row p99 ~10x worse. Set before lightgbm (and its libgomp) is imported.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def extend_path():
-    """Add PYTHONPATH's entries (and their .pth files) in front of sys.path.
-
-    The stub's embedded interpreter ignores PYTHONPATH; LocalTritonServer points it at the
-    virtualenv's site-packages, where lockgate (its .pth file installs an editable install's
-    finder), lightgbm and torch are installed.
-    """
-    for entry in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
-        if entry and os.path.isdir(entry) and entry not in sys.path:
-            before = list(sys.path)
-            site.addsitedir(entry)
-            sys.path[:] = [p for p in sys.path if p not in before] + before
-
-
-def quiet_used_capsules(unraisable, default=sys.unraisablehook):
-    """Drop numpy's report on every output capsule the stub consumed.
-
-    The stub renames a consumed DLPack capsule 'used_dlpack'; numpy's capsule destructor only
-    knows 'used_dltensor', fails to read it and reports a harmless ValueError (traceback in the
-    server log for every response). Everything else reaches the default hook.
-    """
-    if isinstance(unraisable.exc_value, ValueError) and str(unraisable.exc_value) == (
-        "PyCapsule_GetPointer called with incorrect name"
-    ):
-        return
-    default(unraisable)
-
-
-extend_path()
-sys.unraisablehook = quiet_used_capsules
-
-import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-
-try:
-    from lockgate.training.trainers import TrainedModel  # noqa: E402
-    from lockgate.serving.wire import WIRE_FILE, WireDecoder, WireSchema  # noqa: E402
-except ImportError as exc:  # pragma: no cover - depends on the server's environment
-    raise ImportError(
-        f"lockgate cannot be imported in the python-backend stub ({exc}); rule: served models "
-        "decode the wire with lockgate; fix: start tritonserver with PYTHONPATH=<site-packages "
-        "where lockgate, lightgbm and torch are installed> (LocalTritonServer does)"
-    ) from exc
-
-INPUT_NAME = "@INPUT@"
-FAULT_KEYS = @FAULT_KEYS@
-MODEL_KINDS = @MODEL_KINDS@
-OUTPUTS = ("probability", "preprocessed")  # "probability": TrainedModel.predict, any task
-NOT_MODEL_FILES = ("model.py", "__pycache__", WIRE_FILE)
-
-
-def parse_fault(text):
-    """Parse 'sleep_ms=80,error_rate=0.5,seed=1' (the config parameter lockgate_fault)."""
-    fault = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        key, _, raw = part.strip().partition("=")
-        if key not in FAULT_KEYS:
-            raise ValueError(f"lockgate_fault key {key!r} is unknown; use one of {FAULT_KEYS}")
-        fault[key] = float(raw) if key == "error_rate" else int(raw)
-    return fault
-
-
-def error_response(message, client_error=False):
-    """An error answer; a client's bad input is INVALID_ARG (HTTP 400), never a server error."""
-    if client_error:
-        error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
-    else:
-        error = pb_utils.TritonError(message)
-    return pb_utils.InferenceResponse(output_tensors=[], error=error)
-
-
-class TritonPythonModel:
-    """One lockgate model version: wire float32 [n, F] -> prediction float32 [n, W]."""
-
-    def initialize(self, args):
-        config = json.loads(args["model_config"])
-        folder = os.path.join(args["model_repository"], args["model_version"])
-        self.name = config["name"]
-        self.width = int(config["input"][0]["dims"][0])
-        self.output_name = config["output"][0]["name"]
-        self.output_width = int(config["output"][0]["dims"][0])
-        parameters = {
-            key: value.get("string_value", "")
-            for key, value in config.get("parameters", {}).items()
-        }
-        self.kind = parameters.get("lockgate_kind", "")
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(
-                f"config parameter lockgate_kind={self.kind!r} is not one of {MODEL_KINDS}; "
-                "rewrite the model folder with lockgate"
-            )
-        self.output = parameters.get("lockgate_output", "probability")
-        if self.output not in OUTPUTS:
-            raise ValueError(
-                f"config parameter lockgate_output={self.output!r} is not one of {OUTPUTS}; "
-                "rewrite the model folder with lockgate"
-            )
-        self.fault = parse_fault(parameters.get("lockgate_fault", ""))
-        self.rng = random.Random(int(self.fault.get("seed", 0)))
-        # Triton runs the warmup samples through execute() before the instance is ready; a
-        # drill must not fail them (the load would fail), so faults start after them.
-        self.warmups_left = sum(
-            max(1, int(sample.get("count", 0) or 0)) for sample in config.get("model_warmup", [])
-        )
-        if self.kind == "torch":
-            import torch
-
-            torch.set_num_threads(1)  # one thread per instance (scale with instance count)
-        files = {}
-        for entry in sorted(os.listdir(folder)):
-            path = os.path.join(folder, entry)
-            if entry not in NOT_MODEL_FILES and os.path.isfile(path):
-                with open(path, "rb") as handle:
-                    files[entry] = handle.read()
-        self.model = TrainedModel.load(self.kind, files)
-        with open(os.path.join(folder, WIRE_FILE), "rb") as handle:
-            self.schema = WireSchema.from_json(handle.read())
-        if self.schema.width != self.width:
-            raise ValueError(
-                f"{WIRE_FILE} has {self.schema.width} columns but config.pbtxt declares "
-                f"{INPUT_NAME} [{self.width}]; rewrite the model folder with lockgate"
-            )
-        self.decoder = WireDecoder.for_model(self.schema, self.model.preprocessing)
-        if self.output == "probability":
-            expected = self.model.output_width
-        else:
-            expected = self.model.preprocessing["input_dim"]
-        if self.output_width != expected:
-            raise ValueError(
-                f"config.pbtxt declares {self.output_name} [{self.output_width}] but the "
-                f"{self.model.task} model gives [{expected}] ({self.output}); rewrite the model "
-                "folder with lockgate"
-            )
-
-    def predict(self, x):
-        frame = self.decoder.decode(x)
-        if self.output == "preprocessed":
-            return self.model.preprocess(frame)
-        return self.model.predict(frame).reshape(-1, self.output_width)
-
-    def read_input(self, request):
-        tensor = pb_utils.get_input_tensor_by_name(request, INPUT_NAME)
-        if tensor is None:
-            raise ValueError(f"request has no input {INPUT_NAME!r}; send exactly that tensor")
-        x = np.array(np.from_dlpack(tensor), dtype=np.float32, copy=True)
-        if x.ndim != 2 or x.shape[1] != self.width:
-            raise ValueError(
-                f"{INPUT_NAME} has shape {list(x.shape)}; rule: [n, {self.width}] float32, the "
-                f"pipeline's wire matrix (columns {list(self.schema.names)[:6]}...); fix: build "
-                "it with lockgate.serving.wire.encode(frame, schema), not the model's preprocessing"
-            )
-        return self.decoder.check(x)
-
-    def execute(self, requests):
-        drill = bool(self.fault) and self.warmups_left <= 0
-        self.warmups_left -= 1
-        responses = [None] * len(requests)
-        inputs, owners = [], []
-        for i, request in enumerate(requests):
-            try:
-                x = self.read_input(request)
-            except Exception as exc:
-                responses[i] = error_response(f"{self.name}: {exc}", client_error=True)
-                continue
-            rate = self.fault.get("error_rate", 0.0)
-            if drill and rate and self.rng.random() < rate:
-                responses[i] = error_response(
-                    f"{self.name}: lockgate_fault injected an error (error_rate={rate}); this "
-                    "is a drill: write the model folder without fault= to serve normally"
-                )
-                continue
-            inputs.append(x)
-            owners.append(i)
-        sleep_ms = self.fault.get("sleep_ms", 0)
-        if drill and sleep_ms:
-            time.sleep(sleep_ms / 1000.0)
-        if inputs:
-            try:
-                y = self.predict(inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
-                sizes = np.cumsum([len(x) for x in inputs])[:-1]
-                for i, part in zip(owners, np.split(y, sizes)):
-                    out = np.ascontiguousarray(part, dtype=np.float32)
-                    tensor = pb_utils.Tensor.from_dlpack(self.output_name, out)
-                    responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
-            except Exception as exc:
-                for i in owners:
-                    responses[i] = error_response(
-                        f"{self.name}: prediction failed: {type(exc).__name__}: {exc}"
-                    )
-        return responses
-
-    def finalize(self):
-        self.model = None
-        self.decoder = None
-'''

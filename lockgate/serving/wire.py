@@ -5,7 +5,7 @@ imputation, standardisation; ``preprocessing.json``), and versions may use diffe
 subsets. In a canary the gateway routes each request to the champion or the challenger, so a
 client cannot know whose preprocessing to apply. Clients therefore send **raw** feature values
 in one fixed layout per pipeline, and each served version decodes and preprocesses them itself
-(inside Triton, with :meth:`lockgate.training.trainers.TrainedModel.predict_proba`, the single source of
+(inside Triton, with :meth:`lockgate.training.TrainedModel.predict_proba`, the single source of
 truth for preprocessing).
 
 The wire schema
@@ -71,7 +71,7 @@ import pandas as pd
 from lockgate.errors import DataError, SchemaError
 
 if TYPE_CHECKING:
-    from lockgate.resources.artifacts import ArtifactRegistry
+    from lockgate.lineage.registry import ArtifactRegistry
 
 __all__ = [
     "CODE_LIMIT",

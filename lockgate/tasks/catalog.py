@@ -32,6 +32,7 @@ __all__ = [
     "TASKS",
     "Task",
     "check_task",
+    "check_task_metric",
     "default_primary",
     "higher_is_better",
     "metric_direction",
@@ -107,7 +108,16 @@ def default_primary(task: str) -> str:
     return _PRIMARY[check_task(task)]
 
 
-def _check_task_metric(task: str, metric: Any) -> str:
+def check_task_metric(task: str, metric: Any) -> str:
+    """Returns ``metric`` when ``task`` reports it.
+
+    Raises:
+        SpecError: Naming the task's metrics.
+
+    Example:
+        >>> check_task_metric("regression", "mae")
+        'mae'
+    """
     names = _CATALOG[check_task(task)]
     if not isinstance(metric, str) or metric not in names:
         raise SpecError(
@@ -127,7 +137,7 @@ def higher_is_better(task: str, metric: str) -> bool:
         >>> higher_is_better("regression", "r2"), higher_is_better("multiclass", "log_loss")
         (True, False)
     """
-    return _CATALOG[task][_check_task_metric(task, metric)]
+    return _CATALOG[task][check_task_metric(task, metric)]
 
 
 def metric_direction(task: str, metric: str) -> Literal["higher", "lower"]:
@@ -155,7 +165,7 @@ def metric_value(task: str, metric: str, y: Any, pred: Any, *, max_fpr: float = 
         >>> metric_value("regression", "mae", [1.0, 2.0], [1.5, 2.5])
         0.5
     """
-    _check_task_metric(task, metric)
+    check_task_metric(task, metric)
     if task == "binary":
         if metric == "recall_at_fpr":
             return recall_at_fpr(y, pred, max_fpr=max_fpr)

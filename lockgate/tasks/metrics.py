@@ -73,17 +73,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lockgate.errors import DataError, EmptyDataError, SpecError
+from lockgate.errors import DataError, SpecError
+from lockgate.tasks.inputs import (
+    as_scores,
+    validate_binary,
+    validate_multiclass,
+    validate_regression,
+)
 
 __all__ = [
     "brier",
     "classification_metrics",
     "confusion_matrix",
+    "f1_from_confusion",
     "interval_coverage",
     "log_loss",
     "macro_f1",
     "mae",
     "min_class_recall",
+    "min_recall_from_confusion",
     "multiclass_log_loss",
     "multiclass_metrics",
     "per_class_recall",
@@ -97,115 +105,9 @@ __all__ = [
     "top1_accuracy",
 ]
 
-_ROW_SUM_TOLERANCE = 1e-5  # how far a probability row may sum from 1 (float32 softmax rounding)
 
 _FloatArray = npt.NDArray[np.float64]
 _IntArray = npt.NDArray[np.int64]
-
-
-def _as_1d(values: Any, *, name: str) -> npt.NDArray[Any]:
-    try:
-        arr = np.asarray(values)
-    except Exception as exc:  # ragged lists and the like
-        raise DataError(
-            f"{name} could not be read as an array ({exc}); rule: metrics and statistics need a 1-D array "
-            f"of numbers; fix: pass a numpy array, list or pandas Series"
-        ) from exc
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise DataError(
-            f"{name} has shape {arr.shape}; rule: metrics and statistics need a 1-D array (one value per "
-            f"row); fix: pass the probability of label 1 only, e.g. p[:, 1]"
-        )
-    return arr
-
-
-def _as_labels(y: Any, *, name: str = "y") -> _IntArray:
-    arr = _as_1d(y, name=name)
-    if arr.shape[0] == 0:
-        raise EmptyDataError(
-            f"{name} is empty; rule: metrics and statistics need at least one row; fix: evaluate on a "
-            f"non-empty split"
-        )
-    if arr.dtype == np.bool_:
-        return arr.astype(np.int64)
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} has dtype {arr.dtype} that is not numeric; rule: labels must be 0 or 1; "
-            f"fix: encode the positive class as 1 and the negative class as 0"
-        ) from exc
-    bad = ~((as_float == 0.0) | (as_float == 1.0))
-    if bad.any():
-        examples = np.unique(arr[bad])[:5].tolist()
-        raise DataError(
-            f"{name} holds {int(bad.sum())} value(s) other than 0 and 1 (e.g. {examples}); rule: "
-            f"labels must be 0 or 1 (NaN is not allowed); fix: drop unlabelled rows and encode "
-            f"the positive class as 1"
-        )
-    return as_float.astype(np.int64)
-
-
-def _as_scores(p: Any, *, name: str, n: int, unit_interval: bool) -> _FloatArray:
-    arr = _as_1d(p, name=name)
-    if arr.shape[0] != n:
-        raise DataError(
-            f"{name} has {arr.shape[0]} values but y has {n}; rule: labels and scores must have "
-            f"the same length; fix: score exactly the rows you evaluate"
-        )
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} has dtype {arr.dtype} that is not numeric; rule: scores must be finite "
-            f"floats; fix: pass the model's predicted probabilities"
-        ) from exc
-    finite = np.isfinite(as_float)
-    if not finite.all():
-        raise DataError(
-            f"{name} holds {int((~finite).sum())} non-finite value(s) (NaN or inf); rule: scores "
-            f"must be finite; fix: check the model for diverged weights or non-finite inputs"
-        )
-    if unit_interval and ((as_float < 0.0) | (as_float > 1.0)).any():
-        raise DataError(
-            f"{name} holds values outside [0, 1] (min {as_float.min()!r}, max "
-            f"{as_float.max()!r}); rule: this metric needs probabilities; fix: apply the "
-            f"sigmoid to raw scores"
-        )
-    return as_float
-
-
-def _validate(y: Any, p: Any, *, unit_interval: bool = False) -> tuple[_IntArray, _FloatArray]:
-    """Checks and converts labels and probabilities.
-
-    Args:
-        y: True labels, values in {0, 1}.
-        p: Predicted probabilities of label 1 (scores for the ranking metrics).
-        unit_interval: Whether ``p`` must lie in ``[0, 1]``.
-
-    Returns:
-        ``(y, p)`` as int64 and float64 arrays.
-
-    Raises:
-        EmptyDataError: When there are no rows.
-        DataError: On a length mismatch, labels outside {0, 1} or non-finite probabilities.
-    """
-    y_arr = _as_1d(y, name="y")
-    p_arr = _as_1d(p, name="p")
-    if y_arr.shape[0] != p_arr.shape[0]:
-        raise DataError(
-            f"y has {y_arr.shape[0]} values but p has {p_arr.shape[0]}; rule: labels and "
-            f"probabilities must have the same length; fix: score exactly the rows you evaluate"
-        )
-    if y_arr.shape[0] == 0:
-        raise EmptyDataError(
-            "y and p are empty; rule: metrics need at least one row; fix: evaluate on a "
-            "non-empty split"
-        )
-    y_int = _as_labels(y_arr, name="y")
-    return y_int, _as_scores(p_arr, name="p", n=len(y_int), unit_interval=unit_interval)
 
 
 def _require_both_classes(y: _IntArray, *, metric: str) -> tuple[int, int]:
@@ -252,7 +154,7 @@ def roc_auc(y: Any, p: Any) -> float:
         EmptyDataError: When there are no rows.
         DataError: On invalid input or when only one class occurs.
     """
-    y_int, p_float = _validate(y, p)
+    y_int, p_float = validate_binary(y, p)
     positives, negatives = _require_both_classes(y_int, metric="roc_auc")
     _, inverse, counts = np.unique(p_float, return_inverse=True, return_counts=True)
     starts = np.cumsum(counts, dtype=np.int64) - counts  # 0-based first rank of each tie group
@@ -280,7 +182,7 @@ def pr_auc(y: Any, p: Any) -> float:
         EmptyDataError: When there are no rows.
         DataError: On invalid input or when there is no positive label.
     """
-    y_int, p_float = _validate(y, p)
+    y_int, p_float = validate_binary(y, p)
     positives = int(y_int.sum())
     if positives == 0:
         raise DataError(
@@ -314,7 +216,7 @@ def log_loss(y: Any, p: Any, *, eps: float = 1e-15) -> float:
             f"eps={eps!r} is invalid; rule: the clipping bound must be in (0, 0.5); fix: keep "
             f"the default 1e-15"
         )
-    y_int, p_float = _validate(y, p, unit_interval=True)
+    y_int, p_float = validate_binary(y, p, unit_interval=True)
     clipped = np.clip(p_float, eps, 1.0 - eps)
     per_row = np.where(y_int == 1, np.log(clipped), np.log1p(-clipped))
     return float(-np.mean(per_row))
@@ -334,7 +236,7 @@ def brier(y: Any, p: Any) -> float:
         EmptyDataError: When there are no rows.
         DataError: On invalid input.
     """
-    y_int, p_float = _validate(y, p, unit_interval=True)
+    y_int, p_float = validate_binary(y, p, unit_interval=True)
     return float(np.mean(np.square(p_float - y_int)))
 
 
@@ -362,7 +264,7 @@ def recall_at_fpr(y: Any, p: Any, *, max_fpr: float = 0.01) -> float:
             f"max_fpr={max_fpr!r} is invalid; rule: a false-positive rate lies in [0, 1]; fix: "
             f"pass e.g. 0.01 for one false alarm per hundred negatives"
         )
-    y_int, p_float = _validate(y, p)
+    y_int, p_float = validate_binary(y, p)
     positives, negatives = _require_both_classes(y_int, metric="recall_at_fpr")
     tps, fps = _descending_curve(y_int, p_float)
     admissible = fps / negatives <= max_fpr
@@ -389,7 +291,7 @@ def classification_metrics(y: Any, p: Any, *, max_fpr: float = 0.01) -> dict[str
         DataError: On invalid input or when only one class occurs.
         SpecError: When ``max_fpr`` is not in ``[0, 1]``.
     """
-    y_int, p_float = _validate(y, p, unit_interval=True)
+    y_int, p_float = validate_binary(y, p, unit_interval=True)
     positives, _ = _require_both_classes(y_int, metric="classification_metrics")
     n = int(y_int.shape[0])
     return {
@@ -407,95 +309,6 @@ def classification_metrics(y: Any, p: Any, *, max_fpr: float = 0.01) -> dict[str
 # --------------------------------------------------------------------------------------------
 # Multiclass
 # --------------------------------------------------------------------------------------------
-
-
-def _as_probability_matrix(p: Any, *, name: str, n: int | None = None) -> _FloatArray:
-    try:
-        arr = np.asarray(p, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} could not be read as a float matrix ({exc}); rule: multiclass metrics need "
-            f"an (n, k) array of class probabilities; fix: pass the model's predict() output"
-        ) from exc
-    if arr.ndim != 2 or arr.shape[1] < 2:
-        raise DataError(
-            f"{name} has shape {arr.shape}; rule: multiclass metrics need an (n, k) matrix of "
-            f"class probabilities with k >= 2 columns in the model's classes order; fix: pass "
-            f"predict() of a multiclass model (for two classes use the binary task)"
-        )
-    if n is not None and arr.shape[0] != n:
-        raise DataError(
-            f"{name} has {arr.shape[0]} rows but y has {n}; rule: labels and probabilities must "
-            f"have the same length; fix: score exactly the rows you evaluate"
-        )
-    if arr.shape[0] == 0:
-        raise EmptyDataError(
-            f"{name} is empty; rule: metrics need at least one row; fix: evaluate on a "
-            f"non-empty split"
-        )
-    finite = np.isfinite(arr)
-    if not finite.all():
-        raise DataError(
-            f"{name} holds {int((~finite).sum())} non-finite value(s) (NaN or inf); rule: "
-            f"probabilities must be finite; fix: check the model for diverged weights"
-        )
-    if ((arr < 0.0) | (arr > 1.0)).any():
-        raise DataError(
-            f"{name} holds values outside [0, 1] (min {arr.min()!r}, max {arr.max()!r}); rule: "
-            f"multiclass metrics need probabilities; fix: apply the softmax to raw scores"
-        )
-    off = np.abs(arr.sum(axis=1) - 1.0)
-    if (off > _ROW_SUM_TOLERANCE).any():
-        row = int(np.argmax(off))
-        raise DataError(
-            f"{name} row {row} sums to {arr[row].sum()!r}; rule: every row of class "
-            f"probabilities must sum to 1 (within {_ROW_SUM_TOLERANCE}); fix: apply the softmax "
-            f"to raw scores, or normalise each row"
-        )
-    return arr
-
-
-def _as_class_indices(y: Any, *, k: int, name: str = "y") -> _IntArray:
-    arr = _as_1d(y, name=name)
-    if arr.shape[0] == 0:
-        raise EmptyDataError(
-            f"{name} is empty; rule: metrics need at least one row; fix: evaluate on a "
-            f"non-empty split"
-        )
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.int64)
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} has dtype {arr.dtype} that is not numeric; rule: multiclass labels are "
-            f"class indices 0..{k - 1}; fix: map each label to its position in the model's "
-            f"classes (lockgate.evaluation.report.encode_labels)"
-        ) from exc
-    bad = ~(np.isfinite(as_float) & (as_float == np.round(as_float)))
-    bad |= (as_float < 0) | (as_float >= k)
-    if bad.any():
-        examples = np.unique(arr[bad])[:5].tolist()
-        raise DataError(
-            f"{name} holds {int(bad.sum())} value(s) that are not class indices 0..{k - 1} "
-            f"(e.g. {examples}); rule: multiclass labels are positions in the model's classes; "
-            f"fix: map each label to its class index (lockgate.evaluation.report.encode_labels)"
-        )
-    return as_float.astype(np.int64)
-
-
-def _validate_multiclass(y: Any, p: Any) -> tuple[_IntArray, _FloatArray]:
-    """Class indices ``(n,)`` and probabilities ``(n, k)``, checked; see the module docstring."""
-    probs = _as_probability_matrix(p, name="p")
-    y_idx = _as_class_indices(y, k=int(probs.shape[1]))
-    if y_idx.shape[0] != probs.shape[0]:
-        raise DataError(
-            f"y has {y_idx.shape[0]} values but p has {probs.shape[0]} rows; rule: labels and "
-            f"probabilities must have the same length; fix: score exactly the rows you evaluate"
-        )
-    return y_idx, probs
-
-
 def multiclass_log_loss(y: Any, p: Any, *, eps: float = 1e-15) -> float:
     """Mean cross-entropy of the true class, its probability clipped to ``[eps, 1 - eps]``.
 
@@ -521,7 +334,7 @@ def multiclass_log_loss(y: Any, p: Any, *, eps: float = 1e-15) -> float:
             f"eps={eps!r} is invalid; rule: the clipping bound must be in (0, 0.5); fix: keep "
             f"the default 1e-15"
         )
-    y_idx, probs = _validate_multiclass(y, p)
+    y_idx, probs = validate_multiclass(y, p)
     true_class = probs[np.arange(y_idx.shape[0]), y_idx]
     return float(-np.mean(np.log(np.clip(true_class, eps, 1.0 - eps))))
 
@@ -533,13 +346,13 @@ def confusion_matrix(y: Any, p: Any) -> _IntArray:
         >>> confusion_matrix([0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]]).tolist()
         [[1, 0], [1, 1]]
     """
-    y_idx, probs = _validate_multiclass(y, p)
+    y_idx, probs = validate_multiclass(y, p)
     k = int(probs.shape[1])
     keys = y_idx * k + np.argmax(probs, axis=1)
     return np.bincount(keys, minlength=k * k).astype(np.int64).reshape(k, k)
 
 
-def _f1_from_confusion(counts: _IntArray) -> _FloatArray:
+def f1_from_confusion(counts: _IntArray) -> _FloatArray:
     """Macro F1 of confusion matrices ``(..., k, k)`` over the classes that occur at all."""
     tp = np.diagonal(counts, axis1=-2, axis2=-1)
     true = counts.sum(axis=-1)
@@ -550,7 +363,7 @@ def _f1_from_confusion(counts: _IntArray) -> _FloatArray:
     return np.asarray(f1.sum(axis=-1) / np.maximum(present.sum(axis=-1), 1), dtype=np.float64)
 
 
-def _min_recall_from_confusion(counts: _IntArray) -> _FloatArray:
+def min_recall_from_confusion(counts: _IntArray) -> _FloatArray:
     """The lowest recall among the classes present in ``y``, of confusion matrices."""
     tp = np.diagonal(counts, axis1=-2, axis2=-1)
     true = counts.sum(axis=-1)
@@ -565,7 +378,7 @@ def top1_accuracy(y: Any, p: Any) -> float:
         >>> top1_accuracy([0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]])
         0.6666666666666666
     """
-    y_idx, probs = _validate_multiclass(y, p)
+    y_idx, probs = validate_multiclass(y, p)
     return float(np.mean(np.argmax(probs, axis=1) == y_idx))
 
 
@@ -576,7 +389,7 @@ def macro_f1(y: Any, p: Any) -> float:
         >>> round(macro_f1([0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]]), 4)
         0.6667
     """
-    return float(_f1_from_confusion(confusion_matrix(y, p)))
+    return float(f1_from_confusion(confusion_matrix(y, p)))
 
 
 def per_class_recall(y: Any, p: Any) -> list[float | None]:
@@ -598,7 +411,7 @@ def min_class_recall(y: Any, p: Any) -> float:
         >>> min_class_recall([0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]])
         0.5
     """
-    return float(_min_recall_from_confusion(confusion_matrix(y, p)))
+    return float(min_recall_from_confusion(confusion_matrix(y, p)))
 
 
 def roc_auc_ovr(y: Any, p: Any) -> float:
@@ -612,7 +425,7 @@ def roc_auc_ovr(y: Any, p: Any) -> float:
         >>> roc_auc_ovr([0, 1, 2], [[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
         1.0
     """
-    y_idx, probs = _validate_multiclass(y, p)
+    y_idx, probs = validate_multiclass(y, p)
     present = np.unique(y_idx)
     if present.shape[0] < 2:
         raise DataError(
@@ -635,23 +448,6 @@ def multiclass_metrics(y: Any, p: Any) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_targets(y: Any) -> _FloatArray:
-    """Regression targets as a non-empty, finite float64 array."""
-    y_arr = _as_1d(y, name="y")
-    if y_arr.shape[0] == 0:
-        raise EmptyDataError(
-            "y is empty; rule: metrics need at least one row; fix: evaluate on a non-empty split"
-        )
-    return _as_scores(y_arr, name="y", n=int(y_arr.shape[0]), unit_interval=False)
-
-
-def _validate_regression(y: Any, pred: Any) -> tuple[_FloatArray, _FloatArray]:
-    """Targets and predictions as float64 arrays of equal, non-zero length, all finite."""
-    y_float = _as_targets(y)
-    pred_float = _as_scores(pred, name="pred", n=int(y_float.shape[0]), unit_interval=False)
-    return y_float, pred_float
-
-
 def rmse(y: Any, pred: Any) -> float:
     """Root mean squared error.
 
@@ -659,7 +455,7 @@ def rmse(y: Any, pred: Any) -> float:
         >>> rmse([0.0, 0.0], [3.0, 3.0])
         3.0
     """
-    y_float, pred_float = _validate_regression(y, pred)
+    y_float, pred_float = validate_regression(y, pred)
     return float(np.sqrt(np.mean(np.square(pred_float - y_float))))
 
 
@@ -670,7 +466,7 @@ def mae(y: Any, pred: Any) -> float:
         >>> mae([0.0, 0.0], [3.0, -4.0])
         3.5
     """
-    y_float, pred_float = _validate_regression(y, pred)
+    y_float, pred_float = validate_regression(y, pred)
     return float(np.mean(np.abs(pred_float - y_float)))
 
 
@@ -685,7 +481,7 @@ def r2(y: Any, pred: Any) -> float:
         >>> r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
         1.0
     """
-    y_float, pred_float = _validate_regression(y, pred)
+    y_float, pred_float = validate_regression(y, pred)
     ss_tot = float(np.sum(np.square(y_float - y_float.mean())))
     if ss_tot == 0.0:
         raise DataError(
@@ -710,8 +506,8 @@ def interval_coverage(y: Any, lower: Any, upper: Any) -> float:
         >>> interval_coverage([1.0, 5.0], [0.0, 0.0], [2.0, 2.0])
         0.5
     """
-    y_float, lo = _validate_regression(y, lower)
-    hi = _as_scores(upper, name="upper", n=int(y_float.shape[0]), unit_interval=False)
+    y_float, lo = validate_regression(y, lower)
+    hi = as_scores(upper, name="upper", n=int(y_float.shape[0]), unit_interval=False)
     if (lo > hi).any():
         row = int(np.argmax(lo > hi))
         raise DataError(

@@ -1,7 +1,7 @@
 """scikit-learn estimators through ONNX: :class:`SklearnTrainer` and :class:`SklearnModel`.
 
 Any scikit-learn classifier (binary, multiclass) or regressor (regression) that ``skl2onnx``
-converts is trained on lockgate's preprocessing (:func:`lockgate.training.trainers.prepare_training`)
+converts is trained on lockgate's preprocessing (:func:`lockgate.training.prepare.prepare_training`)
 and stored as ONNX (``model.onnx``, protobuf; no pickle). The fitted estimator is converted
 once, at fit time, and thrown away: every prediction, in-process (evaluation, the gate,
 infra validation) and on Triton, comes from that ONNX graph scored by ``onnxruntime`` on CPU
@@ -28,14 +28,12 @@ import pandas as pd
 from pydantic import Field, JsonValue, field_validator, model_validator
 
 from lockgate.errors import ArtifactIntegrityError, SpecError, TrainingError
-from lockgate.training.trainers import (
-    CustomModel,
-    CustomTrainer,
-    Preprocessing,
-    Task,
-    import_object,
-    prepare_training,
-)
+from lockgate.tasks.catalog import Task
+from lockgate.training.import_paths import import_object
+from lockgate.training.model_protocol import CustomModel
+from lockgate.training.prepare import prepare_training
+from lockgate.training.preprocessing import Preprocessing
+from lockgate.training.trainer_protocol import CustomTrainer
 
 __all__ = ["ONNX_MODEL_FILE", "SklearnModel", "SklearnTrainer"]
 
@@ -82,6 +80,8 @@ class SklearnTrainer(CustomTrainer):
         one_hot: Categorical features as one-hot blocks (else one code column each).
         standardize: Numeric features standardised with the training mean and scale.
     """
+
+    __lockgate_path__ = "lockgate.training:SklearnTrainer"  # recorded path (import_paths)
 
     kind: Literal["sklearn"] = "sklearn"
     estimator: str
@@ -151,7 +151,7 @@ class SklearnTrainer(CustomTrainer):
         Args:
             frame: Training rows.
             features: Feature columns, in model order.
-            label: Label column (rules per task: :func:`lockgate.training.trainers.check_labels`).
+            label: Label column (rules per task: :func:`lockgate.training.labels.check_labels`).
             task: ``"binary"`` or ``"multiclass"`` (a classifier), ``"regression"`` (a
                 regressor).
 
@@ -227,6 +227,9 @@ class SklearnModel(CustomModel):
     ``predict`` runs the graph on :meth:`preprocess`'s float32 matrix: classifiers give their
     ``probabilities`` output (binary: the column of class 1), regressors their single output.
     """
+
+    # the manifest's model path since lockgate wrote it first (it enters the version id)
+    __lockgate_path__ = "lockgate.trainers_sklearn:SklearnModel"
 
     kind: ClassVar[str] = "sklearn"
     weights_file: ClassVar[str] = ONNX_MODEL_FILE

@@ -6,7 +6,7 @@ constructed as ``ChurnNet(input_dim=d, output_dim=w, **module_kwargs)``; it maps
 numeric columns) to raw outputs ``(n, w)``: one logit (binary), k logits (multiclass) or the
 standardised label (regression). lockgate adds the head (sigmoid, softmax, or ``* scale +
 mean``), the loss (binary cross-entropy, cross-entropy, MSE) and AdamW, as
-:class:`lockgate.training.trainers.TorchTrainer` does.
+:class:`lockgate.training.torch_trainer.TorchTrainer` does.
 
 Files: ``weights.safetensors`` (the module's ``state_dict``, the weights of the triad),
 ``architecture.json`` (module path, kwargs, sizes, task, regression target), ``model.onnx``
@@ -37,18 +37,14 @@ import pandas as pd
 from pydantic import Field, JsonValue, field_validator, model_validator
 
 from lockgate.errors import ArtifactIntegrityError, SpecError, TrainingError
-from lockgate.training.trainers import (
-    TORCH_ARCHITECTURE_FILE,
-    TORCH_WEIGHTS_FILE,
-    CustomModel,
-    CustomTrainer,
-    Preprocessing,
-    Task,
-    _deterministic_torch,
-    _target_standardization,
-    import_object,
-    prepare_training,
-)
+from lockgate.tasks.catalog import Task
+from lockgate.training.import_paths import import_object
+from lockgate.training.model_files import TORCH_ARCHITECTURE_FILE, TORCH_WEIGHTS_FILE
+from lockgate.training.model_protocol import CustomModel
+from lockgate.training.prepare import prepare_training
+from lockgate.training.preprocessing import Preprocessing
+from lockgate.training.torch_network import deterministic_torch, target_standardization
+from lockgate.training.trainer_protocol import CustomTrainer
 
 if TYPE_CHECKING:
     import torch
@@ -133,6 +129,8 @@ class TorchModuleTrainer(CustomTrainer):
         export: ``"onnx"`` writes ``model.onnx``; ``"none"`` skips the export.
     """
 
+    __lockgate_path__ = "lockgate.training:TorchModuleTrainer"  # recorded path (import_paths)
+
     kind: Literal["torch_module"] = "torch_module"
     module: str
     module_kwargs: dict[str, JsonValue] = Field(default_factory=dict)
@@ -182,8 +180,8 @@ class TorchModuleTrainer(CustomTrainer):
         Args:
             frame: Training rows.
             features: Feature columns, in model order.
-            label: Label column (rules per task: :func:`lockgate.training.trainers.check_labels`).
-            task: One of :data:`lockgate.training.trainers.TASKS`.
+            label: Label column (rules per task: :func:`lockgate.training.labels.check_labels`).
+            task: One of :data:`lockgate.tasks.catalog.TASKS`.
 
         Returns:
             The trained model.
@@ -215,12 +213,12 @@ class TorchModuleTrainer(CustomTrainer):
         }
         y = data.y
         if task == "regression":
-            target = _target_standardization(y)
+            target = target_standardization(y)
             architecture["target"] = target
             y = (y - target["mean"]) / target["scale"]
         n = data.x.shape[0]
         steps = math.ceil(n / self.batch_size)
-        with _deterministic_torch(num_threads=self.num_threads), torch.random.fork_rng(devices=[]):
+        with deterministic_torch(num_threads=self.num_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             net = _build(architecture)
             net.train()
@@ -331,6 +329,9 @@ def _onnx_bytes(net: torch.nn.Module, architecture: Mapping[str, Any]) -> bytes:
 
 class TorchModuleModel(CustomModel):
     """A user ``nn.Module`` with lockgate's head, preprocessing and safetensors weights."""
+
+    # the manifest's model path since lockgate wrote it first (it enters the version id)
+    __lockgate_path__ = "lockgate.trainers_torch_module:TorchModuleModel"
 
     kind: ClassVar[str] = "torch_module"
     weights_file: ClassVar[str] = TORCH_WEIGHTS_FILE

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.monitoring.triggers import DriftPolicy
-from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.drift import make_drift_sensor
+from lockgate.serving.stack import LocalServingStack
 from tests.integration.specs import served_spec
 
 LOCATION_NAME = "lockgate_drift_test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lockgate.spec import LabelSource, ModelPipeline, TritonTarget
-from lockgate.training.trainers import LightGBMTrainer, TorchTrainer
+from lockgate.training import LightGBMTrainer, TorchTrainer
 from pipelines.fraud import FRAUD_LABELS, FRAUD_VALIDATION
 from tests.integration.test_gate import GATE
 

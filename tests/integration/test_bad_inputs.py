@@ -115,8 +115,8 @@ def test_nan_flood_blocks_training(env, instance, monkeypatch) -> None:
     assert evaluation.metadata["metric"].value == "expect_column_values_to_not_be_null"
     assert LocalRegistryView(env).models() == []
     # and a later run that tries to train on that snapshot directly is refused as well
+    from lockgate.lineage.registry import LocalArtifactRegistry
     from lockgate.lineage.steps import require_validated
-    from lockgate.resources.artifacts import LocalArtifactRegistry
 
     reg = LocalArtifactRegistry(root=str(env.artifacts_dir))
     snapshot = (env.refs_dir / spec.name / "feature_snapshot.json").read_text()

@@ -14,17 +14,17 @@ import pytest
 
 from lockgate.audit.log import AuditLog
 from lockgate.lineage.hashing import frame_sha256
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.steps import snapshot_parquet_bytes, train_version
-from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import LocalServingStack
 from lockgate.serving.canary import CanaryPolicy, CanaryState
 from lockgate.serving.model_repository import load_version, write_model_version
+from lockgate.serving.stack import LocalServingStack
 from lockgate.serving.triton_config import triton_model_name
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import ModelPipeline
 from lockgate.traffic import TrafficGenerator, drive_canary
-from lockgate.training.trainers import LightGBMTrainer
+from lockgate.training import LightGBMTrainer
 
 from .specs import served_spec
 
@@ -241,7 +241,7 @@ def test_bad_challenger_is_rolled_back_and_clients_see_no_errors(world, fault, b
 
 
 def test_tritonserver_killed_mid_canary(world) -> None:
-    from lockgate.gateway.app import read_prediction_log
+    from lockgate.gateway.predlog import read_prediction_log
 
     stack = world["stack"]
     pipeline = _begin(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.audit.log import AuditLog
-from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.lineage.registry import LocalArtifactRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKGATE = [sys.executable, "-m", "lockgate.cli"]

@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 
 from lockgate import DagsterDaemon, Environment
-from lockgate.monitoring.drift_report import compute_drift_report, drift_metadata
+from lockgate.assets.drift_metadata import drift_metadata
+from lockgate.lineage.registry import LocalArtifactRegistry
+from lockgate.monitoring.drift_report import compute_drift_report
 from lockgate.monitoring.triggers import DriftPolicy
-from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.canary import run_canary_tick
 from lockgate.sensors.drift import make_drift_sensor, run_drift_tick
+from lockgate.serving.stack import LocalServingStack
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import ModelPipeline
 from lockgate.traffic import TrafficGenerator

@@ -17,7 +17,7 @@ from dagster._core.scheduler.instigation import SensorInstigatorData, TickStatus
 from lockgate import DagsterDaemon, Environment, FeatureChangePolicy, build_definitions
 from lockgate.audit.log import AuditLog
 from lockgate.errors import FeatureStoreError, SpecError
-from lockgate.resources.feast_store import FeastStore
+from lockgate.features.store import FeastStore
 from lockgate.sensors.feature_store import make_feature_change_sensor
 from pipelines.feature_repo import fraud_feast_store
 from pipelines.fraud_data import generate_fraud_data

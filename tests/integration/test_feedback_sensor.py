@@ -21,16 +21,17 @@ import pytest
 
 from lockgate.assets.feedback import build_live_performance, gold_estimate
 from lockgate.audit.log import AuditLog
-from lockgate.gateway.app import PredictionLog, _encode_record
+from lockgate.features.store import FeastStore
+from lockgate.gateway.predlog import PredictionLog
+from lockgate.gateway.predlog.records import encode_record as _encode_record
 from lockgate.lineage.hashing import canonical_json
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.steps import load_trained_model
 from lockgate.monitoring.feedback import labels_for, write_feedback
 from lockgate.monitoring.triggers import FeedbackPolicy
-from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.feast_store import FeastStore
-from lockgate.resources.serving import LocalServingStack
 from lockgate.sensors.feedback import make_feedback_sensor
+from lockgate.serving.stack import LocalServingStack
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.tasks.metrics import roc_auc
 from pipelines.feature_repo import FRAUD_DEFINITIONS

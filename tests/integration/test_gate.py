@@ -21,7 +21,7 @@ from lockgate import (
 )
 from lockgate.evaluation.gate import GATE_RULES
 from lockgate.evaluation.report import gold_mask
-from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.lineage.registry import LocalArtifactRegistry
 from pipelines.feature_repo import fraud_feast_store
 from pipelines.fraud import FRAUD_EDGE_CASES, FRAUD_LABELS, FRAUD_VALIDATION
 from pipelines.fraud_data import FraudDataConfig, generate_fraud_data

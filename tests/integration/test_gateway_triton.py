@@ -31,15 +31,17 @@ import tritonclient.http as th
 import tritonclient.http.aio as tha
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockgate.gateway.app import HttpUpstream, read_prediction_log, traffic_fraction
+from lockgate.gateway.predlog import read_prediction_log
+from lockgate.gateway.process import GatewayServer
+from lockgate.gateway.routing import traffic_fraction
+from lockgate.gateway.upstream import HttpUpstream
 from lockgate.lineage.hashing import sha256_bytes
 from lockgate.lineage.lock import CodeVersion, build_lock_record
-from lockgate.resources.artifacts import LocalArtifactRegistry
-from lockgate.resources.gateway import GatewayServer
-from lockgate.resources.triton import LocalTritonServer
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.serving.model_repository import load_version, write_model_version
+from lockgate.serving.triton_server import LocalTritonServer
 from lockgate.serving.wire import WireSchema, encode, wire_schema_for_version
-from lockgate.training.trainers import LightGBMTrainer, TrainedModel
+from lockgate.training import LightGBMTrainer, TrainedModel
 
 MODEL = "fraud_lgbm"
 WIDTH = 6

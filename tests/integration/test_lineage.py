@@ -17,9 +17,9 @@ from lockgate import Environment, ModelPipeline, build_definitions
 from lockgate.errors import ArtifactIntegrityError
 from lockgate.lineage.hashing import canonical_json, sha256_bytes, sha256_json
 from lockgate.lineage.lock import files_sha256, model_version_id
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.reproduce import reproduce
 from lockgate.lineage.steps import evaluate_version, load_snapshot_frame
-from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.spec import ColumnRule, DataValidation
 
 from .specs import lgbm_spec, torch_spec

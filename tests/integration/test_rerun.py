@@ -26,7 +26,7 @@ from lockgate.evaluation.gate import (
     SliceSpec,
     evaluate_gate,
 )
-from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.lineage.registry import LocalArtifactRegistry
 from pipelines.fraud import FRAUD_LABELS
 
 from .specs import lgbm_spec, served_spec

@@ -22,10 +22,10 @@ import pytest
 
 from lockgate import Environment
 from lockgate.audit.log import AuditLog
-from lockgate.resources.artifacts import LocalArtifactRegistry
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import LocalServingStack
 from lockgate.serving.canary import start
+from lockgate.serving.stack import LocalServingStack
 from lockgate.serving.triton_config import triton_model_name
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.traffic import TrafficGenerator

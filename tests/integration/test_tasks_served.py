@@ -15,17 +15,17 @@ import pytest
 
 from lockgate import Environment, build_definitions
 from lockgate.evaluation.gate import Gate, GoldSet
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.steps import load_snapshot_frame
 from lockgate.monitoring.drift_report import compute_drift_report
 from lockgate.monitoring.triggers import DriftPolicy
-from lockgate.resources.artifacts import LocalArtifactRegistry
 from lockgate.resources.audit import AuditTrail
-from lockgate.resources.serving import LocalServingStack
 from lockgate.serving.canary import CanaryPolicy, CanaryState
+from lockgate.serving.stack import LocalServingStack
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import LabelSource, ModelPipeline
 from lockgate.traffic import TrafficGenerator, drive_canary
-from lockgate.training.trainers import LightGBMTrainer
+from lockgate.training import LightGBMTrainer
 
 from .specs import served_spec
 

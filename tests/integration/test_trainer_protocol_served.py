@@ -9,10 +9,10 @@ import dagster as dg
 import numpy as np
 
 from lockgate import Environment, SklearnTrainer, build_definitions
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.reproduce import reproduce
 from lockgate.lineage.steps import load_snapshot_frame, load_trained_model
-from lockgate.resources.artifacts import LocalArtifactRegistry
-from lockgate.resources.serving import LocalServingStack
+from lockgate.serving.stack import LocalServingStack
 from lockgate.serving.triton_config import triton_model_name
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import ModelPipeline
@@ -51,7 +51,7 @@ def test_a_sklearn_onnx_pipeline_is_trained_gated_served_and_reproduced(
 
         lock = registry.lock_record(spec.name, champion)
         assert lock["trainer"]["kind"] == "sklearn"
-        assert lock["trainer"]["class"] == "lockgate.training.sklearn_trainer:SklearnTrainer"
+        assert lock["trainer"]["class"] == "lockgate.training:SklearnTrainer"
         assert set(lock["trainer"]["code_sha256"]) == {"lockgate.training.sklearn_trainer"}
         assert lock["artifact"]["weights_file"] == "model.onnx"
 

@@ -24,8 +24,7 @@ from tritonclient.grpc.model_config_pb2 import ModelConfig
 from lockgate.errors import LockgateError
 from lockgate.lineage.hashing import sha256_bytes
 from lockgate.lineage.lock import CodeVersion, build_lock_record
-from lockgate.resources.artifacts import LocalArtifactRegistry
-from lockgate.resources.triton import LocalTritonServer, RemoteTritonServer, TritonServer
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.serving.model_repository import (
     ServingError,
     infra_validate,
@@ -41,8 +40,9 @@ from lockgate.serving.triton_config import (
     python_model_source,
     triton_model_name,
 )
+from lockgate.serving.triton_server import LocalTritonServer, RemoteTritonServer, TritonServer
 from lockgate.serving.wire import WireSchema, encode, wire_schema_for_version
-from lockgate.training.trainers import LightGBMTrainer, TorchTrainer, TrainedModel
+from lockgate.training import LightGBMTrainer, TorchTrainer, TrainedModel
 
 FEATURES = ["amount", "hour", "channel"]
 SNAPSHOT = "a" * 64

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate.resources.triton import CONTROL_HEADER, LocalTritonServer
+from lockgate.serving.triton_server import CONTROL_HEADER, LocalTritonServer
 
 MODEL = "toy-v1"
 

@@ -20,9 +20,9 @@ import pytest
 
 from lockgate import Environment, build_definitions
 from lockgate.errors import FeatureStoreError, SpecError
+from lockgate.features.store import FeastStore
+from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.reproduce import reproduce
-from lockgate.resources.artifacts import LocalArtifactRegistry
-from lockgate.resources.feast_store import FeastStore
 
 BIN = Path(sys.executable).parent
 GIT = [
@@ -426,7 +426,7 @@ def test_a_scikit_learn_trainer_in_the_teams_project_trains_and_reproduces(
     env = Environment.local(tmp_path / "home")
     with dg.instance_for_test() as instance:
         lock = _train(spec, env, instance)  # the first model passes the gate and is champion
-    assert lock["trainer"]["class"] == "lockgate.training.sklearn_trainer:SklearnTrainer"
+    assert lock["trainer"]["class"] == "lockgate.training:SklearnTrainer"
     assert "model.onnx" in lock["artifact"]["files"]
     registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
     report = reproduce(registry, spec.name, lock["version"])

@@ -159,9 +159,9 @@ def test_the_walkthrough_runs_outside_the_repository(
 ) -> None:
     import dagster as dg
 
+    from lockgate.lineage.registry import LocalArtifactRegistry
     from lockgate.lineage.steps import load_trained_model
-    from lockgate.resources.artifacts import LocalArtifactRegistry
-    from lockgate.resources.serving import LocalServingStack
+    from lockgate.serving.stack import LocalServingStack
 
     started = time.monotonic()
     work = tmp_path / "work"

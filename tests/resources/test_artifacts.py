@@ -14,7 +14,7 @@ from lockgate.errors import (
 )
 from lockgate.lineage.hashing import canonical_json, sha256_bytes
 from lockgate.lineage.lock import CodeVersion, build_lock_record
-from lockgate.resources.artifacts import LocalArtifactRegistry, content_id
+from lockgate.lineage.registry import LocalArtifactRegistry, content_id
 
 
 def _lock(files: dict[str, bytes]) -> dict:

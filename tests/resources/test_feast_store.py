@@ -16,13 +16,16 @@ import pytest
 
 from lockgate._util.dataio import read_parquet_dir
 from lockgate.errors import EmptyDataError, FeatureStoreError, SchemaError
-from lockgate.resources.feast_store import FeastStore, canonical_spec, source_fingerprint
+from lockgate.features.store import FeastStore, canonical_spec, source_fingerprint
 from pipelines.feature_repo import (
     ENTITY_COLUMNS,
     FEATURE_VIEW_TABLES,
     FRAUD_DEFINITIONS,
 )
 from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
+
+# real servers on loopback (uvicorn, gateway processes, a Feast store): the integration layer
+pytestmark = pytest.mark.integration
 
 SMALL = FraudDataConfig(seed=8, n_customers=300, n_merchants=40, tx_per_day=400)
 DAYS = 8
@@ -417,7 +420,7 @@ def test_registry_and_project_are_read_without_importing_feast(
     )
     code = (
         "import sys\n"
-        "from lockgate.resources.feast_store import FeastStore\n"
+        "from lockgate.features.store import FeastStore\n"
         f"yaml_repo = FeastStore(repo_dir={str(repo)!r})\n"
         f"in_code = FeastStore(repo_dir={str(tmp_path / 'code')!r}, project='p')\n"
         "print(yaml_repo.registry_path, yaml_repo.project_name)\n"

@@ -6,7 +6,7 @@ import json
 import socket
 from pathlib import Path
 
-from lockgate.resources.serving import LocalServingStack
+from lockgate.serving.stack import LocalServingStack
 
 
 def test_ports_are_chosen_once_and_kept(tmp_path: Path) -> None:
