@@ -2,12 +2,14 @@
 stored with a passing gate verdict (only gated versions serve), without Dagster.
 
 Imported by ``bench_serve_recovery.py`` and ``bench_soak.py`` (run as scripts, this folder is
-first on ``sys.path``).
+first on ``sys.path``) and, as ``benchmarks._versions``, by ``tests/integration/test_canary.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,8 +35,11 @@ def example_frame(n: int = 4000, seed: int = 3) -> pd.DataFrame:
     )
 
 
-def store_version(registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: str) -> str:
-    """A LightGBM version with a passing gate verdict (only gated versions serve)."""
+def train_and_store(
+    registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: str, features: list[str] = FEATURES
+) -> tuple[str, dict[str, Any]]:
+    """Stores ``frame`` as a snapshot and a LightGBM version trained on it (no gate verdict);
+    returns the version and its lock record."""
     from lockgate.lineage.hashing import frame_sha256
     from lockgate.lineage.steps import snapshot_parquet_bytes, train_version
     from lockgate.training import LightGBMTrainer
@@ -47,7 +52,7 @@ def store_version(registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: st
         {
             "rows": len(frame),
             "sort_by": sort_by,
-            "features": FEATURES,
+            "features": features,
             "schema": {c: str(t) for c, t in frame.dtypes.items()},
         },
     )
@@ -56,13 +61,19 @@ def store_version(registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: st
         snapshot={"frame_sha256": sha},
         frame=frame,
         trainer_config=LightGBMTrainer(seed=seed, num_boost_round=30).config(),
-        features=FEATURES,
+        features=features,
         label="is_fraud",
         timestamp_column="event_timestamp",
         holdout_fraction=0.2,
     )
     version = str(lock["version"])
     registry.put_model_version(pipeline, version, files, lock)
+    return version, lock
+
+
+def store_version(registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: str) -> str:
+    """A LightGBM version with a passing gate verdict (only gated versions serve)."""
+    version, lock = train_and_store(registry, frame, seed, pipeline=pipeline)
     registry.put_verdict(
         pipeline,
         version,
@@ -78,3 +89,35 @@ def store_version(registry: Any, frame: pd.DataFrame, seed: int, *, pipeline: st
         },
     )
     return version
+
+
+class World(NamedTuple):
+    """A fresh lockgate home in a temporary folder with a champion and a challenger."""
+
+    work: Path  # the temporary folder
+    home: Path  # the lockgate home in it
+    env: Any  # lockgate.Environment.local(home)
+    registry: Any  # its LocalArtifactRegistry
+    audit: Any  # its AuditTrail
+    frame: pd.DataFrame  # the example frame both versions were trained on
+    champion: str  # seed 1, given the ``champion`` alias
+    challenger: str  # seed 2
+
+
+def champion_and_challenger(prefix: str, pipeline: str) -> World:
+    """A new home under a temporary folder named ``prefix...`` and two versions of ``pipeline``
+    trained on the example frame: the champion (seed 1, given the alias) and a challenger."""
+    from lockgate import Environment
+    from lockgate.lineage.registry import LocalArtifactRegistry
+    from lockgate.resources.audit import AuditTrail
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    home = work / "home"
+    env = Environment.local(home)
+    registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
+    frame = example_frame()
+    champion = store_version(registry, frame, seed=1, pipeline=pipeline)
+    challenger = store_version(registry, frame, seed=2, pipeline=pipeline)
+    registry.move_alias(pipeline, "champion", champion, actor="bench", reason="first model")
+    audit = AuditTrail(path=str(env.audit_path))
+    return World(work, home, env, registry, audit, frame, champion, challenger)

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -41,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _common import numpy_machine, write_json
 from scipy import stats as sps
 from scipy.spatial import distance as spd
 
@@ -294,17 +293,9 @@ def main() -> None:
         "command": "bash benchmarks/setup_evidently.sh && .venv/bin/python "
         f"benchmarks/bench_drift.py --rows {args.rows} --features {args.features} "
         f"--repeats {args.repeats}",
-        "machine": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "load_average_1_5_15_min_at_end": list(os.getloadavg()),
-            "note": "2 cores shared with other jobs: timings vary with the load",
-        },
+        "machine": numpy_machine(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     if not ok:
         raise SystemExit("values do not match")
 

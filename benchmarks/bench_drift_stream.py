@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import numpy_machine, write_json
 
 MODEL = "fraud"
 FEATURES = 20
@@ -299,14 +298,7 @@ def main() -> None:
         "ok": ok,
         "command": ".venv/bin/python benchmarks/bench_drift_stream.py "
         f"--rows {args.rows} --ref-rows {args.ref_rows} --features {args.features}",
-        "machine": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "load_average_1_5_15_min_at_end": list(os.getloadavg()),
-            "note": "2 cores shared with other jobs: timings vary with the load",
-        },
+        "machine": numpy_machine(),
     }
     print(
         f"streamed {rows:,} rows x {record['features']} features in {stream_s:.1f} s "
@@ -315,8 +307,7 @@ def main() -> None:
     )
     if verify is not None:
         print("verification:", json.dumps(verify, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     if not ok:
         raise SystemExit("peak RSS over 1 GiB or streamed result differs from frame_drift")
 

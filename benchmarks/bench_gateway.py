@@ -37,70 +37,31 @@ Example:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvloop
+from _common import (
+    MODEL,
+    VERSION,
+    closed_loop,
+    document_head,
+    merge_rounds,
+    row_mean_triton,
+    serve_row_mean,
+    tritonclient_request,
+    wait_for_port_file,
+    window_stats,
+    write_json,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from lockgate.gateway.process import GatewayServer
 from lockgate.gateway.upstream import HttpUpstream
-from lockgate.serving.triton_server import LocalTritonServer
-
-MODEL = "bench"
-VERSION = "v1"
-
-CONFIG = """\
-backend: "python"
-max_batch_size: 64
-input [ {{ name: "INPUT__0" data_type: TYPE_FP32 dims: [ {width} ] }} ]
-output [ {{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-instance_group [ {{ kind: KIND_CPU count: 1 }} ]
-"""
-
-MODEL_PY = """\
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            x = np.from_dlpack(pb_utils.get_input_tensor_by_name(request, "INPUT__0"))
-            y = np.ascontiguousarray(x.mean(axis=1, keepdims=True), dtype=np.float32)
-            out = pb_utils.Tensor.from_dlpack("OUTPUT__0", y)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
-        return responses
-"""
-
-
-def _request(width: int) -> tuple[bytes, dict[str, str]]:
-    """The body and headers tritonclient.http sends by default for one FP32 row."""
-    raw = np.random.default_rng(0).random((1, width), dtype=np.float32).tobytes()
-    head = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "INPUT__0",
-                    "shape": [1, width],
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": len(raw)},
-                }
-            ],
-            "parameters": {"binary_data_output": True},
-        }
-    ).encode()
-    return head + raw, {"Inference-Header-Content-Length": str(len(head))}
 
 
 def _group_cpu_s(leaders: dict[str, int]) -> dict[str, float]:
@@ -133,63 +94,22 @@ async def _load(
     groups: dict[str, int],
 ) -> dict[str, Any]:
     up = HttpUpstream(url, max_connections=clients, timeout_s=30)
-    latencies: list[float] = []
-    errors = 0
-    record = False
 
-    async def client() -> None:
-        nonlocal errors
-        while not stop:
-            t0 = time.perf_counter()
-            try:
-                r = await up.request("POST", path, body=body, headers=headers)
-                ok = r.status == 200
-            except Exception:
-                ok = False
-            if record:
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
+    async def attempt() -> bool:
+        r = await up.request("POST", path, body=body, headers=headers)
+        return r.status == 200
 
-    stop = False
-    tasks = [asyncio.create_task(client()) for _ in range(clients)]
-    await asyncio.sleep(min(2.0, seconds / 4))  # warm-up: connections, caches
-    record = True
-    cpu0 = _group_cpu_s(groups)
-    start = time.perf_counter()
-    await asyncio.sleep(seconds)
-    record = False
-    elapsed = time.perf_counter() - start
-    cpu1 = _group_cpu_s(groups)
-    stop = True
-    await asyncio.gather(*tasks)
+    latencies, errors, elapsed, cpu0, cpu1 = await closed_loop(
+        attempt, clients, min(2.0, seconds / 4), seconds, lambda: _group_cpu_s(groups)
+    )
     await up.aclose()
-    lat = np.asarray(latencies) * 1000.0
     return {
-        "requests": len(latencies),
-        "errors": errors,
-        "seconds": elapsed,
-        "throughput_rps": len(latencies) / elapsed,
-        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
-        "p90_ms": float(np.percentile(lat, 90)) if lat.size else None,
-        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-        "mean_ms": float(lat.mean()) if lat.size else None,
+        **window_stats(latencies, errors, elapsed, (50, 90, 99)),
         **{
             f"cpu_us_per_request_{name}": (cpu1[name] - cpu0[name]) / max(len(latencies), 1) * 1e6
             for name in cpu0
         },
     }
-
-
-def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median over rounds of each number."""
-    out: dict[str, Any] = {}
-    for key in runs[0]:
-        values = [r[key] for r in runs if r[key] is not None]
-        out[key] = float(np.median(values)) if values else None
-    out["rounds"] = len(runs)
-    return out
 
 
 def main() -> None:
@@ -225,25 +145,14 @@ def main() -> None:
 
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="lockgate-bench-gw-"))
-    repo = root / "repo"
-    (repo / f"{MODEL}-{VERSION}" / "1").mkdir(parents=True)
-    config = CONFIG.format(width=args.width)
-    if args.dynamic_batching_us is not None:
-        config += (
-            f"dynamic_batching {{ max_queue_delay_microseconds: {args.dynamic_batching_us} }}\n"
-        )
-    (repo / f"{MODEL}-{VERSION}" / "config.pbtxt").write_text(config)
-    (repo / f"{MODEL}-{VERSION}" / "1" / "model.py").write_text(MODEL_PY)
-    triton = LocalTritonServer(repo_dir=str(repo), work_dir=str(root / "triton"))
+    triton = row_mean_triton(root, args.width, args.dynamic_batching_us)
     gateways: dict[str, GatewayServer] = {}
     floor: subprocess.Popen[bytes] | None = None
     floor_url = ""
-    body, headers = _request(args.width)
+    body, headers = tritonclient_request(args.width)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     try:
-        triton.start()
-        triton.load(f"{MODEL}-{VERSION}")
-        triton.close()  # the benchmark's own connections only
+        serve_row_mean(triton)
         for target in args.targets:
             if target == "direct":
                 continue
@@ -258,12 +167,8 @@ def main() -> None:
                     ],
                     start_new_session=True,
                 )
-                deadline = time.monotonic() + 30
-                while not (ready.exists() and ready.read_text()):
-                    if floor.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("floor_proxy.py did not start")
-                    time.sleep(0.05)
-                floor_url = f"http://127.0.0.1:{ready.read_text()}"
+                port = wait_for_port_file(floor, ready, "floor_proxy.py")
+                floor_url = f"http://127.0.0.1:{port}"
                 continue
             durability = "flush" if target.endswith("-flush") else "fsync"
             gw = GatewayServer(
@@ -337,7 +242,7 @@ def main() -> None:
         f"{'+p50 ms':>8} {'tput %':>7} {'gw CPU us/req':>14}"
     )
     for clients, by_target in results.items():
-        merged = {t: _merge(runs) for t, runs in by_target.items()}
+        merged = {t: merge_rounds(runs) for t, runs in by_target.items()}
         direct = merged.get("direct")
         for target, m in merged.items():
             if direct is not None and target != "direct":
@@ -354,15 +259,7 @@ def main() -> None:
             )
         summary[clients] = merged
     document = {
-        "benchmark": "gateway",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "loadavg_1m_before": load_before[0],
-            "loadavg_1m_after": os.getloadavg()[0],
-        },
+        **document_head("gateway", load_before),
         "settings": {
             "duration_s": args.duration,
             "rounds": args.rounds,
@@ -379,8 +276,7 @@ def main() -> None:
         "raw": results,
         "wal": wal,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(args.out, document)
     print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"\nwrote {args.out}")
 

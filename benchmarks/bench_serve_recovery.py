@@ -33,7 +33,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -126,10 +125,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/serve_recovery.json"))
     args = parser.parse_args()
 
-    from lockgate import Environment
     from lockgate.audit.log import AuditLog
-    from lockgate.lineage.registry import LocalArtifactRegistry
-    from lockgate.resources.audit import AuditTrail
     from lockgate.sensors.canary import run_canary_tick
     from lockgate.serving.stack import LocalServingStack
     from lockgate.serving.wire import wire_schema_for_version
@@ -143,17 +139,10 @@ def main() -> None:
         labels=LabelSource(entity_columns=("transaction_id",)),
         trainer=LightGBMTrainer(),
     )
-    work = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
-    home = work / "home"
-    env = Environment.local(home)
-    registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
-    from _versions import example_frame, store_version
+    from _versions import champion_and_challenger
 
-    frame = example_frame()
-    champion = store_version(registry, frame, seed=1, pipeline=PIPELINE)
-    challenger = store_version(registry, frame, seed=2, pipeline=PIPELINE)
-    registry.move_alias(PIPELINE, "champion", champion, actor="bench", reason="first model")
-    audit = AuditTrail(path=str(env.audit_path))
+    world = champion_and_challenger("bench-recovery-", PIPELINE)
+    _, home, env, registry, audit, _, champion, challenger = world
     stack = LocalServingStack(root=str(env.serving_dir))
     width = wire_schema_for_version(registry, PIPELINE, champion).width
     starter = stack.triton()  # the first server is this process's child (as the daemon's)

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -28,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import document_head, write_json
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -159,20 +159,12 @@ def main() -> None:
             f"{by_kind['limited']:.1f} us/req (+{by_kind['limited'] - by_kind['plain']:.1f})"
         )
     document = {
-        "benchmark": "server_limits",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg_1m_before": load_before[0],
-            "loadavg_1m_after": os.getloadavg()[0],
-        },
+        **document_head("server_limits", load_before, with_platform=False),
         "settings": {"seconds": args.seconds, "rounds": args.rounds, "clients": args.clients},
         "server_cpu_us_per_request_median": results,
         "raw": raw,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(args.out, document)
     print(f"wrote {args.out}")
 
 

@@ -51,7 +51,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -388,8 +387,6 @@ def main() -> None:
     from lockgate import Environment
     from lockgate.audit.log import AuditLog
     from lockgate.gateway.predlog import iter_prediction_log
-    from lockgate.lineage.registry import LocalArtifactRegistry
-    from lockgate.resources.audit import AuditTrail
     from lockgate.serving.canary import CanaryPolicy
     from lockgate.serving.stack import LocalServingStack
     from lockgate.serving.wire import encode, wire_schema_for_version
@@ -417,17 +414,10 @@ def main() -> None:
     cycles = args.cycles or max(1, round(args.duration / 150))
     period = args.duration / cycles
     full_s = args.full_s or min(30.0, 0.15 * period)
-    work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    home = work / "home"
-    env = Environment.local(home)
-    registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
-    from _versions import example_frame, store_version
+    from _versions import champion_and_challenger
 
-    frame = example_frame()
-    champion = store_version(registry, frame, seed=1, pipeline=PIPELINE)
-    challenger = store_version(registry, frame, seed=2, pipeline=PIPELINE)
-    registry.move_alias(PIPELINE, "champion", champion, actor="bench", reason="first model")
-    audit = AuditTrail(path=str(env.audit_path))
+    world = champion_and_challenger("bench-soak-", PIPELINE)
+    work, home, env, registry, audit, frame, champion, challenger = world
     stack = Environment.resources(env)["serving_stack"]
     assert isinstance(stack, LocalServingStack)
     matrix = encode(frame, wire_schema_for_version(registry, PIPELINE, champion))

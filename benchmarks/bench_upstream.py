@@ -8,11 +8,11 @@ limit) under the same load, in this one process on uvloop as in the gateway: a c
 arrived, for ``--duration`` seconds after a short warm-up, with a fresh pool per window. The
 clients alternate (their order rotates each round) over ``--rounds``; the table shows the median
 over rounds. Every request is what ``tritonclient.http`` sends by default (JSON header + binary
-FP32 row, the body built by ``bench_gateway.py``) plus ``Accept-Encoding: identity`` (so that no
+FP32 row, the body built by ``_common.py``) plus ``Accept-Encoding: identity`` (so that no
 client's default asks the server to compress); every client reads the whole answer.
 
 Server (``--server``): ``triton`` (default) is the wheel's tritonserver on 127.0.0.1 with the
-python-backend row-mean model of ``bench_gateway.py``; ``fixed`` is a uvicorn (httptools, uvloop)
+python-backend row-mean model of ``_common.py``; ``fixed`` is a uvicorn (httptools, uvloop)
 app in a child process that reads the request and answers a fixed KServe v2 binary response, for
 a machine without the Triton wheel or to take the model's time out of the latency.
 A client that is not installed is skipped and named in the JSON. httpx is not a lockgate
@@ -40,10 +40,8 @@ Example (about 80 s):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -57,7 +55,19 @@ from typing import Any
 import numpy as np
 import psutil
 import uvloop
-from bench_gateway import CONFIG, MODEL, MODEL_PY, VERSION, _request
+from _common import (
+    MODEL,
+    VERSION,
+    closed_loop,
+    document_head,
+    merge_rounds,
+    row_mean_triton,
+    serve_row_mean,
+    tritonclient_request,
+    wait_for_port_file,
+    window_stats,
+    write_json,
+)
 
 from lockgate.gateway.upstream import HttpUpstream
 from lockgate.serving.triton_server import LocalTritonServer
@@ -175,62 +185,25 @@ async def _load(
     if status != 200:
         await close()
         raise RuntimeError(f"{name}: the server answered {status}: {first[:200]!r}")
-    latencies: list[float] = []
-    errors = 0
-    record = False
-    stop = False
 
-    async def sender() -> None:
-        nonlocal errors
-        while not stop:
-            t0 = time.perf_counter()
-            try:
-                status, answer = await send(PATH, body, headers)
-                ok = status == 200 and len(answer) == len(first)
-            except Exception:
-                ok = False
-            if record:
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors += 1
+    async def attempt() -> bool:
+        status, answer = await send(PATH, body, headers)
+        return status == 200 and len(answer) == len(first)
 
-    tasks = [asyncio.create_task(sender()) for _ in range(clients)]
-    await asyncio.sleep(warmup)  # connections open, caches warm
-    record = True
-    cpu0, srv0 = time.process_time(), _server_cpu_s(server_pid)
-    start = time.perf_counter()
-    await asyncio.sleep(seconds)
-    record = False
-    elapsed = time.perf_counter() - start
-    cpu1, srv1 = time.process_time(), _server_cpu_s(server_pid)
-    stop = True
-    await asyncio.gather(*tasks)
+    def measure() -> tuple[float, float]:
+        return time.process_time(), _server_cpu_s(server_pid)
+
+    latencies, errors, elapsed, (cpu0, srv0), (cpu1, srv1) = await closed_loop(
+        attempt, clients, warmup, seconds, measure
+    )
     await close()
     n = len(latencies)
-    lat = np.asarray(latencies) * 1000.0
     return {
-        "requests": n,
-        "errors": errors,
-        "seconds": elapsed,
-        "throughput_rps": n / elapsed,
-        "p50_ms": float(np.percentile(lat, 50)) if n else None,
-        "p99_ms": float(np.percentile(lat, 99)) if n else None,
-        "mean_ms": float(lat.mean()) if n else None,
+        **window_stats(latencies, errors, elapsed, (50, 99)),
         "client_cpu_us_per_request": (cpu1 - cpu0) / max(n, 1) * 1e6,
         "client_cpu_share": (cpu1 - cpu0) / elapsed,
         "server_cpu_us_per_request": (srv1 - srv0) / max(n, 1) * 1e6,
     }, first
-
-
-def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median over rounds of each number."""
-    out: dict[str, Any] = {}
-    for key in runs[0]:
-        values = [r[key] for r in runs if r[key] is not None]
-        out[key] = float(np.median(values)) if values else None
-    out["rounds"] = len(runs)
-    return out
 
 
 def _serve_fixed(ready: Path) -> None:
@@ -268,16 +241,12 @@ def _start_fixed(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve-fixed", str(ready)], start_new_session=True
     )
-    deadline = time.monotonic() + 30
-    while not (ready.exists() and ready.read_text()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the fixed server did not start")
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{ready.read_text()}"
+    port = wait_for_port_file(proc, ready, "the fixed server")
+    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:  # listening: a connection is accepted
         try:
-            socket.create_connection(("127.0.0.1", int(ready.read_text())), timeout=1).close()
+            socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
             break
         except OSError:
             if time.monotonic() > deadline:
@@ -318,7 +287,7 @@ def main() -> None:
         print(f"  {t} is not installed: skipped", flush=True)
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="lockgate-bench-upstream-"))
-    body, headers = _request(args.width)
+    body, headers = tritonclient_request(args.width)
     headers = {**headers, "Accept-Encoding": "identity"}
     triton: LocalTritonServer | None = None
     fixed: subprocess.Popen[bytes] | None = None
@@ -327,16 +296,8 @@ def main() -> None:
     started = time.perf_counter()
     try:
         if args.server == "triton":
-            repo = root / "repo"
-            (repo / f"{MODEL}-{VERSION}" / "1").mkdir(parents=True)
-            (repo / f"{MODEL}-{VERSION}" / "config.pbtxt").write_text(
-                CONFIG.format(width=args.width)
-            )
-            (repo / f"{MODEL}-{VERSION}" / "1" / "model.py").write_text(MODEL_PY)
-            triton = LocalTritonServer(repo_dir=str(repo), work_dir=str(root / "triton"))
-            triton.start()
-            triton.load(f"{MODEL}-{VERSION}")
-            triton.close()  # the benchmark's own connections only
+            triton = row_mean_triton(root, args.width)
+            serve_row_mean(triton)
             base, server_pid = f"http://{triton.url}", int(triton.pid or 0)
         else:
             fixed, base = _start_fixed(root)
@@ -383,7 +344,7 @@ def main() -> None:
         f"{'client CPU us/req':>18} {'x HttpUpstream':>15} {'server CPU us/req':>18}"
     )
     for clients, by_name in results.items():
-        merged = {n: _merge(runs) for n, runs in by_name.items()}
+        merged = {n: merge_rounds(runs) for n, runs in by_name.items()}
         ours = merged["HttpUpstream"]["client_cpu_us_per_request"]
         for name, m in merged.items():
             m["client_cpu_vs_httpupstream"] = m["client_cpu_us_per_request"] / ours
@@ -394,15 +355,7 @@ def main() -> None:
             )
         summary[clients] = merged
     document = {
-        "benchmark": "upstream",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "loadavg_1m_before": load_before[0],
-            "loadavg_1m_after": os.getloadavg()[0],
-        },
+        **document_head("upstream", load_before),
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
@@ -435,8 +388,7 @@ def main() -> None:
         "results": summary,
         "raw": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    write_json(args.out, document)
     print(f"same answer from every client: {same_answer}")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"\nwrote {args.out}")

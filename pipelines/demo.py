@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -222,6 +223,21 @@ def _loop_phase(env: Environment, spec: Any, say: Callable[[str], None]) -> Demo
     return result
 
 
+def _timed_run(
+    make_job: Callable[[], Any], instance: Any, run_config: dict[str, Any], *, source: str
+) -> tuple[Any, float]:
+    """Runs the job ``make_job`` builds in process (failures returned, not raised), tagged with
+    its ``lockgate/source``; returns the result and the seconds from building to the end."""
+    started = time.perf_counter()
+    run = make_job().execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config,
+        tags={"lockgate/source": source},
+    )
+    return run, time.perf_counter() - started
+
+
 def run_demo(
     env: Environment,
     *,
@@ -282,16 +298,17 @@ def _run_demo(
     loggers = {"lockgate_progress": progress_logger(say)}
     progress_config: dict[str, Any] = {"loggers": {"lockgate_progress": {}}}
     results: list[DemoResult] = []
+
+    def train_job(name: str) -> Any:
+        return defs.resolve_job_def(name).with_logger_defs(loggers)
+
     for spec in pipelines:
-        started = time.perf_counter()
-        job = defs.resolve_job_def(spec.train_job_name).with_logger_defs(loggers)
-        run = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config=progress_config,
-            tags={"lockgate/source": "demo"},
+        run, seconds = _timed_run(
+            functools.partial(train_job, spec.train_job_name),
+            instance,
+            progress_config,
+            source="demo",
         )
-        seconds = time.perf_counter() - started
         if not run.success and _gated(env, spec.name):
             results.append(_gated_result(env, spec.name, run.run_id, seconds))
             say(_blocked_line(spec.train_job_name, run.run_id, seconds, results[-1]))
@@ -317,14 +334,7 @@ def _run_demo(
             .resolve_job_def(spec.train_job_name)
             .with_logger_defs(loggers)
         )
-        started = time.perf_counter()
-        run = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config=progress_config,
-            tags={"lockgate/source": "demo-challenger"},
-        )
-        seconds = time.perf_counter() - started
+        run, seconds = _timed_run(lambda: job, instance, progress_config, source="demo-challenger")
         if run.success:
             raise LockgateError(
                 f"run {run.run_id} promoted a challenger trained without its key features; the "

@@ -6,6 +6,8 @@ data-quality suite.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lockgate import (
     CanaryPolicy,
     ColumnRule,
@@ -163,36 +165,32 @@ FRAUD_FEEDBACK = FeedbackPolicy(
     dataset="feedback", metric="roc_auc", window=5000, min_labels=500, max_drop=0.05
 )
 
+# what both fraud models share: features, labels, checks, gate, serving and policies
+_FRAUD_SHARED: dict[str, Any] = {
+    "feature_service": "fraud_v1",
+    "label": "is_fraud",
+    "labels": FRAUD_LABELS,
+    "validation": FRAUD_VALIDATION,
+    "split": Split(holdout_fraction=0.2),
+    "gate": FRAUD_GATE,
+    "serving": FRAUD_SERVING,
+    "canary": FRAUD_CANARY,
+    "drift": FRAUD_DRIFT,
+    "feedback": FRAUD_FEEDBACK,
+}
+
 fraud_lgbm = ModelPipeline(
     name="fraud_lgbm",
     description="Card-fraud classifier, gradient-boosted trees.",
-    feature_service="fraud_v1",
-    label="is_fraud",
-    labels=FRAUD_LABELS,
     trainer=LightGBMTrainer(seed=7, num_boost_round=150),
-    validation=FRAUD_VALIDATION,
-    split=Split(holdout_fraction=0.2),
-    gate=FRAUD_GATE,
-    serving=FRAUD_SERVING,
-    canary=FRAUD_CANARY,
-    drift=FRAUD_DRIFT,
-    feedback=FRAUD_FEEDBACK,
+    **_FRAUD_SHARED,
 )
 
 fraud_torch = ModelPipeline(
     name="fraud_torch",
     description="Card-fraud classifier, PyTorch MLP.",
-    feature_service="fraud_v1",
-    label="is_fraud",
-    labels=FRAUD_LABELS,
     trainer=TorchTrainer(seed=7, hidden_sizes=(64, 32), epochs=8),
-    validation=FRAUD_VALIDATION,
-    split=Split(holdout_fraction=0.2),
-    gate=FRAUD_GATE,
-    serving=FRAUD_SERVING,
-    canary=FRAUD_CANARY,
-    drift=FRAUD_DRIFT,
-    feedback=FRAUD_FEEDBACK,
+    **_FRAUD_SHARED,
 )
 
 PIPELINES = (fraud_lgbm, fraud_torch)

@@ -795,10 +795,7 @@ class _World:
     def _transactions_table(self, tx: dict[str, np.ndarray]) -> pa.Table:
         return pa.table(
             {
-                "transaction_id": pa.array(tx["id"], pa.string()),
-                "customer_id": pa.array(tx["cust"] + 1, pa.int64()),
-                "merchant_id": pa.array(tx["merchant"] + 1, pa.int64()),
-                "event_timestamp": _ts(tx["t_us"]),
+                **_entity_columns(tx),
                 "amount": pa.array(tx["amount"], pa.float64()),
                 "tx_country": _strings(COUNTRIES, tx["country"]),
                 "device_type": _strings(DEVICE_TYPES, tx["device"]),
@@ -811,10 +808,7 @@ class _World:
     def _labels_table(self, tx: dict[str, np.ndarray]) -> pa.Table:
         return pa.table(
             {
-                "transaction_id": pa.array(tx["id"], pa.string()),
-                "customer_id": pa.array(tx["cust"] + 1, pa.int64()),
-                "merchant_id": pa.array(tx["merchant"] + 1, pa.int64()),
-                "event_timestamp": _ts(tx["t_us"]),
+                **_entity_columns(tx),
                 "is_fraud": pa.array(tx["is_fraud"], pa.int64()),
                 "label_timestamp": _ts(tx["label_us"]),
             }
@@ -894,6 +888,16 @@ def _day_us(cfg: FraudDataConfig, day: int) -> int:
 
 def _ts(us: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(us, dtype=np.int64), pa.timestamp("us", tz="UTC"))
+
+
+def _entity_columns(tx: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+    """The entity columns of the transactions and labels tables (ids 1-based), in order."""
+    return {
+        "transaction_id": pa.array(tx["id"], pa.string()),
+        "customer_id": pa.array(tx["cust"] + 1, pa.int64()),
+        "merchant_id": pa.array(tx["merchant"] + 1, pa.int64()),
+        "event_timestamp": _ts(tx["t_us"]),
+    }
 
 
 def _strings(values: tuple[str, ...], codes: np.ndarray) -> pa.Array:

@@ -8,8 +8,8 @@ model is stored as JSON.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,6 @@ from lockgate.training import (
     LightGBMModel,
     LightGBMTrainer,
     Preprocessing,
-    Task,
     prepare_training,
 )
 
@@ -45,16 +44,10 @@ class TinyNet(torch.nn.Module):
 class ShallowLightGBMTrainer(LightGBMTrainer):
     """A LightGBM subclass that changes behaviour: it always trains 3 rounds, whatever the spec."""
 
-    def fit(
-        self,
-        frame: pd.DataFrame,
-        *,
-        features: Sequence[str],
-        label: str,
-        task: Task = "binary",
-    ) -> LightGBMModel:
+    def fit(self, frame: pd.DataFrame, **kwargs: Any) -> LightGBMModel:
+        """:meth:`LightGBMTrainer.fit` with ``num_boost_round=3``."""
         shallow = LightGBMTrainer(**{**self.model_dump(), "num_boost_round": 3})
-        return shallow.fit(frame, features=features, label=label, task=task)
+        return shallow.fit(frame, **kwargs)
 
 
 class BiasModel(CustomModel):
@@ -86,15 +79,9 @@ class BiasTrainer(CustomTrainer):
     kind: Literal["bias"] = "bias"
     prior_rows: int = 0
 
-    def fit(
-        self,
-        frame: pd.DataFrame,
-        *,
-        features: Sequence[str],
-        label: str,
-        task: Task = "binary",
-    ) -> BiasModel:
-        data = prepare_training(frame, features=features, label=label, task=task, kind=self.kind)
+    def fit(self, frame: pd.DataFrame, **kwargs: Any) -> BiasModel:
+        """``features``, ``label`` and ``task`` go to :func:`prepare_training` as given."""
+        data = prepare_training(frame, kind=self.kind, **kwargs)
         rate = (float(data.y.sum()) + 0.5 * self.prior_rows) / (len(data.y) + self.prior_rows)
         return BiasModel(rate=rate, preprocessing=data.preprocessing)
 
@@ -104,12 +91,6 @@ class WrongKindTrainer(CustomTrainer):
 
     kind: Literal["wrong"] = "wrong"
 
-    def fit(
-        self,
-        frame: pd.DataFrame,
-        *,
-        features: Sequence[str],
-        label: str,
-        task: Task = "binary",
-    ) -> BiasModel:
-        return BiasTrainer().fit(frame, features=features, label=label, task=task)
+    def fit(self, frame: pd.DataFrame, **kwargs: Any) -> BiasModel:
+        """:meth:`BiasTrainer.fit`: its model is of kind ``bias``."""
+        return BiasTrainer().fit(frame, **kwargs)

@@ -4,25 +4,34 @@
 share: a child started in its own process group with its output appended to a log file, its PID
 recorded in a PID file, a recorded PID trusted only while that process's command line still
 says what it is (a stale PID may have been reused), a wait until the server is ready, a stop of
-the whole group with a timeout, and the tail of the log. :func:`wait_until` is the one polling
-loop (with an injectable clock, so tests need not sleep). Process inspection goes through
-``psutil``.
+the whole group with a timeout, and the tail of the log; :class:`ManagedServer` is the base of
+the pydantic server classes that own one (the handle, its copy, the log tail, ``with server:``).
+:func:`wait_until` is the one polling loop (with an injectable clock, so tests need not
+sleep). Process inspection goes through ``psutil``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import signal
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import ClassVar, Self
 
 import psutil
+from pydantic import BaseModel, PrivateAttr
+
+from lockgate._util.fs import atomic_write
 
 __all__ = [
     "ManagedProcess",
+    "ManagedServer",
     "cmdline_contains",
     "group_members",
     "log_tail",
@@ -231,9 +240,7 @@ class ManagedProcess:
         """Writes the started process's PID to the PID file (atomically)."""
         if self.pid_file is None or self.process is None:
             return
-        tmp = self.pid_file.with_name(f".{self.pid_file.name}.tmp")
-        tmp.write_text(f"{self.process.pid}\n")
-        os.replace(tmp, self.pid_file)
+        atomic_write(self.pid_file, f"{self.process.pid}\n", durable=False)
 
     def wait_ready(
         self,
@@ -325,3 +332,89 @@ class ManagedProcess:
     def log_tail(self, lines: int = 40, *, since_start: bool = True) -> str:
         """The last ``lines`` lines of the log (since this object's start, with ``since_start``)."""
         return log_tail(self.log_file, offset=self.log_offset if since_start else 0, lines=lines)
+
+
+class ManagedServer(BaseModel, ABC):
+    """Base of a server class (a pydantic model) that runs one :class:`ManagedProcess`.
+
+    It holds the process handle (made on first use, pointed at ``log_file`` and ``pid_file``;
+    a copy of the object gets its own handle on the same child), the log tail and the context
+    manager (``with server:`` starts it and stops it). Subclasses name their server
+    (``process_name``: ``<files_dir>/<name>.pid`` and ``.log``), what its command line contains
+    (``process_identity``) and the folder of its files (:attr:`files_dir`), and define
+    :meth:`start` and :meth:`stop`.
+    """
+
+    process_name: ClassVar[str]
+    """The stem of the server's PID and log files (``gateway``, ``tritonserver``)."""
+    process_identity: ClassVar[str]
+    """What the command line of a recorded PID must contain to be this server."""
+    process_identity_argv0_only: ClassVar[bool] = False
+    """Match ``process_identity`` against argv[0] alone."""
+
+    _managed: ManagedProcess | None = PrivateAttr(default=None)
+
+    @property
+    @abstractmethod
+    def files_dir(self) -> Path:
+        """The folder of the server's PID and log files."""
+
+    @property
+    def pid_file(self) -> Path:
+        """``<files_dir>/<process_name>.pid``: the PID of the server started from here."""
+        return self.files_dir / f"{self.process_name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        """``<files_dir>/<process_name>.log``: its output, appended to by every start."""
+        return self.files_dir / f"{self.process_name}.log"
+
+    @property
+    def managed_process(self) -> ManagedProcess:
+        """The server process of this object's files (started here or not)."""
+        if self._managed is None:
+            self._managed = ManagedProcess(
+                log_file=self.log_file,
+                identity=self.process_identity,
+                argv0_only=self.process_identity_argv0_only,
+            )
+        self._managed.log_file, self._managed.pid_file = self.log_file, self.pid_file
+        return self._managed
+
+    @property
+    def started_process(self) -> subprocess.Popen[bytes] | None:
+        """The child process this object started (None: none, or another process started it)."""
+        return None if self._managed is None else self._managed.process
+
+    def __copy__(self) -> Self:
+        """A copy with its own handle on the process this object started (if any)."""
+        copied = super().__copy__()
+        if self._managed is not None:
+            copied._managed = copy.copy(self._managed)
+        return copied
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the log (since this object's start, if it started it;
+        empty when there is no log)."""
+        return self.managed_process.log_tail(lines)
+
+    @abstractmethod
+    def start(self) -> Self:
+        """Start the server (or find it running) and return ``self``."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the server."""
+
+    def __enter__(self) -> Self:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()

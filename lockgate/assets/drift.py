@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.declare import pipeline_asset
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
@@ -14,9 +15,9 @@ __all__ = ["build_drift_report"]
 def build_drift_report(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The drift report asset (also materialized by the ``<name>_on_drift`` sensor's ticks)."""
 
-    @dg.asset(
-        key=spec.asset_key("drift_report"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "drift_report",
         deps=[spec.asset_key("rollout")],
         kinds={"drift"},
         description=(
@@ -24,6 +25,7 @@ def build_drift_report(spec: ModelPipeline) -> dg.AssetsDefinition:
             "recent live traffic against the champion's training snapshot, with severity and "
             "overlaid histograms of the worst features."
         ),
+        stored=False,
     )
     def drift_report(
         context: dg.AssetExecutionContext,

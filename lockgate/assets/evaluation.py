@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.declare import pipeline_asset
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.spec import ModelPipeline
 
@@ -14,16 +15,12 @@ __all__ = ["build_evaluation_report"]
 def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, evaluation_report]`` asset: held-out metrics of the latest model version."""
 
-    @dg.asset(
-        key=spec.asset_key("evaluation_report"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "evaluation_report",
         description="Held-out ROC AUC, PR AUC, log loss and Brier score of the model version.",
         kinds={"json"},
-        io_manager_key="lockgate_io",
-        ins={
-            "weights": dg.AssetIn(key=spec.asset_key("model_weights")),
-            "snapshot": dg.AssetIn(key=spec.asset_key("feature_snapshot")),
-        },
+        ins={"weights": "model_weights", "snapshot": "feature_snapshot"},
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,

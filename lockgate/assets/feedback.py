@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.declare import deployed_version_key, pipeline_asset
 from lockgate.features.store import FeastStore
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.serving.stack import ServingStack
@@ -304,22 +305,18 @@ def build_live_performance(spec: ModelPipeline) -> dg.AssetsDefinition:
     # what it reads: the champion's gold estimate (evaluation_report), the gateway's
     # prediction log of the served versions (rollout) and the user's label asset, if any
     deps = [spec.asset_key("evaluation_report")]
-    if spec.serving is not None:
-        deps.append(spec.asset_key("rollout"))
-    elif spec.gate is not None:
-        deps.append(spec.asset_key("champion"))
-    if spec.labels_asset_key is not None:
-        deps.append(spec.labels_asset_key)
+    deps += [k for k in (deployed_version_key(spec), spec.labels_asset_key) if k is not None]
 
-    @dg.asset(
-        key=spec.asset_key("live_performance"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "live_performance",
         deps=deps,
         description=(
             f"Live {policy.metric} of each served version: delayed labels joined to the "
             "gateway's prediction log by trace id, the champion judged against its gold set."
         ),
         kinds={"json", "markdown"},
+        stored=False,
     )
     def live_performance(
         context: dg.AssetExecutionContext,

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.declare import blocking_checks, pipeline_asset
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.serving.stack import ServingStack
@@ -58,16 +59,15 @@ def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, gold_set]`` asset: the gold rows of the snapshot, content-addressed."""
     gate = _gate(spec)
 
-    @dg.asset(
-        key=spec.asset_key("gold_set"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "gold_set",
         description=(
             f"Gold validation rows (stable {gate.gold.fraction:.0%} hash of '{gate.gold.key}'), "
             "held out of every training run."
         ),
         kinds={"parquet"},
-        io_manager_key="lockgate_io",
-        ins={"snapshot": dg.AssetIn(key=spec.asset_key("feature_snapshot"))},
+        ins={"snapshot": "feature_snapshot"},
     )
     def gold_set(
         context: dg.AssetExecutionContext,
@@ -236,19 +236,15 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, evaluation_report]`` asset with a gate: challenger vs champion on gold rows."""
     gate = _gate(spec)
 
-    @dg.asset(
-        key=spec.asset_key("evaluation_report"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "evaluation_report",
         description=(
             "Challenger vs champion on the gold set: metrics with bootstrap intervals, paired "
             "comparison, calibration, slices, edge cases, plots and a model card."
         ),
         kinds={"json", "markdown"},
-        io_manager_key="lockgate_io",
-        ins={
-            "weights": dg.AssetIn(key=spec.asset_key("model_weights")),
-            "gold": dg.AssetIn(key=spec.asset_key("gold_set")),
-        },
+        ins={"weights": "model_weights", "gold": "gold_set"},
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,
@@ -421,15 +417,14 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
 
     gate = _gate(spec)
     key = spec.asset_key("evaluation_report")
-    specs = [
-        dg.AssetCheckSpec(rule, asset=key, blocking=True, description=f"gate: {rule}")
-        for rule in GATE_RULES
-    ]
 
-    @dg.multi_asset_check(
-        specs=specs,
+    @blocking_checks(
+        spec,
+        "evaluation_report",
+        GATE_RULES,
         name=f"{spec.name}_gate",
-        ins={"evaluation": dg.AssetIn(key=key)},
+        param="evaluation",
+        label="gate",
         compute_kind="lockgate",
     )
     def gate_checks(
@@ -542,13 +537,12 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
 def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, champion]`` asset: moves the champion alias to a version that passed the gate."""
 
-    @dg.asset(
-        key=spec.asset_key("champion"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "champion",
         description="The production champion: moved only after every gate check passed.",
         kinds={"lockgate"},
-        io_manager_key="lockgate_io",
-        ins={"evaluation": dg.AssetIn(key=spec.asset_key("evaluation_report"))},
+        ins={"evaluation": "evaluation_report"},
     )
     def champion(
         context: dg.AssetExecutionContext,

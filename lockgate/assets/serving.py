@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.declare import pipeline_asset
 from lockgate.assets.gate import passing_verdict
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
@@ -22,19 +23,15 @@ def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
     target = spec.serving
     assert target is not None
 
-    @dg.asset(
-        key=spec.asset_key("serving"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "serving",
         description=(
             "Triton model-repository version (written atomically, hash-checked), validated in a "
             "sandbox tritonserver: outputs equal in-process predictions, p99 within budget."
         ),
         kinds={"triton"},
-        io_manager_key="lockgate_io",
-        ins={
-            "evaluation": dg.AssetIn(key=spec.asset_key("evaluation_report")),
-            "gold": dg.AssetIn(key=spec.asset_key("gold_set")),
-        },
+        ins={"evaluation": "evaluation_report", "gold": "gold_set"},
     )
     def serving(
         context: dg.AssetExecutionContext,
@@ -159,19 +156,15 @@ def build_serving_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
 def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
     """``[name, rollout]``: load beside the champion and start the canary (or bootstrap)."""
 
-    @dg.asset(
-        key=spec.asset_key("rollout"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "rollout",
         description=(
             "Live traffic: the validated version is loaded beside the champion and the canary "
             "starts (the first model of a pipeline becomes champion at once)."
         ),
         kinds={"triton"},
-        io_manager_key="lockgate_io",
-        ins={
-            "serving": dg.AssetIn(key=spec.asset_key("serving")),
-            "evaluation": dg.AssetIn(key=spec.asset_key("evaluation_report")),
-        },
+        ins={"serving": "serving", "evaluation": "evaluation_report"},
     )
     def rollout(
         context: dg.AssetExecutionContext,

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.declare import blocking_checks
 from lockgate.features.store import FeastStore
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.spec import ModelPipeline
@@ -108,15 +109,14 @@ def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
     from lockgate.features.validation import check_names
 
     key = spec.asset_key("feature_snapshot")
-    specs = [
-        dg.AssetCheckSpec(name, asset=key, blocking=True, description=f"data quality: {name}")
-        for name in check_names(spec.validation)
-    ]
 
-    @dg.multi_asset_check(
-        specs=specs,
+    @blocking_checks(
+        spec,
+        "feature_snapshot",
+        check_names(spec.validation),
         name=f"{spec.name}_data_quality",
-        ins={"snapshot": dg.AssetIn(key=key)},
+        param="snapshot",
+        label="data quality",
         compute_kind="great_expectations",
     )
     def data_quality(

@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from lockgate.assets.declare import deployed_version_key, pipeline_asset
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
@@ -21,9 +22,9 @@ __all__ = [
 def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, model_weights]`` asset: a model version locked to its triad."""
 
-    @dg.asset(
-        key=spec.asset_key("model_weights"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "model_weights",
         description=(
             f"{spec.trainer.kind} model trained on the snapshot, stored with its lock record "
             "(code commit, data snapshot hash, weights hash)."
@@ -34,8 +35,7 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
                 spec.trainer.kind, spec.trainer.kind
             ),
         },
-        io_manager_key="lockgate_io",
-        ins={"snapshot": dg.AssetIn(key=spec.asset_key("feature_snapshot"))},
+        ins={"snapshot": "feature_snapshot"},
         metadata={"trainer": spec.trainer.kind, "seed": spec.trainer.seed},
     )
     def model_weights(
@@ -285,15 +285,13 @@ def model_registry_event(
 
 def build_model_registry(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, model_registry]`` asset: every version with its triad, verdict and role."""
+    deployed = deployed_version_key(spec)
     deps = [spec.asset_key("model_weights"), spec.asset_key("evaluation_report")]
-    if spec.serving is not None:
-        deps.append(spec.asset_key("rollout"))
-    elif spec.gate is not None:
-        deps.append(spec.asset_key("champion"))
+    deps += [deployed] if deployed is not None else []
 
-    @dg.asset(
-        key=spec.asset_key("model_registry"),
-        group_name=spec.name,
+    @pipeline_asset(
+        spec,
+        "model_registry",
         deps=deps,
         kinds={"lockgate"},
         description=(
@@ -301,6 +299,7 @@ def build_model_registry(spec: ModelPipeline) -> dg.AssetsDefinition:
             "gate verdict, champion/challenger role and traffic share (re-recorded on every "
             "promotion and rollback)."
         ),
+        stored=False,
     )
     def model_registry(
         context: dg.AssetExecutionContext,

@@ -5,10 +5,10 @@ replaced or deleted, or appended to without lockgate, does not verify.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from lockgate._util.fs import atomic_write
 from lockgate.audit.chain import (
     FIX_WITNESS,
     HEX64,
@@ -34,14 +34,7 @@ def write_witness(witness_path: Path, head: AuditHead, key: SigningKey) -> None:
         "key_id": key.key_id,
         "hmac": key.sign(WITNESS_FORMAT, signed),
     }
-    tmp = witness_path.with_name(f".{witness_path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, canonical_json(document) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, witness_path)
+    atomic_write(witness_path, canonical_json(document) + b"\n")
 
 
 def read_witness(

@@ -12,6 +12,7 @@ replicates come from :mod:`lockgate.evaluation.resampling`; the conventions are 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from lockgate.evaluation.metric_checks import (
     HIGHER_IS_BETTER,
     PROBABILITY_METRICS,
     binary_metric,
+    check_alpha,
     check_metric,
     require_defined,
 )
@@ -51,11 +53,7 @@ def _check_bootstrap_options(*, n_boot: Any, alpha: Any, seed: Any) -> None:
             f"n_boot={n_boot!r} is invalid; rule: the number of bootstrap replicates must be an "
             f"integer >= {_MIN_BOOT}; fix: pass n_boot=1000 (the default) or more"
         )
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
-        raise SpecError(
-            f"alpha={alpha!r} is invalid; rule: alpha (one minus the confidence level) must be in "
-            f"(0, 1); fix: pass alpha=0.05 for a 95% interval"
-        )
+    check_alpha(alpha)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise SpecError(
             f"seed={seed!r} is invalid; rule: the seed must be a non-negative integer so that "
@@ -138,82 +136,34 @@ def _usable_task(valid: _BoolArray, *, task: str, metric: str, n_boot: int) -> i
     return n_used
 
 
-def _interval_from(
-    reps: _FloatArray,
-    valid: _BoolArray,
-    *,
-    metric: str,
-    estimate: float,
-    alpha: float,
-    n: int,
-    positives: int | None,
-    n_boot: int,
-    n_used: int,
-    stratified: bool,
-    seed: int,
-) -> Interval:
-    used = reps[valid]
-    lower, upper = np.quantile(used, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return Interval(
-        metric=metric,
-        estimate=estimate,
-        lower=float(lower),
-        upper=float(upper),
-        alpha=float(alpha),
-        se=float(np.std(used, ddof=1)),
-        n=n,
-        positives=positives,
-        n_boot=n_boot,
-        n_used=n_used,
-        n_skipped=n_boot - n_used,
-        stratified=stratified,
-        seed=seed,
-    )
+@dataclass(frozen=True)
+class _Replicates:
+    """The replicates of one or two models' metric and what the result records about them."""
+
+    reps: _FloatArray
+    valid: _BoolArray
+    estimates: list[float]
+    n: int
+    positives: int | None
+    n_used: int
+    stratified: bool
+
+    def common_fields(self, *, metric: str, alpha: float, n_boot: int, seed: int) -> dict[str, Any]:
+        """The fields that :class:`Interval` and :class:`PairedComparison` share."""
+        return {
+            "metric": metric,
+            "alpha": float(alpha),
+            "n": self.n,
+            "positives": self.positives,
+            "n_boot": int(n_boot),
+            "n_used": self.n_used,
+            "n_skipped": int(n_boot) - self.n_used,
+            "stratified": self.stratified,
+            "seed": int(seed),
+        }
 
 
-def _paired_from(
-    reps: _FloatArray,
-    valid: _BoolArray,
-    *,
-    metric: str,
-    higher_is_better: bool,
-    estimates: tuple[float, float],
-    alpha: float,
-    n: int,
-    positives: int | None,
-    n_boot: int,
-    n_used: int,
-    stratified: bool,
-    seed: int,
-) -> PairedComparison:
-    deltas = reps[0, valid] - reps[1, valid]
-    lower, upper = np.quantile(deltas, [alpha / 2.0, 1.0 - alpha / 2.0])
-    at_most_zero = int((deltas <= 0.0).sum())
-    at_least_zero = int((deltas >= 0.0).sum())
-    p_value = min(1.0, 2.0 * (min(at_most_zero, at_least_zero) + 1) / (n_used + 1))
-    return PairedComparison(
-        metric=metric,
-        higher_is_better=higher_is_better,
-        challenger=estimates[0],
-        champion=estimates[1],
-        delta=estimates[0] - estimates[1],
-        lower=float(lower),
-        upper=float(upper),
-        p_value=float(p_value),
-        alpha=float(alpha),
-        se=float(np.std(deltas, ddof=1)),
-        n=n,
-        positives=positives,
-        method="paired_bootstrap",
-        n_boot=n_boot,
-        n_used=n_used,
-        n_skipped=n_boot - n_used,
-        stratified=stratified,
-        seed=seed,
-    )
-
-
-def _task_bootstrap(
+def _bootstrap(
     task: str,
     y: Any,
     preds: Sequence[Any],
@@ -223,17 +173,45 @@ def _task_bootstrap(
     n_boot: int,
     seed: int,
     stratified: bool,
-) -> tuple[npt.NDArray[Any], list[float], _FloatArray, _BoolArray, int, bool]:
-    """Shared body of the non-binary bootstrap: labels, estimates, replicates, usable count."""
-    labels, arrays = _prepare(task, y, preds, names)
-    _require_defined_task(task, metric, labels)
-    estimates = [_tasks.metric_value(task, metric, labels, a) for a in arrays]
-    strat = bool(stratified) and task == "multiclass"
-    reps, valid = task_replicates(
-        task, metric, labels, arrays, n_boot=int(n_boot), seed=int(seed), stratified=strat
+    max_fpr: float,
+) -> _Replicates:
+    """Validates the inputs and draws the replicates of every model in ``preds`` on shared rows."""
+    if task != "binary":
+        labels, arrays = _prepare(task, y, preds, names)
+        _require_defined_task(task, metric, labels)
+        estimates = [_tasks.metric_value(task, metric, labels, a) for a in arrays]
+        strat = bool(stratified) and task == "multiclass"
+        reps, valid = task_replicates(
+            task, metric, labels, arrays, n_boot=int(n_boot), seed=int(seed), stratified=strat
+        )
+        n_used = _usable_task(valid, task=task, metric=metric, n_boot=int(n_boot))
+        return _Replicates(reps, valid, estimates, int(labels.shape[0]), None, n_used, strat)
+    y_int = as_labels(y)
+    n = int(y_int.shape[0])
+    unit = metric in PROBABILITY_METRICS
+    scores = [
+        as_scores(pred, name=name, n=n, unit_interval=unit)
+        for pred, name in zip(preds, names, strict=True)
+    ]
+    require_defined(y_int, metric=metric)
+    estimates = [binary_metric(metric, y_int, s, max_fpr=max_fpr) for s in scores]
+    reps, valid = replicates(
+        metric,
+        y_int,
+        scores,
+        n_boot=int(n_boot),
+        seed=int(seed),
+        stratified=bool(stratified),
+        max_fpr=max_fpr,
     )
-    n_used = _usable_task(valid, task=task, metric=metric, n_boot=int(n_boot))
-    return labels, estimates, reps, valid, n_used, strat
+    n_used = _require_usable(valid, metric=metric, n_boot=int(n_boot), stratified=stratified)
+    return _Replicates(reps, valid, estimates, n, int(y_int.sum()), n_used, bool(stratified))
+
+
+def _percentiles(values: _FloatArray, alpha: float) -> tuple[float, float]:
+    """The ``alpha / 2`` and ``1 - alpha / 2`` quantiles of ``values``."""
+    lower, upper = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(lower), float(upper)
 
 
 def bootstrap_ci(
@@ -287,51 +265,25 @@ def bootstrap_ci(
     """
     check_metric(metric, task)
     _check_bootstrap_options(n_boot=n_boot, alpha=alpha, seed=seed)
-    if task != "binary":
-        labels, estimates, reps_t, valid_t, used_t, strat = _task_bootstrap(
-            task, y, [p], ["p"], metric=metric, n_boot=n_boot, seed=seed, stratified=stratified
-        )
-        return _interval_from(
-            reps_t[0],
-            valid_t,
-            metric=metric,
-            estimate=estimates[0],
-            alpha=float(alpha),
-            n=int(labels.shape[0]),
-            positives=None,
-            n_boot=int(n_boot),
-            n_used=used_t,
-            stratified=strat,
-            seed=int(seed),
-        )
-    y_int = as_labels(y)
-    p_float = as_scores(
-        p, name="p", n=int(y_int.shape[0]), unit_interval=metric in PROBABILITY_METRICS
-    )
-    require_defined(y_int, metric=metric)
-    estimate = binary_metric(metric, y_int, p_float, max_fpr=max_fpr)
-    reps, valid = replicates(
-        metric,
-        y_int,
-        [p_float],
-        n_boot=int(n_boot),
-        seed=int(seed),
-        stratified=bool(stratified),
+    r = _bootstrap(
+        task,
+        y,
+        [p],
+        ["p"],
+        metric=metric,
+        n_boot=n_boot,
+        seed=seed,
+        stratified=stratified,
         max_fpr=max_fpr,
     )
-    n_used = _require_usable(valid, metric=metric, n_boot=int(n_boot), stratified=stratified)
-    return _interval_from(
-        reps[0],
-        valid,
-        metric=metric,
-        estimate=estimate,
-        alpha=float(alpha),
-        n=int(y_int.shape[0]),
-        positives=int(y_int.sum()),
-        n_boot=int(n_boot),
-        n_used=n_used,
-        stratified=bool(stratified),
-        seed=int(seed),
+    used = r.reps[0][r.valid]
+    lower, upper = _percentiles(used, alpha)
+    return Interval(
+        **r.common_fields(metric=metric, alpha=alpha, n_boot=n_boot, seed=seed),
+        estimate=r.estimates[0],
+        lower=lower,
+        upper=upper,
+        se=float(np.std(used, ddof=1)),
     )
 
 
@@ -386,60 +338,32 @@ def paired_bootstrap(
     """
     check_metric(metric, task)
     _check_bootstrap_options(n_boot=n_boot, alpha=alpha, seed=seed)
-    if task != "binary":
-        labels, estimates, reps_t, valid_t, used_t, strat = _task_bootstrap(
-            task,
-            y,
-            [p_challenger, p_champion],
-            ["p_challenger", "p_champion"],
-            metric=metric,
-            n_boot=n_boot,
-            seed=seed,
-            stratified=stratified,
-        )
-        return _paired_from(
-            reps_t,
-            valid_t,
-            metric=metric,
-            higher_is_better=_tasks.higher_is_better(task, metric),
-            estimates=(estimates[0], estimates[1]),
-            alpha=float(alpha),
-            n=int(labels.shape[0]),
-            positives=None,
-            n_boot=int(n_boot),
-            n_used=used_t,
-            stratified=strat,
-            seed=int(seed),
-        )
-    y_int = as_labels(y)
-    n = int(y_int.shape[0])
-    unit = metric in PROBABILITY_METRICS
-    challenger = as_scores(p_challenger, name="p_challenger", n=n, unit_interval=unit)
-    champion = as_scores(p_champion, name="p_champion", n=n, unit_interval=unit)
-    require_defined(y_int, metric=metric)
-    est_challenger = binary_metric(metric, y_int, challenger, max_fpr=max_fpr)
-    est_champion = binary_metric(metric, y_int, champion, max_fpr=max_fpr)
-    reps, valid = replicates(
-        metric,
-        y_int,
-        [challenger, champion],
-        n_boot=int(n_boot),
-        seed=int(seed),
-        stratified=bool(stratified),
+    r = _bootstrap(
+        task,
+        y,
+        [p_challenger, p_champion],
+        ["p_challenger", "p_champion"],
+        metric=metric,
+        n_boot=n_boot,
+        seed=seed,
+        stratified=stratified,
         max_fpr=max_fpr,
     )
-    n_used = _require_usable(valid, metric=metric, n_boot=int(n_boot), stratified=stratified)
-    return _paired_from(
-        reps,
-        valid,
-        metric=metric,
-        higher_is_better=HIGHER_IS_BETTER[metric],
-        estimates=(est_challenger, est_champion),
-        alpha=float(alpha),
-        n=n,
-        positives=int(y_int.sum()),
-        n_boot=int(n_boot),
-        n_used=n_used,
-        stratified=bool(stratified),
-        seed=int(seed),
+    deltas = r.reps[0, r.valid] - r.reps[1, r.valid]
+    lower, upper = _percentiles(deltas, alpha)
+    at_most_zero = int((deltas <= 0.0).sum())
+    at_least_zero = int((deltas >= 0.0).sum())
+    p_value = min(1.0, 2.0 * (min(at_most_zero, at_least_zero) + 1) / (r.n_used + 1))
+    higher = HIGHER_IS_BETTER[metric] if task == "binary" else _tasks.higher_is_better(task, metric)
+    return PairedComparison(
+        **r.common_fields(metric=metric, alpha=alpha, n_boot=n_boot, seed=seed),
+        higher_is_better=higher,
+        challenger=r.estimates[0],
+        champion=r.estimates[1],
+        delta=r.estimates[0] - r.estimates[1],
+        lower=lower,
+        upper=upper,
+        p_value=float(p_value),
+        se=float(np.std(deltas, ddof=1)),
+        method="paired_bootstrap",
     )

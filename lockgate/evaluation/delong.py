@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lockgate.errors import DataError, SpecError
+from lockgate.evaluation.metric_checks import check_alpha
 from lockgate.evaluation.results import PairedComparison
 from lockgate.tasks import catalog as _tasks
 from lockgate.tasks import metrics as _metrics
@@ -105,11 +106,7 @@ def delong_test(
             f"rule: DeLong's test compares two binary ROC AUCs only; fix: use "
             f"paired_bootstrap(..., task={task!r}) or Gate(comparison='paired_bootstrap')"
         )
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
-        raise SpecError(
-            f"alpha={alpha!r} is invalid; rule: alpha (one minus the confidence level) must be in "
-            f"(0, 1); fix: pass alpha=0.05 for a 95% interval"
-        )
+    check_alpha(alpha)
     y_int = as_labels(y)
     n_rows = int(y_int.shape[0])
     a = as_scores(p_a, name="p_a", n=n_rows, unit_interval=False)

@@ -382,58 +382,38 @@ def _improvement(metric: str, challenger: float, champion: float) -> float:
 def _sample_size(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
     task = report.get("task", "binary")
     rows = report["gold"]["rows"]
+    metric: str
+    actual: Any
+    threshold: Any
     if task == "regression":
         ok = rows >= gate.min_gold_rows
-        return RuleVerdict(
-            rule="gate_sample_size",
-            passed=ok,
-            metric="gold_rows",
-            actual=rows,
-            threshold=gate.min_gold_rows,
-            message=f"gold set has {rows} rows"
-            + (
-                ""
-                if ok
-                else f"; needs {gate.min_gold_rows}: snapshot more data or raise gold.fraction"
-            ),
-        )
-    if task == "multiclass":
+        metric, actual, threshold = "gold_rows", rows, gate.min_gold_rows
+        has = f"gold set has {rows} rows"
+        needs = f"; needs {gate.min_gold_rows}"
+    elif task == "multiclass":
         counts = report["gold"]["class_counts"]
         smallest = min(counts, key=lambda c: (counts[c], str(c)))
         ok = rows >= gate.min_gold_rows and counts[smallest] >= gate.min_gold_rows_per_class
-        return RuleVerdict(
-            rule="gate_sample_size",
-            passed=ok,
-            metric="gold_rows/smallest_class",
-            actual=[rows, counts[smallest]],
-            threshold=[gate.min_gold_rows, gate.min_gold_rows_per_class],
-            message=(
-                f"gold set has {rows} rows, smallest class {smallest!r} has {counts[smallest]}"
-                + (
-                    ""
-                    if ok
-                    else f"; needs {gate.min_gold_rows} rows and {gate.min_gold_rows_per_class} "
-                    "per class: snapshot more data or raise gold.fraction"
-                )
-            ),
-        )
-    positives = report["gold"]["positives"]
-    ok = rows >= gate.min_gold_rows and positives >= gate.min_gold_positives
+        metric = "gold_rows/smallest_class"
+        actual = [rows, counts[smallest]]
+        threshold = [gate.min_gold_rows, gate.min_gold_rows_per_class]
+        has = f"gold set has {rows} rows, smallest class {smallest!r} has {counts[smallest]}"
+        needs = f"; needs {gate.min_gold_rows} rows and {gate.min_gold_rows_per_class} per class"
+    else:
+        positives = report["gold"]["positives"]
+        ok = rows >= gate.min_gold_rows and positives >= gate.min_gold_positives
+        metric = "gold_rows/positives"
+        actual = [rows, positives]
+        threshold = [gate.min_gold_rows, gate.min_gold_positives]
+        has = f"gold set has {rows} rows / {positives} positives"
+        needs = f"; needs {gate.min_gold_rows} / {gate.min_gold_positives}"
     return RuleVerdict(
         rule="gate_sample_size",
         passed=ok,
-        metric="gold_rows/positives",
-        actual=[rows, positives],
-        threshold=[gate.min_gold_rows, gate.min_gold_positives],
-        message=(
-            f"gold set has {rows} rows / {positives} positives"
-            + (
-                ""
-                if ok
-                else f"; needs {gate.min_gold_rows} / {gate.min_gold_positives}: "
-                "snapshot more data or raise gold.fraction"
-            )
-        ),
+        metric=metric,
+        actual=actual,
+        threshold=threshold,
+        message=has + ("" if ok else f"{needs}: snapshot more data or raise gold.fraction"),
     )
 
 
@@ -513,13 +493,11 @@ def _vs_champion(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
 
 def _significance(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
     if not gate.require_significance:
-        return RuleVerdict(
-            rule="gate_significance",
-            passed=True,
-            metric=gate.primary,
-            actual=None,
-            threshold="not required",
-            message="the policy does not require a significant improvement",
+        return _unjudged(
+            "gate_significance",
+            gate.primary,
+            "not required",
+            "the policy does not require a significant improvement",
         )
     if report.get("champion") is None:
         return _bootstrap_verdict("gate_significance", gate, report)
@@ -543,14 +521,7 @@ def _significance(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
 
 def _slices(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
     if gate.max_slice_drop is None or not gate.slices:
-        return RuleVerdict(
-            rule="gate_slices",
-            passed=True,
-            metric=gate.slice_metric,
-            actual=None,
-            threshold="no slice rule",
-            message="no slices declared",
-        )
+        return _unjudged("gate_slices", gate.slice_metric, "no slice rule", "no slices declared")
     if report.get("champion") is None:
         return _bootstrap_verdict("gate_slices", gate, report)
     failures = []
@@ -619,19 +590,25 @@ def _edge_cases(report: Mapping[str, Any], gate: Gate) -> RuleVerdict:
 
 def _bootstrap_verdict(rule: str, gate: Gate, report: Mapping[str, Any]) -> RuleVerdict:
     ok = gate.bootstrap == "absolute"
-    return RuleVerdict(
-        rule=rule,
+    return _unjudged(
+        rule,
+        "champion",
+        f"bootstrap={gate.bootstrap}",
+        "no champion yet: bootstrap rule 'absolute' judges the first model on absolute "
+        "bounds, sample size and edge cases"
+        if ok
+        else "no champion yet and bootstrap='block': promote the first model by hand with "
+        f"`lockgate promote {report['pipeline']} {report['challenger']['version']}`",
         passed=ok,
-        metric="champion",
-        actual=None,
-        threshold=f"bootstrap={gate.bootstrap}",
-        message=(
-            "no champion yet: bootstrap rule 'absolute' judges the first model on absolute "
-            "bounds, sample size and edge cases"
-            if ok
-            else "no champion yet and bootstrap='block': promote the first model by hand with "
-            f"`lockgate promote {report['pipeline']} {report['challenger']['version']}`"
-        ),
+    )
+
+
+def _unjudged(
+    rule: str, metric: str, threshold: str, message: str, *, passed: bool = True
+) -> RuleVerdict:
+    """The verdict of a rule that does not apply here (no value judged: ``actual`` is None)."""
+    return RuleVerdict(
+        rule=rule, passed=passed, metric=metric, actual=None, threshold=threshold, message=message
     )
 
 

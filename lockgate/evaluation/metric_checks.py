@@ -1,9 +1,10 @@
 """The binary metrics the statistics know, their directions, and the checks every statistic runs.
 
 :data:`HIGHER_IS_BETTER` names the binary metrics and which way each is better;
-:func:`check_metric` checks a metric name against a task's catalog, :func:`require_defined`
-refuses a binary metric that is undefined on the full data (a single class, no positives), and
-:func:`binary_metric` computes one with :mod:`lockgate.tasks.metrics`. The bootstrap, the slices
+:func:`check_metric` checks a metric name against a task's catalog, :func:`check_alpha` an
+interval's ``alpha``, :func:`require_defined` refuses a binary metric that is undefined on the
+full data (a single class, no positives), and :func:`binary_metric` computes one with
+:mod:`lockgate.tasks.metrics`. The bootstrap, the slices
 and the plots share them, so each says the same thing in the same words.
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "PROBABILITY_METRICS",
     "binary_metric",
+    "check_alpha",
     "check_metric",
     "require_defined",
 ]
@@ -47,6 +49,15 @@ PROBABILITY_METRICS = frozenset({"brier", "log_loss"})
 """The binary metrics that need probabilities in [0, 1] (mean losses), not just scores."""
 BOTH_CLASSES_METRICS = frozenset({"recall_at_fpr", "roc_auc"})
 """The binary metrics undefined unless both labels occur."""
+
+
+def check_alpha(alpha: Any) -> None:
+    """Raises SpecError unless ``alpha`` (one minus the confidence level) is a number in (0, 1)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 < alpha < 1.0:
+        raise SpecError(
+            f"alpha={alpha!r} is invalid; rule: alpha (one minus the confidence level) must be in "
+            f"(0, 1); fix: pass alpha=0.05 for a 95% interval"
+        )
 
 
 def check_metric(metric: Any, task: str = "binary") -> str:

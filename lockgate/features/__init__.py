@@ -4,8 +4,9 @@ that the ``feast`` resource hands out) and the data-quality suite a snapshot mus
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from lockgate._util.lazy_exports import lazy_attribute
 
 # the public names, imported on first use: importing one module of the subpackage does not
 # import its heavy neighbours (Feast, torch)
@@ -18,9 +19,7 @@ __all__ = ["FeastStore", "run_suite"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def __dir__() -> list[str]:

@@ -20,11 +20,16 @@ import sys
 from pathlib import Path
 
 import lockgate.gateway
+from lockgate._util.fs import atomic_write
 from lockgate.gateway.app import GatewayApp, app_from_config
 from lockgate.gateway.config import ADMIN_TOKEN_ENV, GatewayConfig
 from lockgate.gateway.errors import GatewayError
-from lockgate.gateway.files import atomic_write
-from lockgate.gateway.server import ServerLimits, fit_open_files, http_protocol
+from lockgate.gateway.server import (
+    SERVER_LIMIT_FIELDS,
+    ServerLimits,
+    fit_open_files,
+    http_protocol,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -95,6 +100,18 @@ def _bind_admin(app: GatewayApp, host: str, port: int, inference_port: int) -> s
     return sock
 
 
+_LIMIT_HELP = {
+    "max_connections": "open client connections at most; at the cap the oldest idle one is "
+    "closed, or a new one is answered 503 when none is idle",
+    "max_url_bytes": "longest URL (414)",
+    "max_header_bytes": "largest request head without the URL (431)",
+    "header_timeout_s": "a request head arrives whole within this of its first byte (408)",
+    "body_timeout_s": "a request body arrives whole within this of its head (408)",
+    "keepalive_timeout_s": "a connection with no request in progress is closed after this",
+}
+"""The ``--help`` of each :class:`ServerLimits` option (``--max-connections`` ...)."""
+
+
 def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The HTTP server's limits (:class:`ServerLimits`) and the body limit."""
     defaults = ServerLimits()
@@ -104,75 +121,31 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=64 << 20,
         help="largest request body, also after decompression (413)",
     )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        default=defaults.max_connections,
-        help="open client connections at most; at the cap the oldest idle one is closed, or a "
-        "new one is answered 503 when none is idle",
-    )
-    parser.add_argument(
-        "--max-url-bytes", type=int, default=defaults.max_url_bytes, help="longest URL (414)"
-    )
-    parser.add_argument(
-        "--max-header-bytes",
-        type=int,
-        default=defaults.max_header_bytes,
-        help="largest request head without the URL (431)",
-    )
-    parser.add_argument(
-        "--header-timeout-s",
-        type=float,
-        default=defaults.header_timeout_s,
-        help="a request head arrives whole within this of its first byte (408)",
-    )
-    parser.add_argument(
-        "--body-timeout-s",
-        type=float,
-        default=defaults.body_timeout_s,
-        help="a request body arrives whole within this of its head (408)",
-    )
-    parser.add_argument(
-        "--keepalive-timeout-s",
-        type=float,
-        default=defaults.keepalive_timeout_s,
-        help="a connection with no request in progress is closed after this",
-    )
+    for name in SERVER_LIMIT_FIELDS:
+        default = getattr(defaults, name)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=type(default),
+            default=default,
+            help=_LIMIT_HELP[name],
+        )
 
 
 def _config(args: argparse.Namespace, limits: ServerLimits) -> GatewayConfig:
     """The gateway's settings from the command line (:class:`GatewayError` if out of range)."""
+    not_options = {"retry_challenger_on_champion", "verify_routes", "limits"}
+    same = {k: getattr(args, k) for k in GatewayConfig.model_fields if k not in not_options}
     return GatewayConfig(
-        state_dir=args.state_dir,
-        log_dir=args.log_dir,
-        upstream_url=args.upstream_url,
-        upstream_timeout_s=args.upstream_timeout_s,
+        **same,
         retry_challenger_on_champion=not args.no_retry_challenger,
-        durability=args.durability,
-        segment_max_bytes=args.segment_max_bytes,
-        segment_max_age_s=args.segment_max_age_s,
-        commit_interval_s=args.commit_interval_s,
-        commit_delay_s=args.commit_delay_s,
-        commit_siblings=args.commit_siblings,
-        max_shadow_inflight=args.max_shadow_inflight,
-        max_body_bytes=args.max_body_bytes,
         verify_routes=not args.no_verify_routes,
-        coalesce_inflight=args.coalesce_inflight,
-        model_repository=args.model_repository,
         limits=limits,
     )
 
 
 def _server_limits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerLimits:
     try:
-        return ServerLimits(
-            max_connections=args.max_connections,
-            max_url_bytes=args.max_url_bytes,
-            max_header_bytes=args.max_header_bytes,
-            header_timeout_s=args.header_timeout_s,
-            body_timeout_s=args.body_timeout_s,
-            keepalive_timeout_s=args.keepalive_timeout_s,
-        )
+        return ServerLimits(**{name: getattr(args, name) for name in SERVER_LIMIT_FIELDS})
     except GatewayError as exc:
         parser.error(str(exc))
 

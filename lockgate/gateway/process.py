@@ -24,13 +24,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import getpass
 import json
 import os
 import secrets
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -38,21 +36,20 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from lockgate._util.process import ManagedProcess, cmdline_contains
+from lockgate._util.fs import atomic_write
+from lockgate._util.process import ManagedServer, cmdline_contains
 from lockgate.gateway.admin import ACTOR_HEADER
-from lockgate.gateway.config import ADMIN_TOKEN_ENV
+from lockgate.gateway.config import ADMIN_TOKEN_ENV, GatewayConfig
 from lockgate.gateway.errors import GatewayError, RouteError
+from lockgate.gateway.server import SERVER_LIMIT_FIELDS, ServerLimits
 
 __all__ = ["Gateway", "GatewayServer", "RemoteGateway", "default_actor"]
 
-_PID_FILE = "gateway.pid"
 _READY_FILE = "gateway.ready.json"
-_LOG_FILE = "gateway.log"
 _TOKEN_FILE = "admin.token"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -257,11 +254,24 @@ _IDENTITY = "lockgate.gateway.app"
 """What a gateway's command line contains (``python -m lockgate.gateway.app``)."""
 
 
+_CONFIG_FIELDS = (
+    "durability",
+    "upstream_timeout_s",
+    "retry_challenger_on_champion",
+    "segment_max_bytes",
+    "segment_max_age_s",
+    "verify_routes",
+    "coalesce_inflight",
+    "max_body_bytes",
+)
+"""Settings a :class:`GatewayServer` passes to :class:`GatewayConfig` as they are."""
+
+
 def _is_gateway(pid: int) -> bool:
     return cmdline_contains(pid, _IDENTITY)
 
 
-class GatewayServer(Gateway):
+class GatewayServer(Gateway, ManagedServer):
     """The gateway as a child process on 127.0.0.1 (development, tests, the demo).
 
     Attributes:
@@ -317,45 +327,22 @@ class GatewayServer(Gateway):
     startup_timeout_s: float = 30.0
     stop_timeout_s: float = 15.0
 
-    _managed: ManagedProcess | None = PrivateAttr(default=None)
+    process_name: ClassVar[str] = "gateway"
+    process_identity: ClassVar[str] = _IDENTITY
+
     _url: str | None = PrivateAttr(default=None)
-
-    @property
-    def _proc(self) -> ManagedProcess:
-        """The gateway process of this ``state_dir`` (started here or not)."""
-        if self._managed is None:
-            self._managed = ManagedProcess(log_file=self.log_file, identity=_IDENTITY)
-        self._managed.log_file, self._managed.pid_file = self.log_file, self.pid_file
-        return self._managed
-
-    @property
-    def _process(self) -> subprocess.Popen[bytes] | None:
-        """The child process this object started (None: none, or another process started it)."""
-        return None if self._managed is None else self._managed.process
-
-    def __copy__(self) -> Self:
-        """A copy with its own handle on the process this object started (if any)."""
-        copied = super().__copy__()
-        if self._managed is not None:
-            copied._managed = copy.copy(self._managed)
-        return copied
 
     # ---- files and addresses --------------------------------------------------------------
 
     @property
-    def pid_file(self) -> Path:
-        """``<state_dir>/gateway.pid``."""
-        return Path(self.state_dir) / _PID_FILE
+    def files_dir(self) -> Path:
+        """``state_dir``: the PID file ``gateway.pid`` and the log ``gateway.log`` are there."""
+        return Path(self.state_dir)
 
     @property
     def ready_file(self) -> Path:
         """``<state_dir>/gateway.ready.json``: ``{pid, port, url}`` of the listening gateway."""
         return Path(self.state_dir) / _READY_FILE
-
-    @property
-    def log_file(self) -> Path:
-        """``<state_dir>/gateway.log``."""
-        return Path(self.state_dir) / _LOG_FILE
 
     @property
     def token_file(self) -> Path:
@@ -392,26 +379,14 @@ class GatewayServer(Gateway):
             if path.read_text().strip():
                 os.chmod(path, 0o600)
                 return
-        tmp = path.with_name(f".{_TOKEN_FILE}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            if path.exists():  # empty or unreadable: replace it
-                os.replace(tmp, path)
-            else:
-                with contextlib.suppress(FileExistsError):  # the first writer wins
-                    os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # empty or unreadable: replace it; missing: the first writer wins
+        atomic_write(path, secrets.token_urlsafe(32) + "\n", mode=0o600, replace=path.exists())
 
     @property
     def pid(self) -> int | None:
         """PID of the running gateway (started here or by another process), or None."""
-        if self._process is not None:
-            return self._process.pid if self._process.poll() is None else None
+        if self.started_process is not None:
+            return self.started_process.pid if self.started_process.poll() is None else None
         info = self.ready_info()
         return int(info["pid"]) if info else None
 
@@ -424,7 +399,11 @@ class GatewayServer(Gateway):
     def url(self) -> str:
         """``http://127.0.0.1:<port>``; also found from the ready file when another process
         started the gateway (Dagster runs steps in their own processes)."""
-        if self._url is not None and self._process is not None and self._process.poll() is None:
+        if (
+            self._url is not None
+            and self.started_process is not None
+            and self.started_process.poll() is None
+        ):
             return self._url
         info = self.ready_info()
         if info is None:
@@ -455,67 +434,29 @@ class GatewayServer(Gateway):
             return None
         return info if _is_gateway(pid) else None
 
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines this start wrote to the log."""
-        return self._proc.log_tail(lines)
-
     # ---- process --------------------------------------------------------------------------
+
+    def config(self) -> GatewayConfig:
+        """The gateway's settings (paths resolved): what :meth:`command` passes it."""
+        fields = {k: getattr(self, k) for k in _CONFIG_FIELDS}
+        return GatewayConfig(
+            **fields,
+            state_dir=Path(self.state_dir).resolve(),
+            log_dir=Path(self.log_dir).resolve(),
+            upstream_url=_http_url(self.upstream_url),
+            model_repository=(
+                Path(self.model_repository).resolve() if self.model_repository else None
+            ),
+            limits=ServerLimits(**{k: getattr(self, k) for k in SERVER_LIMIT_FIELDS}),
+        )
 
     def command(self) -> list[str]:
         """The command line that runs the gateway."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "lockgate.gateway.app",
-            "--state-dir",
-            str(Path(self.state_dir).resolve()),
-            "--log-dir",
-            str(Path(self.log_dir).resolve()),
-            "--upstream-url",
-            _http_url(self.upstream_url),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--ready-file",
-            str(self.ready_file.resolve()),
-            "--durability",
-            self.durability,
-            "--upstream-timeout-s",
-            str(self.upstream_timeout_s),
-            "--segment-max-bytes",
-            str(self.segment_max_bytes),
-            "--segment-max-age-s",
-            str(self.segment_max_age_s),
-            "--max-body-bytes",
-            str(self.max_body_bytes),
-            "--max-connections",
-            str(self.max_connections),
-            "--max-url-bytes",
-            str(self.max_url_bytes),
-            "--max-header-bytes",
-            str(self.max_header_bytes),
-            "--header-timeout-s",
-            str(self.header_timeout_s),
-            "--body-timeout-s",
-            str(self.body_timeout_s),
-            "--keepalive-timeout-s",
-            str(self.keepalive_timeout_s),
-            "--coalesce-inflight",
-            str(self.coalesce_inflight),
-            "--admin-host",
-            "127.0.0.1",
-            "--admin-port",
-            str(self.admin_port),
-            "--audit-log",
-            str(self.audit_file.resolve()),
-        ]
-        if self.model_repository:
-            cmd += ["--model-repository", str(Path(self.model_repository).resolve())]
-        if not self.retry_challenger_on_champion:
-            cmd.append("--no-retry-challenger")
-        if not self.verify_routes:
-            cmd.append("--no-verify-routes")
+        cmd = [sys.executable, "-m", "lockgate.gateway.app", *self.config().to_argv()]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--ready-file", str(self.ready_file.resolve())]
+        cmd += ["--admin-host", "127.0.0.1", "--admin-port", str(self.admin_port)]
+        cmd += ["--audit-log", str(self.audit_file.resolve())]
         if self.admin_token:
             cmd += ["--admin-token-env", ADMIN_TOKEN_ENV]
         else:
@@ -523,7 +464,7 @@ class GatewayServer(Gateway):
         return cmd
 
     def _check_pid_file(self) -> None:
-        pid = self._proc.recorded_pid()
+        pid = self.managed_process.recorded_pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return
@@ -534,7 +475,7 @@ class GatewayServer(Gateway):
             )
         self.pid_file.unlink(missing_ok=True)  # left by a crash
 
-    def start(self) -> GatewayServer:
+    def start(self) -> Self:
         """Start the gateway and wait until it answers ``/v2/health/live``.
 
         Returns:
@@ -544,7 +485,7 @@ class GatewayServer(Gateway):
             GatewayError: another gateway runs from ``state_dir``, or this one did not come up
                 within ``startup_timeout_s`` (the message has the log tail).
         """
-        if self._process is not None and self._process.poll() is None:
+        if self.started_process is not None and self.started_process.poll() is None:
             return self
         state = Path(self.state_dir)
         state.mkdir(parents=True, exist_ok=True)
@@ -560,7 +501,7 @@ class GatewayServer(Gateway):
         self.audit_file.parent.mkdir(parents=True, exist_ok=True)
         command = self.command()
         banner = f"==== lockgate start {time.ctime()}: {' '.join(command)}"
-        process = self._proc.start(command, env=env, banner=banner)
+        process = self.managed_process.start(command, env=env, banner=banner)
 
         def ready() -> bool:
             info = self.ready_info()
@@ -569,7 +510,9 @@ class GatewayServer(Gateway):
             self._url = str(info["url"])
             return self.health()
 
-        if self._proc.wait_ready(ready, timeout_s=self.startup_timeout_s, interval_s=0.02):
+        if self.managed_process.wait_ready(
+            ready, timeout_s=self.startup_timeout_s, interval_s=0.02
+        ):
             return self
         tail = self.log_tail(25)
         self._terminate(force=True)
@@ -581,10 +524,10 @@ class GatewayServer(Gateway):
 
     def _terminate(self, *, force: bool) -> None:
         # not started here: the PID the ready file names, signalled only while it is a gateway
-        pid = self.pid if self._process is None else None
-        if self._process is None and pid is None:
+        pid = self.pid if self.started_process is None else None
+        if self.started_process is None and pid is None:
             return
-        self._proc.stop(timeout_s=self.stop_timeout_s, force=force, sweep_s=None, pid=pid)
+        self.managed_process.stop(timeout_s=self.stop_timeout_s, force=force, sweep_s=None, pid=pid)
         self._url = None
 
     def stop(self) -> None:
@@ -597,16 +540,3 @@ class GatewayServer(Gateway):
     def kill(self) -> None:
         """SIGKILL the gateway at once, simulating a crash (tests, drills); files stay."""
         self._terminate(force=True)
-
-    def __enter__(self) -> GatewayServer:
-        """Start the gateway."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the gateway."""
-        self.stop()

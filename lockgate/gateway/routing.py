@@ -29,9 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from lockgate._util.fs import fsync_path
+from lockgate._util.fs import atomic_write
 from lockgate.gateway.errors import GatewayError, RouteError
-from lockgate.gateway.files import atomic_write
 
 __all__ = [
     "MODES",
@@ -291,15 +290,7 @@ def load_routing_key(state_dir: Path) -> bytes:
     """
     path = state_dir / ROUTING_KEY_FILE
     if not path.exists():  # made once: a second gateway starting meanwhile keeps the first key
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        atomic_write(tmp, (os.urandom(32).hex() + "\n").encode(), mode=0o600)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-        fsync_path(state_dir)
+        atomic_write(path, os.urandom(32).hex() + "\n", mode=0o600, replace=False)
     text = path.read_text().strip()
     try:
         key = bytes.fromhex(text)

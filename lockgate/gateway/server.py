@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import httptools
@@ -20,7 +20,7 @@ import httptools
 from lockgate.gateway.errors import GatewayError
 from lockgate.gateway.kserve import error_body
 
-__all__ = ["ServerLimits", "fit_open_files", "http_protocol"]
+__all__ = ["SERVER_LIMIT_FIELDS", "ServerLimits", "fit_open_files", "http_protocol"]
 
 logger = logging.getLogger("lockgate.gateway")
 
@@ -120,6 +120,10 @@ class ServerLimits:
                     f"{name}={getattr(self, name)!r} must be > 0 seconds; fix: pass "
                     f"--{name.replace('_', '-')} with a positive number"
                 )
+
+
+SERVER_LIMIT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ServerLimits))
+"""The names of :class:`ServerLimits`' settings, in order (also their command-line options)."""
 
 
 def _refusal(status: int, message: str) -> bytes:

@@ -52,6 +52,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from lockgate._util.fs import atomic_write
 from lockgate.errors import (
     ArtifactError,
     ArtifactIntegrityError,
@@ -666,12 +667,7 @@ class LocalArtifactRegistry(ArtifactRegistry):
             current = path.read_bytes() if path.exists() else None
             if current != expected:
                 return False
-            handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, data, mode=0o600)
             return True
 
     def _path(self, key: str) -> Path:

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lockgate._util.fs import atomic_write
 from lockgate.errors import SpecError
 
 __all__ = [
@@ -105,19 +106,8 @@ def _read_key_file(path: Path) -> SigningKey:
 
 def _create_key_file(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (secrets.token_hex(32) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # never replaces a key another process created meanwhile
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    # never replaces a key another process created meanwhile
+    atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600, replace=False)
 
 
 def load_signing_key(

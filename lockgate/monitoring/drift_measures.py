@@ -165,6 +165,24 @@ def check_params(bins: int, eps: float) -> None:
         raise SpecError(f"eps={eps!r}: must lie in (0, 1); pass e.g. eps=1e-4.")
 
 
+def _require_sample(total: int, side: str, feature: str) -> None:
+    """Raises EmptyDataError when one side's sample has no values at all."""
+    if total == 0:
+        raise EmptyDataError(
+            f"feature {feature!r} ({side}): sample is empty; drift needs at least one value "
+            f"on each side; pass a non-empty {side} sample."
+        )
+
+
+def _require_present(present: int, total: int, side: str, feature: str) -> None:
+    """Raises EmptyDataError when every one of the ``total`` values of one side is missing."""
+    if present == 0:
+        raise EmptyDataError(
+            f"feature {feature!r} ({side}): all {total} values are missing; drift needs at "
+            f"least one non-missing value; fill or drop the feature."
+        )
+
+
 def sorted_finite(values: Any, side: str, feature: str) -> tuple[FloatArray, int]:
     """Returns the sorted non-NaN values and the total length (NaN included)."""
     try:
@@ -176,18 +194,10 @@ def sorted_finite(values: Any, side: str, feature: str) -> tuple[FloatArray, int
         ) from exc
     arr = arr.ravel()
     total = arr.size
-    if total == 0:
-        raise EmptyDataError(
-            f"feature {feature!r} ({side}): sample is empty; drift needs at least one value "
-            f"on each side; pass a non-empty {side} sample."
-        )
+    _require_sample(total, side, feature)
     s = np.sort(arr)  # NaN sorts last
     n = int(np.searchsorted(s, np.nan, side="left")) if np.isnan(s[-1]) else total
-    if n == 0:
-        raise EmptyDataError(
-            f"feature {feature!r} ({side}): all {total} values are missing; drift needs at "
-            f"least one non-missing value; fill or drop the feature."
-        )
+    _require_present(n, total, side, feature)
     s = s[:n]
     if not (np.isfinite(s[0]) and np.isfinite(s[-1])):
         raise DataError(
@@ -345,49 +355,73 @@ def numeric_drift(
     th: DriftThresholds,
 ) -> FeatureDrift:
     """A numeric result from its metrics: missing shares and the worst severity added."""
-    miss_ref = 1.0 - n_ref / total_ref
-    miss_cur = 1.0 - n_cur / total_cur
-    level = _worst(
+    return _with_missing_and_severity(
+        feature,
+        "numeric",
         (
             severity(psi, warn=th.psi_warn, critical=th.psi_critical),
             severity(ks, warn=th.ks_warn, critical=th.ks_critical),
             severity(jsd, warn=th.jsd_warn, critical=th.jsd_critical),
-        )
-    )
-    return FeatureDrift(
-        feature=feature,
-        kind="numeric",
+        ),
+        counts=(n_ref, n_cur, total_ref, total_cur),
         psi=psi,
         jsd=jsd,
         ks=ks,
         ks_pvalue=ks_pvalue,
         wasserstein=wasserstein,
-        chi2_pvalue=None,
+        n_bins=n_bins,
+    )
+
+
+def _with_missing_and_severity(
+    feature: str,
+    kind: Kind,
+    levels: Iterable[Severity],
+    *,
+    counts: tuple[int, int, int, int],
+    psi: float,
+    jsd: float,
+    n_bins: int,
+    ks: float | None = None,
+    ks_pvalue: float | None = None,
+    wasserstein: float | None = None,
+    chi2_pvalue: float | None = None,
+) -> FeatureDrift:
+    """The result of one feature: its measures, the missing shares and the worst of ``levels``.
+
+    ``counts`` is ``(n_ref, n_cur, total_ref, total_cur)``: the non-missing values and all
+    values (NaN included) on each side. The measures a kind lacks (KS and Wasserstein of a
+    categorical feature, chi-squared of a numeric one) stay None.
+    """
+    n_ref, n_cur, total_ref, total_cur = counts
+    miss_ref = 1.0 - n_ref / total_ref
+    miss_cur = 1.0 - n_cur / total_cur
+    return FeatureDrift(
+        feature=feature,
+        kind=kind,
+        psi=psi,
+        jsd=jsd,
+        ks=ks,
+        ks_pvalue=ks_pvalue,
+        wasserstein=wasserstein,
+        chi2_pvalue=chi2_pvalue,
         missing_ref=miss_ref,
         missing_cur=miss_cur,
         missing_drift=abs(miss_cur - miss_ref),
         n_ref=n_ref,
         n_cur=n_cur,
         n_bins=n_bins,
-        severity=level,
+        severity=_worst(levels),
     )
 
 
 def category_counts(values: Any, side: str, feature: str) -> tuple[pd.Series, int]:
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).ravel())
     total = len(series)
-    if total == 0:
-        raise EmptyDataError(
-            f"feature {feature!r} ({side}): sample is empty; drift needs at least one value "
-            f"on each side; pass a non-empty {side} sample."
-        )
+    _require_sample(total, side, feature)
     counts = series.value_counts(dropna=True, sort=False)
     counts = counts[counts > 0]
-    if counts.sum() == 0:
-        raise EmptyDataError(
-            f"feature {feature!r} ({side}): all {total} values are missing; drift needs at "
-            f"least one non-missing value; fill or drop the feature."
-        )
+    _require_present(int(counts.sum()), total, side, feature)
     return counts, total
 
 
@@ -424,30 +458,18 @@ def categorical_drift_from_counts(
     chi2_p = 1.0  # one category on both sides: the distributions cannot differ
     if union.size >= 2:
         chi2_p = float(sps.chi2_contingency(np.vstack([rc, cc])).pvalue)
-    miss_ref = 1.0 - n_ref / total_ref
-    miss_cur = 1.0 - n_cur / total_cur
-    level = _worst(
+    return _with_missing_and_severity(
+        feature,
+        "categorical",
         (
             severity(psi, warn=th.psi_warn, critical=th.psi_critical),
             severity(jsd, warn=th.jsd_warn, critical=th.jsd_critical),
-        )
-    )
-    return FeatureDrift(
-        feature=feature,
-        kind="categorical",
+        ),
+        counts=(int(n_ref), int(n_cur), total_ref, total_cur),
         psi=psi,
         jsd=jsd,
-        ks=None,
-        ks_pvalue=None,
-        wasserstein=None,
         chi2_pvalue=chi2_p,
-        missing_ref=miss_ref,
-        missing_cur=miss_cur,
-        missing_drift=abs(miss_cur - miss_ref),
-        n_ref=int(n_ref),
-        n_cur=int(n_cur),
         n_bins=int(union.size),
-        severity=level,
     )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lockgate._util.fs import fsync_path
+from lockgate._util.fs import atomic_write
 from lockgate.errors import CorruptDataError, DataError, EmptyDataError, SchemaError, SpecError
 
 if TYPE_CHECKING:
@@ -74,6 +74,16 @@ def feedback_schema(*, with_row: bool = False, task: str = "binary") -> pa.Schem
 # writing
 
 
+def _refuse_values(column: pd.Series, bad: np.ndarray, what: str, rule_and_fix: str) -> None:
+    """Raises DataError naming how many values of ``column`` are ``bad``, with examples."""
+    if bad.any():
+        examples = column[bad].head(3).tolist()
+        raise DataError(
+            f"{column.name} holds {int(bad.sum())} value(s) {what} (e.g. {examples!r}); "
+            f"{rule_and_fix}"
+        )
+
+
 def _validated(frame: Any, task: str = "binary") -> pd.DataFrame:
     """The frame checked and normalised (UTC microsecond timestamps, labels of the task's type:
     int8 0/1, float64, or the class label as a string)."""
@@ -99,25 +109,25 @@ def _validated(frame: Any, task: str = "binary") -> pd.DataFrame:
         )
     trace = frame["trace_id"]
     bad_trace = ~trace.map(lambda t: isinstance(t, str) and t != "").to_numpy(bool)
-    if bad_trace.any():
-        examples = trace[bad_trace].head(3).tolist()
-        raise DataError(
-            f"trace_id holds {int(bad_trace.sum())} value(s) that are not non-empty strings "
-            f"(e.g. {examples!r}); rule: every label names the trace id the gateway returned; "
-            "fix: drop labels without a trace id"
-        )
+    _refuse_values(
+        trace,
+        bad_trace,
+        "that are not non-empty strings",
+        "rule: every label names the trace id the gateway returned; fix: drop labels without a "
+        "trace id",
+    )
     label = frame["label"]
     labels: np.ndarray
     if task == "regression":
         values = pd.to_numeric(label, errors="coerce").to_numpy(np.float64, na_value=np.nan)
         bad = ~np.isfinite(values) | label.map(lambda v: isinstance(v, bool)).to_numpy(bool)
-        if bad.any():
-            examples = label[bad].head(3).tolist()
-            raise DataError(
-                f"label holds {int(bad.sum())} value(s) that are not finite numbers (e.g. "
-                f"{examples!r}); rule: a regression label is a finite number (no missing "
-                "values); fix: drop unlabelled rows"
-            )
+        _refuse_values(
+            label,
+            bad,
+            "that are not finite numbers",
+            "rule: a regression label is a finite number (no missing values); fix: drop "
+            "unlabelled rows",
+        )
         labels = values
     elif task == "multiclass":
         bad = label.isna().to_numpy(bool)
@@ -132,13 +142,13 @@ def _validated(frame: Any, task: str = "binary") -> pd.DataFrame:
     else:
         values = pd.to_numeric(label, errors="coerce").to_numpy(np.float64, na_value=np.nan)
         bad = ~np.isin(values, (0.0, 1.0))
-        if bad.any():
-            examples = label[bad].head(3).tolist()
-            raise DataError(
-                f"label holds {int(bad.sum())} value(s) other than 0 and 1 (e.g. {examples!r}); "
-                "rule: labels are 0 or 1 (no missing values); fix: encode fraud as 1, drop "
-                "unlabelled rows"
-            )
+        _refuse_values(
+            label,
+            bad,
+            "other than 0 and 1",
+            "rule: labels are 0 or 1 (no missing values); fix: encode fraud as 1, drop unlabelled "
+            "rows",
+        )
         labels = values.astype(np.int8)
     stamps = frame["label_timestamp"]
     if not isinstance(stamps.dtype, pd.DatetimeTZDtype):
@@ -216,18 +226,9 @@ def write_feedback(
     root.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"labels-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
-    tmp = root / f".{name}.tmp"
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, root / name)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_path(root)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    atomic_write(root / name, sink.getvalue().to_pybytes())
     return root / name
 
 

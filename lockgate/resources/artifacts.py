@@ -10,18 +10,14 @@ works the same way. The registry classes are re-exported here for older imports.
 
 from __future__ import annotations
 
-import dagster as dg
-
-# neither is re-exported at dagster's top level in 1.13; these are their homes
-from dagster._config.pythonic_config import ConfigurableResourceFactory
-from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-
+# not re-exported at dagster's top level in 1.13; this is its home
 from lockgate.lineage.registry import (
     PROVENANCE_FIELDS,
     ArtifactRegistry,
     LocalArtifactRegistry,
     content_id,
 )
+from lockgate.resources.factory import plain_resource_factory, register_resource_param
 
 __all__ = [
     "PROVENANCE_FIELDS",
@@ -32,30 +28,5 @@ __all__ = [
 ]
 
 
-class LocalArtifactRegistryResource(ConfigurableResourceFactory[ArtifactRegistry]):
-    """Dagster configuration of a :class:`~lockgate.lineage.registry.LocalArtifactRegistry`.
-
-    Attributes:
-        root: The registry's folder.
-        signing_key: The key that signs lock records (production: the secret
-            ``dg.EnvVar("LOCKGATE_SIGNING_KEY")``); None reads ``$LOCKGATE_SIGNING_KEY``, then
-            the key file.
-        signing_key_file: The key file when no key is given (default: ``keys/signing.key`` in
-            the folder above the registry).
-    """
-
-    root: str
-    signing_key: str | None = None
-    signing_key_file: str | None = None
-
-    def create_resource(self, context: dg.InitResourceContext) -> ArtifactRegistry:
-        """The plain registry with this configuration."""
-        return LocalArtifactRegistry(
-            root=self.root, signing_key=self.signing_key, signing_key_file=self.signing_key_file
-        )
-
-
-# A parameter annotated with the plain class (``artifacts: ArtifactRegistry``) stays a resource
-# parameter, as when the class was a ConfigurableResource: Dagster treats the class as
-# ``dg.ResourceParam[ArtifactRegistry]`` (a virtual subclass; the core never imports Dagster).
-TreatAsResourceParam.register(ArtifactRegistry)  # type: ignore[type-abstract]
+LocalArtifactRegistryResource = plain_resource_factory(LocalArtifactRegistry, module=__name__)
+register_resource_param(ArtifactRegistry)

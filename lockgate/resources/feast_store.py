@@ -10,13 +10,7 @@ helpers are re-exported here for older imports.
 
 from __future__ import annotations
 
-import dagster as dg
-
-# neither is re-exported at dagster's top level in 1.13; these are their homes
-from dagster._config.pythonic_config import ConfigurableResourceFactory
-from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-from pydantic import Field
-
+# not re-exported at dagster's top level in 1.13; this is its home
 from lockgate.features.store import (
     FEATURE_STORE_YAML,
     FeastStore,
@@ -25,6 +19,7 @@ from lockgate.features.store import (
     source_fingerprint,
     spec_sha256,
 )
+from lockgate.resources.factory import plain_resource_factory, register_resource_param
 
 __all__ = [
     "FEATURE_STORE_YAML",
@@ -37,30 +32,5 @@ __all__ = [
 ]
 
 
-class FeastStoreResource(ConfigurableResourceFactory[FeastStore]):
-    """Dagster configuration of a :class:`~lockgate.features.store.FeastStore` (same fields)."""
-
-    repo_dir: str = Field(
-        description="The Feast repository (folder with feature_store.yaml) or a local store folder."
-    )
-    data_dir: str = Field(default="", description="Folder of the source data; empty: repo_dir.")
-    project: str = Field(default="", description="Feast project of a store built in code.")
-    definitions: str = Field(
-        default="",
-        description="'module:function' returning the Feast objects that apply() applies.",
-    )
-
-    def create_resource(self, context: dg.InitResourceContext) -> FeastStore:
-        """The plain store with this configuration."""
-        return FeastStore(
-            repo_dir=self.repo_dir,
-            data_dir=self.data_dir,
-            project=self.project,
-            definitions=self.definitions,
-        )
-
-
-# A parameter annotated with the plain class (``feast: FeastStore``) stays a resource
-# parameter, as when the class was a ConfigurableResource: Dagster treats the class as
-# ``dg.ResourceParam[FeastStore]`` (a virtual subclass; the core class never imports Dagster).
-TreatAsResourceParam.register(FeastStore)
+FeastStoreResource = plain_resource_factory(FeastStore, module=__name__)
+register_resource_param(FeastStore)

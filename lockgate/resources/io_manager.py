@@ -12,16 +12,26 @@ asset, such as the label frame of ``LabelSource(asset=...)``, as Parquet under
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from lockgate._util.fs import atomic_write
 from lockgate.errors import ArtifactNotFoundError
 
 __all__ = ["JsonReferenceIOManager", "ParquetFrameIOManager"]
+
+
+def _materialized(path: Path, context: dg.InputContext, how: str) -> Path:
+    """``path`` when the asset's file exists; else :class:`ArtifactNotFoundError` (``how`` ends
+    its message: how to materialize the asset)."""
+    if not path.exists():
+        raise ArtifactNotFoundError(
+            f"asset {context.asset_key.to_user_string()} has not been materialized yet "
+            f"(no {path}); materialize it first{how}"
+        )
+    return path
 
 
 class JsonReferenceIOManager(dg.ConfigurableIOManager):
@@ -36,7 +46,6 @@ class JsonReferenceIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         path = self._path(context.asset_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             data = json.dumps(obj, sort_keys=True, indent=1, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -45,18 +54,12 @@ class JsonReferenceIOManager(dg.ConfigurableIOManager):
                 f"which is not plain JSON ({exc}); lockgate assets return references (dicts of "
                 "str/int/float) and keep data in the artifact registry"
             ) from exc
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        with os.fdopen(handle, "w") as out:
-            out.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, data, durable=False, mode=0o600)
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(context.asset_key)
-        if not path.exists():
-            raise ArtifactNotFoundError(
-                f"asset {context.asset_key.to_user_string()} has not been materialized yet "
-                f"(no {path}); materialize it first, e.g. run the pipeline's train job"
-            )
+        path = _materialized(
+            self._path(context.asset_key), context, ", e.g. run the pipeline's train job"
+        )
         return json.loads(path.read_text())
 
 
@@ -79,24 +82,13 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
                 "return a DataFrame, or use another IO manager"
             )
         path = self._path(context.asset_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
-        os.close(handle)
-        try:
-            obj.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, obj.to_parquet(None, index=False), durable=False, mode=0o600)
         context.add_output_metadata({"rows": len(obj), "path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:
         import pandas as pd
 
-        path = self._path(context.asset_key)
-        if not path.exists():
-            raise ArtifactNotFoundError(
-                f"asset {context.asset_key.to_user_string()} has not been materialized yet "
-                f"(no {path}); materialize it first (the pipeline's train job does)"
-            )
+        path = _materialized(
+            self._path(context.asset_key), context, " (the pipeline's train job does)"
+        )
         return pd.read_parquet(path)

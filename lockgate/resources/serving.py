@@ -10,11 +10,7 @@ environment, tests) works the same.
 
 from __future__ import annotations
 
-import dagster as dg
-from dagster._config.pythonic_config import ConfigurableResourceFactory
-from dagster._core.definitions.resource_annotation import TreatAsResourceParam
-from pydantic import Field
-
+from lockgate.resources.factory import plain_resource_factory, register_resource_param
 from lockgate.serving.stack import LocalServingStack, RemoteServingStack, ServingStack
 
 __all__ = [
@@ -25,41 +21,8 @@ __all__ = [
     "ServingStack",
 ]
 
-# A parameter annotated with the plain class (``serving_stack: ServingStack``, as when it was a
-# ConfigurableResource) is still a resource parameter, whether a plain object or a resource below
-# is bound; ``dg.ResourceParam[ServingStack]`` says the same explicitly.
-TreatAsResourceParam.register(ServingStack)  # type: ignore[type-abstract]
 
-
-class LocalServingStackResource(ConfigurableResourceFactory[ServingStack]):
-    """A :class:`~lockgate.serving.stack.LocalServingStack` (same fields)."""
-
-    root: str
-    durability: str = "fsync"
-    triton_http_port: int = Field(default=0, ge=0, le=65535)
-    triton_grpc_port: int = Field(default=0, ge=0, le=65535)
-    triton_metrics_port: int = Field(default=0, ge=0, le=65535)
-    gateway_port: int = Field(default=0, ge=0, le=65535)
-    gateway_admin_port: int = Field(default=0, ge=0, le=65535)
-    audit_path: str | None = None
-
-    def create_resource(self, context: dg.InitResourceContext) -> LocalServingStack:
-        """The plain stack, configured like this resource."""
-        return LocalServingStack(**{k: getattr(self, k) for k in LocalServingStack.model_fields})
-
-
-class RemoteServingStackResource(ConfigurableResourceFactory[ServingStack]):
-    """A :class:`~lockgate.serving.stack.RemoteServingStack` (same fields; give the URLs, the
-    admin token and the folders from the environment with ``dg.EnvVar``)."""
-
-    triton_url: str
-    gateway_url: str
-    model_repository: str
-    gateway_admin_url: str | None = None
-    gateway_admin_token: str | None = None
-    canary_state_dir: str
-    predictions_dir: str
-
-    def create_resource(self, context: dg.InitResourceContext) -> RemoteServingStack:
-        """The plain stack of the remote services."""
-        return RemoteServingStack(**{k: getattr(self, k) for k in RemoteServingStack.model_fields})
+LocalServingStackResource = plain_resource_factory(LocalServingStack, module=__name__)
+# give the URLs, the admin token and the folders from the environment with ``dg.EnvVar``
+RemoteServingStackResource = plain_resource_factory(RemoteServingStack, module=__name__)
+register_resource_param(ServingStack)

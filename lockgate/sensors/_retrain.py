@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -14,6 +14,7 @@ __all__ = [
     "audit_retrain_once",
     "inflight_retrain",
     "link_triggered_runs",
+    "lockgate_sensor",
     "pending_link",
     "request_retrain",
     "retrain_tags",
@@ -154,6 +155,20 @@ def retrain_tags(
         tags["lockgate/sensor"] = sensor
     tags.update({k: str(v)[:_TAG_CHARS] for k, v in (extra or {}).items()})
     return tags
+
+
+def lockgate_sensor(
+    name: str, *, interval_seconds: int, description: str, **targets: Any
+) -> Callable[..., dg.SensorDefinition]:
+    """``dg.sensor`` of a lockgate sensor: running by default (it ticks as soon as the daemon
+    runs), every ``interval_seconds`` at the most; ``targets`` are the job arguments."""
+    return dg.sensor(
+        name=name,
+        minimum_interval_seconds=interval_seconds,
+        description=description,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        **targets,
+    )
 
 
 def sensor_targets(spec: ModelPipeline, jobs: Sequence[Any] | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import dagster as dg
 
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
+from lockgate.sensors._retrain import lockgate_sensor
 from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
@@ -574,11 +575,10 @@ def make_canary_sensor(
     ``minimum_interval_seconds`` defaults to ``spec.canary.interval_seconds``.
     """
 
-    @dg.sensor(
-        name=spec.canary_sensor_name,
-        minimum_interval_seconds=minimum_interval_seconds or spec.canary.interval_seconds,
+    @lockgate_sensor(
+        spec.canary_sensor_name,
+        interval_seconds=minimum_interval_seconds or spec.canary.interval_seconds,
         description=f"Canary controller of {spec.name}: hold, advance, roll back or promote.",
-        default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def canary_sensor(
         context: dg.SensorEvaluationContext,

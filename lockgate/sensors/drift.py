@@ -29,6 +29,7 @@ from lockgate.resources.audit import AuditTrail
 from lockgate.sensors._retrain import (
     inflight_retrain,
     link_triggered_runs,
+    lockgate_sensor,
     pending_link,
     request_retrain,
     sensor_instance,
@@ -176,15 +177,14 @@ def make_drift_sensor(
     policy = spec.drift
     assert policy is not None, f"{spec.name} has no drift policy"
 
-    @dg.sensor(
-        name=spec.drift_sensor_name,
-        minimum_interval_seconds=policy.interval_seconds,
+    @lockgate_sensor(
+        spec.drift_sensor_name,
+        interval_seconds=policy.interval_seconds,
         **sensor_targets(spec, jobs),
         description=(
             f"Data drift of {spec.name}'s live traffic vs its champion's training data; "
             "critical drift (after hysteresis, outside the cooldown) retrains."
         ),
-        default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def drift_sensor(
         context: dg.SensorEvaluationContext,

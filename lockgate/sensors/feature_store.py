@@ -33,7 +33,7 @@ import dagster as dg
 from lockgate.errors import SpecError
 from lockgate.features.store import FeastStore
 from lockgate.resources.audit import AuditTrail
-from lockgate.sensors._retrain import audit_retrain_once, retrain_tags
+from lockgate.sensors._retrain import audit_retrain_once, lockgate_sensor, retrain_tags
 from lockgate.spec import ModelPipeline
 
 __all__ = ["FeatureChangeTick", "make_feature_change_sensor", "run_feature_change_tick"]
@@ -150,15 +150,14 @@ def make_feature_change_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
     """
     policy = _policy(spec)
 
-    @dg.sensor(
-        name=spec.feature_change_sensor_name,
+    @lockgate_sensor(
+        spec.feature_change_sensor_name,
         job_name=spec.train_job_name,
-        minimum_interval_seconds=policy.interval_seconds,
+        interval_seconds=policy.interval_seconds,
         description=(
             f"Retrains {spec.name} when feature service {spec.feature_service}, its sources "
             f"or its labels change in Feast."
         ),
-        default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def feature_change_sensor(
         context: dg.SensorEvaluationContext, feast: dg.ResourceParam[FeastStore], audit: AuditTrail

@@ -36,6 +36,7 @@ from lockgate.sensors._retrain import (
     audit_retrain_once,
     inflight_retrain,
     link_triggered_runs,
+    lockgate_sensor,
     pending_link,
     retrain_tags,
     sensor_instance,
@@ -254,16 +255,15 @@ def make_feedback_sensor(
             "to the spec to get the label-feedback sensor"
         )
 
-    @dg.sensor(
-        name=spec.feedback_sensor_name,
-        minimum_interval_seconds=policy.interval_seconds,
+    @lockgate_sensor(
+        spec.feedback_sensor_name,
+        interval_seconds=policy.interval_seconds,
         description=(
             f"Joins delayed labels to {spec.name}'s prediction log; retrains when the champion's "
             f"live {policy.metric} is worse than its gold estimate by more than "
             f"{policy.max_drop} ({_direction(spec)} is better) "
             f"{policy.consecutive} windows in a row."
         ),
-        default_status=dg.DefaultSensorStatus.RUNNING,
         **sensor_targets(spec, jobs),
     )
     def feedback_sensor(

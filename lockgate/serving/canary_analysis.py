@@ -95,28 +95,26 @@ def run_checks(
         if check is not None:
             found.append(check)
 
-    add(
-        _rate_check(
-            metric="error_rate",
-            count=window.errors,
-            n=n,
-            limit=policy.max_error_rate,
-            m=m,
-            what="error_rate",
-            limit_text=f"max_error_rate {policy.max_error_rate:g}",
+    for metric, count, limit_name, limit in (
+        ("error_rate", window.errors, "max_error_rate", policy.max_error_rate),
+        (
+            "schema_violation_rate",
+            window.schema_violations,
+            "max_schema_violation_rate",
+            policy.max_schema_violation_rate,
+        ),
+    ):
+        add(
+            _rate_check(
+                metric=metric,
+                count=count,
+                n=n,
+                limit=limit,
+                m=m,
+                what=metric,
+                limit_text=f"{limit_name} {limit:g}",
+            )
         )
-    )
-    add(
-        _rate_check(
-            metric="schema_violation_rate",
-            count=window.schema_violations,
-            n=n,
-            limit=policy.max_schema_violation_rate,
-            m=m,
-            what="schema_violation_rate",
-            limit_text=f"max_schema_violation_rate {policy.max_schema_violation_rate:g}",
-        )
-    )
 
     # latency
     p99, p50, limit_ms = window.p99_ms, window.p50_ms, policy.max_p99_ms

@@ -40,6 +40,7 @@ __all__ = [
     "TORCHSCRIPT_FILE",
     "ModelFolder",
     "ServingError",
+    "VersionInputs",
     "folder_options",
     "manifest_bytes",
     "model_kind_of",
@@ -128,22 +129,15 @@ def _python_generated(config: str, schema: WireSchema, kind: str) -> dict[str, b
     }
 
 
-def _plan(
-    *,
-    model_name: str,
-    kind: str,
-    lock_files: Mapping[str, str],
-    n_features: int,
-    schema: WireSchema,
-    options: Mapping[str, Any],
-    output: ModelOutput,
-) -> list[ModelFolder]:
+def _plan(version: VersionInputs, options: Mapping[str, Any]) -> list[ModelFolder]:
     """Every folder of a version for the recorded options, composing models first.
 
-    ``output`` (the task and output width, read from the version's own ``preprocessing.json``)
-    sets the output dims of every config: ``[1]`` for binary and regression, ``[k]`` for a
-    multiclass model of k classes.
+    ``version.output`` (the task and output width, read from the version's own
+    ``preprocessing.json``) sets the output dims of every config: ``[1]`` for binary and
+    regression, ``[k]`` for a multiclass model of k classes.
     """
+    model_name, kind, lock_files = version.model_name, version.kind, version.lock_files
+    schema, output = version.schema, version.output
     common = {
         "model_name": model_name,
         "kind": kind,
@@ -166,7 +160,10 @@ def _plan(
     if options["target"] != "gpu" or options["fault"]:
         raise ServingError(f"options {dict(options)!r} name no known target without faults")
     configs = gpu_config(
-        **common, wire_width=schema.width, n_features=n_features, gpus=tuple(options["gpus"])
+        **common,
+        wire_width=schema.width,
+        n_features=version.n_features,
+        gpus=tuple(options["gpus"]),
     )
     wire_name, inner_name = gpu_component_names(model_name)
     weights = TORCHSCRIPT_FILE if kind == "torch" else LIGHTGBM_FILE
@@ -242,76 +239,75 @@ def model_kind_of(record: Mapping[str, Any], pipeline: str, version: str) -> str
 
 
 def _manifest(
-    *,
-    pipeline: str,
-    version: str,
-    model_name: str,
-    kind: str,
-    n_features: int,
-    schema: WireSchema,
-    options: Mapping[str, Any],
-    folder: ModelFolder,
-    lock_files: Mapping[str, str],
+    version: VersionInputs, options: Mapping[str, Any], folder: ModelFolder
 ) -> dict[str, Any]:
     return {
         "format": MANIFEST_FORMAT,
-        "pipeline": pipeline,
-        "version": version,
-        "model_name": model_name,
+        "pipeline": version.pipeline,
+        "version": version.version,
+        "model_name": version.model_name,
         "folder": folder.name,
         "role": folder.role,
-        "kind": kind,
-        "n_features": n_features,
-        "wire": schema.to_dict(),
+        "kind": version.kind,
+        "n_features": version.n_features,
+        "wire": version.schema.to_dict(),
         "options": dict(options),
         "files": {
-            path: {"source": source, "sha256": lock_files[source]}
+            path: {"source": source, "sha256": version.lock_files[source]}
             for path, source in sorted(folder.layout.items())
         },
         "generated": {path: sha256_bytes(data) for path, data in sorted(folder.generated.items())},
     }
 
 
+@dataclass(frozen=True)
+class VersionInputs:
+    """What a version's model folders are planned from: its names and kind, its lock record's
+    files (name -> sha256), and what its ``preprocessing.json`` and snapshot say (input width,
+    wire schema, task and output width). Build it with :meth:`of`."""
+
+    pipeline: str
+    version: str
+    model_name: str
+    kind: str
+    lock_files: Mapping[str, str]
+    n_features: int
+    schema: WireSchema
+    output: ModelOutput
+
+    @classmethod
+    def of(
+        cls,
+        registry: ArtifactRegistry,
+        preprocessing: bytes,
+        *,
+        pipeline: str,
+        version: str,
+        model_name: str,
+        kind: str,
+        lock_files: Mapping[str, str],
+    ) -> VersionInputs:
+        """The inputs of ``pipeline/version``, read from its ``preprocessing.json`` bytes and
+        the registry (:class:`ServingError` naming what is unreadable)."""
+        where = f"{pipeline}/{version}"
+        return cls(
+            pipeline=pipeline,
+            version=version,
+            model_name=model_name,
+            kind=kind,
+            lock_files=lock_files,
+            n_features=n_features_of(preprocessing, where=where),
+            schema=wire_schema_of(registry, preprocessing, pipeline=pipeline, version=version),
+            output=model_output_of(preprocessing, where=where),
+        )
+
+
 def planned_folders(
-    *,
-    pipeline: str,
-    version: str,
-    model_name: str,
-    kind: str,
-    lock_files: Mapping[str, str],
-    n_features: int,
-    schema: WireSchema,
-    options: Mapping[str, Any],
-    output: ModelOutput,
+    version: VersionInputs, options: Mapping[str, Any]
 ) -> list[tuple[ModelFolder, dict[str, Any]]]:
     """Every folder of a version with the manifest it must carry (the writer writes these, the
     verifier expects them)."""
-    plan = _plan(
-        model_name=model_name,
-        kind=kind,
-        lock_files=lock_files,
-        n_features=n_features,
-        schema=schema,
-        options=options,
-        output=output,
-    )
-    return [
-        (
-            folder,
-            _manifest(
-                pipeline=pipeline,
-                version=version,
-                model_name=model_name,
-                kind=kind,
-                n_features=n_features,
-                schema=schema,
-                options=options,
-                folder=folder,
-                lock_files=lock_files,
-            ),
-        )
-        for folder in plan
-    ]
+    return [(folder, _manifest(version, options, folder)) for folder in _plan(version, options)]
 
 
 def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:

@@ -21,14 +21,12 @@ from lockgate.serving.model_folder_plan import (
     PREPROCESSING_FILE,
     ModelFolder,
     ServingError,
+    VersionInputs,
     manifest_bytes,
     model_kind_of,
-    model_output_of,
-    n_features_of,
     planned_folders,
     rewrite_fix,
     scan_folder,
-    wire_schema_of,
 )
 from lockgate.serving.triton_config import triton_model_name
 
@@ -100,21 +98,17 @@ def verify_model_folder(
             "rebuilding the version"
         )
     preprocessing = _registry_file(registry, pipeline, version, PREPROCESSING_FILE, lock_files)
-    n_features = n_features_of(preprocessing, where=f"{pipeline}/{version}")
-    output = model_output_of(preprocessing, where=f"{pipeline}/{version}")
-    schema = wire_schema_of(registry, preprocessing, pipeline=pipeline, version=version)
+    inputs = VersionInputs.of(
+        registry,
+        preprocessing,
+        pipeline=pipeline,
+        version=version,
+        model_name=model_name,
+        kind=kind,
+        lock_files=lock_files,
+    )
     try:
-        plan = planned_folders(
-            pipeline=pipeline,
-            version=version,
-            model_name=model_name,
-            kind=kind,
-            lock_files=lock_files,
-            n_features=n_features,
-            schema=schema,
-            options=options,
-            output=output,
-        )
+        plan = planned_folders(inputs, options)
     except (LockgateError, KeyError, TypeError) as exc:
         raise ServingError(
             f"{served / MANIFEST_FILE} records options {options!r} that lockgate cannot "

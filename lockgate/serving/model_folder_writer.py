@@ -21,15 +21,13 @@ from lockgate.serving.model_folder_plan import (
     TORCHSCRIPT_FILE,
     ModelFolder,
     ServingError,
+    VersionInputs,
     folder_options,
     manifest_bytes,
     model_kind_of,
-    model_output_of,
-    n_features_of,
     planned_folders,
     rewrite_fix,
     scan_folder,
-    wire_schema_of,
 )
 from lockgate.serving.triton_config import (
     gpu_component_names,
@@ -151,10 +149,15 @@ def write_model_version(
             f"version needs {required} to be served; fix: rebuild it with a lockgate that "
             "exports them (`lockgate reproduce`)"
         )
-    where = f"{pipeline}/{version}"
-    n_features = n_features_of(files[PREPROCESSING_FILE], where=where)
-    schema = wire_schema_of(registry, files[PREPROCESSING_FILE], pipeline=pipeline, version=version)
-    output = model_output_of(files[PREPROCESSING_FILE], where=where)
+    inputs = VersionInputs.of(
+        registry,
+        files[PREPROCESSING_FILE],
+        pipeline=pipeline,
+        version=version,
+        model_name=model_name,
+        kind=kind,
+        lock_files=lock_files,
+    )
     options = folder_options(
         target=target,
         fault=fault,
@@ -163,17 +166,7 @@ def write_model_version(
         gpus=gpus,
         warmup=warmup,
     )
-    plan = planned_folders(
-        pipeline=pipeline,
-        version=version,
-        model_name=model_name,
-        kind=kind,
-        lock_files=lock_files,
-        n_features=n_features,
-        schema=schema,
-        options=options,
-        output=output,
-    )
+    plan = planned_folders(inputs, options)
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
     for folder, manifest in plan:

@@ -24,9 +24,7 @@ Local layout under ``root``::
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lockgate._util.fs import atomic_write
 from lockgate._util.process import stop_process_group
 from lockgate.errors import LockgateError
 from lockgate.gateway.process import Gateway, GatewayServer, RemoteGateway
@@ -138,13 +137,15 @@ class ServingStack(BaseModel, ABC):
 
     def save_canary_state(self, pipeline: str, state: dict[str, Any]) -> None:
         """Persist the canary state atomically (a daemon restart resumes from it)."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.state_dir)
-        with os.fdopen(handle, "w") as out:
-            json.dump(state, out, sort_keys=True, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.state_dir / f"{pipeline}.json")
+        text = json.dumps(state, sort_keys=True, indent=1)
+        atomic_write(self.state_dir / f"{pipeline}.json", text, mode=0o600)
+
+
+def _port_or_free(port: int, taken: dict[str, int]) -> int:
+    """``port`` unless it is 0 or among ``taken``'s ports; else a free port not among them."""
+    while not port or port in taken.values():
+        port = free_port()
+    return port
 
 
 class LocalServingStack(ServingStack):
@@ -206,16 +207,12 @@ class LocalServingStack(ServingStack):
         configured = self._configured_ports()
         kept = self._kept_ports()
         if kept is not None and "gateway_admin" not in kept:  # kept before the admin listener
-            port = self.gateway_admin_port
-            while not port or port in kept.values():
-                port = free_port()
+            port = _port_or_free(self.gateway_admin_port, kept)
             kept = self._write_ports({**kept, "gateway_admin": port}, replace=True)
         if kept is None:
             chosen: dict[str, int] = {}
             for key, port in configured.items():
-                while not port or port in chosen.values():
-                    port = free_port()
-                chosen[key] = port
+                chosen[key] = _port_or_free(port, chosen)
             kept = self._write_ports(chosen)
         return {k: v or kept[k] for k, v in configured.items()}
 
@@ -241,19 +238,10 @@ class LocalServingStack(ServingStack):
             return None
 
     def _write_ports(self, ports: dict[str, int], *, replace: bool = False) -> dict[str, int]:
-        Path(self.root).mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-ports-", dir=self.root)
-        with os.fdopen(handle, "w") as out:
-            json.dump(ports, out, sort_keys=True)
-            out.write("\n")
-        try:
-            if replace:
-                os.replace(tmp, self.ports_file)
-                return ports
-            with contextlib.suppress(FileExistsError):  # exclusive: the first writer wins
-                os.link(tmp, self.ports_file)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        text = json.dumps(ports, sort_keys=True) + "\n"
+        # not replace: exclusive, the first writer wins
+        if atomic_write(self.ports_file, text, durable=False, mode=0o600, replace=replace):
+            return ports
         return self._kept_ports() or ports
 
     def _repick_busy_ports(self, *keys: str) -> None:

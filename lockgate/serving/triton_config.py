@@ -298,12 +298,35 @@ def cpu_config(
     parameters = {"lockgate_kind": kind}
     if fault:
         parameters["lockgate_fault"] = fault
+    return _wire_model_config(
+        model_name,
+        wire_width=wire_width,
+        output=(OUTPUT_NAME, output_width),
+        max_batch_size=max_batch_size,
+        instances=instances,
+        warmup=warmup,
+        parameters=parameters,
+    )
+
+
+def _wire_model_config(
+    name: str,
+    *,
+    wire_width: int,
+    output: tuple[str, int],
+    max_batch_size: int,
+    instances: int,
+    warmup: bool,
+    parameters: dict[str, str],
+) -> str:
+    """The config of a python-backend model on CPU that takes the wire matrix (``INPUT__0``,
+    ``wire_width`` wide) and answers ``output`` (name, width)."""
     return _config_text(
-        header=[f"name: {_quote(model_name)}", 'backend: "python"'],
+        header=[f"name: {_quote(name)}", 'backend: "python"'],
         input_name=INPUT_NAME,
         input_width=wire_width,
-        output_name=OUTPUT_NAME,
-        output_width=output_width,
+        output_name=output[0],
+        output_width=output[1],
         max_batch_size=max_batch_size,
         instance_group=[f"count: {instances}", "kind: KIND_CPU"],
         warmup=warmup,
@@ -407,14 +430,12 @@ def gpu_config(
             "fix: pass e.g. gpus=(0,) or gpus=(0, 1)"
         )
     wire_name, inner_name = gpu_component_names(model_name)
-    wire = _config_text(
-        header=[f"name: {_quote(wire_name)}", 'backend: "python"'],
-        input_name=INPUT_NAME,
-        input_width=wire_width,
-        output_name=PREPROCESSED_NAME,
-        output_width=n_features,
+    wire = _wire_model_config(
+        wire_name,
+        wire_width=wire_width,
+        output=(PREPROCESSED_NAME, n_features),
         max_batch_size=max_batch_size,
-        instance_group=[f"count: {instances * len(gpu_list)}", "kind: KIND_CPU"],
+        instances=instances * len(gpu_list),
         warmup=warmup,
         parameters={"lockgate_kind": kind, "lockgate_output": "preprocessed"},
     )

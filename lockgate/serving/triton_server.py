@@ -26,7 +26,6 @@ What the local binary needs is set up by :mod:`lockgate.serving.triton_binary`.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import json
 import os
@@ -38,15 +37,15 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from lockgate._util.process import ManagedProcess
+from lockgate._util.fs import atomic_write
+from lockgate._util.process import ManagedServer
 from lockgate.serving.model_repository import ServingError
 from lockgate.serving.triton_binary import (
     check_fixed_ports,
@@ -71,9 +70,7 @@ __all__ = [
     "wheel_tritonserver",
 ]
 
-_PID_FILE = "tritonserver.pid"
 _STATE_FILE = "tritonserver.json"
-_LOG_FILE = "tritonserver.log"
 _CONTROL_FILE = "model-control.secret"
 CONTROL_HEADER = "lockgate-model-control"
 """The header whose secret Triton's restricted model-repository API requires."""
@@ -461,13 +458,7 @@ class RemoteTritonServer(TritonServer):
         return self.server_url.startswith("https://")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-class LocalTritonServer(TritonServer):
+class LocalTritonServer(TritonServer, ManagedServer):
     """The wheel's ``tritonserver`` as a child process, bound to 127.0.0.1 on free ports.
 
     Explicit model control, ``--strict-readiness=false`` (one failed load does not make the
@@ -508,26 +499,12 @@ class LocalTritonServer(TritonServer):
     fixed_grpc_port: int = Field(default=0, ge=0, le=65535)
     fixed_metrics_port: int = Field(default=0, ge=0, le=65535)
 
-    _managed: ManagedProcess | None = PrivateAttr(default=None)
+    process_name: ClassVar[str] = "tritonserver"
+    process_identity: ClassVar[str] = "tritonserver"
+    process_identity_argv0_only: ClassVar[bool] = True
+
     _ports: tuple[int, int, int] | None = PrivateAttr(default=None)
     _reaped: int = PrivateAttr(default=0)
-
-    @property
-    def _proc(self) -> ManagedProcess:
-        """The tritonserver process of this ``work_dir`` (started here or not)."""
-        if self._managed is None:
-            self._managed = ManagedProcess(
-                log_file=self.log_file, identity="tritonserver", argv0_only=True
-            )
-        self._managed.log_file, self._managed.pid_file = self.log_file, self.pid_file
-        return self._managed
-
-    def __copy__(self) -> Self:
-        """A copy with its own handle on the process this object started (if any)."""
-        copied = super().__copy__()
-        if self._managed is not None:
-            copied._managed = copy.copy(self._managed)
-        return copied
 
     # ---- addresses -----------------------------------------------------------------------------
 
@@ -554,7 +531,7 @@ class LocalTritonServer(TritonServer):
     @property
     def running(self) -> bool:
         """Whether a server process started by this object is alive."""
-        return self._managed is not None and self._managed.running
+        return self.managed_process.running
 
     @property
     def attached(self) -> bool:
@@ -564,25 +541,21 @@ class LocalTritonServer(TritonServer):
     @property
     def pid(self) -> int | None:
         """PID of the server this object started or attached to, or None."""
-        if self._managed is not None and self._managed.pid is not None:
-            return self._managed.pid
+        if self.managed_process.pid is not None:
+            return self.managed_process.pid
         state = self._live_state()
         return int(state["pid"]) if state is not None else None
 
     @property
-    def pid_file(self) -> Path:
-        """``<work_dir>/tritonserver.pid``."""
-        return Path(self.work_dir) / _PID_FILE
+    def files_dir(self) -> Path:
+        """``work_dir``: the PID file ``tritonserver.pid`` and the log ``tritonserver.log``
+        (appended to by every start) are there."""
+        return Path(self.work_dir)
 
     @property
     def state_file(self) -> Path:
         """``<work_dir>/tritonserver.json``: PID, ports and repository of the running server."""
         return Path(self.work_dir) / _STATE_FILE
-
-    @property
-    def log_file(self) -> Path:
-        """``<work_dir>/tritonserver.log`` (appended to by every start)."""
-        return Path(self.work_dir) / _LOG_FILE
 
     def _live_state(self) -> dict[str, Any] | None:
         """The state file's content when it names a live tritonserver (the PID file's)."""
@@ -628,26 +601,10 @@ class LocalTritonServer(TritonServer):
         secret = self._control_secret()
         if secret is not None:
             return secret
-        path = self.control_file
-        tmp = path.with_name(f".{_CONTROL_FILE}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
-        os.replace(tmp, path)
+        atomic_write(self.control_file, secrets.token_urlsafe(32) + "\n", durable=False, mode=0o600)
         secret = self._control_secret()
         assert secret is not None
         return secret
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines of the log (since this object's start, if it started it).
-
-        Args:
-            lines: How many lines.
-
-        Returns:
-            The text (empty when there is no log).
-        """
-        return self._proc.log_tail(lines)
 
     # ---- process -------------------------------------------------------------------------------
 
@@ -660,7 +617,7 @@ class LocalTritonServer(TritonServer):
         return python_backends(Path(self.work_dir))
 
     def _check_pid_file(self) -> None:
-        pid = self._proc.recorded_pid()
+        pid = self.managed_process.recorded_pid()
         if pid is None:
             self._remove_state_files()
             return
@@ -687,7 +644,7 @@ class LocalTritonServer(TritonServer):
         Returns:
             How many stubs were killed.
         """
-        pid = self._proc.recorded_pid()
+        pid = self.managed_process.recorded_pid()
         if pid is None:
             return 0
         if is_tritonserver(pid):
@@ -696,7 +653,7 @@ class LocalTritonServer(TritonServer):
         self._reaped += reaped
         return reaped
 
-    def start(self) -> LocalTritonServer:
+    def start(self) -> Self:
         """Starts the server and waits until it is live and ready.
 
         Returns:
@@ -744,7 +701,7 @@ class LocalTritonServer(TritonServer):
             shown = " ".join(command).replace(
                 control, f"model-repository:{self.control_header}=***"
             )
-            process = self._proc.start(
+            process = self.managed_process.start(
                 command,
                 env=self.environment(),
                 cwd=work,
@@ -761,8 +718,8 @@ class LocalTritonServer(TritonServer):
                 "repo_dir": str(Path(self.repo_dir).resolve()),
                 "started_at": time.time(),
             }
-            _write_atomic(self.state_file, json.dumps(state, sort_keys=True) + "\n")
-            self._proc.write_pid_file()
+            atomic_write(self.state_file, json.dumps(state, sort_keys=True) + "\n", durable=False)
+            self.managed_process.write_pid_file()
             if self._wait_ready():
                 return self
             in_use = "address already in use" in self.log_tail(200).lower()
@@ -788,14 +745,16 @@ class LocalTritonServer(TritonServer):
             except (urllib.error.URLError, OSError):
                 return False
 
-        return self._proc.wait_ready(ready, timeout_s=self.startup_timeout_s, interval_s=0.05)
+        return self.managed_process.wait_ready(
+            ready, timeout_s=self.startup_timeout_s, interval_s=0.05
+        )
 
     def _terminate(self, *, force: bool) -> None:
-        if self._managed is None or self._managed.process is None:
+        if self.started_process is None:
             return
         self.close()
         # SIGTERM to tritonserver alone (it ends its stubs), then the group: stubs left over
-        self._managed.stop(timeout_s=self.exit_timeout_s + 15, force=force, sweep_s=10.0)
+        self.managed_process.stop(timeout_s=self.exit_timeout_s + 15, force=force, sweep_s=10.0)
         self._ports = None
 
     def _remove_state_files(self) -> None:
@@ -808,7 +767,7 @@ class LocalTritonServer(TritonServer):
         Also ends stub processes left in its process group and removes the PID and state files.
         Only closes connections when this object did not start the server (attached).
         """
-        if self._managed is None or self._managed.process is None:
+        if self.started_process is None:
             self.close()
             return
         self._terminate(force=False)
@@ -821,16 +780,3 @@ class LocalTritonServer(TritonServer):
         them. Only a server this object started is killed.
         """
         self._terminate(force=True)
-
-    def __enter__(self) -> LocalTritonServer:
-        """Starts the server."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stops the server."""
-        self.stop()

@@ -11,6 +11,7 @@ plots all read their inputs through them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,30 +56,57 @@ def _as_1d(values: Any, *, name: str) -> npt.NDArray[Any]:
     return arr
 
 
+def _require_rows(arr: npt.NDArray[Any], *, name: str, who: str = "metrics") -> None:
+    """Refuses an array without rows (``who`` names what needs them, in the message)."""
+    if arr.shape[0] == 0:
+        raise EmptyDataError(
+            f"{name} is empty; rule: {who} need at least one row; fix: evaluate on a "
+            f"non-empty split"
+        )
+
+
 def as_labels(y: Any, *, name: str = "y") -> _IntArray:
     """Binary labels as int64 0/1, one per row (booleans accepted, NaN refused)."""
     arr = _as_1d(y, name=name)
-    if arr.shape[0] == 0:
-        raise EmptyDataError(
-            f"{name} is empty; rule: metrics and statistics need at least one row; fix: evaluate on a "
-            f"non-empty split"
-        )
+    _require_rows(arr, name=name, who="metrics and statistics")
     if arr.dtype == np.bool_:
         return arr.astype(np.int64)
+    return _integer_values(
+        arr,
+        name=name,
+        not_numeric="rule: labels must be 0 or 1; fix: encode the positive class as 1 and the "
+        "negative class as 0",
+        invalid=lambda as_float: ~((as_float == 0.0) | (as_float == 1.0)),
+        invalid_values="other than 0 and 1",
+        invalid_rule="rule: labels must be 0 or 1 (NaN is not allowed); fix: drop unlabelled rows "
+        "and encode the positive class as 1",
+    )
+
+
+def _integer_values(
+    arr: npt.NDArray[Any],
+    *,
+    name: str,
+    not_numeric: str,
+    invalid: Callable[[_FloatArray], npt.NDArray[np.bool_]],
+    invalid_values: str,
+    invalid_rule: str,
+) -> _IntArray:
+    """``arr`` as int64, refused when not numeric or when ``invalid`` marks any of its values.
+
+    The errors read ``"{name} has dtype ... that is not numeric; {not_numeric}"`` and
+    ``"{name} holds N value(s) {invalid_values} (e.g. [...]); {invalid_rule}"``.
+    """
     try:
         as_float = arr.astype(np.float64)
     except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} has dtype {arr.dtype} that is not numeric; rule: labels must be 0 or 1; "
-            f"fix: encode the positive class as 1 and the negative class as 0"
-        ) from exc
-    bad = ~((as_float == 0.0) | (as_float == 1.0))
+        raise DataError(f"{name} has dtype {arr.dtype} that is not numeric; {not_numeric}") from exc
+    bad = invalid(as_float)
     if bad.any():
         examples = np.unique(arr[bad])[:5].tolist()
         raise DataError(
-            f"{name} holds {int(bad.sum())} value(s) other than 0 and 1 (e.g. {examples}); rule: "
-            f"labels must be 0 or 1 (NaN is not allowed); fix: drop unlabelled rows and encode "
-            f"the positive class as 1"
+            f"{name} holds {int(bad.sum())} value(s) {invalid_values} (e.g. {examples}); "
+            f"{invalid_rule}"
         )
     return as_float.astype(np.int64)
 
@@ -166,11 +194,7 @@ def as_probability_matrix(p: Any, *, name: str, n: int | None = None) -> _FloatA
             f"{name} has {arr.shape[0]} rows but y has {n}; rule: labels and probabilities must "
             f"have the same length; fix: score exactly the rows you evaluate"
         )
-    if arr.shape[0] == 0:
-        raise EmptyDataError(
-            f"{name} is empty; rule: metrics need at least one row; fix: evaluate on a "
-            f"non-empty split"
-        )
+    _require_rows(arr, name=name)
     finite = np.isfinite(arr)
     if not finite.all():
         raise DataError(
@@ -196,31 +220,24 @@ def as_probability_matrix(p: Any, *, name: str, n: int | None = None) -> _FloatA
 def as_class_indices(y: Any, *, k: int, name: str = "y") -> _IntArray:
     """Multiclass labels as int64 class indices ``0..k-1``."""
     arr = _as_1d(y, name=name)
-    if arr.shape[0] == 0:
-        raise EmptyDataError(
-            f"{name} is empty; rule: metrics need at least one row; fix: evaluate on a "
-            f"non-empty split"
-        )
+    _require_rows(arr, name=name)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.int64)
-    try:
-        as_float = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"{name} has dtype {arr.dtype} that is not numeric; rule: multiclass labels are "
-            f"class indices 0..{k - 1}; fix: map each label to its position in the model's "
-            f"classes (lockgate.evaluation.report.encode_labels)"
-        ) from exc
-    bad = ~(np.isfinite(as_float) & (as_float == np.round(as_float)))
-    bad |= (as_float < 0) | (as_float >= k)
-    if bad.any():
-        examples = np.unique(arr[bad])[:5].tolist()
-        raise DataError(
-            f"{name} holds {int(bad.sum())} value(s) that are not class indices 0..{k - 1} "
-            f"(e.g. {examples}); rule: multiclass labels are positions in the model's classes; "
-            f"fix: map each label to its class index (lockgate.evaluation.report.encode_labels)"
-        )
-    return as_float.astype(np.int64)
+
+    def invalid(as_float: _FloatArray) -> npt.NDArray[np.bool_]:
+        bad = ~(np.isfinite(as_float) & (as_float == np.round(as_float)))
+        return bad | (as_float < 0) | (as_float >= k)
+
+    return _integer_values(
+        arr,
+        name=name,
+        not_numeric=f"rule: multiclass labels are class indices 0..{k - 1}; fix: map each label "
+        f"to its position in the model's classes (lockgate.evaluation.report.encode_labels)",
+        invalid=invalid,
+        invalid_values=f"that are not class indices 0..{k - 1}",
+        invalid_rule="rule: multiclass labels are positions in the model's classes; fix: map "
+        "each label to its class index (lockgate.evaluation.report.encode_labels)",
+    )
 
 
 def validate_multiclass(y: Any, p: Any) -> tuple[_IntArray, _FloatArray]:
@@ -238,10 +255,7 @@ def validate_multiclass(y: Any, p: Any) -> tuple[_IntArray, _FloatArray]:
 def as_targets(y: Any) -> _FloatArray:
     """Regression targets as a non-empty, finite float64 array."""
     y_arr = _as_1d(y, name="y")
-    if y_arr.shape[0] == 0:
-        raise EmptyDataError(
-            "y is empty; rule: metrics need at least one row; fix: evaluate on a non-empty split"
-        )
+    _require_rows(y_arr, name="y")
     return as_scores(y_arr, name="y", n=int(y_arr.shape[0]), unit_interval=False)
 
 

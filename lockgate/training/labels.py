@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from lockgate.errors import EmptyDataError, SchemaError, SpecError, TrainingError
 from lockgate.tasks.catalog import TASKS, Task
+from lockgate.training.arrays import Float64Array
 
 __all__ = [
     "MAX_CLASSES",
@@ -35,8 +35,6 @@ ClassLabel: TypeAlias = int | str
 
 MAX_CLASSES = 1000
 """Most classes a multiclass label may have (more usually means a continuous label)."""
-
-_Float64Array: TypeAlias = npt.NDArray[np.float64]
 
 
 def check_task(task: Any) -> None:
@@ -88,7 +86,7 @@ def check_labels(series: pd.Series, *, task: Task, label: str) -> None:
 
 def encode_labels(
     series: pd.Series, *, task: Task, label: str
-) -> tuple[_Float64Array, tuple[ClassLabel, ...]]:
+) -> tuple[Float64Array, tuple[ClassLabel, ...]]:
     """``(y, classes)`` for the task, or TrainingError (see :func:`check_labels`)."""
     if len(series) == 0:
         raise EmptyDataError(
@@ -149,7 +147,7 @@ def _is_binary_value(value: Any) -> bool:
     return bool(value == 0 or value == 1)
 
 
-def _binary_labels(series: pd.Series, *, label: str) -> _Float64Array:
+def _binary_labels(series: pd.Series, *, label: str) -> Float64Array:
     """The label column as float64 0/1, or TrainingError with the value counts."""
     counts, summary = _value_counts(series)
     if not all(_is_binary_value(key) for key in counts.index):
@@ -173,7 +171,7 @@ def _binary_labels(series: pd.Series, *, label: str) -> _Float64Array:
 
 def _multiclass_labels(
     series: pd.Series, *, label: str
-) -> tuple[_Float64Array, tuple[ClassLabel, ...]]:
+) -> tuple[Float64Array, tuple[ClassLabel, ...]]:
     """Class indices into the sorted class list (float64), and that list."""
     counts, summary = _value_counts(series)
     missing = int(series.isna().sum())
@@ -240,7 +238,7 @@ def _multiclass_labels(
     return np.ascontiguousarray(key_codes[rows]), classes
 
 
-def _regression_labels(series: pd.Series, *, label: str) -> _Float64Array:
+def _regression_labels(series: pd.Series, *, label: str) -> Float64Array:
     """The label column as finite float64, or TrainingError."""
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):

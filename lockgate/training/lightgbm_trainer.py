@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from pydantic import (
     Field,
@@ -28,16 +27,14 @@ from pydantic import (
 
 from lockgate.errors import ArtifactIntegrityError, TrainingError
 from lockgate.tasks.catalog import Task
+from lockgate.training.arrays import Float32Matrix, Float64Array
 from lockgate.training.model_files import LIGHTGBM_MODEL_FILE, PREPROCESSING_FILE, require_files
-from lockgate.training.model_protocol import TrainedModel
+from lockgate.training.model_protocol import TrainedModel, check_preprocessing_kind
 from lockgate.training.prepare import prepare_fit
 from lockgate.training.preprocessing import Preprocessing
 from lockgate.training.trainer_protocol import MAX_SEED, Trainer
 
 __all__ = ["DEFAULT_LIGHTGBM_PARAMS", "JsonScalar", "LightGBMModel", "LightGBMTrainer"]
-
-_Float32Matrix: TypeAlias = npt.NDArray[np.float32]
-_Float64Array: TypeAlias = npt.NDArray[np.float64]
 
 
 JsonScalar: TypeAlias = StrictBool | StrictInt | StrictFloat | StrictStr
@@ -224,20 +221,10 @@ class LightGBMTrainer(Trainer):
         label: str,
         task: Task = "binary",
     ) -> LightGBMModel:
-        """Fits a booster on ``frame``.
+        """Fits a booster on ``frame`` (arguments and result: :meth:`Trainer.fit`).
 
-        Args:
-            frame: Training rows.
-            features: Feature columns, in the order the model uses them. Numeric and bool
-                columns are median-imputed; object, string and category columns become
-                LightGBM categorical features (sorted vocabulary, one unknown code).
-            label: Label column: values 0 and 1 for ``"binary"`` (both must occur), integer or
-                string classes for ``"multiclass"``, finite numbers for ``"regression"``
-                (see :func:`check_labels`).
-            task: One of :data:`TASKS`.
-
-        Returns:
-            The trained model.
+        Numeric and bool feature columns are median-imputed; object, string and category columns
+        become LightGBM categorical features (sorted vocabulary, one unknown code).
 
         Raises:
             SpecError: On an invalid feature list or an unknown task.
@@ -303,12 +290,7 @@ class LightGBMModel(TrainedModel):
         import lightgbm as lgb
 
         super().__init__(preprocessor=preprocessor)
-        if preprocessor.model_kind != self.kind:
-            raise ArtifactIntegrityError(
-                f"{PREPROCESSING_FILE} was written for a {preprocessor.model_kind!r} model; "
-                f"rule: it must match the model kind {self.kind!r}; fix: load the files of one "
-                f"model version together"
-            )
+        check_preprocessing_kind(preprocessor, self.kind)
         try:
             booster = lgb.Booster(model_str=model_text.decode("utf-8"))
         except (UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
@@ -341,7 +323,7 @@ class LightGBMModel(TrainedModel):
     def _weights_bytes(self) -> bytes:
         return self._model_text
 
-    def _predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
+    def _predict_matrix(self, x: Float32Matrix) -> Float64Array:
         out = np.asarray(self._booster.predict(x), dtype=np.float64)
         if self.task == "multiclass":
             return out.reshape(-1, self.output_width)

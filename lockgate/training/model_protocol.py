@@ -13,14 +13,14 @@ import hashlib
 import importlib
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar, NamedTuple, TypeAlias
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from lockgate.errors import ArtifactIntegrityError, SpecError, TrainingError
 from lockgate.tasks.catalog import Task
+from lockgate.training.arrays import Float32Matrix, Float64Array
 from lockgate.training.import_paths import import_object, import_path
 from lockgate.training.labels import ClassLabel, task_fields
 from lockgate.training.model_files import (
@@ -39,17 +39,35 @@ __all__ = [
     "ModelOutput",
     "TrainedModel",
     "builtin_model_class",
+    "check_preprocessing_kind",
     "model_output",
 ]
 
-_Float32Matrix: TypeAlias = npt.NDArray[np.float32]
-_Float64Array: TypeAlias = npt.NDArray[np.float64]
 
 BUILTIN_MODEL_PATHS: dict[str, str] = {
     "lightgbm": "lockgate.training.lightgbm_trainer:LightGBMModel",
     "torch": "lockgate.training.torch_trainer:TorchModel",
 }
 """The model class of each built-in kind, by the module that defines it (imported on use)."""
+
+
+def check_preprocessing_kind(
+    preprocessing: Preprocessing,
+    kind: str,
+    *,
+    fix: str = "load the files of one model version together",
+) -> None:
+    """Refuses preprocessing written for a model kind other than ``kind``.
+
+    Raises:
+        ArtifactIntegrityError: When ``preprocessing.model_kind`` is not ``kind``; ``fix`` ends
+            the message.
+    """
+    if preprocessing.model_kind != kind:
+        raise ArtifactIntegrityError(
+            f"{PREPROCESSING_FILE} was written for a {preprocessing.model_kind!r} model; "
+            f"rule: it must match the model kind {kind!r}; fix: {fix}"
+        )
 
 
 def builtin_model_class(kind: Any) -> type[TrainedModel] | None:
@@ -173,7 +191,7 @@ class TrainedModel:
         """Hex sha256 of the weights file: the model's weights hash."""
         return hashlib.sha256(self._weights_bytes()).hexdigest()
 
-    def preprocess(self, frame: pd.DataFrame) -> _Float32Matrix:
+    def preprocess(self, frame: pd.DataFrame) -> Float32Matrix:
         """Turns raw feature columns into the model's float32 input matrix.
 
         This is what a server feeds the weights (the TorchScript export, or LightGBM).
@@ -190,7 +208,7 @@ class TrainedModel:
         """
         return self._preprocessor.transform(frame)
 
-    def predict(self, frame: pd.DataFrame) -> _Float64Array:
+    def predict(self, frame: pd.DataFrame) -> Float64Array:
         """The model's prediction for each row, by task.
 
         Args:
@@ -212,7 +230,7 @@ class TrainedModel:
             return np.empty(shape, dtype=np.float64)
         return self._predict_matrix(x)
 
-    def predict_proba(self, frame: pd.DataFrame) -> _Float64Array:
+    def predict_proba(self, frame: pd.DataFrame) -> Float64Array:
         """Class probabilities of a classifier for each row.
 
         Args:
@@ -248,7 +266,7 @@ class TrainedModel:
     def _weights_bytes(self) -> bytes:
         raise NotImplementedError
 
-    def _predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
+    def _predict_matrix(self, x: Float32Matrix) -> Float64Array:
         raise NotImplementedError
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -395,12 +413,12 @@ class CustomModel(TrainedModel):
         Raises:
             ArtifactIntegrityError: When the preprocessing was written for another kind.
         """
-        if preprocessing.model_kind != self.kind:
-            raise ArtifactIntegrityError(
-                f"{PREPROCESSING_FILE} was written for a {preprocessing.model_kind!r} model; "
-                f"rule: it must match the model kind {self.kind!r}; fix: prepare the training "
-                f"data with kind={self.kind!r}, or load the files of one model version together"
-            )
+        check_preprocessing_kind(
+            preprocessing,
+            self.kind,
+            fix=f"prepare the training data with kind={self.kind!r}, or load the files of one "
+            f"model version together",
+        )
         super().__init__(preprocessor=preprocessing)
         self._own_files: dict[str, bytes] | None = None
 
@@ -447,7 +465,7 @@ class CustomModel(TrainedModel):
         """
         raise NotImplementedError(f"{cls.__name__} does not implement from_model_files()")
 
-    def predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
+    def predict_matrix(self, x: Float32Matrix) -> Float64Array:
         """Scores the preprocessed matrix (see the class docstring for shapes).
 
         Args:
@@ -504,7 +522,7 @@ class CustomModel(TrainedModel):
     def _weights_bytes(self) -> bytes:
         return self._files_once()[self.weights_file]
 
-    def _predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
+    def _predict_matrix(self, x: Float32Matrix) -> Float64Array:
         out = np.asarray(self.predict_matrix(x), dtype=np.float64)
         n = x.shape[0]
         expected = (n, self.output_width) if self.task == "multiclass" else (n,)

@@ -8,22 +8,18 @@ so serving decodes the wire for every model alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from lockgate.errors import EmptyDataError, SchemaError, SpecError
 from lockgate.tasks.catalog import Task
+from lockgate.training.arrays import Float32Matrix, Float64Array
 from lockgate.training.labels import check_task, encode_labels
 from lockgate.training.model_files import KIND_PATTERN
 from lockgate.training.preprocessing import Preprocessing, single_column
 
 __all__ = ["PreparedData", "prepare_fit", "prepare_training"]
-
-_Float32Matrix: TypeAlias = npt.NDArray[np.float32]
-_Float64Array: TypeAlias = npt.NDArray[np.float64]
 
 
 def prepare_fit(
@@ -35,7 +31,7 @@ def prepare_fit(
     task: Task = "binary",
     one_hot: bool | None = None,
     standardize: bool | None = None,
-) -> tuple[Preprocessing, _Float32Matrix, _Float64Array]:
+) -> tuple[Preprocessing, Float32Matrix, Float64Array]:
     """Validates the inputs, fits the preprocessing and builds ``(x, y)``.
 
     ``y`` is float64: 0/1 (binary), the index of each row's class in the sorted class list
@@ -87,8 +83,8 @@ class PreparedData(NamedTuple):
     """
 
     preprocessing: Preprocessing
-    x: _Float32Matrix
-    y: _Float64Array
+    x: Float32Matrix
+    y: Float64Array
 
 
 def prepare_training(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ import pandas as pd
 
 from lockgate.errors import ArtifactIntegrityError, DataError, SchemaError
 from lockgate.tasks.catalog import Task
+from lockgate.training.arrays import Float32Matrix, Float64Array
 from lockgate.training.labels import ClassLabel, task_fields
 from lockgate.training.model_files import (
     KIND_PATTERN,
@@ -27,8 +28,6 @@ from lockgate.training.model_files import (
 
 __all__ = ["Preprocessing", "single_column"]
 
-_Float32Matrix: TypeAlias = npt.NDArray[np.float32]
-_Float64Array: TypeAlias = npt.NDArray[np.float64]
 _PREPROCESSING_FORMAT = "lockgate.preprocessing/1"
 
 
@@ -168,7 +167,7 @@ class Preprocessing:
             spec["classes"] = list(classes)
         return cls(spec)
 
-    def transform(self, frame: pd.DataFrame) -> _Float32Matrix:
+    def transform(self, frame: pd.DataFrame) -> Float32Matrix:
         """Builds the float32 model input for ``frame``."""
         if not isinstance(frame, pd.DataFrame):
             raise SchemaError(
@@ -289,7 +288,7 @@ def _as_strings(series: pd.Series) -> npt.NDArray[np.object_]:
     return values
 
 
-def _numeric_values(series: pd.Series, *, name: str, expected: str) -> _Float64Array:
+def _numeric_values(series: pd.Series, *, name: str, expected: str) -> Float64Array:
     """A numeric or bool column as float64 with NaN for missing; rejects infinities."""
     dtype = series.dtype
     try:

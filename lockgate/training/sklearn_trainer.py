@@ -146,14 +146,10 @@ class SklearnTrainer(CustomTrainer):
         label: str,
         task: Task = "binary",
     ) -> SklearnModel:
-        """Fits the estimator and converts it to ONNX.
+        """Fits the estimator and converts it to ONNX (arguments: :meth:`Trainer.fit`).
 
-        Args:
-            frame: Training rows.
-            features: Feature columns, in model order.
-            label: Label column (rules per task: :func:`lockgate.training.labels.check_labels`).
-            task: ``"binary"`` or ``"multiclass"`` (a classifier), ``"regression"`` (a
-                regressor).
+        ``task`` ``"binary"`` or ``"multiclass"`` takes a classifier, ``"regression"`` a
+        regressor.
 
         Returns:
             The model, scored through its ONNX graph.
@@ -289,15 +285,7 @@ class SklearnModel(CustomModel):
     def from_model_files(
         cls, files: Mapping[str, bytes], *, preprocessing: Preprocessing
     ) -> SklearnModel:
-        """Rebuilds the model from ``model.onnx``.
-
-        Args:
-            files: The model version's files.
-            preprocessing: Its parsed ``preprocessing.json``.
-
-        Returns:
-            The model.
-        """
+        """Rebuilds the model from ``model.onnx`` (see :meth:`CustomModel.from_model_files`)."""
         return cls(onnx_model=bytes(files[ONNX_MODEL_FILE]), preprocessing=preprocessing)
 
     def predict_matrix(self, x: np.ndarray) -> np.ndarray:

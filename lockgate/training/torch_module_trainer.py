@@ -43,7 +43,13 @@ from lockgate.training.model_files import TORCH_ARCHITECTURE_FILE, TORCH_WEIGHTS
 from lockgate.training.model_protocol import CustomModel
 from lockgate.training.prepare import prepare_training
 from lockgate.training.preprocessing import Preprocessing
-from lockgate.training.torch_network import deterministic_torch, target_standardization
+from lockgate.training.torch_network import (
+    adamw_optimizer,
+    batch_loss,
+    deterministic_torch,
+    shuffled_batches,
+    target_standardization,
+)
 from lockgate.training.trainer_protocol import CustomTrainer
 
 if TYPE_CHECKING:
@@ -175,16 +181,7 @@ class TorchModuleTrainer(CustomTrainer):
         label: str,
         task: Task = "binary",
     ) -> TorchModuleModel:
-        """Trains the module on ``frame``.
-
-        Args:
-            frame: Training rows.
-            features: Feature columns, in model order.
-            label: Label column (rules per task: :func:`lockgate.training.labels.check_labels`).
-            task: One of :data:`lockgate.tasks.catalog.TASKS`.
-
-        Returns:
-            The trained model.
+        """Trains the module on ``frame`` (arguments and result: :meth:`Trainer.fit`).
 
         Raises:
             SpecError: When the module cannot be built.
@@ -231,38 +228,31 @@ class TorchModuleTrainer(CustomTrainer):
                 loss_fn = torch.nn.BCEWithLogitsLoss() if task == "binary" else torch.nn.MSELoss()
             generator = torch.Generator(device="cpu")
             generator.manual_seed(self.seed)
-            optimizer = torch.optim.AdamW(
-                net.parameters(),
-                lr=self.learning_rate,
-                weight_decay=self.weight_decay,
-                foreach=False,
+            optimizer = adamw_optimizer(
+                net, learning_rate=self.learning_rate, weight_decay=self.weight_decay
             )
-            for epoch in range(self.epochs):
-                order = torch.randperm(n, generator=generator)
-                for step in range(steps):
-                    rows = order[step * self.batch_size : (step + 1) * self.batch_size]
-                    raw = net(x_all[rows])
-                    if tuple(raw.shape) != (len(rows), pre.output_width):
-                        raise TrainingError(
-                            f"{self.module} returned shape {list(raw.shape)} for a batch of "
-                            f"{len(rows)} rows; rule: the module maps (n, input_dim) to (n, "
-                            f"output_dim) = (n, {pre.output_width}) raw outputs for task "
-                            f"{task!r}; fix: end the network with a Linear(..., output_dim)"
-                        )
-                    if task != "multiclass":
-                        raw = raw.squeeze(1)
-                    loss = loss_fn(raw, y_all[rows])
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        raise TrainingError(
-                            f"{self.module} training diverged: the loss is {value} at epoch "
-                            f"{epoch + 1}/{self.epochs}, step {step + 1}/{steps} with "
-                            f"learning_rate={self.learning_rate!r}; rule: the training loss "
-                            f"must stay finite; fix: lower learning_rate"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+            for epoch, step, rows in shuffled_batches(
+                n, batch_size=self.batch_size, epochs=self.epochs, generator=generator
+            ):
+                raw = net(x_all[rows])
+                if tuple(raw.shape) != (len(rows), pre.output_width):
+                    raise TrainingError(
+                        f"{self.module} returned shape {list(raw.shape)} for a batch of "
+                        f"{len(rows)} rows; rule: the module maps (n, input_dim) to (n, "
+                        f"output_dim) = (n, {pre.output_width}) raw outputs for task "
+                        f"{task!r}; fix: end the network with a Linear(..., output_dim)"
+                    )
+                loss, value = batch_loss(loss_fn, raw, y_all[rows], task=task)
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"{self.module} training diverged: the loss is {value} at epoch "
+                        f"{epoch + 1}/{self.epochs}, step {step + 1}/{steps} with "
+                        f"learning_rate={self.learning_rate!r}; rule: the training loss "
+                        f"must stay finite; fix: lower learning_rate"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
             net.eval()
         weights = _state_bytes(net)
         model = TorchModuleModel(
@@ -420,14 +410,9 @@ class TorchModuleModel(CustomModel):
     def from_model_files(
         cls, files: Mapping[str, bytes], *, preprocessing: Preprocessing
     ) -> TorchModuleModel:
-        """Rebuilds the model from its files (the module class is imported by path).
+        """Rebuilds the model from its files (see :meth:`CustomModel.from_model_files`).
 
-        Args:
-            files: The model version's files.
-            preprocessing: Its parsed ``preprocessing.json``.
-
-        Returns:
-            The model.
+        The module class is imported by path.
 
         Raises:
             ArtifactIntegrityError: When a file is missing or malformed.

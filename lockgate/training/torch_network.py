@@ -3,9 +3,10 @@
 ``architecture.json`` (:func:`mlp_architecture`, checked on load by
 :func:`check_architecture`), the network built from it with a seeded generator
 (:func:`build_network`), its weights as safetensors with fixed metadata
-(:func:`safetensors_bytes`), and the deterministic torch settings training runs under
-(:func:`deterministic_torch`, also used by the torch-module trainer). torch is imported inside
-functions only.
+(:func:`safetensors_bytes`), and what both torch trainers (this one and the torch-module
+trainer) train with: the deterministic torch settings (:func:`deterministic_torch`), the
+optimiser (:func:`adamw_optimizer`), the seeded minibatch order (:func:`shuffled_batches`) and
+the loss of a batch (:func:`batch_loss`). torch is imported inside functions only.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import ArtifactIntegrityError
 from lockgate.tasks.catalog import Task
+from lockgate.training.arrays import Float64Array
 from lockgate.training.model_files import (
     PREPROCESSING_FILE,
     TORCH_ARCHITECTURE_FILE,
@@ -30,15 +29,17 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "adamw_optimizer",
+    "batch_loss",
     "build_network",
     "check_architecture",
     "deterministic_torch",
     "mlp_architecture",
     "safetensors_bytes",
+    "shuffled_batches",
     "target_standardization",
 ]
 
-_Float64Array: TypeAlias = npt.NDArray[np.float64]
 _ARCHITECTURE_FORMAT = "lockgate.torch-mlp/1"
 
 
@@ -67,6 +68,54 @@ _OUTPUT_ACTIVATIONS: dict[str, str] = {
     "multiclass": "softmax",
     "regression": "affine",
 }
+
+
+def adamw_optimizer(
+    net: torch.nn.Module, *, learning_rate: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW over ``net``'s parameters with the per-tensor update (``foreach=False``)."""
+    import torch
+
+    return torch.optim.AdamW(
+        net.parameters(),
+        lr=learning_rate,
+        weight_decay=weight_decay,
+        foreach=False,
+    )
+
+
+def shuffled_batches(
+    n: int, *, batch_size: int, epochs: int, generator: torch.Generator
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """The minibatches of ``epochs`` passes over ``n`` rows, in a seeded order.
+
+    Each epoch draws a new ``torch.randperm(n)`` from ``generator`` and cuts it into
+    ``ceil(n / batch_size)`` batches.
+
+    Yields:
+        ``(epoch, step, rows)``: epoch and step counted from 0, and the row indices of the batch.
+    """
+    import torch
+
+    steps = math.ceil(n / batch_size)
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for step in range(steps):
+            yield epoch, step, order[step * batch_size : (step + 1) * batch_size]
+
+
+def batch_loss(
+    loss_fn: torch.nn.Module, raw: torch.Tensor, target: torch.Tensor, *, task: Task
+) -> tuple[torch.Tensor, float]:
+    """The loss of a batch's raw outputs ``(n, width)`` (squeezed to ``(n,)`` unless multiclass).
+
+    Returns:
+        The loss tensor (to back-propagate) and its value as a float.
+    """
+    if task != "multiclass":
+        raw = raw.squeeze(1)
+    loss = loss_fn(raw, target)
+    return loss, float(loss.detach())
 
 
 def mlp_architecture(
@@ -123,7 +172,7 @@ def mlp_architecture(
     return architecture
 
 
-def target_standardization(y: _Float64Array) -> dict[str, float]:
+def target_standardization(y: Float64Array) -> dict[str, float]:
     """Mean and standard deviation of a regression label (order-independent sums)."""
     values = y.tolist()
     mean = math.fsum(values) / len(values)

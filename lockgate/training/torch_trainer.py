@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from pydantic import Field
 
 from lockgate.errors import ArtifactIntegrityError, SpecError, TrainingError
 from lockgate.tasks.catalog import Task
+from lockgate.training.arrays import Float32Matrix, Float64Array
 from lockgate.training.labels import check_task
 from lockgate.training.model_files import (
     PREPROCESSING_FILE,
@@ -33,24 +33,24 @@ from lockgate.training.model_files import (
     parse_json,
     require_files,
 )
-from lockgate.training.model_protocol import TrainedModel
+from lockgate.training.model_protocol import TrainedModel, check_preprocessing_kind
 from lockgate.training.prepare import prepare_fit
 from lockgate.training.preprocessing import Preprocessing
 from lockgate.training.scorers import torchscript_bytes
 from lockgate.training.torch_network import (
+    adamw_optimizer,
+    batch_loss,
     build_network,
     check_architecture,
     deterministic_torch,
     mlp_architecture,
     safetensors_bytes,
+    shuffled_batches,
     target_standardization,
 )
 from lockgate.training.trainer_protocol import MAX_SEED, Trainer
 
 __all__ = ["TorchModel", "TorchTrainer"]
-
-_Float32Matrix: TypeAlias = npt.NDArray[np.float32]
-_Float64Array: TypeAlias = npt.NDArray[np.float64]
 
 
 class TorchTrainer(Trainer):
@@ -101,18 +101,7 @@ class TorchTrainer(Trainer):
         label: str,
         task: Task = "binary",
     ) -> TorchModel:
-        """Trains the network on ``frame``.
-
-        Args:
-            frame: Training rows.
-            features: Feature columns, in the order the model uses them.
-            label: Label column: values 0 and 1 for ``"binary"`` (both must occur), integer or
-                string classes for ``"multiclass"``, finite numbers for ``"regression"``
-                (see :func:`check_labels`).
-            task: One of :data:`TASKS`.
-
-        Returns:
-            The trained model.
+        """Trains the network on ``frame`` (arguments and result: :meth:`Trainer.fit`).
 
         Raises:
             SpecError: On an invalid feature list, an unknown task, or ``pos_weight`` with a
@@ -165,42 +154,34 @@ class TorchTrainer(Trainer):
                 standardised = (y - target["mean"]) / target["scale"]
                 y_all = torch.from_numpy(standardised.astype(np.float32))
                 loss_fn = torch.nn.MSELoss()
-            optimizer = torch.optim.AdamW(
-                net.parameters(),
-                lr=self.learning_rate,
-                weight_decay=self.weight_decay,
-                foreach=False,
+            optimizer = adamw_optimizer(
+                net, learning_rate=self.learning_rate, weight_decay=self.weight_decay
             )
             net.train()
-            for epoch in range(self.epochs):
-                order = torch.randperm(n, generator=generator)
-                for step in range(steps_per_epoch):
-                    rows = order[step * self.batch_size : (step + 1) * self.batch_size]
-                    logits = logits_net(x_all[rows])
-                    if task != "multiclass":
-                        logits = logits.squeeze(1)
-                    loss = loss_fn(logits, y_all[rows])
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        raise TrainingError(
-                            f"torch training diverged: the loss is {value} at epoch "
-                            f"{epoch + 1}/{self.epochs}, step {step + 1}/{steps_per_epoch} with "
-                            f"learning_rate={self.learning_rate!r}; rule: the training loss "
-                            f"must stay finite; fix: lower learning_rate (e.g. "
-                            f"{self.learning_rate / 10:g}) or check the features for extreme "
-                            f"values"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    try:
-                        loss.backward()
-                        optimizer.step()
-                    except RuntimeError as exc:  # e.g. an update overflowing float32
-                        raise TrainingError(
-                            f"torch training failed at epoch {epoch + 1}/{self.epochs}, step "
-                            f"{step + 1}/{steps_per_epoch} with learning_rate="
-                            f"{self.learning_rate!r}: {exc}; rule: optimiser steps must stay "
-                            f"representable in float32; fix: lower learning_rate"
-                        ) from exc
+            for epoch, step, rows in shuffled_batches(
+                n, batch_size=self.batch_size, epochs=self.epochs, generator=generator
+            ):
+                loss, value = batch_loss(loss_fn, logits_net(x_all[rows]), y_all[rows], task=task)
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"torch training diverged: the loss is {value} at epoch "
+                        f"{epoch + 1}/{self.epochs}, step {step + 1}/{steps_per_epoch} with "
+                        f"learning_rate={self.learning_rate!r}; rule: the training loss "
+                        f"must stay finite; fix: lower learning_rate (e.g. "
+                        f"{self.learning_rate / 10:g}) or check the features for extreme "
+                        f"values"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                try:
+                    loss.backward()
+                    optimizer.step()
+                except RuntimeError as exc:  # e.g. an update overflowing float32
+                    raise TrainingError(
+                        f"torch training failed at epoch {epoch + 1}/{self.epochs}, step "
+                        f"{step + 1}/{steps_per_epoch} with learning_rate="
+                        f"{self.learning_rate!r}: {exc}; rule: optimiser steps must stay "
+                        f"representable in float32; fix: lower learning_rate"
+                    ) from exc
             net.eval()
             for name, tensor in net.state_dict().items():
                 if not bool(torch.isfinite(tensor).all()):
@@ -249,12 +230,7 @@ class TorchModel(TrainedModel):
         from safetensors.torch import load as load_safetensors
 
         super().__init__(preprocessor=preprocessor)
-        if preprocessor.model_kind != self.kind:
-            raise ArtifactIntegrityError(
-                f"{PREPROCESSING_FILE} was written for a {preprocessor.model_kind!r} model; "
-                f"rule: it must match the model kind {self.kind!r}; fix: load the files of one "
-                f"model version together"
-            )
+        check_preprocessing_kind(preprocessor, self.kind)
         arch = check_architecture(
             architecture,
             input_dim=preprocessor.input_dim,
@@ -294,7 +270,7 @@ class TorchModel(TrainedModel):
     def _weights_bytes(self) -> bytes:
         return self._weights
 
-    def _predict_matrix(self, x: _Float32Matrix) -> _Float64Array:
+    def _predict_matrix(self, x: Float32Matrix) -> Float64Array:
         import torch
 
         with torch.inference_mode():

@@ -209,7 +209,9 @@ class Trainer(BaseModel):
         Args:
             frame: Training rows.
             features: Feature columns, in the order the model uses them.
-            label: Label column (see :func:`check_labels` for each task's rules).
+            label: Label column: values 0 and 1 for ``"binary"`` (both must occur), integer or
+                string classes for ``"multiclass"``, finite numbers for ``"regression"``
+                (see :func:`check_labels`).
             task: One of :data:`TASKS`.
 
         Returns:

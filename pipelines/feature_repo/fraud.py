@@ -53,6 +53,48 @@ _V1 = {
 _V2_EXTRA = {"transaction_features": ["tx_country"], "customer_profile": ["home_country"]}
 _TAGS = {"domain": "fraud", "team": "lockgate"}
 
+_ENTITIES = (
+    ("transaction", "transaction_id", "STRING", "A card payment."),
+    ("customer", "customer_id", "INT64", "A card holder."),
+    ("merchant", "merchant_id", "INT64", "A merchant accepting card payments."),
+)
+"""(entity name, join key, ``ValueType`` member, description)."""
+
+_COLUMN_TYPES = {
+    **dict.fromkeys(
+        ["amount", "credit_limit", "amount_sum_1d", "amount_mean_7d", "merchant_fraud_rate_30d"],
+        "Float64",
+    ),
+    **dict.fromkeys(
+        ["transaction_id", "device_type", "tx_country", "home_country", "merchant_category"],
+        "String",
+    ),
+}
+"""Feast dtype name of the view columns that are not ``Int64``."""
+
+_VIEWS = {
+    "transaction_features": (
+        "transaction",
+        1,
+        ["transaction_id", *_V1["transaction_features"], "tx_country"],
+    ),
+    "customer_profile": (
+        "customer",
+        7,
+        ["customer_id", "age", "account_age_days", "home_country", "credit_limit"],
+    ),
+    "customer_velocity": ("customer", 2, ["customer_id", *_V1["customer_velocity"]]),
+    "merchant_risk": ("merchant", 7, ["merchant_id", *_V1["merchant_risk"]]),
+}
+"""Feature view name -> (entity, ttl in days, schema columns in order)."""
+
+_VIEW_DESCRIPTIONS = {
+    "transaction_features": "Facts of the payment itself, stamped at payment time.",
+    "customer_profile": "Daily customer snapshot, stamped at 00:00 UTC of the day.",
+    "customer_velocity": "Spending windows ending with a day, stamped at its last microsecond.",
+    "merchant_risk": "30-day merchant fraud rate from labels known at the end of each day.",
+}
+
 
 def fraud_feature_objects(data_dir: Path) -> list[object]:
     """Builds the Feast objects of the fraud example over the folders of ``data_dir``.
@@ -70,27 +112,17 @@ def fraud_feature_objects(data_dir: Path) -> list[object]:
     from feast.types import Float64, Int64, String
 
     root = Path(data_dir).resolve()
-    transaction = Entity(
-        name="transaction",
-        join_keys=["transaction_id"],
-        value_type=ValueType.STRING,
-        description="A card payment.",
-        tags=_TAGS,
-    )
-    customer = Entity(
-        name="customer",
-        join_keys=["customer_id"],
-        value_type=ValueType.INT64,
-        description="A card holder.",
-        tags=_TAGS,
-    )
-    merchant = Entity(
-        name="merchant",
-        join_keys=["merchant_id"],
-        value_type=ValueType.INT64,
-        description="A merchant accepting card payments.",
-        tags=_TAGS,
-    )
+    dtypes = {"String": String, "Int64": Int64, "Float64": Float64}
+    entities = {
+        name: Entity(
+            name=name,
+            join_keys=[key],
+            value_type=getattr(ValueType, value_type),
+            description=text,
+            tags=_TAGS,
+        )
+        for name, key, value_type, text in _ENTITIES
+    }
     sources = {
         view: FileSource(
             name=f"{table}_source",
@@ -104,70 +136,18 @@ def fraud_feature_objects(data_dir: Path) -> list[object]:
     }
     views = [
         FeatureView(
-            name="transaction_features",
-            entities=[transaction],
-            ttl=timedelta(days=1),
+            name=name,
+            entities=[entities[entity]],
+            ttl=timedelta(days=ttl_days),
             schema=[
-                Field(name="transaction_id", dtype=String),
-                Field(name="amount", dtype=Float64),
-                Field(name="hour_of_day", dtype=Int64),
-                Field(name="is_foreign", dtype=Int64),
-                Field(name="is_new_device", dtype=Int64),
-                Field(name="device_type", dtype=String),
-                Field(name="tx_country", dtype=String),
+                Field(name=col, dtype=dtypes[_COLUMN_TYPES.get(col, "Int64")]) for col in columns
             ],
-            source=sources["transaction_features"],
+            source=sources[name],
             online=True,
-            description="Facts of the payment itself, stamped at payment time.",
+            description=_VIEW_DESCRIPTIONS[name],
             tags=_TAGS,
-        ),
-        FeatureView(
-            name="customer_profile",
-            entities=[customer],
-            ttl=timedelta(days=7),
-            schema=[
-                Field(name="customer_id", dtype=Int64),
-                Field(name="age", dtype=Int64),
-                Field(name="account_age_days", dtype=Int64),
-                Field(name="home_country", dtype=String),
-                Field(name="credit_limit", dtype=Float64),
-            ],
-            source=sources["customer_profile"],
-            online=True,
-            description="Daily customer snapshot, stamped at 00:00 UTC of the day.",
-            tags=_TAGS,
-        ),
-        FeatureView(
-            name="customer_velocity",
-            entities=[customer],
-            ttl=timedelta(days=2),
-            schema=[
-                Field(name="customer_id", dtype=Int64),
-                Field(name="tx_count_1d", dtype=Int64),
-                Field(name="amount_sum_1d", dtype=Float64),
-                Field(name="tx_count_7d", dtype=Int64),
-                Field(name="amount_mean_7d", dtype=Float64),
-                Field(name="distinct_countries_7d", dtype=Int64),
-            ],
-            source=sources["customer_velocity"],
-            online=True,
-            description="Spending windows ending with a day, stamped at its last microsecond.",
-            tags=_TAGS,
-        ),
-        FeatureView(
-            name="merchant_risk",
-            entities=[merchant],
-            ttl=timedelta(days=7),
-            schema=[
-                Field(name="merchant_id", dtype=Int64),
-                Field(name="merchant_category", dtype=String),
-                Field(name="merchant_fraud_rate_30d", dtype=Float64),
-            ],
-            source=sources["merchant_risk"],
-            online=True,
-            description="30-day merchant fraud rate from labels known at the end of each day.",
-            tags=_TAGS,
-        ),
+        )
+        for name, (entity, ttl_days, columns) in _VIEWS.items()
     ]
     by_name = {v.name: v for v in views}
     v2 = {name: cols + _V2_EXTRA.get(name, []) for name, cols in _V1.items()}
@@ -183,4 +163,4 @@ def fraud_feature_objects(data_dir: Path) -> list[object]:
             ("fraud_v2", v2, "fraud_v1 plus transaction and home country."),
         )
     ]
-    return [transaction, customer, merchant, *sources.values(), *views, *services]
+    return [*entities.values(), *sources.values(), *views, *services]

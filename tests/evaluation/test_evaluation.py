@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -305,31 +307,24 @@ def test_multiclass_champion_columns_are_reordered_and_unknown_labels_refused() 
 
 
 def test_invalid_predictions_fail_the_finite_edge_case_per_task() -> None:
+    def finite_case(task: str, model: _FakeModel, gold_mean_score: float) -> dict[str, Any]:
+        cases = (EdgeCase(name="finite", min_rows=1),)
+        return run_edge_cases(
+            cases,
+            _task_frame(task),
+            label="label",
+            challenger=model,
+            champion=None,
+            gold_mean_score=gold_mean_score,
+            task=task,
+        )[0]
+
     broken = _FakeModel("multiclass", lambda f: np.full((len(f), 3), 0.5), CLASSES)
-    cases = (EdgeCase(name="finite", min_rows=1),)
-    frame = _task_frame("multiclass")
-    result = run_edge_cases(
-        cases,
-        frame,
-        label="label",
-        challenger=broken,
-        champion=None,
-        gold_mean_score=0.0,
-        task="multiclass",
-    )
-    assert result[0]["passed"] is False
-    assert "summing to 1" in result[0]["threshold"]
+    result = finite_case("multiclass", broken, 0.0)
+    assert result["passed"] is False
+    assert "summing to 1" in result["threshold"]
     nan_model = _FakeModel("regression", lambda f: np.where(f["x"] > 0, np.nan, 1.0))
-    result = run_edge_cases(
-        cases,
-        _task_frame("regression"),
-        label="label",
-        challenger=nan_model,
-        champion=None,
-        gold_mean_score=1.0,
-        task="regression",
-    )
-    assert result[0]["passed"] is False
+    assert finite_case("regression", nan_model, 1.0)["passed"] is False
 
 
 def test_a_gate_that_does_not_fit_the_task_is_refused_by_the_report() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -53,13 +54,6 @@ def _render_all() -> list[bytes]:
         slice_delta_plot(SLICES, metric="roc_auc"),
         slice_delta_plot(SLICES, metric="log_loss", title="log loss"),
     ]
-
-
-def test_plots_are_valid_deterministic_pngs() -> None:
-    first = _render_all()
-    for png in first:
-        _check_png(png)
-    assert _render_all() == first
 
 
 def test_plots_leak_no_matplotlib_state() -> None:
@@ -156,11 +150,12 @@ def _render_tasks() -> list[bytes]:
     ]
 
 
-def test_task_plots_are_valid_deterministic_pngs() -> None:
-    first = _render_tasks()
+@pytest.mark.parametrize("render", [_render_all, _render_tasks], ids=["binary", "tasks"])
+def test_plots_are_valid_deterministic_pngs(render: Callable[[], list[bytes]]) -> None:
+    first = render()
     for png in first:
         _check_png(png)
-    assert _render_tasks() == first
+    assert render() == first
 
 
 def test_report_plots_pick_the_plots_of_the_task() -> None:

@@ -18,7 +18,7 @@ from lockgate.monitoring.triggers import DriftPolicy
 from lockgate.resources.audit import AuditTrail
 from lockgate.sensors.drift import make_drift_sensor
 from lockgate.serving.stack import LocalServingStack
-from tests.integration.specs import served_spec
+from tests.integration.specs import served_spec, stand_in_train_job
 
 LOCATION_NAME = "lockgate_drift_test"
 ROOT = Path(os.environ.get("LOCKGATE_TEST_DRIFT_ROOT", "/nonexistent"))
@@ -29,14 +29,7 @@ SPEC = served_spec(
 )
 
 
-@dg.op
-def stand_in_for_training(context) -> None:  # type: ignore[no-untyped-def]
-    context.log.info(f"retrain requested: {context.run.tags.get('lockgate/reason')}")
-
-
-@dg.job(name=SPEC.train_job_name, executor_def=dg.in_process_executor)
-def train_job() -> None:
-    stand_in_for_training()
+train_job = stand_in_train_job(SPEC, "lockgate/reason")
 
 
 defs = dg.Definitions(

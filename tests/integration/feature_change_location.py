@@ -20,7 +20,7 @@ import dagster as dg
 from lockgate import Environment, FeatureChangePolicy
 from lockgate.resources.audit import AuditTrail
 from lockgate.sensors.feature_store import make_feature_change_sensor
-from tests.integration.specs import lgbm_spec
+from tests.integration.specs import lgbm_spec, stand_in_train_job
 
 LOCATION_NAME = "lockgate_feature_change_test"
 """The pinned code location name (run-key dedupe is scoped to it)."""
@@ -43,14 +43,7 @@ class PausingAuditTrail(AuditTrail):
         return entry
 
 
-@dg.op
-def stand_in_for_training(context) -> None:  # type: ignore[no-untyped-def]
-    context.log.info(f"retrain requested: {context.run.tags.get('lockgate/mutations')}")
-
-
-@dg.job(name=SPEC.train_job_name, executor_def=dg.in_process_executor)
-def train_job() -> None:
-    stand_in_for_training()
+train_job = stand_in_train_job(SPEC, "lockgate/mutations")
 
 
 def _definitions() -> dg.Definitions:

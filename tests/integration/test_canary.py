@@ -8,14 +8,12 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks._versions import FEATURES, example_frame, train_and_store
 from lockgate.audit.log import AuditLog
-from lockgate.lineage.hashing import frame_sha256
 from lockgate.lineage.registry import LocalArtifactRegistry
-from lockgate.lineage.steps import snapshot_parquet_bytes, train_version
 from lockgate.resources.audit import AuditTrail
 from lockgate.serving.canary import CanaryPolicy, CanaryState
 from lockgate.serving.model_repository import load_version, write_model_version
@@ -24,30 +22,10 @@ from lockgate.serving.triton_config import triton_model_name
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.spec import ModelPipeline
 from lockgate.traffic import TrafficGenerator, drive_canary
-from lockgate.training import LightGBMTrainer
 
 from .specs import served_spec
 
 PIPELINE = "fraudlet"
-FEATURES = ["amount", "hour", "device"]
-
-
-def _frame(n: int = 6000, seed: int = 3) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    amount = rng.lognormal(3, 1, n)
-    hour = rng.integers(0, 24, n)
-    device = rng.choice(["ios", "web", "pos"], n)
-    logit = -4 + 0.02 * amount + (hour < 5) * 1.5 + (device == "web")
-    return pd.DataFrame(
-        {
-            "transaction_id": [f"t{i}" for i in range(n)],
-            "event_timestamp": pd.date_range("2024-01-01", periods=n, freq="min", tz="UTC"),
-            "amount": amount,
-            "hour": hour.astype("int64"),
-            "device": device,
-            "is_fraud": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64"),
-        }
-    )
 
 
 def _store_version(
@@ -61,30 +39,7 @@ def _store_version(
 ) -> str:
     """Stores ``frame`` as a snapshot and a LightGBM version trained on it, with a gate verdict
     (``passed``); returns the version."""
-    sort_by = ["event_timestamp", "transaction_id"]
-    sha = frame_sha256(frame, sort_by=sort_by)
-    registry.put_snapshot(
-        sha,
-        snapshot_parquet_bytes(frame),
-        {
-            "rows": len(frame),
-            "sort_by": sort_by,
-            "features": features,
-            "schema": {c: str(t) for c, t in frame.dtypes.items()},
-        },
-    )
-    lock, files, _ = train_version(
-        pipeline=pipeline,
-        snapshot={"frame_sha256": sha},
-        frame=frame,
-        trainer_config=LightGBMTrainer(seed=seed, num_boost_round=30).config(),
-        features=features,
-        label="is_fraud",
-        timestamp_column="event_timestamp",
-        holdout_fraction=0.2,
-    )
-    registry.put_model_version(pipeline, lock["version"], files, lock)
-    version = str(lock["version"])
+    version, _ = train_and_store(registry, frame, seed, pipeline=pipeline, features=features)
     _put_verdict(registry, pipeline, version, passed=passed)
     return version
 
@@ -139,7 +94,7 @@ FAST = CanaryPolicy(
 def world(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("canary")
     registry = LocalArtifactRegistry(root=str(root / "artifacts"))
-    frame = _frame()
+    frame = example_frame(6000)
     champion = _store_version(registry, frame, seed=1)
     challengers = [_store_version(registry, frame, seed=s) for s in (2, 3, 4, 5, 7)]
     gated = _store_version(registry, frame, seed=6, passed=False)  # its gate FAILED

@@ -8,7 +8,7 @@ import dagster as dg
 
 from lockgate.evaluation.gate import GATE_RULES
 
-from .test_gate import KEY_FEATURES, champion, env, gate_data, spec, train  # noqa: F401
+from .test_gate import KEY_FEATURES, champion, gate_data, source_data, spec, train  # noqa: F401
 
 
 def _check_records(instance: dg.DagsterInstance, key: dg.AssetKey, rule: str) -> list:
@@ -18,7 +18,7 @@ def _check_records(instance: dg.DagsterInstance, key: dg.AssetKey, rule: str) ->
     return [r.event.dagster_event.event_specific_data for r in records if r.event]
 
 
-def test_a_blocked_run_reads_as_a_decision_with_typed_numbers(env, instance) -> None:  # noqa: F811
+def test_a_blocked_run_reads_as_a_decision_with_typed_numbers(env, instance) -> None:
     strong = spec()
     first = train(strong, env, instance)
     assert first.success

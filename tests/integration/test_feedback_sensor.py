@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks._versions import example_frame
 from lockgate.assets.feedback import build_live_performance, gold_estimate
 from lockgate.audit.log import AuditLog
 from lockgate.features.store import FeastStore
@@ -37,7 +38,7 @@ from lockgate.tasks.metrics import roc_auc
 from pipelines.feature_repo import FRAUD_DEFINITIONS
 
 from .specs import served_spec
-from .test_canary import PIPELINE, _frame, _store_version
+from .test_canary import PIPELINE, _store_version
 
 WINDOW = 1000
 POLICY = FeedbackPolicy(
@@ -87,10 +88,10 @@ def log_answers(log_dir: Path, version: str, matrix: np.ndarray, scores: np.ndar
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("feedback")
     registry = LocalArtifactRegistry(root=str(root / "artifacts"))
-    champion = _store_version(registry, _frame(), seed=1)
+    champion = _store_version(registry, example_frame(6000), seed=1)
     model = load_trained_model(registry, PIPELINE, champion)
     # the gold estimate, stored the way the gate stores it: report + passing verdict
-    gold = _frame(n=6000, seed=8)
+    gold = example_frame(n=6000, seed=8)
     gold_auc = roc_auc(gold["is_fraud"], model.predict_proba(gold))
     report_id = "0123456789abcdef"
     registry.put_report(
@@ -113,7 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         {"report_id": report_id, "passed": True, "rules": [], "evaluated_at": "2026-01-01"},
     )
     registry.move_alias(PIPELINE, "champion", champion, actor="test", reason="setup")
-    live = _frame(n=4 * WINDOW, seed=21)
+    live = example_frame(n=4 * WINDOW, seed=21)
     scores = model.predict_proba(live)
     stack = LocalServingStack(root=str(root / "serving"))
     matrix = encode(live, wire_schema_for_version(registry, PIPELINE, champion))

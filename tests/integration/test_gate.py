@@ -22,7 +22,6 @@ from lockgate import (
 from lockgate.evaluation.gate import GATE_RULES
 from lockgate.evaluation.report import gold_mask
 from lockgate.lineage.registry import LocalArtifactRegistry
-from pipelines.feature_repo import fraud_feast_store
 from pipelines.fraud import FRAUD_EDGE_CASES, FRAUD_LABELS, FRAUD_VALIDATION
 from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
 
@@ -61,18 +60,11 @@ def gate_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def env(tmp_path: Path, gate_data: Path) -> Environment:
-    environment = Environment.local(tmp_path / "home")
-    shutil.copytree(gate_data, environment.data_dir)
-    fraud_feast_store(environment).apply()
-    return environment
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+@pytest.fixture(scope="module")
+def source_data(gate_data: Path) -> Path:
+    """The gate's data in place of conftest's: conftest's ``env`` copies it into each fresh home
+    (and conftest's ``instance`` gives each test its Dagster instance)."""
+    return gate_data
 
 
 def train(pipeline: ModelPipeline, env: Environment, instance: dg.DagsterInstance):

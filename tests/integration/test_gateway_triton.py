@@ -31,28 +31,21 @@ import tritonclient.http as th
 import tritonclient.http.aio as tha
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks._common import CONFIG  # the python-backend model config of the benchmarks
 from lockgate.gateway.predlog import read_prediction_log
 from lockgate.gateway.process import GatewayServer
 from lockgate.gateway.routing import traffic_fraction
 from lockgate.gateway.upstream import HttpUpstream
-from lockgate.lineage.hashing import sha256_bytes
-from lockgate.lineage.lock import CodeVersion, build_lock_record
 from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.serving.model_repository import load_version, write_model_version
 from lockgate.serving.triton_server import LocalTritonServer
 from lockgate.serving.wire import WireSchema, encode, wire_schema_for_version
 from lockgate.training import LightGBMTrainer, TrainedModel
 
+from .fitted import store_fitted
+
 MODEL = "fraud_lgbm"
 WIDTH = 6
-
-CONFIG = """\
-backend: "python"
-max_batch_size: 64
-input [ {{ name: "INPUT__0" data_type: TYPE_FP32 dims: [ {width} ] }} ]
-output [ {{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
-instance_group [ {{ kind: KIND_CPU count: 1 }} ]
-"""
 
 MODEL_PY = textwrap.dedent(
     """\
@@ -341,27 +334,15 @@ def churn(
     registry = LocalArtifactRegistry(root=str(tmp_path_factory.mktemp("churn") / "artifacts"))
     frame = churn_frame(1200, seed=1)
     trainer = LightGBMTrainer(seed=1, num_boost_round=20)
-    model = trainer.fit(frame, features=CHURN_FEATURES, label="churned")
-    files = model.files()
-    registry.put_snapshot(
-        SNAPSHOT,
-        b"not read by serving",
-        {"features": CHURN_FEATURES, "schema": {c: str(t) for c, t in frame.dtypes.items()}},
-    )
-    lock = build_lock_record(
-        pipeline="churn",
-        code=CodeVersion("c0ffee", False, "test"),
-        snapshot={"frame_sha256": SNAPSHOT},
-        trainer=trainer.config(),
+    version, model = store_fitted(
+        registry,
+        "churn",
+        trainer,
+        frame,
+        snapshot=SNAPSHOT,
         features=CHURN_FEATURES,
         label="churned",
-        split={"holdout_fraction": 0.2, "timestamp_column": "ts"},
-        weights_file=model.weights_file,
-        files={name: sha256_bytes(data) for name, data in files.items()},
-        environment={"python": "3.11", "packages": {}},
     )
-    version = lock["version"]
-    registry.put_model_version("churn", version, files, lock)
     assert triton.repo_dir is not None
     write_model_version(registry, triton.repo_dir, pipeline="churn", version=version)
     load_version(triton=triton, registry=registry, pipeline="churn", version=version)

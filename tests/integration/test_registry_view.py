@@ -6,7 +6,7 @@ import dagster as dg
 
 from lockgate.assets.weights import model_registry_event, model_registry_rows
 
-from .test_gate import KEY_FEATURES, champion, env, gate_data, registry, spec, train  # noqa: F401
+from .test_gate import KEY_FEATURES, champion, gate_data, registry, source_data, spec, train  # noqa: F401
 
 
 def _table(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[list[dict], dict]:
@@ -16,7 +16,7 @@ def _table(instance: dg.DagsterInstance, key: dg.AssetKey) -> tuple[list[dict], 
     return [r.data for r in meta["versions"].records], meta
 
 
-def test_registry_lists_every_version_with_verdict_role_and_triad(env, instance) -> None:  # noqa: F811
+def test_registry_lists_every_version_with_verdict_role_and_triad(env, instance) -> None:
     strong = spec()
     assert train(strong, env, instance).success
     incumbent = champion(env)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks._versions import example_frame
 from lockgate import Environment
 from lockgate.audit.log import AuditLog
 from lockgate.lineage.registry import LocalArtifactRegistry
@@ -30,7 +31,8 @@ from lockgate.serving.triton_config import triton_model_name
 from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.traffic import TrafficGenerator
 
-from .test_canary import FAST, PIPELINE, _frame, _store_version, spec
+from .processes import group_members
+from .test_canary import FAST, PIPELINE, _store_version, spec
 
 LOCKGATE = [sys.executable, "-m", "lockgate.cli"]
 HOLD = FAST.model_copy(update={"hold_seconds": 3600})
@@ -45,25 +47,13 @@ def _lockgate(*args: str, home: Path, check: bool = True) -> subprocess.Complete
     return result
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
 def _crash(pid: int) -> None:
     """SIGKILL tritonserver alone and wait until it is gone (its stubs stay)."""
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while pid in _group_members(pid) and time.monotonic() < deadline:
+    while pid in group_members(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pid not in _group_members(pid)
+    assert pid not in group_members(pid)
 
 
 @pytest.fixture
@@ -75,7 +65,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     home = tmp_path / "home"
     env = Environment.local(home)
     registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
-    frame = _frame(3000)
+    frame = example_frame(3000)
     champion = _store_version(registry, frame, seed=1)
     challenger = _store_version(registry, frame, seed=2)
     registry.move_alias(PIPELINE, "champion", champion, actor="test", reason="first model")
@@ -111,7 +101,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         _lockgate("serve", "stop", home=home, check=False)
         starter.kill()  # reaps its zombie; kills nothing else
         for pgid in pgids:  # whatever a failed assertion left behind
-            for pid in _group_members(pgid):
+            for pid in group_members(pgid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -125,7 +115,7 @@ def test_serve_start_after_a_triton_crash_restores_what_was_served(served) -> No
     served["pgids"].append(old_pid)
     route = stack.gateway().routes()[PIPELINE]
     assert (route["mode"], route["weight"]) == ("canary", 0.01)
-    stubs = [p for p in _group_members(old_pid) if p != old_pid]
+    stubs = [p for p in group_members(old_pid) if p != old_pid]
     assert stubs, "the python backend runs each loaded model in a stub process"
 
     _crash(old_pid)
@@ -135,7 +125,7 @@ def test_serve_start_after_a_triton_crash_restores_what_was_served(served) -> No
     served["pgids"].append(new.pid)
     assert new.pid != old_pid
     assert (new.url, new.grpc_port, stack.gateway().url) == (triton_url, grpc_port, gateway_url)
-    assert _group_members(old_pid) == [], "the crashed server's stubs were reaped"
+    assert group_members(old_pid) == [], "the crashed server's stubs were reaped"
     for version in (champion, challenger):
         assert new.is_ready(triton_model_name(PIPELINE, version))
     assert stack.gateway().routes()[PIPELINE] == route  # the canary goes on at 1 %

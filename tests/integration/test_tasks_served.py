@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate import Environment, build_definitions
+from lockgate import Environment
 from lockgate.evaluation.gate import Gate, GoldSet
 from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.steps import load_snapshot_frame
@@ -27,7 +27,7 @@ from lockgate.spec import LabelSource, ModelPipeline
 from lockgate.traffic import TrafficGenerator, drive_canary
 from lockgate.training import LightGBMTrainer
 
-from .specs import served_spec
+from .specs import run_train_job, serve_first_model, served_spec
 
 CANARY = CanaryPolicy(
     steps=(25, 100),
@@ -84,17 +84,6 @@ def _spec(task: str, label: str, path: Path, seed: int) -> ModelPipeline:
     )
 
 
-def _run(spec: ModelPipeline, env: Environment, instance: dg.DagsterInstance) -> None:
-    job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
-    failures = [
-        e.event_specific_data.error.message  # type: ignore[union-attr]
-        for e in result.all_events
-        if e.is_step_failure
-    ]
-    assert result.success, failures
-
-
 @pytest.mark.parametrize(
     ("task", "label", "width"), [("regression", "spend_next", 1), ("multiclass", "band", 3)]
 )
@@ -108,12 +97,9 @@ def test_a_task_is_trained_served_and_canaried_end_to_end(
     registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
     stack = LocalServingStack(root=str(env.serving_dir))
     try:
-        _run(first, env, instance)  # the first model: champion at once, served
-        champion = registry.alias(first.name, "champion")
-        assert champion is not None
-        assert stack.gateway().routes()[first.name]["champion"] == champion
+        champion = serve_first_model(first, env, instance, registry, stack)
         second = first.model_copy(update={"trainer": LightGBMTrainer(seed=2, num_boost_round=60)})
-        _run(second, env, instance)  # a challenger: gated, infra-validated, canary started
+        run_train_job(second, env, instance)  # a challenger: gated, infra-validated, canary started
         raw = stack.canary_state(first.name)
         assert raw is not None
         state = CanaryState.from_dict(raw)

@@ -8,28 +8,16 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 
-from lockgate import Environment, SklearnTrainer, build_definitions
+from lockgate import Environment, SklearnTrainer
 from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.lineage.reproduce import reproduce
 from lockgate.lineage.steps import load_snapshot_frame, load_trained_model
 from lockgate.serving.stack import LocalServingStack
 from lockgate.serving.triton_config import triton_model_name
 from lockgate.serving.wire import encode, wire_schema_for_version
-from lockgate.spec import ModelPipeline
 from pipelines.fraud import FRAUD_LABELS
 
-from .specs import served_spec
-
-
-def _run(spec: ModelPipeline, env: Environment, instance: dg.DagsterInstance) -> None:
-    job = build_definitions([spec], environment=env).resolve_job_def(spec.train_job_name)
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
-    failures = [
-        e.event_specific_data.error.message  # type: ignore[union-attr]
-        for e in result.all_events
-        if e.is_step_failure
-    ]
-    assert result.success, failures
+from .specs import serve_first_model, served_spec
 
 
 def test_a_sklearn_onnx_pipeline_is_trained_gated_served_and_reproduced(
@@ -44,10 +32,7 @@ def test_a_sklearn_onnx_pipeline_is_trained_gated_served_and_reproduced(
     registry = LocalArtifactRegistry(root=str(env.artifacts_dir))
     stack = LocalServingStack(root=str(env.serving_dir))
     try:
-        _run(spec, env, instance)  # the first model: gate, infra validation, champion, served
-        champion = registry.alias(spec.name, "champion")
-        assert champion is not None
-        assert stack.gateway().routes()[spec.name]["champion"] == champion
+        champion = serve_first_model(spec, env, instance, registry, stack)
 
         lock = registry.lock_record(spec.name, champion)
         assert lock["trainer"]["kind"] == "sklearn"

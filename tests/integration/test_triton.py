@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,6 @@ from google.protobuf import text_format
 from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from lockgate.errors import LockgateError
-from lockgate.lineage.hashing import sha256_bytes
-from lockgate.lineage.lock import CodeVersion, build_lock_record
 from lockgate.lineage.registry import LocalArtifactRegistry
 from lockgate.serving.model_repository import (
     ServingError,
@@ -43,6 +41,9 @@ from lockgate.serving.triton_config import (
 from lockgate.serving.triton_server import LocalTritonServer, RemoteTritonServer, TritonServer
 from lockgate.serving.wire import WireSchema, encode, wire_schema_for_version
 from lockgate.training import LightGBMTrainer, TorchTrainer, TrainedModel
+
+from .fitted import store_fitted
+from .processes import group_members
 
 FEATURES = ["amount", "hour", "channel"]
 SNAPSHOT = "a" * 64
@@ -80,28 +81,17 @@ def _store(
     frame: pd.DataFrame,
     features: list[str] | None = None,
 ) -> Version:
-    used = features or FEATURES
-    model = trainer.fit(frame, features=used, label="y")
-    files = model.files()
-    registry.put_snapshot(  # once: the manifest the wire schema comes from
-        SNAPSHOT,
-        b"not read by serving",
-        {"features": FEATURES, "schema": {c: str(t) for c, t in frame.dtypes.items()}},
-    )
-    lock = build_lock_record(
-        pipeline=pipeline,
-        code=CodeVersion("c0ffee", False, "test"),
-        snapshot={"frame_sha256": SNAPSHOT},
-        trainer=trainer.config(),
-        features=used,
+    version, model = store_fitted(
+        registry,
+        pipeline,
+        trainer,
+        frame,
+        snapshot=SNAPSHOT,
+        features=features or FEATURES,
         label="y",
-        split={"holdout_fraction": 0.2, "timestamp_column": "ts"},
-        weights_file=model.weights_file,
-        files={name: sha256_bytes(data) for name, data in files.items()},
-        environment={"python": "3.11", "packages": {}},
+        manifest_features=FEATURES,  # once: the manifest the wire schema comes from
     )
-    registry.put_model_version(pipeline, lock["version"], files, lock)
-    return Version(pipeline, lock["version"], model)
+    return Version(pipeline, version, model)
 
 
 def _wire(frame: pd.DataFrame) -> np.ndarray:
@@ -166,18 +156,6 @@ def _gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp; zombies are dead
-            members.append(int(stat.parent.name))
-    return members
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServer]:
     root = tmp_path_factory.mktemp("server")
@@ -190,7 +168,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServ
     finally:
         triton.stop()
         assert _gone(pid), f"tritonserver {pid} survived stop()"
-        assert _group_members(pid) == [], "python-backend stubs survived stop()"
+        assert group_members(pid) == [], "python-backend stubs survived stop()"
         assert not triton.pid_file.exists()
 
 
@@ -692,21 +670,30 @@ def test_damaged_folders_are_refused_before_triton_sees_them(
 # ---- infra validation --------------------------------------------------------------------------
 
 
+@pytest.fixture
+def validate(
+    server: LocalTritonServer, registry: LocalArtifactRegistry, frame: pd.DataFrame
+) -> Callable[..., dict[str, Any]]:
+    """``infra_validate`` of a stored version on the module's server, registry and frame."""
+
+    def run(v: Version, **options: Any) -> dict[str, Any]:
+        return infra_validate(
+            triton=server,
+            registry=registry,
+            pipeline=v.pipeline,
+            version=v.version,
+            frame=frame,
+            **options,
+        )
+
+    return run
+
+
 def test_infra_validation_passes_a_good_candidate(
-    server: LocalTritonServer,
-    registry: LocalArtifactRegistry,
-    versions: dict[str, Version],
-    frame: pd.DataFrame,
+    server: LocalTritonServer, versions: dict[str, Version], validate: Callable[..., dict[str, Any]]
 ) -> None:
     v = versions["challenger"]
-    report = infra_validate(
-        triton=server,
-        registry=registry,
-        pipeline=v.pipeline,
-        version=v.version,
-        frame=frame,
-        requests=100,
-    )
+    report = validate(v, requests=100)
     assert report["passed"], report["failures"]
     assert report["rows"] == 500
     assert report["max_abs_diff"] <= 1e-5
@@ -717,23 +704,10 @@ def test_infra_validation_passes_a_good_candidate(
 
 
 def test_infra_validation_fails_a_slow_candidate(
-    server: LocalTritonServer,
-    registry: LocalArtifactRegistry,
-    versions: dict[str, Version],
-    frame: pd.DataFrame,
+    server: LocalTritonServer, versions: dict[str, Version], validate: Callable[..., dict[str, Any]]
 ) -> None:
     v = versions["slow"]
-    report = infra_validate(
-        triton=server,
-        registry=registry,
-        pipeline=v.pipeline,
-        version=v.version,
-        frame=frame,
-        n_rows=100,
-        requests=12,
-        p99_budget_ms=50.0,
-        fault="sleep_ms=80",
-    )
+    report = validate(v, n_rows=100, requests=12, p99_budget_ms=50.0, fault="sleep_ms=80")
     assert not report["passed"]
     assert report["max_abs_diff"] <= 1e-5  # correct, only slow
     assert report["p99_ms"] >= 80.0
@@ -747,21 +721,14 @@ def test_infra_validation_fails_a_tampered_candidate(
     server: LocalTritonServer,
     registry: LocalArtifactRegistry,
     versions: dict[str, Version],
-    frame: pd.DataFrame,
+    validate: Callable[..., dict[str, Any]],
 ) -> None:
     v = versions["tamper"]
     folder = write_model_version(registry, server.repo_dir, pipeline=v.pipeline, version=v.version)
     try:
         with open(folder / "1" / "model.txt", "ab") as handle:
             handle.write(b"\n")
-        report = infra_validate(
-            triton=server,
-            registry=registry,
-            pipeline=v.pipeline,
-            version=v.version,
-            frame=frame,
-            requests=5,
-        )
+        report = validate(v, requests=5)
         assert not report["passed"]
         (failure,) = report["failures"]
         assert failure["check"] == "integrity"
@@ -823,11 +790,11 @@ def test_kill_then_start_again(
         name = _serve(triton, registry, v)
         x = _wire(_frame(10).dropna())
         before = triton.infer(name, x)
-        stubs = [p for p in _group_members(first) if p != first]
+        stubs = [p for p in group_members(first) if p != first]
         assert stubs, "the python backend runs its model in stub processes"
         triton.kill()
         assert _gone(first)
-        assert _group_members(first) == []
+        assert group_members(first) == []
         assert not triton.running
         assert triton.pid_file.exists()  # left behind, as by a real crash
         assert triton.state_file.exists()

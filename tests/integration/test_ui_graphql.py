@@ -20,7 +20,7 @@ from lockgate._util.process import stop_process_group
 from pipelines.demo import _prepare_dagster_home
 from pipelines.fraud import PIPELINES
 
-from .test_gate import KEY_FEATURES, champion, env, gate_data, spec, train  # noqa: F401
+from .test_gate import KEY_FEATURES, champion, gate_data, source_data, spec, train  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,7 +123,7 @@ def _meta(entries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def test_the_ui_shows_registry_verdict_comparison_and_automations(env) -> None:  # noqa: F811
+def test_the_ui_shows_registry_verdict_comparison_and_automations(env) -> None:
     _prepare_dagster_home(env.dagster_home)
     with dg.DagsterInstance.from_config(str(env.dagster_home)) as instance:
         assert train(spec(), env, instance).success

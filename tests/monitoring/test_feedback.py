@@ -223,15 +223,8 @@ def test_since_leaves_older_predictions_out_of_the_scan(world: dict[str, Any]) -
 
 def test_as_of_sees_only_labels_known_then(world: dict[str, Any]) -> None:
     as_of = T0 + dt.timedelta(days=2, hours=1)  # labels of the first hour of traffic only
-    report = live_performance(
-        world["log"],
-        world["feedback"],
-        MODEL,
-        window=5000,
-        min_labels=10,
-        metric="roc_auc",
-        as_of=as_of,
-    )
+    args = dict(window=5000, min_labels=10, metric="roc_auc")
+    report = live_performance(world["log"], world["feedback"], MODEL, as_of=as_of, **args)
     joined = manual_join(world["log"], world["feedback"], as_of=as_of)
     assert report["as_of"] == as_of.isoformat()
     assert report["labels"]["matched"] == len(joined)
@@ -243,13 +236,7 @@ def test_as_of_sees_only_labels_known_then(world: dict[str, Any]) -> None:
         assert report["versions"][version]["metrics"]["roc_auc"] == pytest.approx(want["roc_auc"])
     # predictions made after as_of are not in the log view either
     early = live_performance(
-        world["log"],
-        world["feedback"],
-        MODEL,
-        window=5000,
-        min_labels=10,
-        metric="roc_auc",
-        as_of=T0 + dt.timedelta(seconds=995),
+        world["log"], world["feedback"], MODEL, as_of=T0 + dt.timedelta(seconds=995), **args
     )
     assert early["predictions"]["live"] == 100
     assert early["labels"]["matched"] == 0

@@ -115,6 +115,37 @@ def models(split: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, TrainedModel]:
     }
 
 
+@pytest.fixture(scope="module")
+def train_rows(split: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    return split[0]
+
+
+@pytest.fixture(scope="module")
+def held_out(split: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    return split[1]
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each fast trainer's kind: a test that takes it (or ``trainer``, ``model``) runs per kind."""
+    return str(request.param)
+
+
+@pytest.fixture
+def trainer(kind: str) -> Trainer:
+    return FAST_TRAINERS[kind]
+
+
+@pytest.fixture
+def model(kind: str, models: dict[str, TrainedModel]) -> TrainedModel:
+    return models[kind]
+
+
+@pytest.fixture(scope="module")
+def task_held_out(task_split: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    return task_split[1]
+
+
 def _digests(files: dict[str, bytes]) -> dict[str, str]:
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
@@ -122,33 +153,27 @@ def _digests(files: dict[str, bytes]) -> dict[str, str]:
 # ---------------------------------------------------------------------------------- learning
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_learns_signal_on_held_out_rows(
-    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+    kind: str, model: TrainedModel, held_out: pd.DataFrame
 ) -> None:
-    _, test = split
-    model = models[kind]
-    p = model.predict_proba(test)
+    p = model.predict_proba(held_out)
     assert p.dtype == np.float64
-    assert p.shape == (len(test),)
+    assert p.shape == (len(held_out),)
     assert np.all((p >= 0) & (p <= 1))
-    assert roc_auc(test["label"], p) > 0.8
+    assert roc_auc(held_out["label"], p) > 0.8
     assert model.kind == kind
     assert model.features == tuple(FEATURES)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_preprocess_is_float32_and_imputes(
-    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+    kind: str, model: TrainedModel, held_out: pd.DataFrame
 ) -> None:
-    _, test = split
-    model = models[kind]
-    x = model.preprocess(test)
+    x = model.preprocess(held_out)
     assert x.dtype == np.float32
     assert x.flags.c_contiguous
     assert np.isfinite(x).all()
     spec = model.preprocessing
-    assert x.shape == (len(test), spec["input_dim"])
+    assert x.shape == (len(held_out), spec["input_dim"])
     columns = {c["name"]: c for c in spec["features"]}
     assert columns["empty"]["all_missing"] is True
     assert columns["empty"]["fill_value"] == 0.0
@@ -166,10 +191,9 @@ def test_preprocess_is_float32_and_imputes(
         assert spec["input_dim"] == len(FEATURES)
 
 
-def test_torch_standardises_numeric_columns(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    train, _ = split
-    model = TorchTrainer(epochs=1).fit(train, features=["noise", "count"], label="label")
-    x = model.preprocess(train).astype(np.float64)
+def test_torch_standardises_numeric_columns(train_rows: pd.DataFrame) -> None:
+    model = TorchTrainer(epochs=1).fit(train_rows, features=["noise", "count"], label="label")
+    x = model.preprocess(train_rows).astype(np.float64)
     assert np.abs(x.mean(axis=0)).max() < 1e-6
     assert np.abs(x.std(axis=0) - 1.0).max() < 1e-5
 
@@ -177,22 +201,17 @@ def test_torch_standardises_numeric_columns(split: tuple[pd.DataFrame, pd.DataFr
 # ------------------------------------------------------------------------------- determinism
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_fit_twice_gives_identical_bytes(
-    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+    trainer: Trainer, model: TrainedModel, train_rows: pd.DataFrame
 ) -> None:
-    train, _ = split
-    again = FAST_TRAINERS[kind].fit(train, features=FEATURES, label="label")
-    assert again.files() == models[kind].files()
-    assert again.weights_sha256 == models[kind].weights_sha256
+    again = trainer.fit(train_rows, features=FEATURES, label="label")
+    assert again.files() == model.files()
+    assert again.weights_sha256 == model.weights_sha256
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_seed_changes_the_weights(kind: str, split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    train, _ = split
-    trainer = FAST_TRAINERS[kind]
-    a = trainer.fit(train, features=FEATURES, label="label")
-    b = trainer.model_copy(update={"seed": 1}).fit(train, features=FEATURES, label="label")
+def test_seed_changes_the_weights(trainer: Trainer, train_rows: pd.DataFrame) -> None:
+    a = trainer.fit(train_rows, features=FEATURES, label="label")
+    b = trainer.model_copy(update={"seed": 1}).fit(train_rows, features=FEATURES, label="label")
     assert a.weights_sha256 != b.weights_sha256
 
 
@@ -235,16 +254,15 @@ def test_identical_bytes_across_processes(models: dict[str, TrainedModel]) -> No
     assert results[0] == {kind: _digests(model.files()) for kind, model in models.items()}
 
 
-def test_torch_fit_restores_global_state(split: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+def test_torch_fit_restores_global_state(train_rows: pd.DataFrame) -> None:
     import torch
 
-    train, _ = split
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(1234)
     expected_next = torch.rand(3)
     torch.manual_seed(1234)
-    TorchTrainer(epochs=1, num_threads=1).fit(train, features=FEATURES, label="label")
+    TorchTrainer(epochs=1, num_threads=1).fit(train_rows, features=FEATURES, label="label")
     assert torch.equal(torch.rand(3), expected_next)  # the global RNG was not consumed
     assert torch.get_num_threads() == threads
     assert torch.are_deterministic_algorithms_enabled() == deterministic
@@ -253,12 +271,9 @@ def test_torch_fit_restores_global_state(split: tuple[pd.DataFrame, pd.DataFrame
 # ------------------------------------------------------------------------------ safe files
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_load_round_trip_predicts_identically(
-    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+    kind: str, model: TrainedModel, held_out: pd.DataFrame
 ) -> None:
-    _, test = split
-    model = models[kind]
     files = model.files()
     expected_names = {
         "lightgbm": {"model.txt", "preprocessing.json"},
@@ -274,7 +289,7 @@ def test_load_round_trip_predicts_identically(
     assert model.weights_sha256 == hashlib.sha256(files[model.weights_file]).hexdigest()
     loaded = TrainedModel.load(kind, {**files, "README.txt": b"ignored"})
     assert type(loaded) is type(model)
-    assert np.array_equal(loaded.predict_proba(test), model.predict_proba(test))
+    assert np.array_equal(loaded.predict_proba(held_out), model.predict_proba(held_out))
     assert loaded.files() == files
     for name in ("preprocessing.json", "architecture.json"):
         if name in files:
@@ -285,7 +300,7 @@ def test_load_round_trip_predicts_identically(
 
 def test_load_uses_no_pickle(
     models: dict[str, TrainedModel],
-    split: tuple[pd.DataFrame, pd.DataFrame],
+    held_out: pd.DataFrame,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import torch
@@ -297,10 +312,9 @@ def test_load_uses_no_pickle(
     monkeypatch.setattr(torch.jit, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    _, test = split
     for kind, model in models.items():
         loaded = TrainedModel.load(kind, model.files())
-        assert np.array_equal(loaded.predict_proba(test), model.predict_proba(test))
+        assert np.array_equal(loaded.predict_proba(held_out), model.predict_proba(held_out))
 
 
 def test_safetensors_header_is_fixed(models: dict[str, TrainedModel]) -> None:
@@ -329,11 +343,10 @@ def test_lightgbm_model_is_text(models: dict[str, TrainedModel]) -> None:
 
 
 def test_torchscript_scores_preprocessed_matrix(
-    models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+    models: dict[str, TrainedModel], held_out: pd.DataFrame
 ) -> None:
     import torch
 
-    _, test = split
     model = models["torch"]
     assert isinstance(model, TorchModel)
     data = model.files()["model.torchscript.pt"]
@@ -345,10 +358,10 @@ def test_torchscript_scores_preprocessed_matrix(
     ):  # torch.jit.load is deprecated in torch 2.13
         scripted = torch.jit.load(io.BytesIO(data))
     with torch.inference_mode():
-        out = scripted(torch.from_numpy(model.preprocess(test)))
+        out = scripted(torch.from_numpy(model.preprocess(held_out)))
     assert out.dtype == torch.float32
-    assert tuple(out.shape) == (len(test), 1)
-    assert np.array_equal(out.numpy().reshape(-1).astype(np.float64), model.predict_proba(test))
+    assert tuple(out.shape) == (len(held_out), 1)
+    assert np.array_equal(out.numpy().reshape(-1).astype(np.float64), model.predict_proba(held_out))
     arch = model.architecture
     assert arch["torchscript"]["input"]["shape"] == [-1, model.preprocessing["input_dim"]]
 
@@ -374,13 +387,10 @@ def test_torchscript_regenerated_when_absent(
 # ------------------------------------------------------------------------------ categories
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_unseen_and_missing_categories_map_to_unknown(
-    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+    kind: str, model: TrainedModel, held_out: pd.DataFrame
 ) -> None:
-    _, test = split
-    model = models[kind]
-    rows = test.iloc[:20].copy()
+    rows = held_out.iloc[:20].copy()
     unseen = rows.copy()
     unseen["city"] = "madrid"  # never seen in training
     unseen["tier"] = pd.Categorical(["platinum"] * len(rows))
@@ -399,40 +409,31 @@ def test_unseen_and_missing_categories_map_to_unknown(
         assert (x[:, FEATURES.index("city")] == 4.0).all()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_serving_frames_with_other_dtypes(
-    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
-) -> None:
-    _, test = split
-    model = models[kind]
-    reshaped = test[FEATURES[::-1]].copy()  # other column order, no label
+def test_serving_frames_with_other_dtypes(model: TrainedModel, held_out: pd.DataFrame) -> None:
+    reshaped = held_out[FEATURES[::-1]].copy()  # other column order, no label
     reshaped["tier"] = reshaped["tier"].astype(str)  # category -> plain strings
     reshaped["city"] = reshaped["city"].astype("string")
     reshaped["count"] = reshaped["count"].astype(object)
     reshaped["extra"] = 1
-    assert np.array_equal(model.predict_proba(reshaped), model.predict_proba(test))
-    assert model.predict_proba(test.iloc[:0]).shape == (0,)
+    assert np.array_equal(model.predict_proba(reshaped), model.predict_proba(held_out))
+    assert model.predict_proba(held_out.iloc[:0]).shape == (0,)
 
 
 # ------------------------------------------------------------------------------------ errors
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_missing_feature_columns(
-    kind: str, frame: pd.DataFrame, models: dict[str, TrainedModel]
+    trainer: Trainer, frame: pd.DataFrame, model: TrainedModel
 ) -> None:
-    trainer = FAST_TRAINERS[kind]
     with pytest.raises(SchemaError, match=r"\['ghost', 'phantom'\] are missing"):
         trainer.fit(frame, features=[*FEATURES, "ghost", "phantom"], label="label")
     with pytest.raises(SchemaError, match=r"\['nolabel'\] are missing"):
         trainer.fit(frame, features=FEATURES, label="nolabel")
     with pytest.raises(SchemaError, match=r"\['city'\] are missing"):
-        models[kind].predict_proba(frame.drop(columns=["city"]))
+        model.predict_proba(frame.drop(columns=["city"]))
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_label_errors(kind: str, frame: pd.DataFrame) -> None:
-    trainer = FAST_TRAINERS[kind]
+def test_label_errors(kind: str, trainer: Trainer, frame: pd.DataFrame) -> None:
     small = frame.iloc[:200].copy()
     bad = small.copy()
     bad.loc[:4, "label"] = 2
@@ -456,15 +457,12 @@ def test_label_errors(kind: str, frame: pd.DataFrame) -> None:
     assert trainer.fit(boolean, features=["noise"], label="label").kind == kind
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_empty_frame(kind: str, frame: pd.DataFrame) -> None:
+def test_empty_frame(trainer: Trainer, frame: pd.DataFrame) -> None:
     with pytest.raises(EmptyDataError, match="0 rows"):
-        FAST_TRAINERS[kind].fit(frame.iloc[:0], features=FEATURES, label="label")
+        trainer.fit(frame.iloc[:0], features=FEATURES, label="label")
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_feature_list_errors(kind: str, frame: pd.DataFrame) -> None:
-    trainer = FAST_TRAINERS[kind]
+def test_feature_list_errors(trainer: Trainer, frame: pd.DataFrame) -> None:
     with pytest.raises(SpecError, match="not a sequence"):
         trainer.fit(frame, features="noise", label="label")
     with pytest.raises(SpecError, match="empty"):
@@ -475,9 +473,7 @@ def test_feature_list_errors(kind: str, frame: pd.DataFrame) -> None:
         trainer.fit(frame, features=["noise", "label"], label="label")
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_bad_feature_values(kind: str, frame: pd.DataFrame) -> None:
-    trainer = FAST_TRAINERS[kind]
+def test_bad_feature_values(trainer: Trainer, frame: pd.DataFrame) -> None:
     small = frame.iloc[:300].copy()
     inf = small.copy()
     inf.loc[:1, "noise"] = np.inf
@@ -677,29 +673,25 @@ def task_models(task_split: tuple[pd.DataFrame, pd.DataFrame]) -> dict[str, Trai
     }
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_multiclass_predicts_probabilities_in_class_order(
-    kind: str, task_models: dict[str, TrainedModel], task_split: tuple[pd.DataFrame, pd.DataFrame]
+    kind: str, task_models: dict[str, TrainedModel], task_held_out: pd.DataFrame
 ) -> None:
-    _, test = task_split
     model = task_models[f"{kind}/multiclass"]
-    assert model.task == "multiclass"
-    assert model.classes == ("setosa", "versicolor", "virginica")  # sorted
-    assert model.output_width == 3
-    p = model.predict(test)
+    classes = ("setosa", "versicolor", "virginica")  # sorted
+    assert (model.task, model.classes, model.output_width) == ("multiclass", classes, 3)
+    p = model.predict(task_held_out)
     assert p.dtype == np.float64
-    assert p.shape == (len(test), 3)
+    assert p.shape == (len(task_held_out), 3)
     assert np.all((p >= 0) & (p <= 1))
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-6)
     predicted = np.asarray(model.classes, dtype=object)[p.argmax(axis=1)]
-    assert (predicted == test["species"].to_numpy()).mean() > 0.9  # chance: ~1/3
-    assert np.array_equal(model.predict_proba(test), p)
-    assert model.predict(test.iloc[:0]).shape == (0, 3)
+    assert (predicted == task_held_out["species"].to_numpy()).mean() > 0.9  # chance: ~1/3
+    assert np.array_equal(model.predict_proba(task_held_out), p)
+    assert model.predict(task_held_out.iloc[:0]).shape == (0, 3)
     assert model.preprocessing["task"] == "multiclass"
     assert model.preprocessing["classes"] == ["setosa", "versicolor", "virginica"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_multiclass_integer_labels_keep_their_values(
     kind: str, task_split: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
@@ -727,29 +719,24 @@ def test_multiclass_integer_labels_keep_their_values(
     )
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_regression_predicts_label_units(
-    kind: str, task_models: dict[str, TrainedModel], task_split: tuple[pd.DataFrame, pd.DataFrame]
+    kind: str, task_models: dict[str, TrainedModel], task_held_out: pd.DataFrame
 ) -> None:
-    _, test = task_split
     model = task_models[f"{kind}/regression"]
-    assert model.task == "regression"
-    assert model.classes == ()
-    assert model.output_width == 1
-    p = model.predict(test)
+    assert (model.task, model.classes, model.output_width) == ("regression", (), 1)
+    p = model.predict(task_held_out)
     assert p.dtype == np.float64
-    assert p.shape == (len(test),)
-    y = test["amount"].to_numpy()
+    assert p.shape == (len(task_held_out),)
+    y = task_held_out["amount"].to_numpy()
     r2 = 1.0 - float(np.sum((y - p) ** 2)) / float(np.sum((y - y.mean()) ** 2))
     assert r2 > 0.8
     assert abs(p.mean() - y.mean()) < 1.0  # label units (mean ~50), not standardised
-    assert model.predict(test.iloc[:0]).shape == (0,)
+    assert model.predict(task_held_out.iloc[:0]).shape == (0,)
     with pytest.raises(SpecError, match=r"predict_proba\(\).*task='regression'.*call predict"):
-        model.predict_proba(test)
+        model.predict_proba(task_held_out)
 
 
 @pytest.mark.parametrize("task", NEW_TASKS)
-@pytest.mark.parametrize("kind", KINDS)
 def test_task_models_round_trip_and_train_bit_identically(
     kind: str,
     task: str,
@@ -820,14 +807,15 @@ def test_torchscript_export_per_task(
     assert TrainedModel.load("torch", partial).files()["model.torchscript.pt"] == data
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_binary_models_keep_their_files_and_gain_the_task_api(
-    kind: str, models: dict[str, TrainedModel], split: tuple[pd.DataFrame, pd.DataFrame]
+    kind: str,
+    trainer: Trainer,
+    model: TrainedModel,
+    train_rows: pd.DataFrame,
+    held_out: pd.DataFrame,
 ) -> None:
-    _, test = split
-    model = models[kind]
     assert (model.task, model.classes, model.output_width) == ("binary", (0, 1), 1)
-    assert np.array_equal(model.predict(test), model.predict_proba(test))
+    assert np.array_equal(model.predict(held_out), model.predict_proba(held_out))
     files = model.files()
     preprocessing = json.loads(files["preprocessing.json"])
     assert "task" not in preprocessing  # binary bytes as before tasks existed
@@ -837,7 +825,7 @@ def test_binary_models_keep_their_files_and_gain_the_task_api(
         assert "task" not in arch
         assert "target" not in arch
         assert arch["output_activation"] == "sigmoid"
-    explicit = FAST_TRAINERS[kind].fit(split[0], features=FEATURES, label="label", task="binary")
+    explicit = trainer.fit(train_rows, features=FEATURES, label="label", task="binary")
     assert explicit.files() == files
     assert model_output(preprocessing) == ModelOutput("binary", 1, (0, 1))
 
@@ -893,7 +881,6 @@ def test_check_labels_accepts_what_each_task_trains_on() -> None:
         check_labels([0, 1], task="binary", label="y")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_fit_refuses_labels_that_do_not_fit_the_task(
     kind: str, task_split: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:

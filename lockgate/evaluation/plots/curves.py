@@ -22,6 +22,7 @@ from lockgate.evaluation.reliability import calibration
 from lockgate.tasks import metrics as _metrics
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -46,6 +47,27 @@ def _curve(y: _IntArray, p: _FloatArray) -> tuple[_IntArray, _IntArray]:
     tps = np.cumsum(y[order], dtype=np.int64)[ends]
     fps = (ends + 1).astype(np.int64) - tps
     return tps, fps
+
+
+def _finish_unit_axes(
+    ax: Axes,
+    title: str,
+    y: _IntArray,
+    *,
+    axes: tuple[str, str],
+    legend_loc: Literal["lower right", "upper right"],
+) -> None:
+    """Labels a curve on the unit square (1 % margin; x and y labels ``axes``) with the rows and
+    positives of ``y`` in the title, a grid and the legend."""
+    ax.set(
+        xlim=(-0.01, 1.01),
+        ylim=(-0.01, 1.01),
+        xlabel=axes[0],
+        ylabel=axes[1],
+        title=f"{title} (n={y.shape[0]:,}, positives={int(y.sum()):,})",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend_loc, fontsize=9)
 
 
 def roc_plot(y: Any, scores: Mapping[str, Any], *, title: str = "ROC curve") -> bytes:
@@ -83,15 +105,8 @@ def roc_plot(y: Any, scores: Mapping[str, Any], *, title: str = "ROC curve") -> 
             tpr = np.concatenate([[0.0], tps / positives])
             auc = _metrics.roc_auc(y_int, p)
             ax.plot(fpr, tpr, linewidth=1.5, label=f"{name} (AUC {auc:.3f})")
-        ax.set(
-            xlim=(-0.01, 1.01),
-            ylim=(-0.01, 1.01),
-            xlabel="False positive rate",
-            ylabel="True positive rate (recall)",
-            title=f"{title} (n={y_int.shape[0]:,}, positives={positives:,})",
-        )
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=9)
+        labels = ("False positive rate", "True positive rate (recall)")
+        _finish_unit_axes(ax, title, y_int, axes=labels, legend_loc="lower right")
 
     return render(draw)
 
@@ -99,18 +114,8 @@ def roc_plot(y: Any, scores: Mapping[str, Any], *, title: str = "ROC curve") -> 
 def pr_plot(y: Any, scores: Mapping[str, Any], *, title: str = "Precision-recall curve") -> bytes:
     """Precision-recall curves (step-wise, as average precision integrates them), AP in the legend.
 
-    Args:
-        y: True labels in {0, 1}; at least one positive.
-        scores: Model name to scores or probabilities of label 1, in legend order.
-        title: The figure title.
-
-    Returns:
-        The PNG bytes (640 x 480).
-
-    Raises:
-        EmptyDataError: When there are no rows.
-        DataError: On invalid input or no positives.
-        SpecError: On an empty model name.
+    Arguments, result and errors as :func:`roc_plot`, except that ``y`` needs at least one
+    positive rather than both classes (DataError when it has none).
 
     Example:
         >>> png = pr_plot([0, 1, 0, 1], {"a": [0.1, 0.9, 0.4, 0.3]})
@@ -143,15 +148,8 @@ def pr_plot(y: Any, scores: Mapping[str, Any], *, title: str = "Precision-recall
                 linewidth=1.5,
                 label=f"{name} (AP {ap:.3f})",
             )
-        ax.set(
-            xlim=(-0.01, 1.01),
-            ylim=(-0.01, 1.01),
-            xlabel="Recall (true positive rate)",
-            ylabel="Precision",
-            title=f"{title} (n={y_int.shape[0]:,}, positives={positives:,})",
-        )
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=9)
+        labels = ("Recall (true positive rate)", "Precision")
+        _finish_unit_axes(ax, title, y_int, axes=labels, legend_loc="upper right")
 
     return render(draw)
 

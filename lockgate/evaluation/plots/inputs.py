@@ -22,16 +22,34 @@ _FloatArray = npt.NDArray[np.float64]
 _IntArray = npt.NDArray[np.int64]
 
 
+def _require_models(models: Any, what: str, holding: str, example: str) -> None:
+    """Raises DataError unless ``models`` is a non-empty mapping of model name to values."""
+    if not isinstance(models, Mapping) or not models:
+        raise DataError(
+            f"{what} is {models!r}; rule: plots need a non-empty mapping of model name to "
+            f"{holding}; fix: pass e.g. {example}"
+        )
+
+
+def _require_name(name: Any, what: str, why: str) -> None:
+    """Raises SpecError unless the model name is a non-empty string (``why`` says what it labels)."""
+    if not isinstance(name, str) or not name:
+        raise SpecError(
+            f"model name {name!r} is invalid; rule: every model needs a non-empty string "
+            f"name{why}; fix: key the {what} by e.g. 'champion'"
+        )
+
+
 def checked_scores(
     y: Any, scores: Mapping[str, Any], *, unit_interval: bool
 ) -> tuple[_IntArray, dict[str, _FloatArray]]:
     """Validates the labels and every model's scores."""
-    if not isinstance(scores, Mapping) or not scores:
-        raise DataError(
-            f"scores is {scores!r}; rule: plots need a non-empty mapping of model name to "
-            f"predicted probabilities; fix: pass e.g. {{'champion': p_champion, 'challenger': "
-            f"p_challenger}}"
-        )
+    _require_models(
+        scores,
+        "scores",
+        "predicted probabilities",
+        "{'champion': p_champion, 'challenger': p_challenger}",
+    )
     y_int = as_labels(y)
     return y_int, checked_values(
         scores, "scores", n=int(y_int.shape[0]), unit_interval=unit_interval
@@ -44,11 +62,7 @@ def checked_values(
     """Each model's values checked: a non-empty string name and ``n`` (finite) numbers."""
     out: dict[str, _FloatArray] = {}
     for name, v in values.items():
-        if not isinstance(name, str) or not name:
-            raise SpecError(
-                f"model name {name!r} is invalid; rule: every model needs a non-empty string "
-                f"name (it labels the curve); fix: key the {what} by e.g. 'champion'"
-            )
+        _require_name(name, what, " (it labels the curve)")
         out[name] = as_scores(v, name=f"{what}[{name!r}]", n=n, unit_interval=unit_interval)
     return out
 
@@ -57,11 +71,7 @@ def checked_targets(
     y: Any, predictions: Mapping[str, Any]
 ) -> tuple[_FloatArray, dict[str, _FloatArray]]:
     """Validates regression targets and every model's predictions."""
-    if not isinstance(predictions, Mapping) or not predictions:
-        raise DataError(
-            f"predictions is {predictions!r}; rule: plots need a non-empty mapping of model name "
-            f"to predictions; fix: pass e.g. {{'challenger': pred}}"
-        )
+    _require_models(predictions, "predictions", "predictions", "{'challenger': pred}")
     y_float = as_targets(y)
     return y_float, checked_values(
         predictions, "predictions", n=int(y_float.shape[0]), unit_interval=False
@@ -72,19 +82,13 @@ def checked_probabilities(
     y: Any, probabilities: Mapping[str, Any], classes: Sequence[Any]
 ) -> tuple[_IntArray, dict[str, _FloatArray]]:
     """Validates class indices and every model's ``(n, k)`` probabilities in ``classes`` order."""
-    if not isinstance(probabilities, Mapping) or not probabilities:
-        raise DataError(
-            f"probabilities is {probabilities!r}; rule: plots need a non-empty mapping of model "
-            f"name to (n, k) class probabilities; fix: pass e.g. {{'challenger': p}}"
-        )
+    _require_models(
+        probabilities, "probabilities", "(n, k) class probabilities", "{'challenger': p}"
+    )
     out: dict[str, _FloatArray] = {}
     y_idx: _IntArray | None = None
     for name, p in probabilities.items():
-        if not isinstance(name, str) or not name:
-            raise SpecError(
-                f"model name {name!r} is invalid; rule: every model needs a non-empty string "
-                f"name; fix: key the probabilities by e.g. 'champion'"
-            )
+        _require_name(name, "probabilities", "")
         y_idx, out[name] = validate_multiclass(y, p)
         if out[name].shape[1] != len(classes):
             raise DataError(

@@ -88,18 +88,9 @@ def confusion_matrix_plot(
     Each cell shows the share of the true class's rows predicted as the column's class (the
     diagonal is the per-class recall) and its count.
 
-    Args:
-        y: Class indices ``0..k-1``.
-        p: ``(n, k)`` probabilities in ``classes`` order.
-        classes: The k class labels.
-        title: The figure title.
-
-    Returns:
-        The PNG bytes (640 x 480).
-
-    Raises:
-        EmptyDataError: When there are no rows.
-        DataError: On invalid input.
+    Arguments, result and errors as :func:`class_recall_plot`, with ``p`` the one model's
+    ``(n, k)`` probabilities in ``classes`` order instead of a mapping of models (so no model
+    name to refuse).
 
     Example:
         >>> png = confusion_matrix_plot([0, 1], [[.7, .3], [.6, .4]], classes=["no", "yes"])

@@ -9,7 +9,6 @@ segments not yet rolled (streamed by row group, :data:`LOG_ROW_GROUP_ROWS`).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -20,9 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lockgate._util.fs import fsync_path
+from lockgate._util.fs import atomic_write, fsync_path
 from lockgate.gateway.errors import PredictionLogError
-from lockgate.gateway.files import mkdirs_durable
 from lockgate.gateway.predlog.records import prediction_log_schema, read_segment
 from lockgate.gateway.routing import NAME_RE
 
@@ -95,24 +93,17 @@ def roll_segment(path: Path, log_dir: Path) -> int:
     Returns:
         The number of records converted.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     seq = segment_seq(path)
     table, clean = read_segment(path)
     for model, day, rows in _by_model_day(table):
-        folder = log_dir / model / f"date={day}"
-        mkdirs_durable(folder)
-        final = folder / f"part-{seq:020d}.parquet"
-        tmp = folder / f".part-{seq:020d}.parquet.tmp"
-        try:
-            pq.write_table(rows, tmp, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS)
-            fsync_path(tmp)
-        except BaseException:  # e.g. a full disk: give the space back, retry the segment later
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        os.replace(tmp, final)
-        fsync_path(folder)
+        sink = pa.BufferOutputStream()
+        pq.write_table(rows, sink, compression="zstd", row_group_size=LOG_ROW_GROUP_ROWS)
+        # a failed write (e.g. a full disk) leaves no temp file: the segment is retried later
+        part = log_dir / model / f"date={day}" / f"part-{seq:020d}.parquet"
+        atomic_write(part, sink.getvalue().to_pybytes())
     if not clean:
         torn = path.with_name(path.name + ".torn")
         os.replace(path, torn)

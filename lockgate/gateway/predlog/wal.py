@@ -28,9 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from lockgate._util.fs import fsync_path
+from lockgate._util.fs import fsync_path, mkdirs_durable
 from lockgate.gateway.errors import GatewayError, PredictionLogError
-from lockgate.gateway.files import mkdirs_durable
 from lockgate.gateway.predlog.parquet import list_segments, roll_segment, segment_seq
 from lockgate.gateway.stats import Stats
 
