@@ -3,11 +3,12 @@
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
 from lockgate.assets.declare import blocking_checks, pipeline_asset
+from lockgate.lineage.refs import GatedEvaluationRef
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.serving.stack import ServingStack
@@ -34,7 +35,7 @@ def _gate(spec: ModelPipeline) -> Any:
 
 
 def passing_verdict(
-    artifacts: ArtifactRegistry, pipeline: str, evaluation: dict[str, Any]
+    artifacts: ArtifactRegistry, pipeline: str, evaluation: GatedEvaluationRef
 ) -> dict[str, Any]:
     """The passing gate verdict of the evaluation; GateFailedError if there is none."""
     from lockgate.errors import GateFailedError
@@ -552,7 +553,7 @@ def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:
     ) -> dg.Output[dict[str, Any]]:
 
         version = evaluation["version"]
-        passing_verdict(artifacts, spec.name, evaluation)
+        passing_verdict(artifacts, spec.name, cast(GatedEvaluationRef, evaluation))
         previous = artifacts.alias(spec.name, "champion")
         if previous == version:  # a rerun: the alias, its history and the audit log stay
             state = artifacts.aliases(spec.name)

@@ -4,12 +4,13 @@
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 
 from lockgate.assets.declare import pipeline_asset
 from lockgate.assets.gate import passing_verdict
+from lockgate.lineage.refs import GatedEvaluationRef
 from lockgate.lineage.registry import ArtifactRegistry
 from lockgate.resources.audit import AuditTrail
 from lockgate.serving.stack import ServingStack
@@ -46,7 +47,7 @@ def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
         from lockgate.serving.triton_config import triton_model_name
 
         version = evaluation["version"]
-        passing_verdict(artifacts, spec.name, evaluation)
+        passing_verdict(artifacts, spec.name, cast(GatedEvaluationRef, evaluation))
         folder = write_model_version(
             artifacts,
             serving_stack.repo_dir,
@@ -181,7 +182,7 @@ def build_rollout(spec: ModelPipeline) -> dg.AssetsDefinition:
             raise GateFailedError(
                 f"{spec.name} {serving['version']} failed infra validation; it gets no traffic"
             )
-        passing_verdict(artifacts, spec.name, evaluation)
+        passing_verdict(artifacts, spec.name, cast(GatedEvaluationRef, evaluation))
         version = serving["version"]
         actor = f"dagster run {context.run_id}"
         serving_stack.ensure()

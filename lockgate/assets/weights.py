@@ -1,12 +1,14 @@
 """model_weights asset: train, lock and store one model version."""
 # no `from __future__ import annotations`: Dagster reads these annotations at definition time
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 
 from lockgate.assets.declare import deployed_version_key, pipeline_asset
 from lockgate.lineage.registry import ArtifactRegistry
+from lockgate.serving.canary_state import CanaryStateRecord
 from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
@@ -116,12 +118,12 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
 
 
 def _traffic(
-    version: str, champion: str | None, canary: dict[str, Any] | None, served: bool
+    version: str, champion: str | None, canary: CanaryStateRecord | None, served: bool
 ) -> float | None:
     """The share of live requests ``version`` answers, in percent (None: not served here)."""
     if not served:
         return None
-    state = canary or {}
+    state: Mapping[str, Any] = canary or {}
     if state.get("status") == "running" and version in (
         state.get("champion"),
         state.get("challenger"),
@@ -136,7 +138,7 @@ def model_registry_rows(
     artifacts: ArtifactRegistry,
     pipeline: str,
     *,
-    canary: dict[str, Any] | None = None,
+    canary: CanaryStateRecord | None = None,
     served: bool = False,
     gated: bool = True,
 ) -> list[dict[str, Any]]:
@@ -221,7 +223,7 @@ def model_registry_metadata(
     artifacts: ArtifactRegistry,
     pipeline: str,
     *,
-    canary: dict[str, Any] | None = None,
+    canary: CanaryStateRecord | None = None,
     served: bool = False,
     gated: bool = True,
     reason: str = "",
@@ -255,7 +257,7 @@ def model_registry_event(
     spec: ModelPipeline,
     artifacts: ArtifactRegistry,
     *,
-    canary: dict[str, Any] | None = None,
+    canary: CanaryStateRecord | None = None,
     reason: str = "",
 ) -> dg.AssetMaterialization:
     """A ``[name, model_registry]`` materialization of the registry as it is now.

@@ -212,8 +212,8 @@ class AdminApp:
             return
         if len(sub) == 2 and sub[0] == "stats" and method == "GET":
             name = sub[1]
-            snap = gw.stats.snapshot(name, gw.routes.routes.get(name))
-            await respond(send, 200, dumps_compact(snap).encode())
+            model_stats = gw.stats.snapshot(name, gw.routes.routes.get(name))
+            await respond(send, 200, dumps_compact(model_stats).encode())
             return
         if sub == ["log", "roll"] and method == "POST":
             if not gw.started:

@@ -36,7 +36,7 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -46,6 +46,9 @@ from lockgate.gateway.admin import ACTOR_HEADER
 from lockgate.gateway.config import ADMIN_TOKEN_ENV, GatewayConfig
 from lockgate.gateway.errors import GatewayError, RouteError
 from lockgate.gateway.server import SERVER_LIMIT_FIELDS, ServerLimits
+
+if TYPE_CHECKING:
+    from lockgate.gateway.stats import AdminStats
 
 __all__ = ["Gateway", "GatewayServer", "RemoteGateway", "default_actor"]
 
@@ -196,9 +199,9 @@ class Gateway(BaseModel, ABC):
         """Remove a public model's route (its requests then get 404)."""
         self._call("DELETE", f"/admin/routes/{name}")
 
-    def stats(self, name: str) -> dict[str, Any]:
+    def stats(self, name: str) -> AdminStats:
         """Per-version statistics of a public model since the last reset (``/admin/stats``)."""
-        return dict(self._call("GET", f"/admin/stats/{name}"))
+        return cast("AdminStats", dict(self._call("GET", f"/admin/stats/{name}")))
 
     def reset_stats(self, name: str) -> dict[str, Any]:
         """Restart the statistics window of a public model."""

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from bisect import bisect_left
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -28,6 +28,8 @@ __all__ = [
     "DIFF_BUCKETS",
     "LATENCY_BUCKETS_S",
     "PREDICTION_BUCKETS",
+    "AdminStats",
+    "AdminVersionStats",
     "Histogram",
     "Stats",
     "iso_utc",
@@ -55,6 +57,51 @@ LATENCY_BUCKETS_S = (
 PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DIFF_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 COMMIT_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class AdminVersionStats(TypedDict):
+    """One served version in ``GET /admin/stats/{name}`` (``AdminStats["versions"][version]``).
+
+    Flat figures count live and shadow traffic together where the name says so; ``live`` and
+    ``shadow`` are the detailed blocks of each window (counters, latency summary, prediction
+    histogram and sketch; ``abs_diff`` in the shadow block, ``retried_on_champion`` in the live).
+    """
+
+    role: str
+    requests: int
+    answered: int
+    shadow_requests: int
+    errors: int
+    schema_violations: int
+    error_rate: float
+    schema_violation_rate: float
+    retried_on_champion: int
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    latency_samples: int
+    mean_prediction: float | None
+    prediction_histogram: list[int]
+    prediction_kind: str | None
+    prediction_sketch: dict[str, int]
+    prediction_out_of_range: int
+    shadow_mean_abs_diff: float | None
+    shadow_max_abs_diff: float | None
+    live: dict[str, Any]
+    shadow: dict[str, Any]
+
+
+class AdminStats(TypedDict):
+    """The ``GET /admin/stats/{name}`` payload: one public model's windows since the last reset."""
+
+    model: str
+    since: str
+    since_unix: float
+    now: str
+    route: dict[str, Any] | None
+    histogram_edges: list[float]
+    versions: dict[str, AdminVersionStats]
+    shadow_dropped: int
 
 
 class Histogram:
@@ -336,7 +383,7 @@ class Stats:
         self.shadow_dropped.pop(model, None)
         return now
 
-    def snapshot(self, model: str, route: Route | None) -> dict[str, Any]:
+    def snapshot(self, model: str, route: Route | None) -> AdminStats:
         since = self.since.get(model, time.time())
         windows: dict[str, dict[bool, _Window]] = {}
         for (m, v, shadow), s in self.series.items():
@@ -361,7 +408,7 @@ class Stats:
         }
 
 
-def _version_snapshot(live: _Window, shadow: _Window, role: str) -> dict[str, Any]:
+def _version_snapshot(live: _Window, shadow: _Window, role: str) -> AdminVersionStats:
     """Flat per-version stats (live + shadow where noted) plus detailed live/shadow blocks."""
     samples = live.latency.values + shadow.latency.values
     lat = np.asarray(samples) * 1000.0 if samples else None

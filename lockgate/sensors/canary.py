@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -31,6 +31,9 @@ from lockgate.resources.audit import AuditTrail
 from lockgate.sensors._retrain import lockgate_sensor
 from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
+
+if TYPE_CHECKING:
+    from lockgate.gateway.stats import AdminStats
 
 __all__ = [
     "TickOutcome",
@@ -57,7 +60,7 @@ class TickOutcome:
         return self.action in ("advance", "rollback", "promote", "restored")
 
 
-def _stats(snapshot: dict[str, Any], version: str) -> Any:
+def _stats(snapshot: AdminStats, version: str) -> Any:
     from lockgate.serving.canary import CanaryError, VersionStats
 
     try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,7 @@ def run_feedback_tick(
             kept,
             links=links,
         )
-    canary = stack.canary_state(spec.name) or {}
+    canary: Mapping[str, Any] = stack.canary_state(spec.name) or {}
     if canary.get("status") == "running":
         return FeedbackTick(
             "skip",

@@ -1,5 +1,5 @@
-"""Where a rollout stands and what a tick concluded: :class:`CanaryState` (JSON round-trip) and
-:class:`Decision`.
+"""Where a rollout stands and what a tick concluded: :class:`CanaryState` (JSON round-trip),
+:class:`CanaryStateRecord` (its persisted JSON form) and :class:`Decision`.
 """
 
 from __future__ import annotations
@@ -7,14 +7,34 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lockgate.serving.canary_policy import Action, CanaryError, Mode, Phase, Status
 from lockgate.serving.canary_stats import COUNTERS, check_count, sketch_counts
 
-__all__ = ["CanaryState", "Decision"]
+__all__ = ["CanaryState", "CanaryStateRecord", "Decision"]
+
+
+class CanaryStateRecord(TypedDict):
+    """The persisted canary state: :meth:`CanaryState.to_dict`'s JSON form, as
+    ``ServingStack.canary_state`` reads it back (see :class:`CanaryState` for each field)."""
+
+    pipeline: str
+    champion: str
+    challenger: str
+    mode: Mode
+    phase: Phase
+    status: Status
+    step_index: int
+    weight: float
+    shadow_fraction: float
+    started_at: float
+    step_started_at: float
+    baseline: dict[str, Any]
+    history: list[dict[str, Any]]
+    rollback_reason: str | None
 
 
 class CanaryState(BaseModel):

@@ -28,7 +28,7 @@ import json
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,9 @@ from lockgate.errors import LockgateError
 from lockgate.gateway.process import Gateway, GatewayServer, RemoteGateway
 from lockgate.serving.triton_binary import free_port, port_is_free
 from lockgate.serving.triton_server import LocalTritonServer, RemoteTritonServer, TritonServer
+
+if TYPE_CHECKING:
+    from lockgate.serving.canary_state import CanaryStateRecord
 
 __all__ = ["LocalServingStack", "RemoteServingStack", "ServingStack"]
 
@@ -127,12 +130,12 @@ class ServingStack(BaseModel, ABC):
                 found.append(row)
         return found
 
-    def canary_state(self, pipeline: str) -> dict[str, Any] | None:
+    def canary_state(self, pipeline: str) -> CanaryStateRecord | None:
         """The persisted canary state of ``pipeline`` (None: never started)."""
         path = self.state_dir / f"{pipeline}.json"
         if not path.exists():
             return None
-        state: dict[str, Any] = json.loads(path.read_text())
+        state: CanaryStateRecord = json.loads(path.read_text())
         return state
 
     def save_canary_state(self, pipeline: str, state: dict[str, Any]) -> None:
