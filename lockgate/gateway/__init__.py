@@ -1,6 +1,6 @@
 """The lockgate gateway: the only door to the served models.
 
-Modules: :mod:`~lockgate.gateway.app` (the ASGI app, :func:`~lockgate.gateway.app.create_app`),
+Modules: :mod:`~lockgate.gateway.app` (the ASGI app; :func:`~lockgate.gateway.factory.create_app` builds it),
 :mod:`~lockgate.gateway.config`, :mod:`~lockgate.gateway.routing`, :mod:`~lockgate.gateway.models`,
 :mod:`~lockgate.gateway.kserve`, :mod:`~lockgate.gateway.named_inputs`,
 :mod:`~lockgate.gateway.coalesce` and :mod:`~lockgate.gateway.merge_queue`,
@@ -121,7 +121,7 @@ _EXPORTS = {
     "GatewayConfig": "lockgate.gateway.config",
     "HttpUpstream": "lockgate.gateway.upstream",
     "ServerLimits": "lockgate.gateway.server",
-    "create_app": "lockgate.gateway.app",
+    "create_app": "lockgate.gateway.factory",
 }
 
 __all__ = ["GatewayApp", "GatewayConfig", "HttpUpstream", "ServerLimits", "create_app"]

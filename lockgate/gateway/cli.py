@@ -21,9 +21,10 @@ from pathlib import Path
 
 import lockgate.gateway
 from lockgate._util.fs import atomic_write
-from lockgate.gateway.app import GatewayApp, app_from_config
+from lockgate.gateway.app import GatewayApp
 from lockgate.gateway.config import ADMIN_TOKEN_ENV, GatewayConfig
 from lockgate.gateway.errors import GatewayError
+from lockgate.gateway.factory import app_from_config
 from lockgate.gateway.server import (
     SERVER_LIMIT_FIELDS,
     ServerLimits,

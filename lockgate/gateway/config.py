@@ -27,7 +27,7 @@ ADMIN_TOKEN_ENV = "LOCKGATE_GATEWAY_ADMIN_TOKEN"
 
 
 class GatewayConfig(BaseModel):
-    """The settings of one gateway (see :func:`lockgate.gateway.app.create_app` for each).
+    """The settings of one gateway (see :func:`lockgate.gateway.factory.create_app` for each).
 
     Attributes:
         state_dir: folder of ``routes.json`` and ``routing.key``.

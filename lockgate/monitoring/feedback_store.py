@@ -146,8 +146,8 @@ def _validated(frame: Any, task: str = "binary") -> pd.DataFrame:
             label,
             bad,
             "other than 0 and 1",
-            "rule: labels are 0 or 1 (no missing values); fix: encode fraud as 1, drop unlabelled "
-            "rows",
+            "rule: labels are 0 or 1 (no missing values); fix: encode the positive class as 1, drop "
+            "unlabelled rows",
         )
         labels = values.astype(np.int8)
     stamps = frame["label_timestamp"]

@@ -138,8 +138,15 @@ def retrain_tags(
     characters.
 
     Example:
-        >>> from pipelines.fraud import PIPELINES
-        >>> sorted(retrain_tags(PIPELINES[0], trigger="drift", reason="psi 0.4", evidence="/r.json"))
+        >>> from lockgate import LabelSource, LightGBMTrainer, ModelPipeline
+        >>> churn = ModelPipeline(
+        ...     name="churn",
+        ...     feature_service="churn_v1",
+        ...     label="churned",
+        ...     labels=LabelSource(entity_columns=("customer_id",)),
+        ...     trainer=LightGBMTrainer(seed=7),
+        ... )
+        >>> sorted(retrain_tags(churn, trigger="drift", reason="psi 0.4", evidence="/r.json"))
         ['lockgate/evidence', 'lockgate/pipeline', 'lockgate/reason', 'lockgate/trigger']
     """
     tags = {

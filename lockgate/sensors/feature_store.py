@@ -15,7 +15,7 @@ only written at the end of a successful tick) asks for the same key and the daem
 duplicate; the audit log is checked for the key before an entry is written. Run-key dedupe is
 scoped to the code location name: keep it pinned.
 
-The cursor is the fingerprint as JSON: about 3.7 KB for the fraud example (4 views, 10 days),
+The cursor is the fingerprint as JSON: about 3.7 KB for a service of 4 views over 10 days of files,
 about 150 KB for 1,000 views over 100,000 files (``benchmarks/results/sensor_tick.json``).
 Dagster copies the cursor into every tick it keeps (skipped ticks for 7 days by default); for
 very large services shorten that with ``retention: sensor: purge_after_days: skipped: 1`` in
@@ -141,9 +141,16 @@ def make_feature_change_sensor(spec: ModelPipeline) -> dg.SensorDefinition:
     and a job named ``spec.train_job_name`` in the same definitions.
 
     Example:
-        >>> from pipelines.fraud import PIPELINES
-        >>> make_feature_change_sensor(PIPELINES[0]).name
-        'fraud_lgbm_on_feature_change'
+        >>> from lockgate import LabelSource, LightGBMTrainer, ModelPipeline
+        >>> churn = ModelPipeline(
+        ...     name="churn",
+        ...     feature_service="churn_v1",
+        ...     label="churned",
+        ...     labels=LabelSource(entity_columns=("customer_id",)),
+        ...     trainer=LightGBMTrainer(seed=7),
+        ... )
+        >>> make_feature_change_sensor(churn).name
+        'churn_on_feature_change'
 
     Raises:
         SpecError: ``spec.feature_changes`` is None (the pipeline has no such sensor).

@@ -30,8 +30,9 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockgate.gateway.app import GatewayApp, create_app
+from lockgate.gateway.app import GatewayApp
 from lockgate.gateway.errors import GatewayError, RouteError, UpstreamError
+from lockgate.gateway.factory import create_app
 from lockgate.gateway.named_inputs import FeatureContract, FeatureInputError
 from lockgate.gateway.predlog import PredictionLog, read_prediction_log
 from lockgate.gateway.predlog.records import encode_record as _encode_record
