@@ -642,3 +642,44 @@ def test_a_non_binary_spec_serves_and_judges_its_gates_primary_metric(tmp_path: 
         spec("regression", feedback=FeedbackPolicy(metric="roc_auc"))
     with pytest.raises(ValueError, match="not a binary live metric"):
         spec("binary", feedback=FeedbackPolicy(metric="rmse"))
+
+
+def test_a_window_of_many_labels_still_gets_an_interval() -> None:
+    """Windows above 5,000 labels used to get no interval at all; the vectorised bootstrap
+    gives every window one, narrower as the window grows, around the point estimate."""
+    from lockgate.monitoring.feedback_performance import metric_interval
+    from lockgate.tasks import metrics as task_metrics
+
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (2_000, 40_000, 240_000):
+        y = (rng.random(n) < 0.02).astype(np.int64)
+        p = np.clip(0.3 * y + 0.7 * rng.random(n), 0.0, 1.0)
+        interval = metric_interval("binary", "roc_auc", y, p)
+        assert interval is not None, n
+        low, high = interval
+        assert low < task_metrics.roc_auc(y, p) < high
+        widths.append(high - low)
+    assert widths[0] > widths[1] > widths[2] > 0.0
+    # one class only: the metric is undefined, and so is its interval
+    assert metric_interval("binary", "roc_auc", np.zeros(50_000), rng.random(50_000)) is None
+
+
+def test_live_performance_gives_an_interval_above_5000_labels(tmp_path: Path) -> None:
+    from lockgate.monitoring.feedback import live_performance, write_feedback
+
+    n = 6_000
+    rng = np.random.default_rng(4)
+    t0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    y = (rng.random(n) < 0.05).astype(np.int64)
+    score = np.clip(0.3 * y + 0.7 * rng.random(n), 0.0, 1.0)
+    traces = _log_outputs(tmp_path / "log", "v1", score[:, None], t0)
+    frame = labels_for(list(zip(traces, range(n), strict=True)), y, _stamps(n, t0))
+    write_feedback(tmp_path / "fb", frame)
+    perf = live_performance(
+        tmp_path / "log", tmp_path / "fb", MODEL, window=n, min_labels=100, metric="roc_auc"
+    )
+    block = perf["versions"]["v1"]
+    assert block["n"] == n
+    low, high = block["interval"]
+    assert low < block["metrics"]["roc_auc"] < high
