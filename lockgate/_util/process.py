@@ -210,10 +210,12 @@ class ManagedProcess:
         cwd: Path | str | None = None,
         banner: str | None = None,
         record_pid: bool = True,
+        user: str | None = None,
     ) -> subprocess.Popen[bytes]:
         """Starts ``command`` in a new session (its own process group), output appended to the
         log (after ``banner``, a line), and writes the PID file atomically (with ``record_pid``;
-        else the caller calls :meth:`write_pid_file` when it is ready to).
+        else the caller calls :meth:`write_pid_file` when it is ready to). ``user``: run as
+        that system user (the caller must be allowed to switch to it, i.e. root).
 
         Returns:
             The child process.
@@ -231,6 +233,7 @@ class ManagedProcess:
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
+                user=user,
             )
         if record_pid:
             self.write_pid_file()
