@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from lockgate._util.urls import redact_url
 from lockgate.errors import EmptyDataError, FeatureStoreError, SchemaError
 
 if TYPE_CHECKING:
@@ -135,17 +136,52 @@ class FeastStore(BaseModel):
         return project
 
     @property
+    def registry_type(self) -> str:
+        """``file`` (``registry.db``) or ``sql`` (Feast's SQL registry, e.g. on PostgreSQL).
+
+        Read without importing Feast, like :attr:`project_name`.
+        """
+        if not self.is_feast_repo:
+            return "file"
+        registry = self._yaml().get("registry", "")
+        kind = registry.get("registry_type", "file") if isinstance(registry, dict) else "file"
+        return str(kind or "file")
+
+    @property
+    def registry_url(self) -> str:
+        """The SQL registry's SQLAlchemy URL (``registry.path`` of a ``sql`` registry).
+
+        Raises:
+            FeatureStoreError: The registry is not a SQL registry.
+        """
+        registry = self._yaml().get("registry", "") if self.is_feast_repo else ""
+        if self.registry_type != "sql" or not isinstance(registry, dict):
+            raise FeatureStoreError(
+                f"the Feast registry of {self.repo_path} is a {self.registry_type} registry, "
+                "not a SQL one: it has no URL. Fix: read registry_path instead."
+            )
+        return str(registry.get("path", ""))
+
+    @property
+    def registry_location(self) -> str:
+        """Where the registry is, for messages: its file, or its SQL URL without the password."""
+        if self.registry_type == "sql":
+            return redact_url(self.registry_url)
+        return str(self.registry_path)
+
+    @property
     def registry_path(self) -> Path:
         """The file registry, resolved as Feast resolves it (relative to the repository).
 
-        Read without importing Feast, like :attr:`project_name`.
+        Read without importing Feast, like :attr:`project_name`. A SQL registry has no file:
+        use :attr:`registry_url`.
         """
         if not self.is_feast_repo:
             return self.repo_path / "registry.db"
         registry = self._yaml().get("registry", "")
         path = str(registry.get("path", "") if isinstance(registry, dict) else registry)
         if "://" in path and not path.startswith("file://"):
-            return Path(path)
+            return Path(redact_url(path))
         path = path.removeprefix("file://")
         return Path(path) if os.path.isabs(path) else self.repo_path / path
 
@@ -311,7 +347,7 @@ class FeastStore(BaseModel):
                 ) from exc
         return {
             "project": self.project_name,
-            "registry_path": str(self.registry_path),
+            "registry_path": self.registry_location,
             "changed": changed,
             **report,
         }

@@ -67,6 +67,7 @@ __all__ = [
     "fingerprint",
     "pipeline_fingerprint",
     "read_registry",
+    "read_sql_registry",
     "registry_message_class",
     "scan_source",
 ]
@@ -379,6 +380,94 @@ def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 
 
+# Feast's SQL registry (feast.infra.registry.sql): one table per kind of object, each row the
+# object's serialized protobuf; materialization intervals live inside the view's protobuf.
+_SQL_REGISTRY_TABLES = (
+    ("entities", "entity_proto", "entities"),
+    ("data_sources", "data_source_proto", "data_sources"),
+    ("feature_views", "feature_view_proto", "feature_views"),
+    ("stream_feature_views", "feature_view_proto", "stream_feature_views"),
+    ("on_demand_feature_views", "feature_view_proto", "on_demand_feature_views"),
+    ("feature_services", "feature_service_proto", "feature_services"),
+)
+
+
+@functools.cache
+def _sql_engine(url: str) -> Any:
+    """One SQLAlchemy engine per registry URL (a sensor reads it every tick), no pool kept."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    return sa.create_engine(url, poolclass=NullPool)
+
+
+def read_sql_registry(url: str, project: str) -> Any:
+    """Reads one project of a Feast SQL registry into a ``feast.core.Registry`` protobuf.
+
+    The same messages :func:`read_registry` parses from ``registry.db``, read straight from the
+    registry's tables in one transaction (a consistent snapshot), without importing feast.
+
+    Args:
+        url: The registry's SQLAlchemy URL (``registry.path`` in ``feature_store.yaml``).
+        project: The Feast project whose objects are read.
+
+    Returns:
+        The ``RegistryProto`` holding the project's objects.
+
+    Raises:
+        FileNotFoundError: Nothing was applied to the registry yet (no tables, or no objects of
+            the project).
+        FeatureStoreError: The database cannot be reached or a row does not parse.
+    """
+    import sqlalchemy as sa
+    from google.protobuf.message import DecodeError
+
+    from lockgate._util.urls import redact_url
+
+    proto = registry_message_class()()
+    found = 0
+    try:
+        with _sql_engine(url).connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            for table, column, field_name in _SQL_REGISTRY_TABLES:
+                if table not in present:
+                    continue
+                rows = conn.execute(
+                    sa.text(f"SELECT {column} FROM {table} WHERE project_id = :project"),
+                    {"project": project},
+                )
+                for (data,) in rows:
+                    message = getattr(proto, field_name).add()
+                    try:
+                        message.ParseFromString(bytes(data))
+                    except DecodeError as exc:
+                        raise FeatureStoreError(
+                            f"Feast SQL registry {redact_url(url)}: a row of {table} does not "
+                            f"parse ({exc}). Fix: run `feast apply` again to rewrite it."
+                        ) from exc
+                    # the SQL registry keeps the project in a column, not in the stored spec
+                    # (the file registry has it in both): put it back where readers look
+                    owner = message.spec if _has_field(message, "spec") else message
+                    if _has_field(owner, "project") and not owner.project:
+                        owner.project = project
+                    found += 1
+    except sa.exc.SQLAlchemyError as exc:
+        raise FeatureStoreError(
+            f"Feast SQL registry {redact_url(url)} cannot be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}): the sensor needs read access to its tables. Fix: "
+            "check the URL, the server and the credentials in feature_store.yaml."
+        ) from exc
+    if not found:
+        raise FileNotFoundError(
+            f"Feast SQL registry {redact_url(url)} holds nothing of project {project!r}"
+        )
+    return proto
+
+
+def _has_field(message: Any, name: str) -> bool:
+    return any(f.name == name for f in message.DESCRIPTOR.fields)
+
+
 def _label(path: str, data_dir: str) -> str:
     rel = os.path.relpath(path, data_dir)
     return path if rel == os.curdir or rel.startswith(os.pardir) else rel
@@ -514,9 +603,12 @@ def pipeline_fingerprint(spec: ModelPipeline, feast: Any) -> dict[str, Any]:
         FileNotFoundError: Nothing was applied yet (no registry).
         FeatureStoreError: See :func:`fingerprint`.
     """
+    sql = feast.registry_type == "sql"
+    project = feast.project_name
     return fingerprint(
-        registry_path=feast.registry_path,
-        project=feast.project_name,
+        registry_path=feast.registry_location,
+        registry=read_sql_registry(feast.registry_url, project) if sql else None,
+        project=project,
         feature_service=spec.feature_service,
         data_dir=feast.data_path,
         labels_dataset=None

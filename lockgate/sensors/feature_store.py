@@ -96,7 +96,7 @@ def run_feature_change_tick(
         new = pipeline_fingerprint(spec, feast)
     except FileNotFoundError:
         return FeatureChangeTick(
-            f"Feast registry {feast.registry_path} does not exist yet: nothing to compare. "
+            f"Feast registry {feast.registry_location} does not exist yet: nothing to compare. "
             f"Fix: apply the feature definitions (`feast apply` in the repository, or "
             f"FeastStore.apply() for definitions in code); the "
             f"cursor is kept"
