@@ -6,18 +6,28 @@ error messages clients see; :class:`RouteTable` keeps the tables in ``state_dir/
 (atomic, durable writes); :func:`traffic_fraction` places a trace id in [0, 1) with a keyed
 hash (the secret ``state_dir/routing.key``, :func:`load_routing_key`), so a trace always lands on
 the same version and a client cannot choose its version.
+
+Several gateway replicas share one set of routes when ``$LOCKGATE_STATE_DB_URL`` names the
+PostgreSQL state database (:data:`SHARED_STATE_ENV`; or a :class:`~lockgate.state.swap.SwapStore`
+given to :class:`RouteTable`): the tables are one document changed by compare-and-swap, each
+replica polls its version every ``poll_s`` seconds (a change made through one replica's admin
+API reaches the others within that time), and the routing key is shared too, so a trace lands on
+the same version whichever replica answers it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 from pydantic import (
@@ -31,16 +41,19 @@ from pydantic import (
 
 from lockgate._util.fs import atomic_write
 from lockgate.gateway.errors import GatewayError, RouteError
+from lockgate.state.swap import SwapStore
 
 __all__ = [
     "MODES",
     "NAME_RE",
     "ROUTED_BY",
     "ROUTING_KEY_FILE",
+    "SHARED_STATE_ENV",
     "VERSION_RE",
     "Route",
     "RouteTable",
     "load_routing_key",
+    "shared_route_store",
     "traffic_fraction",
 ]
 
@@ -281,65 +294,187 @@ def traffic_fraction(
 
 ROUTING_KEY_FILE = "routing.key"
 
+SHARED_STATE_ENV = "LOCKGATE_STATE_DB_URL"
+"""The PostgreSQL state database that gateway replicas share their routes and routing key in."""
 
-def load_routing_key(state_dir: Path) -> bytes:
-    """The gateway's secret routing key from ``state_dir/routing.key``, made on first use.
+_ROUTES_KEY = "routes.json"
 
-    Kept with the routes, so a trace id lands on the same version across restarts; readable by
-    the gateway's user only. Clients never see it.
-    """
-    path = state_dir / ROUTING_KEY_FILE
-    if not path.exists():  # made once: a second gateway starting meanwhile keeps the first key
-        atomic_write(path, os.urandom(32).hex() + "\n", mode=0o600, replace=False)
-    text = path.read_text().strip()
+
+def shared_route_store(environ: Mapping[str, str] | None = None) -> SwapStore | None:
+    """The replicas' shared store (namespace ``gateway`` of ``$LOCKGATE_STATE_DB_URL``), or
+    None when the variable is unset: routes stay in ``state_dir``."""
+    url = (os.environ if environ is None else environ).get(SHARED_STATE_ENV, "").strip()
+    if not url:
+        return None
+    from lockgate.state.postgres import PostgresSwapStore
+
+    return PostgresSwapStore(url=url, namespace="gateway")
+
+
+def _parse_key(text: str, where: object) -> bytes:
     try:
-        key = bytes.fromhex(text)
+        key = bytes.fromhex(text.strip())
     except ValueError:
         key = b""
     if not 16 <= len(key) <= 64:
         raise GatewayError(
-            f"{path} does not hold a routing key; rule: 16-64 random bytes as hex on one line; "
-            "fix: delete the file (the gateway makes a new key; canary traces may then change "
+            f"{where} does not hold a routing key; rule: 16-64 random bytes as hex on one line; "
+            "fix: delete it (the gateway makes a new key; canary traces may then change "
             "version once)"
         )
     return key
 
 
-class RouteTable:
-    """Routes by public model, persisted atomically to ``state_dir/routes.json``."""
+def load_routing_key(state_dir: Path, *, store: SwapStore | None = None) -> bytes:
+    """The gateway's secret routing key from ``state_dir/routing.key``, made on first use.
 
-    def __init__(self, state_dir: Path) -> None:
+    Kept with the routes, so a trace id lands on the same version across restarts; readable by
+    the gateway's user only. Clients never see it. With a shared store (``store``, default
+    :func:`shared_route_store`) the key lives there, made once by the first replica, so every
+    replica routes a trace id the same way.
+    """
+    shared = store if store is not None else shared_route_store()
+    if shared is not None:
+        shared.swap(ROUTING_KEY_FILE, None, (os.urandom(32).hex() + "\n").encode())
+        raw = shared.get(ROUTING_KEY_FILE) or b""
+        return _parse_key(raw.decode(errors="replace"), f"the shared {ROUTING_KEY_FILE}")
+    path = state_dir / ROUTING_KEY_FILE
+    if not path.exists():  # made once: a second gateway starting meanwhile keeps the first key
+        atomic_write(path, os.urandom(32).hex() + "\n", mode=0o600, replace=False)
+    return _parse_key(path.read_text(), path)
+
+
+def _routes_document(routes: Mapping[str, Route]) -> bytes:
+    payload = {"format": 1, "routes": {n: r.to_json() for n, r in sorted(routes.items())}}
+    return (json.dumps(payload, indent=2) + "\n").encode()
+
+
+def _parse_routes(raw: bytes, where: object) -> dict[str, Route]:
+    try:
+        items = json.loads(raw)["routes"]
+        return {n: Route.parse(r, name=n) for n, r in items.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RouteError(
+            f"{where} cannot be loaded ({exc}); fix or delete it (routes are set again with "
+            "PUT /admin/routes/<name>)"
+        ) from exc
+
+
+class RouteTable:
+    """Routes by public model, persisted atomically to ``state_dir/routes.json``, or shared by
+    every replica in a swap store (``store``; default :func:`shared_route_store`, None: the
+    file whatever the environment says).
+
+    With a store, :attr:`routes` is the document as last read: this replica's own changes at
+    once, another replica's within ``poll_s`` seconds (a daemon thread polls; a failed poll
+    keeps the last routes and is retried). A store with no routes yet is seeded from
+    ``state_dir/routes.json`` when that file exists.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        store: SwapStore | EllipsisType | None = ...,
+        poll_s: float = 1.0,
+        on_poll_error: Callable[[Exception], None] | None = None,
+    ) -> None:
         self.path = state_dir / "routes.json"
         self.routes: dict[str, Route] = {}
-        if self.path.exists():
+        self.store = shared_route_store() if isinstance(store, EllipsisType) else store
+        self.poll_s = poll_s
+        self._raw: bytes | None = None
+        self._on_poll_error = on_poll_error
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        if self.path.exists() and (self.store is None or self.store.get(_ROUTES_KEY) is None):
             try:
-                raw = json.loads(self.path.read_text())
-                items = raw["routes"]
-                self.routes = {n: Route.parse(r, name=n) for n, r in items.items()}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                local = self.path.read_bytes()
+            except OSError as exc:
                 raise RouteError(
                     f"{self.path} cannot be loaded ({exc}); fix or delete the file (routes are "
                     "set again with PUT /admin/routes/<name>)"
                 ) from exc
+            self.routes = _parse_routes(local, self.path)
+            if self.store is not None:
+                self.store.swap(_ROUTES_KEY, None, local)  # the first replica seeds the store
+        if self.store is not None:
+            self.refresh()
+            threading.Thread(target=self._poll, name="lockgate-routes-poll", daemon=True).start()
+
+    def refresh(self) -> bool:
+        """Read the shared routes now; True when they changed (no-op without a store)."""
+        if self.store is None:
+            return False
+        raw = self.store.get(_ROUTES_KEY)
+        with self._lock:
+            if raw == self._raw:
+                return False
+            self.routes = {} if raw is None else _parse_routes(raw, self._where())
+            self._raw = raw
+            return True
+
+    def close(self) -> None:
+        """Stop polling the shared store."""
+        self._stop.set()
+
+    def _where(self) -> str:
+        uri = getattr(self.store, "uri", None)
+        return str(uri(_ROUTES_KEY)) if callable(uri) else f"the shared {_ROUTES_KEY}"
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+            except Exception as exc:  # keep serving the last routes; say why, retry
+                if self._on_poll_error is not None:
+                    self._on_poll_error(exc)
+                else:
+                    logging.getLogger("lockgate.gateway").warning(
+                        "cannot read the shared routes from %s (%s); serving the last routes "
+                        "read, retrying every %g s",
+                        self._where(),
+                        exc,
+                        self.poll_s,
+                    )
+
+    def _change(self, change: Callable[[dict[str, Route]], bool]) -> bool:
+        if self.store is None:
+            routes = dict(self.routes)
+            if not change(routes):
+                return False
+            atomic_write(self.path, _routes_document(routes))
+            self.routes = routes
+            return True
+        for _ in range(50):
+            raw = self.store.get(_ROUTES_KEY)
+            routes = {} if raw is None else _parse_routes(raw, self._where())
+            if not change(routes):
+                with self._lock:
+                    self.routes, self._raw = routes, raw
+                return False
+            document = _routes_document(routes)
+            if self.store.swap(_ROUTES_KEY, raw, document):
+                with self._lock:
+                    self.routes, self._raw = routes, document
+                return True
+        raise RouteError(
+            f"{self._where()} kept changing under 50 attempts; rule: route changes are "
+            "compare-and-swap; fix: retry the change"
+        )
 
     def set(self, name: str, route: Route) -> None:
-        routes = dict(self.routes)
-        routes[name] = route
-        self._persist(routes)
-        self.routes = routes
+        def put(routes: dict[str, Route]) -> bool:
+            routes[name] = route
+            return True
+
+        self._change(put)
 
     def delete(self, name: str) -> bool:
-        if name not in self.routes:
-            return False
-        routes = dict(self.routes)
-        del routes[name]
-        self._persist(routes)
-        self.routes = routes
-        return True
+        def remove(routes: dict[str, Route]) -> bool:
+            return routes.pop(name, None) is not None
+
+        return self._change(remove)
 
     def to_json(self) -> dict[str, Any]:
         return {n: r.to_json() for n, r in sorted(self.routes.items())}
-
-    def _persist(self, routes: Mapping[str, Route]) -> None:
-        payload = {"format": 1, "routes": {n: r.to_json() for n, r in sorted(routes.items())}}
-        atomic_write(self.path, (json.dumps(payload, indent=2) + "\n").encode())

@@ -1,9 +1,17 @@
 """Where a rollout stands and what a tick concluded: :class:`CanaryState` (JSON round-trip),
-:class:`CanaryStateRecord` (its persisted JSON form) and :class:`Decision`.
+:class:`CanaryStateRecord` (its persisted JSON form), :class:`Decision`, and
+:class:`CanaryStateStore`, where the records persist between ticks.
+
+The store keeps one record per pipeline in a :class:`~lockgate.state.swap.SwapStore`: files
+(``<state dir>/<pipeline>.json``, the embedded default) or PostgreSQL (production, shared by
+every controller). :meth:`CanaryStateStore.swap` replaces a record only if it is still the one
+the caller read, so of two controllers that tick at once from the same state, exactly one
+records its transition; the other sees ``False`` and leaves the rollout alone.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lockgate.serving.canary_policy import Action, CanaryError, Mode, Phase, Status
 from lockgate.serving.canary_stats import COUNTERS, check_count, sketch_counts
+from lockgate.state.swap import SwapStore
 
-__all__ = ["CanaryState", "CanaryStateRecord", "Decision"]
+__all__ = ["CanaryState", "CanaryStateRecord", "CanaryStateStore", "Decision"]
 
 
 class CanaryStateRecord(TypedDict):
@@ -159,3 +168,94 @@ class Decision:
             "metrics": dict(self.metrics),
             "state": self.state.to_dict(),
         }
+
+
+def _record_bytes(state: Mapping[str, Any]) -> bytes:
+    return (json.dumps(dict(state), sort_keys=True, indent=1)).encode("utf-8")
+
+
+class CanaryStateStore:
+    """The persisted canary state of each pipeline, changed by compare-and-swap.
+
+    Args:
+        store: where the records live; key ``<pipeline>.json``, value the record's JSON
+            (sorted keys, indented: the file the embedded default has always written).
+        where: how to name the store in messages (a folder, a redacted URL).
+    """
+
+    def __init__(self, store: SwapStore, *, where: str) -> None:
+        self._store = store
+        self._where = where
+
+    def __repr__(self) -> str:
+        return f"CanaryStateStore({self._where!r})"
+
+    @property
+    def where(self) -> str:
+        """Where the records live, for messages."""
+        return self._where
+
+    @staticmethod
+    def _key(pipeline: str) -> str:
+        if not pipeline or "/" in pipeline or pipeline.startswith("."):
+            raise CanaryError(
+                f"pipeline name {pipeline!r} cannot name a canary state record; rule: a plain "
+                "name without '/' or a leading '.'; fix: use the pipeline spec's name"
+            )
+        return f"{pipeline}.json"
+
+    def _read(self, pipeline: str) -> tuple[bytes | None, CanaryStateRecord | None]:
+        raw = self._store.get(self._key(pipeline))
+        if raw is None:
+            return None, None
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise CanaryError(
+                f"the canary state of {pipeline} in {self._where} is not JSON ({exc}); rule: "
+                "only the controller writes it; fix: restore it from the audit log's last "
+                "canary entry or start() a new rollout"
+            ) from None
+        state: CanaryStateRecord = record
+        return raw, state
+
+    def get(self, pipeline: str) -> CanaryStateRecord | None:
+        """The record of ``pipeline`` (None: no rollout was ever started)."""
+        return self._read(pipeline)[1]
+
+    def swap(
+        self, pipeline: str, expected: Mapping[str, Any] | None, state: Mapping[str, Any]
+    ) -> bool:
+        """Store ``state`` only if the record is still ``expected`` (None: no record yet).
+
+        Returns:
+            True when ``state`` was stored; False when another writer changed the record since
+            the caller read it (then nothing changed).
+        """
+        raw, current = self._read(pipeline)
+        if (None if current is None else dict(current)) != (
+            None if expected is None else dict(expected)
+        ):
+            return False
+        return self._store.swap(self._key(pipeline), raw, _record_bytes(state))
+
+    def save(self, pipeline: str, state: Mapping[str, Any]) -> None:
+        """Store ``state`` whatever the record holds (an operator's reset, a new rollout)."""
+        key = self._key(pipeline)
+        data = _record_bytes(state)
+        for _ in range(50):
+            if self._store.swap(key, self._store.get(key), data):
+                return
+        raise CanaryError(
+            f"the canary state of {pipeline} in {self._where} kept changing under 50 attempts; "
+            "rule: one controller ticks a pipeline at a time; fix: check that no other "
+            "controller loops on it, then retry"
+        )
+
+    def pipelines(self) -> list[str]:
+        """Pipelines that have a record, sorted."""
+        return sorted(
+            key.removesuffix(".json")
+            for key in self._store.keys("")
+            if key.endswith(".json") and "/" not in key
+        )

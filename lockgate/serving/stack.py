@@ -18,7 +18,7 @@ Local layout under ``root``::
     gateway/      gateway routes.json, PID, ready file, log and admin.token (0600)
     audit/        gateway.jsonl: the gateway's audit log of admin changes (hash-chained)
     predictions/  the gateway's prediction log (WAL + Parquet)
-    canary/       canary controller state per pipeline
+    canary/       canary controller state per pipeline (PostgreSQL instead when ``state_url``)
     sandbox/      repositories and servers of infra validation (temporary)
 """
 
@@ -27,7 +27,10 @@ from __future__ import annotations
 import json
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,15 +43,23 @@ from lockgate.serving.triton_binary import free_port, port_is_free
 from lockgate.serving.triton_server import LocalTritonServer, RemoteTritonServer, TritonServer
 
 if TYPE_CHECKING:
-    from lockgate.serving.canary_state import CanaryStateRecord
+    from lockgate.serving.canary_state import CanaryStateRecord, CanaryStateStore
 
 __all__ = ["LocalServingStack", "RemoteServingStack", "ServingStack"]
 
 
 class ServingStack(BaseModel, ABC):
-    """Triton + gateway + the state the canary controller keeps between ticks."""
+    """Triton + gateway + the state the canary controller keeps between ticks.
+
+    Attributes:
+        state_url: The PostgreSQL state database that holds the canary state (production:
+            ``$LOCKGATE_STATE_DB_URL``, shared by every controller); None keeps it in files
+            under :attr:`state_dir`.
+    """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    state_url: str | None = None
 
     @abstractmethod
     def triton(self) -> TritonServer:
@@ -130,18 +141,70 @@ class ServingStack(BaseModel, ABC):
                 found.append(row)
         return found
 
+    def canary_store(self) -> CanaryStateStore:
+        """Where the canary state of every pipeline persists: PostgreSQL when ``state_url`` is
+        set, else one file per pipeline in :attr:`state_dir`."""
+        from lockgate.serving.canary_state import CanaryStateStore
+        from lockgate.state.files import FileSwapStore
+        from lockgate.state.postgres import PostgresSwapStore
+
+        if self.state_url:
+            shared = PostgresSwapStore(url=self.state_url, namespace="canary")
+            return CanaryStateStore(shared, where=shared.uri(""))
+        return CanaryStateStore(FileSwapStore(root=str(self.state_dir)), where=str(self.state_dir))
+
     def canary_state(self, pipeline: str) -> CanaryStateRecord | None:
         """The persisted canary state of ``pipeline`` (None: never started)."""
-        path = self.state_dir / f"{pipeline}.json"
-        if not path.exists():
-            return None
-        state: CanaryStateRecord = json.loads(path.read_text())
-        return state
+        return self.canary_store().get(pipeline)
 
-    def save_canary_state(self, pipeline: str, state: dict[str, Any]) -> None:
-        """Persist the canary state atomically (a daemon restart resumes from it)."""
-        text = json.dumps(state, sort_keys=True, indent=1)
-        atomic_write(self.state_dir / f"{pipeline}.json", text, mode=0o600)
+    def save_canary_state(
+        self,
+        pipeline: str,
+        state: Mapping[str, Any],
+        *,
+        expected: Mapping[str, Any] | EllipsisType | None = ...,
+    ) -> bool:
+        """Persist the canary state atomically (a daemon restart resumes from it).
+
+        Args:
+            expected: The record the caller read (None: there was none). When given, the state
+                is stored only if the record is still that one: of two controllers that tick
+                at once, exactly one records its transition. Omitted: stored unconditionally.
+
+        Returns:
+            True when stored; False when ``expected`` was given and the record had changed.
+        """
+        store = self.canary_store()
+        if isinstance(expected, EllipsisType):
+            store.save(pipeline, state)
+            return True
+        return store.swap(pipeline, expected, state)
+
+    @contextmanager
+    def canary_lease(self, pipeline: str) -> Iterator[bool]:
+        """Try to hold the right to tick ``pipeline``'s canary for the ``with`` block; yield
+        whether it is held (never waits).
+
+        One controller at a time drives a rollout: a second one that ticks meanwhile gets False
+        and leaves it alone. PostgreSQL's advisory lock when ``state_url`` is set, else a file
+        lock in :attr:`state_dir`; either ends with its holder, even one that crashed. A holder
+        whose database connection died loses the lease mid-tick, so the transition itself is
+        still claimed with ``save_canary_state(..., expected=...)``.
+        """
+        if self.state_url:
+            from lockgate.state.postgres import advisory_lease
+
+            with advisory_lease(self.state_url, f"lockgate-canary:{pipeline}") as held:
+                yield held
+        else:
+            from lockgate.state.files import file_lease
+
+            with file_lease(self.state_dir / f".{pipeline}.tick.lock") as held:
+                yield held
+
+    def canary_pipelines(self) -> list[str]:
+        """The pipelines that have a persisted canary state, sorted."""
+        return self.canary_store().pipelines()
 
 
 def _port_or_free(port: int, taken: dict[str, int]) -> int:

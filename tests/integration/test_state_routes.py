@@ -1,0 +1,105 @@
+"""Gateway routes shared by replicas through PostgreSQL: two real gateway processes, a change
+through one's admin API seen by the other within the poll interval; no lost updates."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lockgate.gateway.process import GatewayServer
+from lockgate.gateway.routing import Route, RouteTable, load_routing_key
+from lockgate.state.postgres import PostgresSwapStore, close_connections
+
+MODEL = "fraud_lgbm"
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_connections() -> Iterator[None]:
+    yield
+    close_connections()
+
+
+def _until(check, timeout_s: float) -> float:
+    """Seconds until ``check()`` is true; fails after ``timeout_s``."""
+    began = time.monotonic()
+    while not check():
+        assert time.monotonic() - began < timeout_s, f"not seen within {timeout_s} s"
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+def test_two_gateway_replicas_share_their_routes(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCKGATE_STATE_DB_URL", postgres_url)  # the replicas inherit it
+    replicas = [
+        GatewayServer(
+            state_dir=str(tmp_path / name),
+            log_dir=str(tmp_path / f"{name}-log"),
+            upstream_url="127.0.0.1:1",
+            verify_routes=False,
+            audit_path=str(tmp_path / "home" / "audit" / f"{name}.jsonl"),
+            actor="test-suite",
+        )
+        for name in ("a", "b")
+    ]
+    with replicas[0] as a, replicas[1] as b:
+        assert a.pid != b.pid
+        a.set_route(MODEL, {"mode": "single", "champion": "v1"})
+        seen = _until(lambda: MODEL in b.routes(), timeout_s=5.0)
+        assert b.routes()[MODEL]["champion"] == "v1"
+        b.set_route(MODEL, {"mode": "canary", "champion": "v1", "challenger": "v2", "weight": 0.1})
+        seen = max(seen, _until(lambda: a.routes()[MODEL]["mode"] == "canary", timeout_s=5.0))
+        assert a.routes()[MODEL]["challenger"] == "v2"
+        b.delete_route(MODEL)
+        seen = max(seen, _until(lambda: MODEL not in a.routes(), timeout_s=5.0))
+        assert seen < 3.0  # the poll interval (1 s) bounds it, with room for a loaded machine
+    # the routes are in PostgreSQL, not in either replica's folder
+    assert not (tmp_path / "a" / "routes.json").exists()
+    assert not (tmp_path / "b" / "routes.json").exists()
+
+
+def test_concurrent_route_changes_lose_nothing(postgres_url: str, tmp_path: Path) -> None:
+    store = PostgresSwapStore(url=postgres_url, namespace="gateway")
+    tables = [RouteTable(tmp_path / n, store=store, poll_s=0.2) for n in ("a", "b", "c", "d")]
+    try:
+
+        def put(i: int) -> None:
+            table = tables[i % len(tables)]
+            table.set(f"m{i}", Route.parse({"mode": "single", "champion": f"v{i}"}, name=f"m{i}"))
+
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for table in tables:
+            table.refresh()
+            assert sorted(table.routes) == sorted(f"m{i}" for i in range(16))
+    finally:
+        for table in tables:
+            table.close()
+
+
+def test_a_routes_file_seeds_the_shared_store_and_the_key_is_shared(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    store = PostgresSwapStore(url=postgres_url, namespace="gateway")
+    local = RouteTable(tmp_path / "old", store=None)
+    (tmp_path / "old").mkdir()
+    local.set(MODEL, Route.parse({"mode": "single", "champion": "v7"}, name=MODEL))
+    seeded = RouteTable(tmp_path / "old", store=store)
+    other = RouteTable(tmp_path / "new", store=store)
+    try:
+        assert other.to_json() == seeded.to_json() == {MODEL: local.routes[MODEL].to_json()}
+    finally:
+        seeded.close()
+        other.close()
+    first = load_routing_key(tmp_path / "a", store=store)
+    assert load_routing_key(tmp_path / "b", store=store) == first
+    assert len(first) == 32
+    assert not (tmp_path / "a" / "routing.key").exists()
