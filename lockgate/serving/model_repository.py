@@ -35,15 +35,29 @@ the sha256 in the registry's lock record (not merely to the manifest), and the g
 exactly what lockgate generates for the options the manifest records; any missing, extra,
 symlinked or escaping path is refused.
 
+A repository on object storage (``s3://bucket/prefix``, which Triton reads natively) is
+written, verified and loaded the same way by :mod:`lockgate.serving.object_repository`;
+:func:`load_version` takes either kind of server repository.
+
 This module is the public face; the code lives in :mod:`~lockgate.serving.model_folder_plan`
 (the expected folders and manifest), :mod:`~lockgate.serving.model_folder_writer`,
-:mod:`~lockgate.serving.model_folder_verify` and :mod:`~lockgate.serving.infra_validation`.
+:mod:`~lockgate.serving.model_folder_verify`, :mod:`~lockgate.serving.object_repository` and
+:mod:`~lockgate.serving.infra_validation`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lockgate.serving import model_folder_verify, object_repository
 from lockgate.serving.infra_validation import infra_validate
 from lockgate.serving.model_folder_plan import MANIFEST_FILE, MANIFEST_FORMAT, ServingError
-from lockgate.serving.model_folder_verify import load_version, verify_model_folder
+from lockgate.serving.model_folder_verify import verify_model_folder
 from lockgate.serving.model_folder_writer import model_folders, write_model_version
+
+if TYPE_CHECKING:
+    from lockgate.lineage.registry import ArtifactRegistry
+    from lockgate.serving.triton_server import TritonServer
 
 __all__ = [
     "MANIFEST_FILE",
@@ -55,3 +69,28 @@ __all__ = [
     "verify_model_folder",
     "write_model_version",
 ]
+
+
+def load_version(
+    *, triton: TritonServer, registry: ArtifactRegistry, pipeline: str, version: str
+) -> str:
+    """Verifies a version's written model folders, then loads the served model into Triton.
+
+    A server whose ``repo_dir`` is a folder: :func:`lockgate.serving.model_folder_verify.load_version`;
+    one whose ``repo_dir`` is ``s3://...``: :func:`lockgate.serving.object_repository.load_version`
+    (the folders downloaded and verified, their ETags checked again after the load).
+
+    Returns:
+        The Triton model name clients call (``INPUT__0``: the pipeline's wire matrix).
+
+    Raises:
+        ServingError: When the folder fails verification (Triton never sees it) or Triton
+            cannot load it.
+    """
+    if triton.object_repository() is not None:
+        return object_repository.load_version(
+            triton=triton, registry=registry, pipeline=pipeline, version=version
+        )
+    return model_folder_verify.load_version(
+        triton=triton, registry=registry, pipeline=pipeline, version=version
+    )

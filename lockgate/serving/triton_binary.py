@@ -183,7 +183,7 @@ def check_fixed_ports(fixed: tuple[int, int, int]) -> None:
 def server_command(
     binary: Path,
     *,
-    repo_dir: Path,
+    repo_dir: Path | str,
     backends: Path,
     control: str,
     ports: tuple[int, int, int],
@@ -192,7 +192,8 @@ def server_command(
 ) -> list[str]:
     """The ``tritonserver`` command line: explicit model control, the model-repository API
     restricted to ``control`` (``model-repository:<header>=<secret>``), 127.0.0.1 on ``ports``
-    (http, grpc, metrics)."""
+    (http, grpc, metrics). ``repo_dir`` is a folder or a Triton repository URL
+    (``s3://http://host:port/bucket/prefix``)."""
     return [
         str(binary),
         f"--model-repository={repo_dir}",

@@ -37,7 +37,7 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -59,6 +59,9 @@ from lockgate.serving.triton_binary import (
     server_environment,
     wheel_tritonserver,
 )
+
+if TYPE_CHECKING:
+    from lockgate.serving.object_repository import ObjectModelRepository
 
 __all__ = [
     "CONTROL_HEADER",
@@ -96,7 +99,14 @@ class TritonServer(BaseModel, ABC):
     Attributes:
         repo_dir: Local path of the model repository the server reads (``None`` when it is not
             reachable from here; :func:`lockgate.serving.model_repository.load_version` then refuses to load,
-            since it cannot verify the folder).
+            since it cannot verify the folder), or its object-store URL ``s3://bucket/prefix``
+            (:mod:`lockgate.serving.object_repository`: written, verified and loaded through
+            :meth:`object_repository`).
+        repo_endpoint_url: For an ``s3://`` repository: the S3 endpoint of an S3-compatible
+            server (``http://host:8333``); None: ``$AWS_ENDPOINT_URL``, else AWS.
+        repo_key: For an ``s3://`` repository: the access key id; None: the AWS SDK's chain.
+        repo_secret: For an ``s3://`` repository: the secret access key; None: the SDK's chain.
+        repo_region: For an ``s3://`` repository: the region; None: the SDK's chain.
         timeout_s: Network timeout of each HTTP call, in seconds.
         control_header: The header Triton's restricted model-repository API checks.
     """
@@ -104,6 +114,10 @@ class TritonServer(BaseModel, ABC):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     repo_dir: str | None = None
+    repo_endpoint_url: str | None = None
+    repo_key: str | None = None
+    repo_secret: str | None = None
+    repo_region: str | None = None
     timeout_s: float = 60.0
     control_header: str = CONTROL_HEADER
 
@@ -129,6 +143,20 @@ class TritonServer(BaseModel, ABC):
     def ssl(self) -> bool:
         """Whether the HTTP endpoint uses TLS."""
         return False
+
+    def object_repository(self) -> ObjectModelRepository | None:
+        """The object-store repository ``repo_dir`` names (``s3://...``), or None for a folder."""
+        from lockgate.serving.object_repository import ObjectModelRepository, is_object_url
+
+        if not is_object_url(self.repo_dir):
+            return None
+        return ObjectModelRepository(
+            url=str(self.repo_dir),
+            endpoint_url=self.repo_endpoint_url,
+            key=self.repo_key,
+            secret=self.repo_secret,
+            region=self.repo_region,
+        )
 
     # ---- client ------------------------------------------------------------------------------
 
@@ -474,7 +502,9 @@ class LocalTritonServer(TritonServer, ManagedServer):
     server. :meth:`stop` and :meth:`kill` act only on a process this object started.
 
     Attributes:
-        repo_dir: The model repository (created when missing).
+        repo_dir: The model repository: a folder (created when missing), or an object-store URL
+            ``s3://bucket/prefix`` that Triton reads itself, with the ``repo_*`` credentials in
+            its environment (see :class:`TritonServer`).
         work_dir: Folder for the PID, state and log files and the private backends folder.
         exit_timeout_s: ``--exit-timeout-secs``: how long shutdown waits for in-flight work.
         startup_timeout_s: How long :meth:`start` waits for the server to become ready.
@@ -609,8 +639,20 @@ class LocalTritonServer(TritonServer, ManagedServer):
     # ---- process -------------------------------------------------------------------------------
 
     def environment(self) -> dict[str, str]:
-        """The environment the server runs with (``LD_LIBRARY_PATH``, ``PYTHONPATH`` set)."""
-        return server_environment()
+        """The environment the server runs with (``LD_LIBRARY_PATH``, ``PYTHONPATH`` set; for
+        an ``s3://`` repository the configured AWS credentials)."""
+        env = server_environment()
+        repository = self.object_repository()
+        if repository is not None:
+            env.update(repository.environment())
+        return env
+
+    def _repository_location(self) -> str:
+        """What ``--model-repository`` gets, and the state file records."""
+        repository = self.object_repository()
+        if repository is not None:
+            return repository.triton_repository()
+        return str(Path(self.repo_dir).resolve())
 
     def _backends(self) -> Path:
         """``<work_dir>/backends/python`` = the wheel's python backend + this Python's stub."""
@@ -668,10 +710,14 @@ class LocalTritonServer(TritonServer, ManagedServer):
             return self
         work = Path(self.work_dir)
         work.mkdir(parents=True, exist_ok=True)
-        Path(self.repo_dir).mkdir(parents=True, exist_ok=True)
+        repository = self.object_repository()
+        if repository is None:
+            Path(self.repo_dir).mkdir(parents=True, exist_ok=True)
+        else:
+            repository.ensure()
         state = self._live_state()
         if state is not None:
-            if Path(state.get("repo_dir", "")) != Path(self.repo_dir).resolve():
+            if state.get("repo_dir", "") != self._repository_location():
                 raise ServingError(
                     f"tritonserver PID {state['pid']} already runs from {self.work_dir} with the "
                     f"repository {state.get('repo_dir')!r}, not {self.repo_dir!r}; rule: one "
@@ -691,7 +737,7 @@ class LocalTritonServer(TritonServer, ManagedServer):
                 continue
             command = server_command(
                 binary,
-                repo_dir=Path(self.repo_dir).resolve(),
+                repo_dir=self._repository_location(),
                 backends=backends.resolve(),
                 control=control,
                 ports=ports,
@@ -715,7 +761,7 @@ class LocalTritonServer(TritonServer, ManagedServer):
                 "http_port": ports[0],
                 "grpc_port": ports[1],
                 "metrics_port": ports[2],
-                "repo_dir": str(Path(self.repo_dir).resolve()),
+                "repo_dir": self._repository_location(),
                 "started_at": time.time(),
             }
             atomic_write(self.state_file, json.dumps(state, sort_keys=True) + "\n", durable=False)

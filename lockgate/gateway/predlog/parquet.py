@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from lockgate.gateway.routing import NAME_RE
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from lockgate.gateway.predlog.export import PredictionLogExport
 
 __all__ = [
     "LOG_ROW_GROUP_ROWS",
@@ -119,8 +121,19 @@ def roll_segment(path: Path, log_dir: Path) -> int:
     return table.num_rows
 
 
+def _exported(log_dir: str | os.PathLike[str] | PredictionLogExport) -> PredictionLogExport | None:
+    """The exported log ``log_dir`` names (an export, or an object-store URL), or None."""
+    from lockgate.gateway.predlog.export import PredictionLogExport
+
+    if isinstance(log_dir, PredictionLogExport):
+        return log_dir
+    if isinstance(log_dir, str) and "://" in log_dir:
+        return PredictionLogExport(url=log_dir)
+    return None
+
+
 def iter_prediction_log(
-    log_dir: str | os.PathLike[str],
+    log_dir: str | os.PathLike[str] | PredictionLogExport,
     model: str | None = None,
     *,
     since: dt.datetime | None = None,
@@ -140,8 +153,12 @@ def iter_prediction_log(
     instead, so nothing is lost or counted twice; a torn final record (being written) is
     ignored.
 
+    The log exported to object storage (:class:`~lockgate.gateway.predlog.export.PredictionLogExport`,
+    or its ``s3://`` URL with credentials from the AWS variables) reads the same way: its parts
+    by day, then gateway replica, then segment (no WAL: only rolled, exported parts).
+
     Args:
-        log_dir: the gateway's log folder.
+        log_dir: the gateway's log folder, or the exported log.
         model: only this public model (default: all).
         since: only records with ``ts >= since`` (tz-aware, or naive meaning UTC).
         until: only records with ``ts < until``.
@@ -154,7 +171,6 @@ def iter_prediction_log(
     Raises:
         PredictionLogError: ``columns`` names an unknown column or ``batch_rows < 1``.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -170,10 +186,19 @@ def iter_prediction_log(
     lo = None if since is None else _utc_micros(since)
     hi = None if until is None else _utc_micros(until)
     first_day = None if since is None else _utc_day(since)
-    root = Path(log_dir)
+    read_cols = names if "ts" in names or (lo is None and hi is None) else [*names, "ts"]
+    exported = _exported(log_dir)
+    if exported is not None:
+        for handle in exported.open_parts(model, first_day=first_day):
+            with pq.ParquetFile(handle) as file:
+                for batch in file.iter_batches(batch_size=batch_rows, columns=read_cols):
+                    out = _trim(batch, names, lo, hi)
+                    if out is not None:
+                        yield out
+        return
+    root = Path(cast("str | os.PathLike[str]", log_dir))  # an export was answered above
     wal = list_segments(root / "_wal")
     wal_seqs = {segment_seq(seg) for seg in wal}
-    read_cols = names if "ts" in names or (lo is None and hi is None) else [*names, "ts"]
 
     def parts(seq: int | None) -> list[tuple[int, str, Path]]:
         if model is not None:
@@ -195,18 +220,7 @@ def iter_prediction_log(
         return sorted(found)
 
     def trimmed(batch: pa.RecordBatch) -> pa.RecordBatch | None:
-        if lo is not None or hi is not None:
-            ts = pc.cast(batch.column("ts"), pa.int64())
-            keep = None
-            if lo is not None:
-                keep = pc.greater_equal(ts, lo)
-            if hi is not None:
-                upper = pc.less(ts, hi)
-                keep = upper if keep is None else pc.and_(keep, upper)
-            batch = batch.filter(keep)
-        if batch.num_rows == 0:
-            return None
-        return batch.select(names)
+        return _trim(batch, names, lo, hi)
 
     def from_parts(found: list[tuple[int, str, Path]]) -> Iterator[pa.RecordBatch]:
         for _, _, part in found:
@@ -231,6 +245,27 @@ def iter_prediction_log(
                 yield out
 
 
+def _trim(
+    batch: pa.RecordBatch, names: list[str], lo: int | None, hi: int | None
+) -> pa.RecordBatch | None:
+    """``batch`` limited to ``lo <= ts < hi`` (micros) and ``names``; None when empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if lo is not None or hi is not None:
+        ts = pc.cast(batch.column("ts"), pa.int64())
+        keep = None
+        if lo is not None:
+            keep = pc.greater_equal(ts, lo)
+        if hi is not None:
+            upper = pc.less(ts, hi)
+            keep = upper if keep is None else pc.and_(keep, upper)
+        batch = batch.filter(keep)
+    if batch.num_rows == 0:
+        return None
+    return batch.select(names)
+
+
 def _utc_micros(moment: dt.datetime) -> int:
     aware = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
     return int(aware.timestamp() * 1_000_000)
@@ -241,11 +276,13 @@ def _utc_day(moment: dt.datetime) -> str:
     return aware.astimezone(dt.UTC).strftime("%Y-%m-%d")
 
 
-def read_prediction_log(log_dir: str | os.PathLike[str], model: str | None = None) -> pd.DataFrame:
+def read_prediction_log(
+    log_dir: str | os.PathLike[str] | PredictionLogExport, model: str | None = None
+) -> pd.DataFrame:
     """Read the whole prediction log into memory (see :func:`iter_prediction_log` to stream).
 
     Args:
-        log_dir: the gateway's log folder.
+        log_dir: the gateway's log folder, or the exported log (an export or its URL).
         model: only this public model (default: all).
 
     Returns:

@@ -26,12 +26,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockgate._util.fs import fsync_path, mkdirs_durable
 from lockgate.gateway.errors import GatewayError, PredictionLogError
 from lockgate.gateway.predlog.parquet import list_segments, roll_segment, segment_seq
 from lockgate.gateway.stats import Stats
+
+if TYPE_CHECKING:
+    from lockgate.gateway.predlog.export import PredictionLogExport
 
 __all__ = ["Durability", "PredictionLog"]
 
@@ -73,6 +76,10 @@ class PredictionLog:
             request at 16 clients. A lone request is never held. 0 turns it off.
         commit_siblings: see ``commit_delay_s``.
         stats: where commit metrics are counted.
+        export: where rolled Parquet parts are uploaded (object storage; see
+            :class:`~lockgate.gateway.predlog.export.PredictionLogExport`), after every roll on
+            the roller thread; a failed upload is logged and retried by the next roll, never
+            blocking the log. None: the parts stay local only.
     """
 
     def __init__(
@@ -86,6 +93,7 @@ class PredictionLog:
         commit_delay_s: float = 0.001,
         commit_siblings: int = 2,
         stats: Stats | None = None,
+        export: PredictionLogExport | None = None,
     ) -> None:
         if durability not in ("fsync", "flush"):
             raise GatewayError(f"durability={durability!r} must be 'fsync' or 'flush'")
@@ -98,6 +106,7 @@ class PredictionLog:
         self.commit_delay_s = commit_delay_s
         self.commit_siblings = commit_siblings
         self.stats = stats or Stats()
+        self.export = export
         self._gather: asyncio.Future[None] | None = None
         self._chunks: list[bytes] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -153,7 +162,24 @@ class PredictionLog:
             self.stats.segments_rolled += 1
             total += n
             logger.info("recovered %d records from %s", n, seg)
+        self.export_parts()
         return total
+
+    def export_parts(self) -> dict[str, Any] | None:
+        """Upload the rolled parts not exported yet (:attr:`export`); None without an export.
+
+        Never raises: a failure is logged and the next roll retries (the parts stay local).
+        """
+        if self.export is None:
+            return None
+        try:
+            report = self.export.export(self.log_dir)
+        except Exception as exc:
+            logger.error("exporting the prediction log to %s failed: %s", self.export.url, exc)
+            return None
+        if report["uploaded"]:
+            logger.info("exported %d prediction log parts", len(report["uploaded"]))
+        return report
 
     async def start(self) -> None:
         """Recover leftovers, open a fresh segment and start the committer and roller."""
@@ -520,6 +546,7 @@ class PredictionLog:
             records += roll_segment(seg, self.log_dir)
             segments += 1
             self.stats.segments_rolled += 1
+        self.export_parts()  # also retries what a failed export left
         return segments, records
 
 
