@@ -25,6 +25,9 @@ from lockgate.assets.feedback import compute_live_performance
 from lockgate.audit.log import AuditLog
 from lockgate.daemon import DagsterDaemon
 from lockgate.definitions import build_definitions
+from lockgate.deploy.launcher import k8s_definitions
+from lockgate.deploy.render import load_settings as load_k8s_settings
+from lockgate.deploy.settings import K8sSettings, PipelineDeployment, PodResources
 from lockgate.environment import Environment
 from lockgate.errors import (
     AliasConflictError,
@@ -103,11 +106,14 @@ __all__ = [
     "GateFailedError",
     "GoldSet",
     "ImmutableArtifactError",
+    "K8sSettings",
     "LabelSource",
     "LightGBMTrainer",
     "LocalArtifactRegistry",
     "LockgateError",
     "ModelPipeline",
+    "PipelineDeployment",
+    "PodResources",
     "ReproductionError",
     "SchemaError",
     "SklearnTrainer",
@@ -126,7 +132,9 @@ __all__ = [
     "build_definitions",
     "compute_live_performance",
     "drive_canary",
+    "k8s_definitions",
     "labels_for",
+    "load_k8s_settings",
     "prepare_training",
     "read_parquet_dir",
     "read_parquet_file",

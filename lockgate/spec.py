@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lockgate.deploy.settings import PipelineDeployment
 from lockgate.errors import SpecError
 from lockgate.evaluation.gate import Gate
 from lockgate.lineage.project import caller_project_dir
@@ -265,6 +266,9 @@ class ModelPipeline(_Frozen):
         feedback: delayed labels joined to logged predictions, live performance and the
             concept-drift trigger (needs serving; None: none).
         description: shown in the Dagster UI.
+        deployment: how the pipeline runs on Kubernetes where it differs from the cluster's
+            :class:`~lockgate.deploy.settings.K8sSettings` (e.g. its training step's GPUs and
+            memory); None: the cluster's defaults. Only the Kubernetes builders read it.
     """
 
     name: str
@@ -285,6 +289,7 @@ class ModelPipeline(_Frozen):
     drift: DriftPolicy | None = None
     feedback: FeedbackPolicy | None = None
     description: str = ""
+    deployment: PipelineDeployment | None = None
 
     @field_validator("name")
     @classmethod

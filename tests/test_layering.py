@@ -38,8 +38,18 @@ APPLICATION = frozenset(
         "lockgate.environment",
         "lockgate.discover",
         "lockgate.daemon",
+        "lockgate.dagster_instance",
         "lockgate.scaffold",
         "lockgate.traffic",
+        # Kubernetes builders and `lockgate deploy`; lockgate.deploy.settings is core (plain
+        # pydantic, imported by the spec)
+        "lockgate.deploy",
+        "lockgate.deploy.cli",
+        "lockgate.deploy.docker",
+        "lockgate.deploy.helm",
+        "lockgate.deploy.launcher",
+        "lockgate.deploy.manifests",
+        "lockgate.deploy.render",
     }
 )
 """The public API module, the CLI and the glue that binds specs to a Dagster deployment."""
@@ -188,6 +198,7 @@ def test_the_check_sees_the_whole_tree() -> None:
     assert modules["lockgate.lineage.registry"] == "core"
     assert modules["lockgate.features.store"] == "core"
     assert modules["lockgate.spec"] == "core"
+    assert modules["lockgate.state.postgres"] == "core"
     assert modules["lockgate.resources.artifacts"] == "dagster"
     assert modules["lockgate.sensors"] == "dagster"
     assert sum(where == "core" for where in modules.values()) >= 40
