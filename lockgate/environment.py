@@ -15,10 +15,20 @@ never at import time. ``local`` (the embedded default) keeps everything under on
 
 ``production`` binds the same resource keys, configured from environment variables read by
 Dagster at run time (``dg.EnvVar``): ``LOCKGATE_DATA_DIR``, ``LOCKGATE_FEAST_DIR``,
-``LOCKGATE_ARTIFACTS_ROOT``, ``LOCKGATE_REFS_DIR``, ``LOCKGATE_AUDIT_PATH`` (shared volumes in a
-cluster), and the serving services ``LOCKGATE_TRITON_URL``, ``LOCKGATE_GATEWAY_URL``,
-``LOCKGATE_MODEL_REPOSITORY``, ``LOCKGATE_CANARY_STATE_DIR``, ``LOCKGATE_PREDICTIONS_DIR``, and
-the signing key ``LOCKGATE_SIGNING_KEY`` (a secret; required: no key file is created there).
+``LOCKGATE_REFS_DIR``, the serving services ``LOCKGATE_TRITON_URL``, ``LOCKGATE_GATEWAY_URL``,
+``LOCKGATE_GATEWAY_ADMIN_URL``, ``LOCKGATE_MODEL_REPOSITORY``, ``LOCKGATE_CANARY_STATE_DIR``,
+``LOCKGATE_PREDICTIONS_DIR``, and the signing key ``LOCKGATE_SIGNING_KEY`` (a secret; required:
+no key file is created there). Which engines hold the shared state is chosen by what is set
+when the definitions load:
+
+- ``LOCKGATE_STATE_DB_URL`` (a PostgreSQL URL): champion/challenger aliases (compare-and-swap),
+  canary state and the controller's lease, and the audit chain live in PostgreSQL
+  (:mod:`lockgate.state`); unset, they are files under the paths below (one writer at a time);
+- ``LOCKGATE_ARTIFACTS_URL`` (``s3://bucket/prefix``, any fsspec URL): the artifact registry
+  on object storage (:class:`~lockgate.lineage.object_registry.ObjectStoreArtifactRegistry`,
+  credentials from the standard ``AWS_*`` variables); unset, ``LOCKGATE_ARTIFACTS_ROOT`` (a
+  shared volume);
+- without a state database, ``LOCKGATE_AUDIT_PATH`` names the audit log file.
 """
 
 from __future__ import annotations
@@ -95,19 +105,24 @@ class Environment:
         """DAGSTER_HOME of the local instance."""
         return self.home / "dagster"
 
-    def resources(self) -> dict[str, Any]:
+    def resources(self, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Resource key -> implementation; the same keys in every environment.
 
         ``local`` binds the plain registry, Feast store and serving stack (usable as they are,
         outside Dagster too); ``production`` binds their Dagster resources, whose configuration
         Dagster reads from environment variables at run time and which hand assets and sensors
-        the same plain objects.
+        the same plain objects, on the engines the variables set in ``environ`` (default
+        ``os.environ``) choose (see the module docstring).
         """
         import dagster as dg
 
         from lockgate.features.store import FeastStore
         from lockgate.lineage.registry import LocalArtifactRegistry
-        from lockgate.resources.artifacts import LocalArtifactRegistryResource
+        from lockgate.resources.artifacts import (
+            LocalArtifactRegistryResource,
+            ObjectStoreArtifactRegistryResource,
+            SharedAliasesLocalRegistryResource,
+        )
         from lockgate.resources.audit import AuditTrail
         from lockgate.resources.feast_store import FeastStoreResource
         from lockgate.resources.io_manager import JsonReferenceIOManager, ParquetFrameIOManager
@@ -127,19 +142,39 @@ class Environment:
                     audit_path=str(self.audit_path.parent / "gateway.jsonl"),
                 ),
             }
+        env = os.environ if environ is None else environ
+        signing_key = dg.EnvVar("LOCKGATE_SIGNING_KEY")
+        state: dict[str, Any] = (
+            {"state_url": dg.EnvVar("LOCKGATE_STATE_DB_URL")}
+            if env.get("LOCKGATE_STATE_DB_URL")
+            else {}
+        )
+        artifacts: Any
+        if env.get("LOCKGATE_ARTIFACTS_URL"):
+            artifacts = ObjectStoreArtifactRegistryResource(
+                url=dg.EnvVar("LOCKGATE_ARTIFACTS_URL"), signing_key=signing_key, **state
+            )
+        elif state:
+            artifacts = SharedAliasesLocalRegistryResource(
+                root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT"), signing_key=signing_key, **state
+            )
+        else:
+            artifacts = LocalArtifactRegistryResource(
+                root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT"), signing_key=signing_key
+            )
+        audit = (
+            AuditTrail(url=dg.EnvVar("LOCKGATE_STATE_DB_URL"), signing_key=signing_key)
+            if state
+            else AuditTrail(path=dg.EnvVar("LOCKGATE_AUDIT_PATH"), signing_key=signing_key)
+        )
         return {
             "feast": FeastStoreResource(
                 repo_dir=dg.EnvVar("LOCKGATE_FEAST_DIR"), data_dir=dg.EnvVar("LOCKGATE_DATA_DIR")
             ),
-            "artifacts": LocalArtifactRegistryResource(
-                root=dg.EnvVar("LOCKGATE_ARTIFACTS_ROOT"),
-                signing_key=dg.EnvVar("LOCKGATE_SIGNING_KEY"),
-            ),
+            "artifacts": artifacts,
             "lockgate_io": JsonReferenceIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
             "lockgate_frames": ParquetFrameIOManager(base_dir=dg.EnvVar("LOCKGATE_REFS_DIR")),
-            "audit": AuditTrail(
-                path=dg.EnvVar("LOCKGATE_AUDIT_PATH"), signing_key=dg.EnvVar("LOCKGATE_SIGNING_KEY")
-            ),
+            "audit": audit,
             "serving_stack": RemoteServingStackResource(
                 triton_url=dg.EnvVar("LOCKGATE_TRITON_URL"),
                 gateway_url=dg.EnvVar("LOCKGATE_GATEWAY_URL"),
@@ -148,5 +183,6 @@ class Environment:
                 gateway_admin_token=dg.EnvVar("LOCKGATE_GATEWAY_ADMIN_TOKEN"),
                 canary_state_dir=dg.EnvVar("LOCKGATE_CANARY_STATE_DIR"),
                 predictions_dir=dg.EnvVar("LOCKGATE_PREDICTIONS_DIR"),
+                **state,
             ),
         }

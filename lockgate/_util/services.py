@@ -19,12 +19,14 @@ Each binds 127.0.0.1 on ports picked when it starts, keeps its files, PID and lo
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from lockgate._util.fs import atomic_write, mkdirs_durable
-from lockgate._util.process import ManagedServer
+from lockgate._util.process import ManagedServer, wait_until
 
 __all__ = ["LocalPostgres", "LocalRedis", "LocalS3", "ServiceUnavailableError", "free_ports"]
 
@@ -274,6 +276,17 @@ class LocalPostgres(_LocalService):
         self._launch(argv, self._accepts, user=os_user)
         self.create_database(self.database)
         return self
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: clients are disconnected, not waited for), then as any
+        managed server."""
+        managed = self.managed_process
+        pid = managed.pid or managed.recorded_pid()
+        if pid is not None and managed.is_server(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+            wait_until(lambda: not managed.is_server(pid), 20.0, 0.05)
+        super().stop()
 
     def _accepts(self) -> bool:
         import psycopg2
