@@ -73,6 +73,12 @@ def progress_line(meta: Mapping[str, Any], level: int) -> str | None:
         return f"{_INDENT}  check {evaluation.check_name}: {evaluation.description}"
     if kind == "STEP_FAILURE":
         error = event.event_specific_data.error
+        verdict = event.event_specific_data.user_failure_data
+        if verdict is not None and (verdict.description or "").startswith("BLOCKED by"):
+            # the gate's own stop (lockgate.assets.gate.gate_stop): its rules, no stack trace
+            rules = verdict.metadata.get("failed_rules")
+            checks = rules.value if rules is not None else "see above"
+            return f"{_INDENT}{step}: stopped by the gate, a verdict and not a crash ({checks})"
         if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
             # Dagster's message: "<n> blocking asset checks failed ...:\n<asset>: <c1>,<c2>"
             failed = [line.split(": ", 1)[-1] for line in error.message.strip().splitlines()[1:]]

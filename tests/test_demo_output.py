@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -130,3 +131,31 @@ def test_a_resource_that_fails_to_start_prints_its_error_in_full() -> None:
     assert not success
     assert "ConnectionError: the artifact store at s3://models is unreachable" in text
     assert 'File "' in text
+
+
+@dg.multi_asset_check(specs=[dg.AssetCheckSpec("gate_vs_champion", asset=report, blocking=True)])
+def gate_stops_with_a_verdict() -> Iterator[dg.AssetCheckResult]:
+    """As lockgate.assets.gate's checks do: every result yielded, then the verdict raised."""
+    yield dg.AssetCheckResult(
+        asset_key=report.key,
+        check_name="gate_vs_champion",
+        passed=False,
+        description="BLOCKED by gate_vs_champion: roc_auc change -0.0562 breaks change >= 0.0",
+    )
+    raise dg.Failure(
+        description="BLOCKED by gate_vs_champion: roc_auc change -0.0562 breaks change >= 0.0",
+        metadata={"decision": "blocked", "failed_rules": "gate_vs_champion"},
+        allow_retries=False,
+    )
+
+
+def test_the_gates_own_stop_prints_as_a_verdict_without_a_stack_trace() -> None:
+    success, lines = _run(report, champion, checks=(gate_stops_with_a_verdict,))
+    text = "\n".join(lines)
+    assert not success
+    assert "check gate_vs_champion: BLOCKED by gate_vs_champion: roc_auc change -0.0562" in text
+    assert "stopped by the gate, a verdict and not a crash (gate_vs_champion)" in text
+    assert "champion not run: a step it depends on stopped" in text
+    assert "Traceback" not in text
+    assert "Stack Trace" not in text
+    assert 'File "' not in text

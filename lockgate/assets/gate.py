@@ -20,6 +20,7 @@ __all__ = [
     "build_gated_evaluation",
     "build_gold_set",
     "evaluation_views",
+    "gate_stop",
     "link",
     "passing_verdict",
     "records_table",
@@ -202,7 +203,10 @@ def evaluation_views(
         }
         views["plot_pr"] = dg.MetadataValue.md(plots.inline_chart(pr, title="Precision-recall"))
         curves = {name: plots.calibration_points(y, p) for name, p in named.items()}
-        extent = max(e for _, e in curves.values())
+        # axes to the bins' own extent (the curve is what the chart shows): a few confident
+        # predictions near 1 would otherwise leave every bin in one corner at a low base rate
+        top = max((max(px, py) for pts, _ in curves.values() for px, py in pts), default=1.0)
+        extent = min(1.0, max(0.01, 1.1 * top))
         views["plot_calibration"] = dg.MetadataValue.md(
             plots.inline_chart(
                 {n: c for n, (c, _) in curves.items()},
@@ -531,8 +535,71 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
                     "reused": not written,
                 },
             )
+        if failed:
+            # every check is recorded (failed, with its numbers); the step then stops as a
+            # decision: the run's failure reads as the verdict, and downstream never starts
+            raise gate_stop(
+                spec.name,
+                version,
+                champion_version,
+                [(v, gate_check_values(v, report, gate)) for v in failed],
+                verdict=artifacts.uri(verdict_key),
+                model_card=artifacts.uri(card_key),
+            )
 
     return gate_checks
+
+
+def gate_stop(
+    pipeline: str,
+    version: str,
+    champion: str | None,
+    failed: list[tuple[Any, dict[str, Any]]],
+    *,
+    verdict: str,
+    model_card: str,
+) -> dg.Failure:
+    """The failure that ends a blocked gate step: the verdict, not a crash.
+
+    Raised after the step has yielded its checks (the failed evaluations are recorded with their
+    metadata), it replaces Dagster's generic blocking-check error: the step's failure carries the
+    verdict as its description (``BLOCKED by <rules>: <first rule's numbers>; ...``) and the failed
+    rules' numbers as typed metadata, which the run page shows above the stack. Retries are off: a
+    verdict on the same inputs does not change.
+
+    Args:
+        pipeline: The pipeline's name.
+        version: The blocked challenger.
+        champion: The champion that keeps serving (None: no champion yet).
+        failed: Each failed rule's verdict with its check values
+            (:func:`lockgate.evaluation.check_metadata.gate_check_values`).
+        verdict: Where the verdict record is stored.
+        model_card: Where the model card is stored.
+    """
+    rules = [v.rule for v, _ in failed]
+    first = failed[0][0]
+    more = f" (and {len(failed) - 1} more: see each check)" if len(failed) > 1 else ""
+    keeps = f"champion {champion} keeps serving" if champion else "there is no champion yet"
+    metadata: dict[str, Any] = {
+        "decision": dg.MetadataValue.text("blocked"),
+        "pipeline": dg.MetadataValue.text(pipeline),
+        "challenger": dg.MetadataValue.text(version),
+        "champion": dg.MetadataValue.text(str(champion or "none")),
+        "failed_rules": dg.MetadataValue.text(", ".join(rules)),
+    }
+    for rule_verdict, values in failed:
+        shown = {k: values[k] for k in ("metric", "actual", "threshold", "summary") if k in values}
+        metadata.update(typed_metadata({f"{rule_verdict.rule}.{k}": v for k, v in shown.items()}))
+    metadata["verdict"] = link(verdict)
+    metadata["model_card"] = link(model_card)
+    return dg.Failure(
+        description=(
+            f"BLOCKED by {', '.join(rules)}: {first.message}{more}; {pipeline} {version} stays "
+            f"a challenger, {keeps}"
+        ),
+        metadata=metadata,
+        allow_retries=False,
+    )
 
 
 def build_champion(spec: ModelPipeline) -> dg.AssetsDefinition:

@@ -1,6 +1,7 @@
 """What the Dagster UI shows, read through its GraphQL API from a real webserver on 127.0.0.1:
-the registry view after a blocked challenger, the run's verdict tags, the comparison table, and
-the sensor listed as the automation of the monitoring assets."""
+the registry view after a blocked challenger, the run's verdict tags and its failure read as the
+verdict, the comparison table, and the sensors listed as the automation of the monitoring assets
+and of the rollout."""
 
 from __future__ import annotations
 
@@ -52,6 +53,29 @@ query ($path: [String!]!) {
 
 RUN = """
 query ($id: ID!) { runOrError(runId: $id) { ... on Run { status tags { key value } } } }
+"""
+
+STEP_FAILURES = """
+query ($id: ID!) {
+  logsForRun(runId: $id, limit: 5000) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent {
+          stepKey
+          error { message className }
+          failureMetadata {
+            metadataEntries {
+              label
+              ... on FloatMetadataEntry { floatValue }
+              ... on TextMetadataEntry { text }
+            }
+          }
+        }
+      }
+    }
+  }
+}
 """
 
 
@@ -170,5 +194,23 @@ def test_the_ui_shows_registry_verdict_comparison_and_automations(env) -> None:
             "assetNodes"
         ]
         assert [lgbm.name, "evaluation_report"] in [k["path"] for k in node["dependencyKeys"]]
+
+        # the canary controller is among the rollout asset's automations (it targets the rollout
+        # job; the retrain sensors are listed too: their train job ends with the rollout)
+        (node,) = _query(server.url, AUTOMATIONS, {"path": [lgbm.name, "rollout"]})["assetNodes"]
+        assert lgbm.canary_sensor_name in [s["name"] for s in node["targetingInstigators"]]
+
+        # the blocked run's failure, as the run page shows it: the verdict and its numbers
+        events = _query(server.url, STEP_FAILURES, {"id": blocked.run_id})["logsForRun"]["events"]
+        (failure,) = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+        assert failure["stepKey"] == "fraud_gate"
+        assert failure["error"]["message"].split(": ", 1)[1].startswith("BLOCKED by gate_vs_")
+        numbers = {
+            e["label"]: e.get("floatValue", e.get("text"))
+            for e in failure["failureMetadata"]["metadataEntries"]
+        }
+        assert numbers["decision"] == "blocked"
+        assert numbers["champion"] == incumbent
+        assert numbers["gate_vs_champion.actual"] < numbers["gate_vs_champion.threshold"]
     finally:
         server.stop()
