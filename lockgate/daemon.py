@@ -4,6 +4,13 @@
 instance, in its own process group, waits for the sensor daemon's first heartbeat, and stops the
 whole group (the daemon and its code servers) by PID. Drills, the example's closed loop and the
 tests of every sensor run on it.
+
+The instance is SQLite under ``DAGSTER_HOME`` by default (whatever ``dagster.yaml`` the home
+holds). Given a PostgreSQL URL (``postgres_url``, or ``LOCKGATE_DAGSTER_PG_URL`` in the
+launching process's environment), the daemon writes the production instance's ``dagster.yaml``
+(:func:`lockgate.dagster_instance.instance_config`: PostgreSQL storage, the queued run
+coordinator and its limits) and hands the URL to the daemon in ``LOCKGATE_DAGSTER_PG_URL``; the
+file names only the variable.
 """
 
 from __future__ import annotations
@@ -14,12 +21,19 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lockgate._util.process import ManagedProcess, log_tail
 from lockgate.environment import Environment
 from lockgate.errors import LockgateError
 
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
 __all__ = ["DagsterDaemon"]
+
+# lockgate.dagster_instance.DAGSTER_PG_URL_ENV, named here: that module loads dagster
+_PG_URL_ENV = "LOCKGATE_DAGSTER_PG_URL"
 
 
 class DagsterDaemon:
@@ -37,6 +51,8 @@ class DagsterDaemon:
         log_path: Path | None = None,
         extra_env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        postgres_url: str | None = None,
+        instance_options: Mapping[str, Any] | None = None,
     ) -> None:
         """Describes the daemon; nothing starts before :meth:`start`.
 
@@ -46,8 +62,14 @@ class DagsterDaemon:
             log_path: where its output goes (default ``<home>/logs/dagster-daemon.log``).
             extra_env: more environment variables for it and its code servers.
             cwd: its working directory (default ``env.home``).
+            postgres_url: Dagster's storage in this PostgreSQL database instead of SQLite
+                (default: ``LOCKGATE_DAGSTER_PG_URL`` of this process's environment, if set).
+            instance_options: with PostgreSQL, further
+                :func:`~lockgate.dagster_instance.instance_config` arguments (limits).
         """
         self.env, self.workspace = env, workspace
+        self.postgres_url = postgres_url or os.environ.get(_PG_URL_ENV) or None
+        self.instance_options = dict(instance_options or {})
         self.log_path = log_path or env.home / "logs" / "dagster-daemon.log"
         self.extra_env = dict(extra_env or {})
         self.cwd = cwd or env.home
@@ -58,8 +80,16 @@ class DagsterDaemon:
         """The ``dagster-daemon`` child process while started (None before and after)."""
         return self._proc.process
 
+    def instance(self) -> DagsterInstance:
+        """The daemon's Dagster instance, opened in this process (use it as a context manager)."""
+        from lockgate.dagster_instance import open_instance
+
+        return open_instance(self.env.dagster_home, postgres_url=self.postgres_url)
+
     def start(self, *, timeout_s: float = 90.0) -> DagsterDaemon:
         """Start the daemon and wait until its sensor daemon has sent a heartbeat.
+
+        With a PostgreSQL URL, ``dagster.yaml`` is (re)written first.
 
         Raises:
             LockgateError: it exited or sent no heartbeat in time (the message has its log).
@@ -78,14 +108,19 @@ class DagsterDaemon:
             DAGSTER_DISABLE_TELEMETRY="1",
             **self.extra_env,
         )
+        if self.postgres_url is not None:
+            from lockgate.dagster_instance import psycopg2_url, write_instance_yaml
+
+            write_instance_yaml(
+                self.env.dagster_home, **{"postgres_url_env": _PG_URL_ENV, **self.instance_options}
+            )
+            env[_PG_URL_ENV] = psycopg2_url(self.postgres_url)
         started = time.time()
         self._proc.log_file = self.log_path
         process = self._proc.start(
             [str(exe), "run", "-w", str(self.workspace)], env=env, cwd=self.cwd
         )
-        from dagster import DagsterInstance
-
-        with DagsterInstance.from_config(str(self.env.dagster_home)) as instance:
+        with self.instance() as instance:
 
             def heartbeat() -> bool:
                 sensor = instance.get_daemon_heartbeats().get("SENSOR")

@@ -7,6 +7,7 @@ while ``spec.asset_key(...)`` and ``spec.to_definitions()`` return Dagster objec
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ def build_definitions(
     # Dagster's default or the executor its deployment configures (k8s_job_executor)
     executor = dg.in_process_executor if env.kind == "local" else None
     return dg.Definitions.merge(
-        *(build_pipeline_definitions(p) for p in pipelines),
+        *(_tag_training_runs(build_pipeline_definitions(p), p) for p in pipelines),
         dg.Definitions(
             resources={**env.resources(), **(resources or {})},
             executor=executor,
@@ -69,6 +70,40 @@ def build_definitions(
             metadata=pipeline_metadata(list(pipelines)),
         ),
     )
+
+
+def _tag_training_runs(defs: dg.Definitions, spec: ModelPipeline) -> dg.Definitions:
+    """``defs`` with the train job's runs tagged with the accelerator they train on
+    (:func:`lockgate.assets.weights.training_run_tags`: ``lockgate/resource: gpu | cpu``), the
+    tag the production instance's queued run coordinator limits.
+
+    The sensors that request training runs hold the train job itself: they get the tagged one
+    (``with_updated_jobs``), so their runs carry the tag and the definitions name one job.
+    """
+    import dagster as dg
+    from dagster_shared.record import copy  # a record's constructor with some values replaced
+
+    from lockgate.assets.weights import training_run_tags
+
+    tags = training_run_tags(spec)
+    jobs = list(defs.jobs or [])
+    train = next((j for j in jobs if j.name == spec.train_job_name), None)
+    if train is None:
+        return defs
+    tagged = copy(
+        train, tags={**(train.tags or {}), **tags}, run_tags={**(train.run_tags or {}), **tags}
+    )
+    with warnings.catch_warnings():  # the copy passes `owners=None` on, which Dagster flags
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        sensors = [
+            sensor.with_updated_jobs([tagged if j is train else j for j in sensor.jobs])
+            if isinstance(sensor, dg.SensorDefinition)
+            and sensor.has_jobs
+            and any(j is train for j in sensor.jobs)
+            else sensor
+            for sensor in defs.sensors or []
+        ]
+    return copy(defs, jobs=[tagged if j is train else j for j in jobs], sensors=sensors)
 
 
 class DagsterSpecView:

@@ -16,7 +16,12 @@ from lockgate.resources.audit import AuditTrail
 from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline, TritonTarget
 
-__all__ = ["build_rollout", "build_serving", "build_serving_checks"]
+__all__ = ["TRITON_VALIDATION_POOL", "build_rollout", "build_serving", "build_serving_checks"]
+
+TRITON_VALIDATION_POOL = "lockgate-triton-validation"
+"""The concurrency pool of every pipeline's infra validation (the ``serving`` step, which starts
+a sandbox tritonserver): the instance's pool limit caps how many run at once
+(:func:`lockgate.dagster_instance.instance_config`)."""
 
 
 def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
@@ -33,6 +38,7 @@ def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
         ),
         kinds={"triton"},
         ins={"evaluation": "evaluation_report", "gold": "gold_set"},
+        pool=TRITON_VALIDATION_POOL,
     )
     def serving(
         context: dg.AssetExecutionContext,

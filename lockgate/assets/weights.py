@@ -2,7 +2,7 @@
 # no `from __future__ import annotations`: Dagster reads these annotations at definition time
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -13,12 +13,47 @@ from lockgate.serving.stack import ServingStack
 from lockgate.spec import ModelPipeline
 
 __all__ = [
+    "GPU_DEVICES",
+    "RESOURCE_TAG",
     "build_model_registry",
     "build_model_weights",
     "model_registry_event",
     "model_registry_metadata",
     "model_registry_rows",
+    "training_resource",
+    "training_run_tags",
 ]
+
+RESOURCE_TAG = "lockgate/resource"
+"""Run and op tag naming the accelerator a pipeline trains on: ``gpu`` or ``cpu``. The queued run
+coordinator limits runs tagged ``gpu`` (:func:`lockgate.dagster_instance.instance_config`)."""
+
+GPU_DEVICES = frozenset({"cuda", "gpu"})
+"""Device names (before any ``:<index>``) that mean training on an NVIDIA GPU."""
+
+
+def training_resource(spec: ModelPipeline) -> Literal["cpu", "gpu"]:
+    """``"gpu"`` when the pipeline's trainer trains on a GPU, else ``"cpu"``.
+
+    A trainer trains on a GPU when it has a ``device`` setting (a field of a
+    :class:`~lockgate.training.CustomTrainer`, e.g. ``device: str = "cuda"``) whose device type is
+    ``cuda`` or ``gpu`` (``"cuda:1"`` and a ``torch.device`` count too). The built-in trainers
+    train on the CPU (bit-identical results), so their pipelines are ``"cpu"``.
+
+    Example:
+        >>> training_resource(spec)  # doctest: +SKIP
+        'cpu'
+    """
+    device = getattr(spec.trainer, "device", None)
+    if device is None:
+        return "cpu"
+    kind = str(device).split(":", 1)[0].strip().lower()
+    return "gpu" if kind in GPU_DEVICES else "cpu"
+
+
+def training_run_tags(spec: ModelPipeline) -> dict[str, str]:
+    """The tags of a pipeline's training runs: ``{RESOURCE_TAG: "gpu" | "cpu"}``."""
+    return {RESOURCE_TAG: training_resource(spec)}
 
 
 def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
@@ -39,6 +74,7 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
         },
         ins={"snapshot": "feature_snapshot"},
         metadata={"trainer": spec.trainer.kind, "seed": spec.trainer.seed},
+        op_tags=training_run_tags(spec),
     )
     def model_weights(
         context: dg.AssetExecutionContext,
@@ -166,6 +202,7 @@ def model_registry_rows(
         challenger = canary.get("challenger") or challenger
     former = {h["from"] for h in state["history"] if h["alias"] == "champion" and h["from"]}
     rows = []
+    created: list[str] = []
     for version in artifacts.model_versions(pipeline):
         lock = artifacts.lock_record(pipeline, version)
         verdicts = artifacts.verdicts(pipeline, version)
@@ -186,6 +223,7 @@ def model_registry_rows(
             else ""
         )
         triad = lock["triad"]
+        created.append(str(lock.get("created_at", "")))
         rows.append(
             {
                 "version": version,
@@ -193,7 +231,8 @@ def model_registry_rows(
                 "traffic_pct": _traffic(version, champion, canary, served),
                 "verdict": verdict,
                 "failed_rules": failed,
-                "trained_at": str(lock.get("created_at", "")),
+                # to the minute ("2026-12-02 14:05"), so the table fits the asset page
+                "trained_at": str(lock.get("created_at", ""))[:16].replace("T", " "),
                 "code_commit": str(triad["code_commit"])[:12]
                 + ("+dirty" if (lock.get("code") or {}).get("dirty") else ""),
                 "data_snapshot": str(triad["data_snapshot_sha256"])[:12],
@@ -201,8 +240,10 @@ def model_registry_rows(
                 "features": len(lock.get("features") or []),
             }
         )
-    rows.sort(key=lambda r: (r["trained_at"], r["version"]), reverse=True)
-    return rows
+    order = sorted(
+        range(len(rows)), key=lambda i: (created[i], rows[i]["version"]), reverse=True
+    )  # newest first by the full time, though the table shows it to the minute
+    return [rows[i] for i in order]
 
 
 REGISTRY_COLUMNS = [
