@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from lockgate.deploy.cli import deploy_group
 from lockgate.environment import Environment
 from lockgate.errors import LockgateError
 
@@ -244,6 +245,72 @@ def promote_cmd(
         },
     )
     _say(f"{pipeline} champion: {previous} -> {version}")
+    _say(
+        _record_registry_view(
+            _env(home),
+            registry,
+            pipeline,
+            reason=f"promoted {version} by hand (was {previous}): {reason}",
+        )
+    )
+
+
+def _registry_instance(env: Environment) -> tuple[Any, str]:
+    """The Dagster instance the registry view lives in and where it is: ``DAGSTER_HOME`` when
+    set, else the environment's own; ``(None, why)`` when there is none."""
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get(), f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+    home = env.dagster_home
+    if not home.is_dir():
+        return None, f"no Dagster instance at {home} (the folder does not exist)"
+    return dg.DagsterInstance.from_config(str(home)), str(home)
+
+
+def _record_registry_view(env: Environment, registry: Any, pipeline: str, *, reason: str) -> str:
+    """Reports a runless ``[pipeline, model_registry]`` materialization (the metadata of
+    :func:`lockgate.assets.weights.model_registry_event`), so the UI's registry view shows a
+    promotion made by hand; returns the line to print. A promotion never fails on it: without a
+    reachable instance the line is a note saying so.
+
+    Whether the pipeline serves (traffic shares) and has a gate is read from what is on record:
+    a canary state, a served earlier registry view, gate verdicts.
+    """
+    try:
+        import dagster as dg
+
+        from lockgate.assets.weights import model_registry_metadata
+
+        instance, where = _registry_instance(env)
+        if instance is None:
+            return f"note: registry view not recorded: {where}; it updates on the next run"
+        key = dg.AssetKey([pipeline, "model_registry"])
+        with instance:
+            canary = env.resources()["serving_stack"].canary_state(pipeline)
+            last = instance.get_latest_materialization_event(key)
+            before = last.asset_materialization if last is not None else None
+            served = canary is not None or (
+                before is not None and "champion_traffic_pct" in before.metadata
+            )
+            gated = any(registry.verdicts(pipeline, v) for v in registry.model_versions(pipeline))
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_key=key,
+                    description=reason[:2000],
+                    metadata=model_registry_metadata(
+                        registry, pipeline, canary=canary, served=served, gated=gated, reason=reason
+                    ),
+                )
+            )
+        return (
+            f"registry view recorded: {pipeline}/model_registry in the Dagster instance at {where}"
+        )
+    except Exception as exc:  # the alias moved and is audited: the view is secondary
+        return (
+            f"note: registry view not recorded ({type(exc).__name__}: {exc}); the promotion "
+            "stands and the view updates on the next run"
+        )
 
 
 @cli.group("audit")
@@ -282,26 +349,36 @@ def audit_verify_cmd(home: str | None, expected_head: tuple[int, str] | None) ->
     The head that the last append signed (``<log>.head``) must still be the log's: a truncated,
     rewritten, replaced or deleted log fails.
     """
-    from lockgate.audit.log import AuditLog
-
-    log = AuditLog(_env(home).audit_path)
+    log = _audit_log(home)
     result = log.verify(expected_head=expected_head)
     if not result.ok:
         click.echo(f"audit log {log.path} FAILED verification: {result.message}", err=True)
         sys.exit(1)
+    witness = log.witness_path if isinstance(log.witness_path, str) else log.witness_path.name
     _say(
         f"audit log {log.path}: {result.entries} entries verified, head "
-        f"{result.head.seq}:{result.head.hash} (signed in {log.witness_path.name})"
+        f"{result.head.seq}:{result.head.hash} (signed in {witness})"
     )
+
+
+def _audit_log(home: str | None) -> Any:
+    """The audit log the commands read: the shared one in PostgreSQL when
+    ``$LOCKGATE_STATE_DB_URL`` is set (production), else the home's file."""
+    url = os.environ.get("LOCKGATE_STATE_DB_URL", "").strip()
+    if url:
+        from lockgate.state.audit import PostgresAuditLog
+
+        return PostgresAuditLog(url, log=os.environ.get("LOCKGATE_AUDIT_LOG_NAME", "main"))
+    from lockgate.audit.log import AuditLog
+
+    return AuditLog(_env(home).audit_path)
 
 
 @audit_group.command("witness")
 @_home_option
 def audit_witness_cmd(home: str | None) -> None:
     """Sign the log's current head (a log from before signed heads, or after reviewing it)."""
-    from lockgate.audit.log import AuditLog
-
-    log = AuditLog(_env(home).audit_path)
+    log = _audit_log(home)
     head = log.witness_head()
     _say(f"audit log {log.path}: head seq {head.seq} hash {head.hash} signed in {log.witness_path}")
 
@@ -312,9 +389,7 @@ def audit_witness_cmd(home: str | None) -> None:
 @click.option("--kind", default=None, help="Only entries of this kind (e.g. rollback).")
 def audit_show_cmd(home: str | None, pipeline: str | None, kind: str | None) -> None:
     """Print audit entries, oldest first."""
-    from lockgate.audit.log import AuditLog
-
-    for entry in AuditLog(_env(home).audit_path).entries(pipeline=pipeline, kind=kind):
+    for entry in _audit_log(home).entries(pipeline=pipeline, kind=kind):
         _say(
             f"{entry['seq']:>5} {entry['at']} {entry['pipeline']:<12} {entry['kind']:<16} "
             f"{entry['actor']}: {json.dumps(entry['payload'], sort_keys=True)[:200]}"
@@ -578,6 +653,9 @@ def drift_cmd(
         )
     if report.get("uri"):
         _say(f"  report: {report['uri']}")
+
+
+cli.add_command(deploy_group)  # `lockgate deploy render`: Kubernetes (lockgate.deploy)
 
 
 def main(argv: list[str] | None = None) -> None:

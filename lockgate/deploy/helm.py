@@ -14,7 +14,7 @@ rest (webserver, daemon image, retention):
   LOCKGATE_* variables and the shared volume (step pods of the ``k8s_job_executor`` inherit them);
 - ``dagsterDaemon.runCoordinator``: the ``QueuedRunCoordinator`` with a cap on runs, one run per
   pipeline at a time (tag ``lockgate/pipeline``) and a cap on GPU training runs (tag
-  ``lockgate/resources: gpu``).
+  ``lockgate/resource: gpu``).
 
 :func:`check_values` checks values against a chart's ``values.schema.json`` (``jsonschema``), as
 Helm does, with the chart's defaults standing in for what is not overridden.
@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lockgate.assets.weights import RESOURCE_TAG
 from lockgate.deploy.launcher import shared_volume
 from lockgate.deploy.settings import K8sSettings
 
@@ -38,7 +39,7 @@ __all__ = [
 
 PIPELINE_RUN_TAG = "lockgate/pipeline"
 """The run tag every lockgate job carries (the pipeline's name)."""
-GPU_RUN_TAG = ("lockgate/resources", "gpu")
+GPU_RUN_TAG = (RESOURCE_TAG, "gpu")
 """The run tag (key, value) that marks a run as needing a GPU; capped by the run queue."""
 
 _APP_DIR = "/opt/dagster/app"
@@ -111,6 +112,8 @@ def helm_values(settings: K8sSettings, *, module: str) -> dict[str, Any]:
         "postgresql": {
             "enabled": False,
             "postgresqlHost": dagster.postgres_host,
+            # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 would pick psycopg 3 otherwise
+            "postgresqlScheme": "postgresql+psycopg2",
             "postgresqlUsername": dagster.postgres_user,
             "postgresqlDatabase": dagster.postgres_database,
             "service": {"port": dagster.postgres_port},

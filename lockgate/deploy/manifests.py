@@ -63,6 +63,9 @@ ROUTING_KEY_ENV = "LOCKGATE_GATEWAY_ROUTING_KEY"
 """The Secret key (and variable) of the routing key every replica shares (hex, 16-64 bytes)."""
 SIGNING_KEY_ENV = "LOCKGATE_SIGNING_KEY"
 """The Secret key (and variable) of the signing key (lock records, audit witness)."""
+STATE_DB_URL_ENV = "LOCKGATE_STATE_DB_URL"
+"""The Secret key (and variable) of the PostgreSQL shared-state URL (aliases, canary state,
+routes, audit chain; see :mod:`lockgate.state`)."""
 
 _SHARED = "lockgate-shared"
 
@@ -303,7 +306,8 @@ def gateway_config(settings: K8sSettings) -> GatewayConfig:
 
 def gateway_args(settings: K8sSettings) -> list[str]:
     """``python -m lockgate.gateway``'s options: :meth:`GatewayConfig.to_argv`, then the
-    listeners on all addresses, the admin token and routing key variables and the audit log."""
+    listeners on all addresses, the admin token and routing key variables and the audit chain in
+    the shared state database."""
     gateway = settings.gateway
     return [
         *gateway_config(settings).to_argv(),
@@ -319,8 +323,9 @@ def gateway_args(settings: K8sSettings) -> list[str]:
         ADMIN_TOKEN_ENV,
         "--routing-key-env",
         ROUTING_KEY_ENV,
-        "--audit-log",
-        f"{settings.mount_path}/audit/gateway.jsonl",
+        # every replica appends to one audit chain in the shared state database
+        "--audit-url-env",
+        STATE_DB_URL_ENV,
         "--log-level",
         "info",
     ]
@@ -350,6 +355,8 @@ def gateway_deployment(settings: K8sSettings) -> client.V1Deployment:
             _secret_env(settings, ADMIN_TOKEN_ENV),
             _secret_env(settings, ROUTING_KEY_ENV),
             _secret_env(settings, SIGNING_KEY_ENV),
+            # shared routes, routing key and admin audit chain (lockgate.state)
+            _secret_env(settings, STATE_DB_URL_ENV),
         ],
         resources=_resources(gateway.resources),
         readiness_probe=_http_probe("/v2/health/ready", "http", period_s=5, failures=3),

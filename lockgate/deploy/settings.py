@@ -460,7 +460,7 @@ class DagsterSettings(_Frozen):
         postgres_secret: the Secret with the key ``postgresql-password`` (created by you).
         max_concurrent_runs: runs in progress at most (the queued run coordinator's limit).
         runs_per_pipeline: runs of one pipeline at once at most (tag ``lockgate/pipeline``).
-        gpu_training_runs: GPU training runs at once at most (tag ``lockgate/resources=gpu``).
+        gpu_training_runs: GPU training runs at once at most (tag ``lockgate/resource=gpu``).
     """
 
     release: str = "dagster"

@@ -59,6 +59,7 @@ from lockgate.gateway.merge_queue import MergeQueue, merged_answer
 from lockgate.gateway.metrics import render_metrics
 from lockgate.gateway.models import ModelDirectory, same_contract
 from lockgate.gateway.named_inputs import FeatureInputError, wire_request
+from lockgate.gateway.predlog.export import PredictionLogExport
 from lockgate.gateway.predlog.records import encode_record
 from lockgate.gateway.predlog.wal import PredictionLog
 from lockgate.gateway.routing import (
@@ -72,6 +73,7 @@ from lockgate.gateway.routing import (
 from lockgate.gateway.shadow import ShadowMirror
 from lockgate.gateway.stats import Stats
 from lockgate.gateway.upstream import HttpUpstream, Upstream, UpstreamResponse
+from lockgate.state.audit import PostgresAuditLog
 
 __all__ = ["GatewayApp"]
 
@@ -131,7 +133,7 @@ class GatewayApp:
         upstream: Upstream | None = None,
         admin_token: str | None = None,
         routing_key: bytes | None = None,
-        audit_log: AuditLog | None = None,
+        audit_log: AuditLog | PostgresAuditLog | None = None,
     ) -> None:
         self.config = config
         state_dir = self.state_dir = config.state_dir
@@ -155,6 +157,11 @@ class GatewayApp:
         self.stats = Stats()
         self.log = PredictionLog(
             config.log_dir,
+            export=(
+                PredictionLogExport(url=config.prediction_log_url)
+                if config.prediction_log_url
+                else None
+            ),
             durability=config.durability,  # type: ignore[arg-type]  # checked by GatewayConfig
             segment_max_bytes=config.segment_max_bytes,
             segment_max_age_s=config.segment_max_age_s,

@@ -31,6 +31,7 @@ from lockgate.gateway.server import (
     fit_open_files,
     http_protocol,
 )
+from lockgate.state.audit import PostgresAuditLog
 
 __all__ = ["build_parser", "main"]
 
@@ -56,10 +57,37 @@ def _add_admin_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--audit-log",
         type=Path,
-        required=True,
         help="the lockgate audit log (audit.jsonl) every admin change is appended to; its "
         "witness is signed with $LOCKGATE_SIGNING_KEY or <log folder>/../keys/signing.key",
     )
+    group.add_argument(
+        "--audit-url-env",
+        help="instead of --audit-log: name of an environment variable with the PostgreSQL URL "
+        "of the shared state (e.g. LOCKGATE_STATE_DB_URL), whose 'gateway' audit chain every "
+        "replica appends to (signed with $LOCKGATE_SIGNING_KEY)",
+    )
+
+
+def _audit_log(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> Path | PostgresAuditLog:
+    """The admin audit log: the ``--audit-log`` file, or the shared state's ``gateway`` chain."""
+    if (args.audit_log is None) == (args.audit_url_env is None):
+        parser.error(
+            "admin changes must be audited; rule: give exactly one of --audit-log PATH or "
+            "--audit-url-env NAME; fix: e.g. `--audit-log state/audit/gateway.jsonl`, or "
+            "`--audit-url-env LOCKGATE_STATE_DB_URL` for replicas sharing PostgreSQL"
+        )
+    if args.audit_log is not None:
+        path: Path = args.audit_log
+        return path
+    url = os.environ.get(args.audit_url_env, "").strip()
+    if not url:
+        parser.error(
+            f"--audit-url-env {args.audit_url_env}: the variable is not set; fix: set it to the "
+            "PostgreSQL URL of the shared state"
+        )
+    return PostgresAuditLog(url, log="gateway")
 
 
 def _admin_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -189,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Triton model repository: each version's wire.json lets clients send named "
         "features",
     )
+    parser.add_argument(
+        "--prediction-log-url",
+        help="object storage (s3://bucket/prefix) the rolled Parquet parts of the prediction "
+        "log are exported to, read back and verified (credentials: the AWS_* variables)",
+    )
     _add_admin_arguments(parser)
     parser.add_argument(
         "--routing-key-env",
@@ -233,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         _config(args, limits),
         admin_token=token,
         routing_key=routing_key,
-        audit_log=args.audit_log,
+        audit_log=_audit_log(args, parser),
     )
     limits = fit_open_files(limits)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

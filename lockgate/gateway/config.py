@@ -46,6 +46,9 @@ class GatewayConfig(BaseModel):
         verify_routes: ``PUT /admin/routes`` checks every version is served upstream.
         coalesce_inflight: upstream calls in flight per version before requests are merged.
         model_repository: the Triton model repository (each version's ``wire.json``).
+        prediction_log_url: object storage (``s3://bucket/prefix``) the rolled Parquet parts of
+            the prediction log are exported to (credentials from the ``AWS_*`` variables); None:
+            the log stays in ``log_dir`` only.
         limits: the HTTP server's limits (command line only; ASGI servers bring their own).
     """
 
@@ -68,6 +71,7 @@ class GatewayConfig(BaseModel):
     verify_routes: bool = True
     coalesce_inflight: int = 2
     model_repository: Path | None = None
+    prediction_log_url: str | None = None
     limits: ServerLimits = Field(default_factory=ServerLimits)
 
     @model_validator(mode="after")
@@ -139,6 +143,8 @@ class GatewayConfig(BaseModel):
         argv = [item for flag, value in values for item in (flag, str(value))]
         if self.model_repository is not None:
             argv += ["--model-repository", str(self.model_repository)]
+        if self.prediction_log_url is not None:
+            argv += ["--prediction-log-url", self.prediction_log_url]
         if not self.retry_challenger_on_champion:
             argv.append("--no-retry-challenger")
         if not self.verify_routes:

@@ -14,6 +14,7 @@ from lockgate.gateway.config import GatewayConfig
 from lockgate.gateway.errors import GatewayError
 from lockgate.gateway.predlog.wal import Durability
 from lockgate.gateway.upstream import Upstream
+from lockgate.state.audit import PostgresAuditLog
 
 __all__ = ["app_from_config", "create_app"]
 
@@ -39,7 +40,7 @@ def create_app(
     coalesce_inflight: int = 2,
     model_repository: str | os.PathLike[str] | None = None,
     routing_key: bytes | None = None,
-    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    audit_log: str | os.PathLike[str] | AuditLog | PostgresAuditLog | None = None,
 ) -> GatewayApp:
     """Build the gateway ASGI app.
 
@@ -128,7 +129,7 @@ def app_from_config(
     upstream: Upstream | None = None,
     admin_token: str | None = None,
     routing_key: bytes | None = None,
-    audit_log: str | os.PathLike[str] | AuditLog | None = None,
+    audit_log: str | os.PathLike[str] | AuditLog | PostgresAuditLog | None = None,
 ) -> GatewayApp:
     """Build the gateway ASGI app from its settings (what :func:`create_app` and the command
     line do); the arguments beside ``config`` are those of :func:`create_app`.
@@ -155,7 +156,7 @@ def app_from_config(
         routing_key=routing_key,
         audit_log=(
             AuditLog(audit_log)
-            if audit_log is not None and not isinstance(audit_log, AuditLog)
+            if audit_log is not None and not isinstance(audit_log, AuditLog | PostgresAuditLog)
             else audit_log
         ),
     )

@@ -45,6 +45,7 @@ from lockgate._util.process import ManagedServer, cmdline_contains
 from lockgate.gateway.admin import ACTOR_HEADER
 from lockgate.gateway.config import ADMIN_TOKEN_ENV, GatewayConfig
 from lockgate.gateway.errors import GatewayError, RouteError
+from lockgate.gateway.routing import SHARED_STATE_ENV
 from lockgate.gateway.server import SERVER_LIMIT_FIELDS, ServerLimits
 
 if TYPE_CHECKING:
@@ -266,6 +267,7 @@ _CONFIG_FIELDS = (
     "verify_routes",
     "coalesce_inflight",
     "max_body_bytes",
+    "prediction_log_url",
 )
 """Settings a :class:`GatewayServer` passes to :class:`GatewayConfig` as they are."""
 
@@ -298,6 +300,11 @@ class GatewayServer(Gateway, ManagedServer):
             clients send named features and the gateway encodes them with each version's
             ``wire.json`` (:mod:`lockgate.gateway.named_inputs`). None: clients send ``INPUT__0``.
         max_body_bytes: largest request body, also after gzip/deflate decompression (413).
+        state_url: the PostgreSQL state database replicas share: routes, the routing key and
+            the admin audit chain (``gateway``) live there instead of under ``state_dir`` and
+            ``audit_path`` (passed to the process in ``$LOCKGATE_STATE_DB_URL``, never on its
+            command line); None: ``$LOCKGATE_STATE_DB_URL`` when this process has it, else files.
+        prediction_log_url: object storage the rolled Parquet parts are exported to.
         max_connections, max_url_bytes, max_header_bytes, header_timeout_s, body_timeout_s,
             keepalive_timeout_s: the HTTP server's limits
             (:class:`lockgate.gateway.app.ServerLimits`: 503 or the oldest idle connection closed
@@ -321,6 +328,8 @@ class GatewayServer(Gateway, ManagedServer):
     coalesce_inflight: int = Field(default=2, ge=0)
     model_repository: str | None = None
     max_body_bytes: int = Field(default=64 << 20, ge=1024)
+    state_url: str | None = None
+    prediction_log_url: str | None = None
     max_connections: int = Field(default=4096, ge=1)
     max_url_bytes: int = Field(default=8192, ge=256)
     max_header_bytes: int = Field(default=32768, ge=1024)
@@ -351,6 +360,11 @@ class GatewayServer(Gateway, ManagedServer):
     def token_file(self) -> Path:
         """``<state_dir>/admin.token`` (mode 0600): the generated admin token."""
         return Path(self.state_dir) / _TOKEN_FILE
+
+    @property
+    def shared_state_url(self) -> str | None:
+        """``state_url``, else an inherited ``$LOCKGATE_STATE_DB_URL`` (None: files)."""
+        return self.state_url or os.environ.get(SHARED_STATE_ENV, "").strip() or None
 
     @property
     def audit_file(self) -> Path:
@@ -459,7 +473,10 @@ class GatewayServer(Gateway, ManagedServer):
         cmd += ["--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--ready-file", str(self.ready_file.resolve())]
         cmd += ["--admin-host", "127.0.0.1", "--admin-port", str(self.admin_port)]
-        cmd += ["--audit-log", str(self.audit_file.resolve())]
+        if self.shared_state_url:
+            cmd += ["--audit-url-env", SHARED_STATE_ENV]
+        else:
+            cmd += ["--audit-log", str(self.audit_file.resolve())]
         if self.admin_token:
             cmd += ["--admin-token-env", ADMIN_TOKEN_ENV]
         else:
@@ -497,11 +514,14 @@ class GatewayServer(Gateway, ManagedServer):
         self.ready_file.unlink(missing_ok=True)
         env = dict(os.environ)
         env.pop(ADMIN_TOKEN_ENV, None)
+        if self.shared_state_url:
+            env[SHARED_STATE_ENV] = self.shared_state_url
         if self.admin_token:
             env[ADMIN_TOKEN_ENV] = self.admin_token
         else:
             self._ensure_token_file()
-        self.audit_file.parent.mkdir(parents=True, exist_ok=True)
+        if not self.shared_state_url:
+            self.audit_file.parent.mkdir(parents=True, exist_ok=True)
         command = self.command()
         banner = f"==== lockgate start {time.ctime()}: {' '.join(command)}"
         process = self.managed_process.start(command, env=env, banner=banner)

@@ -40,6 +40,7 @@ __all__ = [
     "make_canary_sensor",
     "next_backoff",
     "restore_serving",
+    "rollout_job",
     "run_canary_tick",
     "supervise",
 ]
@@ -180,7 +181,31 @@ def run_canary_tick(
     actor: str,
     now: float | None = None,
 ) -> TickOutcome:
-    """One controller step for ``spec``'s pipeline (what the sensor runs every tick)."""
+    """One controller step for ``spec``'s pipeline (what the sensor runs every tick).
+
+    One controller at a time: a tick that finds another holding the pipeline's lease
+    (:meth:`ServingStack.canary_lease`: a PostgreSQL advisory lock with shared state, else a
+    file lock) holds and changes nothing. The transition a tick recorded is stored by
+    compare-and-swap on the state it read, and a promotion moves the champion alias only from
+    the champion it read, so two controllers can never both advance or promote.
+    """
+    with stack.canary_lease(spec.name) as held:
+        if not held:
+            return TickOutcome(
+                "hold", f"another controller is ticking {spec.name}'s canary: left to it"
+            )
+        return _tick(spec, stack=stack, artifacts=artifacts, audit=audit, actor=actor, now=now)
+
+
+def _tick(
+    spec: ModelPipeline,
+    *,
+    stack: ServingStack,
+    artifacts: ArtifactRegistry,
+    audit: AuditTrail,
+    actor: str,
+    now: float | None,
+) -> TickOutcome:
     from lockgate.assets.serving import apply_route, ensure_loaded, rollback
     from lockgate.serving.canary import CanaryState, decide
     from lockgate.serving.triton_config import triton_model_name
@@ -237,7 +262,8 @@ def run_canary_tick(
     new = decision.state.to_dict()
     metrics = {"breaches": decision.breaches, **dict(decision.metrics or {})}
     if decision.action == "hold":
-        stack.save_canary_state(spec.name, new)
+        if not stack.save_canary_state(spec.name, new, expected=raw):
+            return _lost_claim(spec.name)
         return TickOutcome("hold", decision.reason, new, metrics)
     if decision.action == "rollback":
         data = rollback(
@@ -258,7 +284,8 @@ def run_canary_tick(
                 "reason": decision.reason,
             },
         )
-        stack.save_canary_state(spec.name, new)
+        if not stack.save_canary_state(spec.name, new, expected=raw):
+            return _lost_claim(spec.name)
         return TickOutcome("advance", decision.reason, new, metrics)
     # promote: the challenger takes all traffic and becomes champion; the old one drains
     artifacts.move_alias(
@@ -276,9 +303,18 @@ def run_canary_tick(
         actor=actor,
         payload={"from": state.champion, "to": state.challenger, "reason": decision.reason},
     )
-    stack.save_canary_state(spec.name, new)
+    if not stack.save_canary_state(spec.name, new, expected=raw):
+        return _lost_claim(spec.name)
     triton.unload(triton_model_name(spec.name, state.champion), wait=False)
     return TickOutcome("promote", decision.reason, new, metrics)
+
+
+def _lost_claim(pipeline: str) -> TickOutcome:
+    return TickOutcome(
+        "hold",
+        f"{pipeline}'s canary state changed while this tick decided (another controller "
+        "recorded its transition first): left to it",
+    )
 
 
 def _route_for(champion: str, state: Any | None) -> dict[str, Any]:
@@ -305,8 +341,7 @@ def _served_pipelines(stack: ServingStack, artifacts: ArtifactRegistry) -> list[
     names = {
         n.removesuffix(".json") for n in artifacts.list_prefix("aliases") if n.endswith(".json")
     }
-    if stack.state_dir.is_dir():
-        names |= {p.stem for p in stack.state_dir.glob("*.json") if not p.name.startswith(".")}
+    names |= set(stack.canary_pipelines())
     return sorted(names)
 
 
@@ -570,18 +605,48 @@ def supervise(
             time.sleep(min(0.1, wait))
 
 
+def rollout_job(spec: ModelPipeline) -> dg.UnresolvedAssetJobDefinition:
+    """``<name>_rollout``: the job of the pipeline's ``rollout`` asset alone, the canary
+    controller's target.
+
+    Running it starts (or resumes) the canary of the latest validated version, refused unless
+    that version passed the gate and infra validation; the controller itself records
+    ``rollout`` on every transition without a run. Naming it as the sensor's target makes the
+    Dagster UI list the controller as the ``rollout`` asset's automation.
+    """
+    return dg.define_asset_job(
+        f"{spec.name}_rollout",
+        selection=dg.AssetSelection.assets(spec.asset_key("rollout")),
+        description=(
+            f"Start or resume the canary of {spec.name}'s latest validated version now (the "
+            f"controller {spec.canary_sensor_name} records rollout on every transition)."
+        ),
+        tags={"lockgate/pipeline": spec.name},
+    )
+
+
 def make_canary_sensor(
-    spec: ModelPipeline, *, minimum_interval_seconds: int | None = None
+    spec: ModelPipeline,
+    *,
+    minimum_interval_seconds: int | None = None,
+    job: dg.UnresolvedAssetJobDefinition | None = None,
 ) -> dg.SensorDefinition:
     """``<name>_on_canary_tick``: drives the pipeline's canary, one analysis per tick.
 
-    ``minimum_interval_seconds`` defaults to ``spec.canary.interval_seconds``.
+    Its target is ``job`` (default: :func:`rollout_job`), the job of the ``rollout`` asset it
+    records, so the UI lists the controller on that asset; it requests no runs.
+
+    Args:
+        spec: The pipeline (with serving and a canary policy).
+        minimum_interval_seconds: Seconds between ticks (default ``spec.canary.interval_seconds``).
+        job: The rollout job to target (pass the one the definitions list, if they list one).
     """
 
     @lockgate_sensor(
         spec.canary_sensor_name,
         interval_seconds=minimum_interval_seconds or spec.canary.interval_seconds,
         description=f"Canary controller of {spec.name}: hold, advance, roll back or promote.",
+        job=job if job is not None else rollout_job(spec),
     )
     def canary_sensor(
         context: dg.SensorEvaluationContext,

@@ -87,5 +87,5 @@ def test_the_image_names_its_cluster_settings_for_the_code_location() -> None:
     assert "LOCKGATE_K8S_SETTINGS=/opt/dagster/app/deploy/settings.yaml" in text
     assert "LOCKGATE_K8S_SETTINGS" not in dockerfile(module="pipelines.definitions")
     for bad in ("../settings.yaml", "/etc/settings.yaml", "deploy/my settings.yaml"):
-        with pytest.raises(SpecError, match="settings_file .* is not a plain relative path"):
+        with pytest.raises(SpecError, match=r"settings_file .* is not a plain relative path"):
             dockerfile(module="pipelines.definitions", settings_file=bad)

@@ -148,7 +148,7 @@ def test_the_gateway_runs_its_command_line_from_gateway_config(settings: K8sSett
     assert container.readiness_probe.http_get.path == "/v2/health/ready"
     assert container.liveness_probe.http_get.path == "/v2/health/live"
     env = _env(container)
-    for name in (ADMIN_TOKEN_ENV, ROUTING_KEY_ENV, "LOCKGATE_SIGNING_KEY"):
+    for name in (ADMIN_TOKEN_ENV, ROUTING_KEY_ENV, "LOCKGATE_SIGNING_KEY", "LOCKGATE_STATE_DB_URL"):
         ref = env[name].value_from.secret_key_ref
         assert (ref.name, ref.key) == ("lockgate-secrets", name)
     assert env["POD_NAME"].value_from.field_ref.field_path == "metadata.name"
@@ -166,7 +166,8 @@ def test_the_gateway_arguments_parse_with_the_gateways_own_parser(settings: K8sS
     assert args.admin_token_env == ADMIN_TOKEN_ENV
     assert args.routing_key_env == ROUTING_KEY_ENV
     assert args.upstream_url == "http://lockgate-triton.ml.svc:8000"
-    assert str(args.audit_log) == "/var/lib/lockgate/audit/gateway.jsonl"
+    assert args.audit_log is None  # replicas share one audit chain in PostgreSQL, not a file
+    assert args.audit_url_env == "LOCKGATE_STATE_DB_URL"
     assert str(args.log_dir) == "/var/lib/lockgate/predictions/$(POD_NAME)"
 
 

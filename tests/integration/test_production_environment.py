@@ -113,3 +113,24 @@ def test_an_artifacts_url_puts_the_registry_on_object_storage(
     assert any("/snapshots/" in key for key in stored), stored
     manifest = registry.snapshot_manifest("a" * 64)
     assert json.loads(json.dumps(manifest))["rows"] == 1
+
+
+def test_the_audit_commands_read_the_shared_chain(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from lockgate.cli import cli
+
+    monkeypatch.setenv("LOCKGATE_STATE_DB_URL", postgres_url)
+    monkeypatch.setenv("LOCKGATE_SIGNING_KEY", KEY)
+    log = PostgresAuditLog(postgres_url, signing_key=KEY)
+    for n in range(3):
+        log.append("probe", pipeline="p", actor="test", payload={"n": n})
+    runner = CliRunner()
+    verified = runner.invoke(cli, ["audit", "verify", "--home", str(tmp_path / "home")])
+    assert verified.exit_code == 0, verified.output
+    assert "3 entries verified" in verified.output
+    assert "***" in verified.output  # the URL is shown without its password
+    shown = runner.invoke(cli, ["audit", "show", "--home", str(tmp_path / "home")])
+    assert shown.output.count(" probe ") == 3, shown.output

@@ -40,19 +40,6 @@ POLICY = CanaryPolicy(
 )
 
 
-def _controller_claims() -> bool:
-    import inspect
-
-    import lockgate.sensors.canary
-
-    return "canary_lease" in inspect.getsource(lockgate.sensors.canary)
-
-
-@pytest.mark.xfail(
-    not _controller_claims(),
-    reason="the canary controller does not take the lease and claim its transition yet",
-    strict=True,
-)
 def test_controllers_ticking_at_once_advance_once(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

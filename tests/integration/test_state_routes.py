@@ -12,6 +12,7 @@ import pytest
 
 from lockgate.gateway.process import GatewayServer
 from lockgate.gateway.routing import Route, RouteTable, load_routing_key
+from lockgate.state.audit import PostgresAuditLog
 from lockgate.state.postgres import PostgresSwapStore, close_connections
 
 MODEL = "fraud_lgbm"
@@ -36,6 +37,7 @@ def test_two_gateway_replicas_share_their_routes(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOCKGATE_STATE_DB_URL", postgres_url)  # the replicas inherit it
+    monkeypatch.setenv("LOCKGATE_SIGNING_KEY", "s" * 64)  # one key signs the shared audit chain
     replicas = [
         GatewayServer(
             state_dir=str(tmp_path / name),
@@ -61,6 +63,12 @@ def test_two_gateway_replicas_share_their_routes(
     # the routes are in PostgreSQL, not in either replica's folder
     assert not (tmp_path / "a" / "routes.json").exists()
     assert not (tmp_path / "b" / "routes.json").exists()
+    # and both replicas' admin changes are in one shared audit chain, not in files
+    assert not (tmp_path / "home" / "audit").exists()
+    chain = PostgresAuditLog(postgres_url, log="gateway", signing_key="s" * 64)
+    entries = list(chain.entries())
+    assert len(entries) >= 3, entries
+    assert chain.verify().ok
 
 
 def test_concurrent_route_changes_lose_nothing(postgres_url: str, tmp_path: Path) -> None:
