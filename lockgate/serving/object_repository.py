@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import ConfigDict
 
-from lockgate.lineage.object_registry import conditional_put, object_filesystem
+from lockgate._util.objectstore import ObjectStoreLocation, conditional_put
 from lockgate.serving.model_folder_plan import MANIFEST_FILE, ServingError, rewrite_fix
 from lockgate.serving.model_folder_verify import verify_model_folder as verify_local_folder
 from lockgate.serving.model_folder_writer import model_folders
@@ -64,7 +64,7 @@ def is_object_url(location: str | os.PathLike[str] | None) -> bool:
     return isinstance(location, str) and "://" in location
 
 
-class ObjectModelRepository(BaseModel):
+class ObjectModelRepository(ObjectStoreLocation):
     """A Triton model repository under ``s3://bucket/prefix``; see the module doc.
 
     Attributes:
@@ -78,35 +78,19 @@ class ObjectModelRepository(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    url: str
-    endpoint_url: str | None = None
-    key: str | None = None
-    secret: str | None = None
-    region: str | None = None
-
-    _fs: tuple[int, Any, str] | None = PrivateAttr(default=None)
-
     # ---- addresses --------------------------------------------------------------------------
 
     def filesystem(self) -> tuple[Any, str]:
         """The s3fs filesystem and the repository's ``bucket/prefix`` in it (one per process)."""
-        if self._fs is None or self._fs[0] != os.getpid():
-            fs, root = object_filesystem(
-                self.url,
-                endpoint_url=self.endpoint_url,
-                key=self.key,
-                secret=self.secret,
-                region=self.region,
+        fs, root = super().filesystem()
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        if protocol not in ("s3", "s3a"):
+            raise ServingError(
+                f"model repository {self.url!r} is on {protocol}://; rule: lockgate writes "
+                "object-store model repositories on S3 (what Triton reads as s3://); fix: "
+                "use an s3:// URL or a local folder"
             )
-            protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-            if protocol not in ("s3", "s3a"):
-                raise ServingError(
-                    f"model repository {self.url!r} is on {protocol}://; rule: lockgate writes "
-                    "object-store model repositories on S3 (what Triton reads as s3://); fix: "
-                    "use an s3:// URL or a local folder"
-                )
-            self._fs = (os.getpid(), fs, root)
-        return self._fs[1], self._fs[2]
+        return fs, root
 
     def _endpoint(self) -> str | None:
         return (self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "").strip() or None

@@ -39,12 +39,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate._util.fs import atomic_write
+from lockgate._util.objectstore import ObjectStoreLocation
 from lockgate.gateway.errors import PredictionLogError
 from lockgate.lineage.hashing import sha256_bytes
-from lockgate.lineage.object_registry import object_filesystem
 
 __all__ = ["PredictionLogExport", "RemotePart"]
 
@@ -78,7 +78,7 @@ class RemotePart(BaseModel):
     path: str
 
 
-class PredictionLogExport(BaseModel):
+class PredictionLogExport(ObjectStoreLocation):
     """Where a gateway's rolled Parquet parts go (see the module doc).
 
     Attributes:
@@ -95,27 +95,7 @@ class PredictionLogExport(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    url: str
-    endpoint_url: str | None = None
-    key: str | None = None
-    secret: str | None = None
-    region: str | None = None
     replica: str | None = Field(default=None, pattern=_REPLICA.pattern)
-
-    _fs: tuple[int, Any, str] | None = PrivateAttr(default=None)
-
-    def filesystem(self) -> tuple[Any, str]:
-        """The fsspec filesystem and the log's root path in it (one per process)."""
-        if self._fs is None or self._fs[0] != os.getpid():
-            fs, root = object_filesystem(
-                self.url,
-                endpoint_url=self.endpoint_url,
-                key=self.key,
-                secret=self.secret,
-                region=self.region,
-            )
-            self._fs = (os.getpid(), fs, root)
-        return self._fs[1], self._fs[2]
 
     def part_key(self, model: str, day: str, seq: int, *, replica: str | None = None) -> str:
         """The object key of a part, relative to ``url``."""
