@@ -52,7 +52,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from lockgate._util.fs import atomic_write
 from lockgate.errors import (
     ArtifactError,
     ArtifactIntegrityError,
@@ -658,17 +657,10 @@ class LocalArtifactRegistry(ArtifactRegistry):
         return os.path.join(parent, "keys", "signing.key")
 
     def swap_bytes(self, key: str, expected: bytes | None, data: bytes) -> bool:
-        import fcntl
+        """Compare-and-swap under a file lock beside the file (the local swap store's)."""
+        from lockgate.state.files import FileSwapStore
 
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(f".{path.name}.lock"), "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
-            current = path.read_bytes() if path.exists() else None
-            if current != expected:
-                return False
-            atomic_write(path, data, mode=0o600)
-            return True
+        return FileSwapStore(root=self.root).swap(_check_key(key), expected, data)
 
     def _path(self, key: str) -> Path:
         return Path(self.root) / _check_key(key)
