@@ -3,7 +3,6 @@
 
 import contextlib
 import time
-from pathlib import Path
 from typing import Any, cast
 
 import dagster as dg
@@ -49,14 +48,15 @@ def build_serving(spec: ModelPipeline) -> dg.AssetsDefinition:
         audit: AuditTrail,
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.lineage.steps import load_snapshot_frame
-        from lockgate.serving.model_repository import infra_validate, write_model_version
+        from lockgate.serving.model_repository import infra_validate, write_served_version
         from lockgate.serving.triton_config import triton_model_name
 
         version = evaluation["version"]
         passing_verdict(artifacts, spec.name, cast(GatedEvaluationRef, evaluation))
-        folder = write_model_version(
+        # the serving repository: the local folder, or s3:// in production (Triton reads it)
+        folder = write_served_version(
             artifacts,
-            serving_stack.repo_dir,
+            serving_stack.triton(),
             pipeline=spec.name,
             version=version,
             target="cpu",  # the local stack serves on CPU; gpu configs are for the NGC image
@@ -297,18 +297,22 @@ def ensure_loaded(
     it is (``load_version`` checks every file against the lock record); only a missing folder
     is written, with ``target``'s batch size and instances (default: TritonTarget's).
     """
-    from lockgate.serving.model_repository import load_version, write_model_version
+    from lockgate.serving.model_repository import (
+        load_version,
+        version_written,
+        write_served_version,
+    )
     from lockgate.serving.triton_config import triton_model_name
 
     name = triton_model_name(pipeline, version)
     triton = stack.triton()
     if triton.is_ready(name):
         return name
-    if not (Path(stack.repo_dir) / name).is_dir():
+    if not version_written(triton, name):
         options = target or TritonTarget()
-        write_model_version(
+        write_served_version(
             artifacts,
-            stack.repo_dir,
+            triton,
             pipeline=pipeline,
             version=version,
             target="cpu",

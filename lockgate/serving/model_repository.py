@@ -67,7 +67,9 @@ __all__ = [
     "load_version",
     "model_folders",
     "verify_model_folder",
+    "version_written",
     "write_model_version",
+    "write_served_version",
 ]
 
 
@@ -94,3 +96,61 @@ def load_version(
     return model_folder_verify.load_version(
         triton=triton, registry=registry, pipeline=pipeline, version=version
     )
+
+
+def write_served_version(
+    registry: ArtifactRegistry,
+    triton: TritonServer,
+    *,
+    pipeline: str,
+    version: str,
+    target: str = "cpu",
+    max_batch_size: int = 1024,
+    instances: int = 1,
+) -> str:
+    """Write a version into the repository ``triton`` serves from: its folder, or ``s3://``.
+
+    The same folders either way (:func:`write_model_version` for a folder,
+    :meth:`~lockgate.serving.object_repository.ObjectModelRepository.write_model_version` for
+    object storage, which verifies them before uploading, the manifest last).
+
+    Returns:
+        Where the served model's folder is (a path or an ``s3://`` URI).
+    """
+    repo = triton.object_repository()
+    if repo is not None:
+        return repo.write_model_version(
+            registry,
+            pipeline=pipeline,
+            version=version,
+            target=target,
+            max_batch_size=max_batch_size,
+            instances=instances,
+        )
+    if triton.repo_dir is None:
+        raise ServingError(
+            f"cannot write {pipeline} {version}: the Triton server has no model repository "
+            "(repo_dir); fix: give the server its repository folder or s3:// URL"
+        )
+    return str(
+        write_model_version(
+            registry,
+            triton.repo_dir,
+            pipeline=pipeline,
+            version=version,
+            target=target,
+            max_batch_size=max_batch_size,
+            instances=instances,
+        )
+    )
+
+
+def version_written(triton: TritonServer, model_name: str) -> bool:
+    """Whether the repository ``triton`` serves from holds the model folder ``model_name``
+    (complete: on object storage, its manifest is there)."""
+    from pathlib import Path
+
+    repo = triton.object_repository()
+    if repo is not None:
+        return f"{model_name}/{MANIFEST_FILE}" in repo.etags(model_name)
+    return triton.repo_dir is not None and (Path(triton.repo_dir) / model_name).is_dir()

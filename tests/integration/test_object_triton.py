@@ -64,6 +64,7 @@ def versions(registry: ObjectStoreArtifactRegistry, frame: pd.DataFrame) -> dict
         "tamper": _store(registry, "fraud_lgbm", trainer(seed=3, num_boost_round=8), frame),
         "half": _store(registry, "fraud_lgbm", trainer(seed=4, num_boost_round=8), frame),
         "gpu": _store(registry, "fraud_lgbm", trainer(seed=5, num_boost_round=8), frame),
+        "asset": _store(registry, "fraud_lgbm", trainer(seed=6, num_boost_round=8), frame),
     }
 
 
@@ -209,3 +210,28 @@ def test_the_gpu_ensemble_round_trips_through_s3(
     fs.rm_file(f"{bucket}/triton/{v.name}-model/1/model.txt")
     with pytest.raises(ServingError, match=r"-model misses \['1/model.txt'\]"):
         repo.verify_model_folder(registry, pipeline=v.pipeline, version=v.version)
+
+
+def test_the_serving_assets_path_writes_and_loads_through_the_s3_repository(
+    server: LocalTritonServer,
+    registry: ObjectStoreArtifactRegistry,
+    versions: dict[str, Version],
+    s3_server: LocalS3,
+    bucket: str,
+) -> None:
+    """What the serving asset and the canary controller call (ensure_loaded) on a stack whose
+    Triton reads s3://: the version is written to the bucket, verified and loaded."""
+    from lockgate.assets.serving import ensure_loaded
+
+    class _Stack:  # a production stack's only part ensure_loaded uses
+        def triton(self) -> LocalTritonServer:
+            return server
+
+    v = versions["asset"]
+    name = v.name
+    assert not model_repository.version_written(server, name)
+    assert ensure_loaded(_Stack(), registry, "fraud_lgbm", v.version) == name  # type: ignore[arg-type]
+    assert server.is_ready(name)
+    assert model_repository.version_written(server, name)
+    assert "lockgate.json" in _objects(s3_server, bucket, name)  # the manifest, written last
+    assert ensure_loaded(_Stack(), registry, "fraud_lgbm", v.version) == name  # type: ignore[arg-type]
