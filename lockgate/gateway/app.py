@@ -59,6 +59,12 @@ from lockgate.gateway.merge_queue import MergeQueue, merged_answer
 from lockgate.gateway.metrics import render_metrics
 from lockgate.gateway.models import ModelDirectory, same_contract
 from lockgate.gateway.named_inputs import FeatureInputError, wire_request
+from lockgate.gateway.online_features import (
+    EntityKeys,
+    OnlineFeatures,
+    entity_header,
+    load_online_features,
+)
 from lockgate.gateway.predlog.export import PredictionLogExport
 from lockgate.gateway.predlog.records import encode_record
 from lockgate.gateway.predlog.wal import PredictionLog
@@ -151,6 +157,11 @@ class GatewayApp:
         self.admin_token = admin_token
         self.verify_routes = config.verify_routes
         self.coalesce_inflight = config.coalesce_inflight
+        self.online = (
+            OnlineFeatures(load_online_features(config.online_features))
+            if config.online_features is not None
+            else None
+        )
         state_dir.mkdir(parents=True, exist_ok=True)
         self.routes = RouteTable(state_dir)
         self.routing_key = load_routing_key(state_dir) if routing_key is None else routing_key
@@ -204,6 +215,8 @@ class GatewayApp:
         if self.upstream is None:
             assert self.upstream_url is not None
             self.upstream = HttpUpstream(self.upstream_url, timeout_s=self.upstream_timeout_s)
+        if self.online is not None:  # Feast is opened (and imported) only now
+            await self.online.open()
         await self.log.start()
         self.started = True
 
@@ -214,6 +227,8 @@ class GatewayApp:
         self.started = False
         await self.shadow.close(timeout_s=5.0)
         await self.log.close()
+        if self.online is not None:
+            self.online.close()
         if self.upstream is not None:
             await self.upstream.aclose()
         if self._given_upstream is None:
@@ -500,8 +515,35 @@ class GatewayApp:
             )
         series = self.stats.get(name, version, False)
         named = False
+        entities: EntityKeys | None = None
+        online = self.online.get(name) if self.online is not None else None
+        entity_request = None
+        if online is not None and info.contract is not None:
+            found = entity_header(online, body, ihcl)
+            if found is not None:
+                entity_request = (online, info.contract, *found)
         try:
-            request_id, inputs, header, named = parse_request(body, ihcl, info, name, version)
+            if entity_request is not None:  # entity keys: the features come from Feast
+                service, contract, header, hlen, request_id = entity_request
+                entities = service.decode_keys(header["inputs"], body, hlen)
+                values = await service.fetch(entities)
+                inputs = service.encode(values, contract.schema, version=version)
+                named = True
+            else:
+                request_id, inputs, header, named = parse_request(body, ihcl, info, name, version)
+        except ReplyError as exc:  # the online store failed or timed out: not the version's fault
+            return await self._finish_error(
+                name,
+                version,
+                routed_by,
+                trace,
+                request_id,
+                None,
+                exc.status,
+                exc.message,
+                t0,
+                entities=entities,
+            )
         except ViolationError as exc:
             # the version's fault only if the request fits another version of the route (its
             # schema differs); a request no version takes is the client's: never counted
@@ -511,8 +553,15 @@ class GatewayApp:
                 name, version, routed_by, trace, request_id, inputs, 400, str(exc), t0
             )
         except FeatureInputError as exc:  # the client's fault: not counted against the version
+            message = str(exc)
+            if online is not None and entity_request is None:
+                message += (
+                    f"; {name} also takes its entity keys alone ({online.keys_text()}), and the "
+                    f"gateway looks the features up in Feast (feature service "
+                    f"{online.source.feature_service!r})"
+                )
             return await self._finish_error(
-                name, version, routed_by, trace, request_id, None, 400, str(exc), t0
+                name, version, routed_by, trace, request_id, None, 400, message, t0
             )
         if named:  # forward the wire matrix the features were encoded into
             body, hlen, header = wire_request(header, inputs)
@@ -598,6 +647,8 @@ class GatewayApp:
         }
         if request_id is not None:
             meta["rid"] = request_id
+        if entities is not None:
+            meta["ek"] = entities.to_json()
         try:
             await self.log.append(encode_record(meta, inputs, outputs))
         except PredictionLogError as exc:
@@ -671,6 +722,8 @@ class GatewayApp:
         status: int,
         message: str,
         t0: float,
+        *,
+        entities: EntityKeys | None = None,
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         meta: dict[str, Any] = {
             "t": trace,
@@ -684,6 +737,8 @@ class GatewayApp:
         }
         if request_id is not None:
             meta["rid"] = request_id
+        if entities is not None:  # a failed online lookup: the keys it was for
+            meta["ek"] = entities.to_json()
         try:
             await self.log.append(encode_record(meta, inputs, None))
         except PredictionLogError as exc:  # an answer is a logged answer, errors included

@@ -222,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="object storage (s3://bucket/prefix) the rolled Parquet parts of the prediction "
         "log are exported to, read back and verified (credentials: the AWS_* variables)",
     )
+    parser.add_argument(
+        "--online-features",
+        type=Path,
+        help="JSON file mapping public model names to their Feast repository and feature "
+        'service ({"<model>": {"feast_repo": ..., "feature_service": ...}}): requests may then '
+        "carry the entity keys instead of the features, looked up in Feast's online store",
+    )
     _add_admin_arguments(parser)
     parser.add_argument(
         "--routing-key-env",
@@ -262,12 +269,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"--routing-key-env {args.routing_key_env}: the variable must be set to 16-64 "
                 "bytes in hex (e.g. from `python -c 'import os; print(os.urandom(32).hex())'`)"
             )
-    app = app_from_config(
-        _config(args, limits),
-        admin_token=token,
-        routing_key=routing_key,
-        audit_log=_audit_log(args, parser),
-    )
+    audit_log = _audit_log(args, parser)
+    try:
+        app = app_from_config(
+            _config(args, limits), admin_token=token, routing_key=routing_key, audit_log=audit_log
+        )
+    except GatewayError as exc:  # e.g. an unreadable --online-features file: say why, no trace
+        parser.error(str(exc))
     limits = fit_open_files(limits)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -49,6 +49,10 @@ class GatewayConfig(BaseModel):
         prediction_log_url: object storage (``s3://bucket/prefix``) the rolled Parquet parts of
             the prediction log are exported to (credentials from the ``AWS_*`` variables); None:
             the log stays in ``log_dir`` only.
+        online_features: a JSON file mapping public model names to their Feast repository and
+            feature service (:mod:`lockgate.gateway.online_features`): requests to those models
+            may carry entity keys instead of feature values. Read and checked when the app is
+            built, not here: a config may be rendered for another machine (Kubernetes).
         limits: the HTTP server's limits (command line only; ASGI servers bring their own).
     """
 
@@ -72,6 +76,7 @@ class GatewayConfig(BaseModel):
     coalesce_inflight: int = 2
     model_repository: Path | None = None
     prediction_log_url: str | None = None
+    online_features: Path | None = None
     limits: ServerLimits = Field(default_factory=ServerLimits)
 
     @model_validator(mode="after")
@@ -145,6 +150,8 @@ class GatewayConfig(BaseModel):
             argv += ["--model-repository", str(self.model_repository)]
         if self.prediction_log_url is not None:
             argv += ["--prediction-log-url", self.prediction_log_url]
+        if self.online_features is not None:
+            argv += ["--online-features", str(self.online_features)]
         if not self.retry_challenger_on_champion:
             argv.append("--no-retry-challenger")
         if not self.verify_routes:

@@ -39,6 +39,7 @@ def create_app(
     verify_routes: bool = True,
     coalesce_inflight: int = 2,
     model_repository: str | os.PathLike[str] | None = None,
+    online_features: str | os.PathLike[str] | None = None,
     routing_key: bytes | None = None,
     audit_log: str | os.PathLike[str] | AuditLog | PostgresAuditLog | None = None,
 ) -> GatewayApp:
@@ -78,6 +79,8 @@ def create_app(
             or, on the GPU target, ``<pipeline>-<version>-wire/1/wire.json``; once per version)
             so that clients can send named features (:mod:`lockgate.gateway.named_inputs`). Without
             it, clients send the wire tensor ``INPUT__0`` themselves.
+        online_features: the JSON file of the models whose clients may send entity keys
+            instead of features (:mod:`lockgate.gateway.online_features`).
         routing_key: the secret that keys the canary and shadow hashes of trace ids (16-64
             bytes; give replicas that must route alike the same one). None: the key in
             ``state_dir/routing.key``, made at first start.
@@ -113,6 +116,7 @@ def create_app(
         verify_routes=verify_routes,
         coalesce_inflight=coalesce_inflight,
         model_repository=None if model_repository is None else Path(model_repository),
+        online_features=None if online_features is None else Path(online_features),
     )
     return app_from_config(
         config,

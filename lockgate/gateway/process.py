@@ -305,6 +305,8 @@ class GatewayServer(Gateway, ManagedServer):
             ``audit_path`` (passed to the process in ``$LOCKGATE_STATE_DB_URL``, never on its
             command line); None: ``$LOCKGATE_STATE_DB_URL`` when this process has it, else files.
         prediction_log_url: object storage the rolled Parquet parts are exported to.
+        online_features: the JSON file of the models whose clients may send entity keys
+            instead of features (:mod:`lockgate.gateway.online_features`).
         max_connections, max_url_bytes, max_header_bytes, header_timeout_s, body_timeout_s,
             keepalive_timeout_s: the HTTP server's limits
             (:class:`lockgate.gateway.app.ServerLimits`: 503 or the oldest idle connection closed
@@ -330,6 +332,7 @@ class GatewayServer(Gateway, ManagedServer):
     max_body_bytes: int = Field(default=64 << 20, ge=1024)
     state_url: str | None = None
     prediction_log_url: str | None = None
+    online_features: str | None = None
     max_connections: int = Field(default=4096, ge=1)
     max_url_bytes: int = Field(default=8192, ge=256)
     max_header_bytes: int = Field(default=32768, ge=1024)
@@ -463,6 +466,9 @@ class GatewayServer(Gateway, ManagedServer):
             upstream_url=_http_url(self.upstream_url),
             model_repository=(
                 Path(self.model_repository).resolve() if self.model_repository else None
+            ),
+            online_features=(
+                Path(self.online_features).resolve() if self.online_features else None
             ),
             limits=ServerLimits(**{k: getattr(self, k) for k in SERVER_LIMIT_FIELDS}),
         )

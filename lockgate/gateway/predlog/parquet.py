@@ -263,6 +263,14 @@ def _trim(
         batch = batch.filter(keep)
     if batch.num_rows == 0:
         return None
+    absent = [n for n in names if n not in batch.schema.names]
+    if absent:  # parts written before a column existed (entity_keys): its values are nulls
+        from lockgate.gateway.predlog.records import prediction_log_schema
+
+        schema = prediction_log_schema()
+        for name in absent:
+            field = schema.field(name)
+            batch = batch.append_column(field, pa.nulls(batch.num_rows, field.type))
     return batch.select(names)
 
 

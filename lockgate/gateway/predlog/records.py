@@ -1,7 +1,8 @@
 """The prediction log's records: one CRC-checked binary frame per answered request.
 
 :func:`encode_record` writes a record (a fixed header, the strings, the FP32 input and output
-rows) as a frame ``magic, length, crc32``; :func:`read_segment` reads a WAL segment back into an
+rows, and for a request that sent entity keys those keys after a flag) as a frame ``magic,
+length, crc32``; :func:`read_segment` reads a WAL segment back into an
 Arrow table with :func:`prediction_log_schema` (stopping at the first torn frame, and reading
 the JSON records of earlier gateways too).
 """
@@ -51,6 +52,9 @@ _REC_DTYPE = np.dtype(
 )
 assert _REC_DTYPE.itemsize == _REC.size
 _F_SHADOW, _F_RID, _F_ERR, _F_IN, _F_OUT, _F_DIFF = 1, 2, 4, 8, 16, 32
+# entity keys (JSON) follow the arrays, then their byte length as a little-endian u4 (the
+# fixed header has no field for it; records without the flag are laid out as before)
+_F_ENT = 64
 
 
 def prediction_log_schema() -> pa.Schema:
@@ -63,7 +67,9 @@ def prediction_log_schema() -> pa.Schema:
     shadow records, received); ``error`` (nullable); ``latency_ms`` (receive to upstream answer);
     ``inputs`` (list of FP32 rows, null when the body was unreadable); ``outputs`` (list of
     OUTPUT__0 rows, null on errors); ``shadow_abs_diff`` (per row, max absolute difference to the
-    champion's output; shadow records only).
+    champion's output; shadow records only); ``entity_keys`` (JSON ``{join key: [value per
+    row]}`` of a request that sent entity keys and had its features looked up in Feast's online
+    store, :mod:`lockgate.gateway.online_features`; null otherwise).
     """
     import pyarrow as pa
 
@@ -83,6 +89,7 @@ def prediction_log_schema() -> pa.Schema:
             ("inputs", rows),
             ("outputs", rows),
             ("shadow_abs_diff", pa.list_(pa.float32())),
+            ("entity_keys", pa.string()),
         ]
     )
 
@@ -101,7 +108,8 @@ def encode_record(
 
     ``meta`` keys: ``t`` trace id, ``ts`` microseconds since the epoch, ``m`` model, ``v``
     version, ``rb`` routed by, ``st`` status, ``lat`` latency in ms; optional ``rid`` request id,
-    ``err`` error text, ``sh`` shadow flag, ``diff`` per-row shadow differences.
+    ``err`` error text, ``sh`` shadow flag, ``diff`` per-row shadow differences, ``ek`` the
+    entity keys as JSON.
     """
     flags = _F_SHADOW if meta.get("sh") else 0
     t = meta["t"].encode()
@@ -134,6 +142,11 @@ def encode_record(
         flags |= _F_DIFF
         n_diff = d.size
         parts.append(d.tobytes())
+    ek = meta.get("ek")
+    if ek is not None:
+        ekb = ek.encode()
+        flags |= _F_ENT
+        parts += [ekb, _META_LEN.pack(len(ekb))]
     parts[0] = _REC.pack(
         meta["ts"],
         meta["lat"],
@@ -240,20 +253,26 @@ def _decode_frames(data: bytes, starts: list[int], ends: list[int]) -> tuple[pa.
     n = len(starts)
     head_len = _REC.size
     head = np.frombuffer(b"".join([data[s : s + head_len] for s in starts]), _REC_DTYPE)
-    sizes = np.empty((n, 9), dtype=np.int64)
+    has_ent = head["flags"] & _F_ENT != 0
+    sizes = np.empty((n, 10), dtype=np.int64)
     for j, name in enumerate(("lt", "lm", "lv", "lrb", "lrid", "lerr")):
         sizes[:, j] = head[name]
     sizes[:, 6] = 4 * head["ir"].astype(np.int64) * head["iw"]
     sizes[:, 7] = 4 * head["or"].astype(np.int64) * head["ow"]
     sizes[:, 8] = 4 * head["nd"].astype(np.int64)
-    pos = np.empty((n, 9), dtype=np.int64)
+    sizes[:, 9] = 0
+    for i in np.flatnonzero(has_ent).tolist():  # the keys' length ends the frame
+        at = ends[i] - _META_LEN.size
+        sizes[i, 9] = _META_LEN.unpack_from(data, at)[0] if at >= starts[i] + head_len else -1
+    pos = np.empty((n, 10), dtype=np.int64)
     pos[:, 0] = np.asarray(starts, dtype=np.int64) + head_len
     np.cumsum(sizes[:, :-1], axis=1, out=pos[:, 1:])
     pos[:, 1:] += pos[:, :1]
-    bad = np.flatnonzero(pos[:, 8] + sizes[:, 8] != np.asarray(ends, dtype=np.int64))
+    stop = pos[:, 9] + sizes[:, 9] + _META_LEN.size * has_ent
+    bad = np.flatnonzero((stop != np.asarray(ends, dtype=np.int64)) | (sizes[:, 9] < 0))
     if bad.size:
         n = int(bad[0])
-        head, sizes, pos = head[:n], sizes[:n], pos[:n]
+        head, sizes, pos, has_ent = head[:n], sizes[:n], pos[:n], has_ent[:n]
 
     def field(j: int) -> bytes:
         return b"".join(
@@ -275,6 +294,7 @@ def _decode_frames(data: bytes, starts: list[int], ends: list[int]) -> tuple[pa.
         _rows_column(field(6), head["ir"], head["iw"], flags & _F_IN != 0),
         _rows_column(field(7), head["or"], head["ow"], flags & _F_OUT != 0),
         _list_column(field(8), head["nd"], flags & _F_DIFF != 0),
+        _string_column(field(9), sizes[:, 9], has_ent),
     ]
     return pa.Table.from_arrays(columns, schema=prediction_log_schema()), n
 
