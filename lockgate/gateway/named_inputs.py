@@ -62,6 +62,7 @@ __all__ = [
     "NUMERIC_DATATYPES",
     "FeatureContract",
     "FeatureInputError",
+    "input_rows",
     "is_wire_request",
     "wire_request",
 ]
@@ -246,9 +247,9 @@ class FeatureContract:
             if type(shape) is list and len(shape) == 1 and type(shape[0]) is int:
                 n = shape[0]
             else:
-                n = _rows(name, shape, model)
+                n = input_rows(name, shape, model)
             if not 0 < n <= MAX_ROWS:
-                n = _rows(name, shape, model)
+                n = input_rows(name, shape, model)
             if not rows:
                 rows, first = n, name
             elif n != rows:
@@ -404,7 +405,16 @@ def _wrong_datatype(
     )
 
 
-def _rows(name: str, shape: object, model: str) -> int:
+def input_rows(name: str, shape: object, model: str, *, kind: str = "feature") -> int:
+    """The row count of one input's ``shape``: ``[n]`` or ``[n, 1]``, ``1 <= n <= MAX_ROWS``.
+
+    Args:
+        kind: what the input is in the message: ``"feature"``, or ``"entity key"`` for the
+            online-feature requests (:mod:`lockgate.gateway.online_features`).
+
+    Raises:
+        FeatureInputError: another shape, naming the input, the rule and the fix.
+    """
     if (
         isinstance(shape, list)
         and len(shape) in (1, 2)
@@ -413,10 +423,11 @@ def _rows(name: str, shape: object, model: str) -> int:
         and 1 <= shape[0] <= MAX_ROWS
     ):
         return int(shape[0])
+    per = "value" if kind == "feature" else "key"
     raise FeatureInputError(
-        f"feature {name!r} of {model} has shape {str(shape)[:40]}; rule: [n] or [n, 1] with "
-        f"1 <= n <= {MAX_ROWS}, one value per row; fix: send one tensor per feature with its "
-        "values for all rows (split larger batches)"
+        f"{kind} {name!r} of {model} has shape {str(shape)[:40]}; rule: [n] or [n, 1] with "
+        f"1 <= n <= {MAX_ROWS}, one {per} per row; fix: send one tensor per {kind} with its "
+        f"{per}s for all rows (split larger batches)"
     )
 
 

@@ -73,7 +73,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lockgate.errors import DataError, SchemaError
 from lockgate.gateway.coalesce import FIXED_DTYPES
 from lockgate.gateway.errors import GatewayError, ReplyError
-from lockgate.gateway.named_inputs import MAX_ROWS, MAX_VALUE_BYTES, FeatureInputError
+from lockgate.gateway.named_inputs import (
+    MAX_VALUE_BYTES,
+    FeatureInputError,
+    input_rows,
+)
 from lockgate.serving.wire import WireSchema, code24, encode
 
 __all__ = [
@@ -297,7 +301,7 @@ class OnlineService:
                     f"rule: a {kind} key is sent as {expected}; fix: set datatype "
                     f"{'INT64' if integer else 'BYTES'} and send the key itself"
                 )
-            n = _rows(name, spec.get("shape"), self.model)
+            n = input_rows(name, spec.get("shape"), self.model, kind="entity key")
             if not rows:
                 rows, first = n, name
             elif n != rows:
@@ -563,22 +567,6 @@ def _code(value: str) -> float:
 
 def _key_datatype(kind: str) -> str:
     return "BYTES" if kind == "String" else "INT64" if kind.startswith(("Int", "UInt")) else kind
-
-
-def _rows(name: str, shape: object, model: str) -> int:
-    if (
-        isinstance(shape, list)
-        and len(shape) in (1, 2)
-        and all(isinstance(s, int) and not isinstance(s, bool) for s in shape)
-        and (len(shape) == 1 or shape[1] == 1)
-        and 1 <= shape[0] <= MAX_ROWS
-    ):
-        return int(shape[0])
-    raise FeatureInputError(
-        f"entity key {name!r} of {model} has shape {str(shape)[:40]}; rule: [n] or [n, 1] with "
-        f"1 <= n <= {MAX_ROWS}, one key per row; fix: send one tensor per key (split larger "
-        "batches)"
-    )
 
 
 def _json_keys(name: str, data: list[Any], n: int, *, integer: bool, string: bool) -> list[Any]:
