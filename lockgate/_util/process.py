@@ -70,6 +70,12 @@ def wait_until(
         sleep(interval_s)
 
 
+def _default_stop_signals() -> None:
+    """In a child between fork and exec: SIGTERM and SIGINT back to their defaults."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cmdline_contains(pid: int, needle: str, *, argv0_only: bool = False) -> bool:
     """Whether process ``pid`` is alive (not a zombie) and its command line (or argv[0]) contains
     ``needle``.
@@ -225,6 +231,12 @@ class ManagedProcess:
             if banner is not None:
                 log.write(f"{banner}\n".encode())
                 log.flush()
+            # an ignored signal stays ignored across exec: a parent started in the background
+            # (SIGINT ignored) where Dagster then maps SIGTERM to the SIGINT handler would start
+            # children that SIGTERM cannot stop; give them the default dispositions back
+            inherited_ignore = any(
+                signal.getsignal(sig) == signal.SIG_IGN for sig in (signal.SIGTERM, signal.SIGINT)
+            )
             self.process = subprocess.Popen(
                 list(command),
                 stdout=log,
@@ -234,6 +246,7 @@ class ManagedProcess:
                 cwd=cwd,
                 start_new_session=True,
                 user=user,
+                preexec_fn=_default_stop_signals if inherited_ignore else None,
             )
         if record_pid:
             self.write_pid_file()

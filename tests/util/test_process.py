@@ -148,3 +148,23 @@ def test_wait_ready_stops_waiting_when_the_process_exits(tmp_path: Path) -> None
     assert proc.process.returncode == 3
     proc.kill()
     assert proc.process is None
+
+
+def test_a_child_stops_on_sigterm_even_when_the_parent_ignores_it(tmp_path: Path) -> None:
+    """A parent started in the background ignores SIGINT, and Dagster maps SIGTERM to SIGINT's
+    handler in-process: ignored dispositions survive exec, so children must get them back."""
+    import signal
+
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc, command = _sleeper(tmp_path, "lockgate-test-ignoring-parent")
+        proc.start(command)
+        assert proc.wait_ready(lambda: "up" in proc.log_tail(), timeout_s=30.0, interval_s=0.02)
+        started = time.monotonic()
+        proc.stop(timeout_s=10.0)
+        assert time.monotonic() - started < 5.0  # SIGTERM ended it, not the SIGKILL fallback
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGINT, saved[1])
