@@ -205,7 +205,10 @@ def test_traffic_split_and_trace_ids_over_real_triton(gateway: GatewayServer) ->
         assert version == expected
         assert value == pytest.approx(0.5 + (0.1 if version == "v2" else 0.0), abs=1e-6)
     share = Counter(v for _, v, _ in results)["v2"] / len(results)
-    assert abs(share - 0.3) <= 0.02
+    # the routing key is random per gateway, so the share is a binomial sample: 4 standard
+    # deviations (0.041 at 2,000 traces) keeps a fair hash passing but for 1 run in ~16,000
+    # (0.02 failed about 1 run in 20); every trace's version is checked exactly above
+    assert abs(share - 0.3) <= 4 * (0.3 * 0.7 / len(results)) ** 0.5
     stats = gateway.stats(MODEL)
     assert stats["versions"]["v2"]["requests"] == Counter(v for _, v, _ in results)["v2"]
     assert stats["versions"]["v1"]["errors"] == stats["versions"]["v2"]["errors"] == 0
