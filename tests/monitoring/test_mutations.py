@@ -16,6 +16,7 @@ import pytest
 from lockgate import FeatureChangePolicy, mutations
 from lockgate.errors import FeatureStoreError
 from lockgate.features.store import FeastStore
+from lockgate.monitoring import feast_registry
 from pipelines.feature_repo import FRAUD_DEFINITIONS
 from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
 
@@ -352,8 +353,8 @@ def test_a_different_format_version_is_a_change() -> None:
 
 def test_standalone_registry_class_parses_like_feasts_own(feast: FeastStore) -> None:
     data = feast.registry_path.read_bytes()
-    standalone = mutations._standalone_registry_class().FromString(data)
-    own = mutations._feast_registry_class().FromString(data)
+    standalone = feast_registry._standalone_registry_class().FromString(data)
+    own = feast_registry._feast_registry_class().FromString(data)
     assert type(standalone) is not type(own)
     assert standalone.SerializeToString(deterministic=True) == own.SerializeToString(
         deterministic=True
