@@ -37,6 +37,7 @@ __all__ = [
     "WitnessCheck",
     "entry_hash",
     "parse_line",
+    "select_entries",
     "shape_problem",
     "short_hash",
     "verify_chain",
@@ -393,3 +394,41 @@ def verify_chain(
         head=head,
         message=f"ok: {len(hashes)} entries, head seq {head.seq} hash {short_hash(head.hash)}",
     )
+
+
+def select_entries(
+    lines: list[bytes],
+    *,
+    pipeline: str | None,
+    kind: str | None,
+    where: Callable[[int], str],
+    verify_hint: str,
+) -> list[dict[str, Any]]:
+    """The entries of ``lines`` of ``pipeline`` and ``kind`` (None: any), oldest first.
+
+    Lines are parsed without checking hashes (verification does that).
+
+    Args:
+        where: names line ``n`` (1-based) in a message (``"<file> line n"``).
+        verify_hint: how to find the first problem (``"run AuditLog(path).verify()"``).
+
+    Raises:
+        AuditIntegrityError: a line is not a well-formed entry.
+    """
+    found: list[dict[str, Any]] = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            entry = parse_line(raw)
+        except ValueError:
+            entry = None
+        why = shape_problem(entry) if entry is not None else "is not valid JSON"
+        if why is not None:
+            raise AuditIntegrityError(
+                f"{where(number)} {why}; {verify_hint} for the first problem; {FIX_TAMPER}"
+            )
+        assert isinstance(entry, dict)
+        if (pipeline is None or entry["pipeline"] == pipeline) and (
+            kind is None or entry["kind"] == kind
+        ):
+            found.append(entry)
+    return found

@@ -81,6 +81,7 @@ from lockgate.audit.chain import (
     Problem,
     entry_hash,
     parse_line,
+    select_entries,
     shape_problem,
     verify_chain,
 )
@@ -287,24 +288,13 @@ class AuditLog:
         with self._locked(shared=True):
             data = self._read_all()
         lines = data.split(b"\n")[:-1]  # the piece after the last newline is empty or torn
-        found: list[dict[str, Any]] = []
-        for number, raw in enumerate(lines, start=1):
-            try:
-                entry = parse_line(raw)
-            except ValueError:
-                entry = None
-            why = shape_problem(entry) if entry is not None else "is not valid JSON"
-            if why is not None:
-                raise AuditIntegrityError(
-                    f"{self._path} line {number} {why}; run AuditLog(path).verify() for the "
-                    f"first problem; {FIX_TAMPER}"
-                )
-            assert isinstance(entry, dict)
-            if (pipeline is None or entry["pipeline"] == pipeline) and (
-                kind is None or entry["kind"] == kind
-            ):
-                found.append(entry)
-        return found
+        return select_entries(
+            lines,
+            pipeline=pipeline,
+            kind=kind,
+            where=lambda n: f"{self._path} line {n}",
+            verify_hint="run AuditLog(path).verify()",
+        )
 
     def head(self) -> AuditHead:
         """Seq and hash of the last entry: the anchor to publish elsewhere.

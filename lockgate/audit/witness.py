@@ -21,11 +21,17 @@ from lockgate.audit.chain import (
 from lockgate.lineage.hashing import canonical_json
 from lockgate.lineage.signing import KEY_ENV, SigningKey
 
-__all__ = ["read_witness", "witness_problem", "write_witness"]
+__all__ = [
+    "check_witness",
+    "read_witness",
+    "witness_document",
+    "witness_problem",
+    "write_witness",
+]
 
 
-def write_witness(witness_path: Path, head: AuditHead, key: SigningKey) -> None:
-    """Sign ``head`` into the witness file (temp file + rename); caller holds the log's lock."""
+def witness_document(head: AuditHead, key: SigningKey) -> bytes:
+    """``head`` signed with ``key``: the witness document (canonical JSON)."""
     signed = canonical_json({"format": WITNESS_FORMAT, "seq": head.seq, "hash": head.hash})
     document = {
         "format": WITNESS_FORMAT,
@@ -34,7 +40,12 @@ def write_witness(witness_path: Path, head: AuditHead, key: SigningKey) -> None:
         "key_id": key.key_id,
         "hmac": key.sign(WITNESS_FORMAT, signed),
     }
-    atomic_write(witness_path, canonical_json(document) + b"\n")
+    return canonical_json(document)
+
+
+def write_witness(witness_path: Path, head: AuditHead, key: SigningKey) -> None:
+    """Sign ``head`` into the witness file (temp file + rename); caller holds the log's lock."""
+    atomic_write(witness_path, witness_document(head, key) + b"\n")
 
 
 def read_witness(
@@ -49,6 +60,32 @@ def read_witness(
         raw = witness_path.read_bytes()
     except FileNotFoundError:
         return None, None
+    return check_witness(
+        raw,
+        where=str(witness_path),
+        load_key=load_key,
+        no_key=f"({KEY_ENV} is unset and the key file {key_file} does not exist): set "
+        f"{KEY_ENV} to the key that signed it, or restore the key file",
+        key_fix=f"set {KEY_ENV} (or the key file) to the key that signed it",
+    )
+
+
+def check_witness(
+    raw: bytes,
+    *,
+    where: str,
+    load_key: Callable[[], SigningKey | None],
+    no_key: str,
+    key_fix: str,
+) -> tuple[AuditHead | None, str | None]:
+    """``(signed head, None)`` when the witness document ``raw`` is well formed and signed by
+    the key ``load_key`` gives, else ``(None, why)``; whichever log (file or table) keeps it.
+
+    Args:
+        where: the witness in messages.
+        no_key: the end of the message when there is no key (why, and the fix).
+        key_fix: the fix when the document was signed with another key.
+    """
     try:
         doc = parse_line(raw)
     except ValueError:
@@ -64,25 +101,18 @@ def read_witness(
         or not isinstance(digest, str)
         or not HEX64.fullmatch(digest)
     ):
-        return None, f"its witness {witness_path} is not a {WITNESS_FORMAT} document"
+        return None, f"its witness {where} is not a {WITNESS_FORMAT} document"
     key = load_key()
     if key is None:
-        return None, (
-            f"no signing key checks its witness {witness_path} ({KEY_ENV} is unset and "
-            f"the key file {key_file} does not exist): set {KEY_ENV} to the key that "
-            "signed it, or restore the key file"
-        )
+        return None, f"no signing key checks its witness {where} {no_key}"
     if doc.get("key_id") != key.key_id:
         return None, (
-            f"its witness {witness_path} was signed with key {doc.get('key_id')}, the "
-            f"signing key from {key.source} is {key.key_id}: set {KEY_ENV} (or the key file) "
-            "to the key that signed it"
+            f"its witness {where} was signed with key {doc.get('key_id')}, the "
+            f"signing key from {key.source} is {key.key_id}: {key_fix}"
         )
     signed = canonical_json({"format": WITNESS_FORMAT, "seq": seq, "hash": digest})
     if not key.verify(WITNESS_FORMAT, signed, doc.get("hmac")):
-        return None, (
-            f"its witness {witness_path} does not match its signature: it was forged or edited"
-        )
+        return None, f"its witness {where} does not match its signature: it was forged or edited"
     return AuditHead(seq, digest), None
 
 

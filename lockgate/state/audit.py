@@ -23,7 +23,6 @@ others, so this log never creates one.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -36,8 +35,6 @@ from lockgate.audit.chain import (
     FIX_TORN,
     FIX_WITNESS,
     GENESIS_HASH,
-    HEX64,
-    WITNESS_FORMAT,
     AuditEntryError,
     AuditHead,
     AuditIntegrityError,
@@ -45,11 +42,12 @@ from lockgate.audit.chain import (
     Problem,
     entry_hash,
     parse_line,
+    select_entries,
     shape_problem,
     verify_chain,
 )
 from lockgate.audit.log import AuditLog
-from lockgate.audit.witness import witness_problem
+from lockgate.audit.witness import check_witness, witness_document, witness_problem
 from lockgate.lineage.hashing import canonical_json
 from lockgate.lineage.signing import KEY_ENV, SigningKey, load_signing_key
 from lockgate.state.postgres import ensure_schema, transaction
@@ -228,25 +226,13 @@ class PostgresAuditLog:
         Raises:
             AuditIntegrityError: a row is not a well-formed entry.
         """
-        lines = self._run(self._lines)
-        found: list[dict[str, Any]] = []
-        for number, raw in enumerate(lines, start=1):
-            try:
-                entry = parse_line(raw)
-            except ValueError:
-                entry = None
-            why = shape_problem(entry) if entry is not None else "is not valid JSON"
-            if why is not None:
-                raise AuditIntegrityError(
-                    f"{self.path} entry {number} {why}; run verify() for the first problem; "
-                    f"{FIX_TAMPER}"
-                )
-            assert isinstance(entry, dict)
-            if (pipeline is None or entry["pipeline"] == pipeline) and (
-                kind is None or entry["kind"] == kind
-            ):
-                found.append(entry)
-        return found
+        return select_entries(
+            self._run(self._lines),
+            pipeline=pipeline,
+            kind=kind,
+            where=lambda n: f"{self.path} entry {n}",
+            verify_hint="run verify()",
+        )
 
     def head(self) -> AuditHead:
         """Seq and hash of the last entry (only that entry is checked).
@@ -340,18 +326,10 @@ class PostgresAuditLog:
         return key
 
     def _write_witness(self, cur: Any, head: AuditHead, key: SigningKey) -> None:
-        signed = canonical_json({"format": WITNESS_FORMAT, "seq": head.seq, "hash": head.hash})
-        document = {
-            "format": WITNESS_FORMAT,
-            "seq": head.seq,
-            "hash": head.hash,
-            "key_id": key.key_id,
-            "hmac": key.sign(WITNESS_FORMAT, signed),
-        }
         cur.execute(
             "INSERT INTO lockgate_audit_head (log, witness) VALUES (%s, %s) "
             "ON CONFLICT (log) DO UPDATE SET witness = EXCLUDED.witness",
-            (self._log, canonical_json(document)),
+            (self._log, witness_document(head, key)),
         )
 
     def _read_witness(
@@ -362,40 +340,13 @@ class PostgresAuditLog:
         row = cur.fetchone()
         if row is None:
             return None, None
-        where = self.witness_path
-        try:
-            doc = json.loads(bytes(row[0]))
-        except ValueError:
-            doc = None
-        seq = doc.get("seq") if isinstance(doc, dict) else None
-        digest = doc.get("hash") if isinstance(doc, dict) else None
-        if (
-            not isinstance(doc, dict)
-            or doc.get("format") != WITNESS_FORMAT
-            or not isinstance(seq, int)
-            or isinstance(seq, bool)
-            or seq < -1
-            or not isinstance(digest, str)
-            or not HEX64.fullmatch(digest)
-        ):
-            return None, f"its witness {where} is not a {WITNESS_FORMAT} document"
-        if key is None:
-            return (
-                None,
-                f"no signing key checks its witness {where}: set {KEY_ENV} to the key that signed it",
-            )
-        if doc.get("key_id") != key.key_id:
-            return None, (
-                f"its witness {where} was signed with key {doc.get('key_id')}, the signing key "
-                f"from {key.source} is {key.key_id}: set {KEY_ENV} to the key that signed it"
-            )
-        signed = canonical_json({"format": WITNESS_FORMAT, "seq": seq, "hash": digest})
-        if not key.verify(WITNESS_FORMAT, signed, doc.get("hmac")):
-            return (
-                None,
-                f"its witness {where} does not match its signature: it was forged or edited",
-            )
-        return AuditHead(seq, digest), None
+        return check_witness(
+            bytes(row[0]),
+            where=self.witness_path,
+            load_key=lambda: key,
+            no_key=f"({KEY_ENV} is unset): set {KEY_ENV} to the key that signed it",
+            key_fix=f"set {KEY_ENV} to the key that signed it",
+        )
 
     def _verify(
         self,
