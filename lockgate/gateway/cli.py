@@ -36,6 +36,11 @@ from lockgate.state.audit import PostgresAuditLog
 __all__ = ["build_parser", "main"]
 
 
+def _repository(value: str) -> Path | str:
+    """A model repository option: an object-store URL as it is, a folder as a path."""
+    return value if "://" in value else Path(value)
+
+
 def _add_admin_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("admin listener")
     group.add_argument(
@@ -213,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--model-repository",
-        type=Path,
-        help="the Triton model repository: each version's wire.json lets clients send named "
-        "features",
+        type=_repository,
+        help="the Triton model repository (a folder, or s3://bucket/prefix with the AWS_* "
+        "variables): each version's wire.json lets clients send named features",
     )
     parser.add_argument(
         "--prediction-log-url",

@@ -45,7 +45,8 @@ class GatewayConfig(BaseModel):
         max_body_bytes: largest accepted request body (also after decompression).
         verify_routes: ``PUT /admin/routes`` checks every version is served upstream.
         coalesce_inflight: upstream calls in flight per version before requests are merged.
-        model_repository: the Triton model repository (each version's ``wire.json``).
+        model_repository: the Triton model repository (each version's ``wire.json``): a folder,
+            or the object-store URL Triton reads (``s3://bucket/prefix``).
         prediction_log_url: object storage (``s3://bucket/prefix``) the rolled Parquet parts of
             the prediction log are exported to (credentials from the ``AWS_*`` variables); None:
             the log stays in ``log_dir`` only.
@@ -74,7 +75,7 @@ class GatewayConfig(BaseModel):
     max_body_bytes: int = 64 << 20
     verify_routes: bool = True
     coalesce_inflight: int = 2
-    model_repository: Path | None = None
+    model_repository: Path | str | None = None
     prediction_log_url: str | None = None
     online_features: Path | None = None
     limits: ServerLimits = Field(default_factory=ServerLimits)

@@ -115,7 +115,13 @@ def create_app(
         max_body_bytes=max_body_bytes,
         verify_routes=verify_routes,
         coalesce_inflight=coalesce_inflight,
-        model_repository=None if model_repository is None else Path(model_repository),
+        model_repository=(
+            None
+            if model_repository is None
+            else model_repository
+            if isinstance(model_repository, str) and "://" in model_repository
+            else Path(model_repository)
+        ),
         online_features=None if online_features is None else Path(online_features),
     )
     return app_from_config(

@@ -43,7 +43,7 @@ class ModelDirectory:
         upstream: Callable[[], Upstream],
         *,
         timeout_s: float,
-        model_repository: Path | None,
+        model_repository: Path | str | None,
         merge: bool,
     ) -> None:
         self._upstream = upstream

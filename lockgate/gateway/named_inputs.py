@@ -104,6 +104,27 @@ def _code_of_bytes(value: bytes) -> float:
     return float(int.from_bytes(hashlib.sha256(value).digest()[:3], "big"))
 
 
+def _object_reader(url: str) -> Any:
+    """``read(key) -> bytes`` (at most 1 MiB + 1) under the repository URL ``url``; raises
+    FileNotFoundError for a missing object. The filesystem is opened once per URL."""
+    from lockgate._util.objectstore import ObjectStoreLocation
+
+    location = _OBJECT_REPOSITORIES.get(url)
+    if location is None:
+        location = _OBJECT_REPOSITORIES.setdefault(url, ObjectStoreLocation(url=url))
+    fs, root = location.filesystem()
+
+    def read(key: str) -> bytes:
+        with fs.open(f"{root.rstrip('/')}/{key}", "rb") as handle:
+            return bytes(handle.read(_MAX_SCHEMA_BYTES + 1))
+
+    return read
+
+
+_OBJECT_REPOSITORIES: dict[str, Any] = {}
+"""Object-store repositories by URL (their filesystems are opened once)."""
+
+
 @dataclass(frozen=True)
 class FeatureContract:
     """The named-feature contract of one served version: its wire schema.
@@ -140,7 +161,9 @@ class FeatureContract:
         """The contract of a served Triton model from the model repository it was written to.
 
         Args:
-            model_repository: The Triton model repository folder.
+            model_repository: The Triton model repository: a folder, or the object-store URL
+                it was written to (``s3://bucket/prefix``, credentials and endpoint from the
+                ``AWS_*`` variables, as Triton reads it).
             model_name: The served model name (``<pipeline>-<version>``).
 
         Returns:
@@ -149,13 +172,18 @@ class FeatureContract:
 
         Raises:
             SchemaError: When the file is larger than 1 MiB or not a wire schema.
+            OSError: The object store is unreachable or refuses the credentials.
         """
-        base = Path(model_repository)
+        read = _object_reader(str(model_repository)) if "://" in str(model_repository) else None
+        base = str(model_repository).rstrip("/") if read else Path(model_repository)
         for folder in (model_name, f"{model_name}-wire"):
-            path = base / folder / TRITON_VERSION / WIRE_FILE
+            path = f"{base}/{folder}/{TRITON_VERSION}/{WIRE_FILE}"
             try:
-                with open(path, "rb") as handle:
-                    data = handle.read(_MAX_SCHEMA_BYTES + 1)
+                if read is not None:
+                    data = read(f"{folder}/{TRITON_VERSION}/{WIRE_FILE}")
+                else:
+                    with open(path, "rb") as handle:
+                        data = handle.read(_MAX_SCHEMA_BYTES + 1)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             if len(data) > _MAX_SCHEMA_BYTES:

@@ -465,7 +465,11 @@ class GatewayServer(Gateway, ManagedServer):
             log_dir=Path(self.log_dir).resolve(),
             upstream_url=_http_url(self.upstream_url),
             model_repository=(
-                Path(self.model_repository).resolve() if self.model_repository else None
+                None
+                if not self.model_repository
+                else self.model_repository
+                if "://" in self.model_repository
+                else Path(self.model_repository).resolve()
             ),
             online_features=(
                 Path(self.online_features).resolve() if self.online_features else None

@@ -23,7 +23,7 @@ from lockgate.serving.wire import encode, wire_schema_for_version
 from lockgate.training import LightGBMTrainer
 
 from .processes import group_members
-from .test_triton import Version, _frame, _infer, _store
+from .test_triton import FEATURES, Version, _frame, _infer, _store
 
 KEY = "k" * 64
 
@@ -235,3 +235,68 @@ def test_the_serving_assets_path_writes_and_loads_through_the_s3_repository(
     assert model_repository.version_written(server, name)
     assert "lockgate.json" in _objects(s3_server, bucket, name)  # the manifest, written last
     assert ensure_loaded(_Stack(), registry, "fraud_lgbm", v.version) == name  # type: ignore[arg-type]
+
+
+def test_the_gateway_reads_wire_json_from_the_s3_repository(
+    server: LocalTritonServer,
+    registry: ObjectStoreArtifactRegistry,
+    versions: dict[str, Version],
+    frame: pd.DataFrame,
+    s3_server: LocalS3,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real gateway started with ``--model-repository s3://...`` (credentials from the AWS
+    variables, as Triton gets them) answers requests by feature name, exactly as INPUT__0."""
+    import urllib.request
+
+    from lockgate.gateway.named_inputs import FeatureContract
+    from lockgate.gateway.process import GatewayServer
+
+    v = versions["champion"]
+    repo = server.object_repository()
+    assert repo is not None
+    repo.write_model_version(registry, pipeline=v.pipeline, version=v.version)  # a no-op if there
+    name = model_repository.load_version(
+        triton=server, registry=registry, pipeline=v.pipeline, version=v.version
+    )
+    for key, value in s3_server.environment().items():
+        monkeypatch.setenv(key, value)
+    url = f"s3://{bucket}/triton"
+    contract = FeatureContract.load(url, name)
+    assert contract is not None
+    assert contract.schema == wire_schema_for_version(registry, v.pipeline, v.version)
+    assert FeatureContract.load(url, "fraud_lgbm-nosuchversion") is None
+    gateway = GatewayServer(
+        state_dir=str(tmp_path / "gw"),
+        log_dir=str(tmp_path / "log"),
+        upstream_url=server.url,
+        model_repository=url,
+    )
+    rows = frame.iloc[1:13]  # no missing amount: JSON has no NaN
+    with gateway:
+        gateway.set_route("fraud_lgbm", {"mode": "single", "champion": v.version})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        meta = json.loads(opener.open(f"{gateway.url}/v2/models/fraud_lgbm").read())
+        assert sorted(i["name"] for i in meta["inputs"]) == sorted(FEATURES)
+        inputs = []
+        for column in meta["inputs"]:
+            values = rows[column["name"]]
+            data = values.astype(str).tolist() if column["datatype"] == "BYTES" else values.tolist()
+            inputs.append({**column, "shape": [len(rows)], "data": data})
+        request = urllib.request.Request(
+            f"{gateway.url}/v2/models/fraud_lgbm/infer",
+            data=json.dumps({"inputs": inputs}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(opener.open(request).read())
+    (output,) = answer["outputs"]
+    x = encode(rows, wire_schema_for_version(registry, v.pipeline, v.version))
+    np.testing.assert_allclose(
+        np.asarray(output["data"], dtype=np.float32),
+        _infer(server, name, x),
+        rtol=0,
+        atol=1e-6,
+    )
+    server.unload(name, wait=True)
