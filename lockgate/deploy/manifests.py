@@ -172,7 +172,8 @@ def lockgate_config_map(settings: K8sSettings) -> client.V1ConfigMap:
         "LOCKGATE_MODEL_REPOSITORY": settings.triton.model_repository,
         "LOCKGATE_TRITON_URL": _service_url(settings, TRITON, settings.triton.http_port),
         "LOCKGATE_GATEWAY_URL": "http://" + _service_url(settings, GATEWAY, gateway.port),
-        "LOCKGATE_GATEWAY_ADMIN_URL": "http://"
+        # every gateway pod's admin port: the canary judges the whole fleet's traffic
+        "LOCKGATE_GATEWAY_ADMIN_URL": "http+dns://"
         + _service_url(settings, GATEWAY_ADMIN, gateway.admin_port),
     }
     return client.V1ConfigMap(
@@ -421,13 +422,16 @@ def gateway_service(settings: K8sSettings) -> client.V1Service:
 
 
 def gateway_admin_service(settings: K8sSettings) -> client.V1Service:
-    """The gateway's admin Service (bearer token; ClusterIP, never exposed outside)."""
+    """The gateway's admin Service (bearer token; never exposed outside), headless: its name
+    resolves to every ready gateway pod, so the control plane reads each replica's statistics
+    (``http+dns://``, :mod:`lockgate.gateway.replicas`) instead of one pod's at random."""
     return client.V1Service(
         api_version="v1",
         kind="Service",
         metadata=_meta(settings, GATEWAY_ADMIN, GATEWAY),
         spec=client.V1ServiceSpec(
             type="ClusterIP",
+            cluster_ip="None",
             selector=_selector(GATEWAY),
             ports=[
                 client.V1ServicePort(

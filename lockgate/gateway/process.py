@@ -45,6 +45,7 @@ from lockgate._util.process import ManagedServer, cmdline_contains
 from lockgate.gateway.admin import ACTOR_HEADER
 from lockgate.gateway.config import ADMIN_TOKEN_ENV, GatewayConfig
 from lockgate.gateway.errors import GatewayError, RouteError
+from lockgate.gateway.replicas import admin_endpoints, merge_stats
 from lockgate.gateway.routing import SHARED_STATE_ENV
 from lockgate.gateway.server import SERVER_LIMIT_FIELDS, ServerLimits
 
@@ -122,9 +123,13 @@ class Gateway(BaseModel, ABC):
 
     # ---- admin API ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: object = None) -> Any:
+    def admin_urls(self) -> list[str]:
+        """Every replica's admin base URL (one for a single gateway)."""
+        return [self.admin_url]
+
+    def _call(self, method: str, path: str, body: object = None, *, base: str = "") -> Any:
         data = None if body is None else json.dumps(body).encode()
-        base = self.admin_url
+        base = base or self.admin_url
         request = urllib.request.Request(f"{base}{path}", data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", "application/json")
@@ -201,20 +206,37 @@ class Gateway(BaseModel, ABC):
         self._call("DELETE", f"/admin/routes/{name}")
 
     def stats(self, name: str) -> AdminStats:
-        """Per-version statistics of a public model since the last reset (``/admin/stats``)."""
-        return cast("AdminStats", dict(self._call("GET", f"/admin/stats/{name}")))
+        """Per-version statistics of a public model since the last reset (``/admin/stats``);
+        with several replicas, every replica's merged (:func:`lockgate.gateway.replicas.merge_stats`).
+
+        Raises:
+            GatewayError: a replica is unreachable or refuses (a partial count would judge a
+                canary on part of its traffic).
+        """
+        path = f"/admin/stats/{name}"
+        answers = [self._call("GET", path, base=base) for base in self.admin_urls()]
+        return cast("AdminStats", merge_stats(answers) if len(answers) > 1 else dict(answers[0]))
 
     def reset_stats(self, name: str) -> dict[str, Any]:
-        """Restart the statistics window of a public model."""
-        return dict(self._call("POST", f"/admin/stats/{name}/reset"))
+        """Restart the statistics window of a public model (on every replica)."""
+        answers = [
+            self._call("POST", f"/admin/stats/{name}/reset", base=base)
+            for base in self.admin_urls()
+        ]
+        return dict(answers[-1]) | {"replicas": len(answers)}
 
     def roll_log(self) -> dict[str, int]:
-        """Close the active WAL segment and roll it to Parquet now (``POST /admin/log/roll``).
+        """Close the active WAL segment and roll it to Parquet now (``POST /admin/log/roll``),
+        on every replica.
 
         Returns:
-            ``{"segments": rolled, "records": rolled}``.
+            ``{"segments": rolled, "records": rolled}`` (summed over the replicas).
         """
-        return dict(self._call("POST", "/admin/log/roll"))
+        total = {"segments": 0, "records": 0}
+        for base in self.admin_urls():
+            rolled = dict(self._call("POST", "/admin/log/roll", base=base))
+            total = {k: total[k] + int(rolled.get(k) or 0) for k in total}
+        return total
 
     def metrics(self) -> str:
         """The Prometheus text exposition of ``/metrics``."""
@@ -226,12 +248,18 @@ class Gateway(BaseModel, ABC):
 
 
 class RemoteGateway(Gateway):
-    """A gateway run elsewhere (a Kubernetes service); no process management.
+    """A gateway run elsewhere (a Kubernetes service), one replica or several; no process
+    management.
+
+    Routes are set on the first replica (replicas share them through the state database);
+    statistics are read from every replica and merged, and resets and log rolls go to every
+    replica (:mod:`lockgate.gateway.replicas`).
 
     Attributes:
         gateway_url: ``http(s)://host:port`` or ``host:port`` of the gateway's inference port.
         gateway_admin_url: the same for its admin port (a service only the control plane
-            reaches); None: ``$LOCKGATE_GATEWAY_ADMIN_URL``.
+            reaches); several replicas separated by commas, or ``http+dns://host:port`` for
+            every address of a headless Service; None: ``$LOCKGATE_GATEWAY_ADMIN_URL``.
     """
 
     gateway_url: str
@@ -244,14 +272,18 @@ class RemoteGateway(Gateway):
 
     @property
     def admin_url(self) -> str:
-        """Base URL of the gateway's admin listener."""
+        """Base URL of the (first) replica's admin listener."""
+        return self.admin_urls()[0]
+
+    def admin_urls(self) -> list[str]:
+        """Every replica's admin base URL (resolved on each call: replicas come and go)."""
         url = self.gateway_admin_url or os.environ.get("LOCKGATE_GATEWAY_ADMIN_URL", "")
-        if not url:
+        if not url.strip():
             raise GatewayError(
                 f"no admin URL for the gateway {self.url}; rule: its admin API listens on its "
                 "own port; fix: set LOCKGATE_GATEWAY_ADMIN_URL or gateway_admin_url="
             )
-        return _http_url(url)
+        return admin_endpoints(url)
 
 
 _IDENTITY = "lockgate.gateway.app"

@@ -187,6 +187,7 @@ def test_gateway_services_pdb_and_hpa(settings: K8sSettings) -> None:
     admin = round_trip(gateway_admin_service(settings), "V1Service")
     assert admin.metadata.name == GATEWAY_ADMIN
     assert admin.spec.type == "ClusterIP"
+    assert admin.spec.cluster_ip == "None"  # headless: one address per gateway pod
     assert [(p.name, p.port) for p in admin.spec.ports] == [("admin", 8081)]
     pdb = round_trip(gateway_pdb(settings), "V1PodDisruptionBudget")
     assert pdb.api_version == "policy/v1"
@@ -216,7 +217,7 @@ def test_the_shared_claim_and_the_config_map_of_the_production_environment(
     data = config.data
     assert data["LOCKGATE_ENV"] == "production"
     assert data["LOCKGATE_TRITON_URL"] == "lockgate-triton.ml.svc:8000"
-    assert data["LOCKGATE_GATEWAY_ADMIN_URL"] == "http://lockgate-gateway-admin.ml.svc:8081"
+    assert data["LOCKGATE_GATEWAY_ADMIN_URL"] == "http+dns://lockgate-gateway-admin.ml.svc:8081"
     assert data["LOCKGATE_MODEL_REPOSITORY"] == "s3://models/fraud"
     assert all(not k.endswith(("_KEY", "_TOKEN", "_SECRET")) for k in data)  # secrets elsewhere
     # every variable the production environment reads that is not a secret is set here

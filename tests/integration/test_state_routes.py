@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.gateway.errors import GatewayError
 from lockgate.gateway.process import GatewayServer
 from lockgate.gateway.routing import Route, RouteTable, load_routing_key
 from lockgate.state.audit import PostgresAuditLog
@@ -111,3 +112,63 @@ def test_a_routes_file_seeds_the_shared_store_and_the_key_is_shared(
     assert load_routing_key(tmp_path / "b", store=store) == first
     assert len(first) == 32
     assert not (tmp_path / "a" / "routing.key").exists()
+
+
+def test_the_control_plane_reads_both_replicas_statistics_merged(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests spread over two real replicas are counted once each in what the canary
+    controller reads (``RemoteGateway`` over both admin URLs); a reset reaches both."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from lockgate.gateway.process import RemoteGateway
+
+    monkeypatch.setenv("LOCKGATE_STATE_DB_URL", postgres_url)
+    monkeypatch.setenv("LOCKGATE_SIGNING_KEY", "s" * 64)
+    token = "t" * 40
+    replicas = [
+        GatewayServer(
+            state_dir=str(tmp_path / name),
+            log_dir=str(tmp_path / f"{name}-log"),
+            upstream_url="127.0.0.1:1",  # nothing listens: every request is an upstream error
+            verify_routes=False,
+            admin_token=token,
+            actor="test-suite",
+        )
+        for name in ("a", "b")
+    ]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    body = json.dumps(
+        {"inputs": [{"name": "INPUT__0", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    ).encode()
+
+    def send(gateway: GatewayServer, n: int) -> None:
+        for _ in range(n):
+            request = urllib.request.Request(
+                f"{gateway.url}/v2/models/{MODEL}/infer", data=body, method="POST"
+            )
+            with pytest.raises(urllib.error.HTTPError):
+                opener.open(request, timeout=10)
+
+    with replicas[0] as a, replicas[1] as b:
+        a.set_route(MODEL, {"mode": "single", "champion": "v1"})
+        _until(lambda: MODEL in b.routes(), timeout_s=5.0)
+        send(a, 7)
+        send(b, 4)
+        fleet = RemoteGateway(
+            gateway_url=a.url, gateway_admin_url=f"{a.admin_url},{b.admin_url}", admin_token=token
+        )
+        assert fleet.admin_urls() == [a.admin_url, b.admin_url]
+        stats = fleet.stats(MODEL)
+        assert stats["replicas"] == 2  # type: ignore[typeddict-item]
+        assert stats["versions"]["v1"]["requests"] == 11
+        assert stats["versions"]["v1"]["errors"] == 11
+        assert a.stats(MODEL)["versions"]["v1"]["requests"] == 7  # each counts its own
+        assert fleet.reset_stats(MODEL)["replicas"] == 2
+        assert a.stats(MODEL)["versions"]["v1"]["requests"] == 0
+        assert b.stats(MODEL)["versions"]["v1"]["requests"] == 0
+        b.stop()
+        with pytest.raises(GatewayError, match="unreachable"):
+            fleet.stats(MODEL)  # a partial count would judge a canary on part of its traffic
