@@ -168,7 +168,8 @@ def lockgate_config_map(settings: K8sSettings) -> client.V1ConfigMap:
         "LOCKGATE_REFS_DIR": f"{root}/refs",
         "LOCKGATE_AUDIT_PATH": f"{root}/audit/audit.jsonl",
         "LOCKGATE_CANARY_STATE_DIR": f"{root}/canary",
-        "LOCKGATE_PREDICTIONS_DIR": str(gateway_config(settings).log_dir.parent),
+        "LOCKGATE_PREDICTIONS_DIR": gateway.prediction_log_url
+        or str(gateway_config(settings).log_dir.parent),
         "LOCKGATE_MODEL_REPOSITORY": settings.triton.model_repository,
         "LOCKGATE_TRITON_URL": _service_url(settings, TRITON, settings.triton.http_port),
         "LOCKGATE_GATEWAY_URL": "http://" + _service_url(settings, GATEWAY, gateway.port),
@@ -301,8 +302,14 @@ def gateway_config(settings: K8sSettings) -> GatewayConfig:
             # one write-ahead log per replica: $(POD_NAME) is expanded by Kubernetes
             log_dir=root / "predictions" / "$(POD_NAME)",
             upstream_url=upstream,
+            prediction_log_url=settings.gateway.prediction_log_url,
+            # each version's wire.json, read where Triton reads the model (named features)
+            model_repository=settings.triton.model_repository,
         )
-    return given.model_copy(update={"upstream_url": upstream})
+    update: dict[str, Any] = {"upstream_url": upstream}
+    if settings.gateway.prediction_log_url:
+        update["prediction_log_url"] = settings.gateway.prediction_log_url
+    return given.model_copy(update=update)
 
 
 def gateway_args(settings: K8sSettings) -> list[str]:
@@ -358,6 +365,12 @@ def gateway_deployment(settings: K8sSettings) -> client.V1Deployment:
             _secret_env(settings, SIGNING_KEY_ENV),
             # shared routes, routing key and admin audit chain (lockgate.state)
             _secret_env(settings, STATE_DB_URL_ENV),
+        ],
+        # the AWS_* credentials Triton reads the repository with: wire.json and the log export
+        env_from=[
+            client.V1EnvFromSource(
+                secret_ref=client.V1SecretEnvSource(name=settings.triton.s3_secret)
+            )
         ],
         resources=_resources(gateway.resources),
         readiness_probe=_http_probe("/v2/health/ready", "http", period_s=5, failures=3),

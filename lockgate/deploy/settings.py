@@ -403,6 +403,10 @@ class GatewaySettings(_Frozen):
         resources: each replica's resources (CPU: the HPA scales on the CPU request).
         config: the gateway's settings; None: the defaults with the state and prediction log on
             the shared volume. The upstream URL is always the Triton Service.
+        prediction_log_url: object storage (``s3://bucket/prefix``) every replica exports its
+            rolled prediction log to, and the drift and feedback sensors read
+            (``LOCKGATE_PREDICTIONS_DIR``). Set it: each replica's own log folder is on the
+            volume, where the sensors would see none of them.
     """
 
     replicas: int = 2
@@ -412,6 +416,7 @@ class GatewaySettings(_Frozen):
     admin_port: int = Field(default=8081, ge=1, le=65535)
     resources: PodResources = Field(default_factory=lambda: PodResources(cpu="1", memory="1Gi"))
     config: GatewayConfig | None = None
+    prediction_log_url: str | None = None
 
     @field_validator("replicas")
     @classmethod

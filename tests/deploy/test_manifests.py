@@ -169,6 +169,21 @@ def test_the_gateway_arguments_parse_with_the_gateways_own_parser(settings: K8sS
     assert args.audit_log is None  # replicas share one audit chain in PostgreSQL, not a file
     assert args.audit_url_env == "LOCKGATE_STATE_DB_URL"
     assert str(args.log_dir) == "/var/lib/lockgate/predictions/$(POD_NAME)"
+    # wire.json read where Triton reads the model: named features work in the cluster
+    assert args.model_repository == "s3://models/fraud"
+    (source,) = gateway_deployment(settings).spec.template.spec.containers[0].env_from
+    assert source.secret_ref.name == settings.triton.s3_secret  # the AWS_* credentials
+
+
+def test_the_replicas_export_their_logs_where_the_sensors_read() -> None:
+    url = "s3://models/predictions"
+    settings = make_settings(gateway=GatewaySettings(prediction_log_url=url))
+    assert build_parser().parse_args(gateway_args(settings)).prediction_log_url == url
+    data = round_trip(lockgate_config_map(settings), "V1ConfigMap").data
+    assert data["LOCKGATE_PREDICTIONS_DIR"] == url
+    mine = GatewayConfig(state_dir=Path("/s"), log_dir=Path("/l"))
+    kept = make_settings(gateway=GatewaySettings(config=mine, prediction_log_url=url))
+    assert gateway_config(kept).prediction_log_url == url
 
 
 def test_a_gateway_config_of_the_users_keeps_its_settings_with_the_triton_upstream() -> None:
