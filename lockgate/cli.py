@@ -655,6 +655,48 @@ def drift_cmd(
         _say(f"  report: {report['uri']}")
 
 
+@cli.command("skew")
+@_home_option
+@_location_options
+@click.argument("pipeline")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+def skew_cmd(
+    home: str | None, module: str | None, workspace: str | None, pipeline: str, as_json: bool
+) -> None:
+    """Training/serving skew of PIPELINE: the online vectors served vs historical retrieval.
+
+    Compares what the gateway served for entity-key requests (Feast's online store) with Feast's
+    point-in-time historical features of the same entities at the request time. Exit status 0
+    whatever the level; the level is printed first.
+    """
+    from lockgate.discover import find_pipeline
+    from lockgate.monitoring.skew import compute_skew_report, served_schemas
+
+    spec, location = find_pipeline(_locations(home, module, workspace), pipeline)
+    resources = _env(home).resources()
+    feast = location.resource("feast") or resources["feast"]
+    stack = resources["serving_stack"]
+    report = compute_skew_report(
+        spec,
+        feast=feast.for_pipeline(spec),
+        log_dir=stack.prediction_log_dir,
+        schema_for=served_schemas(resources["artifacts"], spec.name, stack.repo_dir),
+    )
+    if as_json:
+        _say(json.dumps(report, indent=2, sort_keys=True))
+        return
+    window = report["window"]
+    _say(f"{pipeline}: {report['level']}: {report['reason']}")
+    _say(f"  window: {window['rows']} rows, {window['first']} .. {window['last']}")
+    for f in report["features"]:
+        mad = "" if f["mean_abs_diff"] is None else f"  mean |diff| {f['mean_abs_diff']:.4g}"
+        jsd = "" if f["jsd"] is None else f"  JSD {f['jsd']:.3f}"
+        _say(
+            f"  {f['feature']:<26} {f['severity']:<8} differ {f['differ_share']:.2%}  missing "
+            f"online {f['missing_online']}, offline {f['missing_offline']}{mad}{jsd}"
+        )
+
+
 cli.add_command(deploy_group)  # `lockgate deploy render`: Kubernetes (lockgate.deploy)
 
 

@@ -26,6 +26,7 @@ from lockgate.deploy.settings import PipelineDeployment
 from lockgate.errors import SpecError
 from lockgate.evaluation.gate import Gate
 from lockgate.lineage.project import caller_project_dir
+from lockgate.monitoring.skew import SkewPolicy
 from lockgate.monitoring.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 from lockgate.serving.canary import CanaryPolicy
 from lockgate.training import TrainerSpec
@@ -40,6 +41,7 @@ __all__ = [
     "DataValidation",
     "LabelSource",
     "ModelPipeline",
+    "OnlineFeatures",
     "Split",
     "TritonTarget",
     "install_dagster_view",
@@ -56,6 +58,8 @@ ASSET_NAMES = (
     "drift_report",
     "live_performance",
     "model_registry",
+    "online_features",
+    "skew_report",
 )
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -227,6 +231,34 @@ class TritonTarget(_Frozen):
     validation_requests: int = Field(default=200, ge=10)
 
 
+class OnlineFeatures(_Frozen):
+    """The pipeline's features served from Feast's online store (gateway ``--online-features``).
+
+    Attributes:
+        materialize: declare the ``[name, online_features]`` asset (job
+            ``<name>_online_features``), which runs Feast's ``materialize_incremental`` for the
+            feature service's views up to now (or a given end).
+        schedule: a cron string (UTC) that runs that job (schedule
+            ``<name>_online_features_schedule``, running from the start); None: no schedule.
+        skew: declare the ``[name, skew_report]`` asset (job ``<name>_skew_report``): the
+            vectors served for entity-key requests vs point-in-time historical retrieval, with
+            a check that warns or blocks by this policy (needs serving). None: no skew report.
+    """
+
+    materialize: bool = True
+    schedule: str | None = None
+    skew: SkewPolicy | None = Field(default_factory=SkewPolicy)
+
+    @model_validator(mode="after")
+    def _schedule_needs_the_asset(self) -> OnlineFeatures:
+        if self.schedule is not None and not self.materialize:
+            raise ValueError(
+                f"schedule={self.schedule!r} runs the online-store materialization, which "
+                "materialize=False turns off; fix: drop schedule or set materialize=True"
+            )
+        return self
+
+
 class ModelPipeline(_Frozen):
     """One model's pipeline: Feast feature service in, locked and evaluated model versions out.
 
@@ -265,6 +297,8 @@ class ModelPipeline(_Frozen):
             serving; None: none).
         feedback: delayed labels joined to logged predictions, live performance and the
             concept-drift trigger (needs serving; None: none).
+        online_features: Feast's online store at serving time: its materialization asset and
+            the training/serving skew report (None: neither).
         description: shown in the Dagster UI.
         deployment: how the pipeline runs on Kubernetes where it differs from the cluster's
             :class:`~lockgate.deploy.settings.K8sSettings` (e.g. its training step's GPUs and
@@ -288,6 +322,7 @@ class ModelPipeline(_Frozen):
     feature_changes: FeatureChangePolicy | None = Field(default_factory=FeatureChangePolicy)
     drift: DriftPolicy | None = None
     feedback: FeedbackPolicy | None = None
+    online_features: OnlineFeatures | None = None
     description: str = ""
     deployment: PipelineDeployment | None = None
 
@@ -361,10 +396,13 @@ class ModelPipeline(_Frozen):
                 "add gate=Gate(...) or drop serving"
             )
         needs_serving = [n for n in ("drift", "feedback") if getattr(self, n) is not None]
+        if self.online_features is not None and self.online_features.skew is not None:
+            needs_serving.append("online_features.skew")
         if needs_serving and self.serving is None:
             raise ValueError(
                 f"{' and '.join(needs_serving)} need serving: they read the gateway's prediction "
-                "log; add serving=TritonTarget(...) or drop them"
+                "log; add serving=TritonTarget(...) or drop them (OnlineFeatures(skew=None) "
+                "keeps the online store's materialization without a skew report)"
             )
         if self.gate is not None and self.gate.gold.key not in self.labels.entity_columns:
             raise ValueError(
@@ -404,14 +442,24 @@ class ModelPipeline(_Frozen):
             or (asset in ("serving", "rollout") and self.serving is None)
             or (asset == "drift_report" and self.drift is None)
             or (asset == "live_performance" and self.feedback is None)
+            or (asset == "online_features" and not self.has_online_asset("materialize"))
+            or (asset == "skew_report" and not self.has_online_asset("skew"))
         ):
             raise SpecError(
                 f"unknown asset {asset!r} for {self.name!r}; pipelines have "
                 f"{', '.join(ASSET_NAMES)} (gold_set and champion only with a gate, serving "
                 "and rollout only with serving, drift_report only with drift, live_performance "
-                "only with feedback)"
+                "only with feedback, online_features and skew_report only with "
+                "online_features=OnlineFeatures(...))"
             )
         return _dagster_view().asset_key([self.name, asset])
+
+    def has_online_asset(self, part: Literal["materialize", "skew"]) -> bool:
+        """Whether ``online_features`` declares its materialization or skew-report asset."""
+        online = self.online_features
+        if online is None:
+            return False
+        return online.materialize if part == "materialize" else online.skew is not None
 
     @property
     def canary_sensor_name(self) -> str:

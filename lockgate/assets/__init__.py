@@ -13,7 +13,9 @@ from lockgate.assets.gate import (
     build_gated_evaluation,
     build_gold_set,
 )
+from lockgate.assets.online_store import build_online_features
 from lockgate.assets.serving import build_rollout, build_serving, build_serving_checks
+from lockgate.assets.skew import build_skew_report
 from lockgate.assets.snapshot import build_feature_snapshot, build_snapshot_checks
 from lockgate.assets.weights import build_model_registry, build_model_weights
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MONITORING_ASSETS",
+    "OWN_JOB_ASSETS",
     "build_champion",
     "build_drift_report",
     "build_evaluation_report",
@@ -34,17 +37,22 @@ __all__ = [
     "build_live_performance",
     "build_model_registry",
     "build_model_weights",
+    "build_online_features",
     "build_pipeline_definitions",
     "build_rollout",
     "build_serving",
     "build_serving_checks",
+    "build_skew_report",
     "build_snapshot_checks",
     "monitor_job_name",
 ]
 
 
-MONITORING_ASSETS = ("drift_report", "live_performance")
+MONITORING_ASSETS = ("drift_report", "live_performance", "skew_report")
 """Assets that watch live traffic: sensors and users materialize them, never the train job."""
+
+OWN_JOB_ASSETS = (*MONITORING_ASSETS, "online_features")
+"""Assets outside the train job, each with a job of its own (:func:`monitor_job_name`)."""
 
 
 def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
@@ -68,7 +76,7 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
         checks.append(build_serving_checks(spec))
         sensors.append(make_canary_sensor(spec))
     assets.append(build_model_registry(spec))
-    monitoring = [spec.asset_key(a) for a in MONITORING_ASSETS if _has(spec, a)]
+    monitoring = [spec.asset_key(a) for a in OWN_JOB_ASSETS if _has(spec, a)]
     selection: dg.AssetSelection = dg.AssetSelection.groups(spec.name)
     if spec.labels_asset_key is not None:  # the user's label asset is the first step
         selection = selection | dg.AssetSelection.assets(spec.labels_asset_key)
@@ -80,17 +88,19 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
     )
     # each monitoring asset a sensor records on its ticks, as a job of its own: the sensor
     # names it as a target, so the UI lists the sensor as that asset's automation, and a user
-    # can recompute the report on demand
+    # can recompute the report on demand (the online store's materialization and the skew
+    # report too: a schedule or a user runs them)
     monitors = {
         asset: dg.define_asset_job(
             monitor_job_name(spec, asset),
             selection=dg.AssetSelection.assets(spec.asset_key(asset)),
-            description=(
-                f"Recompute {spec.name}'s {asset} now (its sensor records one on every tick)."
-            ),
+            description=_JOB_TEXT.get(
+                asset,
+                f"Recompute {spec.name}'s {asset} now (its sensor records one on every tick).",
+            ).format(name=spec.name, service=spec.feature_service),
             tags={"lockgate/pipeline": spec.name},
         )
-        for asset in MONITORING_ASSETS
+        for asset in OWN_JOB_ASSETS
         if _has(spec, asset)
     }
     if spec.drift is not None:
@@ -103,21 +113,52 @@ def build_pipeline_definitions(spec: ModelPipeline) -> dg.Definitions:
 
         assets.append(build_live_performance(spec))
         sensors.append(make_feedback_sensor(spec, jobs=[train, monitors["live_performance"]]))
+    if spec.has_online_asset("materialize"):
+        assets.append(build_online_features(spec))
+    if spec.has_online_asset("skew"):
+        assets.append(build_skew_report(spec))
     if spec.feature_changes is not None:
         from lockgate.sensors.feature_store import make_feature_change_sensor
 
         sensors.append(make_feature_change_sensor(spec))
     jobs = [train, *monitors.values()]
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors)
+    schedules = []
+    online = spec.online_features
+    if online is not None and online.schedule is not None:
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{spec.name}_online_features_schedule",
+                job=monitors["online_features"],
+                cron_schedule=online.schedule,
+                execution_timezone="UTC",
+                default_status=dg.DefaultScheduleStatus.RUNNING,
+                description=f"Load {spec.feature_service}'s new feature rows into Feast's "
+                "online store.",
+            )
+        )
+    return dg.Definitions(
+        assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, schedules=schedules
+    )
 
 
 def monitor_job_name(spec: ModelPipeline, asset: str) -> str:
-    """``<name>_<asset>``: the job that recomputes one monitoring asset (``drift_report``,
-    ``live_performance``)."""
+    """``<name>_<asset>``: the job that recomputes one asset of :data:`OWN_JOB_ASSETS`
+    (``drift_report``, ``live_performance``, ``skew_report``, ``online_features``)."""
     return f"{spec.name}_{asset}"
 
 
+_JOB_TEXT = {
+    "online_features": "Materialize {service}'s feature views into Feast's online store up to now.",
+    "skew_report": "Compare the online vectors {name} served with point-in-time historical "
+    "retrieval now.",
+}
+
+
 def _has(spec: ModelPipeline, asset: str) -> bool:
+    if asset == "online_features":
+        return spec.has_online_asset("materialize")
+    if asset == "skew_report":
+        return spec.has_online_asset("skew")
     return (asset == "drift_report" and spec.drift is not None) or (
         asset == "live_performance" and spec.feedback is not None
     )

@@ -51,6 +51,14 @@ Lookups
     hold, and a value Feast returns as ``None``, is a **missing** value (NaN on the wire, as a
     JSON ``null`` feature would be): the model imputes it, and the prediction log shows it as
     missing.
+
+Keeping the store fresh and honest
+    A pipeline whose spec sets ``online_features=OnlineFeatures()`` gets the
+    ``[name, online_features]`` asset (Feast's ``materialize_incremental`` of the service's
+    views, :mod:`lockgate.features.materialize`) and the ``[name, skew_report]`` asset: the
+    vectors logged here for entity-key requests against Feast's point-in-time historical
+    retrieval for the same keys at the request time (:mod:`lockgate.monitoring.skew`, also
+    ``lockgate skew PIPELINE``).
 """
 
 from __future__ import annotations
@@ -421,7 +429,9 @@ class OnlineService:
                 + ("cannot be reached" if unreachable else "failed")
                 + f" ({type(exc).__name__}: {str(exc)[:300]}); rule: the online store answers "
                 "lookups of the service's entity keys; fix: check that the store is up and "
-                "materialized (`feast materialize-incremental` in the repository)",
+                "materialized (the pipeline's `<name>_online_features` job with "
+                "online_features=OnlineFeatures() in its spec, or `feast materialize-incremental` "
+                "in the repository)",
             ) from None
 
 

@@ -8,12 +8,15 @@
   files: :mod:`~lockgate.monitoring.feedback_store`; live metrics:
   :mod:`~lockgate.monitoring.feedback_performance`).
 - :mod:`~lockgate.monitoring.mutations`: fingerprints of a feature service and their changes.
+- :mod:`~lockgate.monitoring.skew`: training/serving skew, the online vectors served vs
+  point-in-time historical retrieval.
 - :mod:`~lockgate.monitoring.triggers`: the retrain policies and their pure state machine.
 """
 
 from lockgate.monitoring.drift import DriftAccumulator, DriftThresholds, FeatureDrift, frame_drift
 from lockgate.monitoring.drift_report import compute_drift_report
 from lockgate.monitoring.feedback import judge, labels_for, live_performance, write_feedback
+from lockgate.monitoring.skew import SkewPolicy, compare_served, compute_skew_report
 from lockgate.monitoring.triggers import (
     DriftPolicy,
     FeatureChangePolicy,
@@ -29,9 +32,12 @@ __all__ = [
     "FeatureChangePolicy",
     "FeatureDrift",
     "FeedbackPolicy",
+    "SkewPolicy",
     "TriggerDecision",
     "TriggerState",
+    "compare_served",
     "compute_drift_report",
+    "compute_skew_report",
     "frame_drift",
     "judge",
     "labels_for",
