@@ -513,8 +513,10 @@ def serve_status_cmd(home: str | None) -> None:
             else:
                 _say(f"{what}: NOT answering: {row['problem']}")
                 failed = True
-    for path in sorted(stack.state_dir.glob("*.json")):
-        state = json.loads(path.read_text())
+    for pipeline in stack.canary_pipelines():  # files, or the shared state database
+        state = stack.canary_state(pipeline)
+        if state is None:
+            continue
         _say(
             f"  canary {state['pipeline']}: {state['status']} {state['challenger']} at "
             f"{state['weight']:.0%} (champion {state['champion']})"

@@ -154,7 +154,7 @@ def run_feedback_tick(
         return FeedbackTick(
             "skip",
             f"canary of {canary.get('challenger')} against champion {champion} is running "
-            f"(state in {stack.state_dir}): traffic is split, judged once it ends",
+            f"(state in {stack.canary_store().where}): traffic is split, judged once it ends",
             kept,
             links=links,
         )

@@ -14,23 +14,12 @@ from lockgate import Environment, build_definitions
 from lockgate.assets.skew import skew_check_result, skew_metadata
 from lockgate.errors import SpecError
 from lockgate.monitoring.skew import SkewPolicy
-from lockgate.spec import LabelSource, ModelPipeline, OnlineFeatures, TritonTarget
-from lockgate.training import LightGBMTrainer
-from tests.integration.test_gate import GATE
+from lockgate.spec import ModelPipeline, OnlineFeatures
+from tests.integration.specs import served_spec
 
 
 def spec(**over: Any) -> ModelPipeline:
-    fields: dict[str, Any] = {
-        "name": "fraud",
-        "feature_service": "fraud_v1",
-        "label": "is_fraud",
-        "labels": LabelSource(entity_columns=("transaction_id",)),
-        "trainer": LightGBMTrainer(seed=1),
-        "gate": GATE,
-        "serving": TritonTarget(device="cpu"),
-        **over,
-    }
-    return ModelPipeline(**fields)
+    return served_spec("fraud", **over)
 
 
 def test_online_features_declare_both_assets_with_jobs_of_their_own(tmp_path: Path) -> None:
