@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from lockgate._util.dataio import read_parquet_dir, read_parquet_file
 from lockgate._util.legacy_modules import install as _install_legacy_modules
+from lockgate._util.services import LocalPostgres, LocalRedis, LocalS3
 from lockgate.assets.feedback import compute_live_performance
 from lockgate.audit.log import AuditLog
 from lockgate.daemon import DagsterDaemon
+from lockgate.dagster_instance import open_instance, write_instance_yaml
 from lockgate.definitions import build_definitions
 from lockgate.deploy.launcher import k8s_definitions
 from lockgate.deploy.render import load_settings as load_k8s_settings
@@ -48,16 +50,21 @@ from lockgate.errors import (
     ValidationFailedError,
 )
 from lockgate.evaluation.gate import Condition, EdgeCase, Gate, GoldSet, SliceSpec
+from lockgate.features.materialize import materialize_incremental
 from lockgate.features.store import FeastStore
+from lockgate.gateway.process import GatewayServer
 from lockgate.lineage.registry import ArtifactRegistry, LocalArtifactRegistry
 from lockgate.monitoring.feedback import labels_for, write_feedback
+from lockgate.monitoring.skew import SkewPolicy
 from lockgate.monitoring.triggers import DriftPolicy, FeatureChangePolicy, FeedbackPolicy
 from lockgate.serving.canary import CanaryPolicy
+from lockgate.serving.triton_server import LocalTritonServer
 from lockgate.spec import (
     ColumnRule,
     DataValidation,
     LabelSource,
     ModelPipeline,
+    OnlineFeatures,
     Split,
     TritonTarget,
 )
@@ -104,18 +111,25 @@ __all__ = [
     "FeedbackPolicy",
     "Gate",
     "GateFailedError",
+    "GatewayServer",
     "GoldSet",
     "ImmutableArtifactError",
     "K8sSettings",
     "LabelSource",
     "LightGBMTrainer",
     "LocalArtifactRegistry",
+    "LocalPostgres",
+    "LocalRedis",
+    "LocalS3",
+    "LocalTritonServer",
     "LockgateError",
     "ModelPipeline",
+    "OnlineFeatures",
     "PipelineDeployment",
     "PodResources",
     "ReproductionError",
     "SchemaError",
+    "SkewPolicy",
     "SklearnTrainer",
     "SliceSpec",
     "SpecError",
@@ -135,8 +149,11 @@ __all__ = [
     "k8s_definitions",
     "labels_for",
     "load_k8s_settings",
+    "materialize_incremental",
+    "open_instance",
     "prepare_training",
     "read_parquet_dir",
     "read_parquet_file",
     "write_feedback",
+    "write_instance_yaml",
 ]

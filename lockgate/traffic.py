@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +47,16 @@ class TrafficReport:
 class TrafficGenerator:
     """Send rows of a wire matrix to ``model`` through the gateway until stopped.
 
+    ``url`` is one gateway, or several replicas: client thread ``n`` sends to
+    ``url[n % len(url)]`` (what a load balancer in front of them would spread).
+
     Example:
         >>> # with TrafficGenerator(gateway_url, "fraud_lgbm", matrix) as traffic: ...
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         model: str,
         matrix: np.ndarray,
         *,
@@ -62,7 +65,11 @@ class TrafficGenerator:
         max_requests: int | None = None,
         keep_trace_ids: bool = False,
     ) -> None:
-        self.url, self.model, self.matrix = url, model, np.ascontiguousarray(matrix, np.float32)
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("TrafficGenerator needs a gateway URL; fix: pass url=")
+        self.url = self.urls[0]
+        self.model, self.matrix = model, np.ascontiguousarray(matrix, np.float32)
         self.batch, self.threads, self.max_requests = batch, threads, max_requests
         self.keep_trace_ids = keep_trace_ids
         self.report = TrafficReport()
@@ -73,7 +80,7 @@ class TrafficGenerator:
     @classmethod
     def for_frame(
         cls,
-        url: str,
+        url: str | Sequence[str],
         model: str,
         frame: Any,
         *,
@@ -104,7 +111,8 @@ class TrafficGenerator:
     def _run(self, offset: int) -> None:
         import tritonclient.http as th
 
-        client = th.InferenceServerClient(self.url.removeprefix("http://"), network_timeout=30.0)
+        url = self.urls[offset % len(self.urls)]
+        client = th.InferenceServerClient(url.removeprefix("http://"), network_timeout=30.0)
         i = offset * 7919
         try:
             while not self._stop.is_set():

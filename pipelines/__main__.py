@@ -1,4 +1,5 @@
-"""The fraud example's own commands: ``python -m pipelines generate-data | demo``.
+"""The fraud example's own commands: ``python -m pipelines generate-data | demo |
+production-loop``.
 
 The example is a project on lockgate's public API like any team's: its data generator and its
 main job (the quick start's ``scripts/demo.sh``) live here, not in the ``lockgate`` command.
@@ -104,6 +105,32 @@ def demo_cmd(home: str | None, days: int, only: tuple[str, ...], keep_serving: b
     from pipelines.demo import run_demo
 
     run_demo(_env(home), days=days, only=only, say=_say, keep_serving=keep_serving)
+
+
+@cli.command("production-loop")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    default="/tmp/lockgate-production",
+    show_default=True,
+    help="Folder of the servers' files, the data and DAGSTER_HOME (emptied first).",
+)
+@click.option("--days", type=int, default=30, show_default=True, help="Days of data.")
+def production_loop_cmd(home: str, days: int) -> None:
+    """The closed loop with LOCKGATE_ENV=production, on real engines started here.
+
+    PostgreSQL (Dagster, shared state, Feast registry), Redis (Feast online store), an S3
+    server (artifacts, Triton's repository, the prediction log), tritonserver reading s3://
+    and two gateway replicas; all stopped at the end.
+    """
+    from pipelines.production import run_production_loop
+
+    loop = run_production_loop(home, say=_say, days=days)
+    _say(
+        f"closed loop on the production engines: {loop['outcome']}; champion "
+        f"{loop['champion_before']} -> {loop['champion_after']}; {loop['requests']} requests "
+        f"over {len(loop['gateways'])} gateway replicas, {loop['errors']} errors"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,12 +75,21 @@ _CACHE: collections.OrderedDict[tuple[str, ...], dict[str, Any]] = collections.O
 def log_fingerprint(log_dir: Any, model: str) -> str:
     """A cheap description of the prediction log of ``model`` (file names, sizes, mtimes).
 
-    Changes whenever a request is logged or a segment rolls; reads no data.
+    Changes whenever a request is logged or a segment rolls; reads no data. For a log exported
+    to object storage (``log_dir`` an ``s3://`` URL: several gateway replicas), the parts'
+    names, one listing.
     """
+    import hashlib
     from pathlib import Path
 
-    root = Path(log_dir)
     lines: list[str] = []
+    if isinstance(log_dir, str) and "://" in log_dir:
+        from lockgate.gateway.predlog.export import PredictionLogExport
+
+        parts = PredictionLogExport(url=log_dir).parts(model)
+        lines = [f"{p.day}/{p.replica}/{p.seq}" for p in parts]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    root = Path(log_dir)
     for folder in (root / "_wal", root / model):
         if not folder.is_dir():
             continue
@@ -88,8 +97,6 @@ def log_fingerprint(log_dir: Any, model: str) -> str:
             if path.is_file():
                 st = path.stat()
                 lines.append(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}")
-    import hashlib
-
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 

@@ -86,8 +86,9 @@ class ServingStack(BaseModel, ABC):
 
     @property
     @abstractmethod
-    def prediction_log_dir(self) -> Path:
-        """The gateway's prediction log."""
+    def prediction_log_dir(self) -> Path | str:
+        """The gateway's prediction log: its folder, or the object-store URL (``s3://...``)
+        several replicas export their rolled parts to."""
 
     @abstractmethod
     def sandbox(self) -> LocalTritonServer:
@@ -430,8 +431,9 @@ class RemoteServingStack(ServingStack):
         return Path(self.canary_state_dir)
 
     @property
-    def prediction_log_dir(self) -> Path:
-        return Path(self.predictions_dir)
+    def prediction_log_dir(self) -> Path | str:
+        url = self.predictions_dir.strip()
+        return url.rstrip("/") if "://" in url else Path(url)
 
     def triton(self) -> RemoteTritonServer:
         return RemoteTritonServer(server_url=self.triton_url, repo_dir=self.model_repository)

@@ -7,6 +7,7 @@ file of a feature-repo folder, so keep this folder to definitions only.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.feature_repo.fraud import (
@@ -33,14 +34,19 @@ FRAUD_DEFINITIONS = "pipelines.feature_repo.fraud:fraud_feature_objects"
 
 
 def fraud_feast_store(env: Environment) -> FeastStore:
-    """The example's Feast store: a local store under the environment's home, built in code.
+    """The example's Feast store: a local store under the environment's home, built in code
+    (in production, the Feast repository ``$LOCKGATE_FEAST_DIR`` and ``$LOCKGATE_DATA_DIR``).
 
     The example applies its definitions from code (:meth:`FeastStore.apply`, called by the demo
     and ``lockgate apply``); a team with a Feast repository names it in
     ``ModelPipeline(feature_repo=...)`` instead.
     """
+    import os
+
     from lockgate import FeastStore
 
-    return FeastStore(
-        repo_dir=str(env.feast_dir), data_dir=str(env.data_dir), definitions=FRAUD_DEFINITIONS
-    )
+    repo, data = env.feast_dir, env.data_dir
+    if env.kind == "production":  # the folders the production variables name
+        repo = Path(os.environ.get("LOCKGATE_FEAST_DIR") or repo)
+        data = Path(os.environ.get("LOCKGATE_DATA_DIR") or data)
+    return FeastStore(repo_dir=str(repo), data_dir=str(data), definitions=FRAUD_DEFINITIONS)
