@@ -124,12 +124,18 @@ def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         snapshot: dict[str, Any],
         artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> Iterator[dg.AssetCheckResult]:
-        from lockgate.features.validation import run_suite
+        from lockgate.features.validation import run_suite, suite_columns
         from lockgate.lineage.steps import load_snapshot_frame
 
         frame_sha = snapshot["frame_sha256"]
-        frame = load_snapshot_frame(artifacts, frame_sha, verify_content=False)
+        # only the columns the suite reads; when one is missing, all (its message lists them)
+        wanted = suite_columns(spec.validation, label=spec.label)
+        stored = artifacts.snapshot_manifest(frame_sha).get("schema", {})
+        needed = [c for c in stored if c in wanted]
+        subset = needed if needed and len(needed) == len(wanted) else None
+        frame = load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=subset)
         outcomes = run_suite(frame, spec.validation, label=spec.label)
+        del frame
         artifacts.put_validation(
             frame_sha,
             {

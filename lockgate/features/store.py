@@ -36,7 +36,6 @@ import importlib
 import json
 import os
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate._util.urls import redact_url
 from lockgate.errors import EmptyDataError, FeatureStoreError, SchemaError
+from lockgate.features.query_engine import close_query_engines, offline_query
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, RepoConfig
@@ -402,9 +402,10 @@ class FeastStore(BaseModel):
         join_keys = _service_join_keys(store, service)
         frame = _prepare_entity_df(entity_df, join_keys, feature_service)
         try:
-            with _quiet_ibis(), self._in_repo():
+            with offline_query(), self._in_repo():  # DuckDB's memory is released after it
                 job = store.get_historical_features(entity_df=frame, features=service)
                 table = job.to_arrow()
+                del job
         except Exception as exc:
             raise FeatureStoreError(
                 f"Feast could not join feature service {feature_service!r} onto {len(frame)} "
@@ -412,6 +413,7 @@ class FeastStore(BaseModel):
                 f"{type(exc).__name__}: {exc}): the sources must be readable Parquet with "
                 f"microsecond UTC timestamps. Fix: check the source folders, then re-run apply."
             ) from exc
+        del frame  # the result carries the entity rows
         return _finish_frame(table, entity_df, service)
 
     # ---- fingerprints and materialization
@@ -474,7 +476,7 @@ class FeastStore(BaseModel):
         store = self.store()
         names = feature_views or sorted(v.name for v in store.list_feature_views())
         try:
-            with _quiet_ibis(), self._in_repo():
+            with offline_query(), self._in_repo():
                 store.materialize(start_date=start_utc, end_date=end_utc, feature_views=names)
         except Exception as exc:
             raise FeatureStoreError(
@@ -746,45 +748,6 @@ def _utc_us(series: pd.Series, what: str) -> pd.Series:
     if getattr(series.dt, "tz", None) is None:
         series = series.dt.tz_localize("UTC")
     return series.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-
-
-def close_query_engines() -> None:
-    """Disconnect ibis' default DuckDB backend, which Feast's offline store leaves open.
-
-    A DuckDB connection still open when the interpreter exits makes DuckDB's nanobind bindings
-    print ~100 "nanobind: leaked instance/type/function" lines (nanobind's leak check runs after
-    Python has torn the module down). Registered at exit after the first offline query; safe
-    to call any time no query runs (the next query opens a new connection).
-    """
-    import sys
-
-    ibis = sys.modules.get("ibis")
-    if ibis is None:
-        return
-    backend = getattr(ibis.options, "default_backend", None)
-    if backend is not None:
-        with contextlib.suppress(Exception):
-            backend.disconnect()
-        ibis.options.default_backend = None
-
-
-_EXIT_HOOK = threading.Event()
-
-
-@contextlib.contextmanager
-def _quiet_ibis() -> Iterator[None]:
-    """Hides ibis' DeprecationWarning about duckdb's fetch_arrow_table (noise on every query),
-    and closes the query engine at interpreter exit (see :func:`close_query_engines`)."""
-    if not _EXIT_HOOK.is_set():
-        import atexit
-
-        _EXIT_HOOK.set()
-        atexit.register(close_query_engines)
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*fetch_arrow_table", category=DeprecationWarning
-        )
-        yield
 
 
 def _utc(moment: datetime) -> datetime:

@@ -21,7 +21,7 @@ from lockgate.spec import ColumnRule, DataValidation
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CheckOutcome", "check_names", "run_suite"]
+__all__ = ["CheckOutcome", "check_names", "run_suite", "suite_columns"]
 
 _TYPE_LISTS: dict[str, list[str]] = {
     "float": ["float64", "float32", "float16", "Float64", "Float32"],
@@ -91,6 +91,18 @@ def check_names(validation: DataValidation) -> list[str]:
         names.append("label_rate")
     names += [f"column_{col}" for col in sorted(validation.columns)]
     return names
+
+
+def suite_columns(validation: DataValidation, *, label: str) -> set[str]:
+    """The columns :func:`run_suite` reads: the declared ones, and the label for ``label_rate``.
+
+    A frame of only these columns gives the same outcomes as the whole frame (the row count is
+    the same), except that a missing column's message lists the frame's columns.
+    """
+    columns = set(validation.columns)
+    if validation.label_rate is not None:
+        columns.add(label)
+    return columns
 
 
 def _jsonable(value: Any) -> Any:

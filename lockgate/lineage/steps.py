@@ -196,6 +196,7 @@ def take_snapshot(
     check_labels(labels[spec.label], task=spec.task, label=spec.label)
     refs = feast.feature_refs(spec.feature_service)
     frame = feast.historical_features(feature_service=spec.feature_service, entity_df=labels)
+    del labels  # the join's output holds the entity rows: one copy of them is enough
     feature_names = [ref.split(":", 1)[-1] for ref in refs]
     unknown_excluded = sorted(set(spec.exclude_features) - set(feature_names))
     if unknown_excluded:
@@ -220,6 +221,7 @@ def take_snapshot(
     frame = normalise_dtypes(frame[keep])
     sort_by = [spec.labels.timestamp_column, *spec.labels.entity_columns]
     canonical = canonical_frame(frame, sort_by=sort_by)
+    del frame  # the unsorted copy; from here on only the canonical frame is held
     frame_sha = frame_sha256(canonical, sort_by=sort_by)
     ts = canonical[spec.labels.timestamp_column]
     manifest = {
@@ -264,15 +266,35 @@ def _label_rate(labels: pd.Series) -> float | None:
 
 
 def load_snapshot_frame(
-    artifacts: ArtifactRegistry, frame_sha: str, *, verify_content: bool = True
+    artifacts: ArtifactRegistry,
+    frame_sha: str,
+    *,
+    verify_content: bool = True,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Read a stored snapshot, checking the file hash and (by default) the frame hash."""
+    """Read a stored snapshot, checking the file hash and (by default) the frame hash.
+
+    ``columns`` reads only those columns (in that order); the frame hash covers every column,
+    so it needs ``verify_content=False`` (the file hash is still checked). The Arrow table is
+    released column by column while the frame is built, so the peak is about one frame, not two.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    if columns is not None and verify_content:
+        raise SchemaError(
+            f"load_snapshot_frame(columns={list(columns)}) cannot verify the content of snapshot "
+            f"{frame_sha[:12]}: its hash covers every column. Fix: pass verify_content=False "
+            "(the file hash is still checked) or read every column"
+        )
     data = artifacts.read_snapshot_bytes(frame_sha)
     try:
-        frame = pq.read_table(pa.BufferReader(data)).to_pandas()
+        table = pq.read_table(
+            pa.BufferReader(data), columns=list(columns) if columns is not None else None
+        )
+        del data
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+        del table
     except (pa.ArrowException, OSError) as exc:
         raise CorruptDataError(
             f"snapshot {frame_sha[:12]} cannot be read as Parquet ({exc}); restore it or "
@@ -295,22 +317,35 @@ def split_frame(
     """Time-based split: rows at or after the (1 - holdout_fraction) time quantile are held out.
 
     Rows sharing the boundary timestamp all go to the held-out part, so no timestamp is on both
-    sides.
+    sides. When ``frame`` is sorted by time already (a stored snapshot is), both parts are views
+    of its rows, not copies: read them, do not modify them.
     """
+    import pandas as pd
+
     if frame.empty:
         raise EmptyDataError("cannot split an empty frame; the snapshot has no rows")
-    ordered = frame.sort_values(timestamp_column, kind="mergesort").reset_index(drop=True)
+    if frame[timestamp_column].is_monotonic_increasing:  # no missing time, sorted already
+        ordered = frame  # as a stored snapshot is: no copy
+    else:
+        ordered = frame.sort_values(timestamp_column, kind="mergesort")
+    times = ordered[timestamp_column]
     cut = int(len(ordered) * (1.0 - holdout_fraction))
     cut = min(max(cut, 1), len(ordered) - 1) if len(ordered) > 1 else 1
-    boundary = ordered[timestamp_column].iloc[min(cut, len(ordered) - 1)]
-    train = ordered[ordered[timestamp_column] < boundary]
-    holdout = ordered[ordered[timestamp_column] >= boundary]
+    boundary = times.iloc[min(cut, len(ordered) - 1)]
+    if times.hasnans:  # a missing time is on neither side
+        train, holdout = ordered[times < boundary], ordered[times >= boundary]
+    else:  # sorted: the rows before the boundary are a prefix
+        first_holdout = int(times.searchsorted(boundary, side="left"))
+        train, holdout = ordered.iloc[:first_holdout], ordered.iloc[first_holdout:]
     if train.empty or holdout.empty:
         raise EmptyDataError(
             f"the time split at {boundary} leaves {len(train)} training and {len(holdout)} "
             "held-out rows; snapshot more days of data or change split.holdout_fraction"
         )
-    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+    # fresh indexes set in place: positional slices stay views of ``frame``, not copies
+    train.index = pd.RangeIndex(len(train))
+    holdout.index = pd.RangeIndex(len(holdout))
+    return train, holdout
 
 
 def train_version(

@@ -259,7 +259,8 @@ class LightGBMTrainer(Trainer):
                 categorical_feature=preprocessor.categorical_indices,
                 params=params,
                 free_raw_data=True,
-            )
+            ).construct()  # binned now: the float32 matrix can go before the boosting starts
+            del x, y
             booster = lgb.train(params, dataset, num_boost_round=self.num_boost_round)
         except lgb.basic.LightGBMError as exc:
             raise TrainingError(
