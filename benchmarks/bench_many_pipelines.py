@@ -13,16 +13,27 @@ Issue 16, item 8 asks what 100 pipelines in one code location cost, and what bre
   sensor runs) for every pipeline of the largest count, against one real applied Feast store
   with the example's data: the daemon evaluates one such tick per pipeline per interval (60 s
   by default), so the round's time over the interval is the share of one core the feature
-  sensors need.
+  sensors need;
+* **daemon** (``--daemon-seconds S``, off by default): per ``--daemon-counts``, a real
+  ``dagster-daemon`` (:class:`lockgate.DagsterDaemon`) on a private PostgreSQL
+  (``LocalPostgres``, the production ``dagster.yaml``) serving one code location of N copies
+  (``many_pipelines_location.py``) on one applied Feast store, no model trained (every sensor
+  skips: the idle cost). After the first tick and 60 s, S seconds are measured: CPU seconds of
+  the daemon's process tree and of PostgreSQL (reaped children included), peak RSS, and the
+  ticks recorded in the tick storage per sensor kind and status, and the runs launched.
 
 What breaks first on the way to 1,000 (measured here on 2026-12-02): the load. Dagster 1.13
 resolves each asset job by subsetting every asset definition of the location
 (``asset_job.py::_subset_assets_defs``), so resolving grows with jobs x assets: 100 pipelines
 (401 jobs, 900 assets) resolve in about 10 s, 1,000 (4,001 jobs, 9,000 assets) had not finished
 after 8 CPU-minutes. Shard: one code location per team or domain, of at most a few hundred
-pipelines each (``--load-timeout-s`` bounds a count here).
+pipelines each (``--load-timeout-s`` bounds a count here). The daemon is behind before that:
+at 100 pipelines it evaluated 0.94 ticks a second (0.6 CPU-s of the daemon and 0.45 of
+PostgreSQL each) where the intervals ask for 5.7; ``docs/scale.md`` has the plan for 1,000.
 
-Run: ``.venv/bin/python benchmarks/bench_many_pipelines.py [--counts 1 10 100]``; results in
+Run: ``.venv/bin/python benchmarks/bench_many_pipelines.py [--counts 1 10 100]``, and the daemon
+alone (keeps the other figures): ``.venv/bin/python benchmarks/bench_many_pipelines.py
+--daemon-only --daemon-seconds 120 --daemon-counts 100 10``; results in
 ``benchmarks/results/many_pipelines.json``.
 """
 
@@ -31,11 +42,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +154,240 @@ def sensor_round(count: int, work: Path) -> dict[str, Any]:
     }
 
 
+class _TreeCpu:
+    """CPU seconds (user + system) and RSS of a process and its descendants.
+
+    A sample sums, over the live processes of the tree, each one's own CPU time and that of the
+    children it has reaped: a child that exits between two samples (a PostgreSQL backend of one
+    connection) moves into its parent's figure, so the difference of two samples is exact.
+    """
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start counting now: the next sample is the baseline."""
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.processes: set[int] = set()
+        self.baseline = True
+        self.peak_rss_mb = 0.0
+
+    def sample(self) -> None:
+        import psutil
+
+        rss, totals = 0, dict[str, float]()
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for proc in procs:
+            try:
+                cpu, mem = proc.cpu_times(), proc.memory_info()
+            except psutil.NoSuchProcess:
+                continue
+            role = _role(proc)
+            used = cpu.user + cpu.system + cpu.children_user + cpu.children_system
+            totals[role] = totals.get(role, 0.0) + used
+            self.processes.add(proc.pid)
+            rss += mem.rss
+        if self.baseline:
+            self.first, self.baseline = totals, False
+        self.last = totals
+        self.peak_rss_mb = max(self.peak_rss_mb, rss / 2**20)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.last.values()) - sum(self.first.values())
+
+    def cpu_s_by_role(self) -> dict[str, float]:
+        """CPU seconds per kind of process (the daemon, its code server, others)."""
+        roles = {*self.first, *self.last}
+        return {r: round(self.last.get(r, 0.0) - self.first.get(r, 0.0), 2) for r in roles}
+
+
+def _role(proc: Any) -> str:
+    import psutil
+
+    try:
+        line, name = " ".join(proc.cmdline()), proc.name()
+    except psutil.Error:  # it exited between the listing and this look
+        return "other"
+    if "dagster-daemon" in line:
+        return "dagster-daemon"
+    if "api grpc" in line:
+        return "code server"
+    return str(name) or "other"
+
+
+def _sensor_ticks(instance: Any, after: float, before: float) -> dict[str, Any]:
+    """Ticks of every sensor in [after, before), by sensor kind and by status, from the storage."""
+    from dagster._core.definitions.run_request import InstigatorType
+
+    by_kind: dict[str, int] = {}
+    by_status: dict[str, int] = {}
+    ticked = 0
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        kind = state.instigator_name.split("_on_", 1)[-1]
+        ticks = instance.get_ticks(
+            state.instigator_origin_id, state.selector_id, after=after, before=before
+        )
+        ticked += bool(ticks)
+        for tick in ticks:
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            by_status[tick.status.value] = by_status.get(tick.status.value, 0) + 1
+    return {"sensors_ticked": ticked, "by_sensor": by_kind, "by_status": by_status}
+
+
+def daemon_round(
+    count: int, seconds: float, work: Path, pg: Any, *, warmup_s: float = 60.0
+) -> dict[str, Any]:
+    """A real ``dagster-daemon`` on PostgreSQL serving ``count`` pipelines for ``seconds``."""
+    import psutil
+
+    from lockgate import DagsterDaemon, Environment
+    from pipelines.feature_repo import fraud_feast_store
+    from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
+
+    env = Environment.local(work / f"daemon-{count}")
+    generate_fraud_data(env.data_dir, days=30, config=FraudDataConfig(seed=3))
+    fraud_feast_store(env).apply()
+    workspace = work / f"workspace-{count}.yaml"
+    workspace.write_text(
+        "load_from:\n"
+        "  - python_file:\n"
+        f"      relative_path: {ROOT / 'benchmarks' / 'many_pipelines_location.py'}\n"
+        f"      location_name: many_pipelines_{count}\n"
+        f"      working_directory: {ROOT}\n"
+    )
+    daemon = DagsterDaemon(
+        env,
+        workspace,
+        extra_env={
+            "LOCKGATE_ENV": "local",
+            "LOCKGATE_BENCH_PIPELINES": str(count),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONWARNINGS": "ignore::FutureWarning",
+        },
+        cwd=ROOT,
+        postgres_url=pg.create_database(f"bench_daemon_{count}"),
+    )
+    postgres = _TreeCpu(pg.managed_process.recorded_pid())
+    stack = env.resources()["serving_stack"]
+    started = time.time()
+    daemon.start(timeout_s=600.0)
+    assert daemon.process is not None
+    tree = _TreeCpu(daemon.process.pid)
+    tree.baseline, tree.first = False, {}  # fresh processes: count from their start
+    tree.sample()
+    try:
+        with daemon.instance() as instance:
+            # up: every sensor of the location has ticked once, or warmup_s have passed since
+            # the first tick (the code server has loaded; a daemon behind keeps a backlog)
+            first_tick: float | None = None
+            while True:
+                ticked = _sensor_ticks(instance, started, time.time())["sensors_ticked"]
+                if ticked and first_tick is None:
+                    first_tick = time.time()
+                if ticked >= 4 * count or (first_tick and time.time() - first_tick > warmup_s):
+                    break
+                tree.sample()
+                if time.time() - started > 900:
+                    raise RuntimeError(f"{count} pipelines: no sensor ticked in 900 s")
+                time.sleep(2.0)
+            up_s = time.time() - started
+            assert first_tick is not None
+            startup_cpu_s, startup_rss_mb = tree.cpu_s, tree.peak_rss_mb
+            # the canary sensors' ticks ensure the local serving stack (Triton, the gateway),
+            # started by the first one: its processes are not the daemon's children
+            serving = [_TreeCpu(pid) for pid in (stack.triton().pid, stack.gateway().pid) if pid]
+            for group in (tree, postgres, *serving):
+                group.reset()
+                group.sample()
+            load_before = os.getloadavg()[0]
+            t0 = time.time()
+            wall0 = time.perf_counter()
+            while time.perf_counter() - wall0 < seconds:
+                time.sleep(1.0)
+                for group in (tree, postgres, *serving):
+                    group.sample()
+            window = time.perf_counter() - wall0
+            t1 = time.time()
+            load_after = os.getloadavg()[0]
+            ticks = _sensor_ticks(instance, t0, t1)
+            runs = instance.get_runs_count()
+    finally:
+        daemon.stop()
+        stack.stop()  # by PID, Triton's stubs reaped
+    survivors = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if any(str(path) in " ".join(p.info["cmdline"] or []) for path in (workspace, env.home))
+    ]
+    total = sum(ticks["by_sensor"].values())
+    return {
+        "pipelines": count,
+        "sensors": 4 * count,
+        "first_tick_after_s": round(first_tick - started, 1),
+        "window_began_after_s": round(up_s, 1),
+        "sensors_ticked_before_window": ticked,
+        "sensors_ticked_in_window": ticks["sensors_ticked"],
+        "startup_daemon_tree_cpu_s": round(startup_cpu_s, 2),
+        "startup_daemon_tree_peak_rss_mb": round(startup_rss_mb, 1),
+        "window_s": round(window, 1),
+        "daemon_tree_cpu_s": round(tree.cpu_s, 2),
+        "daemon_tree_share_of_one_core": round(tree.cpu_s / window, 4),
+        "daemon_tree_cpu_s_by_process": tree.cpu_s_by_role(),
+        "daemon_tree_processes": len(tree.processes),
+        "daemon_tree_peak_rss_mb": round(tree.peak_rss_mb, 1),
+        "serving_stack_cpu_s": round(sum(group.cpu_s for group in serving), 2),
+        "serving_stack_processes": sum(len(group.processes) for group in serving),
+        "postgres_cpu_s": round(postgres.cpu_s, 2),
+        "postgres_share_of_one_core": round(postgres.cpu_s / window, 4),
+        "ticks": total,
+        "ticks_per_s": round(total / window, 3),
+        "cpu_ms_per_tick": round(1e3 * tree.cpu_s / total, 2) if total else None,
+        "ticks_by_sensor": ticks["by_sensor"],
+        "ticks_by_status": ticks["by_status"],
+        "runs_launched": runs,
+        "loadavg_1m_before_window": round(load_before, 2),
+        "loadavg_1m_after_window": round(load_after, 2),
+        "processes_left_after_stop": survivors,
+    }
+
+
+def daemon_rounds(
+    counts: list[int], seconds: float, work: Path, done: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """:func:`daemon_round` for each count on one private PostgreSQL, stopped by PID after."""
+    from lockgate._util.services import LocalPostgres
+
+    root = Path(tempfile.mkdtemp(prefix="lockgate-bench-pg-"))
+    os.chmod(root, 0o755)  # PostgreSQL runs as the postgres system user when this is root
+    rounds = {}
+    try:
+        with LocalPostgres(root=str(root / "cluster")) as pg:
+            for count in counts:
+                row = daemon_round(count, seconds, work, pg)
+                rounds[str(count)] = row
+                done(rounds)  # recorded round by round
+                print(
+                    f"daemon, {count:>4} pipelines on PostgreSQL: {row['daemon_tree_cpu_s']} CPU-s "
+                    f"in {row['window_s']} s ({row['daemon_tree_share_of_one_core']:.1%} of a "
+                    f"core), {row['ticks']} ticks ({row['ticks_per_s']}/s), peak RSS "
+                    f"{row['daemon_tree_peak_rss_mb']:.0f} MB, postgres "
+                    f"{row['postgres_cpu_s']} CPU-s, {row['runs_launched']} runs, load "
+                    f"{row['loadavg_1m_before_window']}-{row['loadavg_1m_after_window']}",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rounds
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the example's package
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -148,9 +396,45 @@ def main() -> None:
         "--load-timeout-s", type=float, default=900.0, help="give up on one count's load after"
     )
     parser.add_argument("--out", default="benchmarks/results/many_pipelines.json")
+    parser.add_argument(
+        "--daemon-seconds",
+        type=float,
+        default=0.0,
+        help="also run a real dagster-daemon on PostgreSQL this long per --daemon-counts (0: no)",
+    )
+    parser.add_argument("--daemon-counts", type=int, nargs="+", default=[10, 100])
+    parser.add_argument(
+        "--daemon-only", action="store_true", help="only the daemon phase; keep the other figures"
+    )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="lockgate-bench-many-"))
+    out = Path(args.out)
+    document: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    try:
+        if not args.daemon_only:
+            document.update(load_and_round(args, work, load_before))
+        if args.daemon_seconds > 0:
+            head = document_head("many_pipelines_daemon", os.getloadavg())
+            command = (
+                "python benchmarks/bench_many_pipelines.py --daemon-only "
+                f"--daemon-seconds {args.daemon_seconds:g} --daemon-counts "
+                + " ".join(str(c) for c in args.daemon_counts)
+            )
+
+            def done(rounds: dict[str, Any]) -> None:
+                document["daemon"] = {**head, "rounds": rounds, "command": command}
+                write_json(out, document)
+
+            daemon_rounds(args.daemon_counts, args.daemon_seconds, work, done)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    write_json(out, document)
+
+
+def load_and_round(args: argparse.Namespace, work: Path, load_before: tuple[float, ...]) -> Any:
+    """The load of every ``--counts`` and the feature-change round of the largest that loaded."""
     loads = {}
     for count in args.counts:
         loads[str(count)] = load(count, work / f"home-{count}", args.load_timeout_s)
@@ -169,16 +453,13 @@ def main() -> None:
         f"feature-change round over {ticks['pipelines']} pipelines: "
         f"{ticks['no_change_round_s']} s ({ticks['per_tick_ms']} ms a tick)"
     )
-    write_json(
-        args.out,
-        {
-            **document_head("many_pipelines", load_before),
-            "load": loads,
-            "feature_change_round": ticks,
-            "command": "python benchmarks/bench_many_pipelines.py --counts "
-            + " ".join(str(c) for c in args.counts),
-        },
-    )
+    return {
+        **document_head("many_pipelines", load_before),
+        "load": loads,
+        "feature_change_round": ticks,
+        "command": "python benchmarks/bench_many_pipelines.py --counts "
+        + " ".join(str(c) for c in args.counts),
+    }
 
 
 if __name__ == "__main__":
