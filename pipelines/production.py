@@ -279,7 +279,12 @@ def train_and_serve(
             tags={"lockgate/source": "production-loop"},
         )
     if not result.success:
-        failed = [e.message for e in result.all_events if e.is_failure]
+        failed: list[str] = []
+        for event in result.all_events:
+            error: Any = getattr(event.event_specific_data, "error", None)
+            if event.is_step_failure:
+                failed.append(error.to_string() if error is not None else str(event.message))
+        failed = failed or [str(e.message) for e in result.all_events if e.is_failure]
         raise LockgateError(f"{spec.train_job_name} failed on the production engines: {failed[:3]}")
     from pipelines.closed_loop import plain_resources
 
