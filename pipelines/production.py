@@ -43,6 +43,7 @@ from lockgate import (
     LocalS3,
     LocalTritonServer,
     LockgateError,
+    write_instance_yaml,
 )
 
 __all__ = ["FEATURE_STORE_YAML", "ProductionServices", "run_production_loop"]
@@ -182,7 +183,8 @@ class ProductionServices:
                 "LOCKGATE_ARTIFACTS_ROOT": str(state / "artifacts"),
             }
         )
-        (self.home / "dagster").mkdir(parents=True, exist_ok=True)
+        # Dagster on PostgreSQL: the URL is read from LOCKGATE_DAGSTER_PG_URL, never in the file
+        write_instance_yaml(self.home / "dagster")
         feast = self.home / "feast"
         feast.mkdir(parents=True, exist_ok=True)
         (feast / "feature_store.yaml").write_text(FEATURE_STORE_YAML)
@@ -319,26 +321,16 @@ def _materialize_online(feast: Any, spec: Any, data: Path) -> dict[str, int]:
     times = labels[spec.labels.timestamp_column]
     first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
     feast.materialize(last + dt.timedelta(seconds=1), start=first - dt.timedelta(days=1))
-    store = feast.store()
-    service = store.get_feature_service(spec.feature_service)
-    join_keys: list[str] = []
-    for projection in service.feature_view_projections:
-        for column in store.get_feature_view(projection.name).entity_columns:
-            name = projection.join_key_map.get(column.name, column.name)
-            join_keys += [] if name in join_keys else [name]
+    join_keys = feast.join_keys(spec.feature_service)
     keys = labels[join_keys].drop_duplicates().tail(20)
+    store = feast.store()
     answer = store.get_online_features(
-        features=service, entity_rows=keys.to_dict("records")
+        features=store.get_feature_service(spec.feature_service),
+        entity_rows=keys.to_dict("records"),
     ).to_dict()
     values = [v for k, v in answer.items() if k not in join_keys]
     answered = sum(any(col[i] is not None for col in values) for i in range(len(keys)))
     return {"asked": len(keys), "answered": answered}
-
-
-def _write_dagster_yaml(services: ProductionServices) -> None:
-    from lockgate import write_instance_yaml
-
-    write_instance_yaml(services.env.dagster_home)
 
 
 def run_production_loop(
@@ -361,7 +353,6 @@ def run_production_loop(
         shutil.rmtree(root)
     say("[1/3] production engines on this machine")
     with ProductionServices(root, say=say) as services:
-        _write_dagster_yaml(services)
         say("[2/3] train and serve the champion on them")
         trained = train_and_serve(services, days=days, say=say)
         say("[3/3] the closed loop, live clients on every gateway replica")

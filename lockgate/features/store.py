@@ -366,6 +366,15 @@ class FeastStore(BaseModel):
         """
         return _get_service(self.store(), feature_service, self)
 
+    def join_keys(self, feature_service: str) -> list[str]:
+        """The join-key columns a feature service's entity rows carry, in service order.
+
+        Raises:
+            FeatureStoreError: Unknown service.
+        """
+        store = self.store()
+        return _service_join_keys(store, _get_service(store, feature_service, self))
+
     def feature_refs(self, feature_service: str) -> list[str]:
         """Returns the ``"view:feature"`` references of a feature service, in service order.
 

@@ -74,9 +74,6 @@ def test_the_closed_loop_on_the_production_engines_promotes_as_the_embedded_defa
         pytest.skip("the production loop runs with `pytest -m slow`")
     lines: list[str] = []
     with ProductionServices(home / "lockgate", say=lines.append) as services:
-        from lockgate.dagster_instance import write_instance_yaml
-
-        write_instance_yaml(services.env.dagster_home)
         env = services.env
         assert env.kind == "production"
         trained = train_and_serve(services, days=30, say=lines.append)

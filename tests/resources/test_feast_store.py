@@ -249,6 +249,12 @@ def test_feature_refs_in_service_order(applied: FeastStore) -> None:
     assert {"transaction_features:tx_country", "customer_profile:home_country"} <= set(v2)
 
 
+def test_join_keys_of_a_service_in_service_order(applied: FeastStore) -> None:
+    assert applied.join_keys("fraud_v1") == ["transaction_id", "customer_id", "merchant_id"]
+    with pytest.raises(FeatureStoreError, match="'fraud_v9'"):
+        applied.join_keys("fraud_v9")
+
+
 def test_unknown_feature_service_names_the_known_ones(applied: FeastStore) -> None:
     with pytest.raises(FeatureStoreError) as info:
         applied.feature_refs("fraud_v9")
