@@ -148,9 +148,12 @@ class DagsterDaemon:
             return "(no log)"
         return log_tail(self.log_path, lines=lines)
 
-    def stop(self, *, timeout_s: float = 30.0) -> None:
-        """SIGTERM the daemon's process group (it starts code servers), SIGKILL if it lingers."""
-        self._proc.stop(timeout_s=timeout_s, term_group=True, sweep_s=None)
+    def stop(self, *, timeout_s: float = 30.0, grace_s: float = 10.0) -> None:
+        """SIGTERM the daemon's process group (the daemon, its code servers and their run
+        workers), SIGKILL the daemon if it lingers past ``timeout_s``; then SIGKILL whatever of
+        the group still runs ``grace_s`` after the daemon exited (a code server that ignored
+        the SIGTERM would otherwise outlive it, its parent gone, for good)."""
+        self._proc.stop(timeout_s=timeout_s, term_group=True, sweep_s=10.0, group_grace_s=grace_s)
 
     def kill(self) -> None:
         """SIGKILL the whole process group at once (a crash, for tests)."""

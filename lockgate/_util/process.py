@@ -292,6 +292,7 @@ class ManagedProcess:
         force: bool = False,
         term_group: bool = False,
         sweep_s: float | None = 10.0,
+        group_grace_s: float = 0.0,
         pid: int | None = None,
     ) -> None:
         """Ends the process this object started, or else the live server ``pid`` (default: the
@@ -300,7 +301,9 @@ class ManagedProcess:
         SIGTERM (the leader, or the whole group with ``term_group``) and a wait of ``timeout_s``
         for the leader to exit; SIGKILL to the group when it did not; then, unless ``sweep_s``
         is None, SIGKILL to what is left of the group until nothing of it runs any more (for at
-        most ``sweep_s``). ``force``: SIGKILL at once. A recorded PID is signalled only while
+        most ``sweep_s``), after letting the rest of the group exit on its own for up to
+        ``group_grace_s`` (children that got the SIGTERM too and clean up: code servers, run
+        workers). ``force``: SIGKILL at once. A recorded PID is signalled only while
         :meth:`is_server` says it is this server.
         """
         process = self.process
@@ -315,7 +318,7 @@ class ManagedProcess:
                 process.wait(timeout=30)
             self.process = None
             if sweep_s is not None:
-                self._kill_group(pid, sweep_s)
+                self._kill_group(pid, sweep_s, grace_s=0.0 if force else group_grace_s)
             return
         pid = self.recorded_pid() if pid is None else pid
         if pid is None or not self.is_server(pid):
@@ -326,12 +329,14 @@ class ManagedProcess:
         if self.is_server(pid):
             _signal(pid, signal.SIGKILL, group=True)
         if sweep_s is not None:
-            self._kill_group(pid, sweep_s)
+            self._kill_group(pid, sweep_s, grace_s=0.0 if force else group_grace_s)
 
     @staticmethod
-    def _kill_group(pgid: int, timeout_s: float) -> None:
+    def _kill_group(pgid: int, timeout_s: float, *, grace_s: float = 0.0) -> None:
         """SIGKILLs what is left in the group (python-backend stubs, code servers) until none
-        runs any more, for at most ``timeout_s``."""
+        runs any more, for at most ``timeout_s``, once ``grace_s`` has passed with some left."""
+        if grace_s > 0 and wait_until(lambda: not group_members(pgid), grace_s, 0.1):
+            return
 
         def gone() -> bool:
             if not group_members(pgid):
