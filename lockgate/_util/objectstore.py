@@ -39,8 +39,9 @@ def object_filesystem(
 
     For ``s3://`` URLs the options left None come from the AWS SDK's own chain
     (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-    ``AWS_DEFAULT_REGION``, instance roles). Listings are never cached: other writers change
-    the bucket.
+    ``AWS_DEFAULT_REGION``, instance roles), as they are at this call. Listings are never
+    cached (other writers change the bucket), nor are filesystems (each call opens its own:
+    keep it, as :class:`ObjectStoreLocation` does).
 
     Args:
         url: ``s3://bucket/prefix`` (or any fsspec URL, e.g. ``memory://x`` in examples).
@@ -63,7 +64,10 @@ def object_filesystem(
             f"object store URL {url!r} names no protocol; rule: give a URL such as "
             "'s3://bucket/prefix'; fix: prefix the bucket path with s3://"
         )
-    options: dict[str, Any] = {}
+    # never fsspec's instance cache: with the endpoint and credentials left to the SDK's chain
+    # the arguments are the same whatever the AWS_* variables name, and the cache would hand
+    # back a filesystem on the first server this process opened
+    options: dict[str, Any] = {"skip_instance_cache": True}
     if protocol in ("s3", "s3a"):
         options["use_listings_cache"] = False
         if _blank(key):

@@ -99,13 +99,20 @@ class _LocalService(ManagedServer):
         atomic_write(path, json.dumps(ports, sort_keys=True) + "\n", durable=False)
         return ports
 
-    def _launch(self, argv: list[str], ready: Any, *, user: str | None = None) -> None:
+    def _launch(
+        self,
+        argv: list[str],
+        ready: Any,
+        *,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         mkdirs_durable(self.files_dir)
         managed = self.managed_process
         pid = managed.recorded_pid()
         if pid is not None and managed.is_server(pid) and ready():
             return  # already running from these files
-        managed.start(argv, banner=f"==> {' '.join(argv)}", user=user)
+        managed.start(argv, banner=f"==> {' '.join(argv)}", user=user, env=env)
         if not managed.wait_ready(ready, timeout_s=self.start_timeout_s, interval_s=0.1):
             tail = managed.log_tail()
             managed.stop(timeout_s=5.0)
@@ -513,7 +520,10 @@ class LocalS3(_LocalService):
             "-webdav=false",
             "-master.telemetry=false",
         ]
-        self._launch(argv, self._answers)
+        # SeaweedFS reads the AWS SDK's variables as its own credentials: a caller pointed at
+        # another S3 server (AWS_ACCESS_KEY_ID, ...) would start one whose S3 API never answers
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self._launch(argv, self._answers, env=env)
         return self
 
     def _answers(self) -> bool:

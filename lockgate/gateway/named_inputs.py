@@ -42,6 +42,7 @@ import difflib
 import functools
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,9 +110,11 @@ def _object_reader(url: str) -> Any:
     FileNotFoundError for a missing object. The filesystem is opened once per URL."""
     from lockgate._util.objectstore import ObjectStoreLocation
 
-    location = _OBJECT_REPOSITORIES.get(url)
+    # keyed by what the SDK's chain reads too: the same URL on another server is another place
+    key = (url, *(os.environ.get(f"AWS_{n}") for n in ("ENDPOINT_URL", "ACCESS_KEY_ID")))
+    location = _OBJECT_REPOSITORIES.get(key)
     if location is None:
-        location = _OBJECT_REPOSITORIES.setdefault(url, ObjectStoreLocation(url=url))
+        location = _OBJECT_REPOSITORIES.setdefault(key, ObjectStoreLocation(url=url))
     fs, root = location.filesystem()
 
     def read(key: str) -> bytes:
@@ -121,8 +124,8 @@ def _object_reader(url: str) -> Any:
     return read
 
 
-_OBJECT_REPOSITORIES: dict[str, Any] = {}
-"""Object-store repositories by URL (their filesystems are opened once)."""
+_OBJECT_REPOSITORIES: dict[tuple[str | None, ...], Any] = {}
+"""Object-store repositories by URL, endpoint and key (their filesystems are opened once)."""
 
 
 @dataclass(frozen=True)
