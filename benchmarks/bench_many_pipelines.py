@@ -20,7 +20,12 @@ Issue 16, item 8 asks what 100 pipelines in one code location cost, and what bre
   (``many_pipelines_location.py``) on one applied Feast store, no model trained (every sensor
   skips: the idle cost). After the first tick and 60 s, S seconds are measured: CPU seconds of
   the daemon's process tree and of PostgreSQL (reaped children included), peak RSS, and the
-  ticks recorded in the tick storage per sensor kind and status, and the runs launched.
+  ticks recorded in the tick storage per sensor kind and status, and the runs launched;
+  ``--daemon-layouts`` measures the sensor layouts one after the other on the same PostgreSQL:
+  ``per_pipeline`` (each pipeline's own four sensors), ``per_kind`` (``build_definitions(...,
+  sensors="per_kind")``: one sensor per kind looping over the pipelines), each also
+  ``+threads`` (the daemon's ``sensors: use_threads``, ``--sensor-threads`` workers); figures
+  per pipeline evaluation (one pipeline's sensor function run once) make them comparable.
 
 What breaks first on the way to 1,000 (measured here on 2026-12-02): the load. Dagster 1.13
 resolves each asset job by subsetting every asset definition of the location
@@ -29,11 +34,16 @@ resolves each asset job by subsetting every asset definition of the location
 after 8 CPU-minutes. Shard: one code location per team or domain, of at most a few hundred
 pipelines each (``--load-timeout-s`` bounds a count here). The daemon is behind before that:
 at 100 pipelines it evaluated 0.94 ticks a second (0.6 CPU-s of the daemon and 0.45 of
-PostgreSQL each) where the intervals ask for 5.7; ``docs/scale.md`` has the plan for 1,000.
+PostgreSQL each) where the intervals ask for 5.7; with one sensor per kind it kept pace (5.0
+evaluations a second in a 120 s window without the 300 s sensors' ticks, at most 79 + 22 CPU-ms
+each), and sensor threads did not help on 2 busy cores. ``docs/scale.md`` has the figures and
+the plan for 1,000.
 
 Run: ``.venv/bin/python benchmarks/bench_many_pipelines.py [--counts 1 10 100]``, and the daemon
 alone (keeps the other figures): ``.venv/bin/python benchmarks/bench_many_pipelines.py
---daemon-only --daemon-seconds 120 --daemon-counts 100 10``; results in
+--daemon-only --daemon-seconds 120 --daemon-counts 100 10``, the layouts: ``--daemon-only
+--daemon-seconds 120 --daemon-counts 100 --daemon-layouts per_pipeline per_kind
+per_pipeline+threads per_kind+threads``; results in
 ``benchmarks/results/many_pipelines.json``.
 """
 
@@ -229,6 +239,7 @@ def _sensor_ticks(instance: Any, after: float, before: float) -> dict[str, Any]:
 
     by_kind: dict[str, int] = {}
     by_status: dict[str, int] = {}
+    evaluations: dict[str, int] = {}
     ticked = 0
     for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         kind = state.instigator_name.split("_on_", 1)[-1]
@@ -239,23 +250,65 @@ def _sensor_ticks(instance: Any, after: float, before: float) -> dict[str, Any]:
         for tick in ticks:
             by_kind[kind] = by_kind.get(kind, 0) + 1
             by_status[tick.status.value] = by_status.get(tick.status.value, 0) + 1
-    return {"sensors_ticked": ticked, "by_sensor": by_kind, "by_status": by_status}
+            evaluations[kind] = evaluations.get(kind, 0) + _evaluated(state, tick)
+    return {
+        "sensors_ticked": ticked,
+        "by_sensor": by_kind,
+        "by_status": by_status,
+        "evaluations_by_sensor": evaluations,
+    }
+
+
+def _evaluated(state: Any, tick: Any) -> int:
+    """Pipelines a tick evaluated: 1 for a pipeline's own sensor; for a per-kind sensor
+    (``pipelines_on_<kind>``) the count its skip reason starts with ("k of n pipelines
+    evaluated"; a tick that requested runs has none: every pipeline is counted then)."""
+    if not state.instigator_name.startswith("pipelines_on_"):
+        return 1
+    head = (tick.skip_reason or "").split(" ", 1)[0]
+    return int(head) if head.isdigit() else _PIPELINES_OF_TICK.get(state.instigator_name, 0)
+
+
+_PIPELINES_OF_TICK: dict[str, int] = {}
+"""Per-kind sensor name -> its pipelines, set by :func:`daemon_round` for the fallback."""
+
+
+LAYOUTS = ("per_pipeline", "per_kind", "per_pipeline+threads", "per_kind+threads")
+"""``--daemon-layouts``: the location's sensor layout (``build_definitions(sensors=...)``),
+``+threads`` for the daemon's sensor threads (``instance_config(sensor_threads=...)``)."""
+
+ASKED_PER_PIPELINE = 1 / 60 + 1 / 30 + 2 / 300
+"""Sensor evaluations a second one pipeline's default intervals ask for (feature change 60 s,
+canary 30 s, drift and label feedback 300 s)."""
 
 
 def daemon_round(
-    count: int, seconds: float, work: Path, pg: Any, *, warmup_s: float = 60.0
+    count: int,
+    seconds: float,
+    work: Path,
+    pg: Any,
+    *,
+    layout: str = "per_pipeline",
+    threads: int = 4,
+    warmup_s: float = 60.0,
 ) -> dict[str, Any]:
-    """A real ``dagster-daemon`` on PostgreSQL serving ``count`` pipelines for ``seconds``."""
+    """A real ``dagster-daemon`` on PostgreSQL serving ``count`` pipelines for ``seconds``,
+    with the sensors laid out as ``layout`` (one of :data:`LAYOUTS`)."""
     import psutil
 
     from lockgate import DagsterDaemon, Environment
     from pipelines.feature_repo import fraud_feast_store
     from pipelines.fraud_data import FraudDataConfig, generate_fraud_data
 
-    env = Environment.local(work / f"daemon-{count}")
+    sensors, _, threaded = layout.partition("+")
+    tag = f"{count}_{sensors}{'_threads' if threaded else ''}"
+    expected_sensors = 4 * count if sensors == "per_pipeline" else 4
+    for kind in ("feature_change", "canary_tick", "drift", "label_feedback"):
+        _PIPELINES_OF_TICK[f"pipelines_on_{kind}"] = count
+    env = Environment.local(work / f"daemon-{tag}")
     generate_fraud_data(env.data_dir, days=30, config=FraudDataConfig(seed=3))
     fraud_feast_store(env).apply()
-    workspace = work / f"workspace-{count}.yaml"
+    workspace = work / f"workspace-{tag}.yaml"
     workspace.write_text(
         "load_from:\n"
         "  - python_file:\n"
@@ -269,11 +322,13 @@ def daemon_round(
         extra_env={
             "LOCKGATE_ENV": "local",
             "LOCKGATE_BENCH_PIPELINES": str(count),
+            "LOCKGATE_BENCH_SENSORS": sensors,
             "PYTHONPATH": str(ROOT),
             "PYTHONWARNINGS": "ignore::FutureWarning",
         },
         cwd=ROOT,
-        postgres_url=pg.create_database(f"bench_daemon_{count}"),
+        postgres_url=pg.create_database(f"bench_daemon_{tag}"),
+        instance_options={"sensor_threads": threads} if threaded else None,
     )
     postgres = _TreeCpu(pg.managed_process.recorded_pid())
     stack = env.resources()["serving_stack"]
@@ -292,7 +347,8 @@ def daemon_round(
                 ticked = _sensor_ticks(instance, started, time.time())["sensors_ticked"]
                 if ticked and first_tick is None:
                     first_tick = time.time()
-                if ticked >= 4 * count or (first_tick and time.time() - first_tick > warmup_s):
+                since_first = time.time() - first_tick if first_tick else 0.0
+                if (ticked >= expected_sensors and since_first > 20) or since_first > warmup_s:
                     break
                 tree.sample()
                 if time.time() - started > 900:
@@ -328,9 +384,12 @@ def daemon_round(
         if any(str(path) in " ".join(p.info["cmdline"] or []) for path in (workspace, env.home))
     ]
     total = sum(ticks["by_sensor"].values())
+    evaluations = sum(ticks["evaluations_by_sensor"].values())
     return {
         "pipelines": count,
-        "sensors": 4 * count,
+        "layout": sensors,
+        "sensor_threads": threads if threaded else None,
+        "sensors": expected_sensors,
         "first_tick_after_s": round(first_tick - started, 1),
         "window_began_after_s": round(up_s, 1),
         "sensors_ticked_before_window": ticked,
@@ -350,6 +409,16 @@ def daemon_round(
         "ticks": total,
         "ticks_per_s": round(total / window, 3),
         "cpu_ms_per_tick": round(1e3 * tree.cpu_s / total, 2) if total else None,
+        "pipeline_evaluations": evaluations,
+        "pipeline_evaluations_per_s": round(evaluations / window, 3),
+        "pipeline_evaluations_asked_per_s": round(count * ASKED_PER_PIPELINE, 3),
+        "daemon_cpu_ms_per_evaluation": (
+            round(1e3 * tree.cpu_s / evaluations, 2) if evaluations else None
+        ),
+        "postgres_cpu_ms_per_evaluation": (
+            round(1e3 * postgres.cpu_s / evaluations, 2) if evaluations else None
+        ),
+        "evaluations_by_sensor": ticks["evaluations_by_sensor"],
         "ticks_by_sensor": ticks["by_sensor"],
         "ticks_by_status": ticks["by_status"],
         "runs_launched": runs,
@@ -360,9 +429,17 @@ def daemon_round(
 
 
 def daemon_rounds(
-    counts: list[int], seconds: float, work: Path, done: Callable[[dict[str, Any]], None]
+    counts: list[int],
+    seconds: float,
+    work: Path,
+    done: Callable[[dict[str, Any]], None],
+    *,
+    layouts: tuple[str, ...] = ("per_pipeline",),
+    threads: int = 4,
 ) -> dict[str, Any]:
-    """:func:`daemon_round` for each count on one private PostgreSQL, stopped by PID after."""
+    """:func:`daemon_round` for each count and layout on one private PostgreSQL, stopped by
+    PID after; rounds are keyed ``<count>`` for the per-pipeline layout without threads (as
+    before) and ``<count>/<layout>`` otherwise."""
     from lockgate._util.services import LocalPostgres
 
     root = Path(tempfile.mkdtemp(prefix="lockgate-bench-pg-"))
@@ -370,12 +447,18 @@ def daemon_rounds(
     rounds = {}
     try:
         with LocalPostgres(root=str(root / "cluster")) as pg:
-            for count in counts:
-                row = daemon_round(count, seconds, work, pg)
-                rounds[str(count)] = row
+            for count, layout in [(c, lay) for c in counts for lay in layouts]:
+                row = daemon_round(count, seconds, work, pg, layout=layout, threads=threads)
+                key = str(count) if layout == "per_pipeline" else f"{count}/{layout}"
+                rounds[key] = row
                 done(rounds)  # recorded round by round
                 print(
-                    f"daemon, {count:>4} pipelines on PostgreSQL: {row['daemon_tree_cpu_s']} CPU-s "
+                    f"daemon, {count:>4} pipelines, {layout}: "
+                    f"{row['pipeline_evaluations_per_s']} of "
+                    f"{row['pipeline_evaluations_asked_per_s']} evaluations/s asked, "
+                    f"{row['daemon_cpu_ms_per_evaluation']} + "
+                    f"{row['postgres_cpu_ms_per_evaluation']} CPU-ms each; "
+                    f"{row['daemon_tree_cpu_s']} CPU-s "
                     f"in {row['window_s']} s ({row['daemon_tree_share_of_one_core']:.1%} of a "
                     f"core), {row['ticks']} ticks ({row['ticks_per_s']}/s), peak RSS "
                     f"{row['daemon_tree_peak_rss_mb']:.0f} MB, postgres "
@@ -404,6 +487,16 @@ def main() -> None:
     )
     parser.add_argument("--daemon-counts", type=int, nargs="+", default=[10, 100])
     parser.add_argument(
+        "--daemon-layouts",
+        nargs="+",
+        choices=LAYOUTS,
+        default=["per_pipeline"],
+        help="sensor layouts to measure one after the other, on the same PostgreSQL",
+    )
+    parser.add_argument(
+        "--sensor-threads", type=int, default=4, help="num_workers of the +threads layouts"
+    )
+    parser.add_argument(
         "--daemon-only", action="store_true", help="only the daemon phase; keep the other figures"
     )
     args = parser.parse_args()
@@ -421,13 +514,23 @@ def main() -> None:
                 "python benchmarks/bench_many_pipelines.py --daemon-only "
                 f"--daemon-seconds {args.daemon_seconds:g} --daemon-counts "
                 + " ".join(str(c) for c in args.daemon_counts)
+                + " --daemon-layouts "
+                + " ".join(args.daemon_layouts)
+                + f" --sensor-threads {args.sensor_threads}"
             )
 
             def done(rounds: dict[str, Any]) -> None:
                 document["daemon"] = {**head, "rounds": rounds, "command": command}
                 write_json(out, document)
 
-            daemon_rounds(args.daemon_counts, args.daemon_seconds, work, done)
+            daemon_rounds(
+                args.daemon_counts,
+                args.daemon_seconds,
+                work,
+                done,
+                layouts=tuple(args.daemon_layouts),
+                threads=args.sensor_threads,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_json(out, document)

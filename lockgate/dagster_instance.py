@@ -22,6 +22,8 @@ Example:
     {'postgres': {'postgres_url': {'env': 'LOCKGATE_DAGSTER_PG_URL'}}}
     >>> config["concurrency"]["runs"]["tag_concurrency_limits"]
     [{'key': 'lockgate/resource', 'value': 'gpu', 'limit': 1}]
+    >>> instance_config(sensor_threads=4)["sensors"]
+    {'use_threads': True, 'num_workers': 4}
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def instance_config(
     pool_granularity: Literal["op", "run"] = "op",
     dequeue_interval_seconds: int = 5,
     run_launcher: Mapping[str, Any] | None = None,
+    sensor_threads: int | None = None,
 ) -> dict[str, Any]:
     """The ``dagster.yaml`` of a production instance, as a dict.
 
@@ -179,6 +182,10 @@ def instance_config(
         dequeue_interval_seconds: How often the daemon looks at the queue.
         run_launcher: A ``run_launcher`` block (e.g. ``lockgate.deploy``'s ``K8sRunLauncher``);
             None keeps Dagster's default launcher.
+        sensor_threads: Threads the daemon evaluates sensors on at once (Dagster's
+            ``sensors: {use_threads: true, num_workers: N}``); None keeps Dagster's default,
+            one sensor at a time. Worth it from about a hundred pipelines' sensors on
+            (``docs/scale.md``); each thread holds a connection to PostgreSQL while it ticks.
 
     Returns:
         The configuration, ready for ``yaml.safe_dump``.
@@ -230,6 +237,11 @@ def instance_config(
     }
     if run_launcher is not None:
         config["run_launcher"] = dict(run_launcher)
+    if sensor_threads is not None:
+        workers = _limit(
+            sensor_threads, "sensor_threads", lowest=1, meaning="threads evaluating sensors"
+        )
+        config["sensors"] = {"use_threads": True, "num_workers": workers}
     return config
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockgate.environment import Environment
 from lockgate.errors import SpecError
@@ -28,11 +28,19 @@ def build_definitions(
     *,
     environment: Environment | None = None,
     resources: Mapping[str, Any] | None = None,
+    sensors: Literal["per_pipeline", "per_kind"] = "per_pipeline",
 ) -> dg.Definitions:
     """Merge the definitions of ``pipelines`` and bind the environment's resources.
 
     ``resources`` replaces the environment's resource of the same key (for example a
     ``feast`` store of your own) and adds any other.
+
+    ``sensors="per_pipeline"`` (the default) gives each pipeline its own sensors
+    (``<name>_on_feature_change``, ...). ``sensors="per_kind"`` gives the location one sensor
+    per kind (``pipelines_on_feature_change``, ...) that evaluates every pipeline's sensor
+    with its own cursor, run keys and interval in one tick: the daemon then pays its per-tick
+    overhead once per kind instead of once per pipeline (:mod:`lockgate.sensors.per_kind`;
+    ``docs/scale.md``). Switching starts the combined sensors with fresh cursors.
 
     Example:
         >>> from lockgate import LabelSource, LightGBMTrainer, ModelPipeline
@@ -53,6 +61,12 @@ def build_definitions(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SpecError(f"pipeline names {duplicates} are used twice; names must be unique")
+    if sensors not in ("per_pipeline", "per_kind"):
+        raise SpecError(
+            f"sensors={sensors!r} is not a sensor layout; rule: one of 'per_pipeline' (a "
+            "sensor per pipeline and kind) or 'per_kind' (one sensor per kind for all "
+            "pipelines); fix: pass one of those"
+        )
     env = environment or Environment.from_env()
     from lockgate.assets import build_pipeline_definitions
     from lockgate.discover import pipeline_metadata
@@ -61,7 +75,7 @@ def build_definitions(
     # costs ~6 s of imports each (a train run took 2.5 min instead of 1); production keeps
     # Dagster's default or the executor its deployment configures (k8s_job_executor)
     executor = dg.in_process_executor if env.kind == "local" else None
-    return dg.Definitions.merge(
+    defs = dg.Definitions.merge(
         *(_tag_training_runs(build_pipeline_definitions(p), p) for p in pipelines),
         dg.Definitions(
             resources={**env.resources(), **(resources or {})},
@@ -70,6 +84,11 @@ def build_definitions(
             metadata=pipeline_metadata(list(pipelines)),
         ),
     )
+    if sensors == "per_kind":
+        from lockgate.sensors.per_kind import sensors_per_kind
+
+        return sensors_per_kind(defs, pipelines)
+    return defs
 
 
 def _tag_training_runs(defs: dg.Definitions, spec: ModelPipeline) -> dg.Definitions:

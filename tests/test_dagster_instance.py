@@ -137,6 +137,22 @@ def test_limits_launcher_and_connection_parts_are_configurable(tmp_path: Path) -
     }
 
 
+def test_sensor_threads_turn_on_the_daemons_sensor_threads(tmp_path: Path) -> None:
+    assert "sensors" not in instance_config()  # Dagster's default: one sensor at a time
+    path = write_instance_yaml(tmp_path, sensor_threads=4)
+    written = yaml.safe_load(path.read_text())
+    assert written["sensors"] == {"use_threads": True, "num_workers": 4}
+    value = validated(written, tmp_path)  # Dagster's own schema reads the written file
+    assert value["sensors"] == {"use_threads": True, "num_workers": 4}
+    # an instance opened from such a file runs its sensor daemon on 4 threads (SQLite storage
+    # here: the PostgreSQL one connects on opening, tests/integration/test_postgres_instance.py)
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "dagster.yaml").write_text(yaml.safe_dump({"sensors": written["sensors"]}))
+    with dg.DagsterInstance.from_config(str(local)) as instance:
+        assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 4}
+
+
 def test_no_secret_is_written_only_variable_names(tmp_path: Path) -> None:
     path = write_instance_yaml(tmp_path / "home", postgres_url_env="MY_PG_URL")
     assert path == tmp_path / "home" / "dagster.yaml"
@@ -176,6 +192,7 @@ def test_dagster_refuses_run_limits_in_the_coordinator_beside_pools(tmp_path: Pa
         ({"pool_limit": True}, "pool_limit=True is not allowed"),
         ({"pool_granularity": "step"}, "pool_granularity='step' is unknown"),
         ({"dequeue_interval_seconds": 0}, "dequeue_interval_seconds=0 is not allowed"),
+        ({"sensor_threads": 0}, "sensor_threads=0 is not allowed"),
     ],
 )
 def test_bad_options_name_the_value_and_the_rule(options: dict[str, Any], message: str) -> None:

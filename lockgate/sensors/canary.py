@@ -189,12 +189,30 @@ def run_canary_tick(
     compare-and-swap on the state it read, and a promotion moves the champion alias only from
     the champion it read, so two controllers can never both advance or promote.
     """
+    idle = _idle_without_serving(spec, stack=stack, artifacts=artifacts)
+    if idle is not None:
+        return idle
     with stack.canary_lease(spec.name) as held:
         if not held:
             return TickOutcome(
                 "hold", f"another controller is ticking {spec.name}'s canary: left to it"
             )
         return _tick(spec, stack=stack, artifacts=artifacts, audit=audit, actor=actor, now=now)
+
+
+def _idle_without_serving(
+    spec: ModelPipeline, *, stack: ServingStack, artifacts: ArtifactRegistry
+) -> TickOutcome | None:
+    """The ``idle`` outcome of a pipeline with nothing to serve (no champion alias, no running
+    canary), found by reading the alias and the canary state only: no lease, no
+    :meth:`ServingStack.ensure` (a local stack would start Triton and the gateway for nothing),
+    no request to either server. None when there is something to serve: the full tick then."""
+    if artifacts.alias(spec.name, "champion") is not None:
+        return None
+    raw = stack.canary_state(spec.name)
+    if raw and raw.get("status") == "running":
+        return None
+    return TickOutcome("idle", f"{spec.name} has no champion yet: nothing to serve")
 
 
 def _tick(
