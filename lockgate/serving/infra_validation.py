@@ -125,7 +125,8 @@ def infra_validate(
     batches of ``batch_size`` and compare with ``predict(frame)`` in-process, reshaped to
     ``(n, output_width)`` (``[k]`` class probabilities for a multiclass model, ``[1]``
     otherwise); time
-    ``requests`` single-row requests (after a few untimed ones); unload. Model problems become
+    ``requests`` single-row requests (after a few untimed ones), and once more when their p99
+    is over budget (the better pass counts: host noise passes, a slow model fails both); unload. Model problems become
     failures in the result; nothing is raised for them.
 
     Args:
@@ -145,7 +146,8 @@ def infra_validate(
 
     Returns:
         A JSON-able dict: ``passed``, ``model``, ``pipeline``, ``version``, ``rows``,
-        ``max_abs_diff``, ``p50_ms``, ``p99_ms``, ``requests``, ``load_s``, ``budget``
+        ``max_abs_diff``, ``p50_ms``, ``p99_ms`` (of the better timed pass), ``latency_passes``,
+        ``requests`` (timed, all passes), ``load_s``, ``budget``
         (``tolerance``, ``p99_ms``) and ``failures`` (``[{"check", "message"}]``; checks:
         ``integrity``, ``load``, ``outputs``, ``inference``, ``latency``, ``unload``).
 
@@ -254,15 +256,28 @@ def infra_validate(
                 )
         for i in range(min(5, requests)):  # untimed: connection set-up, caches
             client.infer(x[i % len(x) : i % len(x) + 1], step=1)
-        latencies: list[float] = []
-        for i in range(requests):
-            row = x[i % len(x) : i % len(x) + 1]
-            t0 = time.perf_counter()
-            client.infer(row, step=1)
-            latencies.append((time.perf_counter() - t0) * 1000.0)
-        report["requests"] = len(latencies)
-        report["p50_ms"] = round(float(np.percentile(latencies, 50)), 3)
-        report["p99_ms"] = round(float(np.percentile(latencies, 99)), 3)
+
+        def timed_pass() -> tuple[float, float]:
+            latencies: list[float] = []
+            for i in range(requests):
+                row = x[i % len(x) : i % len(x) + 1]
+                t0 = time.perf_counter()
+                client.infer(row, step=1)
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+            report["requests"] += len(latencies)
+            return (
+                round(float(np.percentile(latencies, 50)), 3),
+                round(float(np.percentile(latencies, 99)), 3),
+            )
+
+        passes = [timed_pass()]
+        if passes[0][1] > p99_budget_ms:
+            # a p99 of 200 requests is two of them: one stall of a loaded host (a page-out, a
+            # scheduler hiccup) decides it. A slow model is slow in every pass, so a second
+            # pass decides; its p99 counts only when it is better
+            passes.append(timed_pass())
+        report["p50_ms"], report["p99_ms"] = min(passes, key=lambda p: p[1])
+        report["latency_passes"] = [{"p50_ms": a, "p99_ms": b} for a, b in passes]
         if report["p99_ms"] > p99_budget_ms:
             failures.append(
                 {
@@ -270,7 +285,8 @@ def infra_validate(
                     "message": (
                         f"{model_name} p99 latency {report['p99_ms']:.1f} ms over {requests} "
                         f"single-row requests exceeds the budget of {p99_budget_ms:g} ms (p50 "
-                        f"{report['p50_ms']:.1f} ms); rule: a candidate answers within "
+                        f"{report['p50_ms']:.1f} ms; the better of {len(passes)} passes); rule: "
+                        "a candidate answers within "
                         "p99_budget_ms in the sandbox; fix: make the model cheaper (fewer trees, "
                         "smaller network) or raise the budget deliberately"
                     ),
