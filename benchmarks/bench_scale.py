@@ -18,7 +18,11 @@ not alter results can be checked against an earlier record.
 Example (the recorded ``benchmarks/results/scale.json``; ``--label`` names the code measured,
 ``--append`` adds its rows to the file's earlier ones):
     .venv/bin/python benchmarks/bench_scale.py --scales 1 10 --label after --append
-    .venv/bin/python benchmarks/bench_scale.py --scales 100 --label after --append --skip-serving
+    .venv/bin/python benchmarks/bench_scale.py --scales 100 --label after --append --skip-serving \\
+        --max-rss-mb 8000
+
+``--max-rss-mb`` kills a size's worker (data generation or job, with its children) once its
+process tree holds more than that, and records the size as failed with the peak it reached.
 """
 
 from __future__ import annotations
@@ -180,13 +184,7 @@ def _run_job(home: Path, data_dir: Path, skip_serving: bool) -> dict[str, Any]:
                     instance=instance, raise_on_error=False, run_config={"loggers": {"tracker": {}}}
                 )
                 job_seconds = time.perf_counter() - job_started
-                failures = [
-                    e.event_specific_data.error.to_string()[-1500:]
-                    if e.is_step_failure and e.event_specific_data.error is not None
-                    else e.message
-                    for e in run.all_events
-                    if e.is_failure
-                ]
+                failures = [_failure_text(e) for e in run.all_events if e.is_failure]
         finally:
             sampler.step = "(teardown)"
             if not skip_serving:
@@ -216,6 +214,14 @@ def _run_job(home: Path, data_dir: Path, skip_serving: bool) -> dict[str, Any]:
     }
 
 
+def _failure_text(event: Any) -> str:
+    """A failed step's error (its last 1,500 characters), else the event's message."""
+    error = getattr(event.event_specific_data, "error", None)
+    if event.is_step_failure and error is not None:
+        return str(error.to_string())[-1500:]
+    return str(event.message)
+
+
 def _triad(env: Any, pipeline: str) -> dict[str, Any]:
     from lockgate import LocalArtifactRegistry
 
@@ -242,20 +248,59 @@ def _worker(args: argparse.Namespace) -> None:
 # parent: one subprocess per size
 
 
-def _subprocess(argv: list[str], result: Path, timeout_s: float) -> dict[str, Any]:
+def _subprocess(
+    argv: list[str], result: Path, timeout_s: float, max_rss_mb: float | None = None
+) -> dict[str, Any]:
+    """Runs a worker; with ``max_rss_mb``, kills it once its process tree holds more.
+
+    The watchdog samples the tree's RSS (the worker and its children, Triton included) every
+    0.2 s and kills the whole tree when it passes the limit: on a shared machine a size that
+    does not fit must end as a recorded failure, never as an out-of-memory kill of others.
+    """
+    import psutil
+
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'benchmarks'}"}
-    proc = subprocess.run(
-        [sys.executable, __file__, *argv, "--result", str(result)],
-        cwd=ROOT,
-        env=env,
-        timeout=timeout_s,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0 or not result.exists():
-        tail = (proc.stdout + proc.stderr)[-4000:]
-        return {"success": False, "returncode": proc.returncode, "output_tail": tail}
+    log = result.with_suffix(".log")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, *argv, "--result", str(result)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        started, peak, killed = time.monotonic(), 0, False
+        while proc.poll() is None:
+            tree = 0
+            with contextlib.suppress(psutil.Error):
+                me = psutil.Process(proc.pid)
+                tree = me.memory_info().rss
+                for child in me.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        tree += child.memory_info().rss
+            peak = max(peak, tree)
+            over = max_rss_mb is not None and tree > max_rss_mb * _MB
+            if over or time.monotonic() - started > timeout_s:
+                killed = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)  # the worker's own session: only what it started
+                proc.wait()
+                break
+            time.sleep(0.2)
+    tail = log.read_text()[-4000:]
+    if killed or proc.returncode != 0 or not result.exists():
+        return {
+            "success": False,
+            "returncode": proc.returncode,
+            "killed": killed,
+            "max_rss_mb": max_rss_mb,
+            "watchdog_peak_tree_rss_mb": peak / _MB,
+            "output_tail": tail,
+        }
     loaded: dict[str, Any] = json.loads(result.read_text())
+    loaded["watchdog_peak_tree_rss_mb"] = peak / _MB
     return loaded
 
 
@@ -265,6 +310,7 @@ def _measure(scale: int, args: argparse.Namespace, work: Path) -> dict[str, Any]
         ["--worker", "generate", "--scale", str(scale), "--data-dir", str(data_dir)],
         work / f"generate-x{scale}.json",
         args.timeout_s,
+        args.max_rss_mb,
     )
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     row: dict[str, Any] = {"label": args.label, "scale": scale, "when": when, "data": data}
@@ -275,7 +321,9 @@ def _measure(scale: int, args: argparse.Namespace, work: Path) -> dict[str, Any]
     argv += ["--home", str(work / f"home-x{scale}")]
     if args.skip_serving:
         argv.append("--skip-serving")
-    row["run"] = _subprocess(argv, work / f"job-x{scale}.json", args.timeout_s)
+    row["load_average_before"] = os.getloadavg()
+    row["run"] = _subprocess(argv, work / f"job-x{scale}.json", args.timeout_s, args.max_rss_mb)
+    row["load_average_after"] = os.getloadavg()
     run = row["run"]
     if run.get("success"):
         print(
@@ -305,6 +353,12 @@ def main() -> None:
     parser.add_argument("--data-root", default=str(Path(tempfile.gettempdir()) / "bench_scale"))
     parser.add_argument("--skip-serving", action="store_true", help="a spec without serving")
     parser.add_argument("--timeout-s", type=float, default=3600.0)
+    parser.add_argument(
+        "--max-rss-mb",
+        type=float,
+        default=None,
+        help="kill a size's job when its process tree holds more (e.g. 8000 for 100x)",
+    )
     parser.add_argument("--worker", choices=["generate", "job"], help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", help=argparse.SUPPRESS)

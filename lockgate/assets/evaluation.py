@@ -29,11 +29,22 @@ def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
         artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.lineage.hashing import canonical_json
-        from lockgate.lineage.steps import evaluate_version, load_snapshot_frame
+        from lockgate.lineage.steps import evaluate_version, load_snapshot_frame, release_memory
 
         version = weights["version"]
-        frame = load_snapshot_frame(artifacts, weights["snapshot_sha256"], verify_content=False)
+        sha = weights["snapshot_sha256"]
+        record = artifacts.lock_record(spec.name, version)
+        # the model's features, its label and the split's time: not the other snapshot columns
+        wanted = dict.fromkeys(
+            [*record["features"], record["label"], record["split"]["timestamp_column"]]
+        )
+        stored = artifacts.snapshot_manifest(sha).get("schema", {})
+        subset = [c for c in stored if c in wanted]
+        columns = subset if len(subset) == len(wanted) else None  # missing: all, as before
+        frame = load_snapshot_frame(artifacts, sha, verify_content=False, columns=columns)
         report = evaluate_version(artifacts, spec.name, version, frame)
+        del frame
+        release_memory()
         artifacts.put_report(spec.name, version, {"evaluation.json": canonical_json(report)})
         metrics = report["metrics"]
         context.log.info(

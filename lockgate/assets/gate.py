@@ -78,11 +78,31 @@ def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.evaluation.report import gold_mask
         from lockgate.lineage.hashing import canonical_frame, frame_sha256
-        from lockgate.lineage.steps import load_snapshot_frame, snapshot_parquet_bytes
+        from lockgate.lineage.steps import (
+            load_snapshot_frame,
+            release_memory,
+            snapshot_parquet_bytes,
+        )
 
-        frame = load_snapshot_frame(artifacts, snapshot["frame_sha256"], verify_content=False)
         manifest = artifacts.snapshot_manifest(snapshot["frame_sha256"])
-        gold = canonical_frame(frame[gold_mask(frame, gate.gold)], sort_by=manifest["sort_by"])
+        key = gate.gold.key
+        # the gold key first, then only the gold rows (not the whole snapshot in pandas); a
+        # key the snapshot lacks: every column, and gold_mask's error names them
+        stored = key in manifest.get("schema", {})
+        keys = load_snapshot_frame(
+            artifacts,
+            snapshot["frame_sha256"],
+            verify_content=False,
+            columns=[key] if stored else None,
+        )
+        mask = gold_mask(keys, gate.gold)
+        del keys
+        rows = load_snapshot_frame(
+            artifacts, snapshot["frame_sha256"], verify_content=False, rows=mask
+        )
+        gold = canonical_frame(rows, sort_by=manifest["sort_by"])
+        del rows
+        release_memory()
         sha = frame_sha256(gold, sort_by=manifest["sort_by"])
         # binary: the positives; multiclass: the rows of the rarest class; regression: none
         positives = _gold_positives(gold[spec.label], spec.task)

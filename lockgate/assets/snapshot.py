@@ -40,10 +40,13 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
         artifacts: ArtifactRegistry,
         labels: Any = None,
     ) -> dg.Output[dict[str, Any]]:
-        from lockgate.lineage.steps import take_snapshot
+        from lockgate.lineage.steps import release_memory, take_snapshot
 
         ref, frame = take_snapshot(spec, feast.for_pipeline(spec), artifacts, labels=labels)
-        return _snapshot_output(context, artifacts, ref, frame)
+        dtypes = {str(c): str(t) for c, t in frame.dtypes.items()}  # all the metadata needs
+        del frame
+        release_memory()  # the join's and the sort's frames: later steps start without them
+        return _snapshot_output(context, artifacts, ref, dtypes)
 
     if label_key is None:
 
@@ -73,16 +76,14 @@ def _snapshot_output(
     context: dg.AssetExecutionContext,
     artifacts: ArtifactRegistry,
     ref: dict[str, Any],
-    frame: Any,
+    dtypes: dict[str, str],
 ) -> dg.Output[dict[str, Any]]:
     manifest = artifacts.snapshot_manifest(ref["frame_sha256"])
     context.log.info(
         f"snapshot {ref['frame_sha256'][:12]}: {ref['rows']} rows, "
         f"{len(ref['features'])} features ({'new' if ref['created'] else 'already stored'})"
     )
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
-    )
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=c, type=t) for c, t in dtypes.items()])
     return dg.Output(
         dict(ref),
         metadata={
@@ -125,7 +126,7 @@ def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> Iterator[dg.AssetCheckResult]:
         from lockgate.features.validation import run_suite, suite_columns
-        from lockgate.lineage.steps import load_snapshot_frame
+        from lockgate.lineage.steps import load_snapshot_frame, release_memory
 
         frame_sha = snapshot["frame_sha256"]
         # only the columns the suite reads; when one is missing, all (its message lists them)
@@ -136,6 +137,7 @@ def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         frame = load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=subset)
         outcomes = run_suite(frame, spec.validation, label=spec.label)
         del frame
+        release_memory()
         artifacts.put_validation(
             frame_sha,
             {

@@ -56,6 +56,22 @@ def training_run_tags(spec: ModelPipeline) -> dict[str, str]:
     return {RESOURCE_TAG: training_resource(spec)}
 
 
+def _training_columns(
+    spec: ModelPipeline, features: list[str], timestamp_column: str, manifest: Mapping[str, Any]
+) -> list[str] | None:
+    """The snapshot columns lockgate's own trainers read (the features and the label), in
+    stored order; None for a team's own trainer (it may read any column) or when one of them,
+    the time column or the gold key is not stored (the full read's error names it)."""
+    if not type(spec.trainer).__module__.startswith("lockgate."):
+        return None
+    stored = manifest.get("schema", {})
+    wanted = dict.fromkeys([*features, spec.label])
+    also = [timestamp_column, *([spec.gate.gold.key] if spec.gate is not None else [])]
+    if any(c not in stored for c in [*wanted, *also]):
+        return None
+    return [c for c in stored if c in wanted]
+
+
 def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
     """The ``[name, model_weights]`` asset: a model version locked to its triad."""
 
@@ -81,12 +97,32 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
         snapshot: dict[str, Any],
         artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
-        from lockgate.lineage.steps import load_snapshot_frame, require_validated, train_version
+        from lockgate.lineage.steps import (
+            load_snapshot_frame,
+            load_training_frame,
+            release_memory,
+            require_validated,
+            train_version,
+        )
 
         frame_sha = snapshot["frame_sha256"]
         require_validated(artifacts, frame_sha)
-        frame = load_snapshot_frame(artifacts, frame_sha)
         manifest = artifacts.snapshot_manifest(frame_sha)
+        features = [f for f in snapshot["features"] if f not in spec.exclude_features]
+        gold = spec.gate.gold.model_dump() if spec.gate is not None else None
+        columns = _training_columns(spec, features, snapshot["timestamp_column"], manifest)
+        selected = False
+        if columns is None:  # a team's own trainer sees every column of every row, as before
+            frame = load_snapshot_frame(artifacts, frame_sha)
+        else:  # lockgate's trainers: the features and the label of the training rows only
+            frame, selected = load_training_frame(
+                artifacts,
+                frame_sha,
+                columns=columns,
+                timestamp_column=snapshot["timestamp_column"],
+                holdout_fraction=spec.split.holdout_fraction,
+                gold=gold,
+            )
         lock, files, _ = train_version(
             pipeline=spec.name,
             snapshot={
@@ -96,14 +132,17 @@ def build_model_weights(spec: ModelPipeline) -> dg.AssetsDefinition:
             | {"feast": manifest["feast"], "labels_source": manifest["labels_source"]},
             frame=frame,
             trainer_config=spec.trainer.config(),
-            features=[f for f in snapshot["features"] if f not in spec.exclude_features],
+            features=features,
             label=spec.label,
             timestamp_column=snapshot["timestamp_column"],
             holdout_fraction=spec.split.holdout_fraction,
-            gold=spec.gate.gold.model_dump() if spec.gate is not None else None,
+            gold=gold,
             code_path=spec.project_dir,
             task=spec.task,
+            rows_selected=selected,
         )
+        del frame
+        release_memory()  # the frame and LightGBM's buffers: later steps start without them
         version = lock["version"]
         if artifacts.has_model_version(spec.name, version):
             context.log.info(f"model version {version} already stored: identical triad")

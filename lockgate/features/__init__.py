@@ -1,5 +1,6 @@
 """Feature data: the Feast store a pipeline reads (:mod:`~lockgate.features.store`, a plain class
-that the ``feast`` resource hands out) and the data-quality suite a snapshot must pass
+that the ``feast`` resource hands out; its point-in-time join of DuckDB stores is one ASOF join
+per view, :mod:`~lockgate.features.asof_join`) and the data-quality suite a snapshot must pass
 (:mod:`~lockgate.features.validation`, Great Expectations)."""
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def materialize_incremental(
         _EXIT_HOOK.set()
         atexit.register(close_query_engines)
     try:
-        with warnings.catch_warnings(), feast._in_repo():
+        with warnings.catch_warnings(), feast.in_repo():
             warnings.filterwarnings(
                 "ignore", message=".*fetch_arrow_table", category=DeprecationWarning
             )

@@ -46,7 +46,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate._util.urls import redact_url
 from lockgate.errors import EmptyDataError, FeatureStoreError, SchemaError
+from lockgate.features.asof_join import (
+    asof_historical_features,
+    asof_plan,
+    entity_arrow,
+    feature_series,
+    finish_asof_frame,
+)
 from lockgate.features.query_engine import close_query_engines, offline_query
+from lockgate.features.views import _service_join_keys, service_views
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore, RepoConfig
@@ -257,7 +265,7 @@ class FeastStore(BaseModel):
         return config
 
     @contextlib.contextmanager
-    def _in_repo(self) -> Iterator[None]:
+    def in_repo(self) -> Iterator[None]:
         """Runs a Feast read inside the repository folder, as the ``feast`` CLI does.
 
         Feast 0.67 writes file sources relative to the repository but its DuckDB offline store
@@ -388,6 +396,11 @@ class FeastStore(BaseModel):
 
         For each entity row and feature view, the newest feature row with the same join keys,
         ``timestamp <= event_timestamp`` and within the view's TTL is joined (else missing).
+        A DuckDB offline store over Parquet ``FileSource`` views is joined with
+        :func:`~lockgate.features.asof_join.asof_historical_features` (Feast's answer, memory
+        per row instead of per row and TTL window); anything else (on-demand views, other
+        sources or offline stores, entity rows without an event time) with Feast's own
+        ``get_historical_features``.
 
         Args:
             feature_service: Name of the feature service.
@@ -410,8 +423,37 @@ class FeastStore(BaseModel):
         service = _get_service(store, feature_service, self)
         join_keys = _service_join_keys(store, service)
         frame = _prepare_entity_df(entity_df, join_keys, feature_service)
+        plan = asof_plan(store, service)
+        if isinstance(plan, str) or frame["event_timestamp"].isna().any():
+            return self._feast_historical(store, service, frame, entity_df, feature_service)
         try:
-            with offline_query(), self._in_repo():  # DuckDB's memory is released after it
+            with offline_query(), self.in_repo():  # DuckDB's memory is released after it
+                features = asof_historical_features(
+                    plan,
+                    entity_arrow(frame, [*join_keys, "event_timestamp", _ROW]),
+                    repo_path=str(store.config.repo_path or self.repo_path),
+                    row_column=_ROW,
+                )
+        except Exception as exc:
+            raise FeatureStoreError(
+                f"the point-in-time join of feature service {feature_service!r} onto "
+                f"{len(frame)} entity rows failed (repo {self.repo_dir}, data {self.data_path}; "
+                f"{type(exc).__name__}: {exc}): the sources must be readable Parquet with "
+                f"microsecond UTC timestamps. Fix: check the source folders, then re-run apply."
+            ) from exc
+        return finish_asof_frame(frame, features, list(entity_df.columns), service)
+
+    def _feast_historical(
+        self,
+        store: FeatureStore,
+        service: FeatureService,
+        frame: pd.DataFrame,
+        entity_df: pd.DataFrame,
+        feature_service: str,
+    ) -> pd.DataFrame:
+        """Feast's own ``get_historical_features`` (what the ASOF join does not support)."""
+        try:
+            with offline_query(), self.in_repo():  # DuckDB's memory is released after it
                 job = store.get_historical_features(entity_df=frame, features=service)
                 table = job.to_arrow()
                 del job
@@ -441,8 +483,10 @@ class FeastStore(BaseModel):
         """
         store = self.store()
         service = _get_service(store, feature_service, self)
-        views = {p.name: store.get_feature_view(p.name) for p in service.feature_view_projections}
-        entities = {e: store.get_entity(e) for v in views.values() for e in v.entities}
+        views = service_views(store, service)
+        entities = {
+            e: store.get_entity(e) for v in views.values() for e in getattr(v, "entities", [])
+        }
         specs = {
             "feature_service": canonical_spec(service),
             "feature_views": {n: canonical_spec(v) for n, v in sorted(views.items())},
@@ -452,8 +496,10 @@ class FeastStore(BaseModel):
             "feature_service": feature_service,
             "registry": _sha256_json(specs),
             "feature_views": {n: spec_sha256(v) for n, v in sorted(views.items())},
-            "sources": {
-                n: source_fingerprint(self.source_path(_source_uri(v))) for n, v in views.items()
+            "sources": {  # on-demand views have none: their source views' are here
+                n: source_fingerprint(self.source_path(_source_uri(v)))
+                for n, v in views.items()
+                if getattr(v, "batch_source", None) is not None
             },
         }
 
@@ -485,7 +531,7 @@ class FeastStore(BaseModel):
         store = self.store()
         names = feature_views or sorted(v.name for v in store.list_feature_views())
         try:
-            with offline_query(), self._in_repo():
+            with offline_query(), self.in_repo():
                 store.materialize(start_date=start_utc, end_date=end_utc, feature_views=names)
         except Exception as exc:
             raise FeatureStoreError(
@@ -707,18 +753,6 @@ def _prepare_entity_df(entity_df: pd.DataFrame, join_keys: list[str], name: str)
     return frame.reset_index(drop=True)
 
 
-def _service_join_keys(store: FeatureStore, service: Any) -> list[str]:
-    """Join-key columns the entity rows need, in service order (after join-key mapping)."""
-    keys: list[str] = []
-    for projection in service.feature_view_projections:
-        view = store.get_feature_view(projection.name)
-        for col in view.entity_columns:
-            name = projection.join_key_map.get(col.name, col.name)
-            if name not in keys:
-                keys.append(name)
-    return keys
-
-
 def _finish_frame(table: Any, entity_df: pd.DataFrame, service: Any) -> pd.DataFrame:
     import pyarrow as pa
 
@@ -734,18 +768,8 @@ def _finish_frame(table: Any, entity_df: pd.DataFrame, service: Any) -> pd.DataF
             out[col] = out[col].astype(entity_df[col].dtype)
     for p in service.feature_view_projections:
         for f in p.features:
-            out[f.name] = _feature_series(out[f.name], str(f.dtype))
+            out[f.name] = feature_series(out[f.name], str(f.dtype))
     return out
-
-
-def _feature_series(series: pd.Series, feast_type: str) -> pd.Series:
-    if feast_type.startswith("Int"):
-        return series.astype(pd.Int64Dtype())
-    if feast_type.startswith("Float"):
-        return series.astype("float64")
-    if feast_type.startswith("String"):
-        return series.astype(object).where(series.notna(), None)
-    return series
 
 
 def _utc_us(series: pd.Series, what: str) -> pd.Series:

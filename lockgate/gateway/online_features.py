@@ -253,10 +253,11 @@ class OnlineService:
         self._store = store
         self._service = service
         keys: dict[str, str] = {}
-        for projection in service.feature_view_projections:
-            view = store.get_feature_view(projection.name)
+        from lockgate.features.views import entity_projections
+
+        for view, join_key_map in entity_projections(store, service):
             for column in view.entity_columns:
-                name = projection.join_key_map.get(column.name, column.name)
+                name = join_key_map.get(column.name, column.name)
                 keys.setdefault(name, str(column.dtype))
         self.join_keys: dict[str, str] = keys
         self.features: tuple[str, ...] = tuple(

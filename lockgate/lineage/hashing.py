@@ -36,9 +36,11 @@ __all__ = [
     "canonical_frame",
     "canonical_json",
     "frame_sha256",
+    "parquet_sha256",
     "sha256_bytes",
     "sha256_file",
     "sha256_json",
+    "table_sha256",
 ]
 
 _CHUNK = 1 << 20
@@ -134,30 +136,78 @@ def frame_sha256(frame: pd.DataFrame, *, sort_by: Sequence[str] | None = None) -
         True
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     canonical = canonical_frame(frame, sort_by=sort_by)
-    table = pa.Table.from_pandas(canonical, preserve_index=False)
-    digest = hashlib.sha256(b"lockgate-frame-v1\0")
-    digest.update(np.int64(table.num_rows).tobytes())
-    for name in table.column_names:
-        tag, array = _canonical_column(table.column(name))
-        valid = np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
-        digest.update(name.encode("utf-8") + b"\0" + tag.encode("ascii") + b"\0")
-        digest.update(np.packbits(valid).tobytes())
-        if tag == "null":
-            continue
-        if tag == "string":
-            filled = pc.fill_null(array, "")
-            offsets = np.frombuffer(filled.buffers()[1], dtype="<i8")
-            offsets = offsets[filled.offset : filled.offset + len(filled) + 1]
-            start, end = int(offsets[0]), int(offsets[-1])
-            digest.update((offsets - start).astype("<i8").tobytes())
-            digest.update(memoryview(filled.buffers()[2])[start:end])
-            continue
-        zero = pa.scalar(0, array.type)
-        values = pc.fill_null(array, zero).to_numpy(zero_copy_only=False)
-        if tag == "float64":
-            values = values + 0.0  # folds -0.0 into 0.0
-        digest.update(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes())
+    return table_sha256(pa.Table.from_pandas(canonical, preserve_index=False))
+
+
+def table_sha256(table: pa.Table) -> str:
+    """:func:`frame_sha256` of an Arrow table whose rows are in canonical order already.
+
+    The table of a canonical frame (``pa.Table.from_pandas(canonical_frame(frame, ...))``),
+    or a stored snapshot read back from Parquet, hashes to the frame's hash without a pandas
+    copy and without sorting: columns are taken in sorted name order, rows as they are. A
+    table whose rows are not in canonical order gives another hash (use
+    :func:`frame_sha256`).
+
+    Example:
+        >>> import pandas as pd, pyarrow as pa
+        >>> a = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]})
+        >>> table_sha256(pa.Table.from_pandas(a[["y", "x"]])) == frame_sha256(a)
+        True
+    """
+    digest = _frame_digest(table.num_rows)
+    for name in sorted(table.column_names):
+        _update_column(digest, name, table.column(name))
     return digest.hexdigest()
+
+
+def parquet_sha256(source: Any) -> str:
+    """:func:`table_sha256` of a Parquet file in canonical row order, one column at a time.
+
+    Only one column is decoded at once, so checking a stored snapshot costs the memory of its
+    largest column, not of the frame.
+
+    Args:
+        source: A path, file object or ``pyarrow.BufferReader`` of the Parquet data.
+    """
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)
+    digest = _frame_digest(parquet.metadata.num_rows)
+    for name in sorted(parquet.schema_arrow.names):
+        _update_column(digest, name, parquet.read(columns=[name]).column(0))
+    return digest.hexdigest()
+
+
+def _frame_digest(rows: int) -> Any:
+    digest = hashlib.sha256(b"lockgate-frame-v1\0")
+    digest.update(np.int64(rows).tobytes())
+    return digest
+
+
+def _update_column(digest: Any, name: str, column: pa.ChunkedArray) -> None:
+    """Adds one column's canonical encoding (module docstring, point 3) to ``digest``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tag, array = _canonical_column(column)
+    valid = np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
+    digest.update(name.encode("utf-8") + b"\0" + tag.encode("ascii") + b"\0")
+    digest.update(np.packbits(valid).tobytes())
+    del valid
+    if tag == "null":
+        return
+    if tag == "string":
+        filled = pc.fill_null(array, "")
+        offsets = np.frombuffer(filled.buffers()[1], dtype="<i8")
+        offsets = offsets[filled.offset : filled.offset + len(filled) + 1]
+        start, end = int(offsets[0]), int(offsets[-1])
+        digest.update((offsets - start).astype("<i8").tobytes())
+        digest.update(memoryview(filled.buffers()[2])[start:end])
+        return
+    zero = pa.scalar(0, array.type)
+    values = pc.fill_null(array, zero).to_numpy(zero_copy_only=False)
+    if tag == "float64":
+        values = values + 0.0  # folds -0.0 into 0.0
+    digest.update(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes())

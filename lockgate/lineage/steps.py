@@ -18,13 +18,14 @@ from lockgate.errors import (
     SchemaError,
     ValidationFailedError,
 )
-from lockgate.lineage.hashing import canonical_frame, frame_sha256, sha256_bytes
+from lockgate.lineage.hashing import canonical_frame, frame_sha256, sha256_bytes, table_sha256
 from lockgate.lineage.lock import build_lock_record, environment_versions
 from lockgate.lineage.project import code_version, lockgate_code
 from lockgate.training import Task, TrainedModel, check_labels, trainer_from_config
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from lockgate.features.store import FeastStore
     from lockgate.lineage.registry import ArtifactRegistry
@@ -36,11 +37,14 @@ __all__ = [
     "evaluate_version",
     "load_snapshot_frame",
     "load_trained_model",
+    "load_training_frame",
     "normalise_dtypes",
+    "release_memory",
     "snapshot_parquet_bytes",
     "split_frame",
     "take_snapshot",
     "train_version",
+    "verify_snapshot",
 ]
 
 Progress = Callable[[str], None]
@@ -54,12 +58,40 @@ class ModelBuild(dict[str, Any]):
     """Reference to a stored model version (JSON-able): pipeline, version, weights_sha256, ..."""
 
 
+def release_memory() -> None:
+    """Hands freed heap back to the system: Arrow's unused pool memory and glibc's free pages.
+
+    A step that built and dropped large frames keeps their memory in the allocators, and
+    every later step of the same process starts from that size: call this when a step's
+    frames are gone. Harmless (and a no-op for glibc) where glibc is not the C library.
+    """
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
+
+
 def snapshot_parquet_bytes(frame: pd.DataFrame) -> bytes:
     """Parquet bytes of a canonical frame, written with fixed settings."""
     import pyarrow as pa
+
+    return _parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    """Parquet bytes of the Arrow table of a canonical frame (:func:`snapshot_parquet_bytes`)."""
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", row_group_size=1 << 20)
     return buffer.getvalue()
@@ -218,11 +250,19 @@ def take_snapshot(
             "the label rows' entity keys exist in the feature sources"
         )
     keep = [*spec.labels.entity_columns, spec.labels.timestamp_column, spec.label, *features]
-    frame = normalise_dtypes(frame[keep])
+    frame = frame[keep]  # rebound first: the join's frame is freed before the next copy
+    frame = normalise_dtypes(frame)
     sort_by = [spec.labels.timestamp_column, *spec.labels.entity_columns]
     canonical = canonical_frame(frame, sort_by=sort_by)
     del frame  # the unsorted copy; from here on only the canonical frame is held
-    frame_sha = frame_sha256(canonical, sort_by=sort_by)
+    # one Arrow table of the canonical frame gives both the hash and the stored bytes:
+    # frame_sha256(canonical) and snapshot_parquet_bytes(canonical), without their copies
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(canonical, preserve_index=False)
+    frame_sha = table_sha256(table)
+    data = _parquet_bytes(table)
+    del table
     ts = canonical[spec.labels.timestamp_column]
     manifest = {
         "pipeline": spec.name,
@@ -241,7 +281,8 @@ def take_snapshot(
         "feast": feast.fingerprints(spec.feature_service),
         "labels_source": labels_source,  # metadata only
     }
-    created = artifacts.put_snapshot(frame_sha, snapshot_parquet_bytes(canonical), manifest)
+    created = artifacts.put_snapshot(frame_sha, data, manifest)
+    del data
     stored = artifacts.snapshot_manifest(frame_sha)
     ref = SnapshotBuild(
         frame_sha256=frame_sha,
@@ -271,21 +312,26 @@ def load_snapshot_frame(
     *,
     verify_content: bool = True,
     columns: Sequence[str] | None = None,
+    rows: Any = None,
 ) -> pd.DataFrame:
     """Read a stored snapshot, checking the file hash and (by default) the frame hash.
 
-    ``columns`` reads only those columns (in that order); the frame hash covers every column,
-    so it needs ``verify_content=False`` (the file hash is still checked). The Arrow table is
-    released column by column while the frame is built, so the peak is about one frame, not two.
+    ``columns`` reads only those columns (in that order); ``rows`` (a boolean mask, one entry
+    per stored row) keeps only those rows, chosen on the Arrow table before pandas builds the
+    frame, with a fresh RangeIndex. The frame hash covers every row and column, so either needs
+    ``verify_content=False`` (the file hash is still checked; :func:`verify_snapshot` checks
+    the frame hash column by column). The Arrow table is released column by column while the
+    frame is built, so the peak is about one frame, not two.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if columns is not None and verify_content:
+    if (columns is not None or rows is not None) and verify_content:
+        what = f"columns={list(columns)}" if columns is not None else "rows=..."
         raise SchemaError(
-            f"load_snapshot_frame(columns={list(columns)}) cannot verify the content of snapshot "
-            f"{frame_sha[:12]}: its hash covers every column. Fix: pass verify_content=False "
-            "(the file hash is still checked) or read every column"
+            f"load_snapshot_frame({what}) cannot verify the content of snapshot "
+            f"{frame_sha[:12]}: its hash covers every row and column. Fix: pass "
+            "verify_content=False (the file hash is still checked) or read all of it"
         )
     data = artifacts.read_snapshot_bytes(frame_sha)
     try:
@@ -293,6 +339,16 @@ def load_snapshot_frame(
             pa.BufferReader(data), columns=list(columns) if columns is not None else None
         )
         del data
+        if rows is not None:
+            mask = pa.array(rows, type=pa.bool_())
+            if len(mask) != table.num_rows:
+                raise SchemaError(
+                    f"rows= has {len(mask)} entries, snapshot {frame_sha[:12]} {table.num_rows} "
+                    "rows; fix: pass one boolean per stored row"
+                )
+            table = table.filter(mask)
+        # a snapshot is stored in canonical order: its table hashes as it is, before pandas
+        verified = verify_content and table_sha256(table) == frame_sha
         frame = table.to_pandas(split_blocks=True, self_destruct=True)
         del table
     except (pa.ArrowException, OSError) as exc:
@@ -300,7 +356,7 @@ def load_snapshot_frame(
             f"snapshot {frame_sha[:12]} cannot be read as Parquet ({exc}); restore it or "
             "materialize the snapshot again"
         ) from exc
-    if verify_content:
+    if verify_content and not verified:  # not in canonical order: hash the sorted frame
         manifest = artifacts.snapshot_manifest(frame_sha)
         actual = frame_sha256(frame, sort_by=manifest["sort_by"])
         if actual != frame_sha:
@@ -309,6 +365,31 @@ def load_snapshot_frame(
                 "the snapshot was altered: materialize it again from the source data"
             )
     return frame
+
+
+def verify_snapshot(artifacts: ArtifactRegistry, frame_sha: str) -> None:
+    """Check stored snapshot ``frame_sha`` (file hash and frame hash) one column at a time.
+
+    What :func:`load_snapshot_frame` checks by default, at the memory of the largest column
+    instead of the whole frame: call it before ``load_snapshot_frame(..., columns=[...],
+    verify_content=False)`` to read a subset of a verified snapshot. Raises
+    :class:`~lockgate.errors.ArtifactIntegrityError` when either hash differs.
+    """
+    import pyarrow as pa
+
+    from lockgate.lineage.hashing import parquet_sha256
+
+    data = artifacts.read_snapshot_bytes(frame_sha)  # checks the file hash
+    try:
+        in_order = parquet_sha256(pa.BufferReader(data)) == frame_sha
+    except (pa.ArrowException, OSError) as exc:
+        raise CorruptDataError(
+            f"snapshot {frame_sha[:12]} cannot be read as Parquet ({exc}); restore it or "
+            "materialize the snapshot again"
+        ) from exc
+    del data
+    if not in_order:  # rows not in canonical order (or altered): the full check decides
+        load_snapshot_frame(artifacts, frame_sha)
 
 
 def split_frame(
@@ -348,6 +429,51 @@ def split_frame(
     return train, holdout
 
 
+def load_training_frame(
+    artifacts: ArtifactRegistry,
+    frame_sha: str,
+    *,
+    columns: Sequence[str],
+    timestamp_column: str,
+    holdout_fraction: float,
+    gold: Mapping[str, Any] | None = None,
+) -> tuple[pd.DataFrame, bool]:
+    """The training rows of snapshot ``frame_sha``, read as ``columns`` only, and whether the
+    rows were selected (``train_version(..., rows_selected=...)``).
+
+    The snapshot is verified column by column (:func:`verify_snapshot`); its time column and
+    gold key are read first and give the rows :func:`train_version` would train on (those
+    before the time split, minus the gold rows); only those rows of ``columns`` become a
+    pandas frame: neither the whole snapshot nor the held-out and gold rows are ever in memory
+    as a frame. A snapshot not sorted by time (none that lockgate stores) is read whole, with
+    the time and gold key columns, and the flag is False: ``train_version`` splits it.
+    """
+    verify_snapshot(artifacts, frame_sha)
+    gold_key = gold["key"] if gold is not None else None
+    head = list(dict.fromkeys([timestamp_column, *([gold_key] if gold_key else [])]))
+    keys = load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=head)
+    if not keys[timestamp_column].is_monotonic_increasing:
+        every = list(dict.fromkeys([*columns, *head]))
+        return load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=every), False
+    import numpy as np
+
+    train, _ = split_frame(
+        keys, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
+    )
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[: len(train)] = True  # sorted by time: the training part is a prefix
+    if gold is not None:
+        from lockgate.evaluation.gate import GoldSet
+        from lockgate.evaluation.report import gold_mask
+
+        mask[: len(train)] &= ~gold_mask(train, GoldSet(**gold))
+    del train, keys
+    rows = load_snapshot_frame(
+        artifacts, frame_sha, verify_content=False, columns=list(columns), rows=mask
+    )
+    return rows, True
+
+
 def train_version(
     *,
     pipeline: str,
@@ -361,6 +487,7 @@ def train_version(
     gold: Mapping[str, Any] | None = None,
     code_path: str | Path | None = None,
     task: Task = "binary",
+    rows_selected: bool = False,
 ) -> tuple[dict[str, Any], dict[str, bytes], TrainedModel]:
     """Fit a model on the training part of ``frame``; return (lock record, files, model).
 
@@ -368,12 +495,17 @@ def train_version(
     the code of the triad.
 
     The training part is the rows before the time split, minus the gold rows when ``gold``
-    (a :class:`~lockgate.evaluation.gate.GoldSet` as a dict) is given.
+    (a :class:`~lockgate.evaluation.gate.GoldSet` as a dict) is given. With
+    ``rows_selected``, ``frame`` holds that part already (:func:`load_training_frame`) and is
+    trained on as it is; the lock record is the same.
     """
-    train, _ = split_frame(
-        frame, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
-    )
-    if gold is not None:
+    if rows_selected:
+        train = frame
+    else:
+        train, _ = split_frame(
+            frame, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
+        )
+    if gold is not None and not rows_selected:
         from lockgate.evaluation.gate import GoldSet
         from lockgate.evaluation.report import gold_mask
 
