@@ -18,13 +18,15 @@ from lockgate.serving.triton_config import INPUT_NAME, OUTPUT_NAME, triton_model
 from lockgate.serving.wire import encode, wire_schema_for_version
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy.typing as npt
     import pandas as pd
 
     from lockgate.lineage.registry import ArtifactRegistry
     from lockgate.serving.triton_server import TritonServer
 
-__all__ = ["infra_validate"]
+__all__ = ["infra_validate", "latency_passes"]
 
 
 class _WireClient:
@@ -101,6 +103,21 @@ class _WireClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+def latency_passes(
+    timed_pass: Callable[[], tuple[float, float]], p99_budget_ms: float
+) -> list[tuple[float, float]]:
+    """The ``(p50, p99)`` of one timed pass, and of a second when the first is over budget.
+
+    A p99 of 200 requests is decided by two of them, so one stall of a loaded host (a
+    page-out, a scheduler hiccup) can put a fast model over budget; a slow model is slow in
+    every pass. The caller judges the better pass (the lower p99).
+    """
+    passes = [timed_pass()]
+    if passes[0][1] > p99_budget_ms:
+        passes.append(timed_pass())
+    return passes
 
 
 def infra_validate(
@@ -270,12 +287,7 @@ def infra_validate(
                 round(float(np.percentile(latencies, 99)), 3),
             )
 
-        passes = [timed_pass()]
-        if passes[0][1] > p99_budget_ms:
-            # a p99 of 200 requests is two of them: one stall of a loaded host (a page-out, a
-            # scheduler hiccup) decides it. A slow model is slow in every pass, so a second
-            # pass decides; its p99 counts only when it is better
-            passes.append(timed_pass())
+        passes = latency_passes(timed_pass, p99_budget_ms)
         report["p50_ms"], report["p99_ms"] = min(passes, key=lambda p: p[1])
         report["latency_passes"] = [{"p50_ms": a, "p99_ms": b} for a, b in passes]
         if report["p99_ms"] > p99_budget_ms:

@@ -55,8 +55,7 @@ Targets:
 Fault drills: :func:`cpu_config` accepts ``fault`` (``"sleep_ms=80"``, ``"error_rate=0.5"``,
 combinable as ``"sleep_ms=20,error_rate=0.1,seed=3"``); it becomes the config parameter
 ``lockgate_fault`` that ``model.py`` reads in ``initialize``. ``sleep_ms`` delays every
-``execute`` call (one dynamic batch), or with ``stall_at=N`` only the Nth call after the
-warmups (one stall of a loaded host); ``error_rate`` answers each request with a
+``execute`` call (one dynamic batch); ``error_rate`` answers each request with a
 ``TritonError`` with that probability (a seeded ``random.Random``, seed 0 unless given). It
 exists for canary tests and chaos drills only; production folders are written without it.
 Faults start after the warmup samples (Triton runs them through ``execute`` before the model is
@@ -115,7 +114,7 @@ TRITON_VERSION = "1"
 MODEL_KINDS = ("lightgbm", "torch")
 """The built-in model kinds (GPU ensembles exist for these; any other valid kind, e.g. a
 :class:`lockgate.training.CustomModel`'s ``"sklearn"``, is served on CPU by the python backend)."""
-FAULT_KEYS = ("error_rate", "seed", "sleep_ms", "stall_at")
+FAULT_KEYS = ("error_rate", "seed", "sleep_ms")
 """Keys allowed in a fault-drill spec."""
 
 _PIPELINE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -247,11 +246,6 @@ def parse_fault(text: str | None) -> dict[str, float | int]:
             raise SpecError(
                 f"fault sleep_ms={value} is out of range; rule: 0 <= sleep_ms <= "
                 f"{_MAX_SLEEP_MS}; fix: choose a delay within a minute"
-            )
-        if key == "stall_at" and value < 0:
-            raise SpecError(
-                f"fault stall_at={value} is out of range; rule: 0 (sleep on every call) or "
-                "N >= 1 (sleep on the Nth execute call only); fix: give a call count"
             )
         if key == "error_rate" and not 0.0 <= value <= 1.0:
             raise SpecError(

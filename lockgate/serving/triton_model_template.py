@@ -134,7 +134,6 @@ class TritonPythonModel:
             )
         self.fault = parse_fault(parameters.get("lockgate_fault", ""))
         self.rng = random.Random(int(self.fault.get("seed", 0)))
-        self.drills = 0  # execute() calls since the warmups (stall_at counts them)
         # Triton runs the warmup samples through execute() before the instance is ready; a
         # drill must not fail them (the load would fail), so faults start after them.
         self.warmups_left = sum(
@@ -192,7 +191,6 @@ class TritonPythonModel:
     def execute(self, requests):
         drill = bool(self.fault) and self.warmups_left <= 0
         self.warmups_left -= 1
-        self.drills += drill
         responses = [None] * len(requests)
         inputs, owners = [], []
         for i, request in enumerate(requests):
@@ -211,8 +209,7 @@ class TritonPythonModel:
             inputs.append(x)
             owners.append(i)
         sleep_ms = self.fault.get("sleep_ms", 0)
-        stall_at = self.fault.get("stall_at", 0)  # 0: every call; N: the Nth call only
-        if drill and sleep_ms and (not stall_at or self.drills == stall_at):
+        if drill and sleep_ms:
             time.sleep(sleep_ms / 1000.0)
         if inputs:
             try:

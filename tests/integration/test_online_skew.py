@@ -187,10 +187,11 @@ def test_the_asset_materializes_into_redis(
 
 
 def recent_entities(data_dir: Path, n: int = 40) -> list[dict[str, Any]]:
-    """Transactions of the last six hours (the store must serve them): their keys."""
+    """The newest transactions after the stale load's end (the fresh store must serve them, the
+    stale one cannot): their keys. Not "the last hours": at night those held too few rows."""
     tx = read_parquet_dir(data_dir / "transactions")
     now = pd.Timestamp.now(tz="UTC")
-    recent = tx[(tx["event_timestamp"] > now - pd.Timedelta(hours=6))
+    recent = tx[(tx["event_timestamp"] > pd.Timestamp(STALE_END))
                 & (tx["event_timestamp"] < now - pd.Timedelta(minutes=1))]  # fmt: skip
     rows = recent.sort_values("event_timestamp").tail(n)
     assert len(rows) >= 20, len(rows)
