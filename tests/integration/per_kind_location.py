@@ -13,7 +13,7 @@ import dagster as dg
 from lockgate import Environment, FeatureChangePolicy
 from lockgate.sensors.feature_store import make_feature_change_sensor
 from lockgate.sensors.per_kind import make_per_kind_sensor
-from tests.integration.specs import lgbm_spec
+from tests.integration.specs import lgbm_spec, stand_in_train_job
 
 SPECS = [
     lgbm_spec(name=name, feature_changes=FeatureChangePolicy(interval_seconds=1))
@@ -21,22 +21,10 @@ SPECS = [
 ]
 
 
-def _stand_in(name: str, job_name: str) -> dg.JobDefinition:
-    @dg.op(name=f"stand_in_for_{name}")
-    def stand_in(context) -> None:  # type: ignore[no-untyped-def]
-        context.log.info(f"retrain requested: {context.run.tags.get('lockgate/mutations')}")
-
-    @dg.job(name=job_name, executor_def=dg.in_process_executor)
-    def train_job() -> None:
-        stand_in()
-
-    return train_job
-
-
 def _definitions() -> dg.Definitions:
     env = Environment.from_env()
     resources = env.resources()
-    jobs = [_stand_in(s.name, s.train_job_name) for s in SPECS]
+    jobs = [stand_in_train_job(s, "lockgate/mutations") for s in SPECS]
     combined = make_per_kind_sensor(
         "feature_change", [(s.name, make_feature_change_sensor(s)) for s in SPECS], jobs=jobs
     )

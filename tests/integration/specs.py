@@ -82,7 +82,7 @@ def stand_in_train_job(spec: ModelPipeline, tag: str) -> dg.JobDefinition:
     """Under the spec's train job name, a trivial op job that logs the run's ``tag``: what the
     sensor tests' code locations check is the trigger, not the training."""
 
-    @dg.op
+    @dg.op(name=f"stand_in_for_{spec.name}")  # one per pipeline: op names are per location
     def stand_in_for_training(context) -> None:  # type: ignore[no-untyped-def]
         context.log.info(f"retrain requested: {context.run.tags.get(tag)}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from lockgate.sensors.feature_store import make_feature_change_sensor
 from pipelines.feature_repo import fraud_feast_store
 from pipelines.fraud_data import generate_fraud_data
 
+from .daemons import module_daemon, wait_for
 from .specs import lgbm_spec
 
 SPEC = lgbm_spec()
@@ -273,44 +273,16 @@ def test_cursor_is_json_of_the_fingerprint(ticker: Ticker, env: Environment) -> 
 # ---- a real daemon, killed mid-tick
 
 
-REPO = Path(__file__).resolve().parents[2]
 LOCATION = "tests.integration.feature_change_location"
-
-
-def wait_for(what: str, probe: Any, daemon: DagsterDaemon, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(
-        f"timed out after {timeout} s waiting for {what}; daemon log:\n{daemon.log_tail(60)}"
-    )
 
 
 @pytest.fixture
 def daemon(tmp_path: Path, env: Environment) -> Iterator[DagsterDaemon]:
-    env.dagster_home.mkdir(parents=True, exist_ok=True)
-    (env.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    workspace = env.home / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n"
-        "  - python_module:\n"
-        f"      module_name: {LOCATION}\n"
-        "      location_name: lockgate_feature_change_test\n"
-        f"      working_directory: {REPO}\n"
-    )
-    d = DagsterDaemon(
+    d = module_daemon(
         env,
-        workspace,
-        extra_env={
-            "LOCKGATE_ENV": "local",
-            "LOCKGATE_TEST_PAUSE_FILE": str(tmp_path / "pause"),
-            "PYTHONPATH": str(REPO),
-            "PYTHONWARNINGS": "ignore::FutureWarning",
-        },
-        cwd=REPO,
+        LOCATION,
+        "lockgate_feature_change_test",
+        {"LOCKGATE_TEST_PAUSE_FILE": str(tmp_path / "pause")},
     )
     yield d
     d.kill()

@@ -5,7 +5,6 @@ against a real Feast store, audit log and Dagster instance."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from lockgate.sensors.per_kind import kind_sensor_name
 from lockgate.spec import ModelPipeline
 from pipelines.feature_repo import fraud_feast_store
 
+from .daemons import module_daemon, wait_for
 from .specs import lgbm_spec, served_spec
 
 NAMES = ("fraud_a", "fraud_b", "fraud_c")
@@ -205,50 +205,19 @@ def test_one_failing_pipeline_does_not_stop_the_others(
 
 # ---- on a real dagster-daemon ----
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_a_real_daemon_launches_each_pipelines_run_from_the_per_kind_sensor(
     tmp_path: Path, env: Environment
 ) -> None:
     from dagster._core.scheduler.instigation import TickStatus
 
-    from lockgate import DagsterDaemon
     from tests.integration.per_kind_location import SPECS
 
     fraud_feast_store(env).apply()
-    env.dagster_home.mkdir(parents=True, exist_ok=True)
-    (env.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    workspace = env.home / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n"
-        "  - python_module:\n"
-        "      module_name: tests.integration.per_kind_location\n"
-        "      location_name: lockgate_per_kind_test\n"
-        f"      working_directory: {REPO}\n"
-    )
-    daemon = DagsterDaemon(
-        env,
-        workspace,
-        extra_env={
-            "LOCKGATE_ENV": "local",
-            "PYTHONPATH": str(REPO),
-            "PYTHONWARNINGS": "ignore::FutureWarning",
-        },
-        cwd=REPO,
-    )
+    daemon = module_daemon(env, "tests.integration.per_kind_location", "lockgate_per_kind_test")
     name = kind_sensor_name("feature_change")
     audit = AuditLog(env.audit_path)
     label_file = sorted((env.data_dir / "labels").glob("*.parquet"))[-1]
-
-    def wait_for(what: str, probe: Any, timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = probe()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; daemon log:\n{daemon.log_tail(60)}")
 
     try:
         with dg.DagsterInstance.from_config(str(env.dagster_home)) as instance:
@@ -267,11 +236,13 @@ def test_a_real_daemon_launches_each_pipelines_run_from_the_per_kind_sensor(
 
             daemon.start()
             # the first tick records both pipelines' baselines under their own names
-            baseline = wait_for("both baselines", lambda: cursor(), timeout=90)
+            baseline = wait_for("both baselines", lambda: cursor(), daemon, timeout=90)
             assert set(baseline["cursors"]) == {s.name for s in SPECS}
             with open(label_file, "ab") as handle:  # both pipelines read these labels
                 handle.write(b"\0" * 8)
-            launched = wait_for("a run for each pipeline", lambda: runs()[1:] and runs())
+            launched = wait_for(
+                "a run for each pipeline", lambda: runs()[1:] and runs(), daemon, 60
+            )
             assert sorted(r.job_name for r in launched) == sorted(s.train_job_name for s in SPECS)
             for run in launched:
                 pipeline = run.tags["lockgate/pipeline"]
@@ -282,7 +253,7 @@ def test_a_real_daemon_launches_each_pipelines_run_from_the_per_kind_sensor(
                 seqs = [json.loads(now["cursors"].get(s.name, "{}")).get("seq") for s in SPECS]
                 return seqs == [1, 1]
 
-            wait_for("both cursors after the runs", moved_on)
+            wait_for("both cursors after the runs", moved_on, daemon, 60)
             for spec in SPECS:
                 entries = audit.entries(pipeline=spec.name, kind="retrain_requested")
                 assert len(entries) == 1

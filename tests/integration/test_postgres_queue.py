@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 from lockgate import DagsterDaemon, Environment
 from lockgate.assets.weights import RESOURCE_TAG, training_run_tags
 from lockgate.dagster_instance import psycopg2_url
+from tests.integration.daemons import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -58,16 +58,6 @@ def two_gpu_runs(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.Sk
 defs = dg.Definitions(jobs=[gpu_train], sensors=[two_gpu_runs])
 
 
-def _wait(what: str, probe: Callable[[], Any], daemon: DagsterDaemon, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}:\n{daemon.log_tail(60)}")
-
-
 def test_the_daemon_runs_one_gpu_training_at_a_time(tmp_path: Path, postgres_url: str) -> None:
     queue = tmp_path / "queue"
     queue.mkdir()
@@ -97,9 +87,9 @@ def test_the_daemon_runs_one_gpu_training_at_a_time(tmp_path: Path, postgres_url
                 found = instance.get_runs(filters=dg.RunsFilter(job_name="gpu_model_train"))
                 return found if len(found) == 2 else []
 
-            both = _wait("both runs", runs, daemon, timeout=60)
+            both = wait_for("both runs", runs, daemon, timeout=60)
             assert {r.tags[RESOURCE_TAG] for r in both} == {"gpu"}
-            started = _wait("a run's step", lambda: sorted(queue.glob("started-*")), daemon, 90)
+            started = wait_for("a run's step", lambda: sorted(queue.glob("started-*")), daemon, 90)
             first = started[0].name.removeprefix("started-")
             (second,) = [r.run_id for r in both if r.run_id != first]
             for _ in range(5):  # several looks at the queue (1 s apart): the second run waits
@@ -112,7 +102,7 @@ def test_the_daemon_runs_one_gpu_training_at_a_time(tmp_path: Path, postgres_url
                 statuses = {instance.get_run_by_id(r.run_id).status for r in both}  # type: ignore[union-attr]
                 return statuses == {dg.DagsterRunStatus.SUCCESS}
 
-            _wait("both runs to succeed", both_done, daemon, timeout=120)
+            wait_for("both runs to succeed", both_done, daemon, timeout=120)
             first_record = instance.get_run_record_by_id(first)
             second_record = instance.get_run_record_by_id(second)
             assert first_record is not None

@@ -28,6 +28,7 @@ from lockgate.traffic import TrafficGenerator
 
 from . import test_drift as drift
 from . import test_feature_change_sensor as feature_change
+from .daemons import module_daemon
 from .specs import served_spec, stand_in_train_job
 from .test_canary import FAST, _store_version
 from .test_drift import FEATURES, PIPELINE, POLICY, _frame, _send, _spec, _tick
@@ -77,32 +78,18 @@ def daemon(
     """The feature-change test's daemon on SQLite, or on PostgreSQL with the production
     instance's ``dagster.yaml`` (queued run coordinator); the test's own process opens the same
     instance through ``LOCKGATE_DAGSTER_PG_URL``."""
-    env.dagster_home.mkdir(parents=True, exist_ok=True)
-    postgres_url = None
-    if storage == "sqlite":
-        (env.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    else:  # the file now, as the daemon writes it: the test opens the instance before start
+    postgres_url = None  # SQLite: module_daemon writes the default dagster.yaml
+    if storage == "postgres":  # the file now, as the daemon writes it: the test opens the
+        # instance before start
+        env.dagster_home.mkdir(parents=True, exist_ok=True)
         postgres_url = psycopg2_url(request.getfixturevalue("postgres_url"))
         monkeypatch.setenv(DAGSTER_PG_URL_ENV, postgres_url)
         write_instance_yaml(env.dagster_home, **INSTANCE_OPTIONS)
-    workspace = env.home / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n"
-        "  - python_module:\n"
-        f"      module_name: {feature_change.LOCATION}\n"
-        "      location_name: lockgate_feature_change_test\n"
-        f"      working_directory: {feature_change.REPO}\n"
-    )
-    d = DagsterDaemon(
+    d = module_daemon(
         env,
-        workspace,
-        extra_env={
-            "LOCKGATE_ENV": "local",
-            "LOCKGATE_TEST_PAUSE_FILE": str(tmp_path / "pause"),
-            "PYTHONPATH": str(feature_change.REPO),
-            "PYTHONWARNINGS": "ignore::FutureWarning",
-        },
-        cwd=feature_change.REPO,
+        feature_change.LOCATION,
+        "lockgate_feature_change_test",
+        {"LOCKGATE_TEST_PAUSE_FILE": str(tmp_path / "pause")},
         postgres_url=postgres_url,
         instance_options=INSTANCE_OPTIONS,
     )
