@@ -20,7 +20,13 @@ import pyarrow.parquet as pq
 
 from lockgate.errors import CorruptDataError, EmptyDataError, SchemaError
 
-__all__ = ["list_parquet_files", "read_parquet_dir", "read_parquet_file"]
+__all__ = [
+    "check_same_schema",
+    "list_parquet_files",
+    "parquet_dir_files",
+    "read_parquet_dir",
+    "read_parquet_file",
+]
 
 
 def list_parquet_files(path: str | Path) -> list[Path]:
@@ -91,6 +97,20 @@ def read_parquet_dir(path: str | Path, *, columns: Sequence[str] | None = None) 
         CorruptDataError: A file is not readable Parquet; the message names it.
         SchemaError: A requested column is missing, or the files' schemas disagree.
     """
+    files = parquet_dir_files(path)
+    tables = [read_parquet_file(f, columns=columns) for f in files]
+    first = tables[0].schema
+    for file, table in zip(files[1:], tables[1:], strict=True):
+        check_same_schema(file, table.schema, files[0], first)
+    return pa.concat_tables(tables).to_pandas()
+
+
+def parquet_dir_files(path: str | Path) -> list[Path]:
+    """The Parquet files of a folder (:func:`list_parquet_files`), at least one.
+
+    Raises:
+        EmptyDataError: The folder does not exist or holds no Parquet file.
+    """
     folder = Path(path)
     files = list_parquet_files(folder)
     if not files:
@@ -99,16 +119,17 @@ def read_parquet_dir(path: str | Path, *, columns: Sequence[str] | None = None) 
             f"Parquet folder {folder} {what}: at least one Parquet file is required. Fix: "
             f"check the path, or write the data there first."
         )
-    tables = [read_parquet_file(f, columns=columns) for f in files]
-    first = tables[0].schema
-    for file, table in zip(files[1:], tables[1:], strict=True):
-        if not table.schema.equals(first):
-            raise SchemaError(
-                f"Parquet file {file} has schema {_schema_text(table.schema)} but {files[0]} "
-                f"has {_schema_text(first)}: all files of a folder must share one schema. "
-                f"Fix: rewrite {file.name} with the folder's schema."
-            )
-    return pa.concat_tables(tables).to_pandas()
+    return files
+
+
+def check_same_schema(file: Path, schema: pa.Schema, first_file: Path, first: pa.Schema) -> None:
+    """Raises SchemaError unless ``file``'s schema equals the folder's first file's."""
+    if not schema.equals(first):
+        raise SchemaError(
+            f"Parquet file {file} has schema {_schema_text(schema)} but {first_file} "
+            f"has {_schema_text(first)}: all files of a folder must share one schema. "
+            f"Fix: rewrite {file.name} with the folder's schema."
+        )
 
 
 def _corrupt(file: Path, exc: BaseException) -> CorruptDataError:

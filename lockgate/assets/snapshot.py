@@ -42,11 +42,9 @@ def build_feature_snapshot(spec: ModelPipeline) -> dg.AssetsDefinition:
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.lineage.steps import release_memory, take_snapshot
 
-        ref, frame = take_snapshot(spec, feast.for_pipeline(spec), artifacts, labels=labels)
-        dtypes = {str(c): str(t) for c, t in frame.dtypes.items()}  # all the metadata needs
-        del frame
+        ref = take_snapshot(spec, feast.for_pipeline(spec), artifacts, labels=labels)
         release_memory()  # the join's and the sort's frames: later steps start without them
-        return _snapshot_output(context, artifacts, ref, dtypes)
+        return _snapshot_output(context, artifacts, ref)
 
     if label_key is None:
 
@@ -76,9 +74,9 @@ def _snapshot_output(
     context: dg.AssetExecutionContext,
     artifacts: ArtifactRegistry,
     ref: dict[str, Any],
-    dtypes: dict[str, str],
 ) -> dg.Output[dict[str, Any]]:
     manifest = artifacts.snapshot_manifest(ref["frame_sha256"])
+    dtypes: dict[str, str] = manifest["schema"]  # the stored frame's pandas dtypes
     context.log.info(
         f"snapshot {ref['frame_sha256'][:12]}: {ref['rows']} rows, "
         f"{len(ref['features'])} features ({'new' if ref['created'] else 'already stored'})"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,10 +163,12 @@ def table_sha256(table: pa.Table) -> str:
 
 
 def parquet_sha256(source: Any) -> str:
-    """:func:`table_sha256` of a Parquet file in canonical row order, one column at a time.
+    """:func:`table_sha256` of a Parquet file in canonical row order, a piece at a time.
 
-    Only one column is decoded at once, so checking a stored snapshot costs the memory of its
-    largest column, not of the frame.
+    Only one row group of one column is decoded at once (one whole column when a row group
+    other than the last holds a number of rows that is not a multiple of 8: the validity bits
+    are hashed packed), so checking a stored snapshot costs the memory of one row group's
+    column, not of the frame.
 
     Args:
         source: A path, file object or ``pyarrow.BufferReader`` of the Parquet data.
@@ -174,9 +176,20 @@ def parquet_sha256(source: Any) -> str:
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(source)
-    digest = _frame_digest(parquet.metadata.num_rows)
+    meta = parquet.metadata
+    digest = _frame_digest(meta.num_rows)
+    groups = range(meta.num_row_groups)
+    by_group = len(groups) > 1 and all(meta.row_group(g).num_rows % 8 == 0 for g in groups[:-1])
     for name in sorted(parquet.schema_arrow.names):
-        _update_column(digest, name, parquet.read(columns=[name]).column(0))
+        if by_group:
+
+            def pieces(name: str = name) -> Iterator[Any]:
+                for g in groups:
+                    yield _canonical_column(parquet.read_row_group(g, columns=[name]).column(0))
+
+            _update_pieces(digest, name, pieces)
+        else:
+            _update_column(digest, name, parquet.read(columns=[name]).column(0))
     return digest.hexdigest()
 
 
@@ -188,26 +201,48 @@ def _frame_digest(rows: int) -> Any:
 
 def _update_column(digest: Any, name: str, column: pa.ChunkedArray) -> None:
     """Adds one column's canonical encoding (module docstring, point 3) to ``digest``."""
+    canonical = _canonical_column(column)
+    _update_pieces(digest, name, lambda: iter([canonical]))
+
+
+def _update_pieces(digest: Any, name: str, pieces: Callable[[], Iterator[Any]]) -> None:
+    """:func:`_update_column` of the column whose consecutive pieces ``pieces()`` yields, each
+    as :func:`_canonical_column` gives it.
+
+    Each call of ``pieces`` yields the same pieces again (the encoding takes three passes:
+    validity, then values or offsets, then string bytes); every piece but the last holds a
+    multiple of 8 rows, so the packed validity bits of the pieces are those of the column.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tag, array = _canonical_column(column)
-    valid = np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
-    digest.update(name.encode("utf-8") + b"\0" + tag.encode("ascii") + b"\0")
-    digest.update(np.packbits(valid).tobytes())
-    del valid
+    tag = "null"
+    for i, (tag, array) in enumerate(pieces()):
+        if i == 0:
+            digest.update(name.encode("utf-8") + b"\0" + tag.encode("ascii") + b"\0")
+        valid = np.asarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=bool)
+        digest.update(np.packbits(valid).tobytes())
+        del valid, array
     if tag == "null":
         return
     if tag == "string":
-        filled = pc.fill_null(array, "")
-        offsets = np.frombuffer(filled.buffers()[1], dtype="<i8")
-        offsets = offsets[filled.offset : filled.offset + len(filled) + 1]
-        start, end = int(offsets[0]), int(offsets[-1])
-        digest.update((offsets - start).astype("<i8").tobytes())
-        digest.update(memoryview(filled.buffers()[2])[start:end])
+        base = 0
+        for i, (_, array) in enumerate(pieces()):
+            filled = pc.fill_null(array, "")
+            offsets = np.frombuffer(filled.buffers()[1], dtype="<i8")
+            offsets = offsets[filled.offset : filled.offset + len(filled) + 1]
+            rel = offsets - offsets[0] + base
+            digest.update((rel if i == 0 else rel[1:]).astype("<i8").tobytes())
+            base = int(rel[-1])
+        for _, array in pieces():
+            filled = pc.fill_null(array, "")
+            offsets = np.frombuffer(filled.buffers()[1], dtype="<i8")
+            start = int(offsets[filled.offset])
+            end = int(offsets[filled.offset + len(filled)])
+            digest.update(memoryview(filled.buffers()[2])[start:end])
         return
-    zero = pa.scalar(0, array.type)
-    values = pc.fill_null(array, zero).to_numpy(zero_copy_only=False)
-    if tag == "float64":
-        values = values + 0.0  # folds -0.0 into 0.0
-    digest.update(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes())
+    for _, array in pieces():
+        values = pc.fill_null(array, pa.scalar(0, array.type)).to_numpy(zero_copy_only=False)
+        if tag == "float64":
+            values = values + 0.0  # folds -0.0 into 0.0
+        digest.update(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes())

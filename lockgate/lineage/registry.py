@@ -58,7 +58,7 @@ from lockgate.errors import (
     ArtifactNotFoundError,
     ImmutableArtifactError,
 )
-from lockgate.lineage.hashing import canonical_json, sha256_bytes
+from lockgate.lineage.hashing import canonical_json, sha256_bytes, sha256_file
 from lockgate.lineage.lock import check_lock_signature, sign_lock_bytes, verify_lock_record
 from lockgate.lineage.signing import KEY_ENV, SigningKey, load_signing_key
 
@@ -276,6 +276,18 @@ class ArtifactRegistry(BaseModel, ABC):
         self.write_files_once("snapshots", {f"{frame_sha}.parquet": parquet})
         self.write_files_once("snapshots", {f"{frame_sha}.json": canonical_json(body)})
         return True
+
+    def put_snapshot_file(
+        self, frame_sha: str, path: str | Path, manifest: Mapping[str, Any]
+    ) -> bool:
+        """:meth:`put_snapshot` of the Parquet file at ``path`` (left in place).
+
+        Registries that can copy a file without holding it in memory do so; this default
+        reads it.
+        """
+        if self.has_snapshot(frame_sha):
+            return False
+        return self.put_snapshot(frame_sha, Path(path).read_bytes(), manifest)
 
     def read_snapshot_bytes(self, frame_sha: str) -> bytes:
         """The Parquet bytes of snapshot ``frame_sha``, checked against the manifest."""
@@ -661,6 +673,42 @@ class LocalArtifactRegistry(ArtifactRegistry):
         from lockgate.state.files import FileSwapStore
 
         return FileSwapStore(root=self.root).swap(_check_key(key), expected, data)
+
+    def put_snapshot_file(
+        self, frame_sha: str, path: str | Path, manifest: Mapping[str, Any]
+    ) -> bool:
+        """:meth:`put_snapshot` of a file, copied in 1 MiB blocks (never held in memory)."""
+        if self.has_snapshot(frame_sha):
+            return False
+        file_sha = sha256_file(path)
+        name = f"{frame_sha}.parquet"
+        key = f"snapshots/{name}"
+        target = self._path(key)
+        if self.exists(key):
+            if sha256_file(target) != file_sha:
+                raise ImmutableArtifactError(
+                    f"{target} already exists with different content; artifacts are "
+                    "immutable: write a new version instead of changing this one"
+                )
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+            try:
+                with open(path, "rb") as source, open(staging / name, "wb") as handle:
+                    shutil.copyfileobj(source, handle, 1 << 20)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                if sha256_file(staging / name) != file_sha:
+                    raise ArtifactIntegrityError(
+                        f"the copy of {path} into the registry does not match the file; rule: "
+                        "a snapshot is stored exactly as written; fix: check the disk, retry"
+                    )
+                os.replace(staging / name, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        body = dict(manifest, frame_sha256=frame_sha, file_sha256=file_sha)
+        self.write_files_once("snapshots", {f"{frame_sha}.json": canonical_json(body)})
+        return True
 
     def _path(self, key: str) -> Path:
         return Path(self.root) / _check_key(key)

@@ -133,27 +133,88 @@ def read_labels(spec: ModelPipeline, data_dir: Path) -> pd.DataFrame:
     """
     from lockgate._util.dataio import read_parquet_dir, read_parquet_file
 
-    source = spec.labels
-    columns = [*source.entity_columns, source.timestamp_column, spec.label]
+    columns = _label_columns(spec)
     path = spec.labels_path(data_dir)
-    where = "labels.path" if source.path is not None else "labels.dataset"
     if path.is_file():
         frame = read_parquet_file(path, columns=columns).to_pandas()
     elif path.is_dir():
         frame = read_parquet_dir(path, columns=columns)
     else:
-        raise EmptyDataError(
-            f"the labels of pipeline {spec.name!r} are missing: {where} resolves to {str(path)!r}, "
-            "which does not exist; a model needs labelled entity rows (entity columns "
-            f"{list(source.entity_columns)}, {source.timestamp_column!r}, {spec.label!r}). Fix: "
-            "write a Parquet file or folder there, or point the LabelSource at yours"
-        )
+        raise _labels_missing(spec, path)
     if frame.empty:
-        raise EmptyDataError(
-            f"the labels of pipeline {spec.name!r} at {str(path)!r} have no rows; a model needs "
-            "labelled entity rows. Fix: load labelled data there first"
-        )
+        raise _labels_empty(spec, path)
     return frame
+
+
+def check_label_files(
+    spec: ModelPipeline, data_dir: Path
+) -> tuple[list[Path], pa.Schema, dict[str, int], pd.Series]:
+    """The checks of :func:`read_labels`, one file at a time, without building the frame.
+
+    Returns:
+        The label files in ``read_labels``' order, their Arrow schema (label columns only),
+        the missing values per column over all files, and the label column as a Series
+        (as ``read_labels(...)[spec.label]``).
+
+    Raises:
+        The errors of :func:`read_labels`, for the same files.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    from lockgate._util.dataio import check_same_schema, parquet_dir_files, read_parquet_file
+
+    columns = _label_columns(spec)
+    path = spec.labels_path(data_dir)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = parquet_dir_files(path)
+    else:
+        raise _labels_missing(spec, path)
+    schema: pa.Schema | None = None
+    nulls = dict.fromkeys(columns, 0)
+    label_chunks: list[pa.ChunkedArray] = []
+    for file in files:
+        table = read_parquet_file(file, columns=columns)
+        if schema is None:
+            schema = table.schema
+        else:
+            check_same_schema(file, table.schema, files[0], schema)
+        for name in columns:
+            nulls[name] += table.column(name).null_count
+        label_chunks.append(table.column(spec.label))
+        del table
+    assert schema is not None  # parquet_dir_files returns at least one file
+    label_values = pa.chunked_array(
+        [c for chunk in label_chunks for c in chunk.chunks], type=schema.field(spec.label).type
+    ).to_pandas()
+    if label_values.empty:
+        raise _labels_empty(spec, path)
+    return files, schema, nulls, pd.Series(label_values, name=spec.label)
+
+
+def _label_columns(spec: ModelPipeline) -> list[str]:
+    source = spec.labels
+    return [*source.entity_columns, source.timestamp_column, spec.label]
+
+
+def _labels_missing(spec: ModelPipeline, path: Path) -> EmptyDataError:
+    source = spec.labels
+    where = "labels.path" if source.path is not None else "labels.dataset"
+    return EmptyDataError(
+        f"the labels of pipeline {spec.name!r} are missing: {where} resolves to {str(path)!r}, "
+        "which does not exist; a model needs labelled entity rows (entity columns "
+        f"{list(source.entity_columns)}, {source.timestamp_column!r}, {spec.label!r}). Fix: "
+        "write a Parquet file or folder there, or point the LabelSource at yours"
+    )
+
+
+def _labels_empty(spec: ModelPipeline, path: Path) -> EmptyDataError:
+    return EmptyDataError(
+        f"the labels of pipeline {spec.name!r} at {str(path)!r} have no rows; a model needs "
+        "labelled entity rows. Fix: load labelled data there first"
+    )
 
 
 def labels_from_frame(spec: ModelPipeline, frame: Any) -> pd.DataFrame:
@@ -194,15 +255,27 @@ def take_snapshot(
     artifacts: ArtifactRegistry,
     *,
     labels: pd.DataFrame | None = None,
-) -> tuple[SnapshotBuild, pd.DataFrame]:
+    stream: bool | None = None,
+) -> SnapshotBuild:
     """Build the point-in-time training frame, store it content-addressed, return its reference.
 
     ``labels`` is the frame of the user's label asset (``LabelSource.asset``); without it the
     labels are read from their Parquet files. Nothing is written unless the whole frame was
     built: a bad label file, an unknown feature service or a missing column raises before the
     registry is touched.
+
+    Two ways give the same snapshot, byte for byte: with labels from files and a DuckDB
+    offline store of Parquet sources, DuckDB joins and sorts on disk and Arrow writes the file a
+    row group at a time (:mod:`lockgate.lineage.snapshot_stream`: memory does not grow with the
+    rows); otherwise the frame is built in memory. ``stream=None`` picks the first where it
+    applies (``LOCKGATE_SNAPSHOT_STREAM=0`` turns it off), ``False`` forces the second,
+    ``True`` raises ``StreamUnsupported`` where the first does not apply (for tests).
+
+    The dtypes of the stored frame are the manifest's ``schema``
+    (``artifacts.snapshot_manifest(ref["frame_sha256"])``).
     """
     from lockgate.features.store import source_fingerprint
+    from lockgate.lineage import snapshot_stream
 
     data_dir = feast.data_path
     if spec.labels.asset is not None:
@@ -221,23 +294,31 @@ def take_snapshot(
                 sort_by=list(labels.columns),
             ),
         }
+        if stream:
+            raise snapshot_stream.StreamUnsupported("labels from a Dagster asset")
+    elif stream is True or (stream is None and snapshot_stream.stream_enabled()):
+        files, schema, nulls, label_values = check_label_files(spec, data_dir)
+        # a label that does not fit the declared task fails here, before the (slow) join
+        check_labels(label_values, task=spec.task, label=spec.label)
+        del label_values
+        labels_source = source_fingerprint(spec.labels_path(data_dir))
+        refs, features = _snapshot_features(spec, feast)
+        try:
+            return _streamed_snapshot(
+                spec, feast, artifacts, files, schema, nulls, refs, features, labels_source
+            )
+        except snapshot_stream.StreamUnsupported:
+            if stream:
+                raise
+        labels = read_labels(spec, data_dir)
     else:
         labels = read_labels(spec, data_dir)
         labels_source = source_fingerprint(spec.labels_path(data_dir))
     # a label that does not fit the declared task fails here, before the (slow) Feast join
     check_labels(labels[spec.label], task=spec.task, label=spec.label)
-    refs = feast.feature_refs(spec.feature_service)
+    refs, features = _snapshot_features(spec, feast)
     frame = feast.historical_features(feature_service=spec.feature_service, entity_df=labels)
     del labels  # the join's output holds the entity rows: one copy of them is enough
-    feature_names = [ref.split(":", 1)[-1] for ref in refs]
-    unknown_excluded = sorted(set(spec.exclude_features) - set(feature_names))
-    if unknown_excluded:
-        raise SchemaError(
-            f"exclude_features names {unknown_excluded} which feature service "
-            f"{spec.feature_service!r} does not provide ({feature_names}); fix the spec"
-        )
-    # the snapshot holds every feature of the service; exclude_features only narrows the model
-    features = feature_names
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise SchemaError(
@@ -252,7 +333,7 @@ def take_snapshot(
     keep = [*spec.labels.entity_columns, spec.labels.timestamp_column, spec.label, *features]
     frame = frame[keep]  # rebound first: the join's frame is freed before the next copy
     frame = normalise_dtypes(frame)
-    sort_by = [spec.labels.timestamp_column, *spec.labels.entity_columns]
+    sort_by = _sort_by(spec)
     canonical = canonical_frame(frame, sort_by=sort_by)
     del frame  # the unsorted copy; from here on only the canonical frame is held
     # one Arrow table of the canonical frame gives both the hash and the stored bytes:
@@ -264,31 +345,89 @@ def take_snapshot(
     data = _parquet_bytes(table)
     del table
     ts = canonical[spec.labels.timestamp_column]
-    manifest = {
+    manifest = _snapshot_manifest(
+        spec,
+        feast,
+        refs,
+        features,
+        rows=len(canonical),
+        schema={str(c): str(t) for c, t in canonical.dtypes.items()},
+        time_range=[str(ts.min()), str(ts.max())],
+        label_rate=_label_rate(canonical[spec.label]),
+        labels_source=labels_source,
+    )
+    rows = len(canonical)
+    del canonical, ts
+    created = artifacts.put_snapshot(frame_sha, data, manifest)
+    del data
+    return _snapshot_ref(spec, artifacts, frame_sha, rows, features, created)
+
+
+def _sort_by(spec: ModelPipeline) -> list[str]:
+    return [spec.labels.timestamp_column, *spec.labels.entity_columns]
+
+
+def _snapshot_features(spec: ModelPipeline, feast: FeastStore) -> tuple[list[str], list[str]]:
+    """The service's feature refs and feature names, ``exclude_features`` checked against them.
+
+    The snapshot holds every feature of the service; ``exclude_features`` only narrows the model.
+    """
+    refs = list(feast.feature_refs(spec.feature_service))
+    feature_names = [ref.split(":", 1)[-1] for ref in refs]
+    unknown_excluded = sorted(set(spec.exclude_features) - set(feature_names))
+    if unknown_excluded:
+        raise SchemaError(
+            f"exclude_features names {unknown_excluded} which feature service "
+            f"{spec.feature_service!r} does not provide ({feature_names}); fix the spec"
+        )
+    return refs, feature_names
+
+
+def _snapshot_manifest(
+    spec: ModelPipeline,
+    feast: FeastStore,
+    refs: Sequence[str],
+    features: Sequence[str],
+    *,
+    rows: int,
+    schema: dict[str, str],
+    time_range: list[str],
+    label_rate: float | None,
+    labels_source: dict[str, Any],
+) -> dict[str, Any]:
+    return {
         "pipeline": spec.name,
-        "rows": len(canonical),
-        "schema": {c: str(t) for c, t in canonical.dtypes.items()},
-        "sort_by": sort_by,
+        "rows": rows,
+        "schema": schema,
+        "sort_by": _sort_by(spec),
         "feature_service": spec.feature_service,
         "feature_refs": list(refs),
-        "features": features,
+        "features": list(features),
         "label": spec.label,
         "task": spec.task,
         "entity_columns": list(spec.labels.entity_columns),
         "timestamp_column": spec.labels.timestamp_column,
-        "time_range": [str(ts.min()), str(ts.max())],
-        "label_rate": _label_rate(canonical[spec.label]),
+        "time_range": time_range,
+        "label_rate": label_rate,
         "feast": feast.fingerprints(spec.feature_service),
         "labels_source": labels_source,  # metadata only
     }
-    created = artifacts.put_snapshot(frame_sha, data, manifest)
-    del data
+
+
+def _snapshot_ref(
+    spec: ModelPipeline,
+    artifacts: ArtifactRegistry,
+    frame_sha: str,
+    rows: int,
+    features: Sequence[str],
+    created: bool,
+) -> SnapshotBuild:
     stored = artifacts.snapshot_manifest(frame_sha)
-    ref = SnapshotBuild(
+    return SnapshotBuild(
         frame_sha256=frame_sha,
         file_sha256=stored["file_sha256"],
-        rows=len(canonical),
-        features=features,
+        rows=rows,
+        features=list(features),
         label=spec.label,
         timestamp_column=spec.labels.timestamp_column,
         entity_columns=list(spec.labels.entity_columns),
@@ -296,7 +435,43 @@ def take_snapshot(
         created=created,
         uri=artifacts.uri(artifacts.snapshot_key(frame_sha)),
     )
-    return ref, canonical
+
+
+def _streamed_snapshot(
+    spec: ModelPipeline,
+    feast: FeastStore,
+    artifacts: ArtifactRegistry,
+    files: list[Path],
+    schema: pa.Schema,
+    nulls: dict[str, int],
+    refs: list[str],
+    features: list[str],
+    labels_source: dict[str, Any],
+) -> SnapshotBuild:
+    """:func:`take_snapshot` by :func:`lockgate.lineage.snapshot_stream.stream_snapshot`."""
+    import tempfile
+
+    from lockgate.lineage.snapshot_stream import StreamUnsupported, stream_snapshot
+
+    with tempfile.TemporaryDirectory(prefix="lockgate-snapshot-") as work:
+        built = stream_snapshot(spec, feast, files, schema, nulls, Path(work))
+        if list(built.schema) != sorted([*_label_columns(spec), *features]):
+            raise StreamUnsupported(
+                f"the streamed columns {list(built.schema)} are not the frame's"
+            )
+        manifest = _snapshot_manifest(
+            spec,
+            feast,
+            refs,
+            features,
+            rows=built.rows,
+            schema=built.schema,
+            time_range=built.time_range,
+            label_rate=built.label_rate,
+            labels_source=labels_source,
+        )
+        created = artifacts.put_snapshot_file(built.frame_sha256, built.path, manifest)
+    return _snapshot_ref(spec, artifacts, built.frame_sha256, built.rows, features, created)
 
 
 def _label_rate(labels: pd.Series) -> float | None:

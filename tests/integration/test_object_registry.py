@@ -38,6 +38,7 @@ from tests.resources.test_artifacts import (  # noqa: F401
     test_a_record_that_does_not_list_the_files_is_not_stored,
     test_a_rerun_keeps_the_first_record,
     test_a_short_key_is_refused,
+    test_a_snapshot_file_is_stored_as_its_bytes_once,
     test_aliases_move_atomically_with_history,
     test_concurrent_alias_moves_lose_nothing,
     test_keys_cannot_escape_the_root,

@@ -124,7 +124,7 @@ def _fraud_snapshot(
     )
     feast.apply()
     registry = LocalArtifactRegistry(root=str(tmp_path / "artifacts"))
-    ref, _ = take_snapshot(fraud_lgbm, feast, registry)
+    ref = take_snapshot(fraud_lgbm, feast, registry)
     return feast, registry, dict(ref)
 
 

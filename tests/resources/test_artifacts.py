@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -80,6 +81,31 @@ def test_missing_versions_and_snapshots_are_named(registry: LocalArtifactRegistr
         registry.lock_record("fraud", "nope")
     with pytest.raises(ArtifactNotFoundError, match="materialize"):
         registry.snapshot_manifest("f" * 64)
+
+
+def test_a_snapshot_file_is_stored_as_its_bytes_once(
+    registry: LocalArtifactRegistry, tmp_path
+) -> None:
+    # the streamed snapshot hands the registry a file, not bytes (lineage/snapshot_stream.py)
+    sha = "c" * 64
+    source = tmp_path / "snapshot.parquet"
+    data = bytes(range(256)) * 9000  # more than one copy block
+    source.write_bytes(data)
+    assert registry.put_snapshot_file(sha, source, {"rows": 7}) is True
+    assert registry.read_snapshot_bytes(sha) == data
+    manifest = registry.snapshot_manifest(sha)
+    assert manifest["rows"] == 7
+    assert manifest["file_sha256"] == hashlib.sha256(data).hexdigest()
+    source.write_bytes(b"PAR1other")  # already stored: the first file is kept
+    assert registry.put_snapshot_file(sha, source, {"rows": 1}) is False
+    assert registry.read_snapshot_bytes(sha) == data
+    assert source.exists()  # the caller's file is left in place
+    # a file stored without its manifest (a writer that died between the two) must match
+    other = "d" * 64
+    registry.write_files_once("snapshots", {f"{other}.parquet": b"PAR1first"})
+    with pytest.raises(ImmutableArtifactError, match="immutable"):
+        registry.put_snapshot_file(other, source, {"rows": 1})
+    assert not registry.has_snapshot(other)
 
 
 def test_snapshot_is_written_once_and_checked(registry: LocalArtifactRegistry) -> None:
