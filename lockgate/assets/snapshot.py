@@ -123,18 +123,17 @@ def build_snapshot_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         snapshot: dict[str, Any],
         artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> Iterator[dg.AssetCheckResult]:
-        from lockgate.features.validation import run_suite, suite_columns
+        from lockgate.features.validation import run_suite_by_column
         from lockgate.lineage.steps import load_snapshot_frame, release_memory
 
         frame_sha = snapshot["frame_sha256"]
-        # only the columns the suite reads; when one is missing, all (its message lists them)
-        wanted = suite_columns(spec.validation, label=spec.label)
-        stored = artifacts.snapshot_manifest(frame_sha).get("schema", {})
-        needed = [c for c in stored if c in wanted]
-        subset = needed if needed and len(needed) == len(wanted) else None
-        frame = load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=subset)
-        outcomes = run_suite(frame, spec.validation, label=spec.label)
-        del frame
+        stored = list(artifacts.snapshot_manifest(frame_sha).get("schema", {}))
+
+        def read(columns: list[str]) -> Any:
+            # one column at a time: the suite's memory is one column's, whatever the rows
+            return load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=columns)
+
+        outcomes = run_suite_by_column(read, stored, spec.validation, label=spec.label)
         release_memory()
         artifacts.put_validation(
             frame_sha,

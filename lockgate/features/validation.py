@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,13 @@ from lockgate.spec import ColumnRule, DataValidation
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CheckOutcome", "check_names", "run_suite", "suite_columns"]
+__all__ = [
+    "CheckOutcome",
+    "check_names",
+    "run_suite",
+    "run_suite_by_column",
+    "suite_columns",
+]
 
 _TYPE_LISTS: dict[str, list[str]] = {
     "float": ["float64", "float32", "float16", "Float64", "Float32"],
@@ -188,11 +194,58 @@ def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) ->
         ...                              suite, label="y")]
         [True, False]
     """
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    groups, missing, _ = _plan(validation, label=label, available=list(frame.columns))
+    results = _validate([(frame, list(groups))], groups)
+    return _outcomes(validation, groups, missing, results, available=list(frame.columns))
 
-    groups: dict[str, list[tuple[Any, str, str]]] = {
+
+def run_suite_by_column(
+    read: Callable[[list[str]], pd.DataFrame],
+    available: Sequence[str],
+    validation: DataValidation,
+    *,
+    label: str,
+) -> list[CheckOutcome]:
+    """:func:`run_suite`'s outcomes, reading and validating one column at a time.
+
+    Every expectation of the suite reads one column (the row count reads any), so validating
+    each column's checks on a frame of that column alone gives the outcomes of the whole frame,
+    while only one column is in memory: what a large snapshot needs.
+
+    Args:
+        read: Gives a frame of the named columns of the data (every row).
+        available: The data's columns (for the message of a missing one).
+        validation: The suite.
+        label: The label column (``label_rate``).
+    """
+    groups, missing, columns = _plan(validation, label=label, available=list(available))
+    by_column: dict[str, list[str]] = {}
+    for name, column in columns.items():
+        if column is not None and name not in missing:
+            by_column.setdefault(column, []).append(name)
+    if not by_column:  # only the row count (and missing columns): one column, or none
+        by_column = {c: [] for c in list(available)[:1]} or {"": []}
+    first = next(iter(by_column))
+    by_column[first] = ["row_count", *by_column[first]]
+    results: list[Any] = []
+    for column, names in by_column.items():
+        frame = read([column] if column else [])
+        results += _validate([(frame, names)], groups)
+        del frame
+    return _outcomes(validation, groups, missing, results, available=list(available))
+
+
+_Group = list[tuple[Any, str, str]]
+
+
+def _plan(
+    validation: DataValidation, *, label: str, available: list[str]
+) -> tuple[dict[str, _Group], dict[str, str], dict[str, str | None]]:
+    """The expectations of each check, the checks whose column is missing, and each check's
+    column (None for the row count)."""
+    import great_expectations.expectations as gxe
+
+    groups: dict[str, _Group] = {
         "row_count": [
             (
                 gxe.ExpectTableRowCountToBeBetween(min_value=validation.min_rows),
@@ -201,10 +254,12 @@ def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) ->
             )
         ]
     }
+    columns: dict[str, str | None] = {"row_count": None}
     missing: dict[str, str] = {}
     if validation.label_rate is not None:
         low, high = validation.label_rate
-        if label in frame.columns:
+        columns["label_rate"] = label
+        if label in available:
             groups["label_rate"] = [
                 (
                     gxe.ExpectColumnMeanToBeBetween(column=label, min_value=low, max_value=high),
@@ -216,30 +271,56 @@ def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) ->
             groups["label_rate"], missing["label_rate"] = [], label
     for column, rule in sorted(validation.columns.items()):
         name = f"column_{column}"
-        if column in frame.columns:
+        columns[name] = column
+        if column in available:
             groups[name] = _column_expectations(column, rule)
         else:
             groups[name], missing[name] = [], column
+    return groups, missing, columns
 
-    owners: list[tuple[str, str, str]] = []
-    owner_by_id: dict[str, tuple[str, str, str]] = {}
-    order: dict[str, int] = {}
+
+def _validate(
+    batches: list[tuple[pd.DataFrame, list[str]]], groups: dict[str, _Group]
+) -> list[Any]:
+    """Great Expectations' results of the ``groups`` named with each frame, on that frame."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    results: list[Any] = []
     with _GX_LOCK:  # the ephemeral context is process-global in GX; build one at a time
         ctx = gx.get_context(mode="ephemeral")
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-        suite = gx.ExpectationSuite(name="lockgate")
-        for name in check_names(validation):
-            for expectation, threshold, fix in groups[name]:
-                suite.add_expectation(expectation)
-                owners.append((name, threshold, fix))
-                owner_by_id[_expectation_key(expectation)] = (name, threshold, fix)
-                order[_expectation_key(expectation)] = len(order)
         asset = ctx.data_sources.add_pandas("lockgate").add_dataframe_asset("snapshot")
-        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(
-            batch_parameters={"dataframe": frame}
-        )
-        results = batch.validate(suite).results
+        definition = asset.add_batch_definition_whole_dataframe("all")
+        for i, (frame, names) in enumerate(batches):
+            suite = gx.ExpectationSuite(name=f"lockgate_{i}")
+            for name in names:
+                for expectation, _, _ in groups[name]:
+                    suite.add_expectation(expectation)
+            if not suite.expectations:
+                continue
+            batch = definition.get_batch(batch_parameters={"dataframe": frame})
+            results += batch.validate(suite).results
+            del batch
+    return results
 
+
+def _outcomes(
+    validation: DataValidation,
+    groups: dict[str, _Group],
+    missing: dict[str, str],
+    results: list[Any],
+    *,
+    available: list[str],
+) -> list[CheckOutcome]:
+    owners: list[tuple[str, str, str]] = []
+    owner_by_id: dict[str, tuple[str, str, str]] = {}
+    order: dict[str, int] = {}
+    for name in check_names(validation):
+        for expectation, threshold, fix in groups[name]:
+            owners.append((name, threshold, fix))
+            owner_by_id[_expectation_key(expectation)] = (name, threshold, fix)
+            order[_expectation_key(expectation)] = len(order)
     failures: dict[str, list[dict[str, Any]]] = {n: [] for n in check_names(validation)}
     observed: dict[str, dict[str, Any]] = {n: {} for n in check_names(validation)}
     # report failures in suite order (dtype before nulls before ranges), whatever GX returns
@@ -263,7 +344,7 @@ def run_suite(frame: pd.DataFrame, validation: DataValidation, *, label: str) ->
         failures[name].append(
             {
                 "expectation": "expect_column_to_exist",
-                "observed": f"column {column!r} missing (columns: {sorted(frame.columns)})",
+                "observed": f"column {column!r} missing (columns: {sorted(available)})",
                 "threshold": "column present",
                 "fix": f"add {column!r} to the feature service or labels, or drop its rule",
             }

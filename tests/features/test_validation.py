@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lockgate.features.validation import check_names, run_suite
+from lockgate.features.validation import check_names, run_suite, run_suite_by_column
 from lockgate.spec import ColumnRule, DataValidation
 
 SUITE = DataValidation(
@@ -99,3 +99,55 @@ def test_an_open_ended_range_reads_as_a_bound_not_a_python_none() -> None:
     (failure,) = outcome.failures
     assert failure["threshold"] == "values >= 0"
     assert "None" not in str(outcome.metadata())
+
+
+def _variants() -> list[pd.DataFrame]:
+    bad = _good()
+    bad.loc[0, "amount"] = 1000.0
+    bad.loc[1, "country"] = "XX"
+    return [
+        _good(),
+        _good().assign(amount=[np.nan] * 5 + [1.0]),
+        _good().assign(hour=["0", "5", "23", "12", "1", "2"]),
+        bad,
+        _good().head(3),
+        _good().assign(y=0),
+        _good().drop(columns=["country"]),
+        _good().drop(columns=["y"]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_one_column_at_a_time_gives_the_whole_frames_outcomes(case: int) -> None:
+    # the data-quality step validates a large snapshot one column at a time (run_suite_by_column)
+    frame = _variants()[case]
+    reads: list[list[str]] = []
+
+    def read(columns: list[str]) -> pd.DataFrame:
+        reads.append(columns)
+        return frame[columns]
+
+    by_column = run_suite_by_column(read, list(frame.columns), SUITE, label="y")
+    assert by_column == run_suite(frame, SUITE, label="y")
+    assert all(len(columns) == 1 for columns in reads)
+    assert len(reads) == len({c[0] for c in reads})  # each column read once
+
+
+def test_the_label_rule_and_the_label_rate_share_one_read() -> None:
+    suite = SUITE.model_copy(
+        update={"columns": {**SUITE.columns, "y": ColumnRule(dtype="int", allowed=(0, 1))}}
+    )
+    frame = _good()
+    reads: list[list[str]] = []
+
+    def read(columns: list[str]) -> pd.DataFrame:
+        reads.append(columns)
+        return frame[columns]
+
+    outcomes = run_suite_by_column(read, list(frame.columns), suite, label="y")
+    assert outcomes == run_suite(frame, suite, label="y")
+    assert sorted(reads) == [["amount"], ["country"], ["hour"], ["y"]]
+    only_rows = DataValidation(min_rows=10)
+    (row_count,) = run_suite_by_column(read, list(frame.columns), only_rows, label="y")
+    assert not row_count.passed  # 6 rows < 10, counted on one column
+    assert row_count.observed["expect_table_row_count_to_be_between"] == 6
