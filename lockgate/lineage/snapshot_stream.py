@@ -325,6 +325,7 @@ def stream_snapshot(
             )
         except Exception as exc:
             _raise_if_disk(exc, work_dir)
+            _raise_if_memory(exc, memory_limit, threads)
             raise
         finally:
             try:
@@ -363,6 +364,18 @@ def _raise_if_disk(exc: BaseException, work_dir: Path) -> None:
             f"writing the snapshot's work files under {work_dir} failed ({text}); rule: the "
             "snapshot is sorted on disk, which needs about twice its size free there; fix: free "
             "space, or point TMPDIR at a larger disk"
+        ) from exc
+
+
+def _raise_if_memory(exc: BaseException, memory_limit: str, threads: int) -> None:
+    """An ArtifactError naming the settings when DuckDB ran out of its memory limit."""
+    text = f"{type(exc).__name__}: {exc}"
+    if "Out of Memory" in text or "OutOfMemory" in text:
+        raise ArtifactError(
+            f"the snapshot's join and sort ran out of DuckDB's memory limit ({text}); rule: "
+            f"DuckDB spills to disk beyond LOCKGATE_SNAPSHOT_MEMORY_LIMIT={memory_limit!r}, but "
+            f"each of its {threads} thread(s) needs some memory of its own; fix: raise "
+            "LOCKGATE_SNAPSHOT_MEMORY_LIMIT (e.g. 1GB) or lower LOCKGATE_SNAPSHOT_THREADS"
         ) from exc
 
 

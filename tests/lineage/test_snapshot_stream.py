@@ -326,3 +326,17 @@ def test_a_full_work_disk_is_named_and_stores_nothing(
         take_snapshot(fraud_lgbm, feast, registry, stream=True)
     assert "No space left" in str(caught.value)
     assert registry.list_prefix("snapshots") == []
+
+
+@pytest.mark.integration
+def test_a_memory_limit_too_small_for_duckdb_names_the_setting(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feast = _feast(tmp_path, world)
+    registry = LocalArtifactRegistry(root=str(tmp_path / "artifacts"))
+    monkeypatch.setenv("LOCKGATE_SNAPSHOT_MEMORY_LIMIT", "1MB")
+    with pytest.raises(ArtifactError, match="raise LOCKGATE_SNAPSHOT_MEMORY_LIMIT"):
+        take_snapshot(fraud_lgbm, feast, registry, stream=True)
+    assert registry.list_prefix("snapshots") == []
+    monkeypatch.setenv("LOCKGATE_SNAPSHOT_MEMORY_LIMIT", "256MB")  # the engine was reset
+    assert take_snapshot(fraud_lgbm, feast, registry, stream=True)["rows"] > 1000

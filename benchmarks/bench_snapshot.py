@@ -1,0 +1,133 @@
+"""The snapshot step alone, streamed vs in memory, at a data size: time, peak RSS, same bytes.
+
+``take_snapshot`` builds one snapshot two ways (lockgate/lineage/snapshot_stream.py): DuckDB
+joins and sorts on disk and Arrow writes row groups ("stream"), or pandas builds the frame
+("memory"). Each run is a fresh process (its peak RSS is its own) on the data of
+``bench_scale.py`` (generate it there first: ``bench_scale.py --scales 100`` keeps it under
+``--data-root``). Runs are interleaved (stream, memory, stream, ...) so the machine's load
+falls on both alike; the result records the frame and file hashes of each, which must agree.
+
+Example (recorded in ``benchmarks/results/snapshot.json``, summarised in
+``benchmarks/results/scale.md``)::
+
+    .venv/bin/python benchmarks/bench_snapshot.py --scale 100 --modes stream memory
+    .venv/bin/python benchmarks/bench_snapshot.py --scale 10 --modes stream stream:2GB memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _common import document_head, write_json  # noqa: E402
+
+DEFAULT_OUT = ROOT / "benchmarks" / "results" / "snapshot.json"
+
+
+def _worker(data_dir: Path, home: Path, mode: str, result: Path) -> None:
+    """One snapshot in this process; writes its numbers to ``result``."""
+    from lockgate import Environment
+    from lockgate.lineage.registry import LocalArtifactRegistry
+    from lockgate.lineage.steps import take_snapshot
+    from pipelines.feature_repo import fraud_feast_store
+    from pipelines.fraud import fraud_lgbm
+
+    env = Environment.local(home)
+    env.home.mkdir(parents=True, exist_ok=True)
+    env.data_dir.symlink_to(data_dir, target_is_directory=True)
+    feast = fraud_feast_store(env)
+    feast.apply()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    registry = LocalArtifactRegistry(root=str(home / "artifacts"))
+    started = time.perf_counter()
+    ref = take_snapshot(fraud_lgbm, feast, registry, stream=mode == "stream")
+    seconds = time.perf_counter() - started
+    result.write_text(
+        json.dumps(
+            {
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mb_before_snapshot": round(before),
+                "rows": ref["rows"],
+                "frame_sha256": ref["frame_sha256"],
+                "file_sha256": ref["file_sha256"],
+            }
+        )
+    )
+
+
+def _run(data_dir: Path, mode: str, work: Path, timeout_s: float) -> dict[str, Any]:
+    kind, _, limit = mode.partition(":")
+    home = work / mode.replace(":", "_")
+    shutil.rmtree(home, ignore_errors=True)
+    result = work / f"{mode.replace(':', '_')}.json"
+    env = dict(os.environ)
+    if limit:
+        env["LOCKGATE_SNAPSHOT_MEMORY_LIMIT"] = limit
+    argv = [sys.executable, __file__, "--worker", str(data_dir), str(home), kind, str(result)]
+    started = time.perf_counter()
+    proc = subprocess.run(argv, env=env, timeout=timeout_s, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    shutil.rmtree(home, ignore_errors=True)
+    if proc.returncode != 0:
+        return {"mode": mode, "error": proc.stderr[-2000:], "wall_seconds": round(wall, 1)}
+    row: dict[str, Any] = json.loads(result.read_text())
+    return {"mode": mode, **row, "load_1min": round(os.getloadavg()[0], 1)}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        _worker(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], Path(sys.argv[5]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["stream", "memory"],
+        help="stream, memory, or stream:<DuckDB memory limit> such as stream:2GB",
+    )
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--data-root", default=str(Path(tempfile.gettempdir()) / "bench_scale"))
+    parser.add_argument("--out", default=str(DEFAULT_OUT))
+    parser.add_argument("--append", action="store_true", help="keep the file's earlier rows")
+    parser.add_argument("--timeout-s", type=float, default=3600.0)
+    args = parser.parse_args()
+    data_dir = Path(args.data_root) / f"x{args.scale}"
+    if not (data_dir / "labels").is_dir():
+        raise SystemExit(f"no data at {data_dir}: run bench_scale.py --scales {args.scale} first")
+    load_before = os.getloadavg()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-snapshot-") as work:
+        for _ in range(args.rounds):
+            for mode in args.modes:
+                row = _run(data_dir, mode, Path(work), args.timeout_s)
+                print(json.dumps(row))
+                runs.append({"scale": args.scale, **row})
+    hashes = {(r["frame_sha256"], r["file_sha256"]) for r in runs if "frame_sha256" in r}
+    out = Path(args.out)
+    previous = json.loads(out.read_text())["runs"] if args.append and out.exists() else []
+    document = {
+        **document_head("snapshot step, streamed vs in memory", load_before),
+        "command": " ".join(["benchmarks/bench_snapshot.py", *sys.argv[1:]]),
+        "runs": [*previous, *runs],
+        "same_snapshot_every_run": len(hashes) == 1,
+    }
+    write_json(out, document)
+    print(f"wrote {out}; same snapshot in every run: {len(hashes) == 1}")
+
+
+if __name__ == "__main__":
+    main()
