@@ -39,14 +39,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from lockgate._util.objectstore import (
     ObjectStoreLocation,
     conditional_put,
 )
 from lockgate.errors import ArtifactError, ArtifactNotFoundError, ImmutableArtifactError
-from lockgate.lineage.hashing import canonical_json, sha256_bytes, sha256_file
 from lockgate.lineage.registry import ArtifactRegistry, _check_key
 from lockgate.lineage.signing import KEY_ENV
 from lockgate.state.registry import SwapStoreKeys
@@ -147,26 +145,10 @@ class _ObjectStorage(ObjectStoreLocation, ArtifactRegistry):
                     "content; artifacts are immutable: write a new version"
                 )
 
-    def put_snapshot_file(
-        self, frame_sha: str, path: str | Path, manifest: Mapping[str, Any]
-    ) -> bool:
-        """:meth:`put_snapshot` of a local file, uploaded by fsspec from the file (streamed)."""
-        if self.has_snapshot(frame_sha):
-            return False
-        file_sha = sha256_file(path)
-        key = self.snapshot_key(frame_sha)
-        if self.exists(key):
-            if sha256_bytes(self.read_bytes(key)) != file_sha:
-                raise ImmutableArtifactError(
-                    f"{self.uri(key)} already exists with different content; artifacts are "
-                    "immutable: write a new version instead of changing this one"
-                )
-        else:
-            fs, _ = self.filesystem()
-            fs.put_file(str(path), self._path(key))
-        body = dict(manifest, frame_sha256=frame_sha, file_sha256=file_sha)
-        self.write_files_once("snapshots", {f"{frame_sha}.json": canonical_json(body)})
-        return True
+    def _put_file(self, key: str, path: Path, file_sha: str) -> None:
+        """Uploaded by fsspec from the file (in parts, never held whole)."""
+        fs, _ = self.filesystem()
+        fs.put_file(str(path), self._path(key))
 
     def swap_bytes(self, key: str, expected: bytes | None, data: bytes) -> bool:
         fs, _ = self.filesystem()

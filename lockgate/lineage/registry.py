@@ -282,12 +282,31 @@ class ArtifactRegistry(BaseModel, ABC):
     ) -> bool:
         """:meth:`put_snapshot` of the Parquet file at ``path`` (left in place).
 
-        Registries that can copy a file without holding it in memory do so; this default
-        reads it.
+        The file is copied or uploaded block by block where the registry can
+        (:meth:`_put_file`), never held in memory whole.
         """
         if self.has_snapshot(frame_sha):
-            return False
-        return self.put_snapshot(frame_sha, Path(path).read_bytes(), manifest)
+            return False  # content-addressed: the first provenance record is kept
+        file_sha = sha256_file(path)
+        key = self.snapshot_key(frame_sha)
+        if not self.exists(key):
+            self._put_file(key, Path(path), file_sha)
+        elif self._stored_sha256(key) != file_sha:  # a writer died before the manifest
+            raise ImmutableArtifactError(
+                f"{self.uri(key)} already exists with different content; artifacts are "
+                "immutable: write a new version instead of changing this one"
+            )
+        body = dict(manifest, frame_sha256=frame_sha, file_sha256=file_sha)
+        self.write_files_once("snapshots", {f"{frame_sha}.json": canonical_json(body)})
+        return True
+
+    def _put_file(self, key: str, path: Path, file_sha: str) -> None:
+        """Store the file at ``path`` as ``key`` (this default reads it whole)."""
+        prefix, _, name = key.rpartition("/")
+        self.write_group(prefix, {name: path.read_bytes()})
+
+    def _stored_sha256(self, key: str) -> str:
+        return sha256_bytes(self.read_bytes(key))
 
     def read_snapshot_bytes(self, frame_sha: str) -> bytes:
         """The Parquet bytes of snapshot ``frame_sha``, checked against the manifest."""
@@ -674,41 +693,27 @@ class LocalArtifactRegistry(ArtifactRegistry):
 
         return FileSwapStore(root=self.root).swap(_check_key(key), expected, data)
 
-    def put_snapshot_file(
-        self, frame_sha: str, path: str | Path, manifest: Mapping[str, Any]
-    ) -> bool:
-        """:meth:`put_snapshot` of a file, copied in 1 MiB blocks (never held in memory)."""
-        if self.has_snapshot(frame_sha):
-            return False
-        file_sha = sha256_file(path)
-        name = f"{frame_sha}.parquet"
-        key = f"snapshots/{name}"
+    def _put_file(self, key: str, path: Path, file_sha: str) -> None:
+        """Copied in 1 MiB blocks into a staging folder, checked, then renamed into place."""
         target = self._path(key)
-        if self.exists(key):
-            if sha256_file(target) != file_sha:
-                raise ImmutableArtifactError(
-                    f"{target} already exists with different content; artifacts are "
-                    "immutable: write a new version instead of changing this one"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        try:
+            with open(path, "rb") as source, open(staging / target.name, "wb") as handle:
+                shutil.copyfileobj(source, handle, 1 << 20)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if sha256_file(staging / target.name) != file_sha:
+                raise ArtifactIntegrityError(
+                    f"the copy of {path} into the registry does not match the file; rule: a "
+                    "snapshot is stored exactly as written; fix: check the disk, then retry"
                 )
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-            try:
-                with open(path, "rb") as source, open(staging / name, "wb") as handle:
-                    shutil.copyfileobj(source, handle, 1 << 20)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                if sha256_file(staging / name) != file_sha:
-                    raise ArtifactIntegrityError(
-                        f"the copy of {path} into the registry does not match the file; rule: "
-                        "a snapshot is stored exactly as written; fix: check the disk, retry"
-                    )
-                os.replace(staging / name, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-        body = dict(manifest, frame_sha256=frame_sha, file_sha256=file_sha)
-        self.write_files_once("snapshots", {f"{frame_sha}.json": canonical_json(body)})
-        return True
+            os.replace(staging / target.name, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _stored_sha256(self, key: str) -> str:
+        return sha256_file(self._path(key))
 
     def _path(self, key: str) -> Path:
         return Path(self.root) / _check_key(key)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,15 +119,20 @@ def _variants() -> list[pd.DataFrame]:
     ]
 
 
+def _reader(frame: pd.DataFrame, reads: list[list[str]]) -> Callable[[list[str]], pd.DataFrame]:
+    def read(columns: list[str]) -> pd.DataFrame:
+        reads.append(columns)
+        return frame[columns]
+
+    return read
+
+
 @pytest.mark.parametrize("case", range(8))
 def test_one_column_at_a_time_gives_the_whole_frames_outcomes(case: int) -> None:
     # the data-quality step validates a large snapshot one column at a time (run_suite_by_column)
     frame = _variants()[case]
     reads: list[list[str]] = []
-
-    def read(columns: list[str]) -> pd.DataFrame:
-        reads.append(columns)
-        return frame[columns]
+    read = _reader(frame, reads)
 
     by_column = run_suite_by_column(read, list(frame.columns), SUITE, label="y")
     assert by_column == run_suite(frame, SUITE, label="y")
@@ -139,10 +146,7 @@ def test_the_label_rule_and_the_label_rate_share_one_read() -> None:
     )
     frame = _good()
     reads: list[list[str]] = []
-
-    def read(columns: list[str]) -> pd.DataFrame:
-        reads.append(columns)
-        return frame[columns]
+    read = _reader(frame, reads)
 
     outcomes = run_suite_by_column(read, list(frame.columns), suite, label="y")
     assert outcomes == run_suite(frame, suite, label="y")
