@@ -17,6 +17,7 @@ Example (recorded in ``benchmarks/results/snapshot.json``, summarised in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -68,23 +69,51 @@ def _worker(data_dir: Path, home: Path, mode: str, result: Path) -> None:
     )
 
 
+def _tree_bytes(folder: Path) -> int:
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += os.stat(os.path.join(dirpath, name)).st_size
+    return total
+
+
 def _run(data_dir: Path, mode: str, work: Path, timeout_s: float) -> dict[str, Any]:
+    """One worker; also samples the size of its TMPDIR (DuckDB's spill and the sorted copy)."""
     kind, _, limit = mode.partition(":")
     home = work / mode.replace(":", "_")
-    shutil.rmtree(home, ignore_errors=True)
+    scratch = work / f"tmp-{mode.replace(':', '_')}"
+    for folder in (home, scratch):
+        shutil.rmtree(folder, ignore_errors=True)
+    scratch.mkdir()
     result = work / f"{mode.replace(':', '_')}.json"
-    env = dict(os.environ)
+    env = dict(os.environ, TMPDIR=str(scratch))
     if limit:
         env["LOCKGATE_SNAPSHOT_MEMORY_LIMIT"] = limit
     argv = [sys.executable, __file__, "--worker", str(data_dir), str(home), kind, str(result)]
     started = time.perf_counter()
-    proc = subprocess.run(argv, env=env, timeout=timeout_s, capture_output=True, text=True)
+    peak_disk = 0
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        while proc.poll() is None:
+            peak_disk = max(peak_disk, _tree_bytes(scratch))
+            if time.perf_counter() - started > timeout_s:
+                proc.kill()
+            time.sleep(1.0)
+        output = proc.stdout.read() if proc.stdout else ""
     wall = time.perf_counter() - started
-    shutil.rmtree(home, ignore_errors=True)
+    for folder in (home, scratch):
+        shutil.rmtree(folder, ignore_errors=True)
     if proc.returncode != 0:
-        return {"mode": mode, "error": proc.stderr[-2000:], "wall_seconds": round(wall, 1)}
+        return {"mode": mode, "error": output[-2000:], "wall_seconds": round(wall, 1)}
     row: dict[str, Any] = json.loads(result.read_text())
-    return {"mode": mode, **row, "load_1min": round(os.getloadavg()[0], 1)}
+    return {
+        "mode": mode,
+        **row,
+        "peak_tmp_disk_mb": round(peak_disk / 2**20),
+        "load_1min": round(os.getloadavg()[0], 1),
+    }
 
 
 def main() -> None:
