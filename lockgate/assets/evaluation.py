@@ -29,6 +29,7 @@ def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
         artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
         from lockgate.lineage.hashing import canonical_json
+        from lockgate.lineage.snapshot_rows import load_holdout_frame
         from lockgate.lineage.steps import evaluate_version, load_snapshot_frame, release_memory
 
         version = weights["version"]
@@ -40,9 +41,18 @@ def build_evaluation_report(spec: ModelPipeline) -> dg.AssetsDefinition:
         )
         stored = artifacts.snapshot_manifest(sha).get("schema", {})
         subset = [c for c in stored if c in wanted]
-        columns = subset if len(subset) == len(wanted) else None  # missing: all, as before
-        frame = load_snapshot_frame(artifacts, sha, verify_content=False, columns=columns)
-        report = evaluate_version(artifacts, spec.name, version, frame)
+        selected = False
+        if len(subset) == len(wanted):  # the held-out rows of those columns only
+            frame, selected = load_holdout_frame(
+                artifacts,
+                sha,
+                columns=subset,
+                timestamp_column=record["split"]["timestamp_column"],
+                holdout_fraction=record["split"]["holdout_fraction"],
+            )
+        else:  # a column is missing: every column, and evaluate_version's error names it
+            frame = load_snapshot_frame(artifacts, sha, verify_content=False)
+        report = evaluate_version(artifacts, spec.name, version, frame, rows_selected=selected)
         del frame
         release_memory()
         artifacts.put_report(spec.name, version, {"evaluation.json": canonical_json(report)})

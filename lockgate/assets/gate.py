@@ -76,8 +76,12 @@ def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
         snapshot: dict[str, Any],
         artifacts: dg.ResourceParam[ArtifactRegistry],
     ) -> dg.Output[dict[str, Any]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         from lockgate.evaluation.report import gold_mask
-        from lockgate.lineage.hashing import canonical_frame, frame_sha256
+        from lockgate.lineage.hashing import canonical_frame, table_sha256
+        from lockgate.lineage.snapshot_rows import parquet_gold_mask
         from lockgate.lineage.steps import (
             load_snapshot_frame,
             release_memory,
@@ -86,45 +90,54 @@ def build_gold_set(spec: ModelPipeline) -> dg.AssetsDefinition:
 
         manifest = artifacts.snapshot_manifest(snapshot["frame_sha256"])
         key = gate.gold.key
-        # the gold key first, then only the gold rows (not the whole snapshot in pandas); a
-        # key the snapshot lacks: every column, and gold_mask's error names them
-        stored = key in manifest.get("schema", {})
-        keys = load_snapshot_frame(
-            artifacts,
-            snapshot["frame_sha256"],
-            verify_content=False,
-            columns=[key] if stored else None,
-        )
-        mask = gold_mask(keys, gate.gold)
-        del keys
+        # the gold key's Arrow values first, a row group at a time, then only the gold rows
+        # (never the whole snapshot, nor a Python string per key); a key the snapshot lacks:
+        # every column, and gold_mask's error names them
+        if key in manifest.get("schema", {}):
+            data = artifacts.read_snapshot_bytes(snapshot["frame_sha256"])
+            mask = parquet_gold_mask(pq.ParquetFile(pa.BufferReader(data)), gate.gold)
+            del data
+        else:
+            mask = gold_mask(
+                load_snapshot_frame(artifacts, snapshot["frame_sha256"], verify_content=False),
+                gate.gold,
+            )
         rows = load_snapshot_frame(
             artifacts, snapshot["frame_sha256"], verify_content=False, rows=mask
         )
+        del mask
         gold = canonical_frame(rows, sort_by=manifest["sort_by"])
         del rows
         release_memory()
-        sha = frame_sha256(gold, sort_by=manifest["sort_by"])
+        # frame_sha256(gold, sort_by=...) without its copy: gold is canonical already (and
+        # canonical_frame of a canonical frame is the same frame), so its table hashes as it is
+        sha = table_sha256(pa.Table.from_pandas(gold, preserve_index=False))
         # binary: the positives; multiclass: the rows of the rarest class; regression: none
         positives = _gold_positives(gold[spec.label], spec.task)
+        data = snapshot_parquet_bytes(gold)
+        rows_count = len(gold)
+        del gold
+        release_memory()  # later steps of the run start without the gold frame
         artifacts.put_snapshot(
             sha,
-            snapshot_parquet_bytes(gold),
+            data,
             {
                 "kind": "gold",
                 "pipeline": spec.name,
                 "parent_snapshot": snapshot["frame_sha256"],
-                "rows": len(gold),
+                "rows": rows_count,
                 "positives": positives,
                 "sort_by": manifest["sort_by"],
                 "gold": gate.gold.model_dump(),
             },
         )
-        context.log.info(f"gold set {sha[:12]}: {len(gold)} rows, {positives} positives")
+        del data
+        context.log.info(f"gold set {sha[:12]}: {rows_count} rows, {positives} positives")
         return dg.Output(
-            {"gold_sha256": sha, "rows": len(gold), "positives": positives},
+            {"gold_sha256": sha, "rows": rows_count, "positives": positives},
             metadata={
                 "gold_sha256": sha,
-                "dagster/row_count": len(gold),
+                "dagster/row_count": rows_count,
                 "positives": positives,
                 "parent_snapshot": snapshot["frame_sha256"],
                 "rule": f"sha256({gate.gold.salt!r} + {gate.gold.key}) < {gate.gold.fraction}",
@@ -281,7 +294,7 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         from lockgate.evaluation.comparison_table import comparison_rows
         from lockgate.evaluation.report import build_report
         from lockgate.lineage.registry import content_id
-        from lockgate.lineage.steps import load_snapshot_frame, load_trained_model
+        from lockgate.lineage.steps import load_snapshot_frame, load_trained_model, release_memory
 
         version = weights["version"]
         # a rerun of the champion compares it with the champion: itself (every change is 0)
@@ -317,8 +330,11 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         # the first run's report (with its run id and time) is kept
         report_id = content_id(report)
         prefix = artifacts.report_prefix(spec.name, version)
+        labels = frame[spec.label].to_numpy()  # all the rest needs of the gold rows
+        del frame
+        release_memory()
         if spec.task == "binary":
-            y = frame[spec.label].to_numpy()
+            y = labels
             named = {f"challenger {version}": scores["challenger"]}
             if champion_version and champion_version != version:
                 named[f"champion {champion_version}"] = scores["champion"]
@@ -336,7 +352,7 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
                     metric=gate.slice_metric,
                 )
         else:
-            images = plots.report_plots(report, frame[spec.label].to_numpy(), scores)
+            images = plots.report_plots(report, labels, scores)
         # plots first, the report last: a report counts once its plots are stored; a rerun
         # keeps the first run's renderings
         artifacts.put_report(
@@ -412,7 +428,7 @@ def build_gated_evaluation(spec: ModelPipeline) -> dg.AssetsDefinition:
         metadata.update(
             evaluation_views(
                 report,
-                frame[spec.label].to_numpy() if spec.task == "binary" else None,
+                labels if spec.task == "binary" else None,
                 scores,
                 {name: artifacts.uri(f"{prefix}/{report_id}-{name}") for name in images},
             )

@@ -57,6 +57,7 @@ from lockgate.tasks import metrics as _metrics
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from lockgate.training import TrainedModel
 
@@ -65,6 +66,7 @@ __all__ = [
     "build_report",
     "encode_labels",
     "gold_mask",
+    "gold_mask_arrow",
     "predict",
     "run_edge_cases",
     "slice_table",
@@ -92,6 +94,64 @@ def gold_mask(frame: pd.DataFrame, gold: GoldSet) -> np.ndarray:
         count=len(keys),
     )
     return buckets < cut
+
+
+def gold_mask_arrow(column: pa.Array | pa.ChunkedArray, gold: GoldSet) -> np.ndarray:
+    """:func:`gold_mask` of the key column as Arrow values, without a pandas column.
+
+    The mask is that of ``gold_mask(pd.DataFrame({gold.key: column.to_pandas()}), gold)``.
+    A string key is hashed from its UTF-8 bytes as Arrow stores them (what ``str.encode``
+    gives back for the value pandas would decode; a missing key hashes as ``"None"``, as
+    ``astype(str)`` spells it), one chunk at a time: no Python string per row is kept, so
+    a key column of millions of rows costs its Arrow buffers only. Other key types take the
+    pandas path of :func:`gold_mask`.
+
+    Raises:
+        pyarrow.ArrowInvalid: a string value is not valid UTF-8 (pandas could not decode it
+            either).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return gold_mask(pd.DataFrame({gold.key: column.to_pandas()}), gold)
+    cut = round(gold.fraction * _BUCKETS)
+    salted = hashlib.sha256(gold.salt.encode())
+    missing = int.from_bytes(_salted_digest(salted, b"None")[:8], "big") % _BUCKETS
+    parts = [np.zeros(0, dtype=bool)]
+    for chunk in chunks:
+        chunk.validate(full=True)  # UTF-8, as pandas' decoding would check it
+        n = len(chunk)
+        offsets_type = "<i8" if pa.types.is_large_string(chunk.type) else "<i4"
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        if offsets_buffer is None:  # an empty or all-null array may have none
+            offsets = [0] * (n + 1)
+        else:
+            array = np.frombuffer(offsets_buffer, dtype=offsets_type)
+            offsets = array[chunk.offset : chunk.offset + n + 1].tolist()
+        data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False).tolist()
+        buckets = np.fromiter(
+            (
+                int.from_bytes(_salted_digest(salted, data[offsets[i] : offsets[i + 1]])[:8], "big")
+                % _BUCKETS
+                if valid[i]
+                else missing
+                for i in range(n)
+            ),
+            dtype=np.int64,
+            count=n,
+        )
+        parts.append(buckets < cut)
+    return np.concatenate(parts)
+
+
+def _salted_digest(salted: Any, value: Any) -> bytes:
+    """sha256 of the salt (the state of ``salted``) followed by ``value`` (bytes-like)."""
+    digest = salted.copy()
+    digest.update(value)
+    return bytes(digest.digest())
 
 
 def _slice_column(gold: pd.DataFrame, spec: SliceSpec) -> pd.Series:

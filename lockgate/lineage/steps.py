@@ -492,14 +492,14 @@ def load_snapshot_frame(
     """Read a stored snapshot, checking the file hash and (by default) the frame hash.
 
     ``columns`` reads only those columns (in that order); ``rows`` (a boolean mask, one entry
-    per stored row) keeps only those rows, chosen on the Arrow table before pandas builds the
-    frame, with a fresh RangeIndex. The frame hash covers every row and column, so either needs
-    ``verify_content=False`` (the file hash is still checked; :func:`verify_snapshot` checks
-    the frame hash column by column). The Arrow table is released column by column while the
-    frame is built, so the peak is about one frame, not two.
+    per stored row) keeps only those rows, filtered out of each row group as it is decoded
+    (never the whole table), with a fresh RangeIndex. The frame hash covers every row and
+    column, so either needs ``verify_content=False`` (the file hash is still checked;
+    :func:`verify_snapshot` checks the frame hash column by column). The Arrow table is
+    released column by column while the frame is built, so the peak is about one frame, not
+    two (:mod:`lockgate.lineage.snapshot_rows`).
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if (columns is not None or rows is not None) and verify_content:
         what = f"columns={list(columns)}" if columns is not None else "rows=..."
@@ -508,24 +508,10 @@ def load_snapshot_frame(
             f"{frame_sha[:12]}: its hash covers every row and column. Fix: pass "
             "verify_content=False (the file hash is still checked) or read all of it"
         )
-    data = artifacts.read_snapshot_bytes(frame_sha)
-    try:
-        table = pq.read_table(
-            pa.BufferReader(data), columns=list(columns) if columns is not None else None
-        )
-        del data
-        if rows is not None:
-            mask = pa.array(rows, type=pa.bool_())
-            if len(mask) != table.num_rows:
-                raise SchemaError(
-                    f"rows= has {len(mask)} entries, snapshot {frame_sha[:12]} {table.num_rows} "
-                    "rows; fix: pass one boolean per stored row"
-                )
-            table = table.filter(mask)
-        # a snapshot is stored in canonical order: its table hashes as it is, before pandas
-        verified = verify_content and table_sha256(table) == frame_sha
-        frame = table.to_pandas(split_blocks=True, self_destruct=True)
-        del table
+    from lockgate.lineage.snapshot_rows import read_frame
+
+    try:  # the rows kept are read a row group at a time
+        frame, verified = read_frame(artifacts, frame_sha, columns, rows, verify_content)
     except (pa.ArrowException, OSError) as exc:
         raise CorruptDataError(
             f"snapshot {frame_sha[:12]} cannot be read as Parquet ({exc}); restore it or "
@@ -624,25 +610,37 @@ def load_training_frame(
     the time and gold key columns, and the flag is False: ``train_version`` splits it.
     """
     verify_snapshot(artifacts, frame_sha)
+    release_memory()  # each phase's Arrow buffers go back before the next one's pandas frames
     gold_key = gold["key"] if gold is not None else None
     head = list(dict.fromkeys([timestamp_column, *([gold_key] if gold_key else [])]))
-    keys = load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=head)
-    if not keys[timestamp_column].is_monotonic_increasing:
+    # the time column alone in pandas; the gold key is hashed from its Arrow values below
+    times = load_snapshot_frame(
+        artifacts, frame_sha, verify_content=False, columns=[timestamp_column]
+    )
+    if not times[timestamp_column].is_monotonic_increasing:
         every = list(dict.fromkeys([*columns, *head]))
         return load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=every), False
     import numpy as np
 
     train, _ = split_frame(
-        keys, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
+        times, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
     )
-    mask = np.zeros(len(keys), dtype=bool)
-    mask[: len(train)] = True  # sorted by time: the training part is a prefix
+    cut = len(train)
+    mask = np.zeros(len(times), dtype=bool)
+    del train, times
+    mask[:cut] = True  # sorted by time: the training part is a prefix
     if gold is not None:
-        from lockgate.evaluation.gate import GoldSet
-        from lockgate.evaluation.report import gold_mask
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        mask[: len(train)] &= ~gold_mask(train, GoldSet(**gold))
-    del train, keys
+        from lockgate.evaluation.gate import GoldSet
+        from lockgate.lineage.snapshot_rows import parquet_gold_mask
+
+        # gold_mask of the training rows' keys (the first ``cut`` rows), a row group at a time
+        parquet = pq.ParquetFile(pa.BufferReader(artifacts.read_snapshot_bytes(frame_sha)))
+        mask[:cut] &= ~parquet_gold_mask(parquet, GoldSet(**gold), rows=cut)
+        del parquet
+        release_memory()
     rows = load_snapshot_frame(
         artifacts, frame_sha, verify_content=False, columns=list(columns), rows=mask
     )
@@ -737,20 +735,33 @@ def load_trained_model(artifacts: ArtifactRegistry, pipeline: str, version: str)
 
 
 def evaluate_version(
-    artifacts: ArtifactRegistry, pipeline: str, version: str, frame: pd.DataFrame
+    artifacts: ArtifactRegistry,
+    pipeline: str,
+    version: str,
+    frame: pd.DataFrame,
+    *,
+    rows_selected: bool = False,
 ) -> dict[str, Any]:
-    """Score a model version on the held-out part of its snapshot."""
+    """Score a model version on the held-out part of its snapshot.
+
+    With ``rows_selected``, ``frame`` holds the held-out part already
+    (:func:`~lockgate.lineage.snapshot_rows.load_holdout_frame`) and is scored as it is; the
+    report is the same.
+    """
     from lockgate.evaluation.report import encode_labels, predict
     from lockgate.tasks.catalog import task_metrics
 
     record = artifacts.lock_record(pipeline, version)
     task = record.get("task", "binary")
     split = record["split"]
-    _, holdout = split_frame(
-        frame,
-        timestamp_column=split["timestamp_column"],
-        holdout_fraction=split["holdout_fraction"],
-    )
+    if rows_selected:
+        holdout = frame
+    else:
+        _, holdout = split_frame(
+            frame,
+            timestamp_column=split["timestamp_column"],
+            holdout_fraction=split["holdout_fraction"],
+        )
     model = load_trained_model(artifacts, pipeline, version)
     classes = model.classes if task == "multiclass" else None
     scores = predict(model, holdout, task=task, classes=classes, name=f"version {version}")
