@@ -83,15 +83,10 @@ def gold_mask(frame: pd.DataFrame, gold: GoldSet) -> np.ndarray:
             f"{sorted(frame.columns)}); set Gate.gold.key to an entity column"
         )
     cut = round(gold.fraction * _BUCKETS)
-    salt = gold.salt.encode()
+    salted = hashlib.sha256(gold.salt.encode())
     keys = frame[gold.key].astype(str).to_numpy()
     buckets = np.fromiter(
-        (
-            int.from_bytes(hashlib.sha256(salt + k.encode()).digest()[:8], "big") % _BUCKETS
-            for k in keys
-        ),
-        dtype=np.int64,
-        count=len(keys),
+        (_bucket(salted, k.encode()) for k in keys), dtype=np.int64, count=len(keys)
     )
     return buckets < cut
 
@@ -118,7 +113,7 @@ def gold_mask_arrow(column: pa.Array | pa.ChunkedArray, gold: GoldSet) -> np.nda
         return gold_mask(pd.DataFrame({gold.key: column.to_pandas()}), gold)
     cut = round(gold.fraction * _BUCKETS)
     salted = hashlib.sha256(gold.salt.encode())
-    missing = int.from_bytes(_salted_digest(salted, b"None")[:8], "big") % _BUCKETS
+    missing = _bucket(salted, b"None")
     parts = [np.zeros(0, dtype=bool)]
     for chunk in chunks:
         chunk.validate(full=True)  # UTF-8, as pandas' decoding would check it
@@ -134,10 +129,7 @@ def gold_mask_arrow(column: pa.Array | pa.ChunkedArray, gold: GoldSet) -> np.nda
         valid = chunk.is_valid().to_numpy(zero_copy_only=False).tolist()
         buckets = np.fromiter(
             (
-                int.from_bytes(_salted_digest(salted, data[offsets[i] : offsets[i + 1]])[:8], "big")
-                % _BUCKETS
-                if valid[i]
-                else missing
+                _bucket(salted, data[offsets[i] : offsets[i + 1]]) if valid[i] else missing
                 for i in range(n)
             ),
             dtype=np.int64,
@@ -147,11 +139,12 @@ def gold_mask_arrow(column: pa.Array | pa.ChunkedArray, gold: GoldSet) -> np.nda
     return np.concatenate(parts)
 
 
-def _salted_digest(salted: Any, value: Any) -> bytes:
-    """sha256 of the salt (the state of ``salted``) followed by ``value`` (bytes-like)."""
+def _bucket(salted: Any, value: Any) -> int:
+    """The gold bucket of a key's UTF-8 bytes: sha256 of the salt (the state of ``salted``)
+    and ``value``, its first 8 bytes big-endian, modulo the bucket count."""
     digest = salted.copy()
     digest.update(value)
-    return bytes(digest.digest())
+    return int.from_bytes(digest.digest()[:8], "big") % _BUCKETS
 
 
 def _slice_column(gold: pd.DataFrame, spec: SliceSpec) -> pd.Series:
