@@ -27,6 +27,7 @@ __all__ = [
     "load_holdout_frame",
     "parquet_gold_mask",
     "read_frame",
+    "time_split_rows",
 ]
 
 
@@ -141,6 +142,34 @@ def read_frame(
     return frame, verified
 
 
+def time_split_rows(
+    artifacts: ArtifactRegistry,
+    frame_sha: str,
+    *,
+    timestamp_column: str,
+    holdout_fraction: float,
+) -> tuple[int, int] | None:
+    """``(first held-out row, row count)`` of stored snapshot ``frame_sha`` under
+    :func:`~lockgate.lineage.steps.split_frame`'s rule, reading its time column only; None when
+    the snapshot is not sorted by time (none that lockgate stores): no prefix/suffix cut then.
+
+    Sorted by time, the training rows are the prefix before the first held-out row
+    (:func:`~lockgate.lineage.steps.load_training_frame`) and the held-out rows the suffix from
+    it (:func:`load_holdout_frame`).
+    """
+    from lockgate.lineage.steps import load_snapshot_frame, split_frame
+
+    times = load_snapshot_frame(
+        artifacts, frame_sha, verify_content=False, columns=[timestamp_column]
+    )
+    if not times[timestamp_column].is_monotonic_increasing:
+        return None
+    train, _ = split_frame(
+        times, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
+    )
+    return len(train), len(times)
+
+
 def load_holdout_frame(
     artifacts: ArtifactRegistry,
     frame_sha: str,
@@ -159,20 +188,17 @@ def load_holdout_frame(
     """
     import numpy as np
 
-    from lockgate.lineage.steps import load_snapshot_frame, split_frame
+    from lockgate.lineage.steps import load_snapshot_frame
 
-    times = load_snapshot_frame(
-        artifacts, frame_sha, verify_content=False, columns=[timestamp_column]
+    split = time_split_rows(
+        artifacts, frame_sha, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
     )
-    if not times[timestamp_column].is_monotonic_increasing:
+    if split is None:
         every = list(dict.fromkeys([*columns, timestamp_column]))
         return load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=every), False
-    _, holdout = split_frame(
-        times, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
-    )
-    mask = np.zeros(len(times), dtype=bool)
-    mask[len(times) - len(holdout) :] = True  # sorted by time: the held-out part is a suffix
-    del times, holdout
+    cut, count = split
+    mask = np.zeros(count, dtype=bool)
+    mask[cut:] = True  # sorted by time: the held-out part is a suffix
     frame = load_snapshot_frame(
         artifacts, frame_sha, verify_content=False, columns=list(columns), rows=mask
     )

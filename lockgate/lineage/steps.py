@@ -613,21 +613,19 @@ def load_training_frame(
     release_memory()  # each phase's Arrow buffers go back before the next one's pandas frames
     gold_key = gold["key"] if gold is not None else None
     head = list(dict.fromkeys([timestamp_column, *([gold_key] if gold_key else [])]))
-    # the time column alone in pandas; the gold key is hashed from its Arrow values below
-    times = load_snapshot_frame(
-        artifacts, frame_sha, verify_content=False, columns=[timestamp_column]
+    from lockgate.lineage.snapshot_rows import time_split_rows
+
+    # the time column alone gives the split; the gold key is hashed from its Arrow values below
+    split = time_split_rows(
+        artifacts, frame_sha, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
     )
-    if not times[timestamp_column].is_monotonic_increasing:
+    if split is None:
         every = list(dict.fromkeys([*columns, *head]))
         return load_snapshot_frame(artifacts, frame_sha, verify_content=False, columns=every), False
     import numpy as np
 
-    train, _ = split_frame(
-        times, timestamp_column=timestamp_column, holdout_fraction=holdout_fraction
-    )
-    cut = len(train)
-    mask = np.zeros(len(times), dtype=bool)
-    del train, times
+    cut, count = split
+    mask = np.zeros(count, dtype=bool)
     mask[:cut] = True  # sorted by time: the training part is a prefix
     if gold is not None:
         import pyarrow as pa
