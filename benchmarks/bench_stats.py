@@ -17,6 +17,8 @@ from collections.abc import Callable
 import numpy as np
 
 from lockgate.evaluation import stats
+from lockgate.evaluation.bootstrap import bootstrap_models
+from lockgate.evaluation.metric_checks import HIGHER_IS_BETTER
 
 
 def _data(rows: int, prevalence: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,6 +78,38 @@ def main() -> None:
             **boot,
         )
         _time("delong_test", args.repeats, stats.delong_test, y, challenger, champion)
+        # what an evaluation report needs: both models' intervals and the paired comparison
+        # of every metric; one call per result vs one set of replicates for all of them
+        metrics = list(HIGHER_IS_BETTER)
+        _time(
+            f"report, one call per result ({3 * len(metrics)} calls)",
+            args.repeats,
+            _one_by_one,
+            y,
+            challenger,
+            champion,
+            metrics,
+            args.n_boot,
+        )
+        _time(
+            f"report, bootstrap_models ({len(metrics)} metrics)",
+            args.repeats,
+            bootstrap_models,
+            y,
+            challenger,
+            champion,
+            metrics=metrics,
+            n_boot=args.n_boot,
+        )
+
+
+def _one_by_one(
+    y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, metrics: list[str], n_boot: int
+) -> None:
+    for metric in metrics:
+        stats.bootstrap_ci(y, challenger, metric=metric, n_boot=n_boot)
+        stats.bootstrap_ci(y, champion, metric=metric, n_boot=n_boot)
+        stats.paired_bootstrap(y, challenger, champion, metric=metric, n_boot=n_boot)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lockgate.errors import DataError, SchemaError
-from lockgate.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from lockgate.evaluation.bootstrap import bootstrap_models
 from lockgate.evaluation.delong import delong_test
 from lockgate.evaluation.edge_cases import apply_edge_case, run_edge_cases
 from lockgate.evaluation.gate import METRIC_HIGHER_IS_BETTER, Gate, GoldSet, SliceSpec
@@ -51,6 +51,7 @@ from lockgate.evaluation.predictions import (
     predict,
 )
 from lockgate.evaluation.reliability import calibration, residual_summary, top_label_calibration
+from lockgate.evaluation.results import Interval
 from lockgate.evaluation.slices import bucketize, slice_metrics
 from lockgate.tasks import catalog as _tasks
 from lockgate.tasks import metrics as _metrics
@@ -280,17 +281,12 @@ def _model_block(
     version: str,
     y: np.ndarray,
     scores: np.ndarray,
-    gate: Gate,
+    intervals: Mapping[str, Interval],
     *,
     task: str = "binary",
     classes: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
-    metrics = {
-        m: bootstrap_ci(
-            y, scores, metric=m, n_boot=gate.n_boot, alpha=gate.alpha, seed=gate.seed, task=task
-        ).to_dict()
-        for m in _tasks.task_metric_names(task)
-    }
+    metrics = {m: interval.to_dict() for m, interval in intervals.items()}
     block: dict[str, Any] = {"version": version, "metrics": metrics}
     if task == "binary":
         block["calibration"] = calibration(y, scores, bins=10, strategy="quantile").to_dict()
@@ -394,12 +390,24 @@ def build_report(
     }
     if champion is not None:
         scores["champion"] = predict(champion, gold, task=task, classes=classes, name="champion")
+    compared = champion is not None and champion_version is not None
+    # every metric's intervals and paired comparisons from one set of replicates
+    boot = bootstrap_models(
+        y,
+        scores["challenger"],
+        scores["champion"] if compared else None,
+        metrics=_tasks.task_metric_names(task),
+        n_boot=gate.n_boot,
+        alpha=gate.alpha,
+        seed=gate.seed,
+        task=task,
+    )
     report: dict[str, Any] = {
         "pipeline": pipeline,
         "task": task,
         "gold": _gold_block(gold_sha256, y, gate, task=task, classes=classes),
         "challenger": _model_block(
-            challenger_version, y, scores["challenger"], gate, task=task, classes=classes
+            challenger_version, y, scores["challenger"], boot.challenger, task=task, classes=classes
         ),
         "champion": None,
         "comparison": {},
@@ -407,21 +415,11 @@ def build_report(
     }
     if classes is not None:
         report["classes"] = [json_label(c) for c in classes]
-    if champion is not None and champion_version is not None:
+    if champion_version is not None and boot.champion is not None and boot.paired is not None:
         report["champion"] = _model_block(
-            champion_version, y, scores["champion"], gate, task=task, classes=classes
+            champion_version, y, scores["champion"], boot.champion, task=task, classes=classes
         )
-        for metric in _tasks.task_metric_names(task):
-            paired = paired_bootstrap(
-                y,
-                scores["challenger"],
-                scores["champion"],
-                metric=metric,
-                n_boot=gate.n_boot,
-                alpha=gate.alpha,
-                seed=gate.seed,
-                task=task,
-            )
+        for metric, paired in boot.paired.items():
             report["comparison"][metric] = paired.to_dict()
         if gate.comparison == "delong":
             report["comparison"]["roc_auc"] = delong_test(

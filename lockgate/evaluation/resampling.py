@@ -1,14 +1,14 @@
 """The vectorised bootstrap replicates behind every interval and paired comparison.
 
 Replicates are drawn in chunks (at most 200 replicates and about two million drawn rows at a
-time, which bounds memory) and evaluated without a Python loop over replicates: the mean losses
-are gathered per replicate; the ranking metrics (ROC AUC, average precision, recall at a
-false-positive rate) follow from how often a replicate drew each (label, score group) cell;
-multiclass macro F1 and worst-class recall from per-replicate confusion counts; r2 from gathered
-sums. :func:`replicates` serves the binary metrics and :func:`task_replicates` the multiclass and
-regression ones; both evaluate every model on the same resampled rows, so a paired comparison
-keeps their correlation. :mod:`lockgate.evaluation.bootstrap` turns the replicates into
-intervals.
+time, which bounds memory) and evaluated without a Python loop over replicates. Binary
+(:func:`replicates`, :func:`replicates_many`): a replicate becomes how often it drew each row,
+the mean losses are that count vector times each row's loss, and the ranking metrics (ROC AUC,
+average precision, recall at a false-positive rate) follow from how often it drew each (label,
+score group) cell. Multiclass and regression (:func:`task_replicates`): macro F1 and
+worst-class recall from per-replicate confusion counts, the rest from gathered sums. Both
+evaluate every model on the same resampled rows, so a paired comparison keeps their
+correlation. :mod:`lockgate.evaluation.bootstrap` turns the replicates into intervals.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy.typing as npt
 from lockgate.evaluation.metric_checks import PROBABILITY_METRICS
 from lockgate.tasks import metrics as _metrics
 
-__all__ = ["replicates", "task_replicates"]
+__all__ = ["replicates", "replicates_many", "task_replicates"]
 
 _FloatArray = npt.NDArray[np.float64]
 _IntArray = npt.NDArray[np.int64]
@@ -162,32 +162,83 @@ def replicates(
     """The metric of every model on every replicate, ``(len(scores), n_boot)``, and validity.
 
     All models are evaluated on the same resampled rows. The mean losses (brier, log_loss) are
-    gathered and averaged directly and are always defined; the ranking metrics go through the
-    cell counts, and their validity depends only on the class counts of a replicate, the same
-    for every model.
+    always defined; the ranking metrics go through the cell counts, and their validity depends
+    only on the class counts of a replicate, the same for every model.
     """
-    out = np.empty((len(scores), n_boot), dtype=np.float64)
-    valid = np.ones(n_boot, dtype=np.bool_)
+    return replicates_many(
+        [metric], y, scores, n_boot=n_boot, seed=seed, stratified=stratified, max_fpr=max_fpr
+    )[metric]
+
+
+def replicates_many(
+    metrics: Sequence[str],
+    y: _IntArray,
+    scores: Sequence[_FloatArray],
+    *,
+    n_boot: int,
+    seed: int,
+    stratified: bool,
+    max_fpr: float,
+) -> dict[str, tuple[_FloatArray, _BoolArray]]:
+    """:func:`replicates` of each of ``metrics``, from rows drawn once.
+
+    The replicates depend only on ``y``, ``n_boot``, ``seed`` and ``stratified``, so every
+    metric's replicates are those :func:`replicates` gives it alone (the ranking metrics bit for
+    bit: integer counts; the mean losses to the last bits of a float sum). The rows are drawn
+    once per chunk, not once per metric, and turned into how often each row was drawn: one
+    random-access pass per replicate, after which every metric of every model is sequential
+    (the mean losses a matrix product, the cell counts a weighted bincount of each model's cells).
+    On a gold set larger than the CPU caches the random passes are most of the time.
+    """
+    out = {m: np.empty((len(scores), n_boot), dtype=np.float64) for m in metrics}
+    valid = {m: np.ones(n_boot, dtype=np.bool_) for m in metrics}
     n = float(y.shape[0])
-    losses = [_row_losses(metric, y, p) for p in scores] if metric in PROBABILITY_METRICS else []
-    models = [] if losses else [_RankCells.of(y, p) for p in scores]
+    unique = list(dict.fromkeys(metrics))
+    ranking = [m for m in unique if m not in PROBABILITY_METRICS]
+    loss_names = [(m, k) for m in unique if m in PROBABILITY_METRICS for k in range(len(scores))]
+    # one row per (loss metric, model): the drawn rows' mean loss is a matrix product
+    losses = (
+        np.stack([_row_losses(m, y, scores[k]) for m, k in loss_names])
+        if loss_names
+        else np.empty((0, y.shape[0]), dtype=np.float64)
+    )
+    models = [_RankCells.of(y, p) for p in scores] if ranking else []
+    # each stratum's losses (transposed) and cells, gathered on the first chunk: the strata are
+    # the same rows in every chunk
+    strata: list[tuple[_FloatArray, list[_IntArray]]] = []
     start = 0
     for parts in _draws(y, n_boot=n_boot, seed=seed, stratified=stratified):
+        if not strata:
+            strata = [
+                (np.ascontiguousarray(losses[:, rows].T), [m.cell[rows] for m in models])
+                for rows, _ in parts
+            ]
         size = parts[0][1].shape[0]
         window = slice(start, start + size)
-        for k, loss in enumerate(losses):
-            total = np.zeros(size, dtype=np.float64)
-            for rows, draws in parts:
-                total += loss[rows][draws].sum(axis=1)
-            out[k, window] = total / n
-        for k, model in enumerate(models):
-            out[k, window], ok = _ranking_from_counts(
-                metric, _cell_counts(model, parts), max_fpr=max_fpr
-            )
-            if k == 0:
-                valid[window] = ok
+        totals = np.zeros((size, len(loss_names)), dtype=np.float64)
+        cells = [np.zeros(size * 2 * model.width, dtype=np.float64) for model in models]
+        for (rows, draws), (stratum_losses, stratum_cells) in zip(parts, strata, strict=True):
+            m_rows = rows.shape[0]
+            offsets = (np.arange(size, dtype=np.int64) * m_rows)[:, None]
+            times = np.bincount((draws + offsets).ravel(), minlength=size * m_rows)
+            drawn = times.reshape(size, m_rows).astype(np.float64)  # exact: counts < 2**53
+            del times
+            if loss_names:
+                totals += drawn @ stratum_losses
+            for model, cell, counts in zip(models, stratum_cells, cells, strict=True):
+                width = 2 * model.width
+                keys = cell[None, :] if size == 1 else cell + (np.arange(size) * width)[:, None]
+                counts += np.bincount(keys.ravel(), weights=drawn.ravel(), minlength=size * width)
+        for j, (m, k) in enumerate(loss_names):
+            out[m][k, window] = totals[:, j] / n
+        for k, (model, counts) in enumerate(zip(models, cells, strict=True)):
+            whole = counts.astype(np.int64).reshape(size, 2, model.width)
+            for m in ranking:
+                out[m][k, window], ok = _ranking_from_counts(m, whole, max_fpr=max_fpr)
+                if k == 0:
+                    valid[m][window] = ok
         start += size
-    return out, valid
+    return {m: (out[m], valid[m]) for m in metrics}
 
 
 def _task_draws(

@@ -15,6 +15,7 @@ from sklearn.calibration import calibration_curve
 
 from lockgate.errors import DataError, EmptyDataError, SchemaError, SpecError
 from lockgate.evaluation import delong, metric_checks, resampling, stats
+from lockgate.evaluation.bootstrap import bootstrap_models
 from lockgate.evaluation.stats import (
     HIGHER_IS_BETTER,
     bootstrap_ci,
@@ -288,6 +289,78 @@ def test_paired_replicates_are_those_of_each_model_alone() -> None:
         "roc_auc", y, [q], n_boot=40, seed=9, stratified=True, max_fpr=0.01
     )
     np.testing.assert_array_equal(both[1], alone[0])
+
+
+def _same_result(ours: dict[str, object], theirs: dict[str, object]) -> None:
+    """Two result dicts equal; floats to the last bits of a float sum (the mean losses)."""
+    assert ours.keys() == theirs.keys()
+    for key, value in ours.items():
+        if isinstance(value, float) and math.isfinite(value):
+            assert value == pytest.approx(theirs[key], rel=1e-12, abs=1e-15), key
+        else:
+            assert value == theirs[key], key
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_bootstrap_models_equals_the_calls_one_by_one(task: str) -> None:
+    # what an evaluation report needs from one set of replicates: each model's interval and the
+    # paired comparison of every metric, the same as bootstrap_ci / paired_bootstrap alone
+    if task == "binary":
+        y, p = _problem(6, 900, rate=0.1, decimals=2)  # ties in the ranking metrics' cells
+        _, q = _problem(7, 900, rate=0.1)
+    elif task == "multiclass":
+        y, p = _multiclass(3, 300, 3, shift=2.0)
+        _, q = _multiclass(4, 300, 3, shift=0.5)
+    else:
+        y, p = _regression(3, 300, noise=1.0)
+        q = y + np.random.default_rng(5).normal(size=300) * 2.0
+    metrics = tasks.task_metric_names(task)
+    kw = {"n_boot": 60, "seed": 4, "task": task}
+    both = bootstrap_models(y, p, q, metrics=metrics, **kw)
+    alone = bootstrap_models(y, p, metrics=metrics, **kw)
+    assert alone.champion is None
+    assert alone.paired is None
+    assert both.champion is not None
+    assert both.paired is not None
+    assert list(both.challenger) == list(metrics)
+    for metric in metrics:
+        mine = bootstrap_ci(y, p, metric=metric, **kw).to_dict()
+        _same_result(both.challenger[metric].to_dict(), mine)
+        _same_result(alone.challenger[metric].to_dict(), mine)
+        theirs = bootstrap_ci(y, q, metric=metric, **kw).to_dict()
+        _same_result(both.champion[metric].to_dict(), theirs)
+        paired = paired_bootstrap(y, p, q, metric=metric, **kw).to_dict()
+        _same_result(both.paired[metric].to_dict(), paired)
+    # the ranking metrics are integer counts: equal bit for bit
+    for metric in set(metrics) & {"roc_auc", "pr_auc", "recall_at_fpr"}:
+        assert both.challenger[metric] == bootstrap_ci(y, p, metric=metric, **kw)
+
+
+def test_replicates_many_equal_each_metric_alone() -> None:
+    # rows drawn once for every metric and model: the replicates of each metric called alone
+    y, p = _problem(8, 3000, rate=0.05, decimals=3)
+    _, q = _problem(9, 3000, rate=0.05)
+    for stratified in (True, False):
+        many = resampling.replicates_many(
+            METRICS, y, [p, q], n_boot=70, seed=2, stratified=stratified, max_fpr=0.05
+        )
+        for metric in METRICS:
+            reps, valid = resampling.replicates(
+                metric, y, [p, q], n_boot=70, seed=2, stratified=stratified, max_fpr=0.05
+            )
+            np.testing.assert_array_equal(many[metric][1], valid)
+            np.testing.assert_allclose(many[metric][0], reps, rtol=1e-12, atol=0)
+
+
+def test_bootstrap_models_errors_name_the_metric_and_the_fix() -> None:
+    y, p = _problem(0, 200, rate=0.3)
+    with pytest.raises(SpecError):
+        bootstrap_models(y, p, metrics=["roc_auc", "accuracy"])
+    with pytest.raises(DataError, match="p_champion has 199 values"):
+        bootstrap_models(y, p, p[:-1], metrics=["roc_auc"])
+    with pytest.raises(DataError, match="this metric needs probabilities"):
+        bootstrap_models(y, p * 3.0, metrics=["roc_auc", "brier"])
+    assert bootstrap_models(y, p * 3.0, metrics=["roc_auc"]).challenger["roc_auc"].estimate > 0.5
 
 
 def test_paired_bootstrap_input_errors() -> None:
