@@ -10,4 +10,7 @@ echo "==> ruff format --check"; .venv/bin/ruff format --check .
 echo "==> mypy"; scripts/typecheck.sh
 echo "==> dagster definitions validate"
 LOCKGATE_HOME="$(mktemp -d)" .venv/bin/dagster definitions validate -w workspace.yaml
-echo "==> pytest"; exec .venv/bin/python -m pytest "$@"
+# two worker processes (pytest-xdist), one test file at a time on each: module fixtures (a demo
+# run, a Triton server) stay in one process. LOCKGATE_TEST_WORKERS=0 runs in this process alone.
+echo "==> pytest"
+exec .venv/bin/python -m pytest -n "${LOCKGATE_TEST_WORKERS:-2}" --dist loadfile "$@"
