@@ -49,7 +49,10 @@ Rules of :func:`decide`, with ``n`` the requests the challenger received at this
    ``p99_ms`` is judged from ``m`` requests on; earlier only when certain: the median ``p50_ms``
    already exceeds ``max_p99_ms`` and half of ``n`` is more than 1 % of ``m``. The p99 ratio,
    prediction PSI and shadow diff are judged from ``m`` requests (``m`` shadow requests for the
-   diff) on.
+   diff) on. A prediction PSI over ``max_prediction_psi`` rolls back only when sampling noise
+   cannot explain it: it must also exceed the ``prediction_psi_confidence`` quantile of the PSI
+   that samples of the same sizes from one distribution show (:func:`psi_noise`); otherwise the
+   step holds, waiting for more requests (small samples differ by chance).
 2. Comparisons with the champion (p99 ratio, error delta, PSI) are skipped, and the reason says
    so, while the champion has served fewer than ``m`` requests: there is no trustworthy
    reference (for instance after a gateway restart).
@@ -97,7 +100,7 @@ from lockgate.serving.canary_analysis import (
 )
 from lockgate.serving.canary_policy import ACTIONS, Action, CanaryError, CanaryPolicy, Phase
 from lockgate.serving.canary_state import CanaryState, Decision
-from lockgate.serving.canary_stats import VersionStats, prediction_psi, psi
+from lockgate.serving.canary_stats import VersionStats, prediction_psi, psi, psi_noise
 from lockgate.serving.serving_permission import OVERRIDE_MARK, serving_refusal
 
 __all__ = [
@@ -111,6 +114,7 @@ __all__ = [
     "decide",
     "prediction_psi",
     "psi",
+    "psi_noise",
     "serving_refusal",
     "start",
 ]

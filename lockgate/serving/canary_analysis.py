@@ -12,7 +12,14 @@ from typing import Any, Literal
 from lockgate.gateway import prediction_sketch
 from lockgate.serving.canary_policy import CanaryPolicy
 from lockgate.serving.canary_state import CanaryState
-from lockgate.serving.canary_stats import COUNTERS, VersionStats, prediction_psi, sketch_counts
+from lockgate.serving.canary_stats import (
+    COUNTERS,
+    VersionStats,
+    prediction_counts,
+    psi,
+    psi_noise,
+    sketch_counts,
+)
 
 __all__ = ["Check", "baseline_counters", "run_checks", "step_metrics", "step_window"]
 
@@ -193,15 +200,7 @@ def run_checks(
         elif not theirs or not sum(c for c in _flat(theirs)):
             add(Check("prediction_psi", "pending", f"champion {what}{waive}"))
         else:
-            value = prediction_psi(champion, window, task=task)
-            assert value is not None
-            metrics["prediction_psi"] = value
-            if value > policy.max_prediction_psi:
-                text = (
-                    f"prediction PSI challenger vs champion {value:.3f} > max_prediction_psi "
-                    f"{policy.max_prediction_psi:g}"
-                )
-                add(Check("prediction_psi", "breach", text, value, policy.max_prediction_psi))
+            add(_psi_check(policy, champion, window, metrics, task))
 
     # shadow agreement
     limit_diff = policy.max_shadow_mean_abs_diff
@@ -225,6 +224,47 @@ def run_checks(
             )
             add(Check("shadow_mean_abs_diff", "breach", text, diff, limit_diff))
     return found
+
+
+def _psi_check(
+    policy: CanaryPolicy,
+    champion: VersionStats,
+    window: VersionStats,
+    metrics: dict[str, Any],
+    task: str,
+) -> Check | None:
+    """Prediction PSI over ``max_prediction_psi``: a breach when sampling noise cannot explain
+    it (above the ``prediction_psi_confidence`` quantile of :func:`psi_noise`), else pending."""
+    limit = policy.max_prediction_psi
+    counts = prediction_counts(champion, window, task=task)
+    assert counts is not None
+    assert limit is not None
+    value = psi(*counts)
+    metrics["prediction_psi"] = value
+    if value <= limit:
+        return None
+    text = f"prediction PSI challenger vs champion {value:.3f} > max_prediction_psi {limit:g}"
+    confidence = policy.prediction_psi_confidence
+    if confidence is None:
+        return Check("prediction_psi", "breach", text, value, limit)
+    noise = psi_noise(*counts, quantile=confidence)
+    metrics["prediction_psi_noise"] = noise
+    sizes = f"{sum(counts[1])} challenger and {sum(counts[0])} champion predictions"
+    if value > noise:
+        text += (
+            f", beyond sampling noise ({confidence:g} quantile {noise:.3f} for {sizes} from one "
+            "distribution)"
+        )
+        return Check("prediction_psi", "breach", text, value, limit)
+    return Check(
+        "prediction_psi",
+        "pending",
+        f"more requests: prediction PSI {value:.3f} > max_prediction_psi {limit:g} is within "
+        f"sampling noise ({sizes} from one distribution show up to {noise:.3f}, "
+        f"{confidence:g} quantile; prediction_psi_confidence=None judges the PSI alone)",
+        value,
+        limit,
+    )
 
 
 def _flat(counts: Sequence[Any]) -> list[int]:
@@ -256,5 +296,6 @@ def step_metrics(
         "p99_ratio": None,
         "error_rate_delta": None,
         "prediction_psi": None,
+        "prediction_psi_noise": None,
         "shadow_mean_abs_diff": window.shadow_mean_abs_diff,
     }

@@ -45,6 +45,13 @@ class CanaryPolicy(BaseModel):
         max_prediction_psi: limit on the PSI between the champion's and the challenger's
             prediction distributions (see :func:`prediction_psi`: probabilities, predicted
             classes or regression values by task); None waives it.
+        prediction_psi_confidence: how sure the PSI check must be that a PSI over
+            ``max_prediction_psi`` is a real change, not the noise of small samples: it rolls
+            back only when the PSI is also above this quantile of the PSI that two samples of
+            the same sizes from one distribution show (:func:`psi_noise`); until then the check
+            holds the step and waits for more requests. With 20 requests at a 1 % step, an
+            unchanged model shows a PSI over 0.5 about a quarter of the time; with 500, almost
+            never. None judges the PSI alone.
         mode: ``"canary"``, ``"shadow"`` or ``"bluegreen"`` (see the module docstring).
         shadow_fraction: share of live requests mirrored to the challenger in a mirror window.
         max_shadow_mean_abs_diff: limit on the mean absolute difference between the
@@ -70,6 +77,7 @@ class CanaryPolicy(BaseModel):
     max_p99_ratio: float | None = Field(default=1.5, gt=0)
     max_error_rate_delta: float | None = Field(default=0.005, ge=0, le=1)
     max_prediction_psi: float | None = Field(default=0.2, ge=0)
+    prediction_psi_confidence: float | None = Field(default=0.99, gt=0, lt=1)
     mode: Mode = "canary"
     shadow_fraction: float = Field(default=1.0, gt=0, le=1)
     max_shadow_mean_abs_diff: float | None = Field(default=0.1, ge=0)

@@ -1,6 +1,7 @@
 """What the gateway reports per model version, as the canary reads it: :class:`VersionStats`,
-its counters, and the prediction PSI between the champion's and the challenger's predictions
-(:func:`psi`, :func:`prediction_psi`).
+its counters, the prediction PSI between the champion's and the challenger's predictions
+(:func:`psi`, :func:`prediction_psi`) and the PSI that sampling noise alone gives two samples of
+their sizes (:func:`psi_noise`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
 from lockgate.gateway import prediction_sketch
 from lockgate.serving.canary_policy import CanaryError
 
-__all__ = ["COUNTERS", "VersionStats", "check_count", "prediction_psi", "psi", "sketch_counts"]
+__all__ = [
+    "COUNTERS",
+    "VersionStats",
+    "check_count",
+    "prediction_counts",
+    "prediction_psi",
+    "psi",
+    "psi_noise",
+    "sketch_counts",
+]
 
 COUNTERS = ("requests", "errors", "schema_violations", "shadow_requests")
 """The counters of :class:`VersionStats` that count from the gateway's window start."""
@@ -267,16 +279,85 @@ def psi(
     return value
 
 
-def prediction_psi(
+def psi_noise(
+    expected_counts: Sequence[float],
+    actual_counts: Sequence[float],
+    *,
+    quantile: float = 0.99,
+    draws: int = 2000,
+    seed: int = 0,
+    eps: float = 1e-4,
+) -> float:
+    """The ``quantile`` of the PSI between two samples of these sizes from one distribution.
+
+    PSI is estimated from samples, and small ones differ by chance: two samples of 20
+    predictions from the same model over 10 bins show a PSI of about 0.4 on average and above
+    0.5 a quarter of the time, although the distributions are the same. This is the level of
+    that noise: both histograms' counts are drawn ``draws`` times from their pooled proportions
+    (what both come from if nothing changed), each pair's :func:`psi` is taken with the same
+    ``eps``, and the ``quantile`` of those values is returned. A PSI above it is unlikely
+    (probability ``1 - quantile``) from sampling alone. Deterministic: a fixed ``seed``.
+
+    Raises:
+        CanaryError: the histograms are not comparable (see :func:`psi`), or ``quantile`` is
+            not in (0, 1).
+
+    Example:
+        >>> round(psi_noise([900] * 10, [2] * 10), 2)  # 20 challenger predictions: PSI 2.56
+        2.56
+        >>> psi_noise([90000] * 10, [20000] * 10) < 0.002
+        True
+    """
+    psi(expected_counts, actual_counts, eps=eps)  # the same checks, the same messages
+    if not 0 < quantile < 1:
+        raise CanaryError(f"quantile {quantile!r} must be in (0, 1), e.g. 0.99")
+    expected = np.asarray(expected_counts, dtype=np.float64)
+    actual = np.asarray(actual_counts, dtype=np.float64)
+    sizes = [max(1, round(float(expected.sum()))), max(1, round(float(actual.sum())))]
+    pooled = (expected + actual) / (expected.sum() + actual.sum())
+    rng = np.random.default_rng(seed)
+    e = np.maximum(rng.multinomial(sizes[0], pooled, size=draws) / sizes[0], eps)
+    a = np.maximum(rng.multinomial(sizes[1], pooled, size=draws) / sizes[1], eps)
+    values = ((a - e) * np.log(a / e)).sum(axis=1)
+    return float(np.quantile(values, quantile))
+
+
+def prediction_counts(
     champion: VersionStats, challenger: VersionStats, *, task: str = "binary"
-) -> float | None:
-    """PSI between the champion's and the challenger's predictions, per task.
+) -> tuple[list[int], list[int]] | None:
+    """The champion's and the challenger's prediction counts over the same bins, per task.
 
     ``"binary"``: the gateway's 10 fixed bins of P(label 1) over [0, 1]. ``"multiclass"``: the
     distribution of the predicted class (the gateway's k argmax counts). ``"regression"``: both
     :mod:`lockgate.gateway.prediction_sketch` sketches rebinned on the deciles of the champion's
-    (:func:`lockgate.gateway.prediction_sketch.quantile_keys`), the usual quantile-bin PSI at the
-    sketch's ~1 % resolution. The champion is ``expected`` (see :func:`psi`).
+    (:func:`lockgate.gateway.prediction_sketch.quantile_keys`), the usual quantile bins at the
+    sketch's ~1 % resolution. None when either side reported nothing to compare.
+
+    Raises:
+        CanaryError: an unknown task.
+    """
+    if task in ("binary", "multiclass"):
+        mine, theirs = challenger.prediction_histogram, champion.prediction_histogram
+        if not sum(mine) or not sum(theirs):
+            return None
+        return list(theirs), list(mine)
+    if task != "regression":
+        raise CanaryError(
+            f"task {task!r} is unknown; rule: 'binary', 'multiclass' or 'regression' (the "
+            "pipeline's ModelPipeline.task); fix: pass the spec's task"
+        )
+    reference, current = dict(champion.prediction_sketch), dict(challenger.prediction_sketch)
+    if not sum(reference.values()) or not sum(current.values()):
+        return None
+    edges = prediction_sketch.quantile_keys(reference, bins=10)
+    return prediction_sketch.rebin(reference, edges), prediction_sketch.rebin(current, edges)
+
+
+def prediction_psi(
+    champion: VersionStats, challenger: VersionStats, *, task: str = "binary"
+) -> float | None:
+    """PSI between the champion's and the challenger's predictions, per task: :func:`psi` of
+    :func:`prediction_counts` (the champion is ``expected``).
 
     Returns:
         The PSI, or None when either side reported nothing to compare.
@@ -291,18 +372,5 @@ def prediction_psi(
         >>> round(prediction_psi(a, b, task="regression"), 3)
         0.879
     """
-    if task in ("binary", "multiclass"):
-        mine, theirs = challenger.prediction_histogram, champion.prediction_histogram
-        if not sum(mine) or not sum(theirs):
-            return None
-        return psi(theirs, mine)
-    if task != "regression":
-        raise CanaryError(
-            f"task {task!r} is unknown; rule: 'binary', 'multiclass' or 'regression' (the "
-            "pipeline's ModelPipeline.task); fix: pass the spec's task"
-        )
-    reference, current = dict(champion.prediction_sketch), dict(challenger.prediction_sketch)
-    if not sum(reference.values()) or not sum(current.values()):
-        return None
-    edges = prediction_sketch.quantile_keys(reference, bins=10)
-    return psi(prediction_sketch.rebin(reference, edges), prediction_sketch.rebin(current, edges))
+    counts = prediction_counts(champion, challenger, task=task)
+    return None if counts is None else psi(*counts)

@@ -689,6 +689,78 @@ def test_psi_rejects_bad_histograms(expected: list, actual: list, needle: str) -
         psi(expected, actual)
 
 
+def _same_model(rng: np.random.Generator, n: int) -> VersionStats:
+    """``n`` predictions of a challenger whose distribution is the champion's (SHAPE)."""
+    probs = np.array(SHAPE, dtype=np.float64) / sum(SHAPE)
+    return VersionStats(
+        requests=n,
+        p50_ms=6.0,
+        p99_ms=22.0,
+        prediction_histogram=tuple(int(c) for c in rng.multinomial(n, probs)),
+    )
+
+
+def test_psi_noise_is_the_null_quantile_and_shrinks_with_the_samples() -> None:
+    from lockgate.serving.canary import psi_noise
+
+    champion = CHAMPION.prediction_histogram
+    levels = [psi_noise(champion, [n // 10] * 10) for n in (20, 50, 200, 1000)]
+    assert levels == sorted(levels, reverse=True)
+    assert levels[0] > 0.5 > 0.1 > levels[-1]
+    # the 0.99 quantile: about 1 % of same-distribution samples of 20 lie above it
+    rng = np.random.default_rng(3)
+    noise = psi_noise(champion, [2] * 10)
+    values = [psi(champion, _same_model(rng, 20).prediction_histogram) for _ in range(2000)]
+    above = np.mean(np.array(values) > noise)
+    assert 0.002 < above < 0.03
+    assert np.mean(np.array(values) > 0.5) > 0.15  # the noise a plain 0.5 limit mistakes for drift
+    assert psi_noise(champion, [2] * 10) == noise  # deterministic
+    assert psi_noise(champion, [2] * 10, quantile=0.5) < noise
+    with pytest.raises(CanaryError, match=r"quantile 1\.0 must be in"):
+        psi_noise(champion, [2] * 10, quantile=1.0)
+    with pytest.raises(CanaryError, match="empty"):
+        psi_noise(champion, [0] * 10)
+
+
+def test_an_unchanged_challenger_is_not_rolled_back_on_the_noise_of_a_small_step() -> None:
+    # what the demo hit: 20 requests at the 1 % step, an unchanged model, PSI over 0.5 by chance
+    policy = _policy(min_requests=20, max_prediction_psi=0.5)
+    rng = np.random.default_rng(0)
+    noisy = []
+    for _ in range(400):
+        stats = _same_model(rng, 20)
+        if psi(CHAMPION.prediction_histogram, stats.prediction_histogram) > 0.5:
+            noisy.append(stats)
+    assert len(noisy) > 40  # a quarter of such steps
+    actions = [
+        decide(policy, _started(policy), challenger=s, champion=CHAMPION, now=2 * HOUR).action
+        for s in noisy
+    ]
+    # the 0.99 quantile: about 4 of 400 such steps (1 %) still roll back, against all of them
+    assert actions.count("rollback") <= 8, actions.count("rollback")
+    held = decide(policy, _started(policy), challenger=noisy[0], champion=CHAMPION, now=2 * HOUR)
+    assert held.action == "hold"
+    assert "waiting for more requests: prediction PSI" in held.reason
+    assert "within sampling noise (20 challenger and 100000 champion predictions" in held.reason
+    assert held.metrics["prediction_psi"] > 0.5
+    assert held.metrics["prediction_psi_noise"] > held.metrics["prediction_psi"]
+    # judged on the PSI alone, the same step rolls back (the rule before this fix)
+    plain = _policy(min_requests=20, max_prediction_psi=0.5, prediction_psi_confidence=None)
+    alone = decide(plain, _started(plain), challenger=noisy[0], champion=CHAMPION, now=2 * HOUR)
+    assert alone.action == "rollback"
+    assert alone.breaches[0]["metric"] == "prediction_psi"
+
+
+def test_a_shifted_challenger_still_rolls_back_at_a_small_step() -> None:
+    policy = _policy(min_requests=20, max_prediction_psi=0.5)
+    shifted = _stats(20, shape=(0, 0, 0, 0, 0, 0, 1, 3, 6, 10))  # the champion's top bins
+    decision = decide(policy, _started(policy), challenger=shifted, champion=CHAMPION, now=60.0)
+    assert decision.action == "rollback"
+    assert decision.breaches[0]["metric"] == "prediction_psi"
+    assert "beyond sampling noise (0.99 quantile" in decision.reason
+    assert decision.metrics["prediction_psi"] > decision.metrics["prediction_psi_noise"]
+
+
 # the gateway's stats ---------------------------------------------------------------------------
 
 
