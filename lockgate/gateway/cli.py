@@ -137,6 +137,8 @@ def _bind_admin(app: GatewayApp, host: str, port: int, inference_port: int) -> s
 _LIMIT_HELP = {
     "max_connections": "open client connections at most; at the cap the oldest idle one is "
     "closed, or a new one is answered 503 when none is idle",
+    "max_admin_connections": "the same cap for the admin listener, counted apart from the "
+    "inference listener's (a flood of inference connections never blocks a rollback)",
     "max_url_bytes": "longest URL (414)",
     "max_header_bytes": "largest request head without the URL (431)",
     "header_timeout_s": "a request head arrives whole within this of its first byte (408)",
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(
         app,
         loop="none",
-        http=http_protocol(limits),
+        http=http_protocol(limits, admin_port=app.admin_port),
         timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,

@@ -140,6 +140,7 @@ class GatewayConfig(BaseModel):
             ("--max-body-bytes", self.max_body_bytes),
             ("--coalesce-inflight", self.coalesce_inflight),
             ("--max-connections", limits.max_connections),
+            ("--max-admin-connections", limits.max_admin_connections),
             ("--max-url-bytes", limits.max_url_bytes),
             ("--max-header-bytes", limits.max_header_bytes),
             ("--header-timeout-s", limits.header_timeout_s),

@@ -339,10 +339,10 @@ class GatewayServer(Gateway, ManagedServer):
         prediction_log_url: object storage the rolled Parquet parts are exported to.
         online_features: the JSON file of the models whose clients may send entity keys
             instead of features (:mod:`lockgate.gateway.online_features`).
-        max_connections, max_url_bytes, max_header_bytes, header_timeout_s, body_timeout_s,
-            keepalive_timeout_s: the HTTP server's limits
+        max_connections, max_admin_connections, max_url_bytes, max_header_bytes,
+            header_timeout_s, body_timeout_s, keepalive_timeout_s: the HTTP server's limits
             (:class:`lockgate.gateway.app.ServerLimits`: 503 or the oldest idle connection closed
-            at the cap, 414, 431, 408).
+            at each listener's cap, 414, 431, 408).
         startup_timeout_s: how long :meth:`start` waits for the gateway to listen.
         stop_timeout_s: how long :meth:`stop` waits after SIGTERM before SIGKILL.
     """
@@ -366,6 +366,7 @@ class GatewayServer(Gateway, ManagedServer):
     prediction_log_url: str | None = None
     online_features: str | None = None
     max_connections: int = Field(default=4096, ge=1)
+    max_admin_connections: int = Field(default=64, ge=1)
     max_url_bytes: int = Field(default=8192, ge=256)
     max_header_bytes: int = Field(default=32768, ge=1024)
     header_timeout_s: float = Field(default=10.0, gt=0)

@@ -1,8 +1,8 @@
 """The gateway's HTTP server under uvicorn: bounded requests and one write per response.
 
 :class:`ServerLimits` says what one client may cost (URL 414, head 431, slow head or body 408,
-idle keep-alive timeout, a connection cap that closes the oldest idle connection first or
-answers 503); :func:`http_protocol` is uvicorn's httptools protocol with those limits and
+idle keep-alive timeout, a connection cap per listener that closes the oldest idle connection
+first or answers 503); :func:`http_protocol` is uvicorn's httptools protocol with those limits and
 :class:`_CoalescingTransport` under it (header block and body in one ``send``);
 :func:`fit_open_files` raises the open-file limit to fit the connection cap, or lowers the cap.
 """
@@ -83,8 +83,12 @@ class ServerLimits:
     """What one client may cost the gateway's HTTP server (``python -m lockgate.gateway``).
 
     Attributes:
-        max_connections: open client connections at most; at the cap a new connection closes
-            the oldest idle keep-alive connection, or is answered 503 when none is idle.
+        max_connections: open client connections of the inference listener at most; at the
+            cap a new connection closes the oldest idle keep-alive connection, or is answered
+            503 when none is idle.
+        max_admin_connections: the same for the admin listener, counted on its own: a flood
+            of inference connections never takes the connections the canary controller needs
+            to roll back or reroute, and an admin client never evicts an inference one.
         max_url_bytes: longest request target (414 while it still arrives).
         max_header_bytes: largest request head without the URL: request line and header lines
             together (431 while they still arrive).
@@ -97,6 +101,7 @@ class ServerLimits:
     """
 
     max_connections: int = 4096
+    max_admin_connections: int = 64
     max_url_bytes: int = 8192
     max_header_bytes: int = 32768
     header_timeout_s: float = 10.0
@@ -106,6 +111,7 @@ class ServerLimits:
     def __post_init__(self) -> None:
         for name, low in (
             ("max_connections", 1),
+            ("max_admin_connections", 1),
             ("max_url_bytes", 256),
             ("max_header_bytes", 1024),
         ):
@@ -150,19 +156,31 @@ def _header_rule(limit: int) -> str:
     )
 
 
-def http_protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
+def http_protocol(limits: ServerLimits, *, admin_port: int | None = None) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with :class:`_CoalescingTransport` under it and ``limits``.
 
     uvicorn bounds none of a request head, the time it or a body may take, nor the connections
-    (``limit_concurrency`` answers 503 to busy and idle alike); this counts the bytes of a head
-    as they arrive (URL in ``on_url``, the head as read), arms a timer only when a head or a
-    body spans reads, and keeps the idle keep-alive connections in age order so that the
-    oldest goes first at the connection cap.
+    (``limit_concurrency`` answers 503 to busy and idle alike, and counts every listener of the
+    server together); this counts the bytes of a head as they arrive (URL in ``on_url``, the
+    head as read), arms a timer only when a head or a body spans reads, and keeps the idle
+    keep-alive connections in age order so that the oldest goes first at the connection cap.
+    Connections accepted on ``admin_port`` (the admin listener of the same server) are counted,
+    capped (``max_admin_connections``) and evicted apart from the inference listener's.
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    idle: dict[Any, None] = {}  # connections with no request in progress, oldest first
-    evicting: set[Any] = set()  # closed for the cap, not yet lost
+    class _Listener:
+        """One listener's connections: all of them, the idle ones oldest first, and those
+        closed for its cap and not yet lost."""
+
+        def __init__(self, cap: int, option: str, what: str) -> None:
+            self.cap, self.option, self.what = cap, option, what
+            self.open: set[Any] = set()
+            self.idle: dict[Any, None] = {}
+            self.evicting: set[Any] = set()
+
+    inference = _Listener(limits.max_connections, "max_connections", "")
+    admin = _Listener(limits.max_admin_connections, "max_admin_connections", "'s admin listener")
     linger_s = 2.0
 
     class _LimitError(Exception):
@@ -179,37 +197,47 @@ def http_protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
             self._refused = False
             self._head_timer: asyncio.TimerHandle | None = None
             self._body_timer: asyncio.TimerHandle | None = None
+            self._listener = inference
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            sockname = transport.get_extra_info("sockname")
+            port = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+            listener = self._listener = (
+                admin if admin_port is not None and port == admin_port else inference
+            )
             wrapped = _CoalescingTransport(transport, self.loop)
             super().connection_made(wrapped)  # type: ignore[arg-type]
-            if len(self.connections) - len(evicting) > limits.max_connections:
-                oldest = next(iter(idle), None)
+            listener.open.add(self)
+            if len(listener.open) - len(listener.evicting) > listener.cap:
+                oldest = next(iter(listener.idle), None)
                 if oldest is None:
+                    flag = listener.option.replace("_", "-")
                     self._refuse(
                         503,
-                        f"the gateway holds max_connections={limits.max_connections} busy "
-                        "connections; retry later, or raise --max-connections",
+                        f"the gateway{listener.what} holds {listener.option}={listener.cap} "
+                        f"busy connections; retry later, or raise --{flag}",
                     )
                     return
-                del idle[oldest]
-                evicting.add(oldest)
+                del listener.idle[oldest]
+                listener.evicting.add(oldest)
                 oldest.transport.close()
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
-            idle[self] = None
+            listener.idle[self] = None
 
         def connection_lost(self, exc: Exception | None) -> None:
-            idle.pop(self, None)
-            evicting.discard(self)
+            listener = self._listener
+            listener.open.discard(self)
+            listener.idle.pop(self, None)
+            listener.evicting.discard(self)
             self._cancel_timers()
             super().connection_lost(exc)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if self.timeout_keep_alive_task is not None:  # armed: nothing else in progress
-                idle[self] = None
+                self._listener.idle[self] = None
 
         def _cancel_timers(self) -> None:
             if self._head_timer is not None:
@@ -223,7 +251,7 @@ def http_protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
             if self._refused:
                 return  # lingering after a refusal: read and drop
             self._unset_keepalive_if_required()
-            idle.pop(self, None)
+            self._listener.idle.pop(self, None)
             if self._in_head:
                 self._head_bytes += len(data)
                 self._counted = True
@@ -316,7 +344,7 @@ def http_protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
             self._refused = True
             self._cancel_timers()
             self._unset_keepalive_if_required()
-            idle.pop(self, None)
+            self._listener.idle.pop(self, None)
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete and not cycle.disconnected:
                 cycle.keep_alive = False  # an earlier request's answer: close after it
@@ -333,10 +361,12 @@ def http_protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
 
 
 def fit_open_files(limits: ServerLimits, spare: int = 256) -> ServerLimits:
-    """Raise the soft open-file limit to hold ``max_connections`` + ``spare`` descriptors (WAL,
-    Parquet, upstream connections); where the hard limit is lower, lower the cap to fit."""
+    """Raise the soft open-file limit to hold ``max_connections`` + ``max_admin_connections`` +
+    ``spare`` descriptors (WAL, Parquet, upstream connections); where the hard limit is lower,
+    lower the inference cap to fit (the admin listener keeps its own)."""
     import resource
 
+    spare += limits.max_admin_connections
     need = limits.max_connections + spare
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < need:

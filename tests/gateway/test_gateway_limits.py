@@ -295,6 +295,56 @@ def test_connections_beyond_the_cap_are_refused_503_when_none_is_idle(
                 sock.close()
 
 
+def test_a_full_inference_listener_never_blocks_the_admin_listener(
+    tmp_path: Path, upstream: tuple[FakeTriton, str]
+) -> None:
+    # what a flood of clients must not do: take the connections a rollback needs. Before each
+    # listener was counted apart, the busy inference connections evicted the controller's idle
+    # admin connection and a new admin call was answered 503.
+    with _gateway(
+        tmp_path, upstream[1], max_connections=2, header_timeout_s=600, keepalive_timeout_s=600
+    ) as gw:
+        controller = _connect(gw.admin_url)
+        busy = [_connect(gw.url) for _ in range(2)]
+        try:
+            assert _get(controller) == 200  # an idle keep-alive admin connection, the oldest
+            for sock in busy:  # the inference listener at its cap, every connection busy
+                sock.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+            with _connect(gw.url) as extra:
+                status, _, body = _read_response(extra)
+                assert status == 503, body
+                assert "max_connections=2" in json.loads(body)["error"]
+            assert _get(controller) == 200  # not evicted for the inference cap
+            route = {"mode": "single", "champion": "v1"}
+            stored = gw.set_route(MODEL, route)  # a new admin call goes through
+            assert (stored["mode"], stored["champion"]) == ("single", "v1")
+            assert gw.routes()[MODEL]["champion"] == "v1"
+        finally:
+            controller.close()
+            for sock in busy:
+                sock.close()
+
+
+def test_the_admin_listener_has_its_own_cap(
+    tmp_path: Path, upstream: tuple[FakeTriton, str]
+) -> None:
+    with (
+        _gateway(tmp_path, upstream[1], max_admin_connections=1, header_timeout_s=600) as gw,
+        _connect(gw.admin_url) as busy,
+    ):
+        busy.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+        with _connect(gw.admin_url) as extra:
+            status, _, body = _read_response(extra)
+            assert status == 503, body
+            error = json.loads(body)["error"]
+            assert "admin listener holds max_admin_connections=1 busy connections" in error
+            assert "--max-admin-connections" in error
+        with _connect(gw.url) as sock:
+            assert _get(sock) == 200  # the inference listener is not affected
+        busy.sendall(b"host: gw\r\n\r\n")
+        assert _read_response(busy)[0] == 200
+
+
 # ---------------------------------------------------------------------------------------------
 # timeouts: slow headers, a body that stops arriving, silent connections
 
@@ -406,6 +456,6 @@ def test_the_connection_cap_fits_the_open_file_limit() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first, second = done.stdout.splitlines()
-    assert first.split() == ["600", "856"]
-    assert second == "256"
+    assert first.split() == ["600", "920"]  # + 64 admin connections + 256 spare
+    assert second == "192"
     assert "raise `ulimit -n`" in done.stderr
