@@ -549,14 +549,21 @@ def verify_cmd(home: str | None, pipeline: str, version: str) -> None:
 @click.argument("pipeline")
 @click.argument("versions", nargs=-1)
 def sign_cmd(home: str | None, pipeline: str, versions: tuple[str, ...]) -> None:
-    """Sign lock records written before lockgate signed them (default: every version).
+    """Sign lock records and gate verdicts written before lockgate signed them (default: every
+    version).
 
     Each record and every file is checked first; a record that does not verify is not signed.
+    A verdict is signed when it still hashes to its name: signing says you trust the registry's
+    files, so run it only on a registry nobody else could write.
     """
     registry = _registry(_env(home))
     for version in versions or registry.model_versions(pipeline):
         _, written = registry.sign_model_version(pipeline, version)
-        _say(f"{pipeline}/{version}: {'signed' if written else 'already signed, verified'}")
+        verdicts = registry.sign_verdicts(pipeline, version)
+        _say(
+            f"{pipeline}/{version}: {'signed' if written else 'already signed, verified'}"
+            + (f"; {verdicts} gate verdict(s) signed" if verdicts else "")
+        )
 
 
 @cli.command("reproduce")

@@ -490,8 +490,9 @@ def build_gate_checks(spec: ModelPipeline) -> dg.AssetChecksDefinition:
         lock = artifacts.lock_record(spec.name, version)
         load_trained_model(artifacts, spec.name, version)  # weights still match their hashes
         champion_version = report["champion"]["version"] if report["champion"] else None
-        verdict_key, stored, written = artifacts.put_record_once(
-            f"verdicts/{spec.name}/{version}",
+        verdict_key, stored, written = artifacts.put_signed_verdict(
+            spec.name,
+            version,
             {
                 "pipeline": spec.name,
                 "version": version,

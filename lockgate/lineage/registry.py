@@ -15,6 +15,7 @@ Layout (keys are ``/``-separated relative paths)::
     models/<pipeline>/<version>/<file>      weights and exports (LightGBM text, safetensors, ...)
     reports/<pipeline>/<version>/<name>     evaluation reports, plots, the model card
     verdicts/<pipeline>/<version>/<id>.json gate verdicts: the lock record's attestations
+    verdicts/<pipeline>/<version>/<id>.sig  each verdict's keyed signature (only signed ones count)
     aliases/<pipeline>.json                 champion / challenger aliases and their history
     runs/<pipeline>/<version>/<kind>/<run id>.json
                                             per-run measurements (infra validation latencies)
@@ -68,6 +69,22 @@ _RESERVED = ("lock.json", "lock.sig")
 
 PROVENANCE_FIELDS = frozenset({"at", "evaluated_at", "run_id"})
 """Fields that say which run wrote a document and when, not what it says."""
+
+VERDICT_SIGNATURE_FORMAT = "lockgate-verdict-signature-v1"
+"""The ``format`` of a gate verdict's signature document (``<id>.sig``)."""
+
+
+def _verdict_signature(raw: bytes, key: SigningKey) -> bytes:
+    """The signature document of a stored verdict's exact bytes."""
+    return canonical_json(
+        {
+            "format": VERDICT_SIGNATURE_FORMAT,
+            "scheme": "hmac-sha256",
+            "key_id": key.key_id,
+            "verdict_sha256": sha256_bytes(raw),
+            "hmac": key.sign(VERDICT_SIGNATURE_FORMAT, raw),
+        }
+    )
 
 
 def content_id(document: Mapping[str, Any], *, ignore: Iterable[str] = PROVENANCE_FIELDS) -> str:
@@ -628,20 +645,144 @@ class ArtifactRegistry(BaseModel, ABC):
     # verdicts --------------------------------------------------------------------------------
 
     def put_verdict(self, pipeline: str, version: str, verdict: Mapping[str, Any]) -> str:
-        """Store one gate verdict on a model version (immutable); return its key.
+        """Store one gate verdict on a model version (immutable) and sign it; return its key.
+
+        See :meth:`put_signed_verdict`.
+        """
+        return self.put_signed_verdict(pipeline, version, verdict)[0]
+
+    def put_signed_verdict(
+        self, pipeline: str, version: str, verdict: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any], bool]:
+        """Store one gate verdict and its keyed signature (``<id>.sig``) once.
 
         The verdict is named by its content without run provenance (``run_id``,
-        ``evaluated_at``): the same verdict from a rerun keeps the first run's file.
+        ``evaluated_at``): the same verdict from a rerun keeps the first run's file (and its
+        signature). A verdict is what lets a version serve, so it is signed like a lock record:
+        a verdict file written without the key never counts (:meth:`verdicts`).
+
+        Returns:
+            ``(key, stored verdict, written)`` as :meth:`put_record_once`.
         """
-        prefix = f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
-        key, _, _ = self.put_record_once(prefix, verdict)
-        return key
+        key = self._key(create=True, where=f"the gate verdicts of {pipeline}/{version}")
+        record_key, stored, written = self.put_record_once(
+            self._verdict_prefix(pipeline, version), verdict
+        )
+        raw = self.read_bytes(record_key)
+        signature = _verdict_signature(raw, key)
+        sig_key = record_key.removesuffix(".json") + ".sig"
+        if not self.exists(sig_key) and self.swap_bytes(sig_key, None, signature):
+            return record_key, stored, written
+        self._check_verdict(record_key, raw, key)  # signed before (a rerun, a concurrent run)
+        return record_key, stored, written
 
     def verdicts(self, pipeline: str, version: str) -> list[dict[str, Any]]:
-        """Every gate verdict on a model version, oldest first."""
-        prefix = f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
-        found = [self.read_json(f"{prefix}/{name}") for name in self.list_prefix(prefix)]
+        """Every gate verdict on a model version, oldest first, each signature checked.
+
+        Raises:
+            ArtifactIntegrityError: a verdict is unsigned (written by hand, or before verdicts
+                were signed: ``lockgate sign`` signs those you trust), signed with another key,
+                or edited after it was signed. None of the version's verdicts is returned then:
+                a forged pass must not let a version serve.
+        """
+        prefix = self._verdict_prefix(pipeline, version)
+        names = [n for n in self.list_prefix(prefix) if n.endswith(".json")]
+        if not names:
+            return []
+        key = self._key(create=False, where=f"the gate verdicts of {pipeline}/{version}")
+        found = []
+        for name in names:
+            record_key = f"{prefix}/{name}"
+            raw = self.read_bytes(record_key)
+            self._check_verdict(record_key, raw, key)
+            found.append(self._parse_verdict(record_key, raw))
         return sorted(found, key=lambda v: str(v.get("evaluated_at", "")))
+
+    def sign_verdicts(self, pipeline: str, version: str) -> int:
+        """Sign a version's verdicts written before verdicts were signed; return how many.
+
+        Each unsigned verdict is checked first: valid JSON named by its content
+        (:func:`content_id` without provenance), so an edited one is not signed. Signing says
+        that you trust these files: run it on a registry you know was not written by others.
+
+        Raises:
+            ArtifactIntegrityError: a verdict does not match its name, or a signed one does not
+                verify; nothing more is signed.
+        """
+        prefix = self._verdict_prefix(pipeline, version)
+        signed = 0
+        for name in [n for n in self.list_prefix(prefix) if n.endswith(".json")]:
+            record_key = f"{prefix}/{name}"
+            sig_key = record_key.removesuffix(".json") + ".sig"
+            raw = self.read_bytes(record_key)
+            key = self._key(create=True, where=f"the gate verdicts of {pipeline}/{version}")
+            if self.exists(sig_key):
+                self._check_verdict(record_key, raw, key)
+                continue
+            document = self._parse_verdict(record_key, raw)
+            if content_id(document, ignore=PROVENANCE_FIELDS) != name.removesuffix(".json"):
+                raise ArtifactIntegrityError(
+                    f"{self.uri(record_key)} does not hash to its name: it was edited after it "
+                    "was written; it is not signed. fix: delete it and rerun the gate"
+                )
+            if self.swap_bytes(sig_key, None, _verdict_signature(raw, key)):
+                signed += 1
+            else:
+                self._check_verdict(record_key, raw, key)
+        return signed
+
+    def _verdict_prefix(self, pipeline: str, version: str) -> str:
+        return f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
+
+    def _parse_verdict(self, record_key: str, raw: bytes) -> dict[str, Any]:
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise ArtifactIntegrityError(
+                f"{self.uri(record_key)} is not valid JSON ({exc}); the file was damaged or "
+                "edited: delete it and rerun the gate"
+            ) from exc
+        if not isinstance(document, dict):
+            raise ArtifactIntegrityError(
+                f"{self.uri(record_key)} holds a JSON {type(document).__name__}, not a gate "
+                "verdict: delete it and rerun the gate"
+            )
+        return document
+
+    def _check_verdict(self, record_key: str, raw: bytes, key: SigningKey) -> None:
+        """The verdict's ``.sig`` must be this key's signature of exactly ``raw``."""
+        sig_key = record_key.removesuffix(".json") + ".sig"
+        where = self.uri(record_key)
+        if not self.exists(sig_key):
+            raise ArtifactIntegrityError(
+                f"gate verdict {where} is unsigned: it was written by hand, or before lockgate "
+                "signed verdicts; rule: only verdicts the gate signed count, so a version "
+                "cannot be let into serving by a file; fix: `lockgate sign <pipeline> "
+                "<version>` signs the stored verdicts of a registry you trust, or delete the "
+                "file and rerun the gate"
+            )
+        try:
+            signature = json.loads(self.read_bytes(sig_key))
+        except ValueError:
+            signature = None
+        if not isinstance(signature, dict) or signature.get("format") != VERDICT_SIGNATURE_FORMAT:
+            raise ArtifactIntegrityError(
+                f"the signature of gate verdict {where} is not a {VERDICT_SIGNATURE_FORMAT} "
+                "document; it was edited: delete both files and rerun the gate"
+            )
+        if signature.get("key_id") != key.key_id:
+            raise ArtifactIntegrityError(
+                f"gate verdict {where} was signed with key {signature.get('key_id')}, but the "
+                f"signing key from {key.source} is {key.key_id}; rule: verdicts verify with the "
+                f"key that signed them; fix: set {KEY_ENV} (or the key file) to the key that "
+                "signed this registry"
+            )
+        if not key.verify(VERDICT_SIGNATURE_FORMAT, raw, signature.get("hmac")):
+            raise ArtifactIntegrityError(
+                f"gate verdict {where} does not match its signature (key {key.key_id}): it was "
+                "forged or edited after the gate signed it; it does not count; fix: delete both "
+                "files and rerun the gate"
+            )
 
     # reports ---------------------------------------------------------------------------------
 

@@ -89,13 +89,28 @@ def _refusal(
 ) -> str | None:
     from lockgate.serving.canary import serving_refusal
 
+    verdicts = _signed_verdicts(artifacts, pipeline, version)
+    if isinstance(verdicts, str):
+        return verdicts
     return serving_refusal(
         pipeline,
         version,
-        verdicts=artifacts.verdicts(pipeline, version),
+        verdicts=verdicts,
         history=artifacts.aliases(pipeline)["history"] if history else None,
         audited_overrides=_audited_overrides(audit, pipeline),
     )
+
+
+def _signed_verdicts(
+    artifacts: ArtifactRegistry, pipeline: str, version: str
+) -> list[dict[str, Any]] | str:
+    """The version's gate verdicts, or why they cannot be trusted (an unsigned or forged one)."""
+    from lockgate.errors import ArtifactIntegrityError
+
+    try:
+        return artifacts.verdicts(pipeline, version)
+    except ArtifactIntegrityError as exc:
+        return f"{pipeline} {version} may not serve: its gate verdicts are not trustworthy: {exc}"
 
 
 def _champion_of_record(
@@ -115,7 +130,9 @@ def _champion_of_record(
     candidates += [str(history[i]["to"]) for i in reversed(moves)]
     for version in dict.fromkeys(c for c in candidates if c):
         upto = history[: newest[version] + 1]  # its newest move is then the last one
-        verdicts = artifacts.verdicts(pipeline, version)
+        verdicts = _signed_verdicts(artifacts, pipeline, version)
+        if isinstance(verdicts, str):
+            continue
         refused = serving_refusal(
             pipeline, version, verdicts=verdicts, history=upto, audited_overrides=overrides
         )

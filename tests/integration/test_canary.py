@@ -301,6 +301,41 @@ def test_hand_edited_champion_alias_is_refused_and_audited(world) -> None:
         path.write_bytes(original)
 
 
+def test_a_forged_passing_verdict_lets_no_version_serve(world) -> None:
+    """A version whose gate FAILED, moved to champion with a history entry, and a passing
+    verdict written beside its real one by someone without the signing key: the controller
+    refuses it (the verdicts are not trustworthy) and the champion of record keeps serving."""
+    from lockgate.lineage.hashing import canonical_json
+    from lockgate.lineage.registry import content_id
+    from lockgate.sensors.canary import run_canary_tick
+
+    stack, registry, audit = world["stack"], world["registry"], world["audit"]
+    champion, gated = world["champion"], world["gated"]
+    pipeline = _champion_serving_alone(world)
+    aliases = Path(registry.uri(f"aliases/{PIPELINE}.json"))
+    original = aliases.read_bytes()
+    folder = Path(registry.uri(f"verdicts/{PIPELINE}/{gated}"))
+    real = registry.verdicts(PIPELINE, gated)[0]
+    forged = dict(real, passed=True, rules=[dict(real["rules"][0], passed=True)])
+    name = content_id(forged, ignore={"run_id", "evaluated_at"})
+    try:
+        (folder / f"{name}.json").write_bytes(canonical_json(forged))
+        registry.move_alias(PIPELINE, "champion", gated, actor="mallory", reason="forged pass")
+        outcome = run_canary_tick(
+            pipeline, stack=stack, artifacts=registry, audit=audit, actor="test"
+        )
+        assert outcome.action == "refused", outcome
+        assert "gate verdicts are not trustworthy" in outcome.reason
+        assert "is unsigned" in outcome.reason
+        assert f"keeps serving {champion}" in outcome.reason
+        route = stack.gateway().routes()[PIPELINE]
+        assert (route["mode"], route["champion"]) == ("single", champion)
+        assert not stack.triton().is_ready(triton_model_name(PIPELINE, gated))
+    finally:
+        aliases.write_bytes(original)
+        (folder / f"{name}.json").unlink(missing_ok=True)
+
+
 def test_the_canary_sensor_records_the_new_champion_and_the_registry(world) -> None:
     """The sensor (not only the tick) reports each transition: the rollout names the champion
     as it is after the tick (the new one on promotion, the old one kept as previous), and the

@@ -241,6 +241,56 @@ def test_the_same_verdict_from_another_run_is_stored_once(
     assert [v["run_id"] for v in registry.verdicts("fraud", "v1")] == ["r1"]
 
 
+def test_a_verdict_written_without_the_key_never_counts(registry: LocalArtifactRegistry) -> None:
+    # a verdict is what lets a version serve: a file with "passed": true that anyone who can
+    # write the registry could add must not be one (it was, until verdicts were signed)
+    verdict = {"report_id": "abc", "passed": False, "rules": [], "evaluated_at": "t1"}
+    key = registry.put_verdict("fraud", "v1", verdict | {"run_id": "r1"})
+    assert Path(registry.uri(key.removesuffix(".json") + ".sig")).is_file()
+    assert [v["passed"] for v in registry.verdicts("fraud", "v1")] == [False]
+    folder = Path(registry.uri("verdicts/fraud/v1"))
+    # a forged pass beside it, named by its content as the gate names verdicts
+    forged = verdict | {"passed": True, "evaluated_at": "t2", "run_id": "evil"}
+    (folder / f"{content_id(forged, ignore={'run_id', 'evaluated_at'})}.json").write_bytes(
+        canonical_json(forged)
+    )
+    with pytest.raises(ArtifactIntegrityError, match=r"is unsigned.*lockgate sign"):
+        registry.verdicts("fraud", "v1")
+    # the forger copies a real signature: it does not match the forged bytes
+    sig = next(folder.glob("*.sig")).read_bytes()
+    (folder / f"{content_id(forged, ignore={'run_id', 'evaluated_at'})}.sig").write_bytes(sig)
+    with pytest.raises(ArtifactIntegrityError, match="does not match its signature"):
+        registry.verdicts("fraud", "v1")
+    for path in folder.glob(f"{content_id(forged, ignore={'run_id', 'evaluated_at'})}.*"):
+        path.unlink()
+    # the real verdict edited after it was signed
+    Path(registry.uri(key)).write_bytes(canonical_json(verdict | {"passed": True, "run_id": "r1"}))
+    with pytest.raises(ArtifactIntegrityError, match="forged or edited"):
+        registry.verdicts("fraud", "v1")
+
+
+def test_unsigned_verdicts_of_a_trusted_registry_can_be_signed(
+    registry: LocalArtifactRegistry,
+) -> None:
+    verdict = {"report_id": "abc", "passed": True, "rules": [], "evaluated_at": "t1"}
+    key = registry.put_verdict("fraud", "v1", verdict | {"run_id": "r1"})
+    sig = Path(registry.uri(key.removesuffix(".json") + ".sig"))
+    sig.unlink()  # as a verdict written before verdicts were signed
+    with pytest.raises(ArtifactIntegrityError, match="unsigned"):
+        registry.verdicts("fraud", "v1")
+    assert registry.sign_verdicts("fraud", "v1") == 1
+    assert [v["run_id"] for v in registry.verdicts("fraud", "v1")] == ["r1"]
+    assert registry.sign_verdicts("fraud", "v1") == 0  # signed already: verified only
+    # a rerun of the gate keeps the first verdict and its signature
+    assert registry.put_verdict("fraud", "v1", verdict | {"run_id": "r2"}) == key
+    # one edited before it was signed is not signed
+    sig.unlink()
+    Path(registry.uri(key)).write_bytes(canonical_json(verdict | {"passed": False, "run_id": "r1"}))
+    with pytest.raises(ArtifactIntegrityError, match="does not hash to its name"):
+        registry.sign_verdicts("fraud", "v1")
+    assert not sig.exists()
+
+
 def test_run_records_are_per_run_and_not_immutable(registry: LocalArtifactRegistry) -> None:
     key = registry.put_run_record("fraud", "v1", "infra_validation", "r1", {"p99_ms": 9, "at": 2})
     assert key == "runs/fraud/v1/infra_validation/r1.json"
@@ -433,6 +483,8 @@ def test_cli_sign_signs_unsigned_records_of_a_home(tmp_path) -> None:
     registry = LocalArtifactRegistry(root=str(home / "artifacts"))
     a, b = _store_version(registry, b"a"), _store_version(registry, b"b")
     (home / "artifacts" / "models" / "fraud" / a / "lock.sig").unlink()
+    verdict = registry.put_verdict("fraud", b, {"passed": True, "rules": [], "run_id": "r"})
+    Path(registry.uri(verdict.removesuffix(".json") + ".sig")).unlink()  # an unsigned verdict
     env = {k: v for k, v in os.environ.items() if k != "LOCKGATE_SIGNING_KEY"}
     cmd = [sys.executable, "-m", "lockgate.cli"]
     refused = subprocess.run(
@@ -445,5 +497,6 @@ def test_cli_sign_signs_unsigned_records_of_a_home(tmp_path) -> None:
     )
     assert signed.returncode == 0, signed.stderr
     assert f"fraud/{a}: signed" in signed.stdout
-    assert f"fraud/{b}: already signed, verified" in signed.stdout
+    assert f"fraud/{b}: already signed, verified; 1 gate verdict(s) signed" in signed.stdout
+    assert [v["passed"] for v in registry.verdicts("fraud", b)] == [True]
     assert registry.model_files("fraud", a) == {"model.txt": b"a"}
