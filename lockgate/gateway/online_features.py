@@ -17,7 +17,8 @@ mapping a public model name to its Feast source::
                     "feature_service": "fraud_v1",         # required
                     "project": "",                         # a store built in code: its project
                     "data_dir": "",                        # FeastStore.data_dir (optional)
-                    "timeout_s": 1.0}}                     # one lookup at most (default 1 s)
+                    "timeout_s": 1.0,                      # one lookup at most (default 1 s)
+                    "max_rows": 1024}}                     # entity rows per request at most
 
 ``feast_repo`` is the folder of a Feast repository (``feature_store.yaml``: its online store,
 e.g. ``type: redis``, is used) or of a store built in code (a ``registry.db`` and the SQLite
@@ -37,8 +38,11 @@ The request contract
     * a key of type ``Int64``/``Int32`` is sent as an integer datatype (JSON integers, or binary
       ``INT8``..``INT64``, ``UINT8``..``UINT64``); a ``String`` key as ``BYTES`` (JSON strings
       or binary); no ``null`` (every row names its entity);
-    * shape ``[n]`` or ``[n, 1]``, the same ``n`` for every key, ``1 <= n <=``
-      :data:`~lockgate.gateway.named_inputs.MAX_ROWS`.
+    * shape ``[n]`` or ``[n, 1]``, the same ``n`` for every key, ``1 <= n <=`` the model's
+      ``max_rows`` (1,024 by default; at most
+      :data:`~lockgate.gateway.named_inputs.MAX_ROWS`). A lookup cannot be stopped once it
+      runs: without this bound one request of 65,536 keys would hold a lookup thread for many
+      times ``timeout_s`` after its 504, and a few such requests every lookup.
 
 Lookups
     Feast's ``get_online_features`` is blocking (about 1 ms for one row, 10 ms for 32 on SQLite
@@ -82,6 +86,7 @@ from lockgate.errors import DataError, SchemaError
 from lockgate.gateway.coalesce import FIXED_DTYPES
 from lockgate.gateway.errors import GatewayError, ReplyError
 from lockgate.gateway.named_inputs import (
+    MAX_ROWS,
     MAX_VALUE_BYTES,
     FeatureInputError,
     input_rows,
@@ -122,6 +127,9 @@ class OnlineFeatureSource(BaseModel):
             names its own).
         data_dir: ``FeastStore.data_dir`` (empty: the repository folder).
         timeout_s: Longest one lookup may take, waiting for a thread included (504 after).
+        max_rows: Most entity rows one request may look up (about 0.3 ms a row on SQLite or
+            Redis, so the default 1,024 fits the default ``timeout_s``); more is a 400 that
+            says to split the request.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -131,6 +139,7 @@ class OnlineFeatureSource(BaseModel):
     project: str = ""
     data_dir: str = ""
     timeout_s: float = Field(default=1.0, gt=0, le=60)
+    max_rows: int = Field(default=1024, ge=1, le=MAX_ROWS)
 
 
 def load_online_features(path: Path) -> dict[str, OnlineFeatureSource]:
@@ -151,7 +160,7 @@ def load_online_features(path: Path) -> dict[str, OnlineFeatureSource]:
 
     shape = (
         '{"<model>": {"feast_repo": "<folder>", "feature_service": "<name>", "project": "", '
-        '"data_dir": "", "timeout_s": 1.0}}'
+        '"data_dir": "", "timeout_s": 1.0, "max_rows": 1024}}'
     )
     try:
         with open(path, "rb") as handle:
@@ -311,6 +320,13 @@ class OnlineService:
                     f"{'INT64' if integer else 'BYTES'} and send the key itself"
                 )
             n = input_rows(name, spec.get("shape"), self.model, kind="entity key")
+            if n > self.source.max_rows:
+                raise FeatureInputError(
+                    f"entity key {name!r} has {n} rows; rule: one request of {self.model} looks "
+                    f"up at most max_rows={self.source.max_rows} entities in the online store "
+                    "(a lookup cannot be stopped once it runs); fix: split the request, or "
+                    "raise max_rows in the online-features file"
+                )
             if not rows:
                 rows, first = n, name
             elif n != rows:

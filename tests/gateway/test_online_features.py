@@ -54,6 +54,7 @@ def test_the_file_maps_models_to_sources_with_paths_read_against_its_folder(
                 "project": "churn",
                 "data_dir": "data",
                 "timeout_s": 0.25,
+                "max_rows": 64,
             },
         },
     )
@@ -65,6 +66,7 @@ def test_the_file_maps_models_to_sources_with_paths_read_against_its_folder(
     assert sources["churn"].data_dir == str(tmp_path / "data")
     assert sources["churn"].project == "churn"
     assert sources["churn"].timeout_s == 0.25
+    assert (sources["fraud_lgbm"].max_rows, sources["churn"].max_rows) == (1024, 64)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +84,10 @@ def test_the_file_maps_models_to_sources_with_paths_read_against_its_folder(
         (
             {"m": {"feast_repo": ".", "feature_service": "s", "timeout_s": 0}},
             ["timeout_s: Input should be greater than 0"],
+        ),
+        (
+            {"m": {"feast_repo": ".", "feature_service": "s", "max_rows": 65537}},
+            ["max_rows: Input should be less than or equal to 65536"],
         ),
         (
             {"m": {"feast_repo": "nowhere", "feature_service": "s"}},
@@ -166,7 +172,9 @@ def service() -> OnlineService:
         config=SimpleNamespace(online_store=SimpleNamespace(type="sqlite")),
     )
     fs = SimpleNamespace(feature_view_projections=[v.projection for v in views.values()])
-    source = SimpleNamespace(feast_repo="/repo", feature_service="fraud_v1", timeout_s=1.0)
+    source = SimpleNamespace(
+        feast_repo="/repo", feature_service="fraud_v1", timeout_s=1.0, max_rows=1024
+    )
     return OnlineService("fraud", source, store, fs, lambda: None)  # type: ignore[arg-type]
 
 
@@ -233,6 +241,11 @@ def test_entity_keys_decode_from_json_and_binary_in_service_order() -> None:
         ({"customer_id": {"shape": [3], "data": [1, 2, 3]}}, "has 3 rows but 'merchant_id' has 2"),
         ({"merchant_id": {"data": [7]}}, "has 1 value(s) for 2 row(s)"),
         ({"merchant_id": {"shape": [MAX_ROWS + 1]}}, f"1 <= n <= {MAX_ROWS}"),
+        (  # more entities than one lookup may take: split the request
+            {k: {"shape": [1025], "data": [7] * 1025} for k in ("merchant_id", "customer_id")},
+            "'merchant_id' has 1025 rows; rule: one request of fraud looks up at most "
+            "max_rows=1024 entities",
+        ),
         ({"merchant_id": {"shape": [2, 2]}}, "has shape [2, 2]"),
         ({"merchant_id": {"data": None}}, "no 'data' list and no binary_data_size"),
         (
