@@ -26,7 +26,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import ArtifactIntegrityError
-from lockgate.lineage.hashing import sha256_bytes, sha256_json
+from lockgate.lineage.hashing import sha256_json
 from lockgate.lineage.project import CodeVersion, code_version
 
 if TYPE_CHECKING:
@@ -248,13 +248,9 @@ def sign_lock_bytes(lock_bytes: bytes, key: SigningKey) -> dict[str, Any]:
         >>> sig["format"], sig["scheme"]
         ('lockgate-lock-signature-v1', 'hmac-sha256')
     """
-    return {
-        "format": LOCK_SIGNATURE_FORMAT,
-        "scheme": "hmac-sha256",
-        "key_id": key.key_id,
-        "lock_sha256": sha256_bytes(lock_bytes),
-        "hmac": key.sign(LOCK_SIGNATURE_FORMAT, lock_bytes),
-    }
+    from lockgate.lineage.signing import signature_document
+
+    return signature_document(LOCK_SIGNATURE_FORMAT, lock_bytes, key, digest_field="lock_sha256")
 
 
 def check_lock_signature(
@@ -266,21 +262,13 @@ def check_lock_signature(
         ArtifactIntegrityError: another key signed it (named by key id) or the signature does
             not match: the record or its signature was forged or edited.
     """
-    if not isinstance(signature, Mapping) or signature.get("format") != LOCK_SIGNATURE_FORMAT:
-        raise ArtifactIntegrityError(
-            f"the signature of {where} is not a {LOCK_SIGNATURE_FORMAT} document; it was edited: "
-            "restore lock.sig from a backup of the registry"
-        )
-    if signature.get("key_id") != key.key_id:
-        raise ArtifactIntegrityError(
-            f"the lock record of {where} was signed with key {signature.get('key_id')}, but the "
-            f"signing key from {key.source} is {key.key_id}; rule: records verify with the key "
-            f"that signed them; fix: set LOCKGATE_SIGNING_KEY (or the key file) to the key that "
-            "signed this registry"
-        )
-    if not key.verify(LOCK_SIGNATURE_FORMAT, lock_bytes, signature.get("hmac")):
-        raise ArtifactIntegrityError(
-            f"the lock record of {where} does not match its signature (key {key.key_id}): the "
-            "record was forged or edited after it was signed; do not serve it; fix: restore "
-            "lock.json and lock.sig from a backup of the registry, or retrain the version"
-        )
+    from lockgate.lineage.signing import check_signed_bytes
+
+    check_signed_bytes(
+        signature,
+        lock_bytes,
+        key,
+        fmt=LOCK_SIGNATURE_FORMAT,
+        what=f"the lock record of {where}",
+        fix="restore lock.json and lock.sig from a backup of the registry, or retrain the version",
+    )

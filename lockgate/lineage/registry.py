@@ -61,7 +61,13 @@ from lockgate.errors import (
 )
 from lockgate.lineage.hashing import canonical_json, sha256_bytes, sha256_file
 from lockgate.lineage.lock import check_lock_signature, sign_lock_bytes, verify_lock_record
-from lockgate.lineage.signing import KEY_ENV, SigningKey, load_signing_key
+from lockgate.lineage.signing import (
+    KEY_ENV,
+    SigningKey,
+    check_signed_bytes,
+    load_signing_key,
+    signature_document,
+)
 
 __all__ = ["PROVENANCE_FIELDS", "ArtifactRegistry", "LocalArtifactRegistry", "content_id"]
 
@@ -77,13 +83,7 @@ VERDICT_SIGNATURE_FORMAT = "lockgate-verdict-signature-v1"
 def _verdict_signature(raw: bytes, key: SigningKey) -> bytes:
     """The signature document of a stored verdict's exact bytes."""
     return canonical_json(
-        {
-            "format": VERDICT_SIGNATURE_FORMAT,
-            "scheme": "hmac-sha256",
-            "key_id": key.key_id,
-            "verdict_sha256": sha256_bytes(raw),
-            "hmac": key.sign(VERDICT_SIGNATURE_FORMAT, raw),
-        }
+        signature_document(VERDICT_SIGNATURE_FORMAT, raw, key, digest_field="verdict_sha256")
     )
 
 
@@ -765,24 +765,14 @@ class ArtifactRegistry(BaseModel, ABC):
             signature = json.loads(self.read_bytes(sig_key))
         except ValueError:
             signature = None
-        if not isinstance(signature, dict) or signature.get("format") != VERDICT_SIGNATURE_FORMAT:
-            raise ArtifactIntegrityError(
-                f"the signature of gate verdict {where} is not a {VERDICT_SIGNATURE_FORMAT} "
-                "document; it was edited: delete both files and rerun the gate"
-            )
-        if signature.get("key_id") != key.key_id:
-            raise ArtifactIntegrityError(
-                f"gate verdict {where} was signed with key {signature.get('key_id')}, but the "
-                f"signing key from {key.source} is {key.key_id}; rule: verdicts verify with the "
-                f"key that signed them; fix: set {KEY_ENV} (or the key file) to the key that "
-                "signed this registry"
-            )
-        if not key.verify(VERDICT_SIGNATURE_FORMAT, raw, signature.get("hmac")):
-            raise ArtifactIntegrityError(
-                f"gate verdict {where} does not match its signature (key {key.key_id}): it was "
-                "forged or edited after the gate signed it; it does not count; fix: delete both "
-                "files and rerun the gate"
-            )
+        check_signed_bytes(
+            signature,
+            raw,
+            key,
+            fmt=VERDICT_SIGNATURE_FORMAT,
+            what=f"gate verdict {where}",
+            fix="delete both files and rerun the gate",
+        )
 
     # reports ---------------------------------------------------------------------------------
 

@@ -33,17 +33,20 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lockgate._util.fs import atomic_write
-from lockgate.errors import SpecError
+from lockgate.errors import ArtifactIntegrityError, SpecError
 
 __all__ = [
     "KEY_ENV",
     "KEY_FILE",
     "MIN_SECRET_CHARS",
     "SigningKey",
+    "check_signed_bytes",
     "key_file_for_home",
     "load_signing_key",
+    "signature_document",
 ]
 
 KEY_ENV = "LOCKGATE_SIGNING_KEY"
@@ -143,3 +146,54 @@ def load_signing_key(
             return None
         _create_key_file(path)
     return _read_key_file(path)
+
+
+def signature_document(
+    fmt: str, data: bytes, key: SigningKey, *, digest_field: str
+) -> dict[str, Any]:
+    """The signature document of a stored file's exact bytes (``lock.sig``, a verdict's
+    ``.sig``): its format, the scheme, the key id, the file's sha256 and the HMAC (pure).
+
+    Example:
+        >>> doc = signature_document("x-v1", b"{}", SigningKey(b"k" * 32, source="a test"),
+        ...                          digest_field="data_sha256")
+        >>> sorted(doc)
+        ['data_sha256', 'format', 'hmac', 'key_id', 'scheme']
+    """
+    return {
+        "format": fmt,
+        "scheme": "hmac-sha256",
+        "key_id": key.key_id,
+        digest_field: hashlib.sha256(data).hexdigest(),
+        "hmac": key.sign(fmt, data),
+    }
+
+
+def check_signed_bytes(
+    signature: Any, data: bytes, key: SigningKey, *, fmt: str, what: str, fix: str
+) -> None:
+    """Check a :func:`signature_document` against the stored file's bytes (pure).
+
+    Args:
+        what: the signed thing, for the messages (e.g. ``the lock record of fraud/v1``).
+        fix: what to do when it was forged or edited.
+
+    Raises:
+        ArtifactIntegrityError: not such a document, another key signed it (named by key id),
+            or the HMAC does not match: the file or its signature was forged or edited.
+    """
+    if not isinstance(signature, Mapping) or signature.get("format") != fmt:
+        raise ArtifactIntegrityError(
+            f"the signature of {what} is not a {fmt} document; it was edited; fix: {fix}"
+        )
+    if signature.get("key_id") != key.key_id:
+        raise ArtifactIntegrityError(
+            f"{what} was signed with key {signature.get('key_id')}, but the signing key from "
+            f"{key.source} is {key.key_id}; rule: records verify with the key that signed them; "
+            f"fix: set {KEY_ENV} (or the key file) to the key that signed this registry"
+        )
+    if not key.verify(fmt, data, signature.get("hmac")):
+        raise ArtifactIntegrityError(
+            f"{what} does not match its signature (key {key.key_id}): it was forged or edited "
+            f"after it was signed; do not serve it; fix: {fix}"
+        )
