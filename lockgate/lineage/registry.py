@@ -15,7 +15,7 @@ Layout (keys are ``/``-separated relative paths)::
     models/<pipeline>/<version>/<file>      weights and exports (LightGBM text, safetensors, ...)
     reports/<pipeline>/<version>/<name>     evaluation reports, plots, the model card
     verdicts/<pipeline>/<version>/<id>.json gate verdicts: the lock record's attestations
-    verdicts/<pipeline>/<version>/<id>.sig  each verdict's keyed signature (only signed ones count)
+    verdicts/<pipeline>/<version>/<id>.sig  its keyed signature (lockgate.lineage.verdicts)
     aliases/<pipeline>.json                 champion / challenger aliases and their history
     runs/<pipeline>/<version>/<kind>/<run id>.json
                                             per-run measurements (infra validation latencies)
@@ -64,9 +64,7 @@ from lockgate.lineage.lock import check_lock_signature, sign_lock_bytes, verify_
 from lockgate.lineage.signing import (
     KEY_ENV,
     SigningKey,
-    check_signed_bytes,
     load_signing_key,
-    signature_document,
 )
 
 __all__ = ["PROVENANCE_FIELDS", "ArtifactRegistry", "LocalArtifactRegistry", "content_id"]
@@ -75,16 +73,6 @@ _RESERVED = ("lock.json", "lock.sig")
 
 PROVENANCE_FIELDS = frozenset({"at", "evaluated_at", "run_id"})
 """Fields that say which run wrote a document and when, not what it says."""
-
-VERDICT_SIGNATURE_FORMAT = "lockgate-verdict-signature-v1"
-"""The ``format`` of a gate verdict's signature document (``<id>.sig``)."""
-
-
-def _verdict_signature(raw: bytes, key: SigningKey) -> bytes:
-    """The signature document of a stored verdict's exact bytes."""
-    return canonical_json(
-        signature_document(VERDICT_SIGNATURE_FORMAT, raw, key, digest_field="verdict_sha256")
-    )
 
 
 def content_id(document: Mapping[str, Any], *, ignore: Iterable[str] = PROVENANCE_FIELDS) -> str:
@@ -369,7 +357,12 @@ class ArtifactRegistry(BaseModel, ABC):
             )
         return self.signing_key_file
 
-    def _key(self, *, create: bool, where: str) -> SigningKey:
+    def load_key(self, *, create: bool, where: str) -> SigningKey:
+        """The signing key (``create``: made on the first write); ``where`` names what needs it.
+
+        Raises:
+            ArtifactIntegrityError: no key is configured and ``create`` is False.
+        """
         key = load_signing_key(
             key_file=self.key_file(), secret=self.signing_key or None, create=create
         )
@@ -414,7 +407,7 @@ class ArtifactRegistry(BaseModel, ABC):
             )
         group = dict(files)
         group["lock.json"] = canonical_json(dict(lock))
-        key = self._key(create=True, where=f"{pipeline}/{version}")
+        key = self.load_key(create=True, where=f"{pipeline}/{version}")
         group["lock.sig"] = canonical_json(sign_lock_bytes(group["lock.json"], key))
         return self.write_files_once(self.model_prefix(pipeline, version), group)
 
@@ -437,7 +430,7 @@ class ArtifactRegistry(BaseModel, ABC):
         raw = self._lock_bytes(pipeline, version)
         record = self._parse_lock(raw, pipeline, version)
         self._check_files(record, pipeline, version)
-        key = self._key(create=True, where=f"{pipeline}/{version}")
+        key = self.load_key(create=True, where=f"{pipeline}/{version}")
         signature = canonical_json(sign_lock_bytes(raw, key))
         if not self.swap_bytes(f"{prefix}/lock.sig", None, signature):
             return self.lock_record(pipeline, version), False  # signed meanwhile: check that
@@ -493,7 +486,7 @@ class ArtifactRegistry(BaseModel, ABC):
                 f"{pipeline} {version}` (needs the signing key), or restore lock.sig from a backup"
             )
         signature = self.read_json(sig_key)
-        check_lock_signature(signature, raw, self._key(create=False, where=where), where=where)
+        check_lock_signature(signature, raw, self.load_key(create=False, where=where), where=where)
         return self._parse_lock(raw, pipeline, version)
 
     def model_files(self, pipeline: str, version: str) -> dict[str, bytes]:
@@ -642,137 +635,40 @@ class ArtifactRegistry(BaseModel, ABC):
                 return state
         raise AliasConflictError(f"{pipeline}:{alias} kept changing under 20 attempts; retry later")
 
-    # verdicts --------------------------------------------------------------------------------
+    # verdicts (signed: lockgate.lineage.verdicts) --------------------------------------------
+
+    def verdict_prefix(self, pipeline: str, version: str) -> str:
+        """Folder key of a model version's gate verdicts (``<id>.json`` and ``<id>.sig``)."""
+        return f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
 
     def put_verdict(self, pipeline: str, version: str, verdict: Mapping[str, Any]) -> str:
         """Store one gate verdict on a model version (immutable) and sign it; return its key.
 
-        See :meth:`put_signed_verdict`.
+        See :func:`lockgate.lineage.verdicts.put_signed_verdict`.
         """
         return self.put_signed_verdict(pipeline, version, verdict)[0]
 
     def put_signed_verdict(
         self, pipeline: str, version: str, verdict: Mapping[str, Any]
     ) -> tuple[str, dict[str, Any], bool]:
-        """Store one gate verdict and its keyed signature (``<id>.sig``) once.
+        """:func:`lockgate.lineage.verdicts.put_signed_verdict` on this registry."""
+        from lockgate.lineage.verdicts import put_signed_verdict
 
-        The verdict is named by its content without run provenance (``run_id``,
-        ``evaluated_at``): the same verdict from a rerun keeps the first run's file (and its
-        signature). A verdict is what lets a version serve, so it is signed like a lock record:
-        a verdict file written without the key never counts (:meth:`verdicts`).
-
-        Returns:
-            ``(key, stored verdict, written)`` as :meth:`put_record_once`.
-        """
-        key = self._key(create=True, where=f"the gate verdicts of {pipeline}/{version}")
-        record_key, stored, written = self.put_record_once(
-            self._verdict_prefix(pipeline, version), verdict
-        )
-        raw = self.read_bytes(record_key)
-        signature = _verdict_signature(raw, key)
-        sig_key = record_key.removesuffix(".json") + ".sig"
-        if not self.exists(sig_key) and self.swap_bytes(sig_key, None, signature):
-            return record_key, stored, written
-        self._check_verdict(record_key, raw, key)  # signed before (a rerun, a concurrent run)
-        return record_key, stored, written
+        return put_signed_verdict(self, pipeline, version, verdict)
 
     def verdicts(self, pipeline: str, version: str) -> list[dict[str, Any]]:
-        """Every gate verdict on a model version, oldest first, each signature checked.
+        """:func:`lockgate.lineage.verdicts.read_verdicts` on this registry: every gate verdict
+        on a model version, oldest first, each signature checked (ArtifactIntegrityError if
+        one is unsigned, forged or edited)."""
+        from lockgate.lineage.verdicts import read_verdicts
 
-        Raises:
-            ArtifactIntegrityError: a verdict is unsigned (written by hand, or before verdicts
-                were signed: ``lockgate sign`` signs those you trust), signed with another key,
-                or edited after it was signed. None of the version's verdicts is returned then:
-                a forged pass must not let a version serve.
-        """
-        prefix = self._verdict_prefix(pipeline, version)
-        names = [n for n in self.list_prefix(prefix) if n.endswith(".json")]
-        if not names:
-            return []
-        key = self._key(create=False, where=f"the gate verdicts of {pipeline}/{version}")
-        found = []
-        for name in names:
-            record_key = f"{prefix}/{name}"
-            raw = self.read_bytes(record_key)
-            self._check_verdict(record_key, raw, key)
-            found.append(self._parse_verdict(record_key, raw))
-        return sorted(found, key=lambda v: str(v.get("evaluated_at", "")))
+        return read_verdicts(self, pipeline, version)
 
     def sign_verdicts(self, pipeline: str, version: str) -> int:
-        """Sign a version's verdicts written before verdicts were signed; return how many.
+        """:func:`lockgate.lineage.verdicts.sign_verdicts` on this registry."""
+        from lockgate.lineage.verdicts import sign_verdicts
 
-        Each unsigned verdict is checked first: valid JSON named by its content
-        (:func:`content_id` without provenance), so an edited one is not signed. Signing says
-        that you trust these files: run it on a registry you know was not written by others.
-
-        Raises:
-            ArtifactIntegrityError: a verdict does not match its name, or a signed one does not
-                verify; nothing more is signed.
-        """
-        prefix = self._verdict_prefix(pipeline, version)
-        signed = 0
-        for name in [n for n in self.list_prefix(prefix) if n.endswith(".json")]:
-            record_key = f"{prefix}/{name}"
-            sig_key = record_key.removesuffix(".json") + ".sig"
-            raw = self.read_bytes(record_key)
-            key = self._key(create=True, where=f"the gate verdicts of {pipeline}/{version}")
-            if self.exists(sig_key):
-                self._check_verdict(record_key, raw, key)
-                continue
-            document = self._parse_verdict(record_key, raw)
-            if content_id(document, ignore=PROVENANCE_FIELDS) != name.removesuffix(".json"):
-                raise ArtifactIntegrityError(
-                    f"{self.uri(record_key)} does not hash to its name: it was edited after it "
-                    "was written; it is not signed. fix: delete it and rerun the gate"
-                )
-            if self.swap_bytes(sig_key, None, _verdict_signature(raw, key)):
-                signed += 1
-            else:
-                self._check_verdict(record_key, raw, key)
-        return signed
-
-    def _verdict_prefix(self, pipeline: str, version: str) -> str:
-        return f"verdicts/{_check_key(pipeline)}/{_check_key(version)}"
-
-    def _parse_verdict(self, record_key: str, raw: bytes) -> dict[str, Any]:
-        try:
-            document = json.loads(raw)
-        except ValueError as exc:
-            raise ArtifactIntegrityError(
-                f"{self.uri(record_key)} is not valid JSON ({exc}); the file was damaged or "
-                "edited: delete it and rerun the gate"
-            ) from exc
-        if not isinstance(document, dict):
-            raise ArtifactIntegrityError(
-                f"{self.uri(record_key)} holds a JSON {type(document).__name__}, not a gate "
-                "verdict: delete it and rerun the gate"
-            )
-        return document
-
-    def _check_verdict(self, record_key: str, raw: bytes, key: SigningKey) -> None:
-        """The verdict's ``.sig`` must be this key's signature of exactly ``raw``."""
-        sig_key = record_key.removesuffix(".json") + ".sig"
-        where = self.uri(record_key)
-        if not self.exists(sig_key):
-            raise ArtifactIntegrityError(
-                f"gate verdict {where} is unsigned: it was written by hand, or before lockgate "
-                "signed verdicts; rule: only verdicts the gate signed count, so a version "
-                "cannot be let into serving by a file; fix: `lockgate sign <pipeline> "
-                "<version>` signs the stored verdicts of a registry you trust, or delete the "
-                "file and rerun the gate"
-            )
-        try:
-            signature = json.loads(self.read_bytes(sig_key))
-        except ValueError:
-            signature = None
-        check_signed_bytes(
-            signature,
-            raw,
-            key,
-            fmt=VERDICT_SIGNATURE_FORMAT,
-            what=f"gate verdict {where}",
-            fix="delete both files and rerun the gate",
-        )
+        return sign_verdicts(self, pipeline, version)
 
     # reports ---------------------------------------------------------------------------------
 
