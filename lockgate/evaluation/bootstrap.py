@@ -204,8 +204,8 @@ def _bootstrap_many(
     """:func:`_bootstrap` of each of ``metrics``; binary draws the rows once for all of them."""
     if task != "binary":
         out: dict[str, _Replicates] = {}
+        labels, arrays = _prepare(task, y, preds, names)  # converted once for every metric
         for metric in metrics:
-            labels, arrays = _prepare(task, y, preds, names)
             _require_defined_task(task, metric, labels)
             estimates = [_tasks.metric_value(task, metric, labels, a) for a in arrays]
             strat = bool(stratified) and task == "multiclass"

@@ -256,6 +256,19 @@ def psi(
         >>> round(psi([90, 10], [50, 50]), 3)
         0.879
     """
+    totals = _checked_totals(expected_counts, actual_counts, eps=eps)
+    value = 0.0
+    for e_count, a_count in zip(expected_counts, actual_counts, strict=True):
+        e = max(e_count / totals[0], eps)
+        a = max(a_count / totals[1], eps)
+        value += (a - e) * math.log(a / e)
+    return value
+
+
+def _checked_totals(
+    expected_counts: Sequence[float], actual_counts: Sequence[float], *, eps: float
+) -> tuple[float, float]:
+    """Both histograms' totals, once they are checked comparable (see :func:`psi`)."""
     if len(expected_counts) != len(actual_counts) or not expected_counts:
         raise CanaryError(
             f"histograms of {len(expected_counts)} and {len(actual_counts)} bins cannot be "
@@ -271,12 +284,7 @@ def psi(
         if total <= 0:
             raise CanaryError(f"{name} histogram {list(counts)} is empty; PSI needs counts")
         totals.append(total)
-    value = 0.0
-    for e_count, a_count in zip(expected_counts, actual_counts, strict=True):
-        e = max(e_count / totals[0], eps)
-        a = max(a_count / totals[1], eps)
-        value += (a - e) * math.log(a / e)
-    return value
+    return totals[0], totals[1]
 
 
 def psi_noise(
@@ -308,13 +316,13 @@ def psi_noise(
         >>> psi_noise([90000] * 10, [20000] * 10) < 0.002
         True
     """
-    psi(expected_counts, actual_counts, eps=eps)  # the same checks, the same messages
+    totals = _checked_totals(expected_counts, actual_counts, eps=eps)  # psi's checks
     if not 0 < quantile < 1:
         raise CanaryError(f"quantile {quantile!r} must be in (0, 1), e.g. 0.99")
     expected = np.asarray(expected_counts, dtype=np.float64)
     actual = np.asarray(actual_counts, dtype=np.float64)
-    sizes = [max(1, round(float(expected.sum()))), max(1, round(float(actual.sum())))]
-    pooled = (expected + actual) / (expected.sum() + actual.sum())
+    sizes = [max(1, round(total)) for total in totals]
+    pooled = (expected + actual) / (totals[0] + totals[1])
     rng = np.random.default_rng(seed)
     e = np.maximum(rng.multinomial(sizes[0], pooled, size=draws) / sizes[0], eps)
     a = np.maximum(rng.multinomial(sizes[1], pooled, size=draws) / sizes[1], eps)
